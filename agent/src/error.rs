@@ -1,0 +1,44 @@
+use thiserror::Error;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("data dir {0}: no such directory")]
+    NoDataDir(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {detail}")]
+    Config { path: String, detail: String },
+    #[error("{0}")]
+    Shared(String),
+    #[error(transparent)]
+    Storage(#[from] mo_br_storage::Error),
+    #[error("invalid request: {0}")]
+    Request(String),
+}
+
+impl Error {
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        match &e {
+            Error::NoDataDir(_) | Error::Config { .. } | Error::Shared(_) | Error::Request(_) => {
+                tonic::Status::invalid_argument(e.to_string())
+            }
+            Error::Storage(s) if s.kind() == "not_found" => tonic::Status::not_found(e.to_string()),
+            _ => tonic::Status::internal(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! `mo-br-agent`: serves the agent gRPC service next to a MatrixOne node.
+
+use anyhow::Context;
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(name = "mo-br-agent", version, about = "mo-br agent: copies a MatrixOne node's files for the coordinator")]
+struct Args {
+    /// Address to serve gRPC on.
+    #[arg(long, default_value = "127.0.0.1:7201", env = "MO_BR_AGENT_LISTEN")]
+    listen: String,
+    /// This agent's id (default: the listen address).
+    #[arg(long)]
+    id: Option<String>,
+    /// Files copied at once per shard when a request does not say.
+    #[arg(long, default_value_t = 16)]
+    parallelism: usize,
+    /// error, warn, info, debug, trace.
+    #[arg(long = "log_level", default_value = "info")]
+    log_level: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log_level))
+        .with_writer(std::io::stderr)
+        .init();
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    // The line tests and scripts wait for: the real address when port 0 was asked.
+    println!("mo-br-agent listening on {addr}");
+    let id = args.id.unwrap_or_else(|| addr.to_string());
+    let service = mo_br_agent::AgentService::new(id, args.parallelism);
+    mo_br_agent::serve(listener, service, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,282 @@
+//! Shard work: copy (node -> backup), restore (backups -> restore target)
+//! and verify (re-read and re-hash). Files of a shard run `parallelism` at a
+//! time; every byte is streamed once and hashed on the way, so memory stays
+//! bounded by parallelism x chunk size whatever the file sizes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use mo_br_proto::agent::{shard_event, FileDone, FileProblem, FileTask, ProblemKind, ShardEvent};
+use mo_br_storage::{ByteStream, Error as StorageError, Storage};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+/// How often accumulated byte counts are reported.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// Attempts per file for errors that may be transient (I/O, S3 5xx after the
+/// client's own retries, a dropped connection).
+const ATTEMPTS: u32 = 3;
+
+pub type Events = mpsc::Sender<Result<ShardEvent, tonic::Status>>;
+
+/// What a shard does with each of its files.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// Read `src` from `source`, write `dst` to `target`.
+    Copy {
+        source: Arc<dyn Storage>,
+        target: Arc<dyn Storage>,
+    },
+    /// Read `src` from `sources[source_id]`, write `dst` to `target`,
+    /// refusing bytes whose sha256 differs from the recorded one.
+    Restore {
+        sources: HashMap<String, Arc<dyn Storage>>,
+        target: Arc<dyn Storage>,
+    },
+    /// Read `src` from `storage` and compare size and sha256.
+    Verify { storage: Arc<dyn Storage> },
+}
+
+/// Runs a shard, sending progress and one `done` or `problem` per file.
+/// Stops early when the receiver goes away (the coordinator cancelled).
+pub async fn run(op: Op, files: Vec<FileTask>, parallelism: usize, epoch: u64, tx: Events) {
+    let moved = Arc::new(AtomicU64::new(0));
+    let parallelism = parallelism.max(1);
+    let mut results = futures::stream::iter(files.into_iter().enumerate())
+        .map(|(index, task)| {
+            let op = op.clone();
+            let moved = moved.clone();
+            async move { one(&op, index as u32, task, epoch, &moved).await }
+        })
+        .buffer_unordered(parallelism);
+
+    let mut ticker = tokio::time::interval(PROGRESS_EVERY);
+    let mut reported = 0u64;
+    let mut report = |tx: &Events| {
+        let now = moved.load(Ordering::Relaxed);
+        let delta = now.saturating_sub(reported);
+        reported = now;
+        let tx = tx.clone();
+        async move {
+            if delta > 0 {
+                let _ = tx.send(Ok(event(shard_event::Event::Bytes(delta)))).await;
+            }
+        }
+    };
+    loop {
+        tokio::select! {
+            next = results.next() => {
+                let Some(ev) = next else { break };
+                report(&tx).await;
+                if tx.send(Ok(ev)).await.is_err() {
+                    return;
+                }
+            }
+            _ = ticker.tick() => report(&tx).await,
+            _ = tx.closed() => return,
+        }
+    }
+    report(&tx).await;
+}
+
+fn event(e: shard_event::Event) -> ShardEvent {
+    ShardEvent { event: Some(e) }
+}
+
+fn problem(index: u32, kind: ProblemKind, detail: String, epoch: u64) -> ShardEvent {
+    event(shard_event::Event::Problem(FileProblem {
+        index,
+        kind: kind as i32,
+        detail,
+        epoch,
+    }))
+}
+
+fn done(index: u32, size: u64, sha256: [u8; 32], epoch: u64) -> ShardEvent {
+    event(shard_event::Event::Done(FileDone {
+        index,
+        size,
+        sha256: hex::encode(sha256),
+        epoch,
+    }))
+}
+
+fn retryable(e: &StorageError) -> bool {
+    matches!(e, StorageError::Io { .. } | StorageError::S3 { .. })
+}
+
+fn parse_sha(hex_sha: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_sha, &mut out).ok()?;
+    Some(out)
+}
+
+/// Wraps a body so the bytes it yields count towards progress, remembering
+/// how many this attempt moved so a failed attempt can take them back.
+fn counted(body: ByteStream, moved: Arc<AtomicU64>, attempt: Arc<AtomicU64>) -> ByteStream {
+    Box::pin(body.inspect_ok(move |chunk| {
+        moved.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        attempt.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+    }))
+}
+
+async fn one(op: &Op, index: u32, task: FileTask, epoch: u64, moved: &Arc<AtomicU64>) -> ShardEvent {
+    if let Err(e) = mo_br_storage::check_name(&task.dst).and(mo_br_storage::check_name(&task.src)) {
+        return problem(index, ProblemKind::UnsafePath, e.to_string(), epoch);
+    }
+    match op {
+        Op::Verify { storage } => verify(storage.as_ref(), index, &task, epoch, moved).await,
+        Op::Copy { source, target } => {
+            transfer(source.as_ref(), target.as_ref(), index, &task, None, epoch, moved).await
+        }
+        Op::Restore { sources, target } => {
+            let Some(source) = sources.get(&task.source_id) else {
+                return problem(
+                    index,
+                    ProblemKind::Missing,
+                    format!("{}: backup {} holding it is not available", task.src, task.source_id),
+                    epoch,
+                );
+            };
+            let expect = if task.sha256.is_empty() {
+                None
+            } else {
+                match parse_sha(&task.sha256) {
+                    Some(s) => Some(s),
+                    None => {
+                        return problem(
+                            index,
+                            ProblemKind::Corrupt,
+                            format!("{}: recorded sha256 {:?} is not valid hex", task.src, task.sha256),
+                            epoch,
+                        )
+                    }
+                }
+            };
+            transfer(source.as_ref(), target.as_ref(), index, &task, expect, epoch, moved).await
+        }
+    }
+}
+
+async fn transfer(
+    source: &dyn Storage,
+    target: &dyn Storage,
+    index: u32,
+    task: &FileTask,
+    expect: Option<[u8; 32]>,
+    epoch: u64,
+    moved: &Arc<AtomicU64>,
+) -> ShardEvent {
+    let mut last = None;
+    for attempt_no in 1..=ATTEMPTS {
+        let attempt = Arc::new(AtomicU64::new(0));
+        let result = async {
+            let body = source.get(&task.src).await?;
+            target
+                .put(&task.dst, counted(body, moved.clone(), attempt.clone()), expect)
+                .await
+        }
+        .await;
+        match result {
+            Ok(w) if expect.is_none() && w.size != task.size => {
+                // Without a recorded checksum the size is the only witness;
+                // take back what does not match rather than leave it looking
+                // complete.
+                let _ = target.delete(&task.dst).await;
+                let kind = if w.size < task.size {
+                    ProblemKind::Truncated
+                } else {
+                    ProblemKind::SizeMismatch
+                };
+                return problem(
+                    index,
+                    kind,
+                    format!("{}: expected {} bytes, read {}", task.src, task.size, w.size),
+                    epoch,
+                );
+            }
+            Ok(w) => return done(index, w.size, w.sha256, epoch),
+            Err(e) => {
+                moved.fetch_sub(attempt.load(Ordering::Relaxed), Ordering::Relaxed);
+                if retryable(&e) && attempt_no < ATTEMPTS {
+                    tracing::warn!(file = %task.src, attempt = attempt_no, "retrying after: {e}");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt_no))).await;
+                    last = Some(e);
+                    continue;
+                }
+                last = Some(e);
+                break;
+            }
+        }
+    }
+    let e = last.expect("at least one attempt ran");
+    let kind = match &e {
+        StorageError::NotFound(_) => ProblemKind::Missing,
+        StorageError::ChecksumMismatch { .. } => ProblemKind::Corrupt,
+        StorageError::BadName(_) => ProblemKind::UnsafePath,
+        _ => ProblemKind::Io,
+    };
+    problem(index, kind, e.to_string(), epoch)
+}
+
+async fn verify(
+    storage: &dyn Storage,
+    index: u32,
+    task: &FileTask,
+    epoch: u64,
+    moved: &Arc<AtomicU64>,
+) -> ShardEvent {
+    let mut body = match storage.get(&task.src).await {
+        Ok(b) => b,
+        Err(StorageError::NotFound(_)) => {
+            return problem(index, ProblemKind::Missing, format!("{}: missing", task.src), epoch)
+        }
+        Err(e) => return problem(index, ProblemKind::Io, e.to_string(), epoch),
+    };
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(c) => {
+                hasher.update(&c);
+                size += c.len() as u64;
+                moved.fetch_add(c.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) => return problem(index, ProblemKind::Io, e.to_string(), epoch),
+        }
+    }
+    let sha: [u8; 32] = hasher.finalize().into();
+    if size < task.size {
+        return problem(
+            index,
+            ProblemKind::Truncated,
+            format!("{}: truncated: {} of {} bytes", task.src, size, task.size),
+            epoch,
+        );
+    }
+    if size > task.size {
+        return problem(
+            index,
+            ProblemKind::SizeMismatch,
+            format!("{}: {} bytes, expected {}", task.src, size, task.size),
+            epoch,
+        );
+    }
+    if !task.sha256.is_empty() && hex::encode(sha) != task.sha256.to_ascii_lowercase() {
+        return problem(
+            index,
+            ProblemKind::Corrupt,
+            format!(
+                "{}: sha256 mismatch (expected {}, got {})",
+                task.src,
+                task.sha256,
+                hex::encode(sha)
+            ),
+            epoch,
+        );
+    }
+    done(index, size, sha, epoch)
+}

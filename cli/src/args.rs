@@ -1,0 +1,501 @@
+//! The "low" arguments: exactly what was typed, as clap parsed it. Nothing
+//! here is resolved against the config file, the environment or the CWD;
+//! that happens in the command modules, which build the requests.
+//!
+//! Flag names follow MatrixOne's `mo_br` (underscored, `--backup_dir`,
+//! `--access_key_id`, ...). Boolean flags accept both `--is_minio` and
+//! `--is_minio=true|false`, as cobra does.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+pub const ABOUT: &str = "the backup and restore tool for the matrixone";
+pub const DEFAULT_CONFIG: &str = "./mo_br.toml";
+pub const DEFAULT_META_PATH: &str = "./mo_br.meta";
+pub const DEFAULT_LOG_FILE: &str = "console";
+pub const DEFAULT_LOG_LEVEL: &str = "error";
+
+#[derive(Debug, Parser)]
+#[command(name = "mo_br", about = ABOUT, version, rename_all = "snake_case")]
+pub struct Cli {
+    /// config file (default "./mo_br.toml")
+    #[arg(long, global = true, value_name = "string")]
+    pub config: Option<PathBuf>,
+
+    /// log file (default "console")
+    #[arg(long, global = true, value_name = "string")]
+    pub log_file: Option<String>,
+
+    /// log level (default "error")
+    #[arg(long, global = true, value_name = "string")]
+    pub log_level: Option<String>,
+
+    /// coordinator(s) to use, host:port[,host:port]; without one, mo_br runs
+    /// the coordinator and an agent in this process (also MO_BR_COORDINATOR,
+    /// or `coordinator` in the config file)
+    #[arg(long, global = true, value_name = "host:port")]
+    pub coordinator: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+#[command(rename_all = "snake_case")]
+pub enum Command {
+    /// backup the matrixone data
+    Backup(BackupArgs),
+    /// check the backup
+    Check(CheckArgs),
+    /// Generate the autocompletion script for the specified shell
+    Completion(CompletionArgs),
+    /// delete the backup
+    Delete(DeleteArgs),
+    /// search the backup
+    List(ListArgs),
+    /// restore the matrixone data
+    Restore(RestoreArgs),
+    /// Manage snapshots
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+}
+
+/// The MatrixOne connection flags of the reference. The physical backup of
+/// this version reads the node's files (`--data_dir`) and does not use them.
+#[derive(Debug, Args, Default, Clone)]
+#[command(rename_all = "snake_case")]
+pub struct ConnFlags {
+    /// Target MatrixOne's IP
+    #[arg(long, value_name = "string")]
+    pub host: Option<String>,
+    /// port number
+    #[arg(long, value_name = "int")]
+    pub port: Option<u16>,
+    /// user
+    #[arg(long, value_name = "string")]
+    pub user: Option<String>,
+    /// User's password
+    #[arg(long, value_name = "string")]
+    pub password: Option<String>,
+}
+
+/// S3 flags without a prefix (backup).
+#[derive(Debug, Args, Default, Clone)]
+#[command(rename_all = "snake_case")]
+pub struct S3Flags {
+    /// URL to connect to the service that backs up to s3
+    #[arg(long, value_name = "string")]
+    pub endpoint: Option<String>,
+    /// Access key ID for backup to s3
+    #[arg(long, value_name = "string")]
+    pub access_key_id: Option<String>,
+    /// Secret access key for backup to s3
+    #[arg(long, value_name = "string")]
+    pub secret_access_key: Option<String>,
+    /// Backup to the bucket s3 needs access to
+    #[arg(long, value_name = "string")]
+    pub bucket: Option<String>,
+    /// Relative file paths for backups to s3
+    #[arg(long, value_name = "string")]
+    pub filepath: Option<String>,
+    /// Backup to s3's object storage service area
+    #[arg(long, value_name = "string")]
+    pub region: Option<String>,
+    /// The compressed format of the files backed up to s3
+    #[arg(long, value_name = "string")]
+    pub compression: Option<String>,
+    /// The resource name of the role backed up to s3
+    #[arg(long, value_name = "string")]
+    pub role_arn: Option<String>,
+    /// Specify whether the backup to s3 is a minio
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value_t = false)]
+    pub is_minio: bool,
+}
+
+/// S3 flags of the backup side of `restore` and `check` (`--backup_*`).
+#[derive(Debug, Args, Default, Clone)]
+#[command(rename_all = "snake_case")]
+pub struct BackupS3Flags {
+    /// Connect to the URL of the backup on s3
+    #[arg(long, value_name = "string")]
+    pub backup_endpoint: Option<String>,
+    /// Access key ID of the backup in s3
+    #[arg(long, value_name = "string")]
+    pub backup_access_key_id: Option<String>,
+    /// Secret access key backed up in s3
+    #[arg(long, value_name = "string")]
+    pub backup_secret_access_key: Option<String>,
+    /// Backup bucket in s3
+    #[arg(long, value_name = "string")]
+    pub backup_bucket: Option<String>,
+    /// Relative file paths for backups in s3
+    #[arg(long, value_name = "string")]
+    pub backup_filepath: Option<String>,
+    /// Backup service area in s3
+    #[arg(long, value_name = "string")]
+    pub backup_region: Option<String>,
+    /// The compressed format of the files backed up in s3
+    #[arg(long, value_name = "string")]
+    pub backup_compression: Option<String>,
+    /// The resource name of the role backed up in s3
+    #[arg(long, value_name = "string")]
+    pub backup_role_arn: Option<String>,
+    /// Specifies whether the backup s3 is minio
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value_t = false)]
+    pub backup_is_minio: bool,
+}
+
+/// S3 flags of the restore destination (`--restore_*`).
+#[derive(Debug, Args, Default, Clone)]
+#[command(rename_all = "snake_case")]
+pub struct RestoreS3Flags {
+    /// Connect to the URL to restore to the S3 service
+    #[arg(long, value_name = "string")]
+    pub restore_endpoint: Option<String>,
+    /// Access key ID restored to s3
+    #[arg(long, value_name = "string")]
+    pub restore_access_key_id: Option<String>,
+    /// Recover the secret access key to s3
+    #[arg(long, value_name = "string")]
+    pub restore_secret_access_key: Option<String>,
+    /// Recover to the bucket that s3 needs to access
+    #[arg(long, value_name = "string")]
+    pub restore_bucket: Option<String>,
+    /// Relative file path to restore to s3
+    #[arg(long, value_name = "string")]
+    pub restore_filepath: Option<String>,
+    /// Restore the object storage service area to s3
+    #[arg(long, value_name = "string")]
+    pub restore_region: Option<String>,
+    /// The compressed format of the S3 file restored to s3
+    #[arg(long, value_name = "string")]
+    pub restore_compression: Option<String>,
+    /// Resource name of the role restored to s3
+    #[arg(long, value_name = "string")]
+    pub restore_role_arn: Option<String>,
+    /// Specifies whether the recovered s3 is a minio
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value_t = false)]
+    pub restore_is_minio: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(rename_all = "snake_case")]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub conn: ConnFlags,
+    /// Destination path type for backups. s3 or filesystem
+    #[arg(long, value_name = "string")]
+    pub backup_dir: Option<String>,
+    #[command(flatten)]
+    pub s3: S3Flags,
+    /// Local file system backup path
+    #[arg(long, value_name = "string")]
+    pub path: Option<PathBuf>,
+    /// parallelism
+    #[arg(long, value_name = "int")]
+    pub parallelism: Option<u32>,
+    /// Specifies the location of the meta file (default "./mo_br.meta")
+    #[arg(long, value_name = "string")]
+    pub meta_path: Option<PathBuf>,
+    /// Specifies that the backup type is incremental, incremental
+    #[arg(long, value_name = "string")]
+    pub backup_type: Option<String>,
+    /// The ID of the last backup, mainly used to determine the timestamp of the last backup
+    #[arg(long, value_name = "string")]
+    pub base_id: Option<String>,
+    /// Access key ID of the base backup's s3, if it differs from the target's
+    #[arg(long, value_name = "string")]
+    pub base_access_key_id: Option<String>,
+    /// Secret access key of the base backup's s3, if it differs from the target's
+    #[arg(long, value_name = "string")]
+    pub base_secret_access_key: Option<String>,
+    /// The node's mo-data directory (required in this version)
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The node's etc/launch/launch.toml, to keep its configs with the backup
+    #[arg(long, value_name = "FILE")]
+    pub launch_config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(rename_all = "snake_case")]
+pub struct ListArgs {
+    /// ID of the backup
+    #[arg(value_name = "ID")]
+    pub id: Option<String>,
+    /// Access key ID of the backup to s3
+    #[arg(long, value_name = "string")]
+    pub access_key_id: Option<String>,
+    /// Secret access key for the backup to s3
+    #[arg(long, value_name = "string")]
+    pub secret_access_key: Option<String>,
+    /// View only the information in the meta. Does not check the backup data
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value_t = false)]
+    pub not_check_data: bool,
+    /// Specifies the location of the meta file (default "./mo_br.meta")
+    #[arg(long, value_name = "string")]
+    pub meta_path: Option<PathBuf>,
+    /// Print the backups as JSON lines instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(rename_all = "snake_case")]
+pub struct CheckArgs {
+    /// ID of the backup to check
+    #[arg(value_name = "ID")]
+    pub id: Option<String>,
+    /// The type of path where the backup is located, required without an ID. s3 or filesystem
+    #[arg(long, value_name = "string")]
+    pub backup_dir: Option<String>,
+    #[command(flatten)]
+    pub s3: BackupS3Flags,
+    /// Path to local backup
+    #[arg(long, value_name = "string")]
+    pub backup_path: Option<PathBuf>,
+    /// Specifies the location of the meta file (default "./mo_br.meta")
+    #[arg(long, value_name = "string")]
+    pub meta_path: Option<PathBuf>,
+    /// parallelism
+    #[arg(long, value_name = "int")]
+    pub parallelism: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+#[command(rename_all = "snake_case")]
+pub struct DeleteArgs {
+    /// ID of the backup to be deleted
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// Access key ID of the backup to s3
+    #[arg(long, value_name = "string")]
+    pub access_key_id: Option<String>,
+    /// Secret access key for the backup to s3
+    #[arg(long, value_name = "string")]
+    pub secret_access_key: Option<String>,
+    /// Only the information in the meta is deleted. Backup data is not deleted
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value_t = false)]
+    pub not_delete_data: bool,
+    /// Specifies the location of the meta file (default "./mo_br.meta")
+    #[arg(long, value_name = "string")]
+    pub meta_path: Option<PathBuf>,
+    /// Also delete the incremental backups that depend on this one
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(rename_all = "snake_case")]
+pub struct RestoreArgs {
+    /// ID to be recovered
+    #[arg(value_name = "ID")]
+    pub id: Option<String>,
+    /// Type of the path holding the backup, without an ID. s3 or filesystem
+    #[arg(long, value_name = "string")]
+    pub backup_dir: Option<String>,
+    #[command(flatten)]
+    pub backup_s3: BackupS3Flags,
+    /// Path to local backup
+    #[arg(long, value_name = "string")]
+    pub backup_path: Option<PathBuf>,
+    /// Destination path type for recovery. s3 or filesystem
+    #[arg(long, value_name = "string")]
+    pub restore_dir: Option<String>,
+    #[command(flatten)]
+    pub restore_s3: RestoreS3Flags,
+    /// Restore to local path (the MatrixOne directory that gets mo-data)
+    #[arg(long, value_name = "string")]
+    pub restore_path: Option<PathBuf>,
+    /// dn Configuration path
+    #[arg(long, value_name = "string")]
+    pub dn_config_path: Option<PathBuf>,
+    /// Specifies the location of the meta file (default "./mo_br.meta")
+    #[arg(long, value_name = "string")]
+    pub meta_path: Option<PathBuf>,
+    /// Verify every restored byte against the recorded sha256
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value_t = false)]
+    pub checksum: bool,
+    /// parallelism
+    #[arg(long, value_name = "int")]
+    pub parallelism: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell to generate the script for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Subcommand)]
+#[command(rename_all = "snake_case")]
+pub enum SnapshotCommand {
+    /// Create a snapshot
+    Create(SnapshotCreateArgs),
+    /// Show snapshots
+    Show(SnapshotShowArgs),
+    /// Drop a snapshot
+    Drop(SnapshotDropArgs),
+    /// Restore a snapshot
+    Restore(SnapshotRestoreArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(rename_all = "snake_case")]
+pub struct SnapshotCreateArgs {
+    #[command(flatten)]
+    pub conn: ConnFlags,
+    /// Scope of snapshot backup, only account is supported for the time being
+    #[arg(long, value_name = "string")]
+    pub level: Option<String>,
+    /// Tenant object name for snapshot backups
+    #[arg(long, value_name = "string")]
+    pub account: Option<String>,
+    /// Snapshot name
+    #[arg(long, value_name = "string")]
+    pub sname: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(rename_all = "snake_case")]
+pub struct SnapshotShowArgs {
+    #[command(flatten)]
+    pub conn: ConnFlags,
+    /// Tenant name to filter, for sys administrators only
+    #[arg(long, value_name = "string")]
+    pub account: Option<String>,
+    /// The name of the database to be filtered
+    #[arg(long, value_name = "string")]
+    pub db: Option<String>,
+    /// Table name to filter
+    #[arg(long, value_name = "string")]
+    pub table: Option<String>,
+    /// Name of the snapshot to filter
+    #[arg(long, value_name = "string")]
+    pub sname: Option<String>,
+    /// Start time of the snapshot timestamp to be filtered
+    #[arg(long = "beginTs", value_name = "string")]
+    pub begin_ts: Option<String>,
+    /// The end time of the snapshot timestamp to be filtered
+    #[arg(long = "endTs", value_name = "string")]
+    pub end_ts: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(rename_all = "snake_case")]
+pub struct SnapshotDropArgs {
+    #[command(flatten)]
+    pub conn: ConnFlags,
+    /// Name of the snapshot to drop
+    #[arg(long, value_name = "string")]
+    pub sname: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(rename_all = "snake_case")]
+pub struct SnapshotRestoreArgs {
+    #[command(flatten)]
+    pub conn: ConnFlags,
+    /// Name of the snapshot to be restored
+    #[arg(long, value_name = "string")]
+    pub sname: Option<String>,
+    /// The name of the tenant to restore, for sys administrators only
+    #[arg(long, value_name = "string")]
+    pub account: Option<String>,
+    /// Name of the database to be recovered
+    #[arg(long, value_name = "string")]
+    pub db: Option<String>,
+    /// The name of the table to be recovered
+    #[arg(long, value_name = "string")]
+    pub table: Option<String>,
+    /// Newly created tenant name
+    #[arg(long, value_name = "string", alias = "newaccount")]
+    pub new_account: Option<String>,
+    /// Tenant manager of the new tenant
+    #[arg(long, value_name = "string", alias = "newaccountadmin")]
+    pub new_admin_name: Option<String>,
+    /// Tenant administrator password of the new tenant
+    #[arg(long, value_name = "string", alias = "newaccountpwd")]
+    pub new_admin_password: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn underscored_flags_and_bool_forms() {
+        let cli = Cli::try_parse_from([
+            "mo_br",
+            "backup",
+            "--backup_dir",
+            "s3",
+            "--access_key_id",
+            "k",
+            "--is_minio",
+            "--bucket",
+            "b",
+        ])
+        .unwrap();
+        let Some(Command::Backup(b)) = cli.command else {
+            panic!("not backup")
+        };
+        assert!(b.s3.is_minio);
+        assert_eq!(b.s3.bucket.as_deref(), Some("b"));
+
+        let cli =
+            Cli::try_parse_from(["mo_br", "list", "--not_check_data=false", "--log_level", "info"])
+                .unwrap();
+        assert_eq!(cli.log_level.as_deref(), Some("info"));
+        let Some(Command::List(l)) = cli.command else {
+            panic!("not list")
+        };
+        assert!(!l.not_check_data);
+    }
+
+    #[test]
+    fn snapshot_restore_takes_both_spellings() {
+        for argv in [
+            ["--new_account", "--new_admin_name", "--new_admin_password"],
+            ["--newaccount", "--newaccountadmin", "--newaccountpwd"],
+        ] {
+            let cli = Cli::try_parse_from([
+                "mo_br", "snapshot", "restore", "--sname", "sp", argv[0], "acc2", argv[1],
+                "admin", argv[2], "111",
+            ])
+            .unwrap();
+            let Some(Command::Snapshot(SnapshotCommand::Restore(r))) = cli.command else {
+                panic!("not snapshot restore")
+            };
+            assert_eq!(r.new_account.as_deref(), Some("acc2"));
+            assert_eq!(r.new_admin_name.as_deref(), Some("admin"));
+            assert_eq!(r.new_admin_password.as_deref(), Some("111"));
+        }
+    }
+
+    #[test]
+    fn snapshot_show_camel_case_flags() {
+        let cli = Cli::try_parse_from([
+            "mo_br", "snapshot", "show", "--beginTs", "2024-05-11 00:00:00", "--endTs", "x",
+        ])
+        .unwrap();
+        let Some(Command::Snapshot(SnapshotCommand::Show(s))) = cli.command else {
+            panic!("not snapshot show")
+        };
+        assert_eq!(s.begin_ts.as_deref(), Some("2024-05-11 00:00:00"));
+    }
+}

@@ -1,0 +1,305 @@
+//! The config file (`--config`, default `./mo_br.toml`) and how its values
+//! combine with flags and the environment: flags win over the file, the file
+//! over the environment, and built-in defaults come last.
+//!
+//! ```toml
+//! coordinator = "10.0.0.1:7700,10.0.0.2:7700"
+//! meta_path = "/var/lib/mo_br/mo_br.meta"
+//! log_level = "info"
+//! log_file = "/var/log/mo_br.log"
+//! parallelism = 8
+//!
+//! [s3]
+//! access_key_id = "..."
+//! secret_access_key = "..."
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::args::{self, Cli};
+use crate::error::UsageError;
+
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub coordinator: Option<String>,
+    pub meta_path: Option<PathBuf>,
+    pub log_level: Option<String>,
+    pub log_file: Option<String>,
+    pub parallelism: Option<u32>,
+    #[serde(default)]
+    pub s3: S3Config,
+}
+
+#[derive(Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+// Hand-written so a `{:?}` of the config never shows a secret.
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("access_key_id", &self.access_key_id.as_ref().map(|_| "<set>"))
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<set>"),
+            )
+            .finish()
+    }
+}
+
+impl Config {
+    /// Reads the config file. A missing default file is an empty config; a
+    /// missing file given with `--config` is an error.
+    pub fn load(given: Option<&Path>) -> Result<Config, UsageError> {
+        let (path, explicit) = match given {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(args::DEFAULT_CONFIG), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                return Ok(Config::default())
+            }
+            Err(e) => {
+                return Err(UsageError::new(format!(
+                    "{}: cannot read the config file: {e}",
+                    path.display()
+                )))
+            }
+        };
+        Config::parse(&text).map_err(|e| UsageError::new(format!("{}: {e}", path.display())))
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| {
+            // toml's messages span several lines; keep the error on one.
+            e.message().to_string()
+        })
+    }
+}
+
+/// S3 credentials found in the environment (AWS_ACCESS_KEY_ID,
+/// AWS_SECRET_ACCESS_KEY), captured once at startup.
+#[derive(Default, Clone)]
+pub struct EnvCreds {
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+impl EnvCreds {
+    pub fn from_env() -> EnvCreds {
+        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        EnvCreds {
+            access_key_id: get("AWS_ACCESS_KEY_ID"),
+            secret_access_key: get("AWS_SECRET_ACCESS_KEY"),
+        }
+    }
+}
+
+/// An S3 key pair. Deliberately not `Debug`.
+#[derive(Default, Clone, PartialEq)]
+pub struct Creds {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+/// Everything global, resolved: flags over file over environment over defaults.
+pub struct Settings {
+    /// `None`: the embedded mode.
+    pub coordinator: Option<String>,
+    pub meta_path: PathBuf,
+    pub log_level: String,
+    pub log_file: String,
+    pub parallelism: Option<u32>,
+    file_creds: S3Config,
+    env_creds: EnvCreds,
+}
+
+impl Settings {
+    pub fn resolve(
+        cli: &Cli,
+        config: Config,
+        env_coordinator: Option<String>,
+        env_creds: EnvCreds,
+    ) -> Settings {
+        Settings {
+            coordinator: cli
+                .coordinator
+                .clone()
+                .or(config.coordinator)
+                .or(env_coordinator)
+                .filter(|c| !c.trim().is_empty()),
+            meta_path: config
+                .meta_path
+                .unwrap_or_else(|| PathBuf::from(args::DEFAULT_META_PATH)),
+            log_level: cli
+                .log_level
+                .clone()
+                .or(config.log_level)
+                .unwrap_or_else(|| args::DEFAULT_LOG_LEVEL.to_string()),
+            log_file: cli
+                .log_file
+                .clone()
+                .or(config.log_file)
+                .unwrap_or_else(|| args::DEFAULT_LOG_FILE.to_string()),
+            parallelism: config.parallelism,
+            file_creds: config.s3,
+            env_creds,
+        }
+    }
+
+    /// The key pair for one storage: the pair given by flags, else the
+    /// config file's `[s3]`, else AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+    /// Each half is resolved on its own.
+    pub fn creds(&self, flag_id: Option<&str>, flag_secret: Option<&str>) -> Creds {
+        let pick = |flag: Option<&str>, file: &Option<String>, env: &Option<String>| {
+            flag.map(str::to_string)
+                .or_else(|| file.clone())
+                .or_else(|| env.clone())
+                .unwrap_or_default()
+        };
+        Creds {
+            access_key_id: pick(
+                flag_id,
+                &self.file_creds.access_key_id,
+                &self.env_creds.access_key_id,
+            ),
+            secret_access_key: pick(
+                flag_secret,
+                &self.file_creds.secret_access_key,
+                &self.env_creds.secret_access_key,
+            ),
+        }
+    }
+
+    /// `--meta_path` of the command, else the file's, else ./mo_br.meta.
+    pub fn meta_path(&self, flag: Option<&Path>) -> PathBuf {
+        flag.map(Path::to_path_buf)
+            .unwrap_or_else(|| self.meta_path.clone())
+    }
+
+    /// `--parallelism` of the command, else the file's, else the number of
+    /// cores (at most 16).
+    pub fn parallelism(&self, flag: Option<u32>) -> u32 {
+        flag.or(self.parallelism)
+            .filter(|p| *p > 0)
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get().min(16) as u32)
+                    .unwrap_or(4)
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn settings(argv: &[&str], file: &str, env_coord: Option<&str>, env: EnvCreds) -> Settings {
+        let cli = Cli::try_parse_from(argv).unwrap();
+        let config = Config::parse(file).unwrap();
+        Settings::resolve(&cli, config, env_coord.map(str::to_string), env)
+    }
+
+    #[test]
+    fn parses_every_key() {
+        let c = Config::parse(
+            "coordinator = \"a:1\"\nmeta_path = \"/m\"\nlog_level = \"info\"\n\
+             log_file = \"/l\"\nparallelism = 3\n[s3]\naccess_key_id = \"k\"\n\
+             secret_access_key = \"s\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.coordinator.as_deref(), Some("a:1"));
+        assert_eq!(c.meta_path, Some(PathBuf::from("/m")));
+        assert_eq!(c.parallelism, Some(3));
+        assert_eq!(c.s3.secret_access_key.as_deref(), Some("s"));
+        assert!(!format!("{c:?}").contains("\"s\""), "Debug shows a secret");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(Config::parse("coordinater = \"a:1\"").is_err());
+    }
+
+    #[test]
+    fn missing_default_file_is_fine_missing_given_file_is_not() {
+        let dir = std::env::temp_dir().join(format!("mo_br_cfg_{}", std::process::id()));
+        let missing = dir.join("nope.toml");
+        assert!(Config::load(Some(&missing)).is_err());
+        // The default path is relative to the CWD; only check it does not fail
+        // when absent (tests run in the crate dir, which has no mo_br.toml).
+        if !Path::new(args::DEFAULT_CONFIG).exists() {
+            assert_eq!(Config::load(None).unwrap(), Config::default());
+        }
+    }
+
+    #[test]
+    fn credentials_flag_over_file_over_env() {
+        let env = EnvCreds {
+            access_key_id: Some("env-id".into()),
+            secret_access_key: Some("env-secret".into()),
+        };
+        let s = settings(
+            &["mo_br", "list"],
+            "[s3]\naccess_key_id = \"file-id\"\n",
+            None,
+            env.clone(),
+        );
+        let c = s.creds(None, None);
+        assert_eq!(c.access_key_id, "file-id");
+        assert_eq!(c.secret_access_key, "env-secret");
+        let c = s.creds(Some("flag-id"), Some("flag-secret"));
+        assert_eq!(c.access_key_id, "flag-id");
+        assert_eq!(c.secret_access_key, "flag-secret");
+        let s = settings(&["mo_br", "list"], "", None, EnvCreds::default());
+        assert!(s.creds(None, None) == Creds::default());
+    }
+
+    #[test]
+    fn coordinator_and_logging_precedence() {
+        let s = settings(&["mo_br", "list"], "", Some("env:1"), EnvCreds::default());
+        assert_eq!(s.coordinator.as_deref(), Some("env:1"));
+        let s = settings(
+            &["mo_br", "list"],
+            "coordinator = \"file:1\"\nlog_level = \"warn\"",
+            Some("env:1"),
+            EnvCreds::default(),
+        );
+        assert_eq!(s.coordinator.as_deref(), Some("file:1"));
+        assert_eq!(s.log_level, "warn");
+        let s = settings(
+            &["mo_br", "--coordinator", "flag:1", "list", "--log_level", "debug"],
+            "coordinator = \"file:1\"\nlog_level = \"warn\"",
+            Some("env:1"),
+            EnvCreds::default(),
+        );
+        assert_eq!(s.coordinator.as_deref(), Some("flag:1"));
+        assert_eq!(s.log_level, "debug");
+        let s = settings(&["mo_br", "list"], "", None, EnvCreds::default());
+        assert_eq!(s.coordinator, None);
+        assert_eq!(s.log_level, "error");
+        assert_eq!(s.log_file, "console");
+        assert_eq!(s.meta_path, PathBuf::from("./mo_br.meta"));
+    }
+
+    #[test]
+    fn meta_path_and_parallelism_flag_over_file() {
+        let s = settings(
+            &["mo_br", "list"],
+            "meta_path = \"/f.meta\"\nparallelism = 3",
+            None,
+            EnvCreds::default(),
+        );
+        assert_eq!(s.meta_path(None), PathBuf::from("/f.meta"));
+        assert_eq!(s.meta_path(Some(Path::new("/x"))), PathBuf::from("/x"));
+        assert_eq!(s.parallelism(None), 3);
+        assert_eq!(s.parallelism(Some(7)), 7);
+    }
+}

@@ -1,0 +1,158 @@
+//! Jobs: each backup, restore, check, list or delete runs as its own task
+//! that owns its state and reports to the CLI through a bounded channel of
+//! [`JobEvent`]s. [`shards`] is the part they share: splitting files into
+//! shards and running them on agents.
+
+pub mod backup;
+pub mod check;
+pub mod delete;
+pub mod list;
+pub mod restore;
+pub mod shards;
+
+use mo_br_format::layout;
+use mo_br_format::manifest::BackupMeta;
+use mo_br_proto::coordinator::{job_event, BackupInfo, JobEvent};
+use mo_br_storage::{Location, Storage};
+use tokio::sync::mpsc;
+
+use crate::catalog::BackupRecord;
+use crate::{Error, Result};
+
+pub type Events = mpsc::Sender<Result<JobEvent, tonic::Status>>;
+
+/// Sends an event; a client that went away is noticed by the job through
+/// [`Events::is_closed`], so a failed send is not an error here.
+pub async fn emit(tx: &Events, event: job_event::Event) {
+    let _ = tx.send(Ok(JobEvent { event: Some(event) })).await;
+}
+
+pub async fn line(tx: &Events, text: impl Into<String>) {
+    emit(tx, job_event::Event::Line(text.into())).await;
+}
+
+/// `filesystem` / `s3` and the path as `list` prints them.
+pub fn describe(location: &Location) -> (String, String) {
+    match location {
+        Location::Filesystem { path } => ("filesystem".into(), path.display().to_string()),
+        Location::S3(s3) => {
+            let path = if s3.prefix.is_empty() {
+                s3.bucket.clone()
+            } else {
+                format!("{}/{}", s3.bucket, s3.prefix)
+            };
+            ("s3".into(), path)
+        }
+    }
+}
+
+pub fn info(rec: &BackupRecord) -> BackupInfo {
+    let (backup_dir, path) = describe(&rec.location);
+    BackupInfo {
+        id: rec.id.clone(),
+        size: rec.size,
+        backup_dir,
+        path,
+        at_time: rec.at_time.clone(),
+        duration_secs: rec.duration_secs,
+        complete_time: rec.complete_time.clone().unwrap_or_default(),
+        backup_type: rec.backup_type.as_str().into(),
+        base_id: rec.base_id.clone().unwrap_or_default(),
+        kind: rec.consistency.as_str().into(),
+        state: rec.state.as_str().into(),
+        backup_ts: rec.backup_ts.clone(),
+        files: rec.files,
+    }
+}
+
+/// Reads and validates a backup's manifest: `backup_meta` must exist and
+/// match its sidecar. Without it the location holds no (complete) backup.
+pub async fn read_manifest(storage: &dyn Storage) -> Result<BackupMeta> {
+    let data = match storage.get_bytes(layout::BACKUP_META).await {
+        Ok(d) => d,
+        Err(mo_br_storage::Error::NotFound(_)) => {
+            return Err(Error::FailedPrecondition(format!(
+                "{}: no backup here (backup_meta is missing, so any files are an unfinished or deleted backup)",
+                storage.describe()
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let sidecar = storage
+        .get_bytes(&layout::sidecar(layout::BACKUP_META))
+        .await
+        .map_err(|e| {
+            Error::FailedPrecondition(format!(
+                "{}: cannot read backup_meta.sha256: {e}",
+                storage.describe()
+            ))
+        })?;
+    if sidecar.as_ref() != mo_br_format::mo::sha256(&data) {
+        return Err(Error::FailedPrecondition(format!(
+            "{}: backup_meta does not match backup_meta.sha256: the manifest is damaged",
+            storage.describe()
+        )));
+    }
+    Ok(BackupMeta::from_bytes(&data)?)
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// A backup found either by catalog ID or at a given storage.
+pub struct Resolved {
+    pub meta: BackupMeta,
+    pub location: Location,
+    pub creds: mo_br_storage::Credentials,
+    pub storage: Box<dyn Storage>,
+}
+
+/// Finds a backup by `id` in the catalog, or else at `storage`. S3 keys
+/// come with the request since the catalog never stores them.
+pub async fn resolve(
+    c: &crate::Coordinator,
+    id: &str,
+    storage: Option<&mo_br_proto::common::Storage>,
+    access_key_id: &str,
+    secret_access_key: &str,
+) -> Result<Resolved> {
+    let (location, mut creds) = if !id.is_empty() {
+        let want = id.to_string();
+        let rec = c
+            .catalog
+            .read(move |cat| cat.backups.get(&want).cloned())
+            .await?
+            .ok_or_else(|| Error::UnknownBackup(id.to_string()))?;
+        (rec.location, mo_br_storage::Credentials::default())
+    } else {
+        let wire = storage.ok_or_else(|| {
+            Error::InvalidArgument(
+                "give a backup ID, or the backup's location (--backup_dir with --backup_path or the --backup_* s3 flags)".into(),
+            )
+        })?;
+        wire.to_location().map_err(Error::InvalidArgument)?
+    };
+    if !access_key_id.is_empty() {
+        creds = mo_br_storage::Credentials {
+            access_key_id: access_key_id.to_string(),
+            secret_access_key: secret_access_key.to_string(),
+        };
+    }
+    let storage = mo_br_storage::open(&location, &creds).await?;
+    storage.probe().await?;
+    let meta = read_manifest(storage.as_ref()).await?;
+    if !id.is_empty() && meta.id != id {
+        return Err(Error::FailedPrecondition(format!(
+            "{} holds backup {}, not {id}",
+            storage.describe(),
+            meta.id
+        )));
+    }
+    Ok(Resolved {
+        meta,
+        location,
+        creds,
+        storage,
+    })
+}

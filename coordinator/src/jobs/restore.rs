@@ -1,0 +1,231 @@
+//! Restore: read the manifest, map every file to its place under the
+//! restore root (refusing anything that would land outside it), refuse a
+//! non-empty target, then copy in shards, each file checked against its
+//! recorded sha256 as it streams. A failed restore removes what it wrote.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use futures::StreamExt;
+use mo_br_format::layout::{self, FileKind};
+use mo_br_proto::agent::FileTask;
+use mo_br_proto::common::Storage as WireStorage;
+use mo_br_proto::coordinator::{job_event, Finished, RestoreRequest, Started};
+use mo_br_storage::{Location, Storage};
+
+use super::shards::{self, Op};
+use super::{emit, line, resolve, Events};
+use crate::{Coordinator, Error, Result};
+
+pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Result<()> {
+    let backup = resolve(
+        c,
+        &req.id,
+        req.backup.as_ref(),
+        &req.backup_access_key_id,
+        &req.backup_secret_access_key,
+    )
+    .await?;
+    let meta = &backup.meta;
+    let target_wire = req
+        .target
+        .clone()
+        .ok_or_else(|| Error::InvalidArgument("--restore_dir is required".into()))?;
+    let (target_location, target_creds) = target_wire
+        .to_location()
+        .map_err(Error::InvalidArgument)?;
+
+    // The SHARED root to restore into: the TN config's, when given; it must
+    // be of the backend the backup was taken from (the formats differ).
+    let mut shared_dir = meta.shared_dir.clone();
+    if !req.dn_config_path.is_empty() {
+        let (backend, dir) = shared_from_dn_config(&req.dn_config_path)?;
+        if backend != meta.shared_backend {
+            return Err(Error::FailedPrecondition(format!(
+                "backup {} holds a {} SHARED store but {} configures {}; restore into the same backend",
+                meta.id, meta.shared_backend, req.dn_config_path, backend
+            )));
+        }
+        shared_dir = dir;
+    }
+
+    // Plan every file before touching the target.
+    let mut sources: HashMap<String, WireStorage> = HashMap::new();
+    sources.insert(
+        meta.id.clone(),
+        WireStorage::from_location(&backup.location, &backup.creds),
+    );
+    for link in &meta.chain {
+        sources.insert(
+            link.id.clone(),
+            WireStorage::from_location(&link.location, &backup.creds),
+        );
+    }
+    let mut tasks = Vec::new();
+    for f in meta.files.iter().filter(|f| f.kind != FileKind::Meta) {
+        let dst = layout::restore_rel(f.kind, &f.name, &shared_dir)
+            .ok_or_else(|| Error::Failed(format!("{} has no restore place", f.path)))?;
+        mo_br_format::check_relative(&dst)?;
+        let holder = f.origin.clone().unwrap_or_else(|| meta.id.clone());
+        if !sources.contains_key(&holder) {
+            return Err(Error::FailedPrecondition(format!(
+                "{} is held by backup {holder}, which is not in this backup's chain",
+                f.path
+            )));
+        }
+        if req.checksum && f.sha256.is_empty() {
+            return Err(Error::FailedPrecondition(format!(
+                "--checksum: no sha256 is recorded for {}",
+                f.path
+            )));
+        }
+        tasks.push(FileTask {
+            src: f.path.clone(),
+            dst,
+            size: f.size,
+            sha256: f.sha256.clone(),
+            source_id: holder,
+        });
+    }
+
+    let target = mo_br_storage::open(&target_location, &target_creds).await?;
+    target.probe().await?;
+    refuse_non_empty(target.as_ref(), &target_location, &tasks).await?;
+
+    emit(
+        events,
+        job_event::Event::Started(Started {
+            job_id: meta.id.clone(),
+            backup_id: meta.id.clone(),
+            total_bytes: tasks.iter().map(|t| t.size).sum(),
+            total_files: tasks.len() as u64,
+            what: "restore".into(),
+        }),
+    )
+    .await;
+    let written: Vec<String> = tasks.iter().map(|t| t.dst.clone()).collect();
+    let outcome = shards::run(
+        &c.agents,
+        Op::Restore {
+            sources,
+            target: target_wire,
+            checksum: req.checksum,
+        },
+        tasks,
+        req.parallelism,
+        true,
+        events,
+    )
+    .await;
+    let failure = match &outcome {
+        Err(e) => Some(e.to_string()),
+        Ok(o) => o
+            .problems
+            .first()
+            .map(|(i, p)| format!("{}: {}", written[*i], p.detail)),
+    };
+    if let Some(reason) = failure {
+        for name in &written {
+            let _ = target.delete(name).await;
+        }
+        return Err(Error::Failed(format!(
+            "restore of backup {} failed, nothing was left in {}: {reason}",
+            meta.id,
+            target.describe()
+        )));
+    }
+    line(
+        events,
+        format!("restored backup {} into {}", meta.id, target.describe()),
+    )
+    .await;
+    emit(
+        events,
+        job_event::Event::Finished(Finished {
+            backup: None,
+            problems: 0,
+            summary: format!(
+                "restore complete: {} files, {} bytes",
+                written.len(),
+                meta.total_size
+            ),
+        }),
+    )
+    .await;
+    Ok(())
+}
+
+/// A restore never overwrites: the target's `mo-data` must be empty and no
+/// file the restore would write may exist (on a filesystem the restore root
+/// is MatrixOne's directory, which holds other things too).
+async fn refuse_non_empty(
+    target: &dyn Storage,
+    location: &Location,
+    tasks: &[FileTask],
+) -> Result<()> {
+    let occupied = match location {
+        Location::Filesystem { .. } => {
+            let mut found = target.list("mo-data/").next().await.transpose()?.map(|e| e.name);
+            if found.is_none() {
+                for t in tasks.iter().filter(|t| !t.dst.starts_with("mo-data/")) {
+                    if target.head(&t.dst).await?.is_some() {
+                        found = Some(t.dst.clone());
+                        break;
+                    }
+                }
+            }
+            found
+        }
+        Location::S3(_) => target.list("").next().await.transpose()?.map(|e| e.name),
+    };
+    match occupied {
+        Some(name) => Err(Error::FailedPrecondition(format!(
+            "restore target {} is not empty (it holds {name}); restore into an empty place",
+            target.describe()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The SHARED backend and directory (relative to the MatrixOne directory)
+/// that a TN config names.
+fn shared_from_dn_config(path: &str) -> Result<(String, String)> {
+    #[derive(serde::Deserialize)]
+    struct Tn {
+        #[serde(default)]
+        fileservice: Vec<Fs>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Fs {
+        name: String,
+        #[serde(default)]
+        backend: String,
+        #[serde(default, rename = "data-dir")]
+        data_dir: String,
+    }
+    let text = std::fs::read_to_string(PathBuf::from(path))
+        .map_err(|e| Error::InvalidArgument(format!("--dn_config_path {path}: {e}")))?;
+    let tn: Tn = toml_from_str(&text)
+        .map_err(|e| Error::InvalidArgument(format!("--dn_config_path {path}: {e}")))?;
+    let fs = tn
+        .fileservice
+        .into_iter()
+        .find(|f| f.name == "SHARED")
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "--dn_config_path {path}: no [[fileservice]] named SHARED"
+            ))
+        })?;
+    let dir = fs.data_dir.trim_start_matches("./").trim_end_matches('/').to_string();
+    mo_br_format::check_relative(&dir).map_err(|_| {
+        Error::InvalidArgument(format!(
+            "--dn_config_path {path}: SHARED data-dir {:?} must be relative to the MatrixOne directory",
+            fs.data_dir
+        ))
+    })?;
+    Ok((fs.backend.to_ascii_uppercase(), dir))
+}
+
+fn toml_from_str<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
+    toml::from_str(s).map_err(|e| e.message().to_string())
+}

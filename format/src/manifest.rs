@@ -1,0 +1,208 @@
+//! `backup_meta`: our manifest. A backup exists only if its `backup_meta` is
+//! present and matches its `backup_meta.sha256`; both are written after every
+//! other file is durably stored, so a crash at any point leaves either a
+//! complete backup or a directory that is plainly not one.
+
+use mo_br_storage::Location;
+use serde::{Deserialize, Serialize};
+
+use crate::layout::FileKind;
+use crate::{Error, Result};
+
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupType {
+    Full,
+    Incremental,
+}
+
+impl BackupType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupType::Full => "full",
+            BackupType::Incremental => "incremental",
+        }
+    }
+}
+
+/// How the cut was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    /// The node was stopped: a plain copy is consistent.
+    Cold,
+    /// Taken from a running cluster with GC held and a checkpoint cut.
+    Online,
+}
+
+impl Consistency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Consistency::Cold => "cold",
+            Consistency::Online => "online",
+        }
+    }
+}
+
+/// A backup this one takes unchanged objects from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainLink {
+    pub id: String,
+    pub location: Location,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub kind: FileKind,
+    /// Name within its kind: path under the SHARED root for SHARED files,
+    /// the file name for configs, the path under logservice-data.
+    pub name: String,
+    /// Name inside the backup that holds the bytes.
+    pub path: String,
+    pub size: u64,
+    /// Hex sha256 of the bytes (known for every file, also those in the base).
+    pub sha256: String,
+    /// False when the bytes are in a backup of the chain, not in this one.
+    pub need_copy: bool,
+    /// The backup holding the bytes when `need_copy` is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// For configs: launch, cn, dn, log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupMeta {
+    pub format: u32,
+    pub id: String,
+    pub backup_type: BackupType,
+    pub consistency: Consistency,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_id: Option<String>,
+    /// The base chain, nearest base first. Holds no credentials.
+    #[serde(default)]
+    pub chain: Vec<ChainLink>,
+    pub location: Location,
+    /// The cut, as a MatrixOne HLC timestamp `<physical-ns>-<logical>`.
+    pub backup_ts: String,
+    /// RFC 3339.
+    pub started_at: String,
+    pub completed_at: String,
+    pub source_data_dir: String,
+    #[serde(default)]
+    pub source_launch_config: String,
+    /// "DISK-V2" or "DISK": restore into the same backend only.
+    pub shared_backend: String,
+    /// SHARED root relative to the MatrixOne directory (e.g. `mo-data/shared2`).
+    pub shared_dir: String,
+    /// Bytes stored in this backup's own location.
+    pub stored_size: u64,
+    /// Bytes of the whole restorable state (own plus chain).
+    pub total_size: u64,
+    pub files: Vec<FileEntry>,
+}
+
+impl BackupMeta {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serializing plain data with string keys cannot fail.
+        serde_json::to_vec_pretty(self).expect("manifest serializes")
+    }
+
+    pub fn from_bytes(data: &[u8]) -> Result<Self> {
+        let meta: BackupMeta =
+            serde_json::from_slice(data).map_err(|e| Error::BadManifest(e.to_string()))?;
+        if meta.format != FORMAT_VERSION {
+            return Err(Error::Version(meta.format));
+        }
+        for f in &meta.files {
+            crate::check_relative(&f.path)?;
+            crate::check_relative(&f.name)?;
+            if !f.need_copy && f.origin.is_none() {
+                return Err(Error::BadManifest(format!(
+                    "{} is not copied but names no backup holding it",
+                    f.path
+                )));
+            }
+        }
+        crate::check_relative(&meta.shared_dir)?;
+        Ok(meta)
+    }
+
+    /// The location of the backup holding a file's bytes.
+    pub fn holder(&self, entry: &FileEntry) -> Option<&Location> {
+        match &entry.origin {
+            None => Some(&self.location),
+            Some(id) if *id == self.id => Some(&self.location),
+            Some(id) => self.chain.iter().find(|l| &l.id == id).map(|l| &l.location),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn meta(files: Vec<FileEntry>) -> BackupMeta {
+        BackupMeta {
+            format: FORMAT_VERSION,
+            id: "b1".into(),
+            backup_type: BackupType::Full,
+            consistency: Consistency::Cold,
+            base_id: None,
+            chain: vec![],
+            location: Location::Filesystem {
+                path: PathBuf::from("/b"),
+            },
+            backup_ts: "1-0".into(),
+            started_at: String::new(),
+            completed_at: String::new(),
+            source_data_dir: "/d/mo-data".into(),
+            source_launch_config: String::new(),
+            shared_backend: "DISK-V2".into(),
+            shared_dir: "mo-data/shared2".into(),
+            stored_size: 0,
+            total_size: 0,
+            files,
+        }
+    }
+
+    fn entry(path: &str) -> FileEntry {
+        FileEntry {
+            kind: FileKind::Object,
+            name: "x".into(),
+            path: path.into(),
+            size: 1,
+            sha256: String::new(),
+            need_copy: true,
+            origin: None,
+            role: None,
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let m = meta(vec![entry("tae/x")]);
+        assert_eq!(BackupMeta::from_bytes(&m.to_bytes()).unwrap(), m);
+    }
+
+    #[test]
+    fn rejects_escaping_paths() {
+        let m = meta(vec![entry("../../etc/passwd")]);
+        let err = BackupMeta::from_bytes(&m.to_bytes()).unwrap_err();
+        assert!(matches!(err, Error::UnsafePath(_)), "{err}");
+    }
+
+    #[test]
+    fn rejects_other_versions() {
+        let mut m = meta(vec![]);
+        m.format = 99;
+        assert!(matches!(
+            BackupMeta::from_bytes(&m.to_bytes()),
+            Err(Error::Version(99))
+        ));
+    }
+}

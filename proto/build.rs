@@ -1,0 +1,25 @@
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // A system protoc wins; otherwise the vendored one, set only for this
+    // build script so other crates' build scripts (raft-proto wants protoc 3)
+    // never see it.
+    if std::env::var_os("PROTOC").is_none() && which_protoc().is_none() {
+        let protoc = protoc_bin_vendored::protoc_bin_path()?;
+        // SAFETY: build scripts are single-threaded.
+        unsafe { std::env::set_var("PROTOC", protoc) };
+    }
+    tonic_prost_build::configure()
+        // Its Debug is written by hand so secrets never reach a log line.
+        .skip_debug(["mobr.common.S3Storage"])
+        .compile_protos(
+        &["proto/common.proto", "proto/coordinator.proto", "proto/agent.proto"],
+        &["proto"],
+    )?;
+    Ok(())
+}
+
+fn which_protoc() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("protoc"))
+        .find(|p| p.is_file())
+}

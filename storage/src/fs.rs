@@ -1,0 +1,497 @@
+//! Local directory backend.
+//!
+//! Writes go to `<dir>/.tmp.<uuid>` beside the destination, are fsynced, then
+//! renamed into place and the directory fsynced: after a crash an object is
+//! either whole or absent, and a leftover temp file is never listed.
+
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::{check_name, ByteStream, Entry, Error, Result, Storage, Written};
+
+/// Prefix of in-progress writes; such files are never listed.
+const TMP_PREFIX: &str = ".tmp.";
+/// Read chunk size: large enough for throughput, small enough that many
+/// concurrent readers stay within a bounded amount of memory.
+const READ_CHUNK: usize = 1 << 20;
+
+#[derive(Debug, Clone)]
+pub struct FsStorage {
+    root: PathBuf,
+}
+
+impl FsStorage {
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    fn path_of(&self, name: &str) -> Result<PathBuf> {
+        check_name(name)?;
+        Ok(name.split('/').fold(self.root.clone(), |p, c| p.join(c)))
+    }
+
+    async fn write_temp(tmp: &Path, mut body: ByteStream) -> Result<(u64, [u8; 32])> {
+        let mut file = create_file(tmp).await?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            file.write_all(&chunk).await.map_err(|e| io_err(tmp, e))?;
+        }
+        file.flush().await.map_err(|e| io_err(tmp, e))?;
+        file.sync_all().await.map_err(|e| io_err(tmp, e))?;
+        Ok((size, hasher.finalize().into()))
+    }
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Creates the temp file, creating parent directories. Retried a few times
+/// because a concurrent `delete` may remove a directory that just became
+/// empty between our `create_dir_all` and the file creation.
+async fn create_file(tmp: &Path) -> Result<tokio::fs::File> {
+    let dir = tmp.parent().unwrap_or_else(|| Path::new("."));
+    let mut attempts = 0;
+    loop {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| io_err(dir, e))?;
+        match tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(tmp)
+            .await
+        {
+            Ok(f) => return Ok(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempts < 3 => attempts += 1,
+            Err(e) => return Err(io_err(tmp, e)),
+        }
+    }
+}
+
+async fn sync_dir(dir: &Path) -> Result<()> {
+    let d = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || std::fs::File::open(&d)?.sync_all())
+        .await
+        .map_err(|e| io_err(dir, std::io::Error::other(e)))?
+        .map_err(|e| io_err(dir, e))
+}
+
+/// A list prefix may end in a partial component, but must not climb out of
+/// the root.
+fn check_prefix(prefix: &str) -> Result<()> {
+    let bad = prefix.starts_with('/')
+        || prefix.contains('\\')
+        || prefix.contains('\0')
+        || prefix.split('/').any(|c| c == "." || c == "..")
+        || prefix.contains("//");
+    if bad {
+        return Err(Error::BadName(prefix.to_string()));
+    }
+    Ok(())
+}
+
+/// Walks `start` (a directory under `root`), collecting files whose
+/// root-relative name starts with `prefix`.
+fn walk(root: &Path, start: &Path, prefix: &str) -> Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    let mut stack = vec![start.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            // A directory removed by a concurrent delete holds nothing to list.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(&dir, e)),
+        };
+        for ent in rd {
+            let ent = ent.map_err(|e| io_err(&dir, e))?;
+            let path = ent.path();
+            let ft = ent.file_type().map_err(|e| io_err(&path, e))?;
+            let Some(file_name) = ent.file_name().to_str().map(str::to_owned) else {
+                tracing::warn!(path = %path.display(), "skipping non UTF-8 file name");
+                continue;
+            };
+            if ft.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if !ft.is_file() || file_name.starts_with(TMP_PREFIX) {
+                continue;
+            }
+            let Ok(rel) = path.strip_prefix(root) else {
+                continue;
+            };
+            let name: Option<Vec<&str>> =
+                rel.components().map(|c| c.as_os_str().to_str()).collect();
+            let Some(name) = name.map(|v| v.join("/")) else {
+                continue;
+            };
+            if !name.starts_with(prefix) {
+                continue;
+            }
+            let size = match ent.metadata() {
+                Ok(m) => m.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(&path, e)),
+            };
+            out.push(Entry { name, size });
+        }
+    }
+    Ok(out)
+}
+
+#[async_trait::async_trait]
+impl Storage for FsStorage {
+    fn describe(&self) -> String {
+        format!("filesystem {}", self.root.display())
+    }
+
+    async fn put(
+        &self,
+        name: &str,
+        body: ByteStream,
+        expect_sha256: Option<[u8; 32]>,
+    ) -> Result<Written> {
+        let dest = self.path_of(name)?;
+        let dir = dest.parent().unwrap_or(&self.root).to_path_buf();
+        let tmp = dir.join(format!("{TMP_PREFIX}{}", uuid::Uuid::new_v4()));
+        let written = match Self::write_temp(&tmp, body).await {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(e);
+            }
+        };
+        let (size, sha256) = written;
+        if let Some(expected) = expect_sha256 {
+            if expected != sha256 {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(Error::ChecksumMismatch {
+                    name: name.to_string(),
+                    expected: hex::encode(expected),
+                    actual: hex::encode(sha256),
+                });
+            }
+        }
+        if let Err(e) = tokio::fs::rename(&tmp, &dest).await {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(io_err(&dest, e));
+        }
+        sync_dir(&dir).await?;
+        Ok(Written { size, sha256 })
+    }
+
+    async fn put_bytes(&self, name: &str, data: Bytes) -> Result<Written> {
+        self.put(
+            name,
+            Box::pin(futures::stream::once(async { Ok(data) })),
+            None,
+        )
+        .await
+    }
+
+    async fn get(&self, name: &str) -> Result<ByteStream> {
+        let path = self.path_of(name)?;
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(name.to_string()))
+            }
+            Err(e) => return Err(io_err(&path, e)),
+        };
+        let stream = futures::stream::try_unfold((file, path), |(mut file, path)| async move {
+            let mut buf = BytesMut::with_capacity(READ_CHUNK);
+            while buf.len() < READ_CHUNK {
+                let n = file
+                    .read_buf(&mut buf)
+                    .await
+                    .map_err(|e| io_err(&path, e))?;
+                if n == 0 {
+                    break;
+                }
+            }
+            if buf.is_empty() {
+                Ok(None)
+            } else {
+                Ok(Some((buf.freeze(), (file, path))))
+            }
+        });
+        Ok(Box::pin(stream))
+    }
+
+    async fn get_bytes(&self, name: &str) -> Result<Bytes> {
+        let path = self.path_of(name)?;
+        match tokio::fs::read(&path).await {
+            Ok(v) => Ok(Bytes::from(v)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(Error::NotFound(name.to_string()))
+            }
+            Err(e) => Err(io_err(&path, e)),
+        }
+    }
+
+    async fn head(&self, name: &str) -> Result<Option<u64>> {
+        let path = self.path_of(name)?;
+        match tokio::fs::metadata(&path).await {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path, e)),
+        }
+    }
+
+    async fn delete(&self, name: &str) -> Result<()> {
+        let path = self.path_of(name)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err(&path, e)),
+        }
+        // Empty directories left behind would make a deleted backup look
+        // present to anyone browsing the root; a non-empty one stops the climb.
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if d == self.root || !d.starts_with(&self.root) {
+                break;
+            }
+            if tokio::fs::remove_dir(d).await.is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
+    }
+
+    fn list(&self, prefix: &str) -> Pin<Box<dyn Stream<Item = Result<Entry>> + Send + '_>> {
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        let fut = async move {
+            check_prefix(&prefix)?;
+            // Start at the deepest directory the prefix names in full, so
+            // listing one backup does not walk every other one.
+            let start = match prefix.rfind('/') {
+                Some(i) => prefix[..i].split('/').fold(root.clone(), |p, c| p.join(c)),
+                None => root.clone(),
+            };
+            tokio::task::spawn_blocking(move || walk(&root, &start, &prefix))
+                .await
+                .map_err(|e| Error::Io {
+                    path: "list".into(),
+                    source: std::io::Error::other(e),
+                })?
+        };
+        Box::pin(futures::stream::once(fut).flat_map(|r| match r {
+            Ok(v) => futures::stream::iter(v.into_iter().map(Ok)).left_stream(),
+            Err(e) => futures::stream::iter(vec![Err(e)]).right_stream(),
+        }))
+    }
+
+    async fn probe(&self) -> Result<()> {
+        match tokio::fs::metadata(&self.root).await {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(io_err(
+                &self.root,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotADirectory,
+                    "exists and is not a directory",
+                ),
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&self.root, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::TryStreamExt;
+
+    fn stream_of(chunks: Vec<&'static [u8]>) -> ByteStream {
+        Box::pin(futures::stream::iter(
+            chunks.into_iter().map(|c| Ok(Bytes::from_static(c))),
+        ))
+    }
+
+    fn sha(data: &[u8]) -> [u8; 32] {
+        Sha256::digest(data).into()
+    }
+
+    async fn names(s: &FsStorage, prefix: &str) -> Vec<String> {
+        let mut v: Vec<String> = s
+            .list(prefix)
+            .map_ok(|e| e.name)
+            .try_collect()
+            .await
+            .expect("list");
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStorage::new(dir.path().join("root"));
+        s.probe().await.unwrap();
+        let w = s
+            .put(
+                "a/b/c.dat",
+                stream_of(vec![b"hello ", b"world"]),
+                Some(sha(b"hello world")),
+            )
+            .await
+            .unwrap();
+        assert_eq!(w.size, 11);
+        assert_eq!(w.sha256, sha(b"hello world"));
+        assert_eq!(s.head("a/b/c.dat").await.unwrap(), Some(11));
+        assert_eq!(
+            s.get_bytes("a/b/c.dat").await.unwrap(),
+            Bytes::from_static(b"hello world")
+        );
+        let got = crate::collect(s.get("a/b/c.dat").await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(got, Bytes::from_static(b"hello world"));
+
+        // Larger than one read chunk, so `get` yields several bounded chunks.
+        let big: Vec<u8> = (0..(READ_CHUNK * 2 + 17))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        s.put_bytes("big", Bytes::from(big.clone())).await.unwrap();
+        let chunks: Vec<Bytes> = s.get("big").await.unwrap().try_collect().await.unwrap();
+        assert!(chunks.len() >= 3 && chunks.iter().all(|c| c.len() <= READ_CHUNK));
+        assert_eq!(chunks.concat(), big);
+
+        // Overwrite is allowed.
+        s.put_bytes("a/b/c.dat", Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.get_bytes("a/b/c.dat").await.unwrap(),
+            Bytes::from_static(b"x")
+        );
+    }
+
+    #[tokio::test]
+    async fn checksum_mismatch_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStorage::new(dir.path().to_path_buf());
+        let err = s
+            .put("x/y", stream_of(vec![b"data"]), Some(sha(b"other")))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::ChecksumMismatch { .. }), "{err}");
+        assert_eq!(s.head("x/y").await.unwrap(), None);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("x")).unwrap().collect();
+        assert!(leftovers.is_empty(), "temp file left behind: {leftovers:?}");
+        assert!(names(&s, "").await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn failing_stream_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStorage::new(dir.path().to_path_buf());
+        let body: ByteStream = Box::pin(futures::stream::iter(vec![
+            Ok(Bytes::from_static(b"part")),
+            Err(Error::Config("boom".into())),
+        ]));
+        assert!(s.put("f", body, None).await.is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn list_prefix_and_skip_tmp() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStorage::new(dir.path().to_path_buf());
+        for n in ["b1/data/1", "b1/data/2", "b1/manifest", "b10/manifest", "c"] {
+            s.put_bytes(n, Bytes::from_static(b"z")).await.unwrap();
+        }
+        std::fs::write(dir.path().join("b1/data/.tmp.123"), b"partial").unwrap();
+        assert_eq!(
+            names(&s, "").await,
+            ["b1/data/1", "b1/data/2", "b1/manifest", "b10/manifest", "c"]
+        );
+        assert_eq!(
+            names(&s, "b1/").await,
+            ["b1/data/1", "b1/data/2", "b1/manifest"]
+        );
+        assert_eq!(
+            names(&s, "b1").await,
+            ["b1/data/1", "b1/data/2", "b1/manifest", "b10/manifest"]
+        );
+        assert_eq!(names(&s, "b1/data/").await, ["b1/data/1", "b1/data/2"]);
+        assert!(names(&s, "nope/").await.is_empty());
+        let sizes: Vec<u64> = s.list("c").map_ok(|e| e.size).try_collect().await.unwrap();
+        assert_eq!(sizes, [1]);
+
+        let missing = FsStorage::new(dir.path().join("absent"));
+        assert!(names(&missing, "").await.is_empty());
+        let bad: Vec<_> = s.list("../").collect().await;
+        assert!(matches!(bad.as_slice(), [Err(Error::BadName(_))]));
+    }
+
+    #[tokio::test]
+    async fn bad_names_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStorage::new(dir.path().join("root"));
+        for n in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "a/./b",
+            "a/",
+            "a\\b",
+        ] {
+            let err = s.put_bytes(n, Bytes::from_static(b"z")).await.unwrap_err();
+            assert!(matches!(err, Error::BadName(_)), "{n:?}: {err}");
+            assert!(matches!(s.get_bytes(n).await, Err(Error::BadName(_))));
+            assert!(matches!(s.delete(n).await, Err(Error::BadName(_))));
+        }
+        assert!(!dir.path().join("x").exists());
+    }
+
+    #[tokio::test]
+    async fn delete_missing_ok_and_prunes_dirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStorage::new(dir.path().to_path_buf());
+        s.delete("never/was").await.unwrap();
+        s.put_bytes("a/b/c", Bytes::from_static(b"1"))
+            .await
+            .unwrap();
+        s.put_bytes("a/d", Bytes::from_static(b"2")).await.unwrap();
+        s.delete("a/b/c").await.unwrap();
+        assert!(!dir.path().join("a/b").exists());
+        assert!(dir.path().join("a/d").exists());
+        s.delete("a/d").await.unwrap();
+        assert!(!dir.path().join("a").exists());
+        assert!(dir.path().exists());
+        assert!(matches!(s.get("a/d").await, Err(Error::NotFound(_))));
+        assert_eq!(s.head("a/d").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn probe_rejects_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("file");
+        std::fs::write(&f, b"x").unwrap();
+        assert!(FsStorage::new(f).probe().await.is_err());
+        assert!(FsStorage::new(dir.path().join("later"))
+            .probe()
+            .await
+            .is_ok());
+    }
+}

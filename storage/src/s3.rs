@@ -1,0 +1,606 @@
+//! S3-compatible backend through object_store.
+//!
+//! Object `name` is stored at key `<prefix>/<name>` (or `<name>` with an
+//! empty prefix). Small bodies go as one PUT; larger ones as a multipart
+//! upload whose part size grows so that any object fits in S3's 10,000 parts,
+//! with a bounded number of parts in flight so memory stays bounded.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::path::Path;
+use object_store::{
+    BackoffConfig, ClientOptions, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload,
+    RetryConfig,
+};
+use sha2::{Digest, Sha256};
+use tokio::task::JoinSet;
+
+use crate::{
+    check_name, ByteStream, Credentials, Entry, Error, Location, Result, S3Location, Storage,
+    Written,
+};
+
+/// Bodies up to this size are sent as one PUT; it is also the first part size.
+const SINGLE_PUT_MAX: usize = 8 << 20;
+/// The part size doubles every this many parts: 1,000 parts of 8 MiB, then
+/// 1,000 of 16 MiB, ... so 10,000 parts hold ~8 TB, more than S3's 5 TiB
+/// object limit, while small and medium objects keep small parts.
+const PARTS_PER_SIZE: usize = 1000;
+/// Parts uploading while the next one fills: memory per upload is at most
+/// (MAX_IN_FLIGHT + 1) parts.
+const MAX_IN_FLIGHT: usize = 2;
+/// probe() must answer within a few seconds even when every retry would fail.
+const PROBE_DEADLINE: Duration = Duration::from_secs(5);
+
+pub struct S3Storage {
+    /// put/head/delete/list: bounded per-request time.
+    store: Arc<AmazonS3>,
+    /// get: no overall timeout (a large object may take long to stream), a
+    /// read timeout catches a stalled connection instead.
+    reader: Arc<AmazonS3>,
+    /// probe: few retries and short timeouts, to fail fast.
+    prober: Arc<AmazonS3>,
+    endpoint: String,
+    bucket: String,
+    /// Without leading or trailing '/'; empty for the bucket root.
+    prefix: String,
+    description: String,
+}
+
+/// Hand-written so that nothing from the object_store clients (which hold the
+/// credentials) can end up in a log line.
+impl fmt::Debug for S3Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Storage")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn part_size(part_index: usize) -> usize {
+    SINGLE_PUT_MAX << (part_index / PARTS_PER_SIZE).min(9)
+}
+
+fn builder(loc: &S3Location, creds: &Credentials, region: &str) -> Result<AmazonS3Builder> {
+    // Never from_env(): the environment may carry settings (AWS_CA_BUNDLE,
+    // AWS_ENDPOINT...) meant for other tools; only what is read below counts.
+    let mut b = AmazonS3Builder::new()
+        .with_bucket_name(&loc.bucket)
+        .with_region(region)
+        // Path-style works with MinIO and every S3-compatible server; AWS
+        // accepts it too.
+        .with_virtual_hosted_style_request(false)
+        // We hash every byte ourselves; signing the payload would hash it a
+        // second time.
+        .with_unsigned_payload(true);
+    if !loc.endpoint.is_empty() {
+        b = b.with_endpoint(&loc.endpoint);
+    }
+
+    let have_keys = !creds.access_key_id.is_empty() || !creds.secret_access_key.is_empty();
+    if !loc.role_arn.is_empty() {
+        // object_store assumes a role only through web identity (EKS/IRSA
+        // style); it cannot assume a role with static keys.
+        if have_keys {
+            return Err(Error::Config(
+                "role_arn cannot be combined with an access key: the role is assumed through \
+                 AWS web identity (AWS_WEB_IDENTITY_TOKEN_FILE)"
+                    .into(),
+            ));
+        }
+        let Some(token_file) = env("AWS_WEB_IDENTITY_TOKEN_FILE") else {
+            return Err(Error::Config(format!(
+                "role_arn {} needs AWS web identity: set AWS_WEB_IDENTITY_TOKEN_FILE",
+                loc.role_arn
+            )));
+        };
+        b = b
+            .with_config(AmazonS3ConfigKey::RoleArn, &loc.role_arn)
+            .with_config(AmazonS3ConfigKey::WebIdentityTokenFile, token_file);
+        if let Some(v) = env("AWS_ROLE_SESSION_NAME") {
+            b = b.with_config(AmazonS3ConfigKey::RoleSessionName, v);
+        }
+        if let Some(v) = env("AWS_ENDPOINT_URL_STS") {
+            b = b.with_config(AmazonS3ConfigKey::StsEndpoint, v);
+        }
+    } else if have_keys {
+        b = b
+            .with_access_key_id(&creds.access_key_id)
+            .with_secret_access_key(&creds.secret_access_key);
+    } else if let (Some(id), Some(secret)) =
+        (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"))
+    {
+        b = b.with_access_key_id(id).with_secret_access_key(secret);
+        if let Some(token) = env("AWS_SESSION_TOKEN") {
+            b = b.with_token(token);
+        }
+    }
+    // Otherwise object_store falls back to instance / container credentials.
+    Ok(b)
+}
+
+impl S3Storage {
+    pub fn new(loc: &S3Location, creds: &Credentials) -> Result<Self> {
+        match loc.compression.as_str() {
+            "" | "none" => {}
+            other => {
+                return Err(Error::Config(format!(
+                    "compression {other} is not supported; use none"
+                )))
+            }
+        }
+        if loc.bucket.is_empty() {
+            return Err(Error::Config("S3 bucket is empty".into()));
+        }
+        let region = if !loc.region.is_empty() {
+            loc.region.clone()
+        } else {
+            env("AWS_REGION").unwrap_or_else(|| "us-east-1".to_string())
+        };
+        let prefix = loc.prefix.trim_matches('/').to_string();
+        if !prefix.is_empty() {
+            check_name(&prefix)
+                .map_err(|_| Error::Config(format!("invalid S3 prefix {:?}", loc.prefix)))?;
+        }
+
+        // Transient failures (5xx, SlowDown, resets) are retried with
+        // backoff, but bounded well below object_store's 3 minute default so
+        // a dead endpoint surfaces as an error.
+        let retry = RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(200),
+                max_backoff: Duration::from_secs(5),
+                base: 2.0,
+            },
+            max_retries: 5,
+            retry_timeout: Duration::from_secs(30),
+        };
+        let base_opts = ClientOptions::new()
+            .with_connect_timeout(Duration::from_secs(3))
+            .with_read_timeout(Duration::from_secs(30));
+        let build = |retry: RetryConfig, opts: ClientOptions| -> Result<Arc<AmazonS3>> {
+            let s = builder(loc, creds, &region)?
+                .with_retry(retry)
+                .with_client_options(opts)
+                // After the client options, which carry (and would reset)
+                // this flag.
+                .with_allow_http(loc.endpoint.starts_with("http://"))
+                .build()
+                .map_err(|e| Error::Config(format!("S3 location {}: {e}", loc.bucket)))?;
+            Ok(Arc::new(s))
+        };
+        // Parts grow to a few hundred MiB only for objects of hundreds of GB;
+        // 5 minutes per request leaves room for those on a slow link.
+        let store = build(
+            retry.clone(),
+            base_opts.clone().with_timeout(Duration::from_secs(300)),
+        )?;
+        let reader = build(retry, base_opts.with_timeout_disabled())?;
+        let prober = build(
+            RetryConfig {
+                backoff: BackoffConfig {
+                    init_backoff: Duration::from_millis(100),
+                    max_backoff: Duration::from_millis(500),
+                    base: 2.0,
+                },
+                max_retries: 1,
+                retry_timeout: Duration::from_secs(2),
+            },
+            ClientOptions::new()
+                .with_connect_timeout(Duration::from_secs(2))
+                .with_timeout(Duration::from_secs(4)),
+        )?;
+
+        let endpoint = if loc.endpoint.is_empty() {
+            format!("https://s3.{region}.amazonaws.com")
+        } else {
+            loc.endpoint.clone()
+        };
+        Ok(Self {
+            store,
+            reader,
+            prober,
+            endpoint,
+            bucket: loc.bucket.clone(),
+            prefix,
+            description: Location::S3(loc.clone()).to_string(),
+        })
+    }
+
+    fn key(&self, name: &str) -> Result<Path> {
+        check_name(name)?;
+        let full = if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}/{name}", self.prefix)
+        };
+        Path::parse(&full).map_err(|_| Error::BadName(name.to_string()))
+    }
+
+    /// Turns an object_store error into ours, looking through the error
+    /// chain because S3 error codes only appear in the response body text.
+    fn map_err(&self, name: &str, e: object_store::Error) -> Error {
+        let detail = error_chain(&e);
+        if is_unreachable(&e) {
+            return Error::Unreachable {
+                endpoint: self.endpoint.clone(),
+                detail,
+            };
+        }
+        if detail.contains("NoSuchBucket") {
+            return Error::NoBucket {
+                bucket: self.bucket.clone(),
+            };
+        }
+        let auth_codes = [
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+            "AccessDenied",
+            "InvalidToken",
+            "ExpiredToken",
+            "NotSignedUp",
+            // List errors come back as Generic, with only the status text.
+            "403 Forbidden",
+            "401 Unauthorized",
+        ];
+        if matches!(
+            e,
+            object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }
+        ) || auth_codes.iter().any(|c| detail.contains(c))
+        {
+            return Error::Auth {
+                bucket: self.bucket.clone(),
+                detail,
+            };
+        }
+        if matches!(e, object_store::Error::NotFound { .. }) {
+            return Error::NotFound(name.to_string());
+        }
+        Error::S3 {
+            name: name.to_string(),
+            detail,
+        }
+    }
+
+    async fn put_inner(
+        &self,
+        name: &str,
+        path: &Path,
+        mut body: ByteStream,
+        expect_sha256: Option<[u8; 32]>,
+    ) -> Result<Written> {
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut part = PartBuf::default();
+        let mut part_index = 0usize;
+        let mut upload: Option<Box<dyn MultipartUpload>> = None;
+        let mut in_flight: JoinSet<object_store::Result<()>> = JoinSet::new();
+
+        let outcome: Result<()> = async {
+            while let Some(chunk) = body.next().await {
+                let mut chunk = chunk?;
+                hasher.update(&chunk);
+                size += chunk.len() as u64;
+                while !chunk.is_empty() {
+                    let target = part_size(part_index);
+                    // A full part is sent only once more data arrives, so a
+                    // body of exactly SINGLE_PUT_MAX still goes as one PUT.
+                    if part.len == target {
+                        if upload.is_none() {
+                            let u = self
+                                .store
+                                .put_multipart(path)
+                                .await
+                                .map_err(|e| self.map_err(name, e))?;
+                            upload = Some(u);
+                        }
+                        while in_flight.len() >= MAX_IN_FLIGHT {
+                            self.join_one(name, &mut in_flight).await?;
+                        }
+                        if let Some(u) = upload.as_mut() {
+                            in_flight.spawn(u.put_part(part.take()));
+                        }
+                        part_index += 1;
+                        continue;
+                    }
+                    let take = (target - part.len).min(chunk.len());
+                    part.push(chunk.split_to(take));
+                }
+            }
+            Ok(())
+        }
+        .await;
+
+        let sha256: [u8; 32] = hasher.finalize().into();
+        let mismatch =
+            expect_sha256
+                .filter(|e| *e != sha256)
+                .map(|expected| Error::ChecksumMismatch {
+                    name: name.to_string(),
+                    expected: hex::encode(expected),
+                    actual: hex::encode(sha256),
+                });
+
+        let Some(mut upload) = upload else {
+            outcome?;
+            if let Some(e) = mismatch {
+                return Err(e);
+            }
+            self.store
+                .put(path, part.take())
+                .await
+                .map_err(|e| self.map_err(name, e))?;
+            return Ok(Written { size, sha256 });
+        };
+
+        let finished: Result<()> = async {
+            outcome?;
+            if let Some(e) = mismatch {
+                return Err(e);
+            }
+            if part.len > 0 {
+                in_flight.spawn(upload.put_part(part.take()));
+            }
+            while !in_flight.is_empty() {
+                self.join_one(name, &mut in_flight).await?;
+            }
+            upload.complete().await.map_err(|e| self.map_err(name, e))?;
+            Ok(())
+        }
+        .await;
+
+        match finished {
+            Ok(()) => Ok(Written { size, sha256 }),
+            Err(e) => {
+                in_flight.shutdown().await;
+                if let Err(abort_err) = upload.abort().await {
+                    tracing::warn!(
+                        object = name,
+                        error = %abort_err,
+                        "could not abort multipart upload; an incomplete upload remains until the bucket's lifecycle rules remove it"
+                    );
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn join_one(
+        &self,
+        name: &str,
+        set: &mut JoinSet<object_store::Result<()>>,
+    ) -> Result<()> {
+        match set.join_next().await {
+            None => Ok(()),
+            Some(Ok(r)) => r.map_err(|e| self.map_err(name, e)),
+            Some(Err(join)) => Err(Error::S3 {
+                name: name.to_string(),
+                detail: format!("part upload task failed: {join}"),
+            }),
+        }
+    }
+}
+
+/// One part being filled: the body's own chunks, so nothing is copied.
+#[derive(Default)]
+struct PartBuf {
+    chunks: Vec<Bytes>,
+    len: usize,
+}
+
+impl PartBuf {
+    fn push(&mut self, b: Bytes) {
+        self.len += b.len();
+        self.chunks.push(b);
+    }
+
+    fn take(&mut self) -> PutPayload {
+        self.len = 0;
+        std::mem::take(&mut self.chunks).into_iter().collect()
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+fn is_unreachable(e: &(dyn std::error::Error + 'static)) -> bool {
+    use object_store::client::{HttpError, HttpErrorKind};
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(h) = c.downcast_ref::<HttpError>() {
+            if matches!(h.kind(), HttpErrorKind::Connect | HttpErrorKind::Timeout) {
+                return true;
+            }
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(
+                io.kind(),
+                ConnectionRefused | TimedOut | HostUnreachable | NetworkUnreachable
+            ) {
+                return true;
+            }
+        }
+        cur = c.source();
+    }
+    false
+}
+
+#[async_trait::async_trait]
+impl Storage for S3Storage {
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    async fn put(
+        &self,
+        name: &str,
+        body: ByteStream,
+        expect_sha256: Option<[u8; 32]>,
+    ) -> Result<Written> {
+        let path = self.key(name)?;
+        self.put_inner(name, &path, body, expect_sha256).await
+    }
+
+    async fn put_bytes(&self, name: &str, data: Bytes) -> Result<Written> {
+        self.put(
+            name,
+            Box::pin(futures::stream::once(async { Ok(data) })),
+            None,
+        )
+        .await
+    }
+
+    async fn get(&self, name: &str) -> Result<ByteStream> {
+        let path = self.key(name)?;
+        let res = self
+            .reader
+            .get(&path)
+            .await
+            .map_err(|e| self.map_err(name, e))?;
+        let endpoint = self.endpoint.clone();
+        let bucket = self.bucket.clone();
+        let name = name.to_string();
+        Ok(Box::pin(res.into_stream().map_err(move |e| {
+            // Errors in the middle of a body are transport errors; the
+            // classification needs no request context beyond these names.
+            let detail = error_chain(&e);
+            if is_unreachable(&e) {
+                Error::Unreachable {
+                    endpoint: endpoint.clone(),
+                    detail,
+                }
+            } else {
+                Error::S3 {
+                    name: format!("{bucket}/{name}"),
+                    detail,
+                }
+            }
+        })))
+    }
+
+    async fn get_bytes(&self, name: &str) -> Result<Bytes> {
+        crate::collect(self.get(name).await?).await
+    }
+
+    async fn head(&self, name: &str) -> Result<Option<u64>> {
+        let path = self.key(name)?;
+        match self.store.head(&path).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.map_err(name, e)),
+        }
+    }
+
+    async fn delete(&self, name: &str) -> Result<()> {
+        let path = self.key(name)?;
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.map_err(name, e)),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Pin<Box<dyn Stream<Item = Result<Entry>> + Send + '_>> {
+        let bad = prefix.starts_with('/')
+            || prefix.contains("//")
+            || prefix.split('/').any(|c| c == "." || c == "..");
+        if bad {
+            return Box::pin(futures::stream::once(futures::future::ready(Err(
+                Error::BadName(prefix.to_string()),
+            ))));
+        }
+        // object_store lists whole path segments, so list the deepest
+        // directory the prefix names in full and filter the rest here.
+        let dir = match prefix.rfind('/') {
+            Some(i) => &prefix[..i],
+            None => "",
+        };
+        let full_dir = match (self.prefix.is_empty(), dir.is_empty()) {
+            (true, _) => dir.to_string(),
+            (false, true) => self.prefix.clone(),
+            (false, false) => format!("{}/{dir}", self.prefix),
+        };
+        let list_path = if full_dir.is_empty() {
+            None
+        } else {
+            match Path::parse(&full_dir) {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    return Box::pin(futures::stream::once(futures::future::ready(Err(
+                        Error::BadName(prefix.to_string()),
+                    ))))
+                }
+            }
+        };
+        let strip = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let want = prefix.to_string();
+        let err_name = prefix.to_string();
+        Box::pin(
+            self.store
+                .list(list_path.as_ref())
+                .map_err(move |e| self.map_err(&err_name, e))
+                .try_filter_map(move |meta| {
+                    let key = meta.location.to_string();
+                    let keep = key
+                        .strip_prefix(strip.as_str())
+                        .filter(|n| n.starts_with(want.as_str()))
+                        .map(|name| Entry {
+                            name: name.to_string(),
+                            size: meta.size,
+                        });
+                    futures::future::ready(Ok(keep))
+                }),
+        )
+    }
+
+    async fn probe(&self) -> Result<()> {
+        // A delimited list of the prefix is one cheap GET that names the
+        // bucket (NoSuchBucket), checks the signature, and works on servers
+        // that answer HEAD of a "directory" with a 500.
+        let path = if self.prefix.is_empty() {
+            None
+        } else {
+            Some(Path::from(self.prefix.as_str()))
+        };
+        let fut = self.prober.list_with_delimiter(path.as_ref());
+        match tokio::time::timeout(PROBE_DEADLINE, fut).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => match self.map_err(&self.prefix, e) {
+                Error::NotFound(_) => Ok(()),
+                other => Err(other),
+            },
+            Err(_) => Err(Error::Unreachable {
+                endpoint: self.endpoint.clone(),
+                detail: format!("no answer within {PROBE_DEADLINE:?}"),
+            }),
+        }
+    }
+}

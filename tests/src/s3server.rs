@@ -1,0 +1,152 @@
+//! A real S3-compatible server (`s3s-fs`) on a loopback port, one per test.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use mo_br_storage::{Credentials, S3Location};
+
+const BUCKET: &str = "mo-br-test";
+const ACCESS_KEY: &str = "mobrtestkey";
+const SECRET_KEY: &str = "mobrtestsecret";
+
+pub struct S3Server {
+    child: Child,
+    port: u16,
+    // Declared after `child` so the server is killed before its files go.
+    root: tempfile::TempDir,
+}
+
+/// `MO_BR_S3S_FS`, then `PATH`, then `~/.cargo/bin`.
+fn find_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("MO_BR_S3S_FS").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let cand = dir.join("s3s-fs");
+            if cand.is_file() {
+                return cand;
+            }
+        }
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let cand = Path::new(&home).join(".cargo/bin/s3s-fs");
+        if cand.is_file() {
+            return cand;
+        }
+    }
+    panic!(
+        "s3s-fs not found (looked at $MO_BR_S3S_FS, $PATH and ~/.cargo/bin): \
+         run scripts/install-deps.sh"
+    );
+}
+
+/// A port that was free a moment ago. Another process could take it before
+/// the server binds, which `start` reports as a failed start.
+pub fn free_port() -> anyhow::Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").context("bind a loopback port")?;
+    Ok(l.local_addr()?.port())
+}
+
+impl S3Server {
+    pub fn start() -> anyhow::Result<S3Server> {
+        let bin = find_binary();
+        let root = tempfile::Builder::new()
+            .prefix("mo-br-s3s-")
+            .tempdir()
+            .context("create the s3s-fs root")?;
+        std::fs::create_dir(root.path().join(BUCKET)).context("create the test bucket")?;
+        let port = free_port()?;
+        let mut child = Command::new(&bin)
+            .arg("--host")
+            .arg("127.0.0.1")
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--access-key")
+            .arg(ACCESS_KEY)
+            .arg("--secret-key")
+            .arg(SECRET_KEY)
+            .arg(root.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("start {}", bin.display()))?;
+
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                break;
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!("s3s-fs exited before listening on {addr}: {status}");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("s3s-fs did not listen on {addr} within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(S3Server { child, port, root })
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn bucket(&self) -> &str {
+        BUCKET
+    }
+
+    pub fn access_key(&self) -> &str {
+        ACCESS_KEY
+    }
+
+    pub fn secret_key(&self) -> &str {
+        SECRET_KEY
+    }
+
+    /// The directory the server serves; `root()/bucket()/key` is an object.
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// Creates another (empty) bucket.
+    pub fn new_bucket(&self, name: &str) -> anyhow::Result<()> {
+        std::fs::create_dir_all(self.root.path().join(name))
+            .with_context(|| format!("create bucket {name}"))
+    }
+
+    pub fn location(&self, prefix: &str) -> S3Location {
+        S3Location {
+            endpoint: self.endpoint(),
+            region: "us-east-1".into(),
+            bucket: BUCKET.into(),
+            prefix: prefix.into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn credentials(&self) -> Credentials {
+        Credentials {
+            access_key_id: ACCESS_KEY.into(),
+            secret_access_key: SECRET_KEY.into(),
+        }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,308 @@
+//! The storage backends against a real S3-compatible server (s3s-fs).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use mo_br_storage::{ByteStream, Credentials, Error, Location, Storage};
+use mo_br_tests::s3server::{free_port, S3Server};
+use sha2::{Digest, Sha256};
+
+async fn open(loc: mo_br_storage::S3Location, creds: &Credentials) -> Box<dyn Storage> {
+    mo_br_storage::open(&Location::S3(loc), creds)
+        .await
+        .expect("open s3 storage")
+}
+
+/// Deterministic pseudo-random bytes, cheap to make and poor to compress.
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// Streams `data` in uneven chunks, as a reader of a file would.
+fn stream(data: Bytes, chunk: usize) -> ByteStream {
+    let chunks: Vec<_> = (0..data.len())
+        .step_by(chunk)
+        .map(|i| Ok(data.slice(i..(i + chunk).min(data.len()))))
+        .collect();
+    Box::pin(futures::stream::iter(chunks))
+}
+
+fn sha(d: &[u8]) -> [u8; 32] {
+    Sha256::digest(d).into()
+}
+
+async fn names(s: &dyn Storage, prefix: &str) -> Vec<String> {
+    let mut v: Vec<String> = s
+        .list(prefix)
+        .map_ok(|e| e.name)
+        .try_collect()
+        .await
+        .expect("list");
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn small_round_trip() {
+    let srv = S3Server::start().unwrap();
+    let s = open(srv.location("/backups/"), &srv.credentials()).await;
+    s.probe().await.unwrap();
+    assert!(s.describe().contains(&srv.endpoint()));
+
+    let body = Bytes::from_static(b"hello s3");
+    let w = s
+        .put(
+            "b1/manifest.json",
+            stream(body.clone(), 3),
+            Some(sha(&body)),
+        )
+        .await
+        .unwrap();
+    assert_eq!((w.size, w.sha256), (8, sha(&body)));
+    assert_eq!(s.head("b1/manifest.json").await.unwrap(), Some(8));
+    assert_eq!(s.get_bytes("b1/manifest.json").await.unwrap(), body);
+    // Stored under the prefix, as a plain file in the server's directory.
+    let on_disk = std::fs::read(
+        srv.root()
+            .join(srv.bucket())
+            .join("backups/b1/manifest.json"),
+    );
+    assert_eq!(on_disk.unwrap(), body);
+
+    let w = s.put_bytes("empty", Bytes::new()).await.unwrap();
+    assert_eq!(w.size, 0);
+    assert_eq!(s.get_bytes("empty").await.unwrap(), Bytes::new());
+
+    assert!(matches!(s.get("missing").await, Err(Error::NotFound(_))));
+    assert!(matches!(
+        s.get_bytes("missing").await,
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(s.head("missing").await.unwrap(), None);
+    assert!(matches!(
+        s.put_bytes("../x", body).await,
+        Err(Error::BadName(_))
+    ));
+}
+
+#[tokio::test]
+async fn large_multipart_round_trip() {
+    let srv = S3Server::start().unwrap();
+    let s = open(srv.location("p"), &srv.credentials()).await;
+    let len = 40 * 1024 * 1024 + 12345;
+    let body = Bytes::from(data(len, 7));
+    let digest = sha(&body);
+
+    let t = Instant::now();
+    let w = s
+        .put(
+            "b1/data/big.bin",
+            stream(body.clone(), 1 << 20),
+            Some(digest),
+        )
+        .await
+        .unwrap();
+    let put_secs = t.elapsed().as_secs_f64();
+    assert_eq!((w.size, w.sha256), (len as u64, digest));
+    assert_eq!(s.head("b1/data/big.bin").await.unwrap(), Some(len as u64));
+
+    let t = Instant::now();
+    let mut hasher = Sha256::new();
+    let mut got = 0usize;
+    let mut chunks = s.get("b1/data/big.bin").await.unwrap();
+    while let Some(c) = chunks.try_next().await.unwrap() {
+        got += c.len();
+        hasher.update(&c);
+    }
+    let get_secs = t.elapsed().as_secs_f64();
+    assert_eq!(got, len);
+    assert_eq!(<[u8; 32]>::from(hasher.finalize()), digest);
+    let mb = len as f64 / 1e6;
+    eprintln!(
+        "40 MiB object: put {:.0} MB/s, get {:.0} MB/s",
+        mb / put_secs,
+        mb / get_secs
+    );
+}
+
+#[tokio::test]
+async fn checksum_mismatch_leaves_nothing() {
+    let srv = S3Server::start().unwrap();
+    let s = open(srv.location(""), &srv.credentials()).await;
+    let wrong = sha(b"something else");
+
+    let small = Bytes::from_static(b"small body");
+    let err = s
+        .put("small", stream(small, 4), Some(wrong))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ChecksumMismatch { .. }), "{err}");
+    assert_eq!(s.head("small").await.unwrap(), None);
+
+    // Large enough for multipart: the upload must be aborted, not completed.
+    let big = Bytes::from(data(20 * 1024 * 1024, 3));
+    let err = s
+        .put("big", stream(big, 1 << 20), Some(wrong))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ChecksumMismatch { .. }), "{err}");
+    assert_eq!(s.head("big").await.unwrap(), None);
+    assert!(names(s.as_ref(), "").await.is_empty());
+}
+
+#[tokio::test]
+async fn list_with_prefix_and_delete() {
+    let srv = S3Server::start().unwrap();
+    let s = open(srv.location("root"), &srv.credentials()).await;
+    // An object outside the storage prefix must stay invisible.
+    let other = open(srv.location(""), &srv.credentials()).await;
+    other
+        .put_bytes("elsewhere", Bytes::from_static(b"o"))
+        .await
+        .unwrap();
+
+    for n in ["b1/data/1", "b1/data/2", "b1/manifest", "b10/manifest", "c"] {
+        s.put_bytes(n, Bytes::from(n.as_bytes().to_vec()))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        names(s.as_ref(), "").await,
+        ["b1/data/1", "b1/data/2", "b1/manifest", "b10/manifest", "c"]
+    );
+    assert_eq!(
+        names(s.as_ref(), "b1/").await,
+        ["b1/data/1", "b1/data/2", "b1/manifest"]
+    );
+    assert_eq!(
+        names(s.as_ref(), "b1").await,
+        ["b1/data/1", "b1/data/2", "b1/manifest", "b10/manifest"]
+    );
+    assert_eq!(
+        names(s.as_ref(), "b1/data/").await,
+        ["b1/data/1", "b1/data/2"]
+    );
+    assert!(names(s.as_ref(), "zzz/").await.is_empty());
+    let sizes: Vec<u64> = s
+        .list("b1/manifest")
+        .map_ok(|e| e.size)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(sizes, [11]);
+
+    s.delete("b1/data/1").await.unwrap();
+    s.delete("b1/data/1").await.unwrap();
+    s.delete("never/existed").await.unwrap();
+    assert_eq!(s.head("b1/data/1").await.unwrap(), None);
+    assert_eq!(names(s.as_ref(), "b1/data/").await, ["b1/data/2"]);
+    assert_eq!(names(other.as_ref(), "").await.len(), 5);
+}
+
+#[tokio::test]
+async fn probe_dead_endpoint_is_unreachable_quickly() {
+    let port = free_port().unwrap();
+    let loc = mo_br_storage::S3Location {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        bucket: "b".into(),
+        ..Default::default()
+    };
+    let creds = Credentials {
+        access_key_id: "k".into(),
+        secret_access_key: "s".into(),
+    };
+    let s = open(loc, &creds).await;
+    let t = Instant::now();
+    let err = s.probe().await.unwrap_err();
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(matches!(err, Error::Unreachable { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn probe_wrong_secret_is_auth() {
+    let srv = S3Server::start().unwrap();
+    let creds = Credentials {
+        access_key_id: srv.access_key().into(),
+        secret_access_key: "wrong-secret".into(),
+    };
+    let s = open(srv.location("x"), &creds).await;
+    let t = Instant::now();
+    let err = s.probe().await.unwrap_err();
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(matches!(err, Error::Auth { .. }), "{err}");
+    assert!(!format!("{err} {s:?}").contains("wrong-secret"));
+
+    let unknown = Credentials {
+        access_key_id: "nobody".into(),
+        secret_access_key: srv.secret_key().into(),
+    };
+    let err = open(srv.location(""), &unknown)
+        .await
+        .probe()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Auth { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn probe_missing_bucket() {
+    let srv = S3Server::start().unwrap();
+    let mut loc = srv.location("");
+    loc.bucket = "no-such-bucket".into();
+    let s = open(loc.clone(), &srv.credentials()).await;
+    let err = s.probe().await.unwrap_err();
+    assert!(matches!(err, Error::NoBucket { .. }), "{err}");
+
+    srv.new_bucket("no-such-bucket").unwrap();
+    s.probe().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_config_rejected() {
+    let mut loc = mo_br_storage::S3Location {
+        endpoint: "http://127.0.0.1:1".into(),
+        bucket: "b".into(),
+        compression: "zstd".into(),
+        ..Default::default()
+    };
+    let creds = Credentials::default();
+    let err = mo_br_storage::open(&Location::S3(loc.clone()), &creds)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Config(ref m) if m.contains("zstd")),
+        "{err}"
+    );
+
+    loc.compression = "none".into();
+    loc.role_arn = "arn:aws:iam::123456789012:role/backup".into();
+    let with_keys = Credentials {
+        access_key_id: "k".into(),
+        secret_access_key: "s".into(),
+    };
+    let err = mo_br_storage::open(&Location::S3(loc), &with_keys)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Config(ref m) if m.contains("role_arn")),
+        "{err}"
+    );
+}

@@ -64,10 +64,9 @@ async fn run(mut log: CommandLog, mut catalog: Catalog, mut rx: mpsc::Receiver<M
         match msg {
             Msg::Propose(cmd, reply) => {
                 let index = catalog.applied + 1;
-                // The fsync is short and this task is the only writer;
-                // block_in_place keeps it off the other tasks' worker.
-                let result = tokio::task::block_in_place(|| log.append(index, &cmd));
-                let result = result.map(|()| {
+                // A synchronous append + fsync: commands are few and small,
+                // and this task must not answer before the entry is durable.
+                let result = log.append(index, &cmd).map(|()| {
                     catalog.apply(index, &cmd);
                     index
                 });

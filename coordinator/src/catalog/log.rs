@@ -163,8 +163,8 @@ mod tests {
         {
             let (mut log, cat) = CommandLog::open(&path).unwrap();
             assert!(cat.backups.is_empty());
-            log.append(1, &Command::BackupStarted(record("a", None))).unwrap();
-            log.append(2, &Command::BackupStarted(record("b", Some("a")))).unwrap();
+            log.append(1, &Command::BackupStarted(Box::new(record("a", None)))).unwrap();
+            log.append(2, &Command::BackupStarted(Box::new(record("b", Some("a"))))).unwrap();
         }
         // A crash mid-append leaves half a line.
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();

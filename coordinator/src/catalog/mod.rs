@@ -57,7 +57,7 @@ pub struct BackupRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Command {
-    BackupStarted(BackupRecord),
+    BackupStarted(Box<BackupRecord>),
     BackupCompleted {
         id: String,
         complete_time: String,
@@ -93,7 +93,9 @@ impl Catalog {
         self.applied = index;
         match cmd {
             Command::BackupStarted(rec) => {
-                self.backups.entry(rec.id.clone()).or_insert_with(|| rec.clone());
+                self.backups
+                    .entry(rec.id.clone())
+                    .or_insert_with(|| (**rec).clone());
             }
             Command::BackupCompleted {
                 id,
@@ -176,8 +178,8 @@ mod tests {
 
     #[test]
     fn lifecycle_and_idempotent_replay() {
-        let cmds = vec![
-            Command::BackupStarted(record("a", None)),
+        let cmds = [
+            Command::BackupStarted(Box::new(record("a", None))),
             Command::BackupCompleted {
                 id: "a".into(),
                 complete_time: "t".into(),
@@ -212,7 +214,7 @@ mod tests {
             .into_iter()
             .enumerate()
         {
-            c.apply(i as u64 + 1, &Command::BackupStarted(record(id, base)));
+            c.apply(i as u64 + 1, &Command::BackupStarted(Box::new(record(id, base))));
         }
         assert_eq!(c.dependents("a"), vec!["b".to_string(), "c".to_string()]);
         assert!(c.dependents("d").is_empty());

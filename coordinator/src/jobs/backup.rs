@@ -243,7 +243,7 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
         backup_ts: backup_ts.clone(),
         data_dir: source.data_dir.clone(),
     };
-    c.catalog.propose(Command::BackupStarted(record)).await?;
+    c.catalog.propose(Command::BackupStarted(Box::new(record))).await?;
     emit(
         events,
         job_event::Event::Started(Started {

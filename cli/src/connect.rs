@@ -1,0 +1,131 @@
+//! The coordinator to talk to: a remote one (`--coordinator host:port[,...]`,
+//! MO_BR_COORDINATOR or `coordinator` in the config file) or, with none
+//! configured, the embedded mode: coordinator and one agent in this process,
+//! over in-memory pipes, with the catalog in `--meta_path`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use mo_br_proto::coordinator::coordinator_client::CoordinatorClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::{chain, usage};
+
+pub type Client = CoordinatorClient<Channel>;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Connects to the configured coordinator, or starts the embedded one.
+/// `meta_path` and `parallelism` only matter in the embedded mode.
+pub async fn connect(
+    coordinator: Option<&str>,
+    meta_path: &Path,
+    parallelism: u32,
+) -> Result<Client> {
+    let channel = match coordinator {
+        Some(list) => remote(list).await?,
+        None => embedded(meta_path, parallelism).await?,
+    };
+    Ok(CoordinatorClient::new(channel)
+        .max_decoding_message_size(64 << 20))
+}
+
+/// The first reachable of a comma-separated list of `host:port`.
+async fn remote(list: &str) -> Result<Channel> {
+    let addrs = addresses(list)?;
+    let mut failures = Vec::new();
+    for addr in &addrs {
+        let endpoint = Endpoint::from_shared(url(addr))
+            .map_err(|e| usage!("bad coordinator address \"{addr}\": {e}"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(Duration::from_secs(24 * 3600));
+        tracing::debug!("connecting to the coordinator at {addr}");
+        match endpoint.connect().await {
+            Ok(channel) => {
+                tracing::info!("connected to the coordinator at {addr}");
+                return Ok(channel);
+            }
+            Err(e) => {
+                tracing::warn!("cannot reach the coordinator at {addr}: {}", chain(&e));
+                failures.push(chain(&e));
+            }
+        }
+    }
+    Err(anyhow!(
+        "cannot reach the coordinator at {}: {}",
+        addrs.join(", "),
+        failures.last().map(String::as_str).unwrap_or("no address")
+    ))
+}
+
+/// "a:1, b:2" -> ["a:1", "b:2"]; empty entries are a usage error.
+pub fn addresses(list: &str) -> Result<Vec<String>> {
+    let addrs: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if addrs.is_empty() {
+        return Err(usage!("--coordinator: no address in \"{list}\"").into());
+    }
+    Ok(addrs)
+}
+
+/// `host:port` -> `http://host:port`; a given scheme is kept.
+pub fn url(addr: &str) -> String {
+    if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+#[cfg(feature = "embedded")]
+async fn embedded(meta_path: &Path, parallelism: u32) -> Result<Channel> {
+    tracing::debug!(
+        "embedded mode: catalog {}, parallelism {parallelism}",
+        meta_path.display()
+    );
+    let agent = mo_br_agent::spawn_in_process(mo_br_agent::AgentService::new(
+        "local",
+        parallelism.max(1) as usize,
+    ));
+    mo_br_coordinator::spawn_in_process(meta_path, vec![agent])
+        .await
+        .map_err(|e| anyhow!("{}: {}", meta_path.display(), chain(&e)))
+}
+
+#[cfg(not(feature = "embedded"))]
+async fn embedded(_meta_path: &Path, _parallelism: u32) -> Result<Channel> {
+    Err(usage!(
+        "this build has no embedded coordinator: give --coordinator host:port"
+    )
+    .into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_lists() {
+        assert_eq!(addresses("a:1, b:2,").unwrap(), ["a:1", "b:2"]);
+        assert!(addresses(" , ").is_err());
+        assert_eq!(url("127.0.0.1:7700"), "http://127.0.0.1:7700");
+        assert_eq!(url("https://h:1"), "https://h:1");
+    }
+
+    #[tokio::test]
+    async fn unreachable_coordinator_is_one_clear_error() {
+        // Port 9 on loopback: nothing listens there in a test environment.
+        let err = remote("127.0.0.1:9").await.unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.starts_with("cannot reach the coordinator at 127.0.0.1:9: "),
+            "{msg}"
+        );
+        assert!(!msg.contains('\n'));
+    }
+}

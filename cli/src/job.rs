@@ -1,0 +1,138 @@
+//! Drives the stream of `JobEvent`s every RPC returns: lines and problems as
+//! they come, the backups table, the progress bar, and the `Finished` event.
+
+use std::io::Write;
+
+use mo_br_proto::coordinator::{job_event, Finished, JobEvent, Problem};
+use tonic::Streaming;
+
+use crate::progress::Bar;
+use crate::render;
+
+#[derive(Default)]
+pub struct Options {
+    /// Printed (with blank lines around it) after a backups table, before
+    /// the lines that follow: "Checking the backup data...".
+    pub after_table: Option<&'static str>,
+    /// Backups as JSON lines; lines and problems then go to stderr.
+    pub json: bool,
+}
+
+#[derive(Default)]
+pub struct Outcome {
+    pub finished: Option<Finished>,
+    /// Problems seen on the stream.
+    pub problems: u64,
+}
+
+/// Reads the stream to its end. A status error ends it: the caller reports
+/// it. Output errors (a closed pipe) are returned as such.
+pub async fn drive(mut stream: Streaming<JobEvent>, opts: &Options) -> anyhow::Result<Outcome> {
+    let mut bar = Bar::hidden();
+    let mut out = Outcome::default();
+    let mut ev_out = Printer { json: opts.json };
+    while let Some(event) = stream.message().await? {
+        let Some(event) = event.event else { continue };
+        match event {
+            job_event::Event::Started(s) => {
+                tracing::info!(
+                    "job {} started: {} ({} files, {} bytes)",
+                    s.job_id,
+                    s.what,
+                    s.total_files,
+                    s.total_bytes
+                );
+                bar.finish();
+                let what = if s.what.is_empty() { "job" } else { &s.what };
+                bar = Bar::start(what, s.total_bytes, s.total_files);
+            }
+            job_event::Event::Progress(p) => bar.update(p.bytes, p.files),
+            job_event::Event::Line(line) => bar.suspend(|| ev_out.line(&line))?,
+            job_event::Event::Problem(p) => {
+                out.problems += 1;
+                bar.suspend(|| ev_out.line(&problem_line(&p)))?;
+            }
+            job_event::Event::Backups(b) => {
+                bar.suspend(|| -> std::io::Result<()> {
+                    let mut stdout = std::io::stdout().lock();
+                    if opts.json {
+                        for info in &b.backups {
+                            writeln!(stdout, "{}", render::json_line(info))?;
+                        }
+                        return stdout.flush();
+                    }
+                    writeln!(stdout, "{}", render::table(&b.backups))?;
+                    if let Some(header) = opts.after_table {
+                        writeln!(stdout, "\n{header}\n")?;
+                    }
+                    stdout.flush()
+                })?;
+            }
+            job_event::Event::Finished(f) => {
+                bar.finish();
+                out.finished = Some(f);
+            }
+        }
+    }
+    bar.finish();
+    Ok(out)
+}
+
+struct Printer {
+    json: bool,
+}
+
+impl Printer {
+    fn line(&mut self, line: &str) -> std::io::Result<()> {
+        if self.json {
+            let mut err = std::io::stderr().lock();
+            writeln!(err, "{line}")
+        } else {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{line}")?;
+            out.flush()
+        }
+    }
+}
+
+/// "missing: tae/tae_list (not found in the backup)".
+pub fn problem_line(p: &Problem) -> String {
+    let kind = if p.kind.is_empty() {
+        "problem"
+    } else {
+        &p.kind
+    };
+    if p.detail.is_empty() {
+        format!("{}: {}", kind.to_ascii_lowercase(), p.path)
+    } else {
+        format!("{}: {} ({})", kind.to_ascii_lowercase(), p.path, p.detail)
+    }
+}
+
+/// Prints a line to stdout (the summary of a job, ...).
+pub fn print(line: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problem_lines_keep_kind_and_path() {
+        let p = Problem {
+            path: "tae/tae_list".into(),
+            kind: "MISSING".into(),
+            detail: "not found".into(),
+        };
+        assert_eq!(problem_line(&p), "missing: tae/tae_list (not found)");
+        let p = Problem {
+            path: "a".into(),
+            kind: "corrupt".into(),
+            detail: String::new(),
+        };
+        assert_eq!(problem_line(&p), "corrupt: a");
+    }
+}

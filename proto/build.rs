@@ -11,9 +11,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Its Debug is written by hand so secrets never reach a log line.
         .skip_debug(["mobr.common.S3Storage"])
         .compile_protos(
-        &["proto/common.proto", "proto/coordinator.proto", "proto/agent.proto"],
-        &["proto"],
-    )?;
+            &[
+                "proto/common.proto",
+                "proto/coordinator.proto",
+                "proto/agent.proto",
+            ],
+            &["proto"],
+        )?;
     Ok(())
 }
 

@@ -128,7 +128,9 @@ pub fn inventory(data_dir: &Path, launch_config: Option<&Path>) -> Result<Invent
             if role == "dn" && shared.is_none() {
                 shared = shared_from_tn_config(&path, &data_dir)?;
             }
-            let size = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
+            let size = std::fs::metadata(&path)
+                .map_err(|e| Error::io(&path, e))?
+                .len();
             let name = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())

@@ -4,7 +4,11 @@ use anyhow::Context;
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(name = "mo-br-agent", version, about = "mo-br agent: copies a MatrixOne node's files for the coordinator")]
+#[command(
+    name = "mo-br-agent",
+    version,
+    about = "mo-br agent: copies a MatrixOne node's files for the coordinator"
+)]
 struct Args {
     /// Address to serve gRPC on.
     #[arg(long, default_value = "127.0.0.1:7201", env = "MO_BR_AGENT_LISTEN")]

@@ -7,13 +7,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
+use mo_br_format::layout::FileKind;
 use mo_br_proto::agent::agent_server::Agent;
 use mo_br_proto::agent::{
-    AgentInfo, CopyShardRequest, FileKind as WireKind, InfoRequest, InventoryBatch,
-    InventoryFile, InventoryRequest, RestoreShardRequest, ShardEvent, VerifyShardRequest,
+    AgentInfo, CopyShardRequest, FileKind as WireKind, InfoRequest, InventoryBatch, InventoryFile,
+    InventoryRequest, RestoreShardRequest, ShardEvent, VerifyShardRequest,
 };
 use mo_br_proto::common::Storage as WireStorage;
-use mo_br_format::layout::FileKind;
 use mo_br_storage::Storage;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -109,12 +109,12 @@ impl Agent for AgentService {
             return Err(Status::invalid_argument("--data_dir is required"));
         }
         let data_dir = PathBuf::from(&source.data_dir);
-        let launch = (!source.launch_config.is_empty()).then(|| PathBuf::from(&source.launch_config));
-        let inv = tokio::task::spawn_blocking(move || {
-            inventory::inventory(&data_dir, launch.as_deref())
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))??;
+        let launch =
+            (!source.launch_config.is_empty()).then(|| PathBuf::from(&source.launch_config));
+        let inv =
+            tokio::task::spawn_blocking(move || inventory::inventory(&data_dir, launch.as_deref()))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))??;
 
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
@@ -137,8 +137,16 @@ impl Agent for AgentService {
                     })
                     .collect();
                 let msg = InventoryBatch {
-                    shared_backend: if first { inv.shared_backend.clone() } else { String::new() },
-                    shared_dir: if first { inv.shared_dir.clone() } else { String::new() },
+                    shared_backend: if first {
+                        inv.shared_backend.clone()
+                    } else {
+                        String::new()
+                    },
+                    shared_dir: if first {
+                        inv.shared_dir.clone()
+                    } else {
+                        String::new()
+                    },
                     files: batch,
                 };
                 first = false;
@@ -158,7 +166,12 @@ impl Agent for AgentService {
         let source = open(req.source.as_ref()).await?;
         let target = open(req.target.as_ref()).await?;
         let parallelism = self.parallelism(req.parallelism);
-        Ok(start(Op::Copy { source, target }, req.files, parallelism, req.epoch))
+        Ok(start(
+            Op::Copy { source, target },
+            req.files,
+            parallelism,
+            req.epoch,
+        ))
     }
 
     async fn restore_shard(
@@ -180,7 +193,12 @@ impl Agent for AgentService {
             }
         }
         let parallelism = self.parallelism(req.parallelism);
-        Ok(start(Op::Restore { sources, target }, req.files, parallelism, req.epoch))
+        Ok(start(
+            Op::Restore { sources, target },
+            req.files,
+            parallelism,
+            req.epoch,
+        ))
     }
 
     async fn verify_shard(
@@ -190,6 +208,11 @@ impl Agent for AgentService {
         let req = request.into_inner();
         let storage = open(req.storage.as_ref()).await?;
         let parallelism = self.parallelism(req.parallelism);
-        Ok(start(Op::Verify { storage }, req.files, parallelism, req.epoch))
+        Ok(start(
+            Op::Verify { storage },
+            req.files,
+            parallelism,
+            req.epoch,
+        ))
     }
 }

@@ -123,21 +123,39 @@ fn counted(body: ByteStream, moved: Arc<AtomicU64>, attempt: Arc<AtomicU64>) -> 
     }))
 }
 
-async fn one(op: &Op, index: u32, task: FileTask, epoch: u64, moved: &Arc<AtomicU64>) -> ShardEvent {
+async fn one(
+    op: &Op,
+    index: u32,
+    task: FileTask,
+    epoch: u64,
+    moved: &Arc<AtomicU64>,
+) -> ShardEvent {
     if let Err(e) = mo_br_storage::check_name(&task.dst).and(mo_br_storage::check_name(&task.src)) {
         return problem(index, ProblemKind::UnsafePath, e.to_string(), epoch);
     }
     match op {
         Op::Verify { storage } => verify(storage.as_ref(), index, &task, epoch, moved).await,
         Op::Copy { source, target } => {
-            transfer(source.as_ref(), target.as_ref(), index, &task, None, epoch, moved).await
+            transfer(
+                source.as_ref(),
+                target.as_ref(),
+                index,
+                &task,
+                None,
+                epoch,
+                moved,
+            )
+            .await
         }
         Op::Restore { sources, target } => {
             let Some(source) = sources.get(&task.source_id) else {
                 return problem(
                     index,
                     ProblemKind::Missing,
-                    format!("{}: backup {} holding it is not available", task.src, task.source_id),
+                    format!(
+                        "{}: backup {} holding it is not available",
+                        task.src, task.source_id
+                    ),
                     epoch,
                 );
             };
@@ -150,13 +168,25 @@ async fn one(op: &Op, index: u32, task: FileTask, epoch: u64, moved: &Arc<Atomic
                         return problem(
                             index,
                             ProblemKind::Corrupt,
-                            format!("{}: recorded sha256 {:?} is not valid hex", task.src, task.sha256),
+                            format!(
+                                "{}: recorded sha256 {:?} is not valid hex",
+                                task.src, task.sha256
+                            ),
                             epoch,
                         )
                     }
                 }
             };
-            transfer(source.as_ref(), target.as_ref(), index, &task, expect, epoch, moved).await
+            transfer(
+                source.as_ref(),
+                target.as_ref(),
+                index,
+                &task,
+                expect,
+                epoch,
+                moved,
+            )
+            .await
         }
     }
 }
@@ -176,7 +206,11 @@ async fn transfer(
         let result = async {
             let body = source.get(&task.src).await?;
             target
-                .put(&task.dst, counted(body, moved.clone(), attempt.clone()), expect)
+                .put(
+                    &task.dst,
+                    counted(body, moved.clone(), attempt.clone()),
+                    expect,
+                )
                 .await
         }
         .await;
@@ -194,7 +228,10 @@ async fn transfer(
                 return problem(
                     index,
                     kind,
-                    format!("{}: expected {} bytes, read {}", task.src, task.size, w.size),
+                    format!(
+                        "{}: expected {} bytes, read {}",
+                        task.src, task.size, w.size
+                    ),
                     epoch,
                 );
             }
@@ -232,7 +269,12 @@ async fn verify(
     let mut body = match storage.get(&task.src).await {
         Ok(b) => b,
         Err(StorageError::NotFound(_)) => {
-            return problem(index, ProblemKind::Missing, format!("{}: missing", task.src), epoch)
+            return problem(
+                index,
+                ProblemKind::Missing,
+                format!("{}: missing", task.src),
+                epoch,
+            )
         }
         Err(e) => return problem(index, ProblemKind::Io, e.to_string(), epoch),
     };

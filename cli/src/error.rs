@@ -29,15 +29,21 @@ macro_rules! usage {
 pub(crate) use usage;
 
 /// The one line printed for an error, after `mo_br: `, and its exit code.
-pub fn report(err: &anyhow::Error) -> (String, u8) {
+/// A closed stdout (`mo_br list | head`) is no error: nothing, code 0.
+pub fn report(err: &anyhow::Error) -> (Option<String>, u8) {
     if let Some(u) = err.downcast_ref::<UsageError>() {
-        return (u.0.clone(), 2);
+        return (Some(u.0.clone()), 2);
     }
     if let Some(status) = err.downcast_ref::<tonic::Status>() {
-        return (status_line(status), 1);
+        return (Some(status_line(status)), 1);
+    }
+    if let Some(io) = err.downcast_ref::<std::io::Error>() {
+        if io.kind() == std::io::ErrorKind::BrokenPipe {
+            return (None, 0);
+        }
     }
     // `{:#}` joins the context chain on one line: "step: cause: cause".
-    (format!("{err:#}").replace('\n', " "), 1)
+    (Some(format!("{err:#}").replace('\n', " ")), 1)
 }
 
 /// The status message, not the Debug of the Status.
@@ -73,10 +79,12 @@ mod tests {
     #[test]
     fn exit_codes() {
         let e = anyhow::Error::new(UsageError::new("bad flag"));
-        assert_eq!(report(&e), ("bad flag".to_string(), 2));
+        assert_eq!(report(&e), (Some("bad flag".to_string()), 2));
         let e = anyhow::Error::new(tonic::Status::not_found("backup x not found"));
-        assert_eq!(report(&e), ("backup x not found".to_string(), 1));
+        assert_eq!(report(&e), (Some("backup x not found".to_string()), 1));
         let e = anyhow::anyhow!("inner").context("outer");
-        assert_eq!(report(&e), ("outer: inner".to_string(), 1));
+        assert_eq!(report(&e), (Some("outer: inner".to_string()), 1));
+        let e = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        assert_eq!(report(&e), (None, 0));
     }
 }

@@ -4,10 +4,18 @@ use anyhow::Context;
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(name = "mo-br-coordinator", version, about = "mo-br coordinator: backup catalog and job planner")]
+#[command(
+    name = "mo-br-coordinator",
+    version,
+    about = "mo-br coordinator: backup catalog and job planner"
+)]
 struct Args {
     /// Address to serve the CLI-facing gRPC service on.
-    #[arg(long, default_value = "127.0.0.1:7101", env = "MO_BR_COORDINATOR_LISTEN")]
+    #[arg(
+        long,
+        default_value = "127.0.0.1:7101",
+        env = "MO_BR_COORDINATOR_LISTEN"
+    )]
     listen: String,
     /// The catalog's durable log.
     #[arg(long = "meta_path", default_value = "./mo_br.meta")]
@@ -30,7 +38,11 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let mut agents = Vec::new();
     for a in &args.agents {
-        let uri = if a.contains("://") { a.clone() } else { format!("http://{a}") };
+        let uri = if a.contains("://") {
+            a.clone()
+        } else {
+            format!("http://{a}")
+        };
         let channel = tonic::transport::Endpoint::from_shared(uri.clone())
             .with_context(|| format!("bad agent address {a}"))?
             .connect_timeout(std::time::Duration::from_secs(3))

@@ -126,6 +126,9 @@ mod tests {
                 logical: 3
             })
         );
-        assert_eq!(name_end_ts("0191a2b3-0000-7000-8000-00000000000f_00001"), None);
+        assert_eq!(
+            name_end_ts("0191a2b3-0000-7000-8000-00000000000f_00001"),
+            None
+        );
     }
 }

@@ -32,7 +32,7 @@ pub fn pair() -> (
         }
     });
     // The URI is never resolved: the connector above replaces the network.
-    let channel = Endpoint::from_static("http://in-process.invalid")
-        .connect_with_connector_lazy(connector);
+    let channel =
+        Endpoint::from_static("http://in-process.invalid").connect_with_connector_lazy(connector);
     (channel, ReceiverStream::new(rx).map(Ok))
 }

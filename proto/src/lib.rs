@@ -16,5 +16,5 @@ pub mod agent {
 pub mod coordinator {
     tonic::include_proto!("mobr.coordinator");
 }
-pub mod inproc;
 mod convert;
+pub mod inproc;

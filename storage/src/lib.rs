@@ -104,7 +104,9 @@ pub fn check_name(name: &str) -> Result<()> {
         || name.starts_with('/')
         || name.contains('\\')
         || name.contains('\0')
-        || name.split('/').any(|c| c.is_empty() || c == "." || c == "..");
+        || name
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..");
     if bad {
         return Err(Error::BadName(name.to_string()));
     }

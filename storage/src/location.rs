@@ -44,7 +44,11 @@ impl fmt::Display for Location {
         match self {
             Location::Filesystem { path } => write!(f, "filesystem {}", path.display()),
             Location::S3(s3) => {
-                let endpoint = if s3.endpoint.is_empty() { "aws" } else { &s3.endpoint };
+                let endpoint = if s3.endpoint.is_empty() {
+                    "aws"
+                } else {
+                    &s3.endpoint
+                };
                 if s3.prefix.is_empty() {
                     write!(f, "s3 {endpoint} {}", s3.bucket)
                 } else {

@@ -75,7 +75,10 @@ impl CommandLog {
                         let mut rest = String::new();
                         let more = reader.read_line(&mut rest).map_err(|e| err(path, e))?;
                         if more == 0 {
-                            tracing::warn!("{}: dropping an unreadable last record", path.display());
+                            tracing::warn!(
+                                "{}: dropping an unreadable last record",
+                                path.display()
+                            );
                             break;
                         }
                         return Err(err(path, format!("corrupt record at byte {good_len}: {e}")));
@@ -163,8 +166,10 @@ mod tests {
         {
             let (mut log, cat) = CommandLog::open(&path).unwrap();
             assert!(cat.backups.is_empty());
-            log.append(1, &Command::BackupStarted(Box::new(record("a", None)))).unwrap();
-            log.append(2, &Command::BackupStarted(Box::new(record("b", Some("a"))))).unwrap();
+            log.append(1, &Command::BackupStarted(Box::new(record("a", None))))
+                .unwrap();
+            log.append(2, &Command::BackupStarted(Box::new(record("b", Some("a")))))
+                .unwrap();
         }
         // A crash mid-append leaves half a line.
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
@@ -173,13 +178,15 @@ mod tests {
         let (mut log, cat) = CommandLog::open(&path).unwrap();
         assert_eq!(cat.backups.len(), 2);
         assert_eq!(cat.applied, 2);
-        log.append(3, &Command::BackupDeleted { id: "b".into() }).unwrap();
+        log.append(3, &Command::BackupDeleted { id: "b".into() })
+            .unwrap();
         let (_, cat) = CommandLog::open(&path).unwrap();
         assert_eq!(cat.backups.keys().collect::<Vec<_>>(), vec!["a"]);
 
         let (mut log, cat) = CommandLog::open(&path).unwrap();
         log.compact(&cat).unwrap();
-        log.append(4, &Command::BackupDeleted { id: "a".into() }).unwrap();
+        log.append(4, &Command::BackupDeleted { id: "a".into() })
+            .unwrap();
         let (_, after) = CommandLog::open(&path).unwrap();
         assert!(after.backups.is_empty());
         assert_eq!(after.applied, 4);

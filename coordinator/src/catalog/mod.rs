@@ -203,7 +203,11 @@ mod tests {
         }
         assert_eq!(c, once);
         let a = &c.backups["a"];
-        assert_eq!(a.state, BackupState::Complete, "a failure after completion is ignored");
+        assert_eq!(
+            a.state,
+            BackupState::Complete,
+            "a failure after completion is ignored"
+        );
         assert_eq!(a.size, 10);
     }
 
@@ -214,7 +218,10 @@ mod tests {
             .into_iter()
             .enumerate()
         {
-            c.apply(i as u64 + 1, &Command::BackupStarted(Box::new(record(id, base))));
+            c.apply(
+                i as u64 + 1,
+                &Command::BackupStarted(Box::new(record(id, base))),
+            );
         }
         assert_eq!(c.dependents("a"), vec!["b".to_string(), "c".to_string()]);
         assert!(c.dependents("d").is_empty());

@@ -31,9 +31,7 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
         .target
         .clone()
         .ok_or_else(|| Error::InvalidArgument("--backup_dir is required".into()))?;
-    let (location, creds) = target_wire
-        .to_location()
-        .map_err(Error::InvalidArgument)?;
+    let (location, creds) = target_wire.to_location().map_err(Error::InvalidArgument)?;
     let source = req
         .source
         .clone()
@@ -104,9 +102,9 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
                 }
             };
             let storage = mo_br_storage::open(&rec.location, &base_creds).await?;
-            let meta = read_manifest(storage.as_ref()).await.map_err(|e| {
-                Error::FailedPrecondition(format!("base backup {}: {e}", rec.id))
-            })?;
+            let meta = read_manifest(storage.as_ref())
+                .await
+                .map_err(|e| Error::FailedPrecondition(format!("base backup {}: {e}", rec.id)))?;
             Some(meta)
         }
     };
@@ -128,7 +126,8 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
             detail: s.message().to_string(),
         })?
         .into_inner();
-    let (mut shared_backend, mut shared_dir, mut node_files) = (String::new(), String::new(), vec![]);
+    let (mut shared_backend, mut shared_dir, mut node_files) =
+        (String::new(), String::new(), vec![]);
     while let Some(batch) = inv.next().await {
         let batch = batch.map_err(|s| Error::Agent {
             agent: agent.name.clone(),
@@ -186,7 +185,10 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
         };
         // MatrixOne objects are immutable and never renamed: one of the
         // same name and size in the chain is the same object.
-        if let Some(prev) = base_objects.get(f.name.as_str()).filter(|p| p.size == f.size) {
+        if let Some(prev) = base_objects
+            .get(f.name.as_str())
+            .filter(|p| p.size == f.size)
+        {
             let base = base_meta.as_ref().expect("base objects come from a base");
             entries.push(FileEntry {
                 need_copy: false,
@@ -243,7 +245,9 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
         backup_ts: backup_ts.clone(),
         data_dir: source.data_dir.clone(),
     };
-    c.catalog.propose(Command::BackupStarted(Box::new(record))).await?;
+    c.catalog
+        .propose(Command::BackupStarted(Box::new(record)))
+        .await?;
     emit(
         events,
         job_event::Event::Started(Started {
@@ -382,7 +386,11 @@ async fn copy_and_commit(
 
     // MatrixOne's metadata files, each with its raw sha256 sidecar.
     let mut extra = Vec::new();
-    for entry in meta.files.iter().filter(|f| f.kind == FileKind::Config && f.need_copy) {
+    for entry in meta
+        .files
+        .iter()
+        .filter(|f| f.kind == FileKind::Config && f.need_copy)
+    {
         let raw = hex::decode(&entry.sha256).map_err(|e| Error::Failed(e.to_string()))?;
         target
             .put_bytes(&layout::sidecar(&entry.path), Bytes::from(raw))
@@ -399,7 +407,10 @@ async fn copy_and_commit(
     for (name, text) in docs {
         let written = target.put_bytes(name, Bytes::from(text)).await?;
         target
-            .put_bytes(&layout::sidecar(name), Bytes::copy_from_slice(&written.sha256))
+            .put_bytes(
+                &layout::sidecar(name),
+                Bytes::copy_from_slice(&written.sha256),
+            )
             .await?;
         extra.push(FileEntry {
             kind: FileKind::Meta,
@@ -430,7 +441,9 @@ async fn copy_and_commit(
             Bytes::copy_from_slice(&mo::sha256(&bytes)),
         )
         .await?;
-    target.put_bytes(layout::BACKUP_META, Bytes::from(bytes)).await?;
+    target
+        .put_bytes(layout::BACKUP_META, Bytes::from(bytes))
+        .await?;
     Ok(meta)
 }
 
@@ -441,7 +454,11 @@ async fn cleanup(target: &dyn Storage, written: &[String]) {
         layout::TAE_LIST,
         layout::TAE_SUM,
     ];
-    for name in meta_names.iter().map(|n| n.to_string()).chain(written.iter().cloned()) {
+    for name in meta_names
+        .iter()
+        .map(|n| n.to_string())
+        .chain(written.iter().cloned())
+    {
         let _ = target.delete(&name).await;
         let _ = target.delete(&layout::sidecar(&name)).await;
     }

@@ -49,7 +49,13 @@ pub async fn run(c: &Coordinator, req: CheckRequest, events: &Events) -> Result<
             Ok(raw) if hex::encode(&raw) == f.sha256 => {}
             Ok(_) => {
                 problems += 1;
-                problem(events, &sidecar, "corrupt", "does not match the manifest's sha256").await;
+                problem(
+                    events,
+                    &sidecar,
+                    "corrupt",
+                    "does not match the manifest's sha256",
+                )
+                .await;
             }
             Err(mo_br_storage::Error::NotFound(_)) => {
                 problems += 1;
@@ -74,12 +80,21 @@ pub async fn run(c: &Coordinator, req: CheckRequest, events: &Events) -> Result<
         let Some(location) = (if holder == meta.id {
             Some(&backup.location)
         } else {
-            meta.chain.iter().find(|l| l.id == holder).map(|l| &l.location)
+            meta.chain
+                .iter()
+                .find(|l| l.id == holder)
+                .map(|l| &l.location)
         }) else {
             for i in indexes {
                 problems += 1;
                 let f = &meta.files[i];
-                problem(events, &f.path, "missing", &format!("held by unknown backup {holder}")).await;
+                problem(
+                    events,
+                    &f.path,
+                    "missing",
+                    &format!("held by unknown backup {holder}"),
+                )
+                .await;
             }
             continue;
         };
@@ -100,7 +115,11 @@ pub async fn run(c: &Coordinator, req: CheckRequest, events: &Events) -> Result<
             if holder == meta.id {
                 line(events, format!("check: {}", t.src)).await;
             } else {
-                line(events, format!("check: {} (in base backup {holder})", t.src)).await;
+                line(
+                    events,
+                    format!("check: {} (in base backup {holder})", t.src),
+                )
+                .await;
             }
         }
         let outcome = shards::run(
@@ -129,7 +148,11 @@ pub async fn run(c: &Coordinator, req: CheckRequest, events: &Events) -> Result<
     }
 
     let summary = if problems == 0 {
-        format!("backup {} is intact: {} files verified", meta.id, meta.files.len())
+        format!(
+            "backup {} is intact: {} files verified",
+            meta.id,
+            meta.files.len()
+        )
     } else {
         format!("backup {} is damaged: {problems} problem(s) found", meta.id)
     };

@@ -29,7 +29,11 @@ pub async fn run(c: &Coordinator, req: DeleteRequest, events: &Events) -> Result
     order.push(record.id.clone());
     for id in &order {
         let want = id.clone();
-        let Some(rec) = c.catalog.read(move |cat| cat.backups.get(&want).cloned()).await? else {
+        let Some(rec) = c
+            .catalog
+            .read(move |cat| cat.backups.get(&want).cloned())
+            .await?
+        else {
             continue;
         };
         if rec.state == BackupState::Running {
@@ -47,7 +51,9 @@ pub async fn run(c: &Coordinator, req: DeleteRequest, events: &Events) -> Result
             match read_manifest(storage.as_ref()).await {
                 Ok(meta) => {
                     storage.delete(layout::BACKUP_META).await?;
-                    storage.delete(&layout::sidecar(layout::BACKUP_META)).await?;
+                    storage
+                        .delete(&layout::sidecar(layout::BACKUP_META))
+                        .await?;
                     for f in meta.files.iter().filter(|f| f.need_copy) {
                         storage.delete(&f.path).await?;
                         storage.delete(&layout::sidecar(&f.path)).await?;

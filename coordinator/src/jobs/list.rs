@@ -42,7 +42,11 @@ pub async fn run(c: &Coordinator, req: ListRequest, events: &Events) -> Result<(
             let trouble = match found {
                 None => Some(("missing", "not found".to_string())),
                 Some(size) if size != f.size => Some((
-                    if size < f.size { "truncated" } else { "size mismatch" },
+                    if size < f.size {
+                        "truncated"
+                    } else {
+                        "size mismatch"
+                    },
                     format!("{size} bytes, expected {}", f.size),
                 )),
                 Some(_) => None,

@@ -31,9 +31,8 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
         .target
         .clone()
         .ok_or_else(|| Error::InvalidArgument("--restore_dir is required".into()))?;
-    let (target_location, target_creds) = target_wire
-        .to_location()
-        .map_err(Error::InvalidArgument)?;
+    let (target_location, target_creds) =
+        target_wire.to_location().map_err(Error::InvalidArgument)?;
 
     // The SHARED root to restore into: the TN config's, when given; it must
     // be of the backend the backup was taken from (the formats differ).
@@ -165,7 +164,12 @@ async fn refuse_non_empty(
 ) -> Result<()> {
     let occupied = match location {
         Location::Filesystem { .. } => {
-            let mut found = target.list("mo-data/").next().await.transpose()?.map(|e| e.name);
+            let mut found = target
+                .list("mo-data/")
+                .next()
+                .await
+                .transpose()?
+                .map(|e| e.name);
             if found.is_none() {
                 for t in tasks.iter().filter(|t| !t.dst.starts_with("mo-data/")) {
                     if target.head(&t.dst).await?.is_some() {
@@ -216,7 +220,11 @@ fn shared_from_dn_config(path: &str) -> Result<(String, String)> {
                 "--dn_config_path {path}: no [[fileservice]] named SHARED"
             ))
         })?;
-    let dir = fs.data_dir.trim_start_matches("./").trim_end_matches('/').to_string();
+    let dir = fs
+        .data_dir
+        .trim_start_matches("./")
+        .trim_end_matches('/')
+        .to_string();
     mo_br_format::check_relative(&dir).map_err(|_| {
         Error::InvalidArgument(format!(
             "--dn_config_path {path}: SHARED data-dir {:?} must be relative to the MatrixOne directory",

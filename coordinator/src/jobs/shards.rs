@@ -310,7 +310,10 @@ async fn run_shard(
         Ok(r) => r.into_inner(),
         // A refusal of the request itself (bad storage, bad credentials) is
         // not a lost agent: every agent would refuse it the same way.
-        Err(status) if status.code() != tonic::Code::Unavailable && status.code() != tonic::Code::Unknown => {
+        Err(status)
+            if status.code() != tonic::Code::Unavailable
+                && status.code() != tonic::Code::Unknown =>
+        {
             for (i, &global) in shard.indexes.iter().enumerate() {
                 let p = FileProblem {
                     index: i as u32,

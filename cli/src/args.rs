@@ -20,21 +20,41 @@ pub const DEFAULT_LOG_LEVEL: &str = "error";
 #[command(name = "mo_br", about = ABOUT, version, rename_all = "snake_case")]
 pub struct Cli {
     /// config file (default "./mo_br.toml")
-    #[arg(long, global = true, value_name = "string")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "string",
+        help_heading = "Global Flags"
+    )]
     pub config: Option<PathBuf>,
 
     /// log file (default "console")
-    #[arg(long, global = true, value_name = "string")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "string",
+        help_heading = "Global Flags"
+    )]
     pub log_file: Option<String>,
 
     /// log level (default "error")
-    #[arg(long, global = true, value_name = "string")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "string",
+        help_heading = "Global Flags"
+    )]
     pub log_level: Option<String>,
 
     /// coordinator(s) to use, host:port[,host:port]; without one, mo_br runs
     /// the coordinator and an agent in this process (also MO_BR_COORDINATOR,
     /// or `coordinator` in the config file)
-    #[arg(long, global = true, value_name = "host:port")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "host:port",
+        help_heading = "Global Flags"
+    )]
     pub coordinator: Option<String>,
 
     #[command(subcommand)]
@@ -457,9 +477,14 @@ mod tests {
         assert!(b.s3.is_minio);
         assert_eq!(b.s3.bucket.as_deref(), Some("b"));
 
-        let cli =
-            Cli::try_parse_from(["mo_br", "list", "--not_check_data=false", "--log_level", "info"])
-                .unwrap();
+        let cli = Cli::try_parse_from([
+            "mo_br",
+            "list",
+            "--not_check_data=false",
+            "--log_level",
+            "info",
+        ])
+        .unwrap();
         assert_eq!(cli.log_level.as_deref(), Some("info"));
         let Some(Command::List(l)) = cli.command else {
             panic!("not list")
@@ -474,8 +499,8 @@ mod tests {
             ["--newaccount", "--newaccountadmin", "--newaccountpwd"],
         ] {
             let cli = Cli::try_parse_from([
-                "mo_br", "snapshot", "restore", "--sname", "sp", argv[0], "acc2", argv[1],
-                "admin", argv[2], "111",
+                "mo_br", "snapshot", "restore", "--sname", "sp", argv[0], "acc2", argv[1], "admin",
+                argv[2], "111",
             ])
             .unwrap();
             let Some(Command::Snapshot(SnapshotCommand::Restore(r))) = cli.command else {
@@ -490,7 +515,13 @@ mod tests {
     #[test]
     fn snapshot_show_camel_case_flags() {
         let cli = Cli::try_parse_from([
-            "mo_br", "snapshot", "show", "--beginTs", "2024-05-11 00:00:00", "--endTs", "x",
+            "mo_br",
+            "snapshot",
+            "show",
+            "--beginTs",
+            "2024-05-11 00:00:00",
+            "--endTs",
+            "x",
         ])
         .unwrap();
         let Some(Command::Snapshot(SnapshotCommand::Show(s))) = cli.command else {

@@ -44,7 +44,10 @@ pub struct S3Config {
 impl std::fmt::Debug for S3Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("S3Config")
-            .field("access_key_id", &self.access_key_id.as_ref().map(|_| "<set>"))
+            .field(
+                "access_key_id",
+                &self.access_key_id.as_ref().map(|_| "<set>"),
+            )
             .field(
                 "secret_access_key",
                 &self.secret_access_key.as_ref().map(|_| "<set>"),
@@ -275,7 +278,14 @@ mod tests {
         assert_eq!(s.coordinator.as_deref(), Some("file:1"));
         assert_eq!(s.log_level, "warn");
         let s = settings(
-            &["mo_br", "--coordinator", "flag:1", "list", "--log_level", "debug"],
+            &[
+                "mo_br",
+                "--coordinator",
+                "flag:1",
+                "list",
+                "--log_level",
+                "debug",
+            ],
             "coordinator = \"file:1\"\nlog_level = \"warn\"",
             Some("env:1"),
             EnvCreds::default(),

@@ -27,8 +27,7 @@ pub async fn connect(
         Some(list) => remote(list).await?,
         None => embedded(meta_path, parallelism).await?,
     };
-    Ok(CoordinatorClient::new(channel)
-        .max_decoding_message_size(64 << 20))
+    Ok(CoordinatorClient::new(channel).max_decoding_message_size(64 << 20))
 }
 
 /// The first reachable of a comma-separated list of `host:port`.
@@ -99,10 +98,7 @@ async fn embedded(meta_path: &Path, parallelism: u32) -> Result<Channel> {
 
 #[cfg(not(feature = "embedded"))]
 async fn embedded(_meta_path: &Path, _parallelism: u32) -> Result<Channel> {
-    Err(usage!(
-        "this build has no embedded coordinator: give --coordinator host:port"
-    )
-    .into())
+    Err(usage!("this build has no embedded coordinator: give --coordinator host:port").into())
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ pub struct Options {
     pub after_table: Option<&'static str>,
     /// Backups as JSON lines; lines and problems then go to stderr.
     pub json: bool,
+    /// Do not print `backups` events (already shown).
+    pub skip_backups: bool,
 }
 
 #[derive(Default)]
@@ -52,6 +54,7 @@ pub async fn drive(mut stream: Streaming<JobEvent>, opts: &Options) -> anyhow::R
                 out.problems += 1;
                 bar.suspend(|| ev_out.line(&problem_line(&p)))?;
             }
+            job_event::Event::Backups(_) if opts.skip_backups => {}
             job_event::Event::Backups(b) => {
                 bar.suspend(|| -> std::io::Result<()> {
                     let mut stdout = std::io::stdout().lock();

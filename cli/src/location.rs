@@ -23,9 +23,7 @@ impl DirKind {
         match value.trim().to_ascii_lowercase().as_str() {
             "filesystem" => Ok(DirKind::Filesystem),
             "s3" => Ok(DirKind::S3),
-            other => Err(usage!(
-                "unknown {flag} \"{other}\": use s3 or filesystem"
-            )),
+            other => Err(usage!("unknown {flag} \"{other}\": use s3 or filesystem")),
         }
     }
 }
@@ -147,11 +145,7 @@ pub fn storage(
             }
             let bucket = s3.bucket.clone().unwrap_or_default();
             if bucket.trim().is_empty() {
-                return Err(usage!(
-                    "{} s3 needs --{}bucket",
-                    names.dir,
-                    names.s3_prefix
-                ));
+                return Err(usage!("{} s3 needs --{}bucket", names.dir, names.s3_prefix));
             }
             storage::Kind::S3(S3Storage {
                 endpoint: s3.endpoint.clone().unwrap_or_default(),

@@ -9,14 +9,7 @@ use comfy_table::{CellAlignment, ContentArrangement, Table};
 use mo_br_proto::coordinator::BackupInfo;
 use serde::Serialize;
 
-pub const HEADER: [&str; 6] = [
-    "ID",
-    "SIZE",
-    "PATH",
-    "AT TIME",
-    "DURATION",
-    "COMPLETE TIME",
-];
+pub const HEADER: [&str; 6] = ["ID", "SIZE", "PATH", "AT TIME", "DURATION", "COMPLETE TIME"];
 
 /// ASCII borders, '-' under the header, no lines between rows: the look of
 /// the Go tablewriter table in the reference.
@@ -130,12 +123,8 @@ fn decimal(v: u128, scale: u128) -> String {
     format!("{whole}.{}", f.trim_end_matches('0'))
 }
 
-/// An RFC 3339 time as "2024-05-13 12:00:12 +0800" in local time; the input
-/// unchanged if it does not parse, "" if empty.
-pub fn time(rfc3339: &str) -> String {
-    time_in(rfc3339, &Local)
-}
-
+/// An RFC 3339 time as "2024-05-13 12:00:12 +0800" in `tz` (the table uses
+/// local time); the input unchanged if it does not parse, "" if empty.
 pub fn time_in<Tz: TimeZone>(rfc3339: &str, tz: &Tz) -> String
 where
     Tz::Offset: std::fmt::Display,
@@ -262,7 +251,10 @@ mod tests {
         let t = table_in(&[info()], &tz);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 5, "{t}");
-        assert!(lines[0].starts_with("+---") && lines[0].ends_with("-+"), "{t}");
+        assert!(
+            lines[0].starts_with("+---") && lines[0].ends_with("-+"),
+            "{t}"
+        );
         let header: Vec<&str> = lines[1]
             .trim_matches('|')
             .split('|')

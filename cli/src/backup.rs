@@ -1,0 +1,295 @@
+//! `mo_br backup`: a full or incremental backup of a node's files into a
+//! filesystem or S3 location.
+
+use std::path::Path;
+
+use anyhow::Result;
+use mo_br_proto::common::Source;
+use mo_br_proto::coordinator::BackupRequest;
+
+use crate::args::BackupArgs;
+use crate::config::Settings;
+use crate::error::{usage, UsageError};
+use crate::location::{self, FlagNames, S3Parts};
+use crate::{connect, job, render};
+
+pub fn request(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<BackupRequest, UsageError> {
+    let Some(dir) = a.backup_dir.as_deref() else {
+        return Err(usage!("backup needs --backup_dir s3|filesystem"));
+    };
+    let creds = s.creds(
+        a.s3.access_key_id.as_deref(),
+        a.s3.secret_access_key.as_deref(),
+    );
+    let names = FlagNames {
+        dir: "--backup_dir",
+        path: "--path",
+        s3_prefix: "",
+    };
+    let target = location::storage(
+        &names,
+        dir,
+        a.path.as_deref(),
+        &S3Parts::from(&a.s3),
+        &creds,
+        cwd,
+    )?;
+
+    let base_id = a.base_id.as_deref().map(str::trim).unwrap_or("");
+    let backup_type = match a
+        .backup_type
+        .as_deref()
+        .map(|t| t.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("") | Some("full") => {
+            if !base_id.is_empty() {
+                return Err(usage!("--base_id is for --backup_type incremental"));
+            }
+            "full"
+        }
+        Some("incremental") => {
+            if base_id.is_empty() {
+                return Err(usage!(
+                    "--backup_type incremental needs --base_id (the ID of the backup it follows)"
+                ));
+            }
+            "incremental"
+        }
+        Some(other) => {
+            return Err(usage!(
+                "unknown --backup_type \"{other}\": use full or incremental"
+            ))
+        }
+    };
+
+    let Some(data_dir) = a.data_dir.as_deref().filter(|d| !d.as_os_str().is_empty()) else {
+        return Err(usage!(
+            "backup needs --data_dir (the node's mo-data directory) in this version"
+        ));
+    };
+    let source = Source {
+        data_dir: location::absolute(data_dir, cwd)
+            .to_string_lossy()
+            .into_owned(),
+        launch_config: a
+            .launch_config
+            .as_deref()
+            .map(|p| location::absolute(p, cwd).to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+
+    Ok(BackupRequest {
+        target: Some(target),
+        source: Some(source),
+        backup_type: backup_type.to_string(),
+        base_id: base_id.to_string(),
+        parallelism: s.parallelism(a.parallelism),
+        base_access_key_id: a.base_access_key_id.clone().unwrap_or_default(),
+        base_secret_access_key: a.base_secret_access_key.clone().unwrap_or_default(),
+    })
+}
+
+pub async fn run(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<u8> {
+    let req = request(a, s, cwd)?;
+    if a.conn.host.is_some() || a.conn.port.is_some() || a.conn.user.is_some() {
+        tracing::warn!(
+            "--host/--port/--user/--password are not used by this version: it backs up --data_dir"
+        );
+    }
+    tracing::info!(
+        "backup ({}) of {} to {}",
+        req.backup_type,
+        req.source
+            .as_ref()
+            .map(|s| s.data_dir.as_str())
+            .unwrap_or(""),
+        req.target
+            .as_ref()
+            .map(location::describe)
+            .unwrap_or_default()
+    );
+    let mut client = connect::connect(
+        s.coordinator.as_deref(),
+        &s.meta_path(a.meta_path.as_deref()),
+        req.parallelism,
+    )
+    .await?;
+    let stream = client.backup(req).await?.into_inner();
+    let out = job::drive(stream, &job::Options::default()).await?;
+    let Some(finished) = out.finished else {
+        anyhow::bail!("the coordinator ended the backup without a result");
+    };
+    if !finished.summary.is_empty() {
+        job::print(&finished.summary)?;
+    }
+    if let Some(b) = &finished.backup {
+        job::print(&render::table(std::slice::from_ref(b)))?;
+    }
+    Ok(if finished.problems > 0 || out.problems > 0 {
+        1
+    } else {
+        0
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::{Cli, Command};
+    use crate::config::{Config, EnvCreds};
+    use clap::Parser;
+    use mo_br_proto::common::{storage, FsStorage};
+
+    fn build(argv: &[&str], file: &str, env: EnvCreds) -> Result<BackupRequest, UsageError> {
+        let mut full = vec!["mo_br", "backup"];
+        full.extend_from_slice(argv);
+        let cli = Cli::try_parse_from(full).unwrap();
+        let s = Settings::resolve(&cli, Config::parse(file).unwrap(), None, env);
+        let Some(Command::Backup(a)) = &cli.command else {
+            unreachable!()
+        };
+        request(a, &s, Path::new("/work/here"))
+    }
+
+    #[test]
+    fn filesystem_backup() {
+        let r = build(
+            &[
+                "--backup_dir",
+                "filesystem",
+                "--path",
+                "yourpath",
+                "--data_dir",
+                "mo-data",
+                "--launch_config",
+                "/mo/etc/launch/launch.toml",
+                "--parallelism",
+                "3",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "6001",
+                "--user",
+                "dump",
+                "--password",
+                "111",
+            ],
+            "",
+            EnvCreds::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            r.target.unwrap().kind,
+            Some(storage::Kind::Fs(FsStorage {
+                path: "/work/here/yourpath".into()
+            }))
+        );
+        let src = r.source.unwrap();
+        assert_eq!(src.data_dir, "/work/here/mo-data");
+        assert_eq!(src.launch_config, "/mo/etc/launch/launch.toml");
+        assert_eq!(r.backup_type, "full");
+        assert_eq!(r.parallelism, 3);
+    }
+
+    #[test]
+    fn s3_backup_takes_keys_from_flags_then_file_then_env() {
+        let argv = [
+            "--backup_dir",
+            "s3",
+            "--endpoint",
+            "http://127.0.0.1:9000",
+            "--bucket",
+            "bucket1",
+            "--filepath",
+            "/backup1",
+            "--is_minio",
+            "--data_dir",
+            "/mo/mo-data",
+        ];
+        let env = EnvCreds {
+            access_key_id: Some("env-id".into()),
+            secret_access_key: Some("env-secret".into()),
+        };
+        let r = build(&argv, "", env.clone()).unwrap();
+        let Some(storage::Kind::S3(s3)) = r.target.unwrap().kind else {
+            panic!("not s3")
+        };
+        assert_eq!(s3.prefix, "backup1");
+        assert_eq!(s3.bucket, "bucket1");
+        assert!(s3.is_minio);
+        assert_eq!(s3.access_key_id, "env-id");
+        assert_eq!(s3.secret_access_key, "env-secret");
+
+        let mut with_flags = argv.to_vec();
+        with_flags.extend(["--access_key_id", "flag-id"]);
+        let r = build(
+            &with_flags,
+            "[s3]\naccess_key_id = \"file-id\"\nsecret_access_key = \"file-secret\"",
+            env,
+        )
+        .unwrap();
+        let Some(storage::Kind::S3(s3)) = r.target.unwrap().kind else {
+            panic!("not s3")
+        };
+        assert_eq!(s3.access_key_id, "flag-id");
+        assert_eq!(s3.secret_access_key, "file-secret");
+    }
+
+    #[test]
+    fn incremental() {
+        let base = [
+            "--backup_dir",
+            "filesystem",
+            "--path",
+            "/b",
+            "--data_dir",
+            "/d",
+        ];
+        let mut argv = base.to_vec();
+        argv.extend(["--backup_type", "incremental", "--base_id", "xxx"]);
+        let r = build(&argv, "", EnvCreds::default()).unwrap();
+        assert_eq!(r.backup_type, "incremental");
+        assert_eq!(r.base_id, "xxx");
+
+        let mut argv = base.to_vec();
+        argv.extend(["--backup_type", "incremental"]);
+        let e = build(&argv, "", EnvCreds::default()).unwrap_err();
+        assert!(e.0.contains("--base_id"), "{e}");
+
+        let mut argv = base.to_vec();
+        argv.extend(["--backup_type", "differential"]);
+        let e = build(&argv, "", EnvCreds::default()).unwrap_err();
+        assert_eq!(
+            e.0,
+            "unknown --backup_type \"differential\": use full or incremental"
+        );
+    }
+
+    #[test]
+    fn usage_errors() {
+        let e = build(&["--path", "/b"], "", EnvCreds::default()).unwrap_err();
+        assert_eq!(e.0, "backup needs --backup_dir s3|filesystem");
+        let e = build(
+            &["--backup_dir", "s3", "--data_dir", "/d"],
+            "",
+            EnvCreds::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.0, "--backup_dir s3 needs --bucket");
+        let e = build(
+            &["--backup_dir", "filesystem", "--path", "/b"],
+            "",
+            EnvCreds::default(),
+        )
+        .unwrap_err();
+        assert!(e.0.contains("--data_dir"), "{e}");
+        let e = build(
+            &["--backup_dir", "tape", "--path", "/b"],
+            "",
+            EnvCreds::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.0, "unknown --backup_dir \"tape\": use s3 or filesystem");
+    }
+}

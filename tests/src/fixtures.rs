@@ -1,0 +1,180 @@
+//! Per-test scenes: a temporary directory holding a sample node, backups,
+//! restores and the `mo_br` working directory; plus readers of a backup's
+//! files.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use mo_br_sample::{Backend, Generated, Options};
+
+use crate::procs::{MoBr, Output};
+
+pub const MIB: u64 = 1024 * 1024;
+
+/// A test's temporary world; everything in it goes when it is dropped.
+pub struct Scene {
+    pub dir: tempfile::TempDir,
+    /// `mo_br` embedded, working in `<dir>/cwd`.
+    pub mobr: MoBr,
+}
+
+impl Scene {
+    pub fn new(name: &str) -> Scene {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("mo-br-{name}-"))
+            .tempdir()
+            .expect("create the test directory");
+        let mobr = MoBr::embedded(&dir.path().join("cwd"));
+        Scene { dir, mobr }
+    }
+
+    /// `<dir>/<rel>` (not created).
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Generates a sample node under `<dir>/<name>`.
+    pub fn sample(&self, name: &str, seed: u64, total_bytes: u64, backend: Backend) -> Sample {
+        let opts = Options {
+            seed,
+            total_bytes,
+            backend,
+        };
+        let generated = mo_br_sample::generate(&self.path(name), &opts)
+            .unwrap_or_else(|e| panic!("generate the sample {name}: {e}"));
+        Sample { opts, generated }
+    }
+}
+
+/// A generated MatrixOne node directory.
+pub struct Sample {
+    pub opts: Options,
+    pub generated: Generated,
+}
+
+impl Sample {
+    pub fn root(&self) -> &Path {
+        &self.generated.root
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.generated.data_dir
+    }
+
+    pub fn launch_config(&self) -> &Path {
+        &self.generated.launch_config
+    }
+
+    pub fn shared_dir(&self) -> &Path {
+        &self.generated.shared_dir
+    }
+
+    /// Simulates the node running on: `count` new objects and a newer ckp
+    /// meta. Returns the new objects' names (without the ckp meta).
+    pub fn grow(&self, round: u32, count: usize) -> Vec<String> {
+        let mut added = mo_br_sample::grow(self.root(), &self.opts, round, count)
+            .unwrap_or_else(|e| panic!("grow the sample: {e}"));
+        let meta = added.pop().expect("grow adds a ckp meta last");
+        assert!(meta.starts_with("ckp/meta_"), "grow added {meta} last");
+        added
+    }
+
+    /// Writes an extra object of `size` pseudo-random bytes into SHARED.
+    pub fn add_object(&self, name: &str, size: usize, seed: u64) -> PathBuf {
+        let path = self.shared_dir().join(name);
+        std::fs::write(&path, pseudo_random(size, seed)).expect("write an extra object");
+        path
+    }
+
+    /// `backup --backup_dir filesystem --path <to> --data_dir .. --launch_config ..`.
+    pub fn fs_backup_args(&self, to: &Path) -> Vec<String> {
+        let mut args = strings(&["backup", "--backup_dir", "filesystem"]);
+        args.push("--path".into());
+        args.push(to.display().to_string());
+        args.extend(self.source_args());
+        args
+    }
+
+    /// `--data_dir .. --launch_config ..`.
+    pub fn source_args(&self) -> Vec<String> {
+        vec![
+            "--data_dir".into(),
+            self.data_dir().display().to_string(),
+            "--launch_config".into(),
+            self.launch_config().display().to_string(),
+        ]
+    }
+}
+
+pub fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// `mo_br restore <id> --restore_dir filesystem --restore_path <to>`.
+pub fn restore_by_id_args(id: &str, to: &Path) -> Vec<String> {
+    let mut args = strings(&["restore", id, "--restore_dir", "filesystem"]);
+    args.push("--restore_path".into());
+    args.push(to.display().to_string());
+    args
+}
+
+/// The ID a successful `mo_br backup` printed.
+#[track_caller]
+pub fn backup_id(out: &Output) -> String {
+    out.assert_ok("backup");
+    out.first_uuid()
+        .unwrap_or_else(|| panic!("backup printed no backup ID\n{out}"))
+}
+
+/// Runs a backup and returns its ID.
+#[track_caller]
+pub fn backup(mobr: &MoBr, args: &[String]) -> String {
+    backup_id(&mobr.run(args))
+}
+
+/// Names of the SHARED objects stored in a filesystem backup: the files
+/// directly under `tae/`, without MatrixOne's metadata files and sidecars.
+pub fn stored_objects(backup_root: &Path) -> BTreeSet<String> {
+    let tae = backup_root.join("tae");
+    let Ok(entries) = std::fs::read_dir(&tae) else {
+        return BTreeSet::new();
+    };
+    entries
+        .map(|e| e.expect("directory entry"))
+        .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("tae_list") && !n.starts_with("tae_sum"))
+        .filter(|n| !n.ends_with(".sha256"))
+        .collect()
+}
+
+/// Rows of a backup's `tae/tae_list`: `path,size,sha256_hex,needCopy,create_ts`.
+pub fn tae_list_rows(backup_root: &Path) -> Vec<Vec<String>> {
+    let path = backup_root.join("tae/tae_list");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+/// Deterministic bytes that do not compress.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// Raw sha256 of `data`.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).into()
+}

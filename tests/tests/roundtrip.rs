@@ -1,0 +1,203 @@
+//! Full and incremental backups, checked and restored byte for byte: to a
+//! filesystem (DISK-V2 and legacy DISK nodes) and to S3 (s3s-fs).
+
+use std::collections::BTreeSet;
+
+use mo_br_sample::Backend;
+use mo_br_tests::fixtures::{
+    backup, restore_by_id_args, stored_objects, strings, tae_list_rows, Sample, Scene, MIB,
+};
+use mo_br_tests::s3server::S3Server;
+use mo_br_tests::trees::assert_restored;
+
+/// Rows of `tae/tae_list` whose needCopy column is `false`.
+fn reused_rows(rows: &[Vec<String>]) -> Vec<&Vec<String>> {
+    rows.iter()
+        .filter(|r| r.get(3).map(String::as_str) == Some("false"))
+        .collect()
+}
+
+#[test]
+fn roundtrip_fs() {
+    let scene = Scene::new("roundtrip-fs");
+    let mobr = &scene.mobr;
+    let sample = scene.sample("node", 11, 3 * MIB, Backend::DiskV2);
+
+    // Full backup, checked, restored.
+    let b1 = scene.path("backups/b1");
+    let full = backup(mobr, &sample.fs_backup_args(&b1));
+    assert!(b1.join("backup_meta").is_file(), "no backup_meta in {}", b1.display());
+    mobr.run(&["check", &full]).assert_ok("check of the full backup");
+    let r1 = scene.path("restores/r1");
+    mobr.run(&restore_by_id_args(&full, &r1))
+        .assert_ok("restore of the full backup");
+    assert_restored(sample.root(), &r1);
+
+    // The node runs on; an incremental takes only the new objects.
+    let full_objects = stored_objects(&b1);
+    assert!(
+        full_objects.len() >= 5,
+        "the full backup stored only {} objects",
+        full_objects.len()
+    );
+    let added: BTreeSet<String> = sample.grow(1, 6).into_iter().collect();
+    let b2 = scene.path("backups/b2");
+    let mut args = sample.fs_backup_args(&b2);
+    args.extend(strings(&["--backup_type", "incremental", "--base_id", &full]));
+    let incr = backup(mobr, &args);
+    assert_ne!(incr, full, "the incremental got the full backup's ID");
+    let incr_objects = stored_objects(&b2);
+    assert!(
+        incr_objects.len() < full_objects.len(),
+        "the incremental stored {} objects, the full {}",
+        incr_objects.len(),
+        full_objects.len()
+    );
+    assert_eq!(
+        incr_objects, added,
+        "the incremental must store exactly the objects added since the full backup"
+    );
+    let rows = tae_list_rows(&b2);
+    let reused = reused_rows(&rows);
+    assert_eq!(
+        reused.len(),
+        full_objects.len(),
+        "every object of the base must be listed with needCopy=false in the incremental's tae_list:\n{rows:?}"
+    );
+    for r in &reused {
+        assert!(
+            full_objects.contains(&r[0]),
+            "tae_list reuses {} which the base does not hold",
+            r[0]
+        );
+    }
+    assert!(
+        reused_rows(&tae_list_rows(&b1)).is_empty(),
+        "a full backup's tae_list has needCopy=false rows"
+    );
+
+    mobr.run(&["check", &incr])
+        .assert_ok("check of the incremental backup");
+    let r2 = scene.path("restores/r2");
+    mobr.run(&restore_by_id_args(&incr, &r2))
+        .assert_ok("restore of the incremental backup");
+    assert_restored(sample.root(), &r2);
+}
+
+#[test]
+fn roundtrip_fs_legacy_disk() {
+    let scene = Scene::new("roundtrip-disk");
+    let mobr = &scene.mobr;
+    let sample = scene.sample("node", 12, 2 * MIB, Backend::Disk);
+    assert!(sample.data_dir().join("shared").is_dir());
+
+    let b = scene.path("backups/b");
+    let id = backup(mobr, &sample.fs_backup_args(&b));
+    mobr.run(&["check", &id]).assert_ok("check of a DISK backup");
+    let r = scene.path("restores/r");
+    mobr.run(&restore_by_id_args(&id, &r))
+        .assert_ok("restore of a DISK backup");
+    assert!(
+        r.join("mo-data/shared").is_dir(),
+        "a DISK backup must restore into mo-data/shared"
+    );
+    assert_restored(sample.root(), &r);
+}
+
+/// `backup --backup_dir s3 ...` flags for `server`, at `filepath`.
+fn s3_backup_args(sample: &Sample, server: &S3Server, filepath: &str) -> Vec<String> {
+    let mut args = strings(&[
+        "backup",
+        "--backup_dir",
+        "s3",
+        "--endpoint",
+        &server.endpoint(),
+        "--access_key_id",
+        server.access_key(),
+        "--secret_access_key",
+        server.secret_key(),
+        "--bucket",
+        server.bucket(),
+        "--filepath",
+        filepath,
+        "--is_minio",
+    ]);
+    args.extend(sample.source_args());
+    args
+}
+
+/// `--backup_access_key_id .. --backup_secret_access_key ..`.
+fn backup_keys(server: &S3Server) -> Vec<String> {
+    strings(&[
+        "--backup_access_key_id",
+        server.access_key(),
+        "--backup_secret_access_key",
+        server.secret_key(),
+    ])
+}
+
+#[test]
+fn roundtrip_s3() {
+    let server = S3Server::start().expect("start s3s-fs");
+    let scene = Scene::new("roundtrip-s3");
+    let mobr = &scene.mobr;
+    let sample = scene.sample("node", 13, 2 * MIB, Backend::DiskV2);
+    // Large enough for a multipart upload.
+    let big = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b_00001";
+    sample.add_object(big, 10 * MIB as usize + 12_345, 99);
+
+    let full = backup(mobr, &s3_backup_args(&sample, &server, "/b1"));
+    let b1 = server.root().join(server.bucket()).join("b1");
+    assert!(
+        b1.join("backup_meta").is_file(),
+        "no backup_meta at {}",
+        b1.display()
+    );
+    let big_stored = b1.join("tae").join(big);
+    assert_eq!(
+        std::fs::metadata(&big_stored).map(|m| m.len()).ok(),
+        Some(10 * MIB + 12_345),
+        "the 10 MiB object at {}",
+        big_stored.display()
+    );
+
+    let mut check = strings(&["check", &full]);
+    check.extend(backup_keys(&server));
+    mobr.run(&check).assert_ok("check of the S3 backup with keys");
+
+    let r1 = scene.path("restores/r1");
+    let mut restore = restore_by_id_args(&full, &r1);
+    restore.extend(backup_keys(&server));
+    mobr.run(&restore).assert_ok("restore of the S3 full backup");
+    assert_restored(sample.root(), &r1);
+
+    // Incremental into another prefix of the same bucket.
+    let full_objects = stored_objects(&b1);
+    let added: BTreeSet<String> = sample.grow(1, 5).into_iter().collect();
+    let mut args = s3_backup_args(&sample, &server, "/b2");
+    args.extend(strings(&["--backup_type", "incremental", "--base_id", &full]));
+    let incr = backup(mobr, &args);
+    let b2 = server.root().join(server.bucket()).join("b2");
+    assert_eq!(
+        stored_objects(&b2),
+        added,
+        "the S3 incremental must store exactly the new objects"
+    );
+    assert_eq!(
+        reused_rows(&tae_list_rows(&b2)).len(),
+        full_objects.len(),
+        "the S3 incremental's tae_list must reuse every base object"
+    );
+
+    let mut check = strings(&["check", &incr]);
+    check.extend(backup_keys(&server));
+    mobr.run(&check).assert_ok("check of the S3 incremental with keys");
+
+    let r2 = scene.path("restores/r2");
+    let mut restore = restore_by_id_args(&incr, &r2);
+    restore.extend(backup_keys(&server));
+    restore.push("--checksum".into());
+    mobr.run(&restore)
+        .assert_ok("restore of the S3 incremental with --checksum");
+    assert_restored(sample.root(), &r2);
+}

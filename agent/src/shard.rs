@@ -269,12 +269,7 @@ async fn verify(
     let mut body = match storage.get(&task.src).await {
         Ok(b) => b,
         Err(StorageError::NotFound(_)) => {
-            return problem(
-                index,
-                ProblemKind::Missing,
-                format!("{}: missing", task.src),
-                epoch,
-            )
+            return problem(index, ProblemKind::Missing, "not found".to_string(), epoch)
         }
         Err(e) => return problem(index, ProblemKind::Io, e.to_string(), epoch),
     };
@@ -295,7 +290,7 @@ async fn verify(
         return problem(
             index,
             ProblemKind::Truncated,
-            format!("{}: truncated: {} of {} bytes", task.src, size, task.size),
+            format!("{size} of {} bytes", task.size),
             epoch,
         );
     }
@@ -303,7 +298,7 @@ async fn verify(
         return problem(
             index,
             ProblemKind::SizeMismatch,
-            format!("{}: {} bytes, expected {}", task.src, size, task.size),
+            format!("{size} bytes, expected {}", task.size),
             epoch,
         );
     }
@@ -311,12 +306,7 @@ async fn verify(
         return problem(
             index,
             ProblemKind::Corrupt,
-            format!(
-                "{}: sha256 mismatch (expected {}, got {})",
-                task.src,
-                task.sha256,
-                hex::encode(sha)
-            ),
+            format!("sha256 {} instead of {}", hex::encode(sha), task.sha256),
             epoch,
         );
     }

@@ -152,6 +152,19 @@ fn walk(root: &Path, start: &Path, prefix: &str) -> Result<Vec<Entry>> {
     Ok(out)
 }
 
+/// Removes a temp file unless it was renamed into place, also when the put
+/// is cancelled mid-write (its future dropped because the coordinator gave
+/// up on the shard): an unfinished write leaves nothing behind.
+struct TempGuard(Option<PathBuf>);
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Storage for FsStorage {
     fn describe(&self) -> String {
@@ -167,17 +180,10 @@ impl Storage for FsStorage {
         let dest = self.path_of(name)?;
         let dir = dest.parent().unwrap_or(&self.root).to_path_buf();
         let tmp = dir.join(format!("{TMP_PREFIX}{}", uuid::Uuid::new_v4()));
-        let written = match Self::write_temp(&tmp, body).await {
-            Ok(w) => w,
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(e);
-            }
-        };
-        let (size, sha256) = written;
+        let mut guard = TempGuard(Some(tmp.clone()));
+        let (size, sha256) = Self::write_temp(&tmp, body).await?;
         if let Some(expected) = expect_sha256 {
             if expected != sha256 {
-                let _ = tokio::fs::remove_file(&tmp).await;
                 return Err(Error::ChecksumMismatch {
                     name: name.to_string(),
                     expected: hex::encode(expected),
@@ -185,10 +191,10 @@ impl Storage for FsStorage {
                 });
             }
         }
-        if let Err(e) = tokio::fs::rename(&tmp, &dest).await {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(io_err(&dest, e));
-        }
+        tokio::fs::rename(&tmp, &dest)
+            .await
+            .map_err(|e| io_err(&dest, e))?;
+        guard.0 = None;
         sync_dir(&dir).await?;
         Ok(Written { size, sha256 })
     }

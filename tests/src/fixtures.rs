@@ -86,6 +86,24 @@ impl Sample {
         path
     }
 
+    /// Removes the files of `mo-data` whose path relative to it is longer
+    /// than `max` bytes; returns how many went.
+    ///
+    /// `s3s-fs` keeps each object's attributes in one file named after the
+    /// base64 of bucket and key, so a key longer than about 155 bytes makes
+    /// that name exceed NAME_MAX and the PUT fail with a 500. The sample's
+    /// deepest raft snapshot files are that long; real S3 and MinIO take them.
+    pub fn drop_long_paths(&self, max: usize) -> usize {
+        let mut removed = 0;
+        for (rel, path) in crate::trees::files_under(self.data_dir()) {
+            if rel.len() > max {
+                std::fs::remove_file(&path).expect("remove a long-named file");
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     /// `backup --backup_dir filesystem --path <to> --data_dir .. --launch_config ..`.
     pub fn fs_backup_args(&self, to: &Path) -> Vec<String> {
         let mut args = strings(&["backup", "--backup_dir", "filesystem"]);
@@ -151,8 +169,8 @@ pub fn stored_objects(backup_root: &Path) -> BTreeSet<String> {
 /// Rows of a backup's `tae/tae_list`: `path,size,sha256_hex,needCopy,create_ts`.
 pub fn tae_list_rows(backup_root: &Path) -> Vec<Vec<String>> {
     let path = backup_root.join("tae/tae_list");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| l.split(',').map(str::to_string).collect())

@@ -66,7 +66,10 @@ impl Output {
 
     /// The non-empty lines of stderr.
     pub fn stderr_lines(&self) -> Vec<&str> {
-        self.stderr.lines().filter(|l| !l.trim().is_empty()).collect()
+        self.stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect()
     }
 
     /// The first UUID-looking token of stdout (a backup ID).
@@ -211,7 +214,9 @@ impl MoBr {
             cmd.arg("--coordinator").arg(addr);
         }
         cmd.args(args);
-        let sub = args.first().map(|a| a.as_ref().to_string_lossy().into_owned());
+        let sub = args
+            .first()
+            .map(|a| a.as_ref().to_string_lossy().into_owned());
         if let (Some(meta), Some(sub)) = (&self.meta_path, sub) {
             if META_PATH_COMMANDS.contains(&sub.as_str()) {
                 cmd.arg("--meta_path").arg(meta);
@@ -281,7 +286,9 @@ fn start_daemon(mut cmd: Command, prefix: &str, log: PathBuf) -> anyhow::Result<
         Err(_) => {
             let status = daemon.child.try_wait()?;
             let log = std::fs::read_to_string(&daemon.log).unwrap_or_default();
-            anyhow::bail!("{cmd:?} never printed \"{prefix} ADDR\" (status {status:?}); stderr:\n{log}")
+            anyhow::bail!(
+                "{cmd:?} never printed \"{prefix} ADDR\" (status {status:?}); stderr:\n{log}"
+            )
         }
     }
 }
@@ -318,7 +325,9 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start() -> anyhow::Result<Cluster> {
-        let dir = tempfile::Builder::new().prefix("mo-br-cluster-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("mo-br-cluster-")
+            .tempdir()?;
         let mut agent_cmd = Command::new(bin("mo-br-agent"));
         agent_cmd.args(["--listen", "127.0.0.1:0", "--log_level", "warn"]);
         let (agent, agent_addr) = start_daemon(
@@ -328,7 +337,14 @@ impl Cluster {
         )?;
         let mut coord_cmd = Command::new(bin("mo-br-coordinator"));
         coord_cmd
-            .args(["--listen", "127.0.0.1:0", "--agents", &agent_addr, "--log_level", "warn"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--agents",
+                &agent_addr,
+                "--log_level",
+                "warn",
+            ])
             .arg("--meta_path")
             .arg(dir.path().join("coordinator.meta"));
         let (coordinator, coordinator_addr) = start_daemon(

@@ -36,7 +36,10 @@ fn assert_one_line_error(out: &Output, what: &str, all: &[&str], any: &[&str]) {
 #[track_caller]
 fn assert_no_complete_backup(mobr: &MoBr, what: &str) {
     let ids = mobr.complete_ids();
-    assert!(ids.is_empty(), "{what}: the catalog has complete backups {ids:?}");
+    assert!(
+        ids.is_empty(),
+        "{what}: the catalog has complete backups {ids:?}"
+    );
 }
 
 #[track_caller]
@@ -57,14 +60,29 @@ fn unknown_backup_id() {
     let r = scene.path("restores/r");
 
     let out = mobr.run(&restore_by_id_args(UNKNOWN_ID, &r));
-    assert_one_line_error(&out, "restore of an unknown ID", &[UNKNOWN_ID], &["not found"]);
+    assert_one_line_error(
+        &out,
+        "restore of an unknown ID",
+        &[UNKNOWN_ID],
+        &["not found"],
+    );
     assert_nothing_written(&r, "restore of an unknown ID");
 
     let out = mobr.run(&["check", UNKNOWN_ID]);
-    assert_one_line_error(&out, "check of an unknown ID", &[UNKNOWN_ID], &["not found"]);
+    assert_one_line_error(
+        &out,
+        "check of an unknown ID",
+        &[UNKNOWN_ID],
+        &["not found"],
+    );
 
     let out = mobr.run(&["delete", UNKNOWN_ID]);
-    assert_one_line_error(&out, "delete of an unknown ID", &[UNKNOWN_ID], &["not found"]);
+    assert_one_line_error(
+        &out,
+        "delete of an unknown ID",
+        &[UNKNOWN_ID],
+        &["not found"],
+    );
     assert_no_complete_backup(mobr, "after unknown IDs");
 }
 
@@ -123,6 +141,7 @@ fn wrong_s3_secret_key() {
     let server = S3Server::start().expect("start s3s-fs");
     let scene = Scene::new("s3-secret");
     let sample = scene.sample("node", 52, 2 * MIB, Backend::DiskV2);
+    sample.drop_long_paths(150);
     let args = s3_backup(
         &sample,
         &server.endpoint(),
@@ -147,6 +166,7 @@ fn missing_s3_bucket() {
     let server = S3Server::start().expect("start s3s-fs");
     let scene = Scene::new("s3-bucket");
     let sample = scene.sample("node", 53, 2 * MIB, Backend::DiskV2);
+    sample.drop_long_paths(150);
     let args = s3_backup(
         &sample,
         &server.endpoint(),
@@ -169,7 +189,10 @@ fn missing_s3_bucket() {
 fn non_empty_restore_target() {
     let scene = Scene::new("restore-non-empty");
     let sample = scene.sample("node", 54, 2 * MIB, Backend::DiskV2);
-    let id = backup(&scene.mobr, &sample.fs_backup_args(&scene.path("backups/b")));
+    let id = backup(
+        &scene.mobr,
+        &sample.fs_backup_args(&scene.path("backups/b")),
+    );
     let r = scene.path("restores/r");
     std::fs::create_dir_all(r.join("mo-data")).unwrap();
     std::fs::write(r.join("mo-data/x"), b"already here").unwrap();
@@ -177,7 +200,12 @@ fn non_empty_restore_target() {
     let out = scene.mobr.run(&restore_by_id_args(&id, &r));
     assert_one_line_error(&out, "restore into a non-empty target", &["not empty"], &[]);
     let left: Vec<String> = files_under(&r).into_keys().collect();
-    assert_eq!(left, ["mo-data/x"], "the refused restore wrote into {}", r.display());
+    assert_eq!(
+        left,
+        ["mo-data/x"],
+        "the refused restore wrote into {}",
+        r.display()
+    );
     assert_eq!(std::fs::read(r.join("mo-data/x")).unwrap(), b"already here");
 }
 
@@ -226,7 +254,11 @@ fn manifest_escaping_restore_root() {
             &[],
             &["unsafe", "invalid", "relative", "outside", ".."],
         );
-        assert!(has_no_files(&r), "the refused restore wrote into {}", r.display());
+        assert!(
+            has_no_files(&r),
+            "the refused restore wrote into {}",
+            r.display()
+        );
         let evil = evil_under(scene.dir.path());
         assert!(evil.is_empty(), "a restore wrote {evil:?}");
         // The temp dir's parent is shared with others: look only for our file.
@@ -240,9 +272,19 @@ fn incremental_with_unknown_base() {
     let sample = scene.sample("node", 56, 2 * MIB, Backend::DiskV2);
     let b = scene.path("backups/b");
     let mut args = sample.fs_backup_args(&b);
-    args.extend(strings(&["--backup_type", "incremental", "--base_id", UNKNOWN_ID]));
+    args.extend(strings(&[
+        "--backup_type",
+        "incremental",
+        "--base_id",
+        UNKNOWN_ID,
+    ]));
     let out = scene.mobr.run(&args);
-    assert_one_line_error(&out, "incremental on an unknown base", &[UNKNOWN_ID], &["not found"]);
+    assert_one_line_error(
+        &out,
+        "incremental on an unknown base",
+        &[UNKNOWN_ID],
+        &["not found"],
+    );
     assert_nothing_written(&b, "incremental on an unknown base");
     assert_no_complete_backup(&scene.mobr, "incremental on an unknown base");
 }

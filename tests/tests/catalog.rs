@@ -41,14 +41,18 @@ fn check_finds_damage() {
     let sample = scene.sample("node", 21, 2 * MIB, Backend::DiskV2);
     let b = scene.path("backups/b");
     let id = backup(mobr, &sample.fs_backup_args(&b));
-    mobr.run(&["check", &id]).assert_ok("check before any damage");
+    mobr.run(&["check", &id])
+        .assert_ok("check before any damage");
 
     // Three objects of some size: one flipped, one truncated, one deleted.
     let objects: Vec<String> = stored_objects(&b)
         .into_iter()
         .filter(|n| std::fs::metadata(b.join("tae").join(n)).unwrap().len() >= 64)
         .collect();
-    assert!(objects.len() >= 3, "too few objects in the backup: {objects:?}");
+    assert!(
+        objects.len() >= 3,
+        "too few objects in the backup: {objects:?}"
+    );
     let (flipped, truncated, deleted) = (&objects[0], &objects[1], &objects[2]);
     let path = |n: &str| b.join("tae").join(n);
     let mut bytes = std::fs::read(path(flipped)).unwrap();
@@ -88,12 +92,12 @@ fn check_finds_damage() {
     let r = scene.path("restores/r");
     let mut restore = restore_by_id_args(&id, &r);
     restore.push("--checksum".into());
-    mobr.run(&restore)
-        .assert_failed("restore --checksum of a damaged backup");
+    let out = mobr.run(&restore);
+    out.assert_failed("restore --checksum of a damaged backup");
     let left = files_under(&r.join("mo-data"));
     assert!(
         left.is_empty(),
-        "a failed restore left files in {}: {:?}",
+        "a failed restore left files in {}: {:?}\n{out}",
         r.display(),
         left.keys().take(10).collect::<Vec<_>>()
     );
@@ -118,25 +122,41 @@ fn list_and_delete() {
     let second = backup(mobr, &sample.fs_backup_args(&b2));
     sample.grow(1, 3);
     let mut args = sample.fs_backup_args(&b3);
-    args.extend(strings(&["--backup_type", "incremental", "--base_id", &second]));
+    args.extend(strings(&[
+        "--backup_type",
+        "incremental",
+        "--base_id",
+        &second,
+    ]));
     let incr = backup(mobr, &args);
 
     let list = mobr.run(&["list"]);
     list.assert_ok("list");
     for id in [&first, &second, &incr] {
-        assert!(list.stdout.contains(id.as_str()), "list does not show {id}\n{list}");
+        assert!(
+            list.stdout.contains(id.as_str()),
+            "list does not show {id}\n{list}"
+        );
     }
     let mut ids = mobr.complete_ids();
     ids.sort();
     let mut want = vec![first.clone(), second.clone(), incr.clone()];
     want.sort();
-    assert_eq!(ids, want, "list --json must show the three complete backups");
+    assert_eq!(
+        ids, want,
+        "list --json must show the three complete backups"
+    );
 
     let one = mobr.run(&["list", &first]);
     one.assert_ok("list ID");
-    assert!(one.stdout.contains(first.as_str()), "list ID does not show it\n{one}");
     assert!(
-        one.stdout.lines().any(|l| l.contains("check:") && l.contains("tae/")),
+        one.stdout.contains(first.as_str()),
+        "list ID does not show it\n{one}"
+    );
+    assert!(
+        one.stdout
+            .lines()
+            .any(|l| l.contains("check:") && l.contains("tae/")),
         "list ID prints no check lines\n{one}"
     );
 
@@ -162,7 +182,10 @@ fn list_and_delete() {
         refused.stderr.contains(incr.as_str()),
         "the refusal must name the incremental {incr}\n{refused}"
     );
-    assert!(has_manifest(&b2) && has_manifest(&b3), "a refused delete removed data");
+    assert!(
+        has_manifest(&b2) && has_manifest(&b3),
+        "a refused delete removed data"
+    );
     let mut ids = mobr.complete_ids();
     ids.sort();
     let mut want = vec![second.clone(), incr.clone()];
@@ -174,11 +197,25 @@ fn list_and_delete() {
     let list = mobr.run(&["list"]);
     list.assert_ok("list after delete --force");
     for id in [&second, &incr] {
-        assert!(!list.stdout.contains(id.as_str()), "{id} is still listed\n{list}");
+        assert!(
+            !list.stdout.contains(id.as_str()),
+            "{id} is still listed\n{list}"
+        );
     }
-    assert!(mobr.complete_ids().is_empty(), "the catalog still has backups");
-    assert!(!has_manifest(&b2), "{} still holds backup_meta", b2.display());
-    assert!(!has_manifest(&b3), "{} still holds backup_meta", b3.display());
+    assert!(
+        mobr.complete_ids().is_empty(),
+        "the catalog still has backups"
+    );
+    assert!(
+        !has_manifest(&b2),
+        "{} still holds backup_meta",
+        b2.display()
+    );
+    assert!(
+        !has_manifest(&b3),
+        "{} still holds backup_meta",
+        b3.display()
+    );
 
     mobr.run(&["list", "--not_check_data", &second])
         .assert_failed("list of a deleted ID");

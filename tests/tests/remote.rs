@@ -24,7 +24,10 @@ fn remote_equals_embedded() {
 
     let list = remote.run(&["list"]);
     assert!(list.success(), "remote list failed\n{list}\n{}", logs());
-    assert!(list.stdout.contains(id.as_str()), "remote list misses {id}\n{list}");
+    assert!(
+        list.stdout.contains(id.as_str()),
+        "remote list misses {id}\n{list}"
+    );
     assert!(
         cluster.meta_path().exists(),
         "the coordinator's catalog {} was never written",
@@ -37,7 +40,11 @@ fn remote_equals_embedded() {
 
     let r = scene.path("restores/remote");
     let restore = remote.run(&restore_by_id_args(&id, &r));
-    assert!(restore.success(), "remote restore failed\n{restore}\n{}", logs());
+    assert!(
+        restore.success(),
+        "remote restore failed\n{restore}\n{}",
+        logs()
+    );
     assert_restored(sample.root(), &r);
 
     // The same through the embedded coordinator gives the same tree.

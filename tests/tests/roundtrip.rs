@@ -8,7 +8,7 @@ use mo_br_tests::fixtures::{
     backup, restore_by_id_args, stored_objects, strings, tae_list_rows, Sample, Scene, MIB,
 };
 use mo_br_tests::s3server::S3Server;
-use mo_br_tests::trees::assert_restored;
+use mo_br_tests::trees::{assert_restored, files_under};
 
 /// Rows of `tae/tae_list` whose needCopy column is `false`.
 fn reused_rows(rows: &[Vec<String>]) -> Vec<&Vec<String>> {
@@ -26,8 +26,13 @@ fn roundtrip_fs() {
     // Full backup, checked, restored.
     let b1 = scene.path("backups/b1");
     let full = backup(mobr, &sample.fs_backup_args(&b1));
-    assert!(b1.join("backup_meta").is_file(), "no backup_meta in {}", b1.display());
-    mobr.run(&["check", &full]).assert_ok("check of the full backup");
+    assert!(
+        b1.join("backup_meta").is_file(),
+        "no backup_meta in {}",
+        b1.display()
+    );
+    mobr.run(&["check", &full])
+        .assert_ok("check of the full backup");
     let r1 = scene.path("restores/r1");
     mobr.run(&restore_by_id_args(&full, &r1))
         .assert_ok("restore of the full backup");
@@ -43,7 +48,12 @@ fn roundtrip_fs() {
     let added: BTreeSet<String> = sample.grow(1, 6).into_iter().collect();
     let b2 = scene.path("backups/b2");
     let mut args = sample.fs_backup_args(&b2);
-    args.extend(strings(&["--backup_type", "incremental", "--base_id", &full]));
+    args.extend(strings(&[
+        "--backup_type",
+        "incremental",
+        "--base_id",
+        &full,
+    ]));
     let incr = backup(mobr, &args);
     assert_ne!(incr, full, "the incremental got the full backup's ID");
     let incr_objects = stored_objects(&b2);
@@ -93,7 +103,8 @@ fn roundtrip_fs_legacy_disk() {
 
     let b = scene.path("backups/b");
     let id = backup(mobr, &sample.fs_backup_args(&b));
-    mobr.run(&["check", &id]).assert_ok("check of a DISK backup");
+    mobr.run(&["check", &id])
+        .assert_ok("check of a DISK backup");
     let r = scene.path("restores/r");
     mobr.run(&restore_by_id_args(&id, &r))
         .assert_ok("restore of a DISK backup");
@@ -142,6 +153,12 @@ fn roundtrip_s3() {
     let scene = Scene::new("roundtrip-s3");
     let mobr = &scene.mobr;
     let sample = scene.sample("node", 13, 2 * MIB, Backend::DiskV2);
+    // Keys of up to "b2/" + 150 bytes: see `drop_long_paths`.
+    sample.drop_long_paths(150);
+    assert!(
+        !files_under(&sample.data_dir().join("logservice-data")).is_empty(),
+        "no log service file is left to back up"
+    );
     // Large enough for a multipart upload.
     let big = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b_00001";
     sample.add_object(big, 10 * MIB as usize + 12_345, 99);
@@ -163,19 +180,26 @@ fn roundtrip_s3() {
 
     let mut check = strings(&["check", &full]);
     check.extend(backup_keys(&server));
-    mobr.run(&check).assert_ok("check of the S3 backup with keys");
+    mobr.run(&check)
+        .assert_ok("check of the S3 backup with keys");
 
     let r1 = scene.path("restores/r1");
     let mut restore = restore_by_id_args(&full, &r1);
     restore.extend(backup_keys(&server));
-    mobr.run(&restore).assert_ok("restore of the S3 full backup");
+    mobr.run(&restore)
+        .assert_ok("restore of the S3 full backup");
     assert_restored(sample.root(), &r1);
 
     // Incremental into another prefix of the same bucket.
     let full_objects = stored_objects(&b1);
     let added: BTreeSet<String> = sample.grow(1, 5).into_iter().collect();
     let mut args = s3_backup_args(&sample, &server, "/b2");
-    args.extend(strings(&["--backup_type", "incremental", "--base_id", &full]));
+    args.extend(strings(&[
+        "--backup_type",
+        "incremental",
+        "--base_id",
+        &full,
+    ]));
     let incr = backup(mobr, &args);
     let b2 = server.root().join(server.bucket()).join("b2");
     assert_eq!(
@@ -191,7 +215,8 @@ fn roundtrip_s3() {
 
     let mut check = strings(&["check", &incr]);
     check.extend(backup_keys(&server));
-    mobr.run(&check).assert_ok("check of the S3 incremental with keys");
+    mobr.run(&check)
+        .assert_ok("check of the S3 incremental with keys");
 
     let r2 = scene.path("restores/r2");
     let mut restore = restore_by_id_args(&incr, &r2);

@@ -20,7 +20,7 @@ use mo_br_proto::coordinator::{job_event, BackupRequest, Finished, Started};
 use mo_br_storage::{Credentials, Storage};
 
 use super::shards::{self, Op};
-use super::{emit, info, now_rfc3339, read_manifest, Events};
+use super::{emit, info, now_rfc3339, read_manifest, sweep, Events};
 use crate::catalog::{BackupRecord, BackupState, Command};
 use crate::{Coordinator, Error, Result};
 
@@ -454,12 +454,16 @@ async fn cleanup(target: &dyn Storage, written: &[String]) {
         layout::TAE_LIST,
         layout::TAE_SUM,
     ];
-    for name in meta_names
+    // backup_meta first: were the sweep interrupted, what is left is
+    // plainly not a backup.
+    let names: Vec<String> = meta_names
         .iter()
         .map(|n| n.to_string())
         .chain(written.iter().cloned())
-    {
-        let _ = target.delete(&name).await;
-        let _ = target.delete(&layout::sidecar(&name)).await;
-    }
+        .flat_map(|n| {
+            let sidecar = layout::sidecar(&n);
+            [n, sidecar]
+        })
+        .collect();
+    sweep(target, &names).await;
 }

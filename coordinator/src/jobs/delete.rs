@@ -69,6 +69,12 @@ pub async fn run(c: &Coordinator, req: DeleteRequest, events: &Events) -> Result
                 }
             }
         }
+        if let (false, mo_br_storage::Location::Filesystem { path }) =
+            (req.not_delete_data, &rec.location)
+        {
+            // Only succeeds when empty: anything not ours stays.
+            let _ = std::fs::remove_dir(path);
+        }
         c.catalog
             .propose(Command::BackupDeleted { id: id.clone() })
             .await?;

@@ -96,6 +96,26 @@ pub async fn read_manifest(storage: &dyn Storage) -> Result<BackupMeta> {
     Ok(BackupMeta::from_bytes(&data)?)
 }
 
+/// How long an agent may still be finishing a write after its shard was
+/// cancelled: the cancellation reaches it asynchronously.
+const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// Removes what a failed job wrote. Runs twice, the second time after
+/// [`CANCEL_GRACE`], so a write that was already renaming into place when its
+/// shard was cancelled is removed too.
+pub async fn sweep(target: &dyn Storage, names: &[String]) {
+    for pass in 0..2 {
+        if pass > 0 {
+            tokio::time::sleep(CANCEL_GRACE).await;
+        }
+        for name in names {
+            if let Err(e) = target.delete(name).await {
+                tracing::warn!("cleanup of {name}: {e}");
+            }
+        }
+    }
+}
+
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }

@@ -14,7 +14,7 @@ use mo_br_proto::coordinator::{job_event, Finished, RestoreRequest, Started};
 use mo_br_storage::{Location, Storage};
 
 use super::shards::{self, Op};
-use super::{emit, line, resolve, Events};
+use super::{emit, line, resolve, sweep, Events};
 use crate::{Coordinator, Error, Result};
 
 pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Result<()> {
@@ -118,15 +118,10 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
     .await;
     let failure = match &outcome {
         Err(e) => Some(e.to_string()),
-        Ok(o) => o
-            .problems
-            .first()
-            .map(|(i, p)| format!("{}: {}", written[*i], p.detail)),
+        Ok(o) => o.problems.first().map(|(_, p)| p.detail.clone()),
     };
     if let Some(reason) = failure {
-        for name in &written {
-            let _ = target.delete(name).await;
-        }
+        sweep(target.as_ref(), &written).await;
         return Err(Error::Failed(format!(
             "restore of backup {} failed, nothing was left in {}: {reason}",
             meta.id,

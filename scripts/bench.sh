@@ -12,6 +12,10 @@ cargo build --release --bins -q
 bin=$PWD/target/release
 rm -rf "$WORK" && mkdir -p "$WORK/s3root/bench" && cd "$WORK"
 "$bin/mo-br-sample" --out mo --size "$SIZE" --seed 1 >/dev/null
+# s3s-fs keeps each object's metadata in a file named after the base64 of
+# its key, so keys over ~150 bytes fail there (not on real S3); the sample's
+# deepest log-service snapshot files are that long and tiny: leave them out.
+find mo/mo-data/logservice-data -type f | awk 'length($0) > 120' | xargs -r rm -f
 bytes=$(du -sb mo/mo-data/shared2 mo/mo-data/logservice-data | awk '{s+=$1} END {print s}')
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -21,7 +25,7 @@ trap 'kill $s3pid 2>/dev/null || true' EXIT
 sleep 1
 s3=(--endpoint "http://127.0.0.1:$port" --access_key_id bench --secret_access_key benchsecret --bucket bench --is_minio)
 
-secs() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null; t1=$(date +%s.%N); awk "BEGIN {print $t1 - $t0}"; }
+secs() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null || { echo "failed: $*" >&2; exit 1; }; t1=$(date +%s.%N); awk "BEGIN {print $t1 - $t0}"; }
 id_of() { "$bin/mo_br" list --json | tail -n 1 | sed -E 's/.*"id":"([^"]+)".*/\1/'; }
 row() { printf '| %-22s | %8.2f s | %8.1f MB/s |\n' "$1" "$2" "$(awk "BEGIN {print $bytes / $2 / 1000000}")"; }
 sync

@@ -4,11 +4,13 @@
 //!   `gc/`, launch configs, `logservice-data`) and what it skips.
 //! - [`shard`]: copy, restore and verify a shard of files, in parallel,
 //!   streaming and hashing every byte once.
+//! - [`metrics`]: Prometheus metrics (exported with `--metrics_listen`).
 //! - [`service`]: the gRPC service; handlers only start shard work and stream
 //!   its events back.
 //! - [`serve`]: runs the service on a listener or on in-process pipes.
 
 pub mod inventory;
+pub mod metrics;
 pub mod service;
 pub mod shard;
 

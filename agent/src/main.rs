@@ -19,6 +19,10 @@ struct Args {
     /// Files copied at once per shard when a request does not say.
     #[arg(long, default_value_t = 16)]
     parallelism: usize,
+    /// Serve Prometheus metrics over HTTP on this address (host:port, any
+    /// path, e.g. /metrics). Off by default.
+    #[arg(long = "metrics_listen", env = "MO_BR_AGENT_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     /// error, warn, info, debug, trace.
     #[arg(long = "log_level", default_value = "info")]
     log_level: String,
@@ -31,6 +35,10 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log_level))
         .with_writer(std::io::stderr)
         .init();
+    if let Some(addr) = &args.metrics_listen {
+        let addr = mo_br_agent::metrics::install(addr)?;
+        tracing::info!("metrics on http://{addr}/metrics");
+    }
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -14,6 +14,8 @@ use mo_br_storage::{ByteStream, Error as StorageError, Storage};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use crate::metrics::{self, OpLabel};
+
 /// How often accumulated byte counts are reported.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// Attempts per file for errors that may be transient (I/O, S3 5xx after the
@@ -40,9 +42,24 @@ pub enum Op {
     Verify { storage: Arc<dyn Storage> },
 }
 
+impl Op {
+    /// The `op` label of this work in the metrics.
+    pub fn label(&self) -> OpLabel {
+        match self {
+            Op::Copy { .. } => OpLabel::Copy,
+            Op::Restore { .. } => OpLabel::Restore,
+            Op::Verify { .. } => OpLabel::Verify,
+        }
+    }
+}
+
 /// Runs a shard, sending progress and one `done` or `problem` per file.
 /// Stops early when the receiver goes away (the coordinator cancelled).
 pub async fn run(op: Op, files: Vec<FileTask>, parallelism: usize, epoch: u64, tx: Events) {
+    let label = op.label();
+    // Counts the shard as running; records duration and throughput when
+    // dropped, however the shard ends.
+    let mut timer = metrics::ShardTimer::start(label);
     let moved = Arc::new(AtomicU64::new(0));
     let parallelism = parallelism.max(1);
     let mut results = futures::stream::iter(files.into_iter().enumerate())
@@ -59,6 +76,11 @@ pub async fn run(op: Op, files: Vec<FileTask>, parallelism: usize, epoch: u64, t
         let now = moved.load(Ordering::Relaxed);
         let delta = now.saturating_sub(reported);
         reported = now;
+        // Counted here, where progress is reported, so the byte counter and
+        // the coordinator's progress agree (a failed attempt's bytes are
+        // taken back from `moved` before they are reported, when possible).
+        metrics::bytes(label, delta);
+        timer.add_bytes(delta);
         let tx = tx.clone();
         async move {
             if delta > 0 {
@@ -70,13 +92,23 @@ pub async fn run(op: Op, files: Vec<FileTask>, parallelism: usize, epoch: u64, t
         tokio::select! {
             next = results.next() => {
                 let Some(ev) = next else { break };
+                match &ev.event {
+                    Some(shard_event::Event::Done(_)) => metrics::file_ok(label),
+                    Some(shard_event::Event::Problem(p)) => metrics::file_problem(label, p.kind),
+                    _ => {}
+                }
                 report(&tx).await;
                 if tx.send(Ok(ev)).await.is_err() {
+                    // Count the bytes moved so far without sending them.
+                    drop(report(&tx));
                     return;
                 }
             }
             _ = ticker.tick() => report(&tx).await,
-            _ = tx.closed() => return,
+            _ = tx.closed() => {
+                drop(report(&tx));
+                return;
+            }
         }
     }
     report(&tx).await;
@@ -144,6 +176,7 @@ async fn one(
                 None,
                 epoch,
                 moved,
+                OpLabel::Copy,
             )
             .await
         }
@@ -185,12 +218,14 @@ async fn one(
                 expect,
                 epoch,
                 moved,
+                OpLabel::Restore,
             )
             .await
         }
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn transfer(
     source: &dyn Storage,
     target: &dyn Storage,
@@ -199,6 +234,7 @@ async fn transfer(
     expect: Option<[u8; 32]>,
     epoch: u64,
     moved: &Arc<AtomicU64>,
+    label: OpLabel,
 ) -> ShardEvent {
     let mut last = None;
     for attempt_no in 1..=ATTEMPTS {
@@ -240,6 +276,7 @@ async fn transfer(
                 moved.fetch_sub(attempt.load(Ordering::Relaxed), Ordering::Relaxed);
                 if retryable(&e) && attempt_no < ATTEMPTS {
                     tracing::warn!(file = %task.src, attempt = attempt_no, "retrying after: {e}");
+                    metrics::file_retry(label);
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt_no))).await;
                     last = Some(e);
                     continue;

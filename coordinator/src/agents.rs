@@ -1,33 +1,219 @@
-//! The agents this coordinator hands work to. Static for now (given at
-//! start); registration with leases comes with the distributed coordinator.
+//! The agents work goes to, and whether each is alive.
+//!
+//! Two kinds of fleet: a fixed one (the embedded default's in-process agent,
+//! or `--agents` given to a single coordinator), always taken as alive; and
+//! a registry, where agents register (a replicated catalog entry, so every
+//! replica knows them) and then heartbeat the leader, which grants each a
+//! lease. Leases are soft state of the leader only: a new leader starts with
+//! none and hands out work as heartbeats arrive.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use mo_br_proto::agent::agent_client::AgentClient;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::catalog::AgentRecord;
+use crate::{Error, Result};
+
+/// gRPC message size limit for agent calls: shards carry up to
+/// `SHARD_FILES` file descriptions.
+const MAX_MESSAGE: usize = 64 << 20;
 
 #[derive(Clone)]
 pub struct AgentRef {
     pub name: String,
     pub client: AgentClient<Channel>,
+    /// The node's mo-data the agent serves.
+    pub data_dir: String,
+    /// A fixed agent reads every node's files (it runs where the CLI does).
+    pub any_node: bool,
+    pub reaches_shared: bool,
 }
 
-#[derive(Clone, Default)]
+/// Which agents may take a shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Eligibility {
+    /// SHARED files: any agent that reaches the SHARED store.
+    Shared,
+    /// Node-local files: only an agent serving this data dir can read them.
+    Node { data_dir: String },
+    /// Files in backup storage (restore, check): any agent.
+    Any,
+}
+
+impl Eligibility {
+    pub fn describe(&self) -> String {
+        match self {
+            Eligibility::Shared => "SHARED files".into(),
+            Eligibility::Node { data_dir } => format!("node-local files of {data_dir}"),
+            Eligibility::Any => "files in backup storage".into(),
+        }
+    }
+}
+
+struct Known {
+    agent: AgentRef,
+    address: String,
+    /// `None`: never expires (fixed fleet).
+    lease_until: Option<Instant>,
+}
+
+#[derive(Clone)]
 pub struct Agents {
-    list: Vec<AgentRef>,
+    /// Heartbeats arrive on gRPC handler tasks while jobs look up liveness;
+    /// a std Mutex suffices: it guards a small map, never across an await.
+    inner: Arc<Mutex<BTreeMap<String, Known>>>,
+    lease: Duration,
+    /// How long shards wait for an eligible agent before the job fails.
+    absence_limit: Duration,
+}
+
+fn client(channel: Channel) -> AgentClient<Channel> {
+    AgentClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE)
 }
 
 impl Agents {
-    pub fn new(list: Vec<AgentRef>) -> Self {
-        Agents { list }
+    /// A fixed fleet, always alive.
+    pub fn fixed(list: Vec<(String, Channel)>) -> Self {
+        let map = list
+            .into_iter()
+            .map(|(name, ch)| {
+                let known = Known {
+                    agent: AgentRef {
+                        name: name.clone(),
+                        client: client(ch),
+                        data_dir: String::new(),
+                        any_node: true,
+                        reaches_shared: true,
+                    },
+                    address: String::new(),
+                    lease_until: None,
+                };
+                (name, known)
+            })
+            .collect();
+        Agents {
+            inner: Arc::new(Mutex::new(map)),
+            lease: Duration::MAX,
+            absence_limit: Duration::from_secs(5),
+        }
     }
 
-    /// Every agent that can take SHARED shards.
-    pub fn all(&self) -> &[AgentRef] {
-        &self.list
+    /// A registry of agents that heartbeat within `lease`.
+    pub fn registry(lease: Duration) -> Self {
+        Agents {
+            inner: Arc::new(Mutex::new(BTreeMap::new())),
+            lease,
+            absence_limit: lease * 4,
+        }
     }
 
-    /// The agent next to the node being backed up: it inventories the node
-    /// and copies its node-local files.
-    pub fn node_agent(&self) -> Option<&AgentRef> {
-        self.list.first()
+    pub fn lease(&self) -> Duration {
+        self.lease
     }
+
+    pub fn absence_limit(&self) -> Duration {
+        self.absence_limit
+    }
+
+    /// Grants `record`'s agent a fresh lease (connecting to it if new or moved).
+    pub fn heartbeat(&self, record: &AgentRecord) -> Result<()> {
+        let mut map = self.inner.lock().expect("agents lock");
+        let until = Some(Instant::now() + self.lease);
+        if let Some(k) = map
+            .get_mut(&record.id)
+            .filter(|k| k.address == record.address)
+        {
+            k.lease_until = until;
+            k.agent.data_dir = record.data_dir.clone();
+            k.agent.reaches_shared = record.reaches_shared;
+            return Ok(());
+        }
+        let uri = format!("http://{}", record.address);
+        let channel = Endpoint::from_shared(uri)
+            .map_err(|e| Error::InvalidArgument(format!("agent address {}: {e}", record.address)))?
+            .connect_timeout(Duration::from_secs(2))
+            .connect_lazy();
+        map.insert(
+            record.id.clone(),
+            Known {
+                agent: AgentRef {
+                    name: record.id.clone(),
+                    client: client(channel),
+                    data_dir: record.data_dir.clone(),
+                    any_node: false,
+                    reaches_shared: record.reaches_shared,
+                },
+                address: record.address.clone(),
+                lease_until: until,
+            },
+        );
+        Ok(())
+    }
+
+    fn alive(k: &Known, now: Instant) -> bool {
+        k.lease_until.is_none_or(|t| t > now)
+    }
+
+    pub fn live(&self) -> Vec<AgentRef> {
+        let now = Instant::now();
+        let map = self.inner.lock().expect("agents lock");
+        map.values()
+            .filter(|k| Self::alive(k, now))
+            .map(|k| k.agent.clone())
+            .collect()
+    }
+
+    pub fn is_live(&self, name: &str) -> bool {
+        let map = self.inner.lock().expect("agents lock");
+        map.get(name)
+            .is_some_and(|k| Self::alive(k, Instant::now()))
+    }
+
+    /// A call to the agent failed: stop giving it work until it heartbeats again.
+    pub fn suspect(&self, name: &str) {
+        let mut map = self.inner.lock().expect("agents lock");
+        if let Some(k) = map.get_mut(name) {
+            if k.lease_until.is_some() {
+                k.lease_until = Some(Instant::now());
+            }
+        }
+    }
+
+    pub fn eligible(&self, agent: &AgentRef, e: &Eligibility) -> bool {
+        match e {
+            Eligibility::Any => true,
+            Eligibility::Shared => agent.reaches_shared,
+            Eligibility::Node { data_dir } => agent.any_node || same_dir(&agent.data_dir, data_dir),
+        }
+    }
+
+    /// A live agent that can read `data_dir`, to inventory it; waits up to
+    /// the absence limit for one to appear (a new leader's leases).
+    pub async fn node_agent(&self, data_dir: &str) -> Result<AgentRef> {
+        let want = Eligibility::Node {
+            data_dir: data_dir.to_string(),
+        };
+        let deadline = Instant::now() + self.absence_limit.min(Duration::from_secs(30));
+        loop {
+            if let Some(a) = self.live().into_iter().find(|a| self.eligible(a, &want)) {
+                return Ok(a);
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::FailedPrecondition(format!(
+                    "no live agent serves {data_dir}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Data dirs compare without trailing slashes.
+fn same_dir(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
 }

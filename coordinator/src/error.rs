@@ -2,6 +2,9 @@ use thiserror::Error;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Response metadata naming the leader when a follower cannot serve a call.
+pub const LEADER_HEADER: &str = "mo-br-leader";
+
 #[derive(Debug, Error)]
 pub enum Error {
     #[error("backup {0} not found in the catalog")]
@@ -22,6 +25,10 @@ pub enum Error {
     Failed(String),
     #[error("the coordinator is shutting down")]
     Shutdown,
+    #[error("this coordinator is not the leader{}", match .0 { Some(a) => format!("; the leader is at {a}"), None => "; no leader is known yet".into() })]
+    NotLeader(Option<String>),
+    #[error("no quorum: the coordinator cluster cannot commit (fewer than a majority of replicas are reachable)")]
+    NoQuorum,
 }
 
 impl From<Error> for tonic::Status {
@@ -38,7 +45,14 @@ impl From<Error> for tonic::Status {
             Error::Storage(S::NoBucket { .. } | S::Config(_) | S::BadName(_)) => {
                 tonic::Status::invalid_argument(msg)
             }
-            Error::Shutdown => tonic::Status::unavailable(msg),
+            Error::Shutdown | Error::NoQuorum => tonic::Status::unavailable(msg),
+            Error::NotLeader(leader) => {
+                let mut status = tonic::Status::unavailable(msg);
+                if let Some(addr) = leader.as_ref().and_then(|a| a.parse().ok()) {
+                    status.metadata_mut().insert(LEADER_HEADER, addr);
+                }
+                status
+            }
             _ => tonic::Status::internal(msg),
         }
     }

@@ -1,43 +1,73 @@
 //! The mo-br coordinator: keeps the backup catalog and runs every job.
 //!
-//! - [`catalog`]: the catalog as a state machine over a durable command log,
-//!   owned by one task ([`catalog::CatalogHandle`]).
+//! - [`catalog`]: the catalog as a state machine: over a local durable
+//!   command log, or replicated by raft over a group of coordinators.
 //! - [`jobs`]: backup, restore, check, list, delete; each runs on its own
 //!   task and streams events to the CLI; [`jobs::shards`] spreads files over
-//!   agents.
-//! - [`agents`]: the agents work goes to.
-//! - [`service`]: the gRPC service the CLI calls.
+//!   agents with fenced assignments.
+//! - [`agents`]: the agents work goes to and their leases.
+//! - [`service`]: the gRPC services: the CLI's (followers forward to the
+//!   leader) and the agents' registry.
+//! - [`metrics`]: Prometheus metrics.
 
 pub mod agents;
 pub mod catalog;
 pub mod jobs;
+pub mod metrics;
 pub mod service;
 
 mod error;
 
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, LEADER_HEADER};
 
-use agents::{AgentRef, Agents};
+use agents::Agents;
 use catalog::{BackupState, CatalogHandle, Command};
-use mo_br_proto::agent::agent_client::AgentClient;
 use mo_br_proto::coordinator::coordinator_server::CoordinatorServer;
+use mo_br_proto::coordinator::registry_server::RegistryServer;
+use mo_br_storage::{Credentials, Location};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Channel;
+
+/// gRPC message size limit between CLI and coordinator.
+const MAX_MESSAGE: usize = 64 << 20;
 
 /// A cheap handle to the coordinator's parts; every job gets a clone.
 #[derive(Clone)]
 pub struct Coordinator {
     pub catalog: CatalogHandle,
     pub agents: Agents,
+    /// Backups this replica is driving now, so that a leader adopts each
+    /// job once. Touched by the leader loop and by `Attach`; never held
+    /// across an await.
+    driving: Arc<Mutex<HashSet<String>>>,
+}
+
+/// A replica of a coordinator cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub id: u64,
+    /// Every replica's id and gRPC address, including this one.
+    pub peers: BTreeMap<u64, String>,
+    /// Where the raft log, hard state and snapshots live.
+    pub data_dir: PathBuf,
+    /// Agents must heartbeat within this.
+    pub agent_lease: Duration,
+    /// Compact the raft log after this many entries.
+    pub snapshot_every: u64,
 }
 
 impl Coordinator {
-    /// Opens the catalog at `meta_path`. Backups left running by a previous
-    /// process cannot be finished by this one: they are marked failed.
+    /// A single coordinator over a local catalog at `meta_path`, with a fixed
+    /// set of agents. Backups left running by a previous process cannot be
+    /// finished by this one (its client and credentials are gone): they are
+    /// marked failed.
     pub async fn open(meta_path: &Path, agents: Vec<(String, Channel)>) -> Result<Coordinator> {
         let catalog = CatalogHandle::open(meta_path)?;
         let stale = catalog
@@ -57,36 +87,140 @@ impl Coordinator {
                 })
                 .await?;
         }
-        let agents = Agents::new(
-            agents
-                .into_iter()
-                .map(|(name, ch)| AgentRef {
-                    name,
-                    client: AgentClient::new(ch)
-                        .max_decoding_message_size(64 << 20)
-                        .max_encoding_message_size(64 << 20),
-                })
-                .collect(),
-        );
-        Ok(Coordinator { catalog, agents })
+        Ok(Coordinator {
+            catalog,
+            agents: Agents::fixed(agents),
+            driving: Arc::default(),
+        })
     }
 
-    fn server(&self) -> CoordinatorServer<service::CoordinatorService> {
-        CoordinatorServer::new(service::CoordinatorService::new(self.clone()))
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20)
+    /// A replica of a raft group. Whichever replica leads adopts the running
+    /// backups of the replicated state and carries them on.
+    pub fn start_cluster(config: ClusterConfig) -> Result<Coordinator> {
+        let mut raft = mo_br_replication::Config::new(config.id, config.peers, config.data_dir);
+        raft.snapshot_every = config.snapshot_every;
+        let catalog = CatalogHandle::start_raft(raft)?;
+        let c = Coordinator {
+            catalog,
+            agents: Agents::registry(config.agent_lease),
+            driving: Arc::default(),
+        };
+        tokio::spawn(leader_loop(c.clone()));
+        Ok(c)
     }
 
-    /// Serves the CLI-facing service on `listener` until `shutdown`.
+    fn router(&self) -> tonic::transport::server::Router {
+        let cli = CoordinatorServer::new(service::CoordinatorService::new(self.clone()))
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        let registry = RegistryServer::new(service::RegistryService::new(self.clone()));
+        let mut router = tonic::transport::Server::builder()
+            .add_service(cli)
+            .add_service(registry);
+        if let Some(node) = self.catalog.raft_node() {
+            router = router.add_service(node.service());
+        }
+        router
+    }
+
+    /// Serves every service of this replica on `listener` until `shutdown`.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), tonic::transport::Error> {
-        tonic::transport::Server::builder()
-            .add_service(self.server())
+        self.router()
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await
+    }
+
+    /// Starts driving backup `id` here unless it already is. `creds` are
+    /// for its target; empty ones fall back to the environment.
+    pub fn adopt(&self, id: &str, creds: Credentials) {
+        if !self
+            .driving
+            .lock()
+            .expect("driving lock")
+            .insert(id.to_string())
+        {
+            return;
+        }
+        let c = self.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            // Nobody watches an adopted job's events; `Attach` reads progress
+            // from the replicated state instead.
+            let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+            tokio::spawn(async move { while rx.recv().await.is_some() {} });
+            match jobs::backup::drive(&c, &id, &creds, false, &tx).await {
+                Ok(()) => tracing::info!("adopted backup {id} completed"),
+                Err(e) => tracing::warn!("adopted backup {id}: {e}"),
+            }
+            c.driving.lock().expect("driving lock").remove(&id);
+        });
+    }
+
+    /// Marks `id` as driven by this replica (the job that planned it).
+    pub(crate) fn claim(&self, id: &str) -> DriveGuard {
+        self.driving
+            .lock()
+            .expect("driving lock")
+            .insert(id.to_string());
+        DriveGuard {
+            c: self.clone(),
+            id: id.to_string(),
+        }
+    }
+}
+
+/// Releases a claimed job when its driver ends.
+pub(crate) struct DriveGuard {
+    c: Coordinator,
+    id: String,
+}
+
+impl Drop for DriveGuard {
+    fn drop(&mut self) {
+        self.c
+            .driving
+            .lock()
+            .expect("driving lock")
+            .remove(&self.id);
+    }
+}
+
+/// Watches leadership. On the leader, adopts running backups (those whose
+/// target needs no credentials beyond this process's environment; others
+/// wait for the CLI's `Attach`) and keeps the raft gauges current.
+async fn leader_loop(c: Coordinator) {
+    let mut was_leader = false;
+    loop {
+        let l = c.catalog.leadership();
+        metrics::set_raft(l.term, l.is_leader, l.leader_id, l.commit, l.applied);
+        metrics::set_live_agents(c.agents.live().len());
+        if l.is_leader {
+            if !was_leader {
+                tracing::info!("leading (term {})", l.term);
+            }
+            let jobs = c
+                .catalog
+                .read(|cat| {
+                    cat.jobs
+                        .values()
+                        .map(|j| (j.id.clone(), j.meta.location.clone()))
+                        .collect::<Vec<_>>()
+                })
+                .await
+                .unwrap_or_default();
+            for (id, location) in jobs {
+                let env_creds = std::env::var_os("AWS_ACCESS_KEY_ID").is_some();
+                if matches!(location, Location::Filesystem { .. }) || env_creds {
+                    c.adopt(&id, Credentials::default());
+                }
+            }
+        }
+        was_leader = l.is_leader;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -100,13 +234,9 @@ pub async fn spawn_in_process(meta_path: &Path, agents: Vec<Channel>) -> Result<
         .collect();
     let coordinator = Coordinator::open(meta_path, named).await?;
     let (channel, incoming) = mo_br_proto::inproc::pair();
-    let server = coordinator.server();
+    let router = coordinator.router();
     tokio::spawn(async move {
-        let result = tonic::transport::Server::builder()
-            .add_service(server)
-            .serve_with_incoming(incoming)
-            .await;
-        if let Err(e) = result {
+        if let Err(e) = router.serve_with_incoming(incoming).await {
             tracing::error!("in-process coordinator stopped: {e}");
         }
     });

@@ -1,6 +1,15 @@
-//! `mo-br-coordinator`: serves the catalog and runs jobs on the given agents.
+//! `mo-br-coordinator`: serves the catalog and runs jobs.
+//!
+//! Two modes:
+//! - cluster: `--id N --peers 1=h1:7101,2=h2:7101,3=h3:7101 --data_dir D`,
+//!   a raft replica; agents register themselves (`mo-br-agent --coordinators`);
+//! - single: `--agents a1:7201,... --meta_path F`, a local catalog and a
+//!   fixed set of agents.
 
-use anyhow::Context;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -10,23 +19,59 @@ use clap::Parser;
     about = "mo-br coordinator: backup catalog and job planner"
 )]
 struct Args {
-    /// Address to serve the CLI-facing gRPC service on.
+    /// Address to serve gRPC on (the CLI, agents and peer replicas).
     #[arg(
         long,
         default_value = "127.0.0.1:7101",
         env = "MO_BR_COORDINATOR_LISTEN"
     )]
     listen: String,
-    /// The catalog's durable log.
+    /// This replica's raft id (cluster mode).
+    #[arg(long)]
+    id: Option<u64>,
+    /// Every replica as id=host:port, comma-separated, this one included
+    /// (cluster mode).
+    #[arg(long, value_delimiter = ',')]
+    peers: Vec<String>,
+    /// Directory of the raft log, hard state and snapshots (cluster mode).
+    #[arg(long = "data_dir")]
+    data_dir: Option<std::path::PathBuf>,
+    /// Agents must heartbeat within this many milliseconds (cluster mode).
+    #[arg(long = "agent_lease_ms", default_value_t = 3000)]
+    agent_lease_ms: u64,
+    /// Compact the raft log after this many entries (cluster mode).
+    #[arg(long = "snapshot_every", default_value_t = 1000)]
+    snapshot_every: u64,
+    /// Agents to hand work to, host:port, comma-separated (single mode).
+    #[arg(long, value_delimiter = ',')]
+    agents: Vec<String>,
+    /// The catalog's durable log (single mode).
     #[arg(long = "meta_path", default_value = "./mo_br.meta")]
     meta_path: std::path::PathBuf,
-    /// Agents to hand work to (host:port, comma-separated); the first one
-    /// inventories the node being backed up.
-    #[arg(long, value_delimiter = ',', required = true)]
-    agents: Vec<String>,
+    /// Serve Prometheus metrics over HTTP on this address (host:port, any
+    /// path, e.g. /metrics). Off by default.
+    #[arg(long = "metrics_listen", env = "MO_BR_COORDINATOR_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     /// error, warn, info, debug, trace.
     #[arg(long = "log_level", default_value = "info")]
     log_level: String,
+}
+
+fn parse_peers(list: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
+    let mut peers = BTreeMap::new();
+    for p in list {
+        let (id, addr) = p
+            .split_once('=')
+            .with_context(|| format!("--peers entry {p:?}: expected id=host:port"))?;
+        let id: u64 = id
+            .parse()
+            .with_context(|| format!("--peers entry {p:?}: the id must be a number"))?;
+        if id == 0 {
+            bail!("--peers entry {p:?}: ids start at 1");
+        }
+        peers.insert(id, addr.to_string());
+    }
+    Ok(peers)
 }
 
 #[tokio::main]
@@ -36,23 +81,47 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log_level))
         .with_writer(std::io::stderr)
         .init();
-    let mut agents = Vec::new();
-    for a in &args.agents {
-        let uri = if a.contains("://") {
-            a.clone()
-        } else {
-            format!("http://{a}")
-        };
-        let channel = tonic::transport::Endpoint::from_shared(uri.clone())
-            .with_context(|| format!("bad agent address {a}"))?
-            .connect_timeout(std::time::Duration::from_secs(3))
-            .connect_lazy();
-        agents.push((a.clone(), channel));
+    if let Some(addr) = &args.metrics_listen {
+        let addr = mo_br_coordinator::metrics::install(addr)?;
+        tracing::info!("metrics on http://{addr}/metrics");
     }
-    let coordinator = mo_br_coordinator::Coordinator::open(&args.meta_path, agents).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let coordinator = if args.peers.is_empty() {
+        if args.agents.is_empty() {
+            bail!("give --agents (single coordinator) or --id/--peers/--data_dir (cluster)");
+        }
+        let mut agents = Vec::new();
+        for a in &args.agents {
+            let uri = if a.contains("://") {
+                a.clone()
+            } else {
+                format!("http://{a}")
+            };
+            let channel = tonic::transport::Endpoint::from_shared(uri)
+                .with_context(|| format!("bad agent address {a}"))?
+                .connect_timeout(Duration::from_secs(3))
+                .connect_lazy();
+            agents.push((a.clone(), channel));
+        }
+        mo_br_coordinator::Coordinator::open(&args.meta_path, agents).await?
+    } else {
+        let id = args.id.context("--peers needs --id")?;
+        let peers = parse_peers(&args.peers)?;
+        if !peers.contains_key(&id) {
+            bail!("--id {id} is not among --peers");
+        }
+        let data_dir = args.data_dir.context("--peers needs --data_dir")?;
+        mo_br_coordinator::Coordinator::start_cluster(mo_br_coordinator::ClusterConfig {
+            id,
+            peers,
+            data_dir,
+            agent_lease: Duration::from_millis(args.agent_lease_ms),
+            snapshot_every: args.snapshot_every,
+        })?
+    };
+    // The line tests and scripts wait for: the real address when port 0 was asked.
     println!("mo-br-coordinator listening on {}", listener.local_addr()?);
     coordinator
         .serve(listener, async {

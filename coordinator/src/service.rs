@@ -1,36 +1,100 @@
-//! The coordinator's gRPC service. Each call starts a job task and streams
-//! its events; the handler itself holds no state.
+//! The coordinator's gRPC services.
+//!
+//! - The CLI's: each call starts a job task and streams its events; the
+//!   handler holds no state. A follower forwards the call to the leader (once:
+//!   a forwarded call is never forwarded again), so the CLI may talk to any
+//!   replica.
+//! - The agents' registry: registration is a replicated catalog entry;
+//!   heartbeats renew a lease held by the leader only.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::{Duration, Instant};
 
 use futures::Stream;
+use mo_br_proto::coordinator::coordinator_client::CoordinatorClient;
 use mo_br_proto::coordinator::coordinator_server::Coordinator as CoordinatorApi;
+use mo_br_proto::coordinator::registry_server::Registry;
 use mo_br_proto::coordinator::{
-    BackupRequest, CheckRequest, DeleteRequest, JobEvent, ListRequest, RestoreRequest,
+    job_event, AgentHeartbeat, AgentRegistration, AttachRequest, BackupRequest, CheckRequest,
+    DeleteRequest, Finished, InspectReply, InspectRequest, JobEvent, ListRequest, Progress,
+    RegistryReply, RestoreRequest, Started,
 };
+use mo_br_storage::Credentials;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
-use crate::jobs::{self, Events};
-use crate::{Coordinator, Result};
+use crate::catalog::{AgentRecord, BackupState, Command};
+use crate::jobs::{self, emit, info, Events};
+use crate::metrics::{self, JobKind};
+use crate::{Coordinator, Error, Result};
+
+/// Set on a call a follower forwarded, so it is never forwarded twice.
+const FORWARDED: &str = "mo-br-forwarded";
+/// How long a replica waits for a leader to be known before answering
+/// "no quorum" (an election takes about a second).
+const LEADER_WAIT: Duration = Duration::from_secs(3);
+const ATTACH_POLL: Duration = Duration::from_millis(300);
 
 pub struct CoordinatorService {
-    coordinator: Coordinator,
+    c: Coordinator,
 }
 
 impl CoordinatorService {
-    pub fn new(coordinator: Coordinator) -> Self {
-        CoordinatorService { coordinator }
+    pub fn new(c: Coordinator) -> Self {
+        CoordinatorService { c }
     }
 }
 
 type JobStream = Pin<Box<dyn Stream<Item = Result<JobEvent, Status>> + Send>>;
 
+/// Where a call must go: here, or to the leader at this address.
+async fn route(c: &Coordinator, forwarded: bool) -> Result<Option<String>, Status> {
+    let deadline = Instant::now() + LEADER_WAIT;
+    loop {
+        let l = c.catalog.leadership();
+        if l.is_leader {
+            return Ok(None);
+        }
+        match l.leader_addr {
+            Some(addr) if !forwarded => return Ok(Some(addr)),
+            Some(addr) => return Err(Error::NotLeader(Some(addr)).into()),
+            None if Instant::now() >= deadline => return Err(Error::NoQuorum.into()),
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+fn leader_client(addr: &str) -> Result<CoordinatorClient<Channel>, Status> {
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| Status::internal(format!("leader address {addr}: {e}")))?
+        .connect_timeout(Duration::from_secs(3))
+        .connect_lazy();
+    Ok(CoordinatorClient::new(channel)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20))
+}
+
+fn forwarded<T>(inner: T) -> Request<T> {
+    let mut r = Request::new(inner);
+    r.metadata_mut()
+        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    r
+}
+
+fn is_forwarded<T>(r: &Request<T>) -> bool {
+    r.metadata().contains_key(FORWARDED)
+}
+
+fn boxed(s: tonic::Streaming<JobEvent>) -> Response<JobStream> {
+    Response::new(Box::pin(s))
+}
+
 /// Starts `job` on its own task; its error, if any, ends the stream as a
 /// status the CLI prints as one line.
-fn start<F, Fut>(c: &Coordinator, job: F) -> Response<JobStream>
+fn start<F, Fut>(c: &Coordinator, kind: JobKind, job: F) -> Response<JobStream>
 where
     F: FnOnce(Coordinator, Events) -> Fut + Send + 'static,
     Fut: Future<Output = Result<()>> + Send + 'static,
@@ -38,13 +102,35 @@ where
     let (tx, rx) = mpsc::channel(256);
     let c = c.clone();
     tokio::spawn(async move {
+        let running = metrics::job_started(kind);
         let events = tx.clone();
-        if let Err(e) = job(c, events).await {
-            tracing::warn!("job failed: {e}");
-            let _ = tx.send(Err(Status::from(e))).await;
+        match job(c, events).await {
+            Ok(()) => running.finish(true),
+            Err(e) => {
+                running.finish(false);
+                tracing::warn!("{} failed: {e}", kind.as_str());
+                let _ = tx.send(Err(Status::from(e))).await;
+            }
         }
     });
     Response::new(Box::pin(ReceiverStream::new(rx)))
+}
+
+/// Forwards to the leader or runs `$job` here.
+macro_rules! serve_job {
+    ($self:ident, $r:ident, $method:ident, $kind:expr, $job:path) => {{
+        if let Some(addr) = route(&$self.c, is_forwarded(&$r)).await? {
+            let mut client = leader_client(&addr)?;
+            return client
+                .$method(forwarded($r.into_inner()))
+                .await
+                .map(|r| boxed(r.into_inner()));
+        }
+        let req = $r.into_inner();
+        Ok(start(&$self.c, $kind, |c, tx| async move {
+            $job(&c, req, &tx).await
+        }))
+    }};
 }
 
 #[tonic::async_trait]
@@ -54,39 +140,238 @@ impl CoordinatorApi for CoordinatorService {
     type CheckStream = JobStream;
     type DeleteStream = JobStream;
     type RestoreStream = JobStream;
+    type AttachStream = JobStream;
 
     async fn backup(&self, r: Request<BackupRequest>) -> Result<Response<JobStream>, Status> {
-        let req = r.into_inner();
-        Ok(start(&self.coordinator, |c, tx| async move {
-            jobs::backup::run(&c, req, &tx).await
-        }))
+        serve_job!(self, r, backup, JobKind::Backup, jobs::backup::run)
     }
 
     async fn list(&self, r: Request<ListRequest>) -> Result<Response<JobStream>, Status> {
-        let req = r.into_inner();
-        Ok(start(&self.coordinator, |c, tx| async move {
-            jobs::list::run(&c, req, &tx).await
-        }))
+        serve_job!(self, r, list, JobKind::List, jobs::list::run)
     }
 
     async fn check(&self, r: Request<CheckRequest>) -> Result<Response<JobStream>, Status> {
-        let req = r.into_inner();
-        Ok(start(&self.coordinator, |c, tx| async move {
-            jobs::check::run(&c, req, &tx).await
-        }))
+        serve_job!(self, r, check, JobKind::Check, jobs::check::run)
     }
 
     async fn delete(&self, r: Request<DeleteRequest>) -> Result<Response<JobStream>, Status> {
-        let req = r.into_inner();
-        Ok(start(&self.coordinator, |c, tx| async move {
-            jobs::delete::run(&c, req, &tx).await
-        }))
+        serve_job!(self, r, delete, JobKind::Delete, jobs::delete::run)
     }
 
     async fn restore(&self, r: Request<RestoreRequest>) -> Result<Response<JobStream>, Status> {
+        serve_job!(self, r, restore, JobKind::Restore, jobs::restore::run)
+    }
+
+    async fn attach(&self, r: Request<AttachRequest>) -> Result<Response<JobStream>, Status> {
+        if let Some(addr) = route(&self.c, is_forwarded(&r)).await? {
+            let mut client = leader_client(&addr)?;
+            return client
+                .attach(forwarded(r.into_inner()))
+                .await
+                .map(|r| boxed(r.into_inner()));
+        }
         let req = r.into_inner();
-        Ok(start(&self.coordinator, |c, tx| async move {
-            jobs::restore::run(&c, req, &tx).await
+        let (tx, rx) = mpsc::channel(64);
+        let c = self.c.clone();
+        tokio::spawn(async move {
+            if let Err(e) = follow(&c, req, &tx).await {
+                let _ = tx.send(Err(Status::from(e))).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn inspect(&self, _: Request<InspectRequest>) -> Result<Response<InspectReply>, Status> {
+        let l = self.c.catalog.leadership();
+        let catalog_json = self
+            .c
+            .catalog
+            .read(|cat| serde_json::to_string(cat).unwrap_or_default())
+            .await?;
+        let role = if l.is_leader { "leader" } else { "follower" };
+        Ok(Response::new(InspectReply {
+            id: self
+                .c
+                .catalog
+                .raft_node()
+                .map(|n| n.status().id)
+                .unwrap_or(1),
+            role: role.into(),
+            term: l.term,
+            leader_id: l.leader_id,
+            commit_index: l.commit,
+            applied_index: l.applied,
+            snapshot_index: l.snapshot,
+            catalog_json,
+            live_agents: self.c.agents.live().len() as u32,
         }))
+    }
+}
+
+/// Streams a running backup's progress from the replicated state until it
+/// ends, adopting it here (with the caller's credentials) if no one drives it.
+async fn follow(c: &Coordinator, req: AttachRequest, events: &Events) -> Result<()> {
+    let id = req.job_id.clone();
+    let want = id.clone();
+    let (job, record) = c
+        .catalog
+        .read_linearizable(move |cat| {
+            (
+                cat.jobs.get(&want).cloned(),
+                cat.backups.get(&want).cloned(),
+            )
+        })
+        .await?;
+    let record = record.ok_or_else(|| Error::UnknownBackup(id.clone()))?;
+    if let Some(job) = &job {
+        c.adopt(
+            &id,
+            Credentials {
+                access_key_id: req.access_key_id.clone(),
+                secret_access_key: req.secret_access_key.clone(),
+            },
+        );
+        emit(
+            events,
+            job_event::Event::Started(Started {
+                job_id: id.clone(),
+                backup_id: id.clone(),
+                total_bytes: job.shards.iter().map(|s| s.bytes).sum(),
+                total_files: job.shards.iter().map(|s| s.files.len() as u64).sum(),
+                what: "backup".into(),
+            }),
+        )
+        .await;
+    }
+    let mut record = record;
+    loop {
+        match &record.state {
+            BackupState::Complete => {
+                emit(
+                    events,
+                    job_event::Event::Finished(Finished {
+                        backup: Some(info(&record)),
+                        problems: 0,
+                        summary: format!("backup {} complete", record.id),
+                    }),
+                )
+                .await;
+                return Ok(());
+            }
+            BackupState::Failed { reason } => {
+                return Err(Error::Failed(format!("backup {id} failed: {reason}")));
+            }
+            BackupState::Running => {}
+        }
+        if events.is_closed() {
+            return Ok(());
+        }
+        tokio::time::sleep(ATTACH_POLL).await;
+        let want = id.clone();
+        let (job, rec) = c
+            .catalog
+            .read(move |cat| {
+                (
+                    cat.jobs.get(&want).cloned(),
+                    cat.backups.get(&want).cloned(),
+                )
+            })
+            .await?;
+        if let Some(job) = job {
+            emit(
+                events,
+                job_event::Event::Progress(Progress {
+                    bytes: job.bytes_done(),
+                    files: job.files_done(),
+                }),
+            )
+            .await;
+        }
+        record = rec.ok_or_else(|| Error::UnknownBackup(id.clone()))?;
+    }
+}
+
+pub struct RegistryService {
+    c: Coordinator,
+}
+
+impl RegistryService {
+    pub fn new(c: Coordinator) -> Self {
+        RegistryService { c }
+    }
+
+    fn redirect(&self) -> Option<RegistryReply> {
+        let l = self.c.catalog.leadership();
+        (!l.is_leader).then(|| RegistryReply {
+            lease_ms: 0,
+            leader: l.leader_addr.unwrap_or_default(),
+        })
+    }
+
+    fn granted(&self) -> RegistryReply {
+        RegistryReply {
+            lease_ms: self.c.agents.lease().as_millis() as u64,
+            leader: String::new(),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Registry for RegistryService {
+    async fn register(
+        &self,
+        r: Request<AgentRegistration>,
+    ) -> Result<Response<RegistryReply>, Status> {
+        if let Some(reply) = self.redirect() {
+            return Ok(Response::new(reply));
+        }
+        let reg = r.into_inner();
+        if reg.id.is_empty() || reg.address.is_empty() {
+            return Err(Status::invalid_argument(
+                "an agent needs an id and an address",
+            ));
+        }
+        let record = AgentRecord {
+            id: reg.id,
+            address: reg.address,
+            node: reg.node,
+            data_dir: reg.data_dir,
+            reaches_shared: reg.reaches_shared,
+            capacity: reg.capacity,
+        };
+        let want = record.id.clone();
+        let known = self
+            .c
+            .catalog
+            .read(move |cat| cat.agents.get(&want).cloned())
+            .await?;
+        // Re-registering unchanged is idempotent and costs no log entry.
+        if known.as_ref() != Some(&record) {
+            self.c
+                .catalog
+                .propose(Command::AgentRegistered(record.clone()))
+                .await?;
+        }
+        self.c.agents.heartbeat(&record)?;
+        Ok(Response::new(self.granted()))
+    }
+
+    async fn heartbeat(
+        &self,
+        r: Request<AgentHeartbeat>,
+    ) -> Result<Response<RegistryReply>, Status> {
+        if let Some(reply) = self.redirect() {
+            return Ok(Response::new(reply));
+        }
+        let id = r.into_inner().id;
+        let want = id.clone();
+        let record = self
+            .c
+            .catalog
+            .read(move |cat| cat.agents.get(&want).cloned())
+            .await?
+            .ok_or_else(|| Status::not_found(format!("agent {id} is not registered")))?;
+        self.c.agents.heartbeat(&record)?;
+        Ok(Response::new(self.granted()))
     }
 }

@@ -320,16 +320,41 @@ pub struct Cluster {
     agent: Daemon,
     coordinator_addr: String,
     agent_addr: String,
+    /// `--metrics_listen` of each daemon, when started with metrics.
+    coordinator_metrics: Option<String>,
+    agent_metrics: Option<String>,
     dir: tempfile::TempDir,
+}
+
+/// A loopback `host:port` nothing listens on right now (the port is freed
+/// again for the daemon to take; good enough on a test machine).
+pub fn free_local_addr() -> anyhow::Result<String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.to_string())
 }
 
 impl Cluster {
     pub fn start() -> anyhow::Result<Cluster> {
+        Cluster::start_inner(false)
+    }
+
+    /// Like [`Cluster::start`], with both daemons serving Prometheus metrics
+    /// (`--metrics_listen` on free loopback ports): see
+    /// [`Cluster::agent_metrics_addr`] and [`Cluster::coordinator_metrics_addr`].
+    pub fn start_with_metrics() -> anyhow::Result<Cluster> {
+        Cluster::start_inner(true)
+    }
+
+    fn start_inner(metrics: bool) -> anyhow::Result<Cluster> {
         let dir = tempfile::Builder::new()
             .prefix("mo-br-cluster-")
             .tempdir()?;
         let mut agent_cmd = Command::new(bin("mo-br-agent"));
         agent_cmd.args(["--listen", "127.0.0.1:0", "--log_level", "warn"]);
+        let agent_metrics = metrics.then(free_local_addr).transpose()?;
+        if let Some(m) = &agent_metrics {
+            agent_cmd.args(["--metrics_listen", m]);
+        }
         let (agent, agent_addr) = start_daemon(
             agent_cmd,
             "mo-br-agent listening on",
@@ -347,6 +372,10 @@ impl Cluster {
             ])
             .arg("--meta_path")
             .arg(dir.path().join("coordinator.meta"));
+        let coordinator_metrics = metrics.then(free_local_addr).transpose()?;
+        if let Some(m) = &coordinator_metrics {
+            coord_cmd.args(["--metrics_listen", m]);
+        }
         let (coordinator, coordinator_addr) = start_daemon(
             coord_cmd,
             "mo-br-coordinator listening on",
@@ -357,6 +386,8 @@ impl Cluster {
             agent,
             coordinator_addr,
             agent_addr,
+            coordinator_metrics,
+            agent_metrics,
             dir,
         })
     }
@@ -367,6 +398,16 @@ impl Cluster {
 
     pub fn agent_addr(&self) -> &str {
         &self.agent_addr
+    }
+
+    /// The agent's metrics address, when started with metrics.
+    pub fn agent_metrics_addr(&self) -> Option<&str> {
+        self.agent_metrics.as_deref()
+    }
+
+    /// The coordinator's metrics address, when started with metrics.
+    pub fn coordinator_metrics_addr(&self) -> Option<&str> {
+        self.coordinator_metrics.as_deref()
     }
 
     /// The coordinator's catalog file.

@@ -1,61 +1,210 @@
-//! The catalog actor: one task owns the catalog and its log; everyone else
-//! holds a cheap [`CatalogHandle`] and sends it proposals and reads. This is
-//! the seam where raft goes: a proposal then becomes a raft entry, answered
-//! when applied.
+//! The catalog behind one handle, whoever orders its commands:
+//! - local: one task owns the catalog and its on-disk command log (the
+//!   embedded default and single-node coordinators);
+//! - raft: the catalog is the state machine of a raft group of coordinator
+//!   replicas; a proposal is a raft entry, answered when applied.
+//!
+//! Jobs only run where [`CatalogHandle::is_leader`]; followers forward.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use tokio::sync::{mpsc, oneshot};
+use mo_br_replication as repl;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::log::CommandLog;
-use super::{Catalog, Command};
+use super::{Applied, Catalog, Command};
 use crate::{Error, Result};
 
 type Reader = Box<dyn FnOnce(&Catalog) + Send>;
 
 enum Msg {
-    Propose(Command, oneshot::Sender<Result<u64>>),
+    Propose(Command, oneshot::Sender<Result<Applied>>),
     Read(Reader),
+}
+
+/// The replicated state machine: the catalog, commands as JSON entries.
+pub struct CatalogMachine(Catalog);
+
+impl repl::StateMachine for CatalogMachine {
+    fn apply(&mut self, index: u64, data: &[u8]) -> Vec<u8> {
+        let applied = match serde_json::from_slice::<Command>(data) {
+            Ok(cmd) => self.0.apply(index, &cmd),
+            // A command this version cannot read is skipped the same way on
+            // every replica, so they stay identical.
+            Err(e) => Applied::Rejected(format!("unreadable command: {e}")),
+        };
+        serde_json::to_vec(&applied).unwrap_or_default()
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.0).unwrap_or_default()
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) {
+        match serde_json::from_slice(snapshot) {
+            Ok(c) => self.0 = c,
+            Err(e) => tracing::error!("cannot restore catalog snapshot: {e}"),
+        }
+    }
+}
+
+/// Who leads, as this replica sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leadership {
+    pub is_leader: bool,
+    pub term: u64,
+    /// gRPC address of the leader, if known and not this replica.
+    pub leader_addr: Option<String>,
+    pub leader_id: u64,
+    pub commit: u64,
+    pub applied: u64,
+    pub snapshot: u64,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Local(mpsc::Sender<Msg>),
+    Raft {
+        node: repl::Node<CatalogMachine>,
+        peers: BTreeMap<u64, String>,
+    },
 }
 
 #[derive(Clone)]
 pub struct CatalogHandle {
-    tx: mpsc::Sender<Msg>,
+    backend: Backend,
+}
+
+fn from_repl(e: repl::Error) -> Error {
+    match e {
+        repl::Error::NotLeader { leader } => Error::NotLeader(leader.map(|(_, addr)| addr)),
+        repl::Error::NoQuorum => Error::NoQuorum,
+        repl::Error::Shutdown => Error::Shutdown,
+        other => Error::Failed(other.to_string()),
+    }
 }
 
 impl CatalogHandle {
-    /// Opens the log at `path`, replays it and starts the owning task.
+    /// A local catalog: opens the log at `path`, replays it and starts the
+    /// owning task.
     pub fn open(path: &Path) -> Result<CatalogHandle> {
         let (log, catalog) = CommandLog::open(path)?;
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(run(log, catalog, rx));
-        Ok(CatalogHandle { tx })
+        Ok(CatalogHandle {
+            backend: Backend::Local(tx),
+        })
     }
 
-    /// Commits `cmd` durably and applies it; returns its log index.
-    pub async fn propose(&self, cmd: Command) -> Result<u64> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Propose(cmd, reply))
-            .await
-            .map_err(|_| Error::Shutdown)?;
-        rx.await.map_err(|_| Error::Shutdown)?
+    /// A replica of a raft group.
+    pub fn start_raft(config: repl::Config) -> Result<CatalogHandle> {
+        let peers = config.peers.clone();
+        let node =
+            repl::Node::start(config, CatalogMachine(Catalog::default())).map_err(from_repl)?;
+        Ok(CatalogHandle {
+            backend: Backend::Raft { node, peers },
+        })
     }
 
-    /// Runs `f` on the applied state.
+    /// The raft service peers send messages to, in raft mode.
+    pub fn raft_node(&self) -> Option<&repl::Node<CatalogMachine>> {
+        match &self.backend {
+            Backend::Raft { node, .. } => Some(node),
+            Backend::Local(_) => None,
+        }
+    }
+
+    /// Commits `cmd` and applies it; returns what applying it answered.
+    pub async fn propose(&self, cmd: Command) -> Result<Applied> {
+        match &self.backend {
+            Backend::Local(tx) => {
+                let (reply, rx) = oneshot::channel();
+                tx.send(Msg::Propose(cmd, reply))
+                    .await
+                    .map_err(|_| Error::Shutdown)?;
+                rx.await.map_err(|_| Error::Shutdown)?
+            }
+            Backend::Raft { node, .. } => {
+                let data = serde_json::to_vec(&cmd).map_err(|e| Error::Failed(e.to_string()))?;
+                let out = node.propose(data).await.map_err(from_repl)?;
+                serde_json::from_slice(&out).map_err(|e| Error::Failed(e.to_string()))
+            }
+        }
+    }
+
+    /// Runs `f` on this replica's applied state (possibly stale on a follower).
     pub async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Catalog) -> T + Send + 'static,
     ) -> Result<T> {
-        let (reply, rx) = oneshot::channel();
-        let reader: Reader = Box::new(move |c| {
-            let _ = reply.send(f(c));
-        });
-        self.tx
-            .send(Msg::Read(reader))
-            .await
-            .map_err(|_| Error::Shutdown)?;
-        rx.await.map_err(|_| Error::Shutdown)
+        match &self.backend {
+            Backend::Local(tx) => {
+                let (reply, rx) = oneshot::channel();
+                let reader: Reader = Box::new(move |c| {
+                    let _ = reply.send(f(c));
+                });
+                tx.send(Msg::Read(reader))
+                    .await
+                    .map_err(|_| Error::Shutdown)?;
+                rx.await.map_err(|_| Error::Shutdown)
+            }
+            Backend::Raft { node, .. } => node.read(move |m| f(&m.0)).await.map_err(from_repl),
+        }
+    }
+
+    /// Like [`read`](Self::read), after a raft read barrier: sees every
+    /// command committed before the call (linearizable).
+    pub async fn read_linearizable<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Catalog) -> T + Send + 'static,
+    ) -> Result<T> {
+        if let Backend::Raft { node, .. } = &self.backend {
+            node.read_index().await.map_err(from_repl)?;
+        }
+        self.read(f).await
+    }
+
+    pub fn leadership(&self) -> Leadership {
+        match &self.backend {
+            Backend::Local(_) => Leadership {
+                is_leader: true,
+                term: 1,
+                leader_addr: None,
+                leader_id: 1,
+                commit: 0,
+                applied: 0,
+                snapshot: 0,
+            },
+            Backend::Raft { node, peers } => {
+                let st = node.status();
+                let is_leader = st.role == repl::Role::Leader;
+                Leadership {
+                    is_leader,
+                    term: st.term,
+                    leader_addr: st
+                        .leader
+                        .filter(|_| !is_leader)
+                        .and_then(|id| peers.get(&id).cloned()),
+                    leader_id: st.leader.unwrap_or(0),
+                    commit: st.commit_index,
+                    applied: st.applied_index,
+                    snapshot: st.snapshot_index,
+                }
+            }
+        }
+    }
+
+    /// Changes of leadership; `None` for a local catalog, which always leads.
+    pub fn leadership_changes(&self) -> Option<watch::Receiver<repl::Status>> {
+        match &self.backend {
+            Backend::Raft { node, .. } => Some(node.status_watch()),
+            Backend::Local(_) => None,
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leadership().is_leader
     }
 }
 
@@ -66,10 +215,7 @@ async fn run(mut log: CommandLog, mut catalog: Catalog, mut rx: mpsc::Receiver<M
                 let index = catalog.applied + 1;
                 // A synchronous append + fsync: commands are few and small,
                 // and this task must not answer before the entry is durable.
-                let result = log.append(index, &cmd).map(|()| {
-                    catalog.apply(index, &cmd);
-                    index
-                });
+                let result = log.append(index, &cmd).map(|()| catalog.apply(index, &cmd));
                 let _ = reply.send(result);
             }
             Msg::Read(f) => f(&catalog),

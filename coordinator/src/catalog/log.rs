@@ -85,7 +85,9 @@ impl CommandLog {
                     }
                 };
                 match record {
-                    Record::Entry { index, command } => catalog.apply(index, &command),
+                    Record::Entry { index, command } => {
+                        catalog.apply(index, &command);
+                    }
                     Record::Snapshot { snapshot } => catalog = snapshot,
                 }
                 good_len += n as u64;

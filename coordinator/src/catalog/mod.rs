@@ -5,9 +5,11 @@
 //! order comes from: `apply` is deterministic and does no I/O.
 
 mod handle;
+mod job;
 mod log;
 
 pub use handle::CatalogHandle;
+pub use job::{Assignment, BackupJob, DoneFile, ShardState};
 
 use std::collections::BTreeMap;
 
@@ -73,11 +75,64 @@ pub enum Command {
     BackupDeleted {
         id: String,
     },
+    /// An agent joined (or re-joined with a new address).
+    AgentRegistered(AgentRecord),
+    /// A backup's plan; its record is added by the `BackupStarted` before it.
+    JobPlanned(Box<BackupJob>),
+    /// Hands a shard to an agent under a fresh epoch (returned by apply).
+    ShardAssigned {
+        job: String,
+        shard: usize,
+        agent: String,
+    },
+    /// A shard's results, accepted only under its current epoch.
+    ShardDone {
+        job: String,
+        shard: usize,
+        epoch: u64,
+        files: Vec<DoneFile>,
+    },
+    /// Every shard is done; the manifest is being written.
+    JobCommitting {
+        job: String,
+        completed_at: String,
+    },
+}
+
+/// What applying a command answers its proposer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Applied {
+    Ok,
+    /// The epoch a `ShardAssigned` created.
+    Epoch(u64),
+    /// The command did not fit the state (a stale epoch, an unknown job).
+    Rejected(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    pub id: String,
+    /// host:port of its gRPC service.
+    pub address: String,
+    /// The MatrixOne node it serves.
+    pub node: String,
+    /// That node's mo-data, as the agent sees it.
+    pub data_dir: String,
+    /// Whether it can read the SHARED store (and so take SHARED shards).
+    pub reaches_shared: bool,
+    pub capacity: u32,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Catalog {
     pub backups: BTreeMap<String, BackupRecord>,
+    #[serde(default)]
+    pub jobs: BTreeMap<String, BackupJob>,
+    #[serde(default)]
+    pub agents: BTreeMap<String, AgentRecord>,
+    /// The last epoch handed out; epochs only grow.
+    #[serde(default)]
+    pub epoch: u64,
     /// Index of the last applied command.
     pub applied: u64,
 }
@@ -86,9 +141,9 @@ impl Catalog {
     /// Applies one command. Commands that no longer fit the state (a second
     /// completion, a failure of a deleted backup) are ignored, so replaying a
     /// log, or the same entry twice, always gives the same state.
-    pub fn apply(&mut self, index: u64, cmd: &Command) {
+    pub fn apply(&mut self, index: u64, cmd: &Command) -> Applied {
         if index <= self.applied {
-            return;
+            return Applied::Rejected(format!("entry {index} was already applied"));
         }
         self.applied = index;
         match cmd {
@@ -105,6 +160,7 @@ impl Catalog {
                 files,
                 backup_ts,
             } => {
+                self.jobs.remove(id);
                 if let Some(rec) = self.backups.get_mut(id) {
                     if rec.state == BackupState::Running {
                         rec.state = BackupState::Complete;
@@ -117,6 +173,7 @@ impl Catalog {
                 }
             }
             Command::BackupFailed { id, reason } => {
+                self.jobs.remove(id);
                 if let Some(rec) = self.backups.get_mut(id) {
                     if rec.state == BackupState::Running {
                         rec.state = BackupState::Failed {
@@ -127,8 +184,78 @@ impl Catalog {
             }
             Command::BackupDeleted { id } => {
                 self.backups.remove(id);
+                self.jobs.remove(id);
+            }
+            Command::AgentRegistered(agent) => {
+                self.agents.insert(agent.id.clone(), agent.clone());
+            }
+            Command::JobPlanned(job) => {
+                if !self.backups.contains_key(&job.id) || self.jobs.contains_key(&job.id) {
+                    return Applied::Rejected(format!("job {} cannot be planned", job.id));
+                }
+                self.jobs.insert(job.id.clone(), (**job).clone());
+            }
+            Command::ShardAssigned { job, shard, agent } => {
+                let Some(s) = self
+                    .jobs
+                    .get_mut(job)
+                    .and_then(|j| j.shards.get_mut(*shard))
+                else {
+                    return Applied::Rejected(format!("no shard {shard} in job {job}"));
+                };
+                if s.done {
+                    return Applied::Rejected(format!("shard {shard} of job {job} is done"));
+                }
+                self.epoch += 1;
+                s.assignment = Some(Assignment {
+                    agent: agent.clone(),
+                    epoch: self.epoch,
+                });
+                return Applied::Epoch(self.epoch);
+            }
+            Command::ShardDone {
+                job,
+                shard,
+                epoch,
+                files,
+            } => {
+                let Some(j) = self.jobs.get_mut(job) else {
+                    return Applied::Rejected(format!("no job {job}"));
+                };
+                let Some(s) = j.shards.get_mut(*shard) else {
+                    return Applied::Rejected(format!("no shard {shard} in job {job}"));
+                };
+                let current = s.assignment.as_ref().map(|a| a.epoch);
+                if s.done || current != Some(*epoch) {
+                    return Applied::Rejected(format!(
+                        "stale report for shard {shard} of job {job}: epoch {epoch}, current {current:?}"
+                    ));
+                }
+                if files.len() != s.files.len() || files.iter().any(|f| !s.files.contains(&f.index))
+                {
+                    return Applied::Rejected(format!(
+                        "report for shard {shard} of job {job} does not match its files"
+                    ));
+                }
+                s.done = true;
+                for f in files {
+                    if let Some(entry) = j.meta.files.get_mut(f.index) {
+                        entry.size = f.size;
+                        entry.sha256 = f.sha256.clone();
+                    }
+                }
+            }
+            Command::JobCommitting { job, completed_at } => {
+                let Some(j) = self.jobs.get_mut(job) else {
+                    return Applied::Rejected(format!("no job {job}"));
+                };
+                if j.shards.iter().any(|s| !s.done) {
+                    return Applied::Rejected(format!("job {job} has unfinished shards"));
+                }
+                j.committing.get_or_insert_with(|| completed_at.clone());
             }
         }
+        Applied::Ok
     }
 
     /// Incrementals whose chain passes through `id`, nearest first.

@@ -5,7 +5,6 @@
 //! failed with its reason; it never looks complete.
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -14,18 +13,20 @@ use mo_br_format::manifest::{
     BackupMeta, BackupType, ChainLink, Consistency, FileEntry, FORMAT_VERSION,
 };
 use mo_br_format::mo::{self, Hlc};
-use mo_br_proto::agent::{FileKind as WireKind, FileTask, InventoryRequest};
+use mo_br_proto::agent::{FileDone, FileKind as WireKind, FileTask, InventoryRequest};
 use mo_br_proto::common::{storage, FsStorage, Storage as WireStorage};
 use mo_br_proto::coordinator::{job_event, BackupRequest, Finished, Started};
 use mo_br_storage::{Credentials, Storage};
 
-use super::shards::{self, Op};
+use super::shards::{self, Op, Shard};
 use super::{emit, info, now_rfc3339, read_manifest, sweep, Events};
-use crate::catalog::{BackupRecord, BackupState, Command};
+use crate::agents::Eligibility;
+use crate::catalog::{
+    Applied, BackupJob, BackupRecord, BackupState, Command, DoneFile, ShardState,
+};
 use crate::{Coordinator, Error, Result};
 
 pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result<()> {
-    let clock = Instant::now();
     let at_time = now_rfc3339();
     let target_wire = req
         .target
@@ -109,11 +110,8 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
         }
     };
 
-    // Inventory on the node's agent.
-    let agent = c
-        .agents
-        .node_agent()
-        .ok_or_else(|| Error::FailedPrecondition("no agent is available".into()))?;
+    // Inventory on an agent that serves the node.
+    let agent = c.agents.node_agent(&source.data_dir).await?;
     let mut inv = agent
         .client
         .clone()
@@ -167,8 +165,7 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
         .map(|f| (f.name.as_str(), f))
         .collect();
     let mut entries = Vec::with_capacity(node_files.len());
-    let mut tasks = Vec::new();
-    let mut task_entry = Vec::new();
+    let mut sources = Vec::with_capacity(node_files.len());
     for f in &node_files {
         let kind = match WireKind::try_from(f.kind) {
             Ok(WireKind::Object) => FileKind::Object,
@@ -195,6 +192,7 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
                 origin: Some(prev.origin.clone().unwrap_or_else(|| base.id.clone())),
                 ..(*prev).clone()
             });
+            sources.push(String::new());
             continue;
         }
         let path = match kind {
@@ -202,14 +200,6 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
             FileKind::Logservice => layout::logservice_name(&f.name),
             _ => layout::shared_name(&f.name),
         };
-        task_entry.push(entries.len());
-        tasks.push(FileTask {
-            src: f.source_path.clone(),
-            dst: path.clone(),
-            size: f.size,
-            sha256: String::new(),
-            source_id: String::new(),
-        });
         entries.push(FileEntry {
             kind,
             name: f.name.clone(),
@@ -220,6 +210,7 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
             origin: None,
             role: (!f.role.is_empty()).then(|| f.role.clone()),
         });
+        sources.push(f.source_path.clone());
     }
     let mut chain = Vec::new();
     if let Some(base) = &base_meta {
@@ -229,78 +220,202 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
         });
         chain.extend(base.chain.iter().cloned());
     }
+    let meta = BackupMeta {
+        format: FORMAT_VERSION,
+        id: id.clone(),
+        backup_type,
+        consistency: Consistency::Cold,
+        base_id: base.as_ref().map(|b| b.id.clone()),
+        chain,
+        location: location.clone(),
+        backup_ts: backup_ts.clone(),
+        started_at: at_time.clone(),
+        completed_at: String::new(),
+        source_data_dir: source.data_dir.clone(),
+        source_launch_config: source.launch_config.clone(),
+        shared_backend,
+        shared_dir,
+        stored_size: 0,
+        total_size: 0,
+        files: entries,
+    };
+    let job = BackupJob {
+        id: id.clone(),
+        shards: plan_shards(&meta),
+        meta,
+        sources,
+        parallelism: req.parallelism,
+        committing: None,
+    };
 
     let record = BackupRecord {
         id: id.clone(),
-        location: location.clone(),
+        location,
         backup_type,
         consistency: Consistency::Cold,
         base_id: base.as_ref().map(|b| b.id.clone()),
         state: BackupState::Running,
-        at_time: at_time.clone(),
+        at_time,
         complete_time: None,
         duration_secs: 0.0,
         size: 0,
         files: 0,
-        backup_ts: backup_ts.clone(),
+        backup_ts,
         data_dir: source.data_dir.clone(),
     };
+    // Claimed before the plan is visible, so the leader loop does not adopt
+    // the job this call is about to drive itself.
+    let _claim = c.claim(&id);
     c.catalog
         .propose(Command::BackupStarted(Box::new(record)))
         .await?;
-    emit(
-        events,
-        job_event::Event::Started(Started {
-            job_id: id.clone(),
-            backup_id: id.clone(),
-            total_bytes: tasks.iter().map(|t| t.size).sum(),
-            total_files: tasks.len() as u64,
-            what: "backup".into(),
-        }),
-    )
-    .await;
+    if let Applied::Rejected(why) = c
+        .catalog
+        .propose(Command::JobPlanned(Box::new(job)))
+        .await?
+    {
+        return Err(Error::Failed(why));
+    }
+    drive(c, &id, &creds, true, events).await
+}
 
-    let written: Vec<String> = tasks.iter().map(|t| t.dst.clone()).collect();
-    let result = copy_and_commit(
-        c,
-        &req,
-        &target_wire,
-        target.as_ref(),
-        tasks,
-        &task_entry,
-        BackupMeta {
-            format: FORMAT_VERSION,
-            id: id.clone(),
-            backup_type,
-            consistency: Consistency::Cold,
-            base_id: base.as_ref().map(|b| b.id.clone()),
-            chain,
-            location: location.clone(),
-            backup_ts: backup_ts.clone(),
-            started_at: at_time.clone(),
-            completed_at: String::new(),
-            source_data_dir: source.data_dir.clone(),
-            source_launch_config: source.launch_config.clone(),
-            shared_backend,
-            shared_dir,
-            stored_size: 0,
-            total_size: 0,
-            files: entries,
-        },
-        events,
-    )
-    .await;
+/// Shards of a plan: SHARED files by bytes over any agent that reaches
+/// SHARED; node-local files (configs, logservice-data) for agents of the node.
+fn plan_shards(meta: &BackupMeta) -> Vec<ShardState> {
+    let mut shared = Vec::new();
+    let mut local = Vec::new();
+    for (i, f) in meta.files.iter().enumerate() {
+        if !f.need_copy {
+            continue;
+        }
+        let task = (
+            i,
+            FileTask {
+                size: f.size,
+                ..Default::default()
+            },
+        );
+        if f.kind.is_shared() {
+            shared.push(task);
+        } else {
+            local.push(task);
+        }
+    }
+    let mut out = Vec::new();
+    for (files, node_local) in [(shared, false), (local, true)] {
+        for s in shards::split(files, Eligibility::Any, out.len()) {
+            out.push(ShardState {
+                bytes: s.files.iter().map(|f| f.size).sum(),
+                files: s.indexes,
+                node_local,
+                assignment: None,
+                done: false,
+            });
+        }
+    }
+    out
+}
+
+/// Assignments and results of a backup go through the catalog, so that they
+/// survive the leader and stale reports are refused by every replica alike.
+struct JobLedger<'a> {
+    c: &'a Coordinator,
+    job: &'a str,
+}
+
+#[async_trait::async_trait]
+impl shards::Ledger for JobLedger<'_> {
+    async fn assign(&self, shard: usize, agent: &str) -> Result<u64> {
+        match self
+            .c
+            .catalog
+            .propose(Command::ShardAssigned {
+                job: self.job.to_string(),
+                shard,
+                agent: agent.to_string(),
+            })
+            .await?
+        {
+            Applied::Epoch(e) => Ok(e),
+            other => Err(Error::Failed(format!(
+                "shard {shard} not assigned: {other:?}"
+            ))),
+        }
+    }
+
+    async fn finish(&self, shard: usize, epoch: u64, done: &[(usize, FileDone)]) -> Result<bool> {
+        let files = done
+            .iter()
+            .map(|(i, d)| DoneFile {
+                index: *i,
+                size: d.size,
+                sha256: d.sha256.clone(),
+            })
+            .collect();
+        let applied = self
+            .c
+            .catalog
+            .propose(Command::ShardDone {
+                job: self.job.to_string(),
+                shard,
+                epoch,
+                files,
+            })
+            .await?;
+        match applied {
+            Applied::Ok => Ok(true),
+            Applied::Rejected(why) => {
+                tracing::warn!("{why}");
+                Ok(false)
+            }
+            Applied::Epoch(_) => Ok(false),
+        }
+    }
+}
+
+/// Carries a planned backup to its end: copies the shards not done yet,
+/// writes MatrixOne's metadata files, then the manifest, then commits it to
+/// the catalog. Run by the job that planned the backup and by a new leader
+/// adopting it. On failure everything written is removed and the backup is
+/// recorded as failed.
+pub async fn drive(
+    c: &Coordinator,
+    id: &str,
+    creds: &Credentials,
+    watched: bool,
+    events: &Events,
+) -> Result<()> {
+    let want = id.to_string();
+    let job = c
+        .catalog
+        .read(move |cat| cat.jobs.get(&want).cloned())
+        .await?
+        .ok_or_else(|| Error::Failed(format!("backup {id} has no running job")))?;
+    let target = mo_br_storage::open(&job.meta.location, creds).await?;
+    let result = copy_and_commit(c, &job, creds, target.as_ref(), watched, events).await;
     let meta = match result {
         Ok(meta) => meta,
+        Err(e @ (Error::NotLeader(_) | Error::NoQuorum | Error::Shutdown)) => {
+            // Leadership moved: the new leader carries the job on; nothing
+            // is removed.
+            return Err(e);
+        }
         Err(e) => {
             // Remove what was written so nothing half-done is left behind;
             // without backup_meta it would not count as a backup anyway.
+            let written: Vec<String> = job
+                .meta
+                .files
+                .iter()
+                .filter(|f| f.need_copy)
+                .map(|f| f.path.clone())
+                .collect();
             cleanup(target.as_ref(), &written).await;
             let reason = e.to_string();
             let _ = c
                 .catalog
                 .propose(Command::BackupFailed {
-                    id: id.clone(),
+                    id: id.to_string(),
                     reason: reason.clone(),
                 })
                 .await;
@@ -308,10 +423,14 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
         }
     };
 
-    let duration_secs = clock.elapsed().as_secs_f64();
+    let duration_secs = chrono::DateTime::parse_from_rfc3339(&meta.completed_at)
+        .ok()
+        .zip(chrono::DateTime::parse_from_rfc3339(&meta.started_at).ok())
+        .map(|(end, start)| (end - start).num_nanoseconds().unwrap_or(0) as f64 / 1e9)
+        .unwrap_or(0.0);
     c.catalog
         .propose(Command::BackupCompleted {
-            id: id.clone(),
+            id: id.to_string(),
             complete_time: meta.completed_at.clone(),
             duration_secs,
             size: meta.stored_size,
@@ -319,12 +438,22 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
             backup_ts: meta.backup_ts.clone(),
         })
         .await?;
+    let want = id.to_string();
     let rec = c
         .catalog
-        .read(move |cat| cat.backups.get(&id).cloned())
+        .read(move |cat| cat.backups.get(&want).cloned())
         .await?
         .ok_or(Error::Shutdown)?;
-    let copied = meta.files.iter().filter(|f| f.need_copy).count();
+    let copied = meta
+        .files
+        .iter()
+        .filter(|f| f.need_copy && f.kind != FileKind::Meta)
+        .count();
+    let files = meta
+        .files
+        .iter()
+        .filter(|f| f.kind != FileKind::Meta)
+        .count();
     emit(
         events,
         job_event::Event::Finished(Finished {
@@ -334,7 +463,7 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
                 "backup {} complete: {} files copied, {} taken from the base chain, {} bytes stored",
                 rec.id,
                 copied,
-                meta.files.len() - copied,
+                files - copied,
                 meta.stored_size
             ),
         }),
@@ -343,49 +472,111 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn copy_and_commit(
     c: &Coordinator,
-    req: &BackupRequest,
-    target_wire: &WireStorage,
+    job: &BackupJob,
+    creds: &Credentials,
     target: &dyn Storage,
-    tasks: Vec<FileTask>,
-    task_entry: &[usize],
-    mut meta: BackupMeta,
+    watched: bool,
     events: &Events,
 ) -> Result<BackupMeta> {
+    target.probe().await?;
+    let total_bytes: u64 = job.shards.iter().map(|s| s.bytes).sum();
+    let total_files: u64 = job.shards.iter().map(|s| s.files.len() as u64).sum();
+    emit(
+        events,
+        job_event::Event::Started(Started {
+            job_id: job.id.clone(),
+            backup_id: job.id.clone(),
+            total_bytes,
+            total_files,
+            what: "backup".into(),
+        }),
+    )
+    .await;
+
+    let pending: Vec<Shard> = job
+        .pending()
+        .map(|(sid, s)| Shard {
+            id: sid,
+            indexes: s.files.clone(),
+            files: s
+                .files
+                .iter()
+                .map(|&i| {
+                    let f = &job.meta.files[i];
+                    FileTask {
+                        src: job.sources[i].clone(),
+                        dst: f.path.clone(),
+                        size: f.size,
+                        sha256: String::new(),
+                        source_id: String::new(),
+                    }
+                })
+                .collect(),
+            eligibility: if s.node_local {
+                Eligibility::Node {
+                    data_dir: job.meta.source_data_dir.clone(),
+                }
+            } else {
+                Eligibility::Shared
+            },
+        })
+        .collect();
     // Node files are read from the agent's own filesystem, by absolute path.
     let node_root = WireStorage {
         kind: Some(storage::Kind::Fs(FsStorage { path: "/".into() })),
     };
+    let ledger = JobLedger { c, job: &job.id };
     let outcome = shards::run(
         &c.agents,
+        &ledger,
         Op::Copy {
             source: node_root,
-            target: target_wire.clone(),
+            target: WireStorage::from_location(&job.meta.location, creds),
         },
-        tasks,
-        req.parallelism,
+        pending,
+        job.parallelism,
         true,
+        watched,
+        (job.bytes_done(), job.files_done()),
         events,
     )
     .await?;
     if let Some((i, p)) = outcome.problems.first() {
-        let entry = &meta.files[task_entry[*i]];
         return Err(Error::Failed(format!(
             "copying {}: {}",
-            entry.path, p.detail
+            job.meta.files[*i].path, p.detail
         )));
     }
-    for (i, done) in outcome.done.into_iter().enumerate() {
-        let done = done.ok_or_else(|| Error::Failed("a file was never copied".into()))?;
-        let entry = &mut meta.files[task_entry[i]];
-        entry.sha256 = done.sha256;
-        entry.size = done.size;
+
+    // Every shard is done: fix the completion time in the replicated state
+    // first, so that whoever writes the manifest writes the same bytes.
+    let want = job.id.clone();
+    c.catalog
+        .propose(Command::JobCommitting {
+            job: job.id.clone(),
+            completed_at: now_rfc3339(),
+        })
+        .await?;
+    let job = c
+        .catalog
+        .read(move |cat| cat.jobs.get(&want).cloned())
+        .await?
+        .ok_or_else(|| Error::Failed("the job vanished from the catalog".into()))?;
+    let Some(completed_at) = job.committing.clone() else {
+        return Err(Error::Failed("the job has unfinished shards".into()));
+    };
+    let mut meta = job.meta.clone();
+    if let Some(f) = meta
+        .files
+        .iter()
+        .find(|f| f.need_copy && f.sha256.is_empty())
+    {
+        return Err(Error::Failed(format!("{} was never copied", f.path)));
     }
 
     // MatrixOne's metadata files, each with its raw sha256 sidecar.
-    let mut extra = Vec::new();
     for entry in meta
         .files
         .iter()
@@ -397,13 +588,19 @@ async fn copy_and_commit(
             .await?;
     }
     meta.total_size = meta.files.iter().map(|f| f.size).sum();
-    let completed_at = now_rfc3339();
-    let backup_time_utc = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
+    let backup_time_utc = chrono::DateTime::parse_from_rfc3339(&completed_at)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_default();
     let docs = [
         (layout::MO_META, mo::mo_meta(&meta)),
         (layout::TAE_LIST, mo::tae_list(&meta, &meta.backup_ts)),
         (layout::TAE_SUM, mo::tae_sum(&meta, &backup_time_utc)),
     ];
+    let mut extra = Vec::new();
     for (name, text) in docs {
         let written = target.put_bytes(name, Bytes::from(text)).await?;
         target
@@ -433,7 +630,8 @@ async fn copy_and_commit(
     meta.completed_at = completed_at;
 
     // The commit point: the sidecar first, so a present backup_meta always
-    // has one to be checked against.
+    // has one to be checked against. Deterministic from replicated state: a
+    // new leader redoing this writes the very same bytes.
     let bytes = meta.to_bytes();
     target
         .put_bytes(

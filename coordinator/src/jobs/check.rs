@@ -9,8 +9,9 @@ use mo_br_proto::agent::{FileTask, ProblemKind};
 use mo_br_proto::common::Storage as WireStorage;
 use mo_br_proto::coordinator::{job_event, CheckRequest, Finished, Problem, Started};
 
-use super::shards::{self, Op};
+use super::shards::{self, LocalLedger, Op};
 use super::{emit, line, resolve, Events};
+use crate::agents::Eligibility;
 use crate::{Coordinator, Result};
 
 pub async fn run(c: &Coordinator, req: CheckRequest, events: &Events) -> Result<()> {
@@ -122,14 +123,18 @@ pub async fn run(c: &Coordinator, req: CheckRequest, events: &Events) -> Result<
                 .await;
             }
         }
+        let shards = shards::split(tasks.into_iter().enumerate().collect(), Eligibility::Any, 0);
         let outcome = shards::run(
             &c.agents,
+            &LocalLedger::default(),
             Op::Verify {
                 storage: WireStorage::from_location(location, &backup.creds),
             },
-            tasks,
+            shards,
             req.parallelism,
             false,
+            true,
+            (0, 0),
             events,
         )
         .await?;

@@ -14,7 +14,7 @@ pub async fn run(c: &Coordinator, req: DeleteRequest, events: &Events) -> Result
     let want = req.id.clone();
     let (record, dependents) = c
         .catalog
-        .read(move |cat| (cat.backups.get(&want).cloned(), cat.dependents(&want)))
+        .read_linearizable(move |cat| (cat.backups.get(&want).cloned(), cat.dependents(&want)))
         .await?;
     let record = record.ok_or_else(|| Error::UnknownBackup(req.id.clone()))?;
     if !dependents.is_empty() && !req.force {

@@ -11,7 +11,7 @@ pub async fn run(c: &Coordinator, req: ListRequest, events: &Events) -> Result<(
     let want = req.id.clone();
     let records = c
         .catalog
-        .read(move |cat| {
+        .read_linearizable(move |cat| {
             let mut v: Vec<_> = cat
                 .backups
                 .values()

@@ -141,7 +141,7 @@ pub async fn resolve(
         let want = id.to_string();
         let rec = c
             .catalog
-            .read(move |cat| cat.backups.get(&want).cloned())
+            .read_linearizable(move |cat| cat.backups.get(&want).cloned())
             .await?
             .ok_or_else(|| Error::UnknownBackup(id.to_string()))?;
         (rec.location, mo_br_storage::Credentials::default())

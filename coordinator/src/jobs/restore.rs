@@ -13,8 +13,9 @@ use mo_br_proto::common::Storage as WireStorage;
 use mo_br_proto::coordinator::{job_event, Finished, RestoreRequest, Started};
 use mo_br_storage::{Location, Storage};
 
-use super::shards::{self, Op};
+use super::shards::{self, LocalLedger, Op};
 use super::{emit, line, resolve, sweep, Events};
+use crate::agents::Eligibility;
 use crate::{Coordinator, Error, Result};
 
 pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Result<()> {
@@ -103,16 +104,20 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
     )
     .await;
     let written: Vec<String> = tasks.iter().map(|t| t.dst.clone()).collect();
+    let shards = shards::split(tasks.into_iter().enumerate().collect(), Eligibility::Any, 0);
     let outcome = shards::run(
         &c.agents,
+        &LocalLedger::default(),
         Op::Restore {
             sources,
             target: target_wire,
             checksum: req.checksum,
         },
-        tasks,
+        shards,
         req.parallelism,
         true,
+        true,
+        (0, 0),
         events,
     )
     .await;

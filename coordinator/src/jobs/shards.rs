@@ -1,12 +1,14 @@
 //! Runs files on agents in shards. A shard is the unit of assignment: a
 //! batch of files bounded in bytes and count, handed to one agent, which
-//! copies its files in parallel. Agents pull shards from a shared queue, so
-//! faster agents take more. An assignment carries an epoch; results carrying
-//! another epoch are ignored, so a shard taken away from an agent can never be
-//! completed by it.
+//! copies its files in parallel. The scheduler keeps every live, eligible
+//! agent busy with up to [`SHARDS_PER_AGENT`] shards, so faster agents take
+//! more. Each assignment gets an epoch from a [`Ledger`]; results are
+//! reported under that epoch and the ledger refuses them if the shard has
+//! been handed to someone else since (fencing). A shard whose agent fails,
+//! or whose lease expires, goes to another eligible agent.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -17,22 +19,25 @@ use mo_br_proto::agent::{
 use mo_br_proto::common::Storage as WireStorage;
 use mo_br_proto::coordinator::{job_event, Progress};
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::JoinHandle;
 
 use super::{emit, Events};
-use crate::agents::{AgentRef, Agents};
+use crate::agents::{AgentRef, Agents, Eligibility};
+use crate::metrics;
 use crate::{Error, Result};
 
 /// Shard bounds: small enough to spread over agents and to lose little on
 /// reassignment, large enough that per-shard overhead stays negligible.
-const SHARD_BYTES: u64 = 256 << 20;
-const SHARD_FILES: usize = 1000;
+pub const SHARD_BYTES: u64 = 64 << 20;
+pub const SHARD_FILES: usize = 1000;
 /// Shards each agent works on at once: the next is already streaming while
 /// the tail of the previous one drains.
 const SHARDS_PER_AGENT: usize = 2;
-/// Attempts of a shard whose agent call failed (transport error).
-const SHARD_ATTEMPTS: u32 = 3;
+/// Attempts of a shard whose agent call failed (transport error, lost agent).
+const SHARD_ATTEMPTS: u32 = 5;
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+/// How often the scheduler looks at agent liveness when nothing else happens.
+const SCHEDULE_EVERY: Duration = Duration::from_millis(250);
 
 #[derive(Clone, Debug)]
 pub enum Op {
@@ -50,142 +55,272 @@ pub enum Op {
     },
 }
 
-#[derive(Debug)]
+impl Op {
+    /// The `op` label of this work in the metrics.
+    fn label(&self) -> &'static str {
+        match self {
+            Op::Copy { .. } => "copy",
+            Op::Restore { .. } => "restore",
+            Op::Verify { .. } => "verify",
+        }
+    }
+}
+
+/// A planned shard.
+#[derive(Clone, Debug)]
+pub struct Shard {
+    /// Position in the caller's shard list (what the ledger knows it by).
+    pub id: usize,
+    /// Caller's file indexes, parallel to `files`.
+    pub indexes: Vec<usize>,
+    pub files: Vec<FileTask>,
+    pub eligibility: Eligibility,
+}
+
+/// Records assignments and results. For a backup it is the replicated job
+/// state (so a new leader knows what is done); for restores and checks an
+/// in-memory counter is enough.
+#[async_trait::async_trait]
+pub trait Ledger: Send + Sync {
+    /// Hands `shard` to `agent`; returns the assignment's epoch.
+    async fn assign(&self, shard: usize, agent: &str) -> Result<u64>;
+    /// Records a finished shard; `Ok(false)` if its epoch is no longer
+    /// current (the report is stale and ignored).
+    async fn finish(&self, shard: usize, epoch: u64, done: &[(usize, FileDone)]) -> Result<bool>;
+}
+
+/// Epochs from a counter; everything is accepted.
+#[derive(Default)]
+pub struct LocalLedger(AtomicU64);
+
+#[async_trait::async_trait]
+impl Ledger for LocalLedger {
+    async fn assign(&self, _: usize, _: &str) -> Result<u64> {
+        Ok(self.0.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+    async fn finish(&self, _: usize, _: u64, _: &[(usize, FileDone)]) -> Result<bool> {
+        Ok(true)
+    }
+}
+
+#[derive(Debug, Default)]
 pub struct Outcome {
-    /// Per file (same order as the input), its result if it finished.
-    pub done: Vec<Option<FileDone>>,
+    /// Results by the caller's file index.
+    pub done: HashMap<usize, FileDone>,
     pub problems: Vec<(usize, FileProblem)>,
 }
 
-struct Shard {
-    /// Global indexes of the files, parallel to `files`.
-    indexes: Vec<usize>,
-    files: Vec<FileTask>,
-    attempts: u32,
-}
-
-enum Msg {
-    Bytes(u64),
-    Done(usize, FileDone),
-    Problem(usize, FileProblem),
-    /// The agent call failed; the shard goes back to the queue.
-    Lost(Shard, String),
-    ShardFinished,
-}
-
-fn split(files: &[FileTask]) -> VecDeque<Shard> {
-    let mut shards = VecDeque::new();
-    let mut cur = Shard {
-        indexes: vec![],
-        files: vec![],
-        attempts: 0,
-    };
+/// Splits files (with the caller's indexes) into shards of one eligibility.
+pub fn split(
+    files: Vec<(usize, FileTask)>,
+    eligibility: Eligibility,
+    first_id: usize,
+) -> Vec<Shard> {
+    let mut shards: Vec<Shard> = Vec::new();
     let mut bytes = 0u64;
-    for (i, f) in files.iter().enumerate() {
-        if !cur.files.is_empty() && (bytes + f.size > SHARD_BYTES || cur.files.len() >= SHARD_FILES)
-        {
-            shards.push_back(std::mem::replace(
-                &mut cur,
-                Shard {
-                    indexes: vec![],
-                    files: vec![],
-                    attempts: 0,
-                },
-            ));
+    for (index, f) in files {
+        let full = shards.last().is_none_or(|s| {
+            !s.files.is_empty() && (bytes + f.size > SHARD_BYTES || s.files.len() >= SHARD_FILES)
+        });
+        if full {
+            shards.push(Shard {
+                id: first_id + shards.len(),
+                indexes: vec![],
+                files: vec![],
+                eligibility: eligibility.clone(),
+            });
             bytes = 0;
         }
         bytes += f.size;
-        cur.indexes.push(i);
-        cur.files.push(f.clone());
-    }
-    if !cur.files.is_empty() {
-        shards.push_back(cur);
+        let s = shards.last_mut().expect("just pushed");
+        s.indexes.push(index);
+        s.files.push(f);
     }
     shards
 }
 
-/// Runs `files` on `agents`. With `fail_fast` the first problem cancels all
-/// outstanding work. Progress goes to `events` (cumulative bytes and files);
-/// a client that disconnects cancels the run with an error.
+enum Msg {
+    Bytes(u64),
+    /// A shard ended with every file answered.
+    Finished {
+        shard: Shard,
+        epoch: u64,
+        agent: String,
+        done: Vec<(usize, FileDone)>,
+        problems: Vec<(usize, FileProblem)>,
+        took: Duration,
+    },
+    /// The agent call failed; the shard goes back to the queue.
+    Lost {
+        shard: Shard,
+        agent: String,
+        reason: String,
+    },
+}
+
+struct Running {
+    agent: String,
+    task: JoinHandle<()>,
+    shard: Shard,
+}
+
+/// Runs `shards` on `agents`. With `fail_fast` the first problem ends the
+/// run (outstanding shards are cancelled). Progress goes to `events`
+/// (cumulative bytes and files, starting from `base`); a client that goes
+/// away does not stop the run — a backup goes on without its watcher —
+/// unless `stop_without_client`.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     agents: &Agents,
+    ledger: &dyn Ledger,
     op: Op,
-    files: Vec<FileTask>,
+    shards: Vec<Shard>,
     parallelism: u32,
     fail_fast: bool,
+    stop_without_client: bool,
+    base: (u64, u64),
     events: &Events,
 ) -> Result<Outcome> {
-    let total = files.len();
-    let mut outcome = Outcome {
-        done: vec![None; total],
-        problems: vec![],
-    };
-    if total == 0 {
-        return Ok(outcome);
-    }
-    if agents.all().is_empty() {
-        return Err(Error::FailedPrecondition("no agent is available".into()));
-    }
-    // The queue is shared by the workers of this one run and nothing else;
-    // a std Mutex is enough as it is never held across an await.
-    let queue = Arc::new(Mutex::new(split(&files)));
-    let mut pending_shards = queue.lock().expect("queue lock").len();
+    let mut outcome = Outcome::default();
+    let mut queue: VecDeque<Shard> = shards.into();
+    let mut attempts: HashMap<usize, u32> = HashMap::new();
+    let mut running: HashMap<usize, Running> = HashMap::new();
+    let mut waiting_since: Option<Instant> = None;
     let (tx, mut rx) = mpsc::channel::<Msg>(1024);
-    let mut workers = JoinSet::new();
-    let epoch = Arc::new(std::sync::atomic::AtomicU64::new(1));
-    for agent in agents.all() {
-        for _ in 0..SHARDS_PER_AGENT {
-            workers.spawn(worker(
+    let (mut bytes, mut files_done) = base;
+    let mut last_report = Instant::now();
+    let mut ticker = tokio::time::interval(SCHEDULE_EVERY);
+
+    let result = loop {
+        // Take shards away from agents whose lease has expired.
+        let lost: Vec<usize> = running
+            .iter()
+            .filter(|(_, r)| !agents.is_live(&r.agent))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lost {
+            let r = running.remove(&id).expect("listed above");
+            r.task.abort();
+            tracing::warn!(
+                "agent {} lost its lease; shard {id} goes elsewhere",
+                r.agent
+            );
+            metrics::shard_reassigned();
+            queue.push_front(r.shard);
+        }
+
+        // Hand out shards to live agents with a free slot.
+        let live = agents.live();
+        let mut stuck = None;
+        let mut i = 0;
+        while i < queue.len() {
+            let shard = &queue[i];
+            let candidate = live
+                .iter()
+                .filter(|a| agents.eligible(a, &shard.eligibility))
+                .map(|a| (a, running.values().filter(|r| r.agent == a.name).count()))
+                .filter(|(_, n)| *n < SHARDS_PER_AGENT)
+                .min_by_key(|(_, n)| *n)
+                .map(|(a, _)| a.clone());
+            let Some(agent) = candidate else {
+                if !live.iter().any(|a| agents.eligible(a, &shard.eligibility)) {
+                    stuck = Some(shard.eligibility.describe());
+                }
+                i += 1;
+                continue;
+            };
+            let shard = queue.remove(i).expect("index in range");
+            let epoch = ledger.assign(shard.id, &agent.name).await?;
+            let task = tokio::spawn(run_shard(
                 agent.clone(),
                 op.clone(),
-                queue.clone(),
-                tx.clone(),
+                shard.clone(),
                 parallelism,
-                epoch.clone(),
+                epoch,
+                tx.clone(),
             ));
+            running.insert(
+                shard.id,
+                Running {
+                    agent: agent.name.clone(),
+                    task,
+                    shard,
+                },
+            );
         }
-    }
-    drop(tx);
+        if queue.is_empty() && running.is_empty() {
+            break Ok(());
+        }
+        // Shards nobody can take: wait a while for an agent to (re)appear.
+        match (stuck, running.is_empty()) {
+            (Some(what), true) => {
+                let since = *waiting_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > agents.absence_limit() {
+                    break Err(Error::Failed(format!(
+                        "no live agent can take the remaining work ({what}) for {:?}",
+                        agents.absence_limit()
+                    )));
+                }
+            }
+            _ => waiting_since = None,
+        }
 
-    let (mut bytes, mut files_done) = (0u64, 0u64);
-    let mut last_report = Instant::now();
-    let mut lost_reason = None;
-    while pending_shards > 0 {
         let msg = tokio::select! {
             m = rx.recv() => m,
-            _ = events.closed() => {
-                workers.abort_all();
-                return Err(Error::Failed("cancelled: the client went away".into()));
+            _ = ticker.tick() => None,
+            _ = events.closed(), if stop_without_client => {
+                break Err(Error::Failed("cancelled: the client went away".into()));
             }
         };
-        let Some(msg) = msg else { break };
         match msg {
-            Msg::Bytes(n) => bytes += n,
-            Msg::Done(i, d) => {
-                files_done += 1;
-                outcome.done[i] = Some(d);
-            }
-            Msg::Problem(i, p) => {
-                outcome.problems.push((i, p));
-                if fail_fast {
-                    workers.abort_all();
-                    return Ok(outcome);
+            None => {}
+            Some(Msg::Bytes(n)) => bytes += n,
+            Some(Msg::Finished {
+                shard,
+                epoch,
+                agent,
+                done,
+                problems,
+                took,
+            }) => {
+                if running.get(&shard.id).map(|r| r.agent.as_str()) != Some(agent.as_str()) {
+                    continue; // a shard taken away meanwhile
+                }
+                running.remove(&shard.id);
+                metrics::shard_finished(op.label(), took);
+                if !problems.is_empty() {
+                    outcome.problems.extend(problems);
+                    if fail_fast {
+                        break Ok(());
+                    }
+                }
+                if ledger.finish(shard.id, epoch, &done).await? {
+                    files_done += done.len() as u64;
+                    outcome.done.extend(done);
                 }
             }
-            Msg::Lost(mut shard, reason) => {
-                shard.attempts += 1;
-                if shard.attempts >= SHARD_ATTEMPTS {
-                    workers.abort_all();
-                    return Err(Error::Agent {
-                        agent: "shard".into(),
-                        detail: format!("gave up after {SHARD_ATTEMPTS} attempts: {reason}"),
+            Some(Msg::Lost {
+                shard,
+                agent,
+                reason,
+            }) => {
+                if running.get(&shard.id).map(|r| r.agent.as_str()) != Some(agent.as_str()) {
+                    continue;
+                }
+                running.remove(&shard.id);
+                let n = attempts.entry(shard.id).or_default();
+                *n += 1;
+                if *n >= SHARD_ATTEMPTS {
+                    break Err(Error::Agent {
+                        agent,
+                        detail: format!("shard failed {SHARD_ATTEMPTS} times, last: {reason}"),
                     });
                 }
-                tracing::warn!("shard reassigned: {reason}");
-                lost_reason = Some(reason);
-                queue.lock().expect("queue lock").push_back(shard);
+                tracing::warn!("shard {} lost on agent {agent}: {reason}", shard.id);
+                metrics::shard_reassigned();
+                agents.suspect(&agent);
+                queue.push_back(shard);
             }
-            Msg::ShardFinished => pending_shards -= 1,
         }
         if last_report.elapsed() >= PROGRESS_EVERY {
             last_report = Instant::now();
@@ -198,8 +333,10 @@ pub async fn run(
             )
             .await;
         }
+    };
+    for r in running.into_values() {
+        r.task.abort();
     }
-    workers.abort_all();
     emit(
         events,
         job_event::Event::Progress(Progress {
@@ -208,65 +345,71 @@ pub async fn run(
         }),
     )
     .await;
-    if pending_shards > 0 {
-        return Err(Error::Agent {
-            agent: "all".into(),
-            detail: lost_reason.unwrap_or_else(|| "agents stopped before finishing".into()),
-        });
-    }
-    Ok(outcome)
+    result.map(|()| outcome)
 }
 
-async fn worker(
+/// Streams one shard on one agent and reports the whole of it at the end.
+async fn run_shard(
     agent: AgentRef,
     op: Op,
-    queue: Arc<Mutex<VecDeque<Shard>>>,
-    tx: mpsc::Sender<Msg>,
+    shard: Shard,
     parallelism: u32,
-    epochs: Arc<std::sync::atomic::AtomicU64>,
+    epoch: u64,
+    tx: mpsc::Sender<Msg>,
 ) {
-    loop {
-        let Some(shard) = queue.lock().expect("queue lock").pop_front() else {
-            return;
-        };
-        let epoch = epochs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        match run_shard(&agent, &op, &shard, parallelism, epoch, &tx).await {
-            Ok(()) => {
-                if tx.send(Msg::ShardFinished).await.is_err() {
-                    return;
-                }
-            }
-            Err(reason) => {
-                let reason = format!("agent {}: {reason}", agent.name);
-                if tx.send(Msg::Lost(shard, reason)).await.is_err() {
-                    return;
-                }
-                // Give the agent a moment before it takes more work.
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
+    let started = Instant::now();
+    let mut done = Vec::new();
+    let mut problems = Vec::new();
+    let outcome = stream_shard(
+        &agent,
+        &op,
+        &shard,
+        parallelism,
+        epoch,
+        &tx,
+        &mut done,
+        &mut problems,
+    )
+    .await;
+    let msg = match outcome {
+        Ok(()) => Msg::Finished {
+            shard,
+            epoch,
+            agent: agent.name.clone(),
+            done,
+            problems,
+            took: started.elapsed(),
+        },
+        Err(reason) => Msg::Lost {
+            shard,
+            agent: agent.name.clone(),
+            reason,
+        },
+    };
+    let _ = tx.send(msg).await;
 }
 
-/// Streams one shard's events into the run. Returns Err when the agent call
-/// failed before every file was answered, so the shard can go elsewhere.
-async fn run_shard(
+#[allow(clippy::too_many_arguments)]
+async fn stream_shard(
     agent: &AgentRef,
     op: &Op,
     shard: &Shard,
     parallelism: u32,
     epoch: u64,
     tx: &mpsc::Sender<Msg>,
+    done: &mut Vec<(usize, FileDone)>,
+    problems: &mut Vec<(usize, FileProblem)>,
 ) -> std::result::Result<(), String> {
     let mut client = agent.client.clone();
     let files = shard.files.clone();
     let job_id = String::new();
+    let shard_id = shard.id as u64;
     let response = match op {
         Op::Copy { source, target } => {
             client
                 .copy_shard(CopyShardRequest {
                     job_id,
-                    shard_id: 0,
+                    shard_id,
                     epoch,
                     source: Some(source.clone()),
                     target: Some(target.clone()),
@@ -283,7 +426,7 @@ async fn run_shard(
             client
                 .restore_shard(RestoreShardRequest {
                     job_id,
-                    shard_id: 0,
+                    shard_id,
                     epoch,
                     sources: sources.clone(),
                     target: Some(target.clone()),
@@ -297,7 +440,7 @@ async fn run_shard(
             client
                 .verify_shard(VerifyShardRequest {
                     job_id,
-                    shard_id: 0,
+                    shard_id,
                     epoch,
                     storage: Some(storage.clone()),
                     files,
@@ -311,25 +454,26 @@ async fn run_shard(
         // A refusal of the request itself (bad storage, bad credentials) is
         // not a lost agent: every agent would refuse it the same way.
         Err(status)
-            if status.code() != tonic::Code::Unavailable
-                && status.code() != tonic::Code::Unknown =>
+            if !matches!(
+                status.code(),
+                tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+            ) =>
         {
             for (i, &global) in shard.indexes.iter().enumerate() {
-                let p = FileProblem {
-                    index: i as u32,
-                    kind: ProblemKind::Io as i32,
-                    detail: status.message().to_string(),
-                    epoch,
-                };
-                if tx.send(Msg::Problem(global, p)).await.is_err() {
-                    break;
-                }
+                problems.push((
+                    global,
+                    FileProblem {
+                        index: i as u32,
+                        kind: ProblemKind::Io as i32,
+                        detail: status.message().to_string(),
+                        epoch,
+                    },
+                ));
             }
             return Ok(());
         }
         Err(status) => return Err(status.message().to_string()),
     };
-    let mut answered = 0usize;
     while let Some(ev) = stream.next().await {
         let ev = ev.map_err(|s| s.message().to_string())?;
         match ev.event {
@@ -337,23 +481,20 @@ async fn run_shard(
                 let _ = tx.send(Msg::Bytes(n)).await;
             }
             Some(shard_event::Event::Done(d)) if d.epoch == epoch => {
-                let Some(&global) = shard.indexes.get(d.index as usize) else {
-                    continue;
-                };
-                answered += 1;
-                let _ = tx.send(Msg::Done(global, d)).await;
+                if let Some(&global) = shard.indexes.get(d.index as usize) {
+                    done.push((global, d));
+                }
             }
             Some(shard_event::Event::Problem(p)) if p.epoch == epoch => {
-                let Some(&global) = shard.indexes.get(p.index as usize) else {
-                    continue;
-                };
-                answered += 1;
-                let _ = tx.send(Msg::Problem(global, p)).await;
+                if let Some(&global) = shard.indexes.get(p.index as usize) {
+                    problems.push((global, p));
+                }
             }
             // A result of another assignment: fenced off.
             _ => {}
         }
     }
+    let answered = done.len() + problems.len();
     if answered < shard.files.len() {
         return Err(format!(
             "stream ended after {answered} of {} files",
@@ -367,23 +508,31 @@ async fn run_shard(
 mod tests {
     use super::*;
 
-    fn task(size: u64) -> FileTask {
-        FileTask {
-            size,
-            ..Default::default()
-        }
+    fn task(size: u64) -> (usize, FileTask) {
+        (
+            0,
+            FileTask {
+                size,
+                ..Default::default()
+            },
+        )
     }
 
     #[test]
     fn split_bounds_bytes_and_counts() {
         let files: Vec<_> = (0..2500).map(|_| task(1)).collect();
-        let shards = split(&files);
+        let shards = split(files, Eligibility::Shared, 0);
         assert_eq!(shards.len(), 3);
         assert_eq!(shards.iter().map(|s| s.files.len()).sum::<usize>(), 2500);
+        assert_eq!(
+            shards.iter().map(|s| s.id).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
 
-        let files = vec![task(200 << 20), task(200 << 20), task(10), task(300 << 20)];
-        let shards = split(&files);
-        let sizes: Vec<_> = shards.iter().map(|s| s.indexes.clone()).collect();
-        assert_eq!(sizes, vec![vec![0], vec![1, 2], vec![3]]);
+        let files = vec![task(50 << 20), task(50 << 20), task(10), task(100 << 20)];
+        let shards = split(files, Eligibility::Shared, 7);
+        let sizes: Vec<_> = shards.iter().map(|s| s.files.len()).collect();
+        assert_eq!(sizes, vec![1, 2, 1]);
+        assert_eq!(shards[0].id, 7);
     }
 }

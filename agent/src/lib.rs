@@ -11,6 +11,7 @@
 
 pub mod inventory;
 pub mod metrics;
+pub mod registration;
 pub mod service;
 pub mod shard;
 

@@ -23,6 +23,22 @@ struct Args {
     /// path, e.g. /metrics). Off by default.
     #[arg(long = "metrics_listen", env = "MO_BR_AGENT_METRICS_LISTEN")]
     metrics_listen: Option<String>,
+    /// Coordinator replicas to register with, host:port, comma-separated.
+    /// Without it the agent only serves a coordinator started with --agents.
+    #[arg(long, value_delimiter = ',', env = "MO_BR_COORDINATORS")]
+    coordinators: Vec<String>,
+    /// Address coordinators reach this agent at (default: the listen address).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// The MatrixOne node this agent serves (default: the host name).
+    #[arg(long)]
+    node: Option<String>,
+    /// That node's mo-data directory.
+    #[arg(long = "data_dir")]
+    data_dir: Option<std::path::PathBuf>,
+    /// Whether this agent can read the SHARED store (takes SHARED shards).
+    #[arg(long = "reaches_shared", default_value_t = true, action = clap::ArgAction::Set)]
+    reaches_shared: bool,
     /// error, warn, info, debug, trace.
     #[arg(long = "log_level", default_value = "info")]
     log_level: String,
@@ -46,7 +62,31 @@ async fn main() -> anyhow::Result<()> {
     // The line tests and scripts wait for: the real address when port 0 was asked.
     println!("mo-br-agent listening on {addr}");
     let id = args.id.unwrap_or_else(|| addr.to_string());
-    let service = mo_br_agent::AgentService::new(id, args.parallelism);
+    let service = mo_br_agent::AgentService::new(id.clone(), args.parallelism);
+    if !args.coordinators.is_empty() {
+        let data_dir = match &args.data_dir {
+            Some(d) => d
+                .canonicalize()
+                .with_context(|| format!("--data_dir {}", d.display()))?
+                .display()
+                .to_string(),
+            None => String::new(),
+        };
+        let me = mo_br_proto::coordinator::AgentRegistration {
+            id,
+            address: args.advertise.clone().unwrap_or_else(|| addr.to_string()),
+            node: args.node.clone().unwrap_or_else(|| {
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into())
+            }),
+            data_dir,
+            reaches_shared: args.reaches_shared,
+            capacity: args.parallelism as u32,
+        };
+        tokio::spawn(mo_br_agent::registration::run(
+            args.coordinators.clone(),
+            me,
+        ));
+    }
     mo_br_agent::serve(listener, service, async {
         let _ = tokio::signal::ctrl_c().await;
     })

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod registration;
 pub mod service;
 pub mod shard;
+pub mod throttle;
 
 mod error;
 

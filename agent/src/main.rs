@@ -23,6 +23,9 @@ struct Args {
     /// path, e.g. /metrics). Off by default.
     #[arg(long = "metrics_listen", env = "MO_BR_AGENT_METRICS_LISTEN")]
     metrics_listen: Option<String>,
+    /// Read at most this many bytes per second over all shards (0: no limit).
+    #[arg(long = "max_bytes_per_sec", default_value_t = 0)]
+    max_bytes_per_sec: u64,
     /// Coordinator replicas to register with, host:port, comma-separated.
     /// Without it the agent only serves a coordinator started with --agents.
     #[arg(long, value_delimiter = ',', env = "MO_BR_COORDINATORS")]
@@ -62,7 +65,10 @@ async fn main() -> anyhow::Result<()> {
     // The line tests and scripts wait for: the real address when port 0 was asked.
     println!("mo-br-agent listening on {addr}");
     let id = args.id.unwrap_or_else(|| addr.to_string());
-    let service = mo_br_agent::AgentService::new(id.clone(), args.parallelism);
+    let mut service = mo_br_agent::AgentService::new(id.clone(), args.parallelism);
+    if args.max_bytes_per_sec > 0 {
+        service = service.with_rate_limit(args.max_bytes_per_sec);
+    }
     if !args.coordinators.is_empty() {
         let data_dir = match &args.data_dir {
             Some(d) => d

@@ -20,6 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::shard::{self, Op};
+use crate::throttle::{RateLimiter, Throttled};
 use crate::{inventory, Error};
 
 /// Files per inventory message: keeps messages well under gRPC's 4 MiB limit.
@@ -30,6 +31,8 @@ pub struct AgentService {
     id: String,
     /// Default files in flight per shard when a request does not say.
     parallelism: usize,
+    /// Shared by every shard of this agent.
+    limiter: Option<Arc<RateLimiter>>,
 }
 
 impl AgentService {
@@ -37,6 +40,24 @@ impl AgentService {
         AgentService {
             id: id.into(),
             parallelism: parallelism.max(1),
+            limiter: None,
+        }
+    }
+
+    /// Caps what this agent reads, over all its shards, at `bytes_per_sec`.
+    pub fn with_rate_limit(mut self, bytes_per_sec: u64) -> Self {
+        self.limiter = Some(Arc::new(RateLimiter::new(bytes_per_sec)));
+        self
+    }
+
+    /// Sources are read through the agent's rate limit, if it has one.
+    fn throttled(&self, storage: Arc<dyn Storage>) -> Arc<dyn Storage> {
+        match &self.limiter {
+            Some(limiter) => Arc::new(Throttled {
+                inner: storage,
+                limiter: limiter.clone(),
+            }),
+            None => storage,
         }
     }
 
@@ -163,7 +184,7 @@ impl Agent for AgentService {
         request: Request<CopyShardRequest>,
     ) -> Result<Response<Self::CopyShardStream>, Status> {
         let req = request.into_inner();
-        let source = open(req.source.as_ref()).await?;
+        let source = self.throttled(open(req.source.as_ref()).await?);
         let target = open(req.target.as_ref()).await?;
         let parallelism = self.parallelism(req.parallelism);
         Ok(start(
@@ -181,7 +202,7 @@ impl Agent for AgentService {
         let req = request.into_inner();
         let mut sources = HashMap::new();
         for (id, wire) in &req.sources {
-            sources.insert(id.clone(), open(Some(wire)).await?);
+            sources.insert(id.clone(), self.throttled(open(Some(wire)).await?));
         }
         let target = open(req.target.as_ref()).await?;
         if req.checksum {
@@ -206,7 +227,7 @@ impl Agent for AgentService {
         request: Request<VerifyShardRequest>,
     ) -> Result<Response<Self::VerifyShardStream>, Status> {
         let req = request.into_inner();
-        let storage = open(req.storage.as_ref()).await?;
+        let storage = self.throttled(open(req.storage.as_ref()).await?);
         let parallelism = self.parallelism(req.parallelism);
         Ok(start(
             Op::Verify { storage },

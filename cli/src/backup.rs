@@ -90,6 +90,10 @@ pub fn request(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<BackupRequest
     })
 }
 
+/// How long to keep looking for the replica that carries on a backup after
+/// the connection to the one driving it broke.
+const REATTACH_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub async fn run(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<u8> {
     let req = request(a, s, cwd)?;
     if a.conn.host.is_some() || a.conn.port.is_some() || a.conn.user.is_some() {
@@ -115,8 +119,64 @@ pub async fn run(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<u8> {
         req.parallelism,
     )
     .await?;
+    let (access_key_id, secret_access_key) = match req.target.as_ref().and_then(|t| t.kind.as_ref())
+    {
+        Some(mo_br_proto::common::storage::Kind::S3(s3)) => {
+            (s3.access_key_id.clone(), s3.secret_access_key.clone())
+        }
+        _ => Default::default(),
+    };
     let stream = client.backup(req).await?.into_inner();
-    let out = job::drive(stream, &job::Options::default()).await?;
+    let mut out = job::drive(stream, &job::Options::default()).await?;
+    // The replica driving the backup went away: the backup goes on under
+    // the new leader (its state is replicated); follow it there.
+    let mut reattach_until = std::time::Instant::now() + REATTACH_FOR;
+    while let (Some(status), Some(id)) = (out.interrupted.take(), out.job_id.clone()) {
+        tracing::warn!(
+            "lost the coordinator while backup {id} ran ({}); following it on another replica",
+            status.message()
+        );
+        if std::time::Instant::now() >= reattach_until || s.coordinator.is_none() {
+            return Err(status.into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let attached = async {
+            let mut client = connect::connect(s.coordinator.as_deref(), Path::new(""), 0).await?;
+            let stream = client
+                .attach(mo_br_proto::coordinator::AttachRequest {
+                    job_id: id.clone(),
+                    access_key_id: access_key_id.clone(),
+                    secret_access_key: secret_access_key.clone(),
+                })
+                .await?
+                .into_inner();
+            job::drive(stream, &job::Options::default()).await
+        }
+        .await;
+        out = match attached {
+            Ok(o) => {
+                reattach_until = std::time::Instant::now() + REATTACH_FOR;
+                job::Outcome {
+                    job_id: o.job_id.or(Some(id)),
+                    ..o
+                }
+            }
+            Err(e) => {
+                if let Some(status) = e.downcast_ref::<tonic::Status>() {
+                    if !job::transient(status) {
+                        // The backup itself failed (or is unknown there).
+                        return Err(e);
+                    }
+                }
+                tracing::warn!("following backup {id}: {e:#}");
+                job::Outcome {
+                    job_id: Some(id),
+                    interrupted: Some(tonic::Status::unavailable(format!("{e:#}"))),
+                    ..Default::default()
+                }
+            }
+        };
+    }
     let Some(finished) = out.finished else {
         anyhow::bail!("the coordinator ended the backup without a result");
     };

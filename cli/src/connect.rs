@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use mo_br_proto::coordinator::coordinator_client::CoordinatorClient;
+use mo_br_proto::coordinator::InspectRequest;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{chain, usage};
@@ -30,32 +31,66 @@ pub async fn connect(
     Ok(CoordinatorClient::new(channel).max_decoding_message_size(64 << 20))
 }
 
-/// The first reachable of a comma-separated list of `host:port`.
+/// How long to look for the leader among the replicas before settling for
+/// any reachable one (which then forwards, or reports that there is no
+/// quorum). An election after a leader's loss takes one to two seconds.
+const FIND_LEADER: Duration = Duration::from_secs(10);
+
+/// The leader among a comma-separated list of `host:port`, or else the
+/// first reachable replica. Talking to the leader directly saves a hop and
+/// avoids a follower that still names a leader that just died.
 async fn remote(list: &str) -> Result<Channel> {
     let addrs = addresses(list)?;
-    let mut failures = Vec::new();
-    for addr in &addrs {
-        let endpoint = Endpoint::from_shared(url(addr))
-            .map_err(|e| usage!("bad coordinator address \"{addr}\": {e}"))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(Duration::from_secs(24 * 3600));
-        tracing::debug!("connecting to the coordinator at {addr}");
-        match endpoint.connect().await {
-            Ok(channel) => {
-                tracing::info!("connected to the coordinator at {addr}");
-                return Ok(channel);
-            }
-            Err(e) => {
-                tracing::warn!("cannot reach the coordinator at {addr}: {}", chain(&e));
-                failures.push(chain(&e));
+    let deadline = std::time::Instant::now() + FIND_LEADER;
+    loop {
+        let mut failures = Vec::new();
+        let mut reachable = None;
+        for addr in &addrs {
+            let endpoint = Endpoint::from_shared(url(addr))
+                .map_err(|e| usage!("bad coordinator address \"{addr}\": {e}"))?
+                .connect_timeout(CONNECT_TIMEOUT)
+                .timeout(Duration::from_secs(24 * 3600));
+            tracing::debug!("connecting to the coordinator at {addr}");
+            let channel = match endpoint.connect().await {
+                Ok(channel) => channel,
+                Err(e) => {
+                    tracing::warn!("cannot reach the coordinator at {addr}: {}", chain(&e));
+                    failures.push(chain(&e));
+                    continue;
+                }
+            };
+            let role = CoordinatorClient::new(channel.clone())
+                .inspect(InspectRequest {})
+                .await
+                .map(|r| r.into_inner().role);
+            match role {
+                Ok(role) if role == "leader" => {
+                    tracing::info!("connected to the coordinator leader at {addr}");
+                    return Ok(channel);
+                }
+                Ok(_) => {
+                    reachable.get_or_insert(channel);
+                }
+                Err(status) => failures.push(status.message().to_string()),
             }
         }
+        match reachable {
+            // A single coordinator, or a cluster without a leader right now.
+            Some(channel) if addrs.len() == 1 || std::time::Instant::now() >= deadline => {
+                return Ok(channel)
+            }
+            None if std::time::Instant::now() >= deadline
+                || failures.len() == addrs.len() && addrs.len() == 1 =>
+            {
+                return Err(anyhow!(
+                    "cannot reach the coordinator at {}: {}",
+                    addrs.join(", "),
+                    failures.last().map(String::as_str).unwrap_or("no address")
+                ));
+            }
+            _ => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
     }
-    Err(anyhow!(
-        "cannot reach the coordinator at {}: {}",
-        addrs.join(", "),
-        failures.last().map(String::as_str).unwrap_or("no address")
-    ))
 }
 
 /// "a:1, b:2" -> ["a:1", "b:2"]; empty entries are a usage error.

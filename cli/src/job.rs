@@ -25,6 +25,21 @@ pub struct Outcome {
     pub finished: Option<Finished>,
     /// Problems seen on the stream.
     pub problems: u64,
+    /// The job the stream was about, once it said.
+    pub job_id: Option<String>,
+    /// Set when the stream broke off (the coordinator went away) after the
+    /// job had started: the job may well go on under another replica.
+    pub interrupted: Option<tonic::Status>,
+}
+
+/// Whether a stream error means the connection or the replica went away,
+/// rather than the job failing.
+pub fn transient(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+    ) || status.message().contains("h2 protocol error")
+        || status.message().contains("transport error")
 }
 
 /// Reads the stream to its end. A status error ends it: the caller reports
@@ -33,7 +48,16 @@ pub async fn drive(mut stream: Streaming<JobEvent>, opts: &Options) -> anyhow::R
     let mut bar = Bar::hidden();
     let mut out = Outcome::default();
     let mut ev_out = Printer { json: opts.json };
-    while let Some(event) = stream.message().await? {
+    loop {
+        let event = match stream.message().await {
+            Ok(Some(event)) => event,
+            Ok(None) => break,
+            Err(status) if out.job_id.is_some() && transient(&status) => {
+                out.interrupted = Some(status);
+                break;
+            }
+            Err(status) => return Err(status.into()),
+        };
         let Some(event) = event.event else { continue };
         match event {
             job_event::Event::Started(s) => {
@@ -45,6 +69,7 @@ pub async fn drive(mut stream: Streaming<JobEvent>, opts: &Options) -> anyhow::R
                     s.total_bytes
                 );
                 bar.finish();
+                out.job_id = Some(s.job_id.clone());
                 let what = if s.what.is_empty() { "job" } else { &s.what };
                 bar = Bar::start(what, s.total_bytes, s.total_files);
             }

@@ -47,6 +47,8 @@ pub struct Coordinator {
     /// job once. Touched by the leader loop and by `Attach`; never held
     /// across an await.
     driving: Arc<Mutex<HashSet<String>>>,
+    /// Upper bound of a shard's bytes.
+    pub shard_bytes: u64,
 }
 
 /// A replica of a coordinator cluster.
@@ -61,6 +63,8 @@ pub struct ClusterConfig {
     pub agent_lease: Duration,
     /// Compact the raft log after this many entries.
     pub snapshot_every: u64,
+    /// Upper bound of a shard's bytes.
+    pub shard_bytes: u64,
 }
 
 impl Coordinator {
@@ -91,6 +95,7 @@ impl Coordinator {
             catalog,
             agents: Agents::fixed(agents),
             driving: Arc::default(),
+            shard_bytes: jobs::shards::SHARD_BYTES,
         })
     }
 
@@ -104,6 +109,7 @@ impl Coordinator {
             catalog,
             agents: Agents::registry(config.agent_lease),
             driving: Arc::default(),
+            shard_bytes: config.shard_bytes,
         };
         tokio::spawn(leader_loop(c.clone()));
         Ok(c)

@@ -42,6 +42,10 @@ struct Args {
     /// Compact the raft log after this many entries (cluster mode).
     #[arg(long = "snapshot_every", default_value_t = 1000)]
     snapshot_every: u64,
+    /// Upper bound of a shard's bytes: the unit of work handed to an agent
+    /// and redone when it is lost.
+    #[arg(long = "shard_bytes", default_value_t = 64 << 20)]
+    shard_bytes: u64,
     /// Agents to hand work to, host:port, comma-separated (single mode).
     #[arg(long, value_delimiter = ',')]
     agents: Vec<String>,
@@ -105,7 +109,9 @@ async fn main() -> anyhow::Result<()> {
                 .connect_lazy();
             agents.push((a.clone(), channel));
         }
-        mo_br_coordinator::Coordinator::open(&args.meta_path, agents).await?
+        let mut c = mo_br_coordinator::Coordinator::open(&args.meta_path, agents).await?;
+        c.shard_bytes = args.shard_bytes;
+        c
     } else {
         let id = args.id.context("--peers needs --id")?;
         let peers = parse_peers(&args.peers)?;
@@ -119,6 +125,7 @@ async fn main() -> anyhow::Result<()> {
             data_dir,
             agent_lease: Duration::from_millis(args.agent_lease_ms),
             snapshot_every: args.snapshot_every,
+            shard_bytes: args.shard_bytes,
         })?
     };
     // The line tests and scripts wait for: the real address when port 0 was asked.

@@ -1,6 +1,7 @@
 //! Test harness: real processes (`s3s-fs`, `mo-br-coordinator`,
 //! `mo-br-agent`, `mo_br`) on loopback, sample nodes and tree comparison.
 pub mod fixtures;
+pub mod group;
 pub mod procs;
 pub mod s3server;
 pub mod trees;

@@ -3,7 +3,6 @@
 //! agent on loopback ports.
 
 use std::fmt;
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
@@ -250,9 +249,9 @@ impl MoBr {
 }
 
 /// A process killed when dropped, its stderr kept in a log file.
-struct Daemon {
+pub struct Daemon {
     child: Child,
-    log: PathBuf,
+    pub log: PathBuf,
 }
 
 impl Drop for Daemon {
@@ -263,8 +262,15 @@ impl Drop for Daemon {
 }
 
 /// Starts `cmd`, waits for a stdout line `"<prefix> ADDR"` and returns ADDR.
-fn start_daemon(mut cmd: Command, prefix: &str, log: PathBuf) -> anyhow::Result<(Daemon, String)> {
-    let err = File::create(&log)?;
+pub fn start_daemon(
+    mut cmd: Command,
+    prefix: &str,
+    log: PathBuf,
+) -> anyhow::Result<(Daemon, String)> {
+    let err = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)?;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(err));

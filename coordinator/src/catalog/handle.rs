@@ -85,6 +85,31 @@ fn from_repl(e: repl::Error) -> Error {
     }
 }
 
+/// How long a call waits for an election to name a leader before it
+/// concludes the group has no quorum.
+const ELECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Runs a raft call, retrying while no leader is known (an election is on);
+/// past [`ELECTION_WAIT`] that means no quorum.
+async fn leaderless_retry<T, F, Fut>(mut call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = repl::Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + ELECTION_WAIT;
+    loop {
+        match call().await {
+            Err(repl::Error::NotLeader { leader: None }) => {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(Error::NoQuorum);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            other => return other.map_err(from_repl),
+        }
+    }
+}
+
 impl CatalogHandle {
     /// A local catalog: opens the log at `path`, replays it and starts the
     /// owning task.
@@ -127,7 +152,7 @@ impl CatalogHandle {
             }
             Backend::Raft { node, .. } => {
                 let data = serde_json::to_vec(&cmd).map_err(|e| Error::Failed(e.to_string()))?;
-                let out = node.propose(data).await.map_err(from_repl)?;
+                let out = leaderless_retry(|| node.propose(data.clone())).await?;
                 serde_json::from_slice(&out).map_err(|e| Error::Failed(e.to_string()))
             }
         }
@@ -160,7 +185,7 @@ impl CatalogHandle {
         f: impl FnOnce(&Catalog) -> T + Send + 'static,
     ) -> Result<T> {
         if let Backend::Raft { node, .. } = &self.backend {
-            node.read_index().await.map_err(from_repl)?;
+            leaderless_retry(|| node.read_index()).await?;
         }
         self.read(f).await
     }

@@ -353,4 +353,112 @@ mod tests {
         assert_eq!(c.dependents("a"), vec!["b".to_string(), "c".to_string()]);
         assert!(c.dependents("d").is_empty());
     }
+
+    fn job_with_one_shard(id: &str) -> BackupJob {
+        let mut meta: mo_br_format::manifest::BackupMeta =
+            serde_json::from_value(serde_json::json!({
+                "format": 1, "id": id, "backup_type": "full", "consistency": "cold",
+                "location": {"type": "filesystem", "path": "/b"}, "backup_ts": "1-0",
+                "started_at": "", "completed_at": "", "source_data_dir": "/d",
+                "shared_backend": "DISK-V2", "shared_dir": "mo-data/shared2",
+                "stored_size": 0, "total_size": 0, "files": []
+            }))
+            .unwrap();
+        meta.files.push(mo_br_format::manifest::FileEntry {
+            kind: mo_br_format::layout::FileKind::Object,
+            name: "o_00001".into(),
+            path: "tae/o_00001".into(),
+            size: 3,
+            sha256: String::new(),
+            need_copy: true,
+            origin: None,
+            role: None,
+        });
+        BackupJob {
+            id: id.into(),
+            meta,
+            sources: vec!["d/o_00001".into()],
+            shards: vec![ShardState {
+                files: vec![0],
+                bytes: 3,
+                node_local: false,
+                assignment: None,
+                done: false,
+            }],
+            parallelism: 1,
+            committing: None,
+        }
+    }
+
+    #[test]
+    fn a_stale_agents_late_report_is_rejected() {
+        let mut c = Catalog::default();
+        let mut i = 0;
+        let mut apply = |c: &mut Catalog, cmd: Command| {
+            i += 1;
+            c.apply(i, &cmd)
+        };
+        apply(&mut c, Command::BackupStarted(Box::new(record("j", None))));
+        apply(
+            &mut c,
+            Command::JobPlanned(Box::new(job_with_one_shard("j"))),
+        );
+        let assign = |agent: &str| Command::ShardAssigned {
+            job: "j".into(),
+            shard: 0,
+            agent: agent.into(),
+        };
+        let Applied::Epoch(first) = apply(&mut c, assign("a")) else {
+            panic!()
+        };
+        // Agent a's lease expired: the shard goes to b under a new epoch.
+        let Applied::Epoch(second) = apply(&mut c, assign("b")) else {
+            panic!()
+        };
+        assert!(second > first);
+        let report = |epoch: u64, sha: &str| Command::ShardDone {
+            job: "j".into(),
+            shard: 0,
+            epoch,
+            files: vec![DoneFile {
+                index: 0,
+                size: 3,
+                sha256: sha.into(),
+            }],
+        };
+        assert!(matches!(
+            apply(&mut c, report(first, "aaaa")),
+            Applied::Rejected(_)
+        ));
+        assert!(!c.jobs["j"].shards[0].done);
+        assert_eq!(apply(&mut c, report(second, "bbbb")), Applied::Ok);
+        assert!(c.jobs["j"].shards[0].done);
+        assert_eq!(c.jobs["j"].meta.files[0].sha256, "bbbb");
+        // Late again, after completion: still rejected, nothing changes.
+        assert!(matches!(
+            apply(&mut c, report(first, "aaaa")),
+            Applied::Rejected(_)
+        ));
+        assert_eq!(c.jobs["j"].meta.files[0].sha256, "bbbb");
+        // The manifest can only be committed once every shard is done.
+        apply(
+            &mut c,
+            Command::JobCommitting {
+                job: "j".into(),
+                completed_at: "t1".into(),
+            },
+        );
+        apply(
+            &mut c,
+            Command::JobCommitting {
+                job: "j".into(),
+                completed_at: "t2".into(),
+            },
+        );
+        assert_eq!(
+            c.jobs["j"].committing.as_deref(),
+            Some("t1"),
+            "the first commit time wins"
+        );
+    }
 }

@@ -241,7 +241,7 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
     };
     let job = BackupJob {
         id: id.clone(),
-        shards: plan_shards(&meta),
+        shards: plan_shards(&meta, c.shard_bytes),
         meta,
         sources,
         parallelism: req.parallelism,
@@ -281,7 +281,7 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
 
 /// Shards of a plan: SHARED files by bytes over any agent that reaches
 /// SHARED; node-local files (configs, logservice-data) for agents of the node.
-fn plan_shards(meta: &BackupMeta) -> Vec<ShardState> {
+fn plan_shards(meta: &BackupMeta, shard_bytes: u64) -> Vec<ShardState> {
     let mut shared = Vec::new();
     let mut local = Vec::new();
     for (i, f) in meta.files.iter().enumerate() {
@@ -303,7 +303,7 @@ fn plan_shards(meta: &BackupMeta) -> Vec<ShardState> {
     }
     let mut out = Vec::new();
     for (files, node_local) in [(shared, false), (local, true)] {
-        for s in shards::split(files, Eligibility::Any, out.len()) {
+        for s in shards::split(files, Eligibility::Any, out.len(), shard_bytes) {
             out.push(ShardState {
                 bytes: s.files.iter().map(|f| f.size).sum(),
                 files: s.indexes,

@@ -123,7 +123,12 @@ pub async fn run(c: &Coordinator, req: CheckRequest, events: &Events) -> Result<
                 .await;
             }
         }
-        let shards = shards::split(tasks.into_iter().enumerate().collect(), Eligibility::Any, 0);
+        let shards = shards::split(
+            tasks.into_iter().enumerate().collect(),
+            Eligibility::Any,
+            0,
+            c.shard_bytes,
+        );
         let outcome = shards::run(
             &c.agents,
             &LocalLedger::default(),

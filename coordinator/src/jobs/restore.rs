@@ -104,7 +104,12 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
     )
     .await;
     let written: Vec<String> = tasks.iter().map(|t| t.dst.clone()).collect();
-    let shards = shards::split(tasks.into_iter().enumerate().collect(), Eligibility::Any, 0);
+    let shards = shards::split(
+        tasks.into_iter().enumerate().collect(),
+        Eligibility::Any,
+        0,
+        c.shard_bytes,
+    );
     let outcome = shards::run(
         &c.agents,
         &LocalLedger::default(),

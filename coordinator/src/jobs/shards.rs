@@ -115,12 +115,13 @@ pub fn split(
     files: Vec<(usize, FileTask)>,
     eligibility: Eligibility,
     first_id: usize,
+    max_bytes: u64,
 ) -> Vec<Shard> {
     let mut shards: Vec<Shard> = Vec::new();
     let mut bytes = 0u64;
     for (index, f) in files {
         let full = shards.last().is_none_or(|s| {
-            !s.files.is_empty() && (bytes + f.size > SHARD_BYTES || s.files.len() >= SHARD_FILES)
+            !s.files.is_empty() && (bytes + f.size > max_bytes || s.files.len() >= SHARD_FILES)
         });
         if full {
             shards.push(Shard {
@@ -521,7 +522,7 @@ mod tests {
     #[test]
     fn split_bounds_bytes_and_counts() {
         let files: Vec<_> = (0..2500).map(|_| task(1)).collect();
-        let shards = split(files, Eligibility::Shared, 0);
+        let shards = split(files, Eligibility::Shared, 0, SHARD_BYTES);
         assert_eq!(shards.len(), 3);
         assert_eq!(shards.iter().map(|s| s.files.len()).sum::<usize>(), 2500);
         assert_eq!(
@@ -530,7 +531,7 @@ mod tests {
         );
 
         let files = vec![task(50 << 20), task(50 << 20), task(10), task(100 << 20)];
-        let shards = split(files, Eligibility::Shared, 7);
+        let shards = split(files, Eligibility::Shared, 7, SHARD_BYTES);
         let sizes: Vec<_> = shards.iter().map(|s| s.files.len()).collect();
         assert_eq!(sizes, vec![1, 2, 1]);
         assert_eq!(shards[0].id, 7);

@@ -1,0 +1,316 @@
+//! A coordinator cluster as real processes on loopback: 3 raft replicas,
+//! agents that register and heartbeat, kill -9 of the leader, of an agent,
+//! of a majority; restarts from disk.
+
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use mo_br_sample::Backend;
+use mo_br_tests::fixtures::{backup_id, restore_by_id_args, Sample, Scene, MIB};
+use mo_br_tests::group::{scrape_sum, Group, GroupOptions};
+use mo_br_tests::procs::MoBr;
+use mo_br_tests::s3server::S3Server;
+use mo_br_tests::trees::assert_restored;
+
+/// Sum of the bytes of the files a backup copied (not the metadata written
+/// at commit), read from its manifest.
+fn copied_bytes(backup_meta: &Path) -> u64 {
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(backup_meta).expect("backup_meta")).unwrap();
+    meta["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["need_copy"] == true && f["kind"] != "meta")
+        .map(|f| f["size"].as_u64().unwrap())
+        .sum()
+}
+
+/// Polls the leader's catalog until the running job of a backup has at
+/// least `shards` shards done.
+fn wait_for_progress(g: &Group, shards: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Some(l) = g.wait_leader(Duration::from_secs(5)) {
+            if let Some(r) = g.inspect(l) {
+                let cat: serde_json::Value = serde_json::from_str(&r.catalog_json).unwrap();
+                let done = cat["jobs"]
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|jobs| jobs.values())
+                    .flat_map(|j| j["shards"].as_array().cloned().unwrap_or_default())
+                    .filter(|s| s["done"] == true)
+                    .count();
+                if done >= shards {
+                    return;
+                }
+            }
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the backup made no progress\n{}", g.logs());
+}
+
+fn complete_backups(catalog: &serde_json::Value) -> Vec<String> {
+    catalog["backups"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|b| b["state"]["state"] == "complete")
+        .map(|b| b["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Every live replica holds the same catalog, and `id` is complete in it.
+fn assert_replicas_agree(g: &Group, id: &str) {
+    let catalogs = g.converged_catalogs(Duration::from_secs(20));
+    assert!(catalogs.len() >= 2, "fewer than two replicas answer");
+    let (_, first) = &catalogs[0];
+    for (i, c) in &catalogs[1..] {
+        assert_eq!(
+            c,
+            first,
+            "replica {} differs from replica {}",
+            i + 1,
+            catalogs[0].0 + 1
+        );
+    }
+    assert!(
+        complete_backups(first).contains(&id.to_string()),
+        "backup {id} is not complete in the catalog: {first}"
+    );
+    assert!(
+        first["jobs"].as_object().unwrap().is_empty(),
+        "a job is left: {first}"
+    );
+}
+
+fn sample(scene: &Scene, size: u64) -> Sample {
+    scene.sample("node", 11, size, Backend::DiskV2)
+}
+
+#[test]
+fn backup_spreads_over_three_agents_and_restores_from_s3() {
+    let scene = Scene::new("cluster-s3");
+    let node = sample(&scene, 12 * MIB);
+    // s3s-fs cannot store keys longer than ~150 bytes (see fixtures).
+    node.drop_long_paths(150);
+    let s3 = S3Server::start().expect("start s3s-fs");
+    let mut g = Group::start(3, GroupOptions::default()).expect("start the replicas");
+    for _ in 0..3 {
+        g.start_agent(node.data_dir(), 0).unwrap();
+    }
+    let mobr = MoBr::remote(&scene.path("cwd"), &g.list());
+    let mut args: Vec<String> = [
+        "backup",
+        "--backup_dir",
+        "s3",
+        "--endpoint",
+        &s3.endpoint(),
+        "--bucket",
+        s3.bucket(),
+        "--filepath",
+        "/cluster1",
+        "--access_key_id",
+        s3.access_key(),
+        "--secret_access_key",
+        s3.secret_key(),
+        "--is_minio",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(node.source_args());
+    let out = mobr.run(&args);
+    let id = backup_id(&out);
+
+    // Every agent took a part, and together they copied every byte once.
+    let per_agent: Vec<f64> = g
+        .agents
+        .iter()
+        .map(|a| scrape_sum(&a.metrics, "mo_br_agent_bytes_total", "op=\"copy\""))
+        .collect();
+    assert!(
+        per_agent.iter().all(|b| *b > 0.0),
+        "idle agent: {per_agent:?}\n{}",
+        g.logs()
+    );
+    let copied = copied_bytes(&s3.root().join(s3.bucket()).join("cluster1/backup_meta"));
+    assert_eq!(
+        per_agent.iter().sum::<f64>() as u64,
+        copied,
+        "bytes by agent: {per_agent:?}"
+    );
+    assert_replicas_agree(&g, &id);
+
+    let mut restore = restore_by_id_args(&id, &scene.path("restored"));
+    restore.extend(
+        [
+            "--backup_access_key_id",
+            s3.access_key(),
+            "--backup_secret_access_key",
+            s3.secret_key(),
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    mobr.run(&restore).assert_ok("restore");
+    assert_restored(node.root(), &scene.path("restored"));
+}
+
+#[test]
+fn leader_killed_mid_backup_the_new_leader_finishes_it() {
+    let scene = Scene::new("cluster-leader");
+    let node = sample(&scene, 24 * MIB);
+    let mut g = Group::start(3, GroupOptions::default()).unwrap();
+    // Throttled, so the backup is still running when its leader dies.
+    for _ in 0..2 {
+        g.start_agent(node.data_dir(), 4_000_000).unwrap();
+    }
+    let mobr = MoBr::remote(&scene.path("cwd"), &g.list());
+    let args = node.fs_backup_args(&scene.path("b1"));
+    let runner = {
+        let mobr = mobr.clone();
+        thread::spawn(move || mobr.run(&args))
+    };
+    wait_for_progress(&g, 2);
+    let leader = g.wait_leader(Duration::from_secs(5)).unwrap();
+    g.kill_replica(leader);
+
+    let out = runner.join().unwrap();
+    let id = backup_id(&out);
+    assert!(scene.path("b1/backup_meta").is_file());
+    assert_replicas_agree(&g, &id);
+    mobr.run(&restore_by_id_args(&id, &scene.path("restored")))
+        .assert_ok("restore");
+    assert_restored(node.root(), &scene.path("restored"));
+
+    // The dead replica comes back and catches up with the same catalog.
+    g.start_replica(leader).unwrap();
+    assert_eq!(g.converged_catalogs(Duration::from_secs(20)).len(), 3);
+    assert_replicas_agree(&g, &id);
+}
+
+#[test]
+fn agent_killed_mid_backup_its_shards_go_elsewhere() {
+    let scene = Scene::new("cluster-agent");
+    let node = sample(&scene, 24 * MIB);
+    let mut g = Group::start(3, GroupOptions::default()).unwrap();
+    for _ in 0..3 {
+        g.start_agent(node.data_dir(), 3_000_000).unwrap();
+    }
+    let mobr = MoBr::remote(&scene.path("cwd"), &g.list());
+    let args = node.fs_backup_args(&scene.path("b1"));
+    let runner = {
+        let mobr = mobr.clone();
+        thread::spawn(move || mobr.run(&args))
+    };
+    wait_for_progress(&g, 2);
+    g.kill_agent(0);
+    let out = runner.join().unwrap();
+    let id = backup_id(&out);
+    assert_replicas_agree(&g, &id);
+    mobr.run(&restore_by_id_args(&id, &scene.path("restored")))
+        .assert_ok("restore");
+    assert_restored(node.root(), &scene.path("restored"));
+}
+
+#[test]
+fn restarted_follower_catches_up_from_log_and_snapshot() {
+    let scene = Scene::new("cluster-catchup");
+    let node = sample(&scene, 3 * MIB);
+    let opts = GroupOptions {
+        snapshot_every: 10,
+        ..Default::default()
+    };
+    let mut g = Group::start(3, opts).unwrap();
+    g.start_agent(node.data_dir(), 0).unwrap();
+    let mobr = MoBr::remote(&scene.path("cwd"), &g.list());
+    let leader = g.wait_leader(Duration::from_secs(5)).unwrap();
+    let follower = (leader + 1) % 3;
+
+    // Down for one backup: a few entries, caught up from the log.
+    g.kill_replica(follower);
+    let first = backup_id(&mobr.run(&node.fs_backup_args(&scene.path("b1"))));
+    g.start_replica(follower).unwrap();
+    assert_eq!(g.converged_catalogs(Duration::from_secs(20)).len(), 3);
+    assert_replicas_agree(&g, &first);
+
+    // Down for several: the leader's log is compacted past it meanwhile, so
+    // it catches up from a snapshot.
+    g.kill_replica(follower);
+    let mut last = first;
+    for i in 2..5 {
+        last = backup_id(&mobr.run(&node.fs_backup_args(&scene.path(&format!("b{i}")))));
+    }
+    let leader_view = g
+        .inspect(g.wait_leader(Duration::from_secs(5)).unwrap())
+        .unwrap();
+    assert!(
+        leader_view.snapshot_index > 0,
+        "the leader never compacted its log"
+    );
+    g.start_replica(follower).unwrap();
+    assert_eq!(g.converged_catalogs(Duration::from_secs(20)).len(), 3);
+    assert_replicas_agree(&g, &last);
+    let view = g.inspect(follower).unwrap();
+    assert!(
+        view.snapshot_index > 0,
+        "the follower did not restore a snapshot"
+    );
+}
+
+#[test]
+fn without_quorum_commands_fail_clearly_and_a_job_resumes_when_it_returns() {
+    let scene = Scene::new("cluster-quorum");
+    let node = sample(&scene, 16 * MIB);
+    let mut g = Group::start(3, GroupOptions::default()).unwrap();
+    for _ in 0..2 {
+        g.start_agent(node.data_dir(), 4_000_000).unwrap();
+    }
+    let mobr = MoBr::remote(&scene.path("cwd"), &g.list());
+
+    // A backup loses its quorum half-way and carries on once it is back.
+    let args = node.fs_backup_args(&scene.path("b1"));
+    let runner = {
+        let mobr = mobr.clone();
+        thread::spawn(move || mobr.run(&args))
+    };
+    wait_for_progress(&g, 1);
+    let leader = g.wait_leader(Duration::from_secs(5)).unwrap();
+    let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    for &i in &others {
+        g.kill_replica(i);
+    }
+    thread::sleep(Duration::from_secs(3));
+    for &i in &others {
+        g.start_replica(i).unwrap();
+    }
+    let id = backup_id(&runner.join().unwrap());
+    assert_replicas_agree(&g, &id);
+
+    // With 2 of 3 down, commands say so within seconds and commit nothing.
+    let leader = g.wait_leader(Duration::from_secs(5)).unwrap();
+    let down: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    for &i in &down {
+        g.kill_replica(i);
+    }
+    let t0 = Instant::now();
+    let out = mobr.run(&["list"]);
+    out.assert_failed("list without quorum");
+    assert!(out.stderr.contains("no quorum"), "{out}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        t0.elapsed()
+    );
+    let out = mobr.run(&node.fs_backup_args(&scene.path("b2")));
+    out.assert_failed("backup without quorum");
+    assert!(out.stderr.contains("no quorum"), "{out}");
+    assert!(!scene.path("b2/backup_meta").exists());
+
+    g.start_replica(down[0]).unwrap();
+    let ids = mobr.complete_ids();
+    assert_eq!(ids, vec![id], "a backup was committed without quorum");
+}

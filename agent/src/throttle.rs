@@ -5,7 +5,9 @@
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
@@ -36,7 +38,7 @@ impl RateLimiter {
             *paid = start + cost;
             *paid
         };
-        tokio::time::sleep_until(until.into()).await;
+        tokio::time::sleep_until(until).await;
     }
 }
 

@@ -9,12 +9,11 @@
 //! problem, `kind` one of the six problem kinds. Never a label per file, job
 //! or backup.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics::{Gauge, Unit};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use mo_br_proto::agent::ProblemKind;
 
 pub const BYTES_TOTAL: &str = "mo_br_agent_bytes_total";
@@ -24,12 +23,6 @@ pub const ERRORS_TOTAL: &str = "mo_br_agent_errors_total";
 pub const SHARD_DURATION_SECONDS: &str = "mo_br_agent_shard_duration_seconds";
 pub const SHARDS_RUNNING: &str = "mo_br_agent_shards_running";
 pub const LAST_SHARD_THROUGHPUT: &str = "mo_br_agent_last_shard_throughput_bytes_per_second";
-
-/// Histogram buckets for shard durations, in seconds: a shard is at most
-/// 256 MiB or 1000 files, from tens of milliseconds to minutes on slow S3.
-pub const SHARD_DURATION_BUCKETS: &[f64] = &[
-    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
-];
 
 /// The `op` label of shard work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,28 +55,12 @@ pub fn problem_kind(kind: i32) -> &'static str {
     }
 }
 
-/// Resolves `addr` (`host:port`) and installs the Prometheus exporter with an
-/// HTTP listener there, serving `/metrics`. Call once, inside the runtime.
-pub fn install(addr: &str) -> anyhow::Result<SocketAddr> {
-    let sock = resolve(addr)?;
-    PrometheusBuilder::new()
-        .with_http_listener(sock)
-        .set_buckets_for_metric(
-            Matcher::Suffix("duration_seconds".into()),
-            SHARD_DURATION_BUCKETS,
-        )?
-        .install()
-        .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+/// Installs the Prometheus exporter on `addr` and describes this crate's
+/// metrics. Call once, inside the runtime.
+pub fn install(addr: &str) -> Result<SocketAddr, mo_br_telemetry::Error> {
+    let sock = mo_br_telemetry::install(addr)?;
     describe();
     Ok(sock)
-}
-
-/// `host:port` to the first address it resolves to.
-pub fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {
-    addr.to_socket_addrs()
-        .map_err(|e| anyhow::anyhow!("bad --metrics_listen address {addr}: {e}"))?
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("--metrics_listen {addr} resolves to no address"))
 }
 
 /// Help texts for every agent metric (a no-op without a recorder).

@@ -8,12 +8,11 @@
 //! Labels are bounded: `kind` is a job kind, `result` ok or failed, `op` one
 //! of copy/restore/verify. Never a label per job, backup or file.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics::{Gauge, Unit};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
 pub const JOBS_RUNNING: &str = "mo_br_coordinator_jobs_running";
 pub const JOBS_TOTAL: &str = "mo_br_coordinator_jobs_total";
@@ -25,12 +24,6 @@ pub const RAFT_IS_LEADER: &str = "mo_br_raft_is_leader";
 pub const RAFT_LEADER_ID: &str = "mo_br_raft_leader_id";
 pub const RAFT_COMMIT_INDEX: &str = "mo_br_raft_commit_index";
 pub const RAFT_APPLIED_INDEX: &str = "mo_br_raft_applied_index";
-
-/// Histogram buckets for shard durations, in seconds: a shard is at most
-/// 256 MiB or 1000 files, from tens of milliseconds to minutes on slow S3.
-pub const SHARD_DURATION_BUCKETS: &[f64] = &[
-    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
-];
 
 /// The `kind` label of a job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,22 +47,10 @@ impl JobKind {
     }
 }
 
-/// Resolves `addr` (`host:port`) and installs the Prometheus exporter with an
-/// HTTP listener there, serving `/metrics`. Call once, inside the runtime.
-pub fn install(addr: &str) -> anyhow::Result<SocketAddr> {
-    let sock = addr
-        .to_socket_addrs()
-        .map_err(|e| anyhow::anyhow!("bad --metrics_listen address {addr}: {e}"))?
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("--metrics_listen {addr} resolves to no address"))?;
-    PrometheusBuilder::new()
-        .with_http_listener(sock)
-        .set_buckets_for_metric(
-            Matcher::Suffix("duration_seconds".into()),
-            SHARD_DURATION_BUCKETS,
-        )?
-        .install()
-        .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+/// Installs the Prometheus exporter on `addr` and describes this crate's
+/// metrics. Call once, inside the runtime.
+pub fn install(addr: &str) -> Result<SocketAddr, mo_br_telemetry::Error> {
+    let sock = mo_br_telemetry::install(addr)?;
     describe();
     Ok(sock)
 }

@@ -13,7 +13,7 @@ struct Args {
     /// Address to serve gRPC on.
     #[arg(long, default_value = "127.0.0.1:7201", env = "MO_BR_AGENT_LISTEN")]
     listen: String,
-    /// This agent's id (default: the listen address).
+    /// This agent's id (default: the advertised address, which differs per host).
     #[arg(long)]
     id: Option<String>,
     /// Files copied at once per shard when a request does not say.
@@ -64,7 +64,8 @@ async fn main() -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     // The line tests and scripts wait for: the real address when port 0 was asked.
     println!("mo-br-agent listening on {addr}");
-    let id = args.id.unwrap_or_else(|| addr.to_string());
+    let advertise = args.advertise.clone().unwrap_or_else(|| addr.to_string());
+    let id = args.id.unwrap_or_else(|| advertise.clone());
     let mut service = mo_br_agent::AgentService::new(id.clone(), args.parallelism);
     if args.max_bytes_per_sec > 0 {
         service = service.with_rate_limit(args.max_bytes_per_sec);
@@ -80,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
         };
         let me = mo_br_proto::coordinator::AgentRegistration {
             id,
-            address: args.advertise.clone().unwrap_or_else(|| addr.to_string()),
+            address: advertise,
             node: args.node.clone().unwrap_or_else(|| {
                 std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into())
             }),

@@ -239,6 +239,10 @@ pub struct BackupArgs {
     /// The node's etc/launch/launch.toml, to keep its configs with the backup
     #[arg(long, value_name = "FILE")]
     pub launch_config: Option<PathBuf>,
+    /// The MatrixOne node to back up, as its agent registered it; needed
+    /// when agents of several nodes serve a --data_dir of the same path.
+    #[arg(long)]
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -77,6 +77,7 @@ pub fn request(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<BackupRequest
             .as_deref()
             .map(|p| location::absolute(p, cwd).to_string_lossy().into_owned())
             .unwrap_or_default(),
+        node: a.node.clone().unwrap_or_default(),
     };
 
     Ok(BackupRequest {

@@ -27,6 +27,8 @@ pub struct AgentRef {
     pub client: AgentClient<Channel>,
     /// The node's mo-data the agent serves.
     pub data_dir: String,
+    /// The MatrixOne node it serves.
+    pub node: String,
     /// A fixed agent reads every node's files (it runs where the CLI does).
     pub any_node: bool,
     pub reaches_shared: bool,
@@ -37,8 +39,8 @@ pub struct AgentRef {
 pub enum Eligibility {
     /// SHARED files: any agent that reaches the SHARED store.
     Shared,
-    /// Node-local files: only an agent serving this data dir can read them.
-    Node { data_dir: String },
+    /// Node-local files: only an agent of this node can read them.
+    Node { node: String },
     /// Files in backup storage (restore, check): any agent.
     Any,
 }
@@ -47,7 +49,7 @@ impl Eligibility {
     pub fn describe(&self) -> String {
         match self {
             Eligibility::Shared => "SHARED files".into(),
-            Eligibility::Node { data_dir } => format!("node-local files of {data_dir}"),
+            Eligibility::Node { node } => format!("node-local files of node {node}"),
             Eligibility::Any => "files in backup storage".into(),
         }
     }
@@ -87,6 +89,7 @@ impl Agents {
                         name: name.clone(),
                         client: client(ch),
                         data_dir: String::new(),
+                        node: String::new(),
                         any_node: true,
                         reaches_shared: true,
                     },
@@ -130,6 +133,7 @@ impl Agents {
         {
             k.lease_until = until;
             k.agent.data_dir = record.data_dir.clone();
+            k.agent.node = record.node.clone();
             k.agent.reaches_shared = record.reaches_shared;
             return Ok(());
         }
@@ -145,6 +149,7 @@ impl Agents {
                     name: record.id.clone(),
                     client: client(channel),
                     data_dir: record.data_dir.clone(),
+                    node: record.node.clone(),
                     any_node: false,
                     reaches_shared: record.reaches_shared,
                 },
@@ -188,24 +193,50 @@ impl Agents {
         match e {
             Eligibility::Any => true,
             Eligibility::Shared => agent.reaches_shared,
-            Eligibility::Node { data_dir } => agent.any_node || same_dir(&agent.data_dir, data_dir),
+            Eligibility::Node { node } => agent.any_node || agent.node == *node,
         }
     }
 
-    /// A live agent that can read `data_dir`, to inventory it; waits up to
-    /// the absence limit for one to appear (a new leader's leases).
-    pub async fn node_agent(&self, data_dir: &str) -> Result<AgentRef> {
-        let want = Eligibility::Node {
-            data_dir: data_dir.to_string(),
-        };
+    /// A live agent of the node whose `data_dir` is to be backed up, to
+    /// inventory it; waits up to the absence limit for one to appear (a new
+    /// leader's leases). `node` picks among agents of several nodes that
+    /// serve a data dir of the same path (every node mounts `mo-data` at
+    /// the same place in most deployments).
+    pub async fn node_agent(&self, data_dir: &str, node: &str) -> Result<AgentRef> {
         let deadline = Instant::now() + self.absence_limit.min(Duration::from_secs(30));
         loop {
-            if let Some(a) = self.live().into_iter().find(|a| self.eligible(a, &want)) {
+            let candidates: Vec<AgentRef> = self
+                .live()
+                .into_iter()
+                .filter(|a| {
+                    a.any_node
+                        || (same_dir(&a.data_dir, data_dir) && (node.is_empty() || a.node == node))
+                })
+                .collect();
+            let mut nodes: Vec<&str> = candidates
+                .iter()
+                .filter(|a| !a.any_node)
+                .map(|a| a.node.as_str())
+                .collect();
+            nodes.sort();
+            nodes.dedup();
+            if nodes.len() > 1 {
+                return Err(Error::InvalidArgument(format!(
+                    "agents of several nodes serve {data_dir} ({}); pass --node to say which node to back up",
+                    nodes.join(", ")
+                )));
+            }
+            if let Some(a) = candidates.into_iter().next() {
                 return Ok(a);
             }
             if Instant::now() >= deadline {
+                let which = if node.is_empty() {
+                    String::new()
+                } else {
+                    format!(" on node {node}")
+                };
                 return Err(Error::FailedPrecondition(format!(
-                    "no live agent serves {data_dir}"
+                    "no live agent serves {data_dir}{which}"
                 )));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;

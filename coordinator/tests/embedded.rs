@@ -48,6 +48,7 @@ async fn backup_check_restore_in_process() {
                 source: Some(Source {
                     data_dir: sample.data_dir.display().to_string(),
                     launch_config: sample.launch_config.display().to_string(),
+                    node: String::new(),
                 }),
                 backup_type: "full".into(),
                 ..Default::default()

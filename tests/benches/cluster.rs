@@ -47,7 +47,9 @@ fn throughput(size_mib: u64) {
         let mobr = MoBr::remote(&scene.path("cwd"), &g.list());
         let target = scene.path(&format!("b-{agents}"));
         let t0 = Instant::now();
-        backup_id(&mobr.run(&node.fs_backup_args(&target)));
+        let mut args = node.fs_backup_args(&target);
+        args.extend(["--node".to_string(), "node-1".to_string()]);
+        backup_id(&mobr.run(&args));
         let secs = t0.elapsed().as_secs_f64();
         println!(
             "| {agents} | {secs:.2} s | {:.1} MB/s |",
@@ -108,7 +110,9 @@ fn follower_restart() {
         let before = g.inspect(leader).unwrap().applied_index;
         g.kill_replica(follower);
         for i in 0..20 {
-            backup_id(&mobr.run(&node.fs_backup_args(&scene.path(&format!("b{i}")))));
+            let mut args = node.fs_backup_args(&scene.path(&format!("b{i}")));
+            args.extend(["--node".to_string(), "node-1".to_string()]);
+            backup_id(&mobr.run(&args));
         }
         let leader = g.wait_leader(Duration::from_secs(10)).unwrap();
         let lag = g.inspect(leader).unwrap().applied_index - before;

@@ -86,6 +86,18 @@ fn assert_replicas_agree(g: &Group, id: &str) {
     );
 }
 
+/// The agents all serve the same data dir here (one host), registered as
+/// node-1, node-2, node-3: a backup names the node whose files it takes.
+fn on_node_1() -> Vec<String> {
+    vec!["--node".into(), "node-1".into()]
+}
+
+fn backup_args(node: &Sample, to: &Path) -> Vec<String> {
+    let mut args = node.fs_backup_args(to);
+    args.extend(on_node_1());
+    args
+}
+
 fn sample(scene: &Scene, size: u64) -> Sample {
     scene.sample("node", 11, size, Backend::DiskV2)
 }
@@ -122,6 +134,7 @@ fn backup_spreads_over_three_agents_and_restores_from_s3() {
     .map(|s| s.to_string())
     .collect();
     args.extend(node.source_args());
+    args.extend(on_node_1());
     let out = mobr.run(&args);
     let id = backup_id(&out);
 
@@ -169,7 +182,7 @@ fn leader_killed_mid_backup_the_new_leader_finishes_it() {
         g.start_agent(node.data_dir(), 4_000_000).unwrap();
     }
     let mobr = MoBr::remote(&scene.path("cwd"), &g.list());
-    let args = node.fs_backup_args(&scene.path("b1"));
+    let args = backup_args(&node, &scene.path("b1"));
     let runner = {
         let mobr = mobr.clone();
         thread::spawn(move || mobr.run(&args))
@@ -201,13 +214,14 @@ fn agent_killed_mid_backup_its_shards_go_elsewhere() {
         g.start_agent(node.data_dir(), 3_000_000).unwrap();
     }
     let mobr = MoBr::remote(&scene.path("cwd"), &g.list());
-    let args = node.fs_backup_args(&scene.path("b1"));
+    let args = backup_args(&node, &scene.path("b1"));
     let runner = {
         let mobr = mobr.clone();
         thread::spawn(move || mobr.run(&args))
     };
     wait_for_progress(&g, 2);
-    g.kill_agent(0);
+    // Not node-1's agent: node-local files need an agent of their node.
+    g.kill_agent(2);
     let out = runner.join().unwrap();
     let id = backup_id(&out);
     assert_replicas_agree(&g, &id);
@@ -232,7 +246,7 @@ fn restarted_follower_catches_up_from_log_and_snapshot() {
 
     // Down for one backup: a few entries, caught up from the log.
     g.kill_replica(follower);
-    let first = backup_id(&mobr.run(&node.fs_backup_args(&scene.path("b1"))));
+    let first = backup_id(&mobr.run(&backup_args(&node, &scene.path("b1"))));
     g.start_replica(follower).unwrap();
     assert_eq!(g.converged_catalogs(Duration::from_secs(20)).len(), 3);
     assert_replicas_agree(&g, &first);
@@ -242,7 +256,7 @@ fn restarted_follower_catches_up_from_log_and_snapshot() {
     g.kill_replica(follower);
     let mut last = first;
     for i in 2..5 {
-        last = backup_id(&mobr.run(&node.fs_backup_args(&scene.path(&format!("b{i}")))));
+        last = backup_id(&mobr.run(&backup_args(&node, &scene.path(&format!("b{i}")))));
     }
     let leader_view = g
         .inspect(g.wait_leader(Duration::from_secs(5)).unwrap())
@@ -272,7 +286,7 @@ fn without_quorum_commands_fail_clearly_and_a_job_resumes_when_it_returns() {
     let mobr = MoBr::remote(&scene.path("cwd"), &g.list());
 
     // A backup loses its quorum half-way and carries on once it is back.
-    let args = node.fs_backup_args(&scene.path("b1"));
+    let args = backup_args(&node, &scene.path("b1"));
     let runner = {
         let mobr = mobr.clone();
         thread::spawn(move || mobr.run(&args))
@@ -305,7 +319,7 @@ fn without_quorum_commands_fail_clearly_and_a_job_resumes_when_it_returns() {
         "took {:?}",
         t0.elapsed()
     );
-    let out = mobr.run(&node.fs_backup_args(&scene.path("b2")));
+    let out = mobr.run(&backup_args(&node, &scene.path("b2")));
     out.assert_failed("backup without quorum");
     assert!(out.stderr.contains("no quorum"), "{out}");
     assert!(!scene.path("b2/backup_meta").exists());

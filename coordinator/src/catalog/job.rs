@@ -18,6 +18,10 @@ pub struct BackupJob {
     pub sources: Vec<String>,
     pub shards: Vec<ShardState>,
     pub parallelism: u32,
+    /// The MatrixOne node whose node-local files this backup copies ("" for
+    /// the embedded default's agent, which reads everything).
+    #[serde(default)]
+    pub node: String,
     /// Set once every shard is done and the metadata files are being written:
     /// the completion time that goes into the manifest, so that a new leader
     /// writes the very same manifest.

@@ -386,6 +386,7 @@ mod tests {
                 done: false,
             }],
             parallelism: 1,
+            node: String::new(),
             committing: None,
         }
     }

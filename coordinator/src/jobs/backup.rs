@@ -111,7 +111,7 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
     };
 
     // Inventory on an agent that serves the node.
-    let agent = c.agents.node_agent(&source.data_dir).await?;
+    let agent = c.agents.node_agent(&source.data_dir, &source.node).await?;
     let mut inv = agent
         .client
         .clone()
@@ -245,6 +245,7 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
         meta,
         sources,
         parallelism: req.parallelism,
+        node: agent.node.clone(),
         committing: None,
     };
 
@@ -516,7 +517,7 @@ async fn copy_and_commit(
                 .collect(),
             eligibility: if s.node_local {
                 Eligibility::Node {
-                    data_dir: job.meta.source_data_dir.clone(),
+                    node: job.node.clone(),
                 }
             } else {
                 Eligibility::Shared

@@ -9,7 +9,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     tonic_prost_build::configure()
         // Its Debug is written by hand so secrets never reach a log line.
-        .skip_debug(["mobr.common.S3Storage"])
+        .skip_debug([
+            "mobr.common.S3Storage",
+            "mobr.coordinator.MoLogin",
+            "mobr.coordinator.SnapshotRequest",
+        ])
         .compile_protos(
             &[
                 "proto/common.proto",

@@ -377,12 +377,19 @@ pub enum SnapshotCommand {
 pub struct SnapshotCreateArgs {
     #[command(flatten)]
     pub conn: ConnFlags,
-    /// Scope of snapshot backup, only account is supported for the time being
+    /// Scope of snapshot backup: cluster, account (default), database (with
+    /// --db) or table (with --db and --table)
     #[arg(long, value_name = "string")]
     pub level: Option<String>,
     /// Tenant object name for snapshot backups
     #[arg(long, value_name = "string")]
     pub account: Option<String>,
+    /// Database of a database or table level snapshot
+    #[arg(long, value_name = "string")]
+    pub db: Option<String>,
+    /// Table of a table level snapshot
+    #[arg(long, value_name = "string")]
+    pub table: Option<String>,
     /// Snapshot name
     #[arg(long, value_name = "string")]
     pub sname: Option<String>,
@@ -441,14 +448,28 @@ pub struct SnapshotRestoreArgs {
     #[arg(long, value_name = "string")]
     pub table: Option<String>,
     /// Newly created tenant name
-    #[arg(long, value_name = "string", alias = "newaccount")]
+    #[arg(long, value_name = "string")]
     pub new_account: Option<String>,
     /// Tenant manager of the new tenant
-    #[arg(long, value_name = "string", alias = "newaccountadmin")]
+    #[arg(long, value_name = "string")]
     pub new_admin_name: Option<String>,
     /// Tenant administrator password of the new tenant
-    #[arg(long, value_name = "string", alias = "newaccountpwd")]
+    #[arg(long, value_name = "string")]
     pub new_admin_password: Option<String>,
+    /// Newly created tenant name (same as --new_account)
+    #[arg(long, value_name = "string")]
+    pub newaccount: Option<String>,
+    /// Tenant manager (same as --new_admin_name)
+    #[arg(long, value_name = "string")]
+    pub newaccountadmin: Option<String>,
+    /// Tenant administrator password (same as --new_admin_password)
+    #[arg(long, value_name = "string")]
+    pub newaccountpwd: Option<String>,
+    /// Restore statement grammar: auto (try the current one, fall back to
+    /// the old one on a syntax error), current or old (default auto, or
+    /// `restore_grammar` in the config file)
+    #[arg(long, value_name = "string")]
+    pub restore_grammar: Option<String>,
 }
 
 #[cfg(test)]
@@ -510,9 +531,14 @@ mod tests {
             let Some(Command::Snapshot(SnapshotCommand::Restore(r))) = cli.command else {
                 panic!("not snapshot restore")
             };
-            assert_eq!(r.new_account.as_deref(), Some("acc2"));
-            assert_eq!(r.new_admin_name.as_deref(), Some("admin"));
-            assert_eq!(r.new_admin_password.as_deref(), Some("111"));
+            let new = [
+                r.new_account.or(r.newaccount),
+                r.new_admin_name.or(r.newaccountadmin),
+                r.new_admin_password.or(r.newaccountpwd),
+            ];
+            assert_eq!(new[0].as_deref(), Some("acc2"));
+            assert_eq!(new[1].as_deref(), Some("admin"));
+            assert_eq!(new[2].as_deref(), Some("111"));
         }
     }
 

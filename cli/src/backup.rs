@@ -5,13 +5,42 @@ use std::path::Path;
 
 use anyhow::Result;
 use mo_br_proto::common::Source;
-use mo_br_proto::coordinator::BackupRequest;
+use mo_br_proto::coordinator::{BackupRequest, MoLogin};
 
-use crate::args::BackupArgs;
+use crate::args::{BackupArgs, ConnFlags};
 use crate::config::Settings;
 use crate::error::{usage, UsageError};
 use crate::location::{self, FlagNames, S3Parts};
 use crate::{connect, job, render};
+
+/// The MatrixOne login of an online backup (`--host ...`); none for a cold
+/// backup. The password may come from MO_BR_PASSWORD instead of the command line.
+pub fn mo_login(c: &ConnFlags) -> Result<Option<MoLogin>, UsageError> {
+    let Some(host) = c.host.as_deref().map(str::trim).filter(|h| !h.is_empty()) else {
+        if c.user.is_some() || c.port.is_some() {
+            return Err(usage!(
+                "--user/--port go with --host (an online backup of a running cluster)"
+            ));
+        }
+        return Ok(None);
+    };
+    let Some(user) = c.user.clone().filter(|u| !u.is_empty()) else {
+        return Err(usage!(
+            "--host needs --user: a sys user with the moadmin role"
+        ));
+    };
+    let password = c
+        .password
+        .clone()
+        .or_else(|| std::env::var("MO_BR_PASSWORD").ok())
+        .unwrap_or_default();
+    Ok(Some(MoLogin {
+        host: host.to_string(),
+        port: u32::from(c.port.unwrap_or(6001)),
+        user,
+        password,
+    }))
+}
 
 pub fn request(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<BackupRequest, UsageError> {
     let Some(dir) = a.backup_dir.as_deref() else {
@@ -81,6 +110,7 @@ pub fn request(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<BackupRequest
     };
 
     Ok(BackupRequest {
+        login: mo_login(&a.conn)?,
         target: Some(target),
         source: Some(source),
         backup_type: backup_type.to_string(),
@@ -97,11 +127,6 @@ const REATTACH_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub async fn run(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<u8> {
     let req = request(a, s, cwd)?;
-    if a.conn.host.is_some() || a.conn.port.is_some() || a.conn.user.is_some() {
-        tracing::warn!(
-            "--host/--port/--user/--password are not used by this version: it backs up --data_dir"
-        );
-    }
     tracing::info!(
         "backup ({}) of {} to {}",
         req.backup_type,
@@ -120,6 +145,11 @@ pub async fn run(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<u8> {
         req.parallelism,
     )
     .await?;
+    let mo_password = req
+        .login
+        .as_ref()
+        .map(|l| l.password.clone())
+        .unwrap_or_default();
     let (access_key_id, secret_access_key) = match req.target.as_ref().and_then(|t| t.kind.as_ref())
     {
         Some(mo_br_proto::common::storage::Kind::S3(s3)) => {
@@ -148,6 +178,7 @@ pub async fn run(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<u8> {
                     job_id: id.clone(),
                     access_key_id: access_key_id.clone(),
                     secret_access_key: secret_access_key.clone(),
+                    mo_password: mo_password.clone(),
                 })
                 .await?
                 .into_inner();

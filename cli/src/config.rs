@@ -8,6 +8,7 @@
 //! log_level = "info"
 //! log_file = "/var/log/mo_br.log"
 //! parallelism = 8
+//! restore_grammar = "auto"   # mo_br snapshot restore: auto, current or old
 //!
 //! [s3]
 //! access_key_id = "..."
@@ -29,6 +30,8 @@ pub struct Config {
     pub log_level: Option<String>,
     pub log_file: Option<String>,
     pub parallelism: Option<u32>,
+    /// `mo_br snapshot restore`'s grammar: auto, current or old.
+    pub restore_grammar: Option<String>,
     #[serde(default)]
     pub s3: S3Config,
 }
@@ -120,6 +123,8 @@ pub struct Settings {
     pub log_level: String,
     pub log_file: String,
     pub parallelism: Option<u32>,
+    /// The config file's `restore_grammar` (snapshot restore).
+    pub restore_grammar: Option<String>,
     file_creds: S3Config,
     env_creds: EnvCreds,
 }
@@ -152,6 +157,7 @@ impl Settings {
                 .or(config.log_file)
                 .unwrap_or_else(|| args::DEFAULT_LOG_FILE.to_string()),
             parallelism: config.parallelism,
+            restore_grammar: config.restore_grammar,
             file_creds: config.s3,
             env_creds,
         }
@@ -219,13 +225,14 @@ mod tests {
     fn parses_every_key() {
         let c = Config::parse(
             "coordinator = \"a:1\"\nmeta_path = \"/m\"\nlog_level = \"info\"\n\
-             log_file = \"/l\"\nparallelism = 3\n[s3]\naccess_key_id = \"k\"\n\
+             log_file = \"/l\"\nparallelism = 3\nrestore_grammar = \"old\"\n[s3]\naccess_key_id = \"k\"\n\
              secret_access_key = \"s\"\n",
         )
         .unwrap();
         assert_eq!(c.coordinator.as_deref(), Some("a:1"));
         assert_eq!(c.meta_path, Some(PathBuf::from("/m")));
         assert_eq!(c.parallelism, Some(3));
+        assert_eq!(c.restore_grammar.as_deref(), Some("old"));
         assert_eq!(c.s3.secret_access_key.as_deref(), Some("s"));
         assert!(!format!("{c:?}").contains("\"s\""), "Debug shows a secret");
     }

@@ -63,7 +63,6 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             );
             return Ok(0);
         }
-        Some(Command::Snapshot(s)) => return Ok(snapshot::run(s)),
         Some(c) => c,
     };
 
@@ -81,7 +80,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Command::Check(a) => check::run(a, &settings, &cwd).await,
             Command::Delete(a) => delete::run(a, &settings).await,
             Command::Restore(a) => restore::run(a, &settings, &cwd).await,
-            Command::Completion(_) | Command::Snapshot(_) => unreachable!("handled above"),
+            Command::Snapshot(c) => snapshot::run(c, &settings).await,
+            Command::Completion(_) => unreachable!("handled above"),
         }
     });
     // The embedded servers are still running: do not wait for them.

@@ -29,6 +29,9 @@ pub enum Error {
     NotLeader(Option<String>),
     #[error("no quorum: the coordinator cluster cannot commit (fewer than a majority of replicas are reachable)")]
     NoQuorum,
+    /// From MatrixOne (its own message kept verbatim) or about reaching it.
+    #[error("MatrixOne: {0}")]
+    MatrixOne(String),
 }
 
 impl From<Error> for tonic::Status {
@@ -53,6 +56,13 @@ impl From<Error> for tonic::Status {
                 }
                 status
             }
+            Error::MatrixOne(m) if m.starts_with("cannot reach MatrixOne") => {
+                tonic::Status::unavailable(msg)
+            }
+            Error::MatrixOne(m) if m.contains("Access denied") => {
+                tonic::Status::permission_denied(msg)
+            }
+            Error::MatrixOne(_) => tonic::Status::failed_precondition(msg),
             _ => tonic::Status::internal(msg),
         }
     }

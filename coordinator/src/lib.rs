@@ -9,16 +9,19 @@
 //! - [`service`]: the gRPC services: the CLI's (followers forward to the
 //!   leader) and the agents' registry.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`matrixone`]: the SQL connection to MatrixOne (snapshots, online backup).
 
 pub mod agents;
 pub mod catalog;
 pub mod jobs;
+pub mod matrixone;
 pub mod metrics;
+pub mod online;
 pub mod service;
 
 mod error;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -28,6 +31,7 @@ pub use error::{Error, Result, LEADER_HEADER};
 
 use agents::Agents;
 use catalog::{BackupState, CatalogHandle, Command};
+use mo_br_format::manifest::Consistency;
 use mo_br_proto::coordinator::coordinator_server::CoordinatorServer;
 use mo_br_proto::coordinator::registry_server::RegistryServer;
 use mo_br_storage::{Credentials, Location};
@@ -49,6 +53,12 @@ pub struct Coordinator {
     driving: Arc<Mutex<HashSet<String>>>,
     /// Upper bound of a shard's bytes.
     pub shard_bytes: u64,
+    /// How often an online backup's GC checker is renewed.
+    pub gc_renew: Duration,
+    /// MatrixOne passwords of online backups this replica drives, by backup.
+    /// Only ever in memory (never in the catalog): touched by jobs and by
+    /// `Attach`, never held across an await.
+    passwords: Arc<Mutex<HashMap<String, String>>>,
 }
 
 /// A replica of a coordinator cluster.
@@ -65,6 +75,8 @@ pub struct ClusterConfig {
     pub snapshot_every: u64,
     /// Upper bound of a shard's bytes.
     pub shard_bytes: u64,
+    /// How often an online backup's GC checker is renewed.
+    pub gc_renew: Duration,
 }
 
 impl Coordinator {
@@ -96,6 +108,8 @@ impl Coordinator {
             agents: Agents::fixed(agents),
             driving: Arc::default(),
             shard_bytes: jobs::shards::SHARD_BYTES,
+            gc_renew: online::DEFAULT_RENEW,
+            passwords: Arc::default(),
         })
     }
 
@@ -110,6 +124,8 @@ impl Coordinator {
             agents: Agents::registry(config.agent_lease),
             driving: Arc::default(),
             shard_bytes: config.shard_bytes,
+            gc_renew: config.gc_renew,
+            passwords: Arc::default(),
         };
         tokio::spawn(leader_loop(c.clone()));
         Ok(c)
@@ -142,7 +158,7 @@ impl Coordinator {
 
     /// Starts driving backup `id` here unless it already is. `creds` are
     /// for its target; empty ones fall back to the environment.
-    pub fn adopt(&self, id: &str, creds: Credentials) {
+    pub fn adopt(&self, id: &str, creds: Credentials, login: Option<matrixone::MoLogin>) {
         if !self
             .driving
             .lock()
@@ -158,12 +174,34 @@ impl Coordinator {
             // from the replicated state instead.
             let (tx, mut rx) = tokio::sync::mpsc::channel(64);
             tokio::spawn(async move { while rx.recv().await.is_some() {} });
-            match jobs::backup::drive(&c, &id, &creds, false, &tx).await {
+            match jobs::backup::drive(&c, &id, &creds, login, false, &tx).await {
                 Ok(()) => tracing::info!("adopted backup {id} completed"),
                 Err(e) => tracing::warn!("adopted backup {id}: {e}"),
             }
             c.driving.lock().expect("driving lock").remove(&id);
         });
+    }
+
+    pub(crate) fn remember_login(&self, backup: &str, login: &matrixone::MoLogin) {
+        self.passwords
+            .lock()
+            .expect("passwords lock")
+            .insert(backup.to_string(), login.password.clone());
+    }
+
+    pub(crate) fn forget_login(&self, backup: &str) {
+        self.passwords
+            .lock()
+            .expect("passwords lock")
+            .remove(backup);
+    }
+
+    pub(crate) fn known_password(&self, backup: &str) -> Option<String> {
+        self.passwords
+            .lock()
+            .expect("passwords lock")
+            .get(backup)
+            .cloned()
     }
 
     /// Marks `id` as driven by this replica (the job that planned it).
@@ -213,20 +251,78 @@ async fn leader_loop(c: Coordinator) {
                 .read(|cat| {
                     cat.jobs
                         .values()
-                        .map(|j| (j.id.clone(), j.meta.location.clone()))
+                        .map(|j| {
+                            let hold = (j.meta.consistency == Consistency::Online)
+                                .then(|| cat.gc_holds.get(&j.id).cloned())
+                                .flatten();
+                            (j.id.clone(), j.meta.location.clone(), hold)
+                        })
                         .collect::<Vec<_>>()
                 })
                 .await
                 .unwrap_or_default();
-            for (id, location) in jobs {
+            for (id, location, hold) in jobs {
                 let env_creds = std::env::var_os("AWS_ACCESS_KEY_ID").is_some();
-                if matches!(location, Location::Filesystem { .. }) || env_creds {
-                    c.adopt(&id, Credentials::default());
+                if !(matches!(location, Location::Filesystem { .. }) || env_creds) {
+                    continue; // waits for the CLI to re-attach with keys
+                }
+                match hold {
+                    // An online backup is adopted only with a password to
+                    // renew and release its GC hold.
+                    Some(hold) => {
+                        if let Some(login) = online::login_for(&c, &hold) {
+                            c.adopt(&id, Credentials::default(), Some(login));
+                        }
+                    }
+                    None => c.adopt(&id, Credentials::default(), None),
                 }
             }
+            release_ended_holds(&c).await;
         }
         was_leader = l.is_leader;
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Releases MatrixOne GC holds whose backup has ended (completed, failed or
+/// deleted) but whose release did not get through, e.g. because the leader
+/// that held it died first.
+async fn release_ended_holds(c: &Coordinator) {
+    let holds = c
+        .catalog
+        .read(|cat| {
+            cat.gc_holds
+                .values()
+                .filter(|h| {
+                    cat.backups
+                        .get(&h.backup)
+                        .is_none_or(|b| b.state != BackupState::Running)
+                })
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+    metrics::set_gc_holds(holds.len());
+    for hold in holds {
+        if c.driving
+            .lock()
+            .expect("driving lock")
+            .contains(&hold.backup)
+        {
+            continue;
+        }
+        match online::login_for(c, &hold) {
+            Some(login) => {
+                if let Err(e) = online::release(c, &hold.backup, &login).await {
+                    tracing::warn!("releasing GC held by backup {}: {e}", hold.backup);
+                }
+            }
+            None => tracing::warn!(
+                "GC is held by ended backup {} but no MatrixOne password is known here (set MO_BR_MO_PASSWORD)",
+                hold.backup
+            ),
+        }
     }
 }
 

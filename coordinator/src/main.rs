@@ -46,6 +46,10 @@ struct Args {
     /// and redone when it is lost.
     #[arg(long = "shard_bytes", default_value_t = 64 << 20)]
     shard_bytes: u64,
+    /// How often an online backup renews MatrixOne's backup checker (ms);
+    /// MatrixOne drops the protection 20 minutes after the last renewal.
+    #[arg(long = "gc_renew_ms", default_value_t = 60_000)]
+    gc_renew_ms: u64,
     /// Agents to hand work to, host:port, comma-separated (single mode).
     #[arg(long, value_delimiter = ',')]
     agents: Vec<String>,
@@ -111,6 +115,7 @@ async fn main() -> anyhow::Result<()> {
         }
         let mut c = mo_br_coordinator::Coordinator::open(&args.meta_path, agents).await?;
         c.shard_bytes = args.shard_bytes;
+        c.gc_renew = Duration::from_millis(args.gc_renew_ms);
         c
     } else {
         let id = args.id.context("--peers needs --id")?;
@@ -126,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
             agent_lease: Duration::from_millis(args.agent_lease_ms),
             snapshot_every: args.snapshot_every,
             shard_bytes: args.shard_bytes,
+            gc_renew: Duration::from_millis(args.gc_renew_ms),
         })?
     };
     // The line tests and scripts wait for: the real address when port 0 was asked.

@@ -19,6 +19,8 @@ pub const JOBS_TOTAL: &str = "mo_br_coordinator_jobs_total";
 pub const SHARD_DURATION_SECONDS: &str = "mo_br_coordinator_shard_duration_seconds";
 pub const SHARD_REASSIGNMENTS_TOTAL: &str = "mo_br_coordinator_shard_reassignments_total";
 pub const LIVE_AGENTS: &str = "mo_br_coordinator_live_agents";
+pub const GC_RENEWALS_TOTAL: &str = "mo_br_coordinator_gc_checker_renewals_total";
+pub const GC_HOLDS: &str = "mo_br_coordinator_gc_holds";
 pub const RAFT_TERM: &str = "mo_br_raft_term";
 pub const RAFT_IS_LEADER: &str = "mo_br_raft_is_leader";
 pub const RAFT_LEADER_ID: &str = "mo_br_raft_leader_id";
@@ -83,6 +85,14 @@ pub fn describe() {
     );
     describe_gauge!(RAFT_COMMIT_INDEX, "Raft log index known committed.");
     describe_gauge!(RAFT_APPLIED_INDEX, "Raft log index applied to the catalog.");
+    describe_counter!(
+        GC_RENEWALS_TOTAL,
+        "Renewals of MatrixOne's backup checker by online backups, by result."
+    );
+    describe_gauge!(
+        GC_HOLDS,
+        "MatrixOne GC holds of online backups not yet released."
+    );
     // Present from the start, so dashboards see 0 rather than no series.
     counter!(SHARD_REASSIGNMENTS_TOTAL).absolute(0);
 }
@@ -142,6 +152,16 @@ pub fn shard_finished(op: &'static str, elapsed: Duration) {
 /// A shard goes back to the queue after its agent failed.
 pub fn shard_reassigned() {
     counter!(SHARD_REASSIGNMENTS_TOTAL).increment(1);
+}
+
+/// A renewal of an online backup's GC checker, by outcome.
+pub fn gc_renewed(ok: bool) {
+    counter!(GC_RENEWALS_TOTAL, "result" => if ok { "ok" } else { "failed" }).increment(1);
+}
+
+/// How many GC holds the catalog records.
+pub fn set_gc_holds(n: usize) {
+    gauge!(GC_HOLDS).set(n as f64);
 }
 
 /// How many agents are reachable now.

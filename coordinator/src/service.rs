@@ -18,7 +18,7 @@ use mo_br_proto::coordinator::registry_server::Registry;
 use mo_br_proto::coordinator::{
     job_event, AgentHeartbeat, AgentRegistration, AttachRequest, BackupRequest, CheckRequest,
     DeleteRequest, Finished, InspectReply, InspectRequest, JobEvent, ListRequest, Progress,
-    RegistryReply, RestoreRequest, Started,
+    RegistryReply, RestoreRequest, SnapshotRequest, Started,
 };
 use mo_br_storage::Credentials;
 use tokio::sync::mpsc;
@@ -141,6 +141,7 @@ impl CoordinatorApi for CoordinatorService {
     type DeleteStream = JobStream;
     type RestoreStream = JobStream;
     type AttachStream = JobStream;
+    type SnapshotStream = JobStream;
 
     async fn backup(&self, r: Request<BackupRequest>) -> Result<Response<JobStream>, Status> {
         serve_job!(self, r, backup, JobKind::Backup, jobs::backup::run)
@@ -160,6 +161,17 @@ impl CoordinatorApi for CoordinatorService {
 
     async fn restore(&self, r: Request<RestoreRequest>) -> Result<Response<JobStream>, Status> {
         serve_job!(self, r, restore, JobKind::Restore, jobs::restore::run)
+    }
+
+    async fn snapshot(&self, r: Request<SnapshotRequest>) -> Result<Response<JobStream>, Status> {
+        // Counted with the job kind closest to what the statement does.
+        let kind = match r.get_ref().op.trim() {
+            "show" => JobKind::List,
+            "drop" => JobKind::Delete,
+            "restore" => JobKind::Restore,
+            _ => JobKind::Backup,
+        };
+        serve_job!(self, r, snapshot, kind, jobs::snapshot::run)
     }
 
     async fn attach(&self, r: Request<AttachRequest>) -> Result<Response<JobStream>, Status> {
@@ -224,12 +236,30 @@ async fn follow(c: &Coordinator, req: AttachRequest, events: &Events) -> Result<
         .await?;
     let record = record.ok_or_else(|| Error::UnknownBackup(id.clone()))?;
     if let Some(job) = &job {
+        let hold = c
+            .catalog
+            .read({
+                let id = id.clone();
+                move |cat| cat.gc_holds.get(&id).cloned()
+            })
+            .await?;
+        let login = hold.map(|h| crate::matrixone::MoLogin {
+            host: h.host,
+            port: h.port,
+            user: h.user,
+            password: req.mo_password.clone(),
+        });
+        if let Some(l) = login.as_ref().filter(|l| !l.password.is_empty()) {
+            c.remember_login(&id, l);
+        }
+        let login = login.filter(|l| !l.password.is_empty());
         c.adopt(
             &id,
             Credentials {
                 access_key_id: req.access_key_id.clone(),
                 secret_access_key: req.secret_access_key.clone(),
             },
+            login,
         );
         emit(
             events,

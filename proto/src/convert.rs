@@ -77,3 +77,34 @@ impl std::fmt::Debug for S3Storage {
             .finish()
     }
 }
+
+impl std::fmt::Debug for crate::coordinator::MoLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MoLogin")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for crate::coordinator::SnapshotRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotRequest")
+            .field("login", &self.login)
+            .field("op", &self.op)
+            .field("level", &self.level)
+            .field("account", &self.account)
+            .field("db", &self.db)
+            .field("table", &self.table)
+            .field("sname", &self.sname)
+            .field("begin_ts", &self.begin_ts)
+            .field("end_ts", &self.end_ts)
+            .field("new_account", &self.new_account)
+            .field("new_admin_name", &self.new_admin_name)
+            .field("new_admin_password", &"<redacted>")
+            .field("grammar", &self.grammar)
+            .finish()
+    }
+}

@@ -42,10 +42,7 @@ pub fn install(addr: &str) -> Result<SocketAddr, Error> {
     };
     PrometheusBuilder::new()
         .with_http_listener(sock)
-        .set_buckets_for_metric(
-            Matcher::Suffix("duration_seconds".into()),
-            DURATION_BUCKETS,
-        )
+        .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), DURATION_BUCKETS)
         .map_err(|e| serve(e.to_string()))?
         .install()
         .map_err(|e| serve(e.to_string()))?;

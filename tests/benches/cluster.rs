@@ -73,7 +73,11 @@ fn leader_failover(trials: usize) {
             if mobr.run(&["list"]).success() {
                 break;
             }
-            assert!(t0.elapsed() < Duration::from_secs(30), "no new leader\n{}", g.logs());
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "no new leader\n{}",
+                g.logs()
+            );
         }
         times.push(t0.elapsed().as_secs_f64());
         g.start_replica(leader).expect("restart");
@@ -119,9 +123,6 @@ fn follower_restart() {
         let t0 = Instant::now();
         g.start_replica(follower).expect("restart");
         g.converged_catalogs(Duration::from_secs(60));
-        println!(
-            "| {lag} | {via} | {:.2} s |",
-            t0.elapsed().as_secs_f64()
-        );
+        println!("| {lag} | {via} | {:.2} s |", t0.elapsed().as_secs_f64());
     }
 }

@@ -17,6 +17,10 @@ pub struct GroupOptions {
     pub shard_bytes: u64,
     pub snapshot_every: u64,
     pub agent_lease_ms: u64,
+    /// More flags for every replica.
+    pub extra_args: Vec<String>,
+    /// Environment of every replica.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for GroupOptions {
@@ -25,6 +29,8 @@ impl Default for GroupOptions {
             shard_bytes: 1 << 20,
             snapshot_every: 1000,
             agent_lease_ms: 1500,
+            extra_args: vec![],
+            env: vec![],
         }
     }
 }
@@ -96,7 +102,9 @@ impl Group {
             .args(["--shard_bytes", &self.opts.shard_bytes.to_string()])
             .args(["--snapshot_every", &self.opts.snapshot_every.to_string()])
             .args(["--agent_lease_ms", &self.opts.agent_lease_ms.to_string()])
-            .args(["--log_level", "info"]);
+            .args(["--log_level", "info"])
+            .args(&self.opts.extra_args)
+            .envs(self.opts.env.iter().map(|(k, v)| (k, v)));
         // Appends: a restarted replica's log follows its earlier life.
         let log = self.replica_log(i);
         let (daemon, _) = start_daemon(cmd, "mo-br-coordinator listening on", log)?;

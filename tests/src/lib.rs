@@ -2,6 +2,7 @@
 //! `mo-br-agent`, `mo_br`) on loopback, sample nodes and tree comparison.
 pub mod fixtures;
 pub mod group;
+pub mod mosim;
 pub mod procs;
 pub mod s3server;
 pub mod trees;

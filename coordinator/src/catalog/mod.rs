@@ -97,6 +97,30 @@ pub enum Command {
         job: String,
         completed_at: String,
     },
+    /// An online backup is about to stop MatrixOne's GC: recorded first, so
+    /// whoever leads next knows to renew and to release it.
+    GcHeld(GcHold),
+    /// The timestamp the backup checker protects (renewed with it).
+    GcChecker {
+        backup: String,
+        ts: String,
+    },
+    /// GC was started again and the checker removed.
+    GcReleased {
+        backup: String,
+    },
+}
+
+/// MatrixOne's GC held by an online backup (facts §3). No password: the
+/// driver brings it (request, re-attach, or the coordinator's environment).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcHold {
+    pub backup: String,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// The protected timestamp, once the cut is known.
+    pub checker_ts: Option<String>,
 }
 
 /// What applying a command answers its proposer.
@@ -133,6 +157,9 @@ pub struct Catalog {
     /// The last epoch handed out; epochs only grow.
     #[serde(default)]
     pub epoch: u64,
+    /// GC holds of online backups not yet released, by backup id.
+    #[serde(default)]
+    pub gc_holds: BTreeMap<String, GcHold>,
     /// Index of the last applied command.
     pub applied: u64,
 }
@@ -253,6 +280,17 @@ impl Catalog {
                     return Applied::Rejected(format!("job {job} has unfinished shards"));
                 }
                 j.committing.get_or_insert_with(|| completed_at.clone());
+            }
+            Command::GcHeld(hold) => {
+                self.gc_holds.insert(hold.backup.clone(), hold.clone());
+            }
+            Command::GcChecker { backup, ts } => {
+                if let Some(h) = self.gc_holds.get_mut(backup) {
+                    h.checker_ts = Some(ts.clone());
+                }
+            }
+            Command::GcReleased { backup } => {
+                self.gc_holds.remove(backup);
             }
         }
         Applied::Ok

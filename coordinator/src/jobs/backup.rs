@@ -14,7 +14,7 @@ use mo_br_format::manifest::{
 };
 use mo_br_format::mo::{self, Hlc};
 use mo_br_proto::agent::{FileDone, FileKind as WireKind, FileTask, InventoryRequest};
-use mo_br_proto::common::{storage, FsStorage, Storage as WireStorage};
+use mo_br_proto::common::{storage, FsStorage, Source, Storage as WireStorage};
 use mo_br_proto::coordinator::{job_event, BackupRequest, Finished, Started};
 use mo_br_storage::{Credentials, Storage};
 
@@ -24,7 +24,8 @@ use crate::agents::Eligibility;
 use crate::catalog::{
     Applied, BackupJob, BackupRecord, BackupState, Command, DoneFile, ShardState,
 };
-use crate::{Coordinator, Error, Result};
+use crate::matrixone::{MoConn, MoLogin};
+use crate::{online, Coordinator, Error, Result};
 
 pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result<()> {
     let at_time = now_rfc3339();
@@ -110,6 +111,90 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
         }
     };
 
+    let id = uuid::Uuid::now_v7().to_string();
+    let login = req
+        .login
+        .as_ref()
+        .filter(|l| !l.host.is_empty())
+        .map(MoLogin::from_wire)
+        .transpose()?;
+    let record = BackupRecord {
+        id: id.clone(),
+        location,
+        backup_type,
+        consistency: if login.is_some() {
+            Consistency::Online
+        } else {
+            Consistency::Cold
+        },
+        base_id: base.as_ref().map(|b| b.id.clone()),
+        state: BackupState::Running,
+        at_time,
+        complete_time: None,
+        duration_secs: 0.0,
+        size: 0,
+        files: 0,
+        backup_ts: String::new(),
+        data_dir: source.data_dir.clone(),
+    };
+    // Claimed before the plan is visible, so the leader loop does not adopt
+    // the job this call is about to drive itself.
+    let _claim = c.claim(&id);
+    let Some(login) = login else {
+        plan(
+            c,
+            &req,
+            &source,
+            &record,
+            base.as_ref(),
+            base_meta.as_ref(),
+            None,
+        )
+        .await?;
+        return drive(c, &id, &creds, None, true, events).await;
+    };
+
+    // Online: the backup is on record before MatrixOne's GC is touched, so
+    // that whatever happens next, some leader releases it.
+    let mut conn = online::connect(&login).await?;
+    c.catalog
+        .propose(Command::BackupStarted(Box::new(record.clone())))
+        .await?;
+    let planned = async {
+        online::hold(c, &id, &login, &mut conn).await?;
+        online::checkpoint(&mut conn).await?;
+        plan(
+            c,
+            &req,
+            &source,
+            &record,
+            base.as_ref(),
+            base_meta.as_ref(),
+            Some(&mut conn),
+        )
+        .await
+    }
+    .await;
+    if let Err(e) = planned {
+        return Err(fail(c, &id, Some(&login), None, e).await);
+    }
+    drive(c, &id, &creds, Some(login), true, events).await
+}
+
+/// Inventories the node and records the plan of backup `record` (already
+/// recorded as started for an online backup, whose GC `online` holds).
+#[allow(clippy::too_many_arguments)]
+async fn plan(
+    c: &Coordinator,
+    req: &BackupRequest,
+    source: &Source,
+    record: &BackupRecord,
+    base: Option<&BackupRecord>,
+    base_meta: Option<&BackupMeta>,
+    mut online: Option<&mut MoConn>,
+) -> Result<()> {
+    let backup_type = record.backup_type;
+    let location = record.location.clone();
     // Inventory on an agent that serves the node.
     let agent = c.agents.node_agent(&source.data_dir, &source.node).await?;
     let mut inv = agent
@@ -137,7 +222,7 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
         }
         node_files.extend(batch.files);
     }
-    if let Some(base) = &base_meta {
+    if let Some(base) = base_meta {
         if base.shared_backend != shared_backend {
             return Err(Error::FailedPrecondition(format!(
                 "base backup {} is of a {} SHARED store, this node's is {}",
@@ -146,8 +231,9 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
         }
     }
 
-    // Plan.
-    let id = uuid::Uuid::now_v7().to_string();
+    // Plan. The cut: the newest checkpoint's end (for an online backup, of
+    // the checkpoint just forced); later ckp/ and gc/ files could reference
+    // objects this backup does not hold.
     let backup_ts = node_files
         .iter()
         .filter(|f| f.kind == WireKind::Checkpoint as i32 && f.name.starts_with("ckp/meta_"))
@@ -158,8 +244,20 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
             logical: 0,
         })
         .to_string();
+    if online.is_some() {
+        let cut: Option<Hlc> = backup_ts.parse().ok();
+        node_files.retain(|f| match WireKind::try_from(f.kind) {
+            // Not safely copyable file by file while the node runs.
+            Ok(WireKind::Logservice) => false,
+            Ok(WireKind::Checkpoint | WireKind::Gc) => match (mo::name_end_ts(&f.name), cut) {
+                (Some(end), Some(cut)) => end <= cut,
+                _ => true,
+            },
+            _ => true,
+        });
+    }
     let base_objects: HashMap<&str, &FileEntry> = base_meta
-        .iter()
+        .into_iter()
         .flat_map(|m| m.files.iter())
         .filter(|f| f.kind == FileKind::Object)
         .map(|f| (f.name.as_str(), f))
@@ -186,7 +284,7 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
             .get(f.name.as_str())
             .filter(|p| p.size == f.size)
         {
-            let base = base_meta.as_ref().expect("base objects come from a base");
+            let base = base_meta.expect("base objects come from a base");
             entries.push(FileEntry {
                 need_copy: false,
                 origin: Some(prev.origin.clone().unwrap_or_else(|| base.id.clone())),
@@ -213,7 +311,7 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
         sources.push(f.source_path.clone());
     }
     let mut chain = Vec::new();
-    if let Some(base) = &base_meta {
+    if let Some(base) = base_meta {
         chain.push(ChainLink {
             id: base.id.clone(),
             location: base.location.clone(),
@@ -222,14 +320,14 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
     }
     let meta = BackupMeta {
         format: FORMAT_VERSION,
-        id: id.clone(),
+        id: record.id.clone(),
         backup_type,
-        consistency: Consistency::Cold,
-        base_id: base.as_ref().map(|b| b.id.clone()),
+        consistency: record.consistency,
+        base_id: base.map(|b| b.id.clone()),
         chain,
         location: location.clone(),
         backup_ts: backup_ts.clone(),
-        started_at: at_time.clone(),
+        started_at: record.at_time.clone(),
         completed_at: String::new(),
         source_data_dir: source.data_dir.clone(),
         source_launch_config: source.launch_config.clone(),
@@ -240,7 +338,7 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
         files: entries,
     };
     let job = BackupJob {
-        id: id.clone(),
+        id: record.id.clone(),
         shards: plan_shards(&meta, c.shard_bytes),
         meta,
         sources,
@@ -249,27 +347,13 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
         committing: None,
     };
 
-    let record = BackupRecord {
-        id: id.clone(),
-        location,
-        backup_type,
-        consistency: Consistency::Cold,
-        base_id: base.as_ref().map(|b| b.id.clone()),
-        state: BackupState::Running,
-        at_time,
-        complete_time: None,
-        duration_secs: 0.0,
-        size: 0,
-        files: 0,
-        backup_ts,
-        data_dir: source.data_dir.clone(),
-    };
-    // Claimed before the plan is visible, so the leader loop does not adopt
-    // the job this call is about to drive itself.
-    let _claim = c.claim(&id);
-    c.catalog
-        .propose(Command::BackupStarted(Box::new(record)))
-        .await?;
+    if let Some(conn) = online.as_mut() {
+        online::protect(c, &record.id, conn, &backup_ts).await?;
+    } else {
+        c.catalog
+            .propose(Command::BackupStarted(Box::new(record.clone())))
+            .await?;
+    }
     if let Applied::Rejected(why) = c
         .catalog
         .propose(Command::JobPlanned(Box::new(job)))
@@ -277,7 +361,7 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
     {
         return Err(Error::Failed(why));
     }
-    drive(c, &id, &creds, true, events).await
+    Ok(())
 }
 
 /// Shards of a plan: SHARED files by bytes over any agent that reaches
@@ -383,6 +467,7 @@ pub async fn drive(
     c: &Coordinator,
     id: &str,
     creds: &Credentials,
+    login: Option<MoLogin>,
     watched: bool,
     events: &Events,
 ) -> Result<()> {
@@ -392,37 +477,38 @@ pub async fn drive(
         .read(move |cat| cat.jobs.get(&want).cloned())
         .await?
         .ok_or_else(|| Error::Failed(format!("backup {id} has no running job")))?;
+    let online = job.meta.consistency == Consistency::Online;
+    if online && login.is_none() {
+        return Err(Error::FailedPrecondition(format!(
+            "backup {id} holds MatrixOne's GC and no password is known here to renew it; re-attach with the password or set MO_BR_MO_PASSWORD"
+        )));
+    }
+    // The leader driving an online backup renews its checker.
+    let _renewal = login
+        .clone()
+        .filter(|_| online)
+        .map(|l| online::renew(l, job.meta.backup_ts.clone(), c.gc_renew));
     let target = mo_br_storage::open(&job.meta.location, creds).await?;
     let result = copy_and_commit(c, &job, creds, target.as_ref(), watched, events).await;
     let meta = match result {
         Ok(meta) => meta,
         Err(e @ (Error::NotLeader(_) | Error::NoQuorum | Error::Shutdown)) => {
-            // Leadership moved: the new leader carries the job on; nothing
-            // is removed.
+            // Leadership moved: the new leader carries the job on (and
+            // renews the hold); nothing is removed or released.
             return Err(e);
         }
         Err(e) => {
-            // Remove what was written so nothing half-done is left behind;
-            // without backup_meta it would not count as a backup anyway.
-            let written: Vec<String> = job
-                .meta
-                .files
-                .iter()
-                .filter(|f| f.need_copy)
-                .map(|f| f.path.clone())
-                .collect();
-            cleanup(target.as_ref(), &written).await;
-            let reason = e.to_string();
-            let _ = c
-                .catalog
-                .propose(Command::BackupFailed {
-                    id: id.to_string(),
-                    reason: reason.clone(),
-                })
-                .await;
-            return Err(Error::Failed(format!("backup {id} failed: {reason}")));
+            let login = login.as_ref().filter(|_| online);
+            return Err(fail(c, id, login, Some((target.as_ref(), &job)), e).await);
         }
     };
+    if let Some(login) = login.as_ref().filter(|_| online) {
+        // The manifest is durable: GC may run again. A failed release is
+        // retried by the leader loop; the backup is complete either way.
+        if let Err(e) = online::release(c, id, login).await {
+            tracing::warn!("backup {id}: releasing GC: {e}");
+        }
+    }
 
     let duration_secs = chrono::DateTime::parse_from_rfc3339(&meta.completed_at)
         .ok()
@@ -644,6 +730,43 @@ async fn copy_and_commit(
         .put_bytes(layout::BACKUP_META, Bytes::from(bytes))
         .await?;
     Ok(meta)
+}
+
+/// Ends a backup that cannot finish: removes what it wrote, releases the GC
+/// it holds, records it as failed with its reason. Returns the error to report.
+async fn fail(
+    c: &Coordinator,
+    id: &str,
+    login: Option<&MoLogin>,
+    written: Option<(&dyn Storage, &BackupJob)>,
+    e: Error,
+) -> Error {
+    if let Some((target, job)) = written {
+        // Without backup_meta it would not count as a backup anyway, but
+        // nothing half-done is left behind.
+        let names: Vec<String> = job
+            .meta
+            .files
+            .iter()
+            .filter(|f| f.need_copy)
+            .map(|f| f.path.clone())
+            .collect();
+        cleanup(target, &names).await;
+    }
+    if let Some(login) = login {
+        if let Err(re) = online::release(c, id, login).await {
+            tracing::warn!("backup {id}: releasing GC after failure: {re}");
+        }
+    }
+    let reason = e.to_string();
+    let _ = c
+        .catalog
+        .propose(Command::BackupFailed {
+            id: id.to_string(),
+            reason: reason.clone(),
+        })
+        .await;
+    Error::Failed(format!("backup {id} failed: {reason}"))
 }
 
 async fn cleanup(target: &dyn Storage, written: &[String]) {

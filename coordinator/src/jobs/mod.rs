@@ -9,6 +9,7 @@ pub mod delete;
 pub mod list;
 pub mod restore;
 pub mod shards;
+pub mod snapshot;
 
 use mo_br_format::layout;
 use mo_br_format::manifest::BackupMeta;

@@ -1,0 +1,703 @@
+//! `mo_br snapshot create|show|drop|restore`: MatrixOne's snapshot SQL over
+//! one connection. The statements are built here from the request (names
+//! checked by [`matrixone::ident`], nothing spliced raw); MatrixOne's own
+//! errors come back verbatim as [`Error::MatrixOne`].
+//!
+//! SQL per operation:
+//! - create: `CREATE SNAPSHOT sp FOR CLUSTER | FOR ACCOUNT [acc] |
+//!   FOR DATABASE db | FOR TABLE db tbl`
+//! - show: `SHOW SNAPSHOTS [WHERE ACCOUNT_NAME = '..' AND DATABASE_NAME = '..'
+//!   AND TABLE_NAME = '..' AND SNAPSHOT_NAME = '..' AND TIMESTAMP >= '..' AND
+//!   TIMESTAMP <= '..']`
+//! - drop: `DROP SNAPSHOT sp`
+//! - restore, current grammar: `RESTORE ACCOUNT acc {SNAPSHOT = 'sp'}`,
+//!   `RESTORE DATABASE [acc.]db {SNAPSHOT = 'sp'}`,
+//!   `RESTORE TABLE [acc.]db.tbl {SNAPSHOT = 'sp'}`, each optionally
+//!   `TO ACCOUNT acc2`; old grammar (servers before 2025-11):
+//!   `RESTORE ACCOUNT acc [DATABASE db [TABLE tbl]] FROM SNAPSHOT sp
+//!   [TO ACCOUNT acc2]`. With a new account, first
+//!   `CREATE ACCOUNT acc2 ADMIN_NAME 'admin' IDENTIFIED BY 'pwd'`.
+
+use mo_br_proto::coordinator::{job_event, Finished, SnapshotRequest};
+
+use crate::jobs::{emit, line, Events};
+use crate::matrixone::{self, ident, quote, MoConn, MoLogin};
+use crate::{Coordinator, Error, Result};
+
+/// The columns of `SHOW SNAPSHOTS`, as printed.
+pub const SHOW_HEADER: [&str; 6] = [
+    "SNAPSHOT NAME",
+    "TIMESTAMP",
+    "SNAPSHOT LEVEL",
+    "ACCOUNT NAME",
+    "DATABASE NAME",
+    "TABLE NAME",
+];
+
+/// Which restore grammar to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grammar {
+    /// The current one, falling back to the old one on a syntax error.
+    Auto,
+    /// `RESTORE ... {SNAPSHOT = 'sp'}`
+    Current,
+    /// `RESTORE ACCOUNT acc ... FROM SNAPSHOT sp`
+    Old,
+}
+
+impl Grammar {
+    pub fn parse(s: &str) -> Result<Grammar> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(Grammar::Auto),
+            "current" | "new" => Ok(Grammar::Current),
+            "old" => Ok(Grammar::Old),
+            other => Err(Error::InvalidArgument(format!(
+                "restore grammar \"{other}\": use auto, current or old"
+            ))),
+        }
+    }
+}
+
+pub async fn run(_c: &Coordinator, req: SnapshotRequest, events: &Events) -> Result<()> {
+    let login = MoLogin::from_wire(
+        req.login
+            .as_ref()
+            .ok_or_else(|| Error::InvalidArgument("no MatrixOne login given".into()))?,
+    )?;
+    let op = req.op.trim().to_ascii_lowercase();
+    // Everything is checked before connecting: bad input changes nothing.
+    match op.as_str() {
+        "create" => {
+            let sql = create_sql(&req)?;
+            let mut conn = login.connect().await?;
+            let r = conn.exec(&sql).await;
+            conn.close().await;
+            r?;
+            finish(events, format!("snapshot {} created", req.sname.trim())).await;
+        }
+        "drop" => {
+            let sql = drop_sql(&req)?;
+            let mut conn = login.connect().await?;
+            let r = conn.exec(&sql).await;
+            conn.close().await;
+            r?;
+            finish(events, format!("snapshot {} dropped", req.sname.trim())).await;
+        }
+        "show" => {
+            let sql = show_sql(&req, &login)?;
+            let mut conn = login.connect().await?;
+            let rows = conn.rows(&sql).await;
+            conn.close().await;
+            let rows = rows?;
+            for l in render(&rows) {
+                line(events, l).await;
+            }
+            finish(events, String::new()).await;
+        }
+        "restore" => {
+            let plan = restore_plan(&req, &login)?;
+            let mut conn = login.connect().await?;
+            let r = restore(&mut conn, &plan, events).await;
+            conn.close().await;
+            let summary = r?;
+            finish(events, summary).await;
+        }
+        "" => return Err(Error::InvalidArgument("no snapshot operation given".into())),
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "unknown snapshot operation \"{other}\": use create, show, drop or restore"
+            )))
+        }
+    }
+    Ok(())
+}
+
+async fn finish(events: &Events, summary: String) {
+    emit(
+        events,
+        job_event::Event::Finished(Finished {
+            backup: None,
+            problems: 0,
+            summary,
+        }),
+    )
+    .await;
+}
+
+fn opt(s: &str) -> Option<&str> {
+    Some(s.trim()).filter(|s| !s.is_empty())
+}
+
+fn sname(req: &SnapshotRequest) -> Result<String> {
+    let s = opt(&req.sname)
+        .ok_or_else(|| Error::InvalidArgument("the snapshot name is missing (--sname)".into()))?;
+    ident("--sname", s)
+}
+
+/// The level asked for, or inferred from the flags given: table with
+/// --table, database with --db, else account.
+pub fn create_sql(req: &SnapshotRequest) -> Result<String> {
+    let sp = sname(req)?;
+    let account = opt(&req.account);
+    let db = opt(&req.db);
+    let table = opt(&req.table);
+    let level = match opt(&req.level).map(str::to_ascii_lowercase) {
+        Some(l) => l,
+        None if table.is_some() => "table".into(),
+        None if db.is_some() => "database".into(),
+        None => "account".into(),
+    };
+    let extra = |flag: &str, what: Option<&str>| match what {
+        Some(_) => Err(Error::InvalidArgument(format!(
+            "{flag} does not apply to a {level} level snapshot"
+        ))),
+        None => Ok(()),
+    };
+    match level.as_str() {
+        "cluster" => {
+            extra("--account", account)?;
+            extra("--db", db)?;
+            extra("--table", table)?;
+            Ok(format!("CREATE SNAPSHOT {sp} FOR CLUSTER"))
+        }
+        "account" | "tenant" => {
+            extra("--db", db)?;
+            extra("--table", table)?;
+            match account {
+                Some(a) => Ok(format!(
+                    "CREATE SNAPSHOT {sp} FOR ACCOUNT {}",
+                    ident("--account", a)?
+                )),
+                None => Ok(format!("CREATE SNAPSHOT {sp} FOR ACCOUNT")),
+            }
+        }
+        "database" | "db" => {
+            extra("--account", account)?;
+            extra("--table", table)?;
+            let db = db.ok_or_else(|| {
+                Error::InvalidArgument("a database level snapshot needs --db".into())
+            })?;
+            Ok(format!(
+                "CREATE SNAPSHOT {sp} FOR DATABASE {}",
+                ident("--db", db)?
+            ))
+        }
+        "table" => {
+            extra("--account", account)?;
+            let (Some(db), Some(table)) = (db, table) else {
+                return Err(Error::InvalidArgument(
+                    "a table level snapshot needs --db and --table".into(),
+                ));
+            };
+            Ok(format!(
+                "CREATE SNAPSHOT {sp} FOR TABLE {} {}",
+                ident("--db", db)?,
+                ident("--table", table)?
+            ))
+        }
+        other => Err(Error::InvalidArgument(format!(
+            "snapshot level \"{other}\": use cluster, account, database or table"
+        ))),
+    }
+}
+
+pub fn drop_sql(req: &SnapshotRequest) -> Result<String> {
+    Ok(format!("DROP SNAPSHOT {}", sname(req)?))
+}
+
+/// A timestamp filter: digits and `- : . T` and spaces only.
+fn check_ts(flag: &str, ts: &str) -> Result<()> {
+    if ts
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, '-' | ':' | '.' | ' ' | 'T'))
+        && ts.starts_with(|c: char| c.is_ascii_digit())
+    {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "{flag} \"{ts}\": give a time like 2024-05-11 00:00:00"
+        )))
+    }
+}
+
+pub fn show_sql(req: &SnapshotRequest, login: &MoLogin) -> Result<String> {
+    let mut conds = Vec::new();
+    if let Some(a) = opt(&req.account) {
+        matrixone::check_name("--account", a)?;
+        if !login.is_sys() && !a.eq_ignore_ascii_case(login.account()) {
+            return Err(Error::InvalidArgument(format!(
+                "only the sys tenant can show the snapshots of another account ({a})"
+            )));
+        }
+        conds.push(format!("ACCOUNT_NAME = {}", quote(a)));
+    }
+    for (flag, column, value) in [
+        ("--db", "DATABASE_NAME", &req.db),
+        ("--table", "TABLE_NAME", &req.table),
+        ("--sname", "SNAPSHOT_NAME", &req.sname),
+    ] {
+        if let Some(v) = opt(value) {
+            matrixone::check_name(flag, v)?;
+            conds.push(format!("{column} = {}", quote(v)));
+        }
+    }
+    if let Some(ts) = opt(&req.begin_ts) {
+        check_ts("--beginTs", ts)?;
+        conds.push(format!("TIMESTAMP >= {}", quote(ts)));
+    }
+    if let Some(ts) = opt(&req.end_ts) {
+        check_ts("--endTs", ts)?;
+        conds.push(format!("TIMESTAMP <= {}", quote(ts)));
+    }
+    Ok(if conds.is_empty() {
+        "SHOW SNAPSHOTS".to_string()
+    } else {
+        format!("SHOW SNAPSHOTS WHERE {}", conds.join(" AND "))
+    })
+}
+
+/// The rows of `SHOW SNAPSHOTS` as mo_br prints them: each cell padded to
+/// its column's width and followed by a tab, headers centred.
+pub fn render(rows: &[Vec<String>]) -> Vec<String> {
+    let mut widths: Vec<usize> = SHOW_HEADER.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = Vec::with_capacity(rows.len() + 1);
+    let mut header = String::new();
+    for (h, w) in SHOW_HEADER.iter().zip(&widths) {
+        let gap = w - h.chars().count();
+        let left = gap / 2;
+        header.push_str(&" ".repeat(left));
+        header.push_str(h);
+        header.push_str(&" ".repeat(gap - left));
+        header.push('\t');
+    }
+    out.push(header);
+    for row in rows {
+        let mut l = String::new();
+        for (i, w) in widths.iter().enumerate() {
+            let cell = row.get(i).map(String::as_str).unwrap_or("");
+            l.push_str(cell);
+            l.push_str(&" ".repeat(w - cell.chars().count()));
+            l.push('\t');
+        }
+        out.push(l);
+    }
+    out
+}
+
+/// What a restore sends. Its Debug leaves the password out.
+pub struct RestorePlan {
+    pub sname: String,
+    /// `CREATE ACCOUNT ...` when restoring to a new account, and its name.
+    pub create_account: Option<(String, String)>,
+    pub current: String,
+    pub old: String,
+    pub grammar: Grammar,
+    /// The new account's admin password, to keep it out of error messages.
+    pub new_password: String,
+    /// For the summary: "account acc1", "database db1", ...
+    pub what: String,
+}
+
+impl std::fmt::Debug for RestorePlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestorePlan")
+            .field("sname", &self.sname)
+            .field(
+                "create_account",
+                &self.create_account.as_ref().map(|(a, _)| a),
+            )
+            .field("current", &self.current)
+            .field("old", &self.old)
+            .field("grammar", &self.grammar)
+            .field("what", &self.what)
+            .finish()
+    }
+}
+
+pub fn restore_plan(req: &SnapshotRequest, login: &MoLogin) -> Result<RestorePlan> {
+    let sp = sname(req)?;
+    let grammar = Grammar::parse(&req.grammar)?;
+    let explicit_account = opt(&req.account);
+    let account = ident("--account", explicit_account.unwrap_or(login.account()))?;
+    let db = opt(&req.db).map(|d| ident("--db", d)).transpose()?;
+    let table = opt(&req.table).map(|t| ident("--table", t)).transpose()?;
+    let new_account = opt(&req.new_account);
+    let (admin, pwd) = (opt(&req.new_admin_name), &req.new_admin_password);
+    if table.is_some() && db.is_none() {
+        return Err(Error::InvalidArgument(
+            "restoring a table needs its database (--db) as well as --table".into(),
+        ));
+    }
+    let create_account = match new_account {
+        None => {
+            if admin.is_some() || !pwd.is_empty() {
+                return Err(Error::InvalidArgument(
+                    "--new_admin_name and --new_admin_password go with --new_account".into(),
+                ));
+            }
+            None
+        }
+        Some(acc2) => {
+            if !login.is_sys() {
+                return Err(Error::FailedPrecondition(
+                    "only the sys tenant can restore to a new account".into(),
+                ));
+            }
+            if db.is_some() {
+                return Err(Error::InvalidArgument(
+                    "only an account level restore can go to a new account: drop --db and --table"
+                        .into(),
+                ));
+            }
+            let Some(admin) = admin else {
+                return Err(Error::InvalidArgument(
+                    "a new account needs its admin's name (--new_admin_name)".into(),
+                ));
+            };
+            if pwd.is_empty() {
+                return Err(Error::InvalidArgument(
+                    "a new account needs its admin's password (--new_admin_password)".into(),
+                ));
+            }
+            let acc2_ident = ident("--new_account", acc2)?;
+            matrixone::check_name("--new_admin_name", admin)?;
+            Some((
+                acc2_ident,
+                format!(
+                    "CREATE ACCOUNT {} ADMIN_NAME {} IDENTIFIED BY {}",
+                    ident("--new_account", acc2)?,
+                    quote(admin),
+                    quote(pwd)
+                ),
+            ))
+        }
+    };
+    let to = match &create_account {
+        Some((acc2, _)) => format!(" TO ACCOUNT {acc2}"),
+        None => String::new(),
+    };
+    let prefix = match explicit_account {
+        Some(_) => format!("{account}."),
+        None => String::new(),
+    };
+    let at = format!("{{SNAPSHOT = {}}}", quote(&sp));
+    let (current, what) = match (&db, &table) {
+        (Some(db), Some(t)) => (
+            format!("RESTORE TABLE {prefix}{db}.{t} {at}{to}"),
+            format!("table {db}.{t}"),
+        ),
+        (Some(db), None) => (
+            format!("RESTORE DATABASE {prefix}{db} {at}{to}"),
+            format!("database {db}"),
+        ),
+        _ => (
+            format!("RESTORE ACCOUNT {account} {at}{to}"),
+            format!("account {account}"),
+        ),
+    };
+    let mut old = format!("RESTORE ACCOUNT {account}");
+    if let Some(db) = &db {
+        old.push_str(&format!(" DATABASE {db}"));
+        if let Some(t) = &table {
+            old.push_str(&format!(" TABLE {t}"));
+        }
+    }
+    old.push_str(&format!(" FROM SNAPSHOT {sp}{to}"));
+    Ok(RestorePlan {
+        sname: sp,
+        create_account,
+        current,
+        old,
+        grammar,
+        new_password: if new_account.is_some() {
+            pwd.clone()
+        } else {
+            String::new()
+        },
+        what,
+    })
+}
+
+/// Runs a restore plan; returns the summary.
+async fn restore(conn: &mut MoConn, plan: &RestorePlan, events: &Events) -> Result<String> {
+    let Some((acc2, create)) = &plan.create_account else {
+        restore_statement(conn, plan).await?;
+        return Ok(format!("snapshot {} restored ({})", plan.sname, plan.what));
+    };
+    // The snapshot must be there before an account is made for it.
+    let found = conn
+        .rows(&format!(
+            "SHOW SNAPSHOTS WHERE SNAPSHOT_NAME = {}",
+            quote(&plan.sname)
+        ))
+        .await?;
+    if found.is_empty() {
+        return Err(Error::FailedPrecondition(format!(
+            "snapshot {} does not exist (SHOW SNAPSHOTS does not list it); account {acc2} was not created",
+            plan.sname
+        )));
+    }
+    conn.exec(create).await.map_err(|e| match e {
+        // A parse error quotes the statement: keep the password out of it.
+        Error::MatrixOne(m) if !plan.new_password.is_empty() => {
+            Error::MatrixOne(m.replace(&plan.new_password, "<redacted>"))
+        }
+        e => e,
+    })?;
+    line(events, format!("account {acc2} created")).await;
+    if let Err(e) = restore_statement(conn, plan).await {
+        // Leave nothing behind: the account was made for this restore only.
+        match conn.exec(&format!("DROP ACCOUNT {acc2}")).await {
+            Ok(()) => {
+                line(
+                    events,
+                    format!("the restore failed: account {acc2} was dropped again"),
+                )
+                .await
+            }
+            Err(d) => tracing::warn!("dropping account {acc2} after a failed restore: {d}"),
+        }
+        return Err(e);
+    }
+    Ok(format!(
+        "snapshot {} restored ({}) to the new account {acc2}",
+        plan.sname, plan.what
+    ))
+}
+
+/// The restore statement in the grammar asked for; `auto` tries the current
+/// grammar and falls back to the old one when the server cannot parse it.
+async fn restore_statement(conn: &mut MoConn, plan: &RestorePlan) -> Result<()> {
+    match plan.grammar {
+        Grammar::Current => Ok(conn.try_exec(&plan.current).await?),
+        Grammar::Old => Ok(conn.try_exec(&plan.old).await?),
+        Grammar::Auto => match conn.try_exec(&plan.current).await {
+            Ok(()) => Ok(()),
+            Err(f) if f.is_syntax() => {
+                tracing::info!(
+                    "MatrixOne does not parse the current restore grammar ({}); trying the old one",
+                    f.error
+                );
+                match conn.try_exec(&plan.old).await {
+                    Ok(()) => Ok(()),
+                    // Neither parses: the first answer says more.
+                    Err(g) if g.is_syntax() => Err(f.error),
+                    Err(g) => Err(g.error),
+                }
+            }
+            Err(f) => Err(f.error),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(op: &str) -> SnapshotRequest {
+        SnapshotRequest {
+            op: op.into(),
+            sname: "sp1".into(),
+            ..Default::default()
+        }
+    }
+
+    fn login(user: &str) -> MoLogin {
+        MoLogin {
+            host: "127.0.0.1".into(),
+            port: 6001,
+            user: user.into(),
+            password: "111".into(),
+        }
+    }
+
+    #[test]
+    fn create_statements() {
+        let mut r = req("create");
+        assert_eq!(create_sql(&r).unwrap(), "CREATE SNAPSHOT sp1 FOR ACCOUNT");
+        r.account = "acc1".into();
+        assert_eq!(
+            create_sql(&r).unwrap(),
+            "CREATE SNAPSHOT sp1 FOR ACCOUNT acc1"
+        );
+        r.level = "cluster".into();
+        assert!(create_sql(&r).is_err());
+        r.account.clear();
+        assert_eq!(create_sql(&r).unwrap(), "CREATE SNAPSHOT sp1 FOR CLUSTER");
+        r.level = "database".into();
+        assert!(create_sql(&r).is_err());
+        r.db = "db1".into();
+        assert_eq!(
+            create_sql(&r).unwrap(),
+            "CREATE SNAPSHOT sp1 FOR DATABASE db1"
+        );
+        r.level = "table".into();
+        assert!(create_sql(&r).is_err());
+        r.table = "t1".into();
+        assert_eq!(
+            create_sql(&r).unwrap(),
+            "CREATE SNAPSHOT sp1 FOR TABLE db1 t1"
+        );
+        r.level.clear();
+        assert_eq!(
+            create_sql(&r).unwrap(),
+            "CREATE SNAPSHOT sp1 FOR TABLE db1 t1"
+        );
+        r.level = "galaxy".into();
+        assert!(create_sql(&r).is_err());
+        let mut r = req("create");
+        r.sname = "x'; drop".into();
+        assert!(create_sql(&r).is_err());
+        r.sname.clear();
+        assert!(create_sql(&r).is_err());
+        assert_eq!(drop_sql(&req("drop")).unwrap(), "DROP SNAPSHOT sp1");
+    }
+
+    #[test]
+    fn show_statements() {
+        let mut r = req("show");
+        r.sname.clear();
+        assert_eq!(show_sql(&r, &login("dump")).unwrap(), "SHOW SNAPSHOTS");
+        r.account = "acc1".into();
+        r.begin_ts = "2024-05-11 00:00:00".into();
+        assert_eq!(
+            show_sql(&r, &login("dump")).unwrap(),
+            "SHOW SNAPSHOTS WHERE ACCOUNT_NAME = 'acc1' AND TIMESTAMP >= '2024-05-11 00:00:00'"
+        );
+        assert!(show_sql(&r, &login("acc2#admin")).is_err());
+        assert!(show_sql(&r, &login("acc1#admin")).is_ok());
+        r.account.clear();
+        r.begin_ts.clear();
+        r.db = "db1".into();
+        r.table = "t1".into();
+        r.sname = "sp".into();
+        r.end_ts = "2030-01-01".into();
+        assert_eq!(
+            show_sql(&r, &login("dump")).unwrap(),
+            "SHOW SNAPSHOTS WHERE DATABASE_NAME = 'db1' AND TABLE_NAME = 't1' AND SNAPSHOT_NAME = 'sp' AND TIMESTAMP <= '2030-01-01'"
+        );
+        r.end_ts = "now' or 1=1".into();
+        assert!(show_sql(&r, &login("dump")).is_err());
+    }
+
+    #[test]
+    fn show_table_layout() {
+        let rows = vec![
+            vec![
+                "snapshot_02".to_string(),
+                "2024-05-11 02:29:23.07401".to_string(),
+                "account".to_string(),
+                "acc1".to_string(),
+                String::new(),
+                String::new(),
+            ],
+            vec![
+                "snapshot_01".to_string(),
+                "2024-05-11 02:26:03.462462".to_string(),
+                "account".to_string(),
+                "sys".to_string(),
+                String::new(),
+                String::new(),
+            ],
+        ];
+        let lines = render(&rows);
+        assert_eq!(
+            lines[0],
+            "SNAPSHOT NAME\t        TIMESTAMP         \tSNAPSHOT LEVEL\tACCOUNT NAME\tDATABASE NAME\tTABLE NAME\t"
+        );
+        assert_eq!(
+            lines[1],
+            "snapshot_02  \t2024-05-11 02:29:23.07401 \taccount       \tacc1        \t             \t          \t"
+        );
+        assert_eq!(
+            lines[2],
+            "snapshot_01  \t2024-05-11 02:26:03.462462\taccount       \tsys         \t             \t          \t"
+        );
+        assert_eq!(render(&[]).len(), 1);
+    }
+
+    #[test]
+    fn restore_statements() {
+        let dump = login("dump");
+        let mut r = req("restore");
+        let p = restore_plan(&r, &dump).unwrap();
+        assert_eq!(p.current, "RESTORE ACCOUNT sys {SNAPSHOT = 'sp1'}");
+        assert_eq!(p.old, "RESTORE ACCOUNT sys FROM SNAPSHOT sp1");
+        assert!(p.create_account.is_none());
+        r.account = "sys".into();
+        r.db = "db1".into();
+        let p = restore_plan(&r, &dump).unwrap();
+        assert_eq!(p.current, "RESTORE DATABASE sys.db1 {SNAPSHOT = 'sp1'}");
+        assert_eq!(p.old, "RESTORE ACCOUNT sys DATABASE db1 FROM SNAPSHOT sp1");
+        r.table = "t1".into();
+        let p = restore_plan(&r, &dump).unwrap();
+        assert_eq!(p.current, "RESTORE TABLE sys.db1.t1 {SNAPSHOT = 'sp1'}");
+        assert_eq!(
+            p.old,
+            "RESTORE ACCOUNT sys DATABASE db1 TABLE t1 FROM SNAPSHOT sp1"
+        );
+        r.account.clear();
+        let p = restore_plan(&r, &login("acc1#admin")).unwrap();
+        assert_eq!(p.current, "RESTORE TABLE db1.t1 {SNAPSHOT = 'sp1'}");
+        assert_eq!(
+            p.old,
+            "RESTORE ACCOUNT acc1 DATABASE db1 TABLE t1 FROM SNAPSHOT sp1"
+        );
+        r.db.clear();
+        assert!(restore_plan(&r, &dump).is_err());
+
+        let mut r = req("restore");
+        r.account = "acc1".into();
+        r.new_account = "acc2".into();
+        r.new_admin_name = "admin".into();
+        r.new_admin_password = "p'w".into();
+        let p = restore_plan(&r, &dump).unwrap();
+        assert!(
+            !format!("{p:?}").contains("p'w"),
+            "Debug shows the password"
+        );
+        let (acc2, create) = p.create_account.clone().unwrap();
+        assert_eq!(acc2, "acc2");
+        assert_eq!(
+            create,
+            "CREATE ACCOUNT acc2 ADMIN_NAME 'admin' IDENTIFIED BY 'p''w'"
+        );
+        assert_eq!(
+            p.current,
+            "RESTORE ACCOUNT acc1 {SNAPSHOT = 'sp1'} TO ACCOUNT acc2"
+        );
+        assert_eq!(
+            p.old,
+            "RESTORE ACCOUNT acc1 FROM SNAPSHOT sp1 TO ACCOUNT acc2"
+        );
+        let err = restore_plan(&r, &login("acc1#admin")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "only the sys tenant can restore to a new account"
+        );
+        r.new_admin_password.clear();
+        assert!(restore_plan(&r, &dump).is_err());
+        r.new_admin_password = "x".into();
+        r.db = "db1".into();
+        assert!(restore_plan(&r, &dump).is_err());
+        let mut r = req("restore");
+        r.new_admin_name = "admin".into();
+        assert!(restore_plan(&r, &dump).is_err());
+        let mut r = req("restore");
+        r.grammar = "medieval".into();
+        assert!(restore_plan(&r, &dump).is_err());
+        for (g, want) in [
+            ("", Grammar::Auto),
+            ("auto", Grammar::Auto),
+            ("current", Grammar::Current),
+            ("OLD", Grammar::Old),
+        ] {
+            assert_eq!(Grammar::parse(g).unwrap(), want);
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Holding MatrixOne's GC while an online backup copies (docs/ONLINE_BACKUP.md,
+//! facts §3): GC stopped, a backup checker protecting the cut as a safety
+//! net and renewed by whoever leads the backup, a forced checkpoint whose
+//! end is the cut, and GC released at the end, on failure and on cancel.
+//!
+//! Every hold is recorded in the replicated catalog before MatrixOne is
+//! touched, so a new leader renews what an old one held and releases holds
+//! whose backup has ended.
+
+use std::time::Duration;
+
+use mo_br_format::mo::Hlc;
+
+use crate::catalog::{Command, GcHold};
+use crate::matrixone::{MoConn, MoLogin};
+use crate::{Coordinator, Error, Result};
+
+/// The checker name MatrixOne's own backup uses; removing `backup.` removes it.
+const CHECKER: &str = "backup.";
+
+/// How often the leader of an online backup renews the checker by default:
+/// far inside the 20 minutes after which MatrixOne drops it.
+pub const DEFAULT_RENEW: Duration = Duration::from_secs(60);
+
+fn now_hlc() -> Hlc {
+    Hlc {
+        physical: chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+        logical: 0,
+    }
+}
+
+/// Logs in for an online backup: a sys user (only moadmin may call mo_ctl).
+/// Done before anything is recorded, so a bad login changes nothing.
+pub async fn connect(login: &MoLogin) -> Result<MoConn> {
+    if !login.is_sys() {
+        return Err(Error::InvalidArgument(format!(
+            "an online backup needs a sys user with the moadmin role; {} is a tenant user",
+            login.user
+        )));
+    }
+    login.connect().await
+}
+
+/// Records the hold, then stops GC (MatrixOne drains a running pass before
+/// answering) and protects everything up to now with a checker.
+pub async fn hold(c: &Coordinator, backup: &str, login: &MoLogin, conn: &mut MoConn) -> Result<()> {
+    c.catalog
+        .propose(Command::GcHeld(GcHold {
+            backup: backup.to_string(),
+            host: login.host.clone(),
+            port: login.port,
+            user: login.user.clone(),
+            checker_ts: None,
+        }))
+        .await?;
+    c.remember_login(backup, login);
+    conn.mo_ctl("dn", "DiskCleaner", "stop_gc").await?;
+    let ts = now_hlc().to_string();
+    conn.mo_ctl("dn", "DiskCleaner", &format!("add_checker.{CHECKER}{ts}"))
+        .await?;
+    c.catalog
+        .propose(Command::GcChecker {
+            backup: backup.to_string(),
+            ts,
+        })
+        .await?;
+    Ok(())
+}
+
+/// Forces a checkpoint; its meta's end becomes the cut.
+pub async fn checkpoint(conn: &mut MoConn) -> Result<()> {
+    conn.mo_ctl("dn", "checkpoint", "").await.map(|_| ())
+}
+
+/// Moves the checker to the cut `ts` and records it.
+pub async fn protect(c: &Coordinator, backup: &str, conn: &mut MoConn, ts: &str) -> Result<()> {
+    conn.mo_ctl("dn", "DiskCleaner", &format!("add_checker.{CHECKER}{ts}"))
+        .await?;
+    c.catalog
+        .propose(Command::GcChecker {
+            backup: backup.to_string(),
+            ts: ts.to_string(),
+        })
+        .await?;
+    Ok(())
+}
+
+/// Renews the checker every `every` while the returned guard lives. A failed
+/// renewal is retried at the next tick: MatrixOne keeps the protection for
+/// 20 minutes after the last success.
+pub fn renew(login: MoLogin, ts: String, every: Duration) -> RenewGuard {
+    let task = tokio::spawn(async move {
+        // The first renewal at once: a new leader adopting the backup may
+        // take over a checker close to expiry.
+        let mut first = true;
+        loop {
+            if !first {
+                tokio::time::sleep(every).await;
+            }
+            first = false;
+            let renewed = async {
+                let mut conn = login.connect().await?;
+                conn.mo_ctl("dn", "DiskCleaner", &format!("add_checker.{CHECKER}{ts}"))
+                    .await
+            }
+            .await;
+            match renewed {
+                Ok(_) => {
+                    crate::metrics::gc_renewed(true);
+                    tracing::debug!("renewed the backup checker at {ts}")
+                }
+                Err(e) => {
+                    crate::metrics::gc_renewed(false);
+                    tracing::warn!("renewing the backup checker at {ts}: {e}")
+                }
+            }
+        }
+    });
+    RenewGuard(task)
+}
+
+/// Stops renewing when dropped.
+pub struct RenewGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for RenewGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Starts GC again, removes the checker, and records the release. Safe to
+/// repeat: both calls are idempotent in MatrixOne.
+pub async fn release(c: &Coordinator, backup: &str, login: &MoLogin) -> Result<()> {
+    let mut conn = login.connect().await?;
+    conn.mo_ctl("dn", "DiskCleaner", "start_gc").await?;
+    conn.mo_ctl("dn", "DiskCleaner", &format!("remove_checker.{CHECKER}"))
+        .await?;
+    c.catalog
+        .propose(Command::GcReleased {
+            backup: backup.to_string(),
+        })
+        .await?;
+    c.forget_login(backup);
+    tracing::info!("released MatrixOne's GC held by backup {backup}");
+    Ok(())
+}
+
+/// The login of a recorded hold, with the password this coordinator knows
+/// for it: from the request or a re-attach, else MO_BR_MO_PASSWORD.
+pub fn login_for(c: &Coordinator, hold: &GcHold) -> Option<MoLogin> {
+    let password = c
+        .known_password(&hold.backup)
+        .or_else(|| std::env::var("MO_BR_MO_PASSWORD").ok())?;
+    Some(MoLogin {
+        host: hold.host.clone(),
+        port: hold.port,
+        user: hold.user.clone(),
+        password,
+    })
+}

@@ -1,0 +1,1442 @@
+//! Accounts, users, a tiny catalog, snapshots, restores and `mo_ctl`, with
+//! MatrixOne's rules and error texts (facts §3, §5, §6).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::node::{now_ms, now_ns, Checker, Hlc, Node};
+use crate::sql::{tokenize, Tok};
+use crate::wire::{native_password_matches, Reply, SqlError};
+
+pub const SYS: &str = "sys";
+const MOADMIN: &str = "moadmin";
+const ACCOUNTADMIN: &str = "accountadmin";
+const PUBLIC: &str = "public";
+
+/// MatrixOne's `ER_INTERNAL_ERROR` (moerr.ErrInternal), SQLSTATE HY000.
+pub const ER_INTERNAL: u16 = 20101;
+pub const ER_ACCESS_DENIED: u16 = 1045;
+pub const ER_PARSE: u16 = 1064;
+
+pub fn internal(msg: impl std::fmt::Display) -> SqlError {
+    SqlError {
+        code: ER_INTERNAL,
+        state: "HY000",
+        message: format!("internal error: {msg}"),
+    }
+}
+
+fn syntax(sql: &str, at: usize) -> SqlError {
+    let near = sql.get(at..).unwrap_or("");
+    SqlError {
+        code: ER_PARSE,
+        state: "42000",
+        message: format!(
+            "SQL parser error: You have an error in your SQL syntax; check the manual that corresponds to your MatrixOne server version for the right syntax to use. syntax error at line 1 column {} near \"{}\";",
+            at, near
+        ),
+    }
+}
+
+fn no_priv() -> SqlError {
+    internal("do not have privilege to execute the statement")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grammar {
+    Current,
+    Old,
+    Both,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    pub password: String,
+    pub role: String,
+}
+
+type Catalog = BTreeMap<String, BTreeSet<String>>;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Account {
+    pub id: u32,
+    pub users: BTreeMap<String, User>,
+    pub dbs: Catalog,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The account in whose `mo_catalog.mo_snapshots` the row lives (the creator).
+    pub owner: String,
+    pub name: String,
+    pub ts_ns: u64,
+    pub level: String,
+    pub account_name: String,
+    pub database_name: String,
+    pub table_name: String,
+    /// The catalog at creation, per account (what a restore puts back).
+    pub catalog: BTreeMap<String, Catalog>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestoreEvent {
+    pub seq: u64,
+    pub time_ns: u64,
+    pub level: String,
+    pub snapshot: String,
+    pub snapshot_level: String,
+    pub account: String,
+    pub database: String,
+    pub table: String,
+    pub to_account: String,
+    pub grammar: String,
+    pub by: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub accounts: BTreeMap<String, Account>,
+    pub snapshots: Vec<Snapshot>,
+    pub restores: Vec<RestoreEvent>,
+    pub checker: Option<Checker>,
+    pub next_account_id: u32,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        let mut users = BTreeMap::new();
+        for u in ["root", "dump"] {
+            users.insert(
+                u.to_string(),
+                User {
+                    password: "111".into(),
+                    role: MOADMIN.into(),
+                },
+            );
+        }
+        let mut accounts = BTreeMap::new();
+        accounts.insert(
+            SYS.to_string(),
+            Account {
+                id: 0,
+                users,
+                dbs: Catalog::new(),
+            },
+        );
+        State {
+            accounts,
+            snapshots: Vec::new(),
+            restores: Vec::new(),
+            checker: None,
+            next_account_id: 1,
+        }
+    }
+}
+
+/// A logged-in connection.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub account: String,
+    pub user: String,
+    pub role: String,
+    pub db: Option<String>,
+}
+
+impl Session {
+    fn is_sys(&self) -> bool {
+        self.account == SYS
+    }
+
+    fn is_admin(&self) -> bool {
+        self.role == MOADMIN || self.role == ACCOUNTADMIN
+    }
+}
+
+pub struct Config {
+    pub grammar: Grammar,
+    pub state_path: Option<PathBuf>,
+    pub snapshot_quota: usize,
+    pub version: String,
+}
+
+pub struct Engine {
+    cfg: Config,
+    state: Mutex<State>,
+    node: Option<Arc<Mutex<Node>>>,
+}
+
+/// Splits `acc#user[#role]` / `acc:user[:role]`; no delimiter = sys.
+pub fn split_login(login: &str) -> (String, String) {
+    for d in ['#', ':'] {
+        if let Some((a, rest)) = login.split_once(d) {
+            let user = rest.split(d).next().unwrap_or("");
+            return (a.to_ascii_lowercase(), user.to_string());
+        }
+    }
+    (SYS.to_string(), login.to_string())
+}
+
+impl Engine {
+    pub fn new(cfg: Config, node: Option<Arc<Mutex<Node>>>) -> anyhow::Result<Engine> {
+        let state = match &cfg.state_path {
+            Some(p) if p.exists() => serde_json::from_slice(&std::fs::read(p)?)?,
+            _ => State::default(),
+        };
+        if let Some(n) = &node {
+            n.lock().unwrap_or_else(|p| p.into_inner()).checker = state.checker;
+        }
+        let e = Engine {
+            cfg,
+            state: Mutex::new(state),
+            node,
+        };
+        e.save(&e.state.lock().unwrap_or_else(|p| p.into_inner()))?;
+        Ok(e)
+    }
+
+    pub fn version(&self) -> &str {
+        &self.cfg.version
+    }
+
+    fn save(&self, st: &State) -> std::io::Result<()> {
+        let Some(p) = &self.cfg.state_path else {
+            return Ok(());
+        };
+        let tmp = p.with_extension("tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(st).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::rename(&tmp, p)
+    }
+
+    pub fn login(&self, login: &str, salt: &[u8; 20], auth: &[u8]) -> Result<Session, SqlError> {
+        let (account, user) = split_login(login);
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let found = st
+            .accounts
+            .get(&account)
+            .and_then(|a| a.users.get(&user))
+            .filter(|u| native_password_matches(&u.password, salt, auth));
+        match found {
+            Some(u) => Ok(Session {
+                account,
+                user,
+                role: u.role.clone(),
+                db: None,
+            }),
+            None => Err(SqlError {
+                code: ER_ACCESS_DENIED,
+                state: "28000",
+                message: format!(
+                    "Access denied for user {user}. internal error: check password failed"
+                ),
+            }),
+        }
+    }
+
+    pub fn execute(&self, ses: &mut Session, sql: &str) -> Result<Reply, SqlError> {
+        let sql = sql.trim().trim_end_matches(';').trim();
+        let toks = tokenize(sql).map_err(|at| syntax(sql, at))?;
+        if toks.is_empty() {
+            return Err(syntax(sql, 0));
+        }
+        let mut p = P {
+            sql,
+            toks: &toks,
+            i: 0,
+        };
+        let first = p.next_word().unwrap_or_default();
+        match first.as_str() {
+            "select" => self.select(ses, &mut p),
+            "show" => self.show(ses, &mut p),
+            "create" => self.create(ses, &mut p),
+            "drop" => self.drop(ses, &mut p),
+            "restore" => self.restore(ses, &mut p),
+            "use" => {
+                let db = p.ident()?;
+                p.end()?;
+                let st = self.lock();
+                if !st.accounts[&ses.account].dbs.contains_key(&db) {
+                    return Err(internal(format!("Unknown database {db}")));
+                }
+                ses.db = Some(db);
+                Ok(Reply::Ok { affected: 0 })
+            }
+            "set" | "begin" | "commit" | "rollback" | "start" => Ok(Reply::Ok { affected: 0 }),
+            "insert" | "update" | "delete" => Ok(Reply::Ok { affected: 1 }),
+            _ => Err(syntax(sql, 0)),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn commit(&self, st: &State) -> Result<(), SqlError> {
+        self.save(st)
+            .map_err(|e| internal(format!("mo-sim: saving state failed: {e}")))
+    }
+
+    fn select(&self, ses: &Session, p: &mut P) -> Result<Reply, SqlError> {
+        // select mo_ctl('dn', 'method', 'param')
+        if p.peek().is_some_and(|t| t.is_kw("mo_ctl")) {
+            let start = p.pos();
+            p.i += 1;
+            p.sym("(")?;
+            let mut args = Vec::new();
+            loop {
+                args.push(p.string()?);
+                if p.eat_sym(",") {
+                    continue;
+                }
+                p.sym(")")?;
+                break;
+            }
+            let text = p.sql[start..p.pos_prev_end()].to_string();
+            p.end()?;
+            if args.len() != 3 {
+                return Err(internal("mo_ctl needs three arguments"));
+            }
+            let v = self.mo_ctl(ses, &args[0], &args[1], &args[2])?;
+            return Ok(one(&text, v));
+        }
+        // select * from mo_sim.restores
+        if p.eat_sym("*") {
+            p.kw("from")?;
+            let a = p.ident()?;
+            p.sym(".")?;
+            let b = p.ident()?;
+            if a != "mo_sim" {
+                return Err(internal(format!(
+                    "table {a}.{b} is not implemented by mo-sim"
+                )));
+            }
+            return match b.as_str() {
+                "restores" => Ok(self.restores_view()),
+                "node" => Ok(self.node_view()),
+                _ => Err(internal(format!(
+                    "table {a}.{b} is not implemented by mo-sim"
+                ))),
+            };
+        }
+        let mut cols = Vec::new();
+        let mut vals = Vec::new();
+        loop {
+            let start = p.pos();
+            let t = p.next().ok_or_else(|| syntax(p.sql, p.sql.len()))?;
+            let v = match t {
+                Tok::Num(n) => Some(n.clone()),
+                Tok::Str(s) => Some(s.clone()),
+                Tok::Word(w) if w.starts_with("@@") => {
+                    match w.trim_start_matches("@@").to_ascii_lowercase().as_str() {
+                        "max_allowed_packet" => Some("67108864".into()),
+                        "wait_timeout" => Some("28800".into()),
+                        "version_comment" => {
+                            Some("mo-sim: a test double of MatrixOne, not MatrixOne".into())
+                        }
+                        "version" => Some(self.cfg.version.clone()),
+                        "autocommit" => Some("1".into()),
+                        _ => None,
+                    }
+                }
+                Tok::Word(w) => {
+                    let f = w.to_ascii_lowercase();
+                    p.sym("(")?;
+                    p.sym(")")?;
+                    match f.as_str() {
+                        "version" => Some(self.cfg.version.clone()),
+                        "current_account_name" => Some(ses.account.clone()),
+                        "current_user" | "user" => Some(format!("{}@localhost", ses.user)),
+                        "current_role" => Some(ses.role.clone()),
+                        "database" => ses.db.clone(),
+                        _ => {
+                            return Err(internal(format!(
+                                "function {f} is not implemented by mo-sim"
+                            )))
+                        }
+                    }
+                }
+                _ => return Err(syntax(p.sql, start)),
+            };
+            cols.push(p.sql[start..p.pos_prev_end()].to_string());
+            vals.push(v);
+            if !p.eat_sym(",") {
+                break;
+            }
+        }
+        p.end()?;
+        Ok(Reply::Rows {
+            columns: cols,
+            rows: vec![vals],
+        })
+    }
+
+    fn restores_view(&self) -> Reply {
+        let st = self.lock();
+        let columns = [
+            "seq",
+            "time_ns",
+            "level",
+            "snapshot",
+            "snapshot_level",
+            "account",
+            "database",
+            "table",
+            "to_account",
+            "grammar",
+            "by",
+        ]
+        .map(String::from)
+        .to_vec();
+        let rows = st
+            .restores
+            .iter()
+            .map(|r| {
+                [
+                    r.seq.to_string(),
+                    r.time_ns.to_string(),
+                    r.level.clone(),
+                    r.snapshot.clone(),
+                    r.snapshot_level.clone(),
+                    r.account.clone(),
+                    r.database.clone(),
+                    r.table.clone(),
+                    r.to_account.clone(),
+                    r.grammar.clone(),
+                    r.by.clone(),
+                ]
+                .map(Some)
+                .to_vec()
+            })
+            .collect();
+        Reply::Rows { columns, rows }
+    }
+
+    fn node_view(&self) -> Reply {
+        let columns = [
+            "newest_ckp_end",
+            "live_objects",
+            "flushed",
+            "merges",
+            "checkpoints",
+            "gc_passes",
+            "deleted",
+            "gc_stopped",
+            "checker",
+        ]
+        .map(String::from)
+        .to_vec();
+        let rows = match &self.node {
+            None => vec![],
+            Some(n) => {
+                let mut n = n.lock().unwrap_or_else(|p| p.into_inner());
+                let checker = n.active_checker().map(|c| c.to_string());
+                vec![vec![
+                    Some(n.newest_ckp_end().to_string()),
+                    Some(n.live_count().to_string()),
+                    Some(n.stats.flushed.to_string()),
+                    Some(n.stats.merges.to_string()),
+                    Some(n.stats.checkpoints.to_string()),
+                    Some(n.stats.gc_passes.to_string()),
+                    Some(n.stats.deleted.to_string()),
+                    Some(n.gc_stopped.to_string()),
+                    checker,
+                ]]
+            }
+        };
+        Reply::Rows { columns, rows }
+    }
+
+    fn mo_ctl(
+        &self,
+        ses: &Session,
+        service: &str,
+        method: &str,
+        param: &str,
+    ) -> Result<String, SqlError> {
+        if !(ses.is_sys() && ses.role == MOADMIN) {
+            return Err(no_priv());
+        }
+        if !matches!(service.to_ascii_lowercase().as_str(), "dn" | "tn") {
+            return Err(internal(format!(
+                "mo-sim only simulates mo_ctl for service dn, not {service}"
+            )));
+        }
+        let ok = |m: &str, ret: String| {
+            serde_json::json!({"method": m, "result": [{"returnStr": ret}]}).to_string()
+        };
+        let mut node = self
+            .node
+            .as_ref()
+            .map(|n| n.lock().unwrap_or_else(|p| p.into_inner()));
+        match method.to_ascii_lowercase().as_str() {
+            "diskcleaner" => {
+                let param_l = param.to_ascii_lowercase();
+                if param_l == "stop_gc" {
+                    // Holding the node lock means no GC pass is running.
+                    if let Some(n) = node.as_mut() {
+                        n.gc_stopped = true;
+                    }
+                } else if param_l == "start_gc" {
+                    if let Some(n) = node.as_mut() {
+                        n.gc_stopped = false;
+                    }
+                } else if let Some(ts) = param_l.strip_prefix("add_checker.backup.") {
+                    let ts = Hlc::parse(ts).ok_or_else(|| {
+                        internal(format!("invalid backup checker timestamp {ts:?}"))
+                    })?;
+                    let c = Checker {
+                        ts,
+                        renewed_ms: now_ms(),
+                    };
+                    if let Some(n) = node.as_mut() {
+                        n.checker = Some(c);
+                    }
+                    let mut st = self.lock();
+                    st.checker = Some(c);
+                    self.commit(&st)?;
+                } else if param_l.starts_with("remove_checker.backup.") {
+                    if let Some(n) = node.as_mut() {
+                        n.checker = None;
+                    }
+                    let mut st = self.lock();
+                    st.checker = None;
+                    self.commit(&st)?;
+                } else {
+                    return Err(internal(format!(
+                        "unsupported DiskCleaner operation {param}"
+                    )));
+                }
+                Ok(ok("DiskCleaner", "OK".into()))
+            }
+            m @ ("checkpoint" | "globalcheckpoint") => {
+                let global = m == "globalcheckpoint";
+                if let Some(n) = node.as_mut() {
+                    n.checkpoint(global)
+                        .map_err(|e| internal(format!("checkpoint failed: {e}")))?;
+                }
+                Ok(ok(
+                    if global {
+                        "GlobalCheckpoint"
+                    } else {
+                        "Checkpoint"
+                    },
+                    "OK".into(),
+                ))
+            }
+            _ => Err(internal(format!(
+                "mo-sim does not simulate mo_ctl method {method}"
+            ))),
+        }
+    }
+
+    fn show(&self, ses: &Session, p: &mut P) -> Result<Reply, SqlError> {
+        let what = p.next_word().unwrap_or_default();
+        let st = self.lock();
+        match what.as_str() {
+            "databases" => {
+                p.end()?;
+                let mut names: Vec<String> = [
+                    "information_schema",
+                    "mo_catalog",
+                    "mysql",
+                    "system",
+                    "system_metrics",
+                ]
+                .map(String::from)
+                .to_vec();
+                names.extend(st.accounts[&ses.account].dbs.keys().cloned());
+                names.sort();
+                Ok(Reply::Rows {
+                    columns: vec!["Database".into()],
+                    rows: names.into_iter().map(|n| vec![Some(n)]).collect(),
+                })
+            }
+            "tables" => {
+                let db = if p.eat_kw("from") || p.eat_kw("in") {
+                    Some(p.ident()?)
+                } else {
+                    ses.db.clone()
+                };
+                p.end()?;
+                let db = db.ok_or_else(|| internal("No database selected"))?;
+                let tables = st.accounts[&ses.account]
+                    .dbs
+                    .get(&db)
+                    .ok_or_else(|| internal(format!("Unknown database {db}")))?;
+                Ok(Reply::Rows {
+                    columns: vec![format!("Tables_in_{db}")],
+                    rows: tables.iter().map(|t| vec![Some(t.clone())]).collect(),
+                })
+            }
+            "accounts" => {
+                p.end()?;
+                if !ses.is_sys() {
+                    return Err(no_priv());
+                }
+                Ok(Reply::Rows {
+                    columns: vec!["account_name".into()],
+                    rows: st.accounts.keys().map(|a| vec![Some(a.clone())]).collect(),
+                })
+            }
+            "snapshots" => {
+                let mut conds = Vec::new();
+                if p.eat_kw("where") {
+                    loop {
+                        let col = p.ident()?.to_ascii_uppercase();
+                        let op = match p.next() {
+                            Some(Tok::Sym(s))
+                                if matches!(
+                                    s.as_str(),
+                                    "=" | ">=" | "<=" | "<" | ">" | "!=" | "<>"
+                                ) =>
+                            {
+                                s.clone()
+                            }
+                            _ => return Err(syntax(p.sql, p.pos_prev())),
+                        };
+                        let v = p
+                            .next()
+                            .and_then(Tok::value)
+                            .ok_or_else(|| syntax(p.sql, p.pos_prev()))?;
+                        conds.push((col, op, v));
+                        if !p.eat_kw("and") {
+                            break;
+                        }
+                    }
+                }
+                p.end()?;
+                let mut snaps: Vec<&Snapshot> = st
+                    .snapshots
+                    .iter()
+                    .filter(|s| s.owner == ses.account)
+                    .collect();
+                snaps.sort_by_key(|s| std::cmp::Reverse(s.ts_ns));
+                let mut rows = Vec::new();
+                for s in snaps {
+                    let row = [
+                        s.name.clone(),
+                        format_ts(s.ts_ns),
+                        s.level.clone(),
+                        s.account_name.clone(),
+                        s.database_name.clone(),
+                        s.table_name.clone(),
+                    ];
+                    let mut keep = true;
+                    for (col, op, v) in &conds {
+                        let idx =
+                            SNAPSHOT_COLUMNS
+                                .iter()
+                                .position(|c| c == col)
+                                .ok_or_else(|| {
+                                    internal(format!(
+                                        "column {} does not exist",
+                                        col.to_ascii_lowercase()
+                                    ))
+                                })?;
+                        let x = row[idx].as_str();
+                        let (x, v) = if idx == 0 || idx >= 2 {
+                            (x.to_ascii_lowercase(), v.to_ascii_lowercase())
+                        } else {
+                            (x.to_string(), v.clone())
+                        };
+                        keep &= match op.as_str() {
+                            "=" => x == v,
+                            ">=" => x >= v,
+                            "<=" => x <= v,
+                            ">" => x > v,
+                            "<" => x < v,
+                            _ => x != v,
+                        };
+                    }
+                    if keep {
+                        rows.push(row.map(Some).to_vec());
+                    }
+                }
+                Ok(Reply::Rows {
+                    columns: SNAPSHOT_COLUMNS.map(String::from).to_vec(),
+                    rows,
+                })
+            }
+            _ => Err(syntax(p.sql, p.pos_prev())),
+        }
+    }
+
+    fn create(&self, ses: &Session, p: &mut P) -> Result<Reply, SqlError> {
+        let what = p.next_word().unwrap_or_default();
+        let mut st = self.lock();
+        match what.as_str() {
+            "account" => {
+                let if_not = p.if_not_exists()?;
+                let acc = p.ident()?;
+                p.kw("admin_name")?;
+                p.eat_sym("=");
+                let admin = p
+                    .next()
+                    .and_then(Tok::value)
+                    .ok_or_else(|| syntax(p.sql, p.pos_prev()))?;
+                p.kw("identified")?;
+                p.kw("by")?;
+                let pwd = p.string()?;
+                while p.next().is_some() {} // comment 'x', open, ...
+                if !(ses.is_sys() && ses.role == MOADMIN) {
+                    return Err(no_priv());
+                }
+                if st.accounts.contains_key(&acc) {
+                    if if_not {
+                        return Ok(Reply::Ok { affected: 0 });
+                    }
+                    return Err(internal(format!("the tenant {acc} exists")));
+                }
+                let id = st.next_account_id;
+                st.next_account_id += 1;
+                let mut users = BTreeMap::new();
+                users.insert(
+                    admin,
+                    User {
+                        password: pwd,
+                        role: ACCOUNTADMIN.into(),
+                    },
+                );
+                st.accounts.insert(
+                    acc,
+                    Account {
+                        id,
+                        users,
+                        dbs: Catalog::new(),
+                    },
+                );
+                self.commit(&st)?;
+                Ok(Reply::Ok { affected: 0 })
+            }
+            "user" => {
+                let if_not = p.if_not_exists()?;
+                let user = p
+                    .next()
+                    .and_then(Tok::value)
+                    .ok_or_else(|| syntax(p.sql, p.pos_prev()))?;
+                p.kw("identified")?;
+                p.kw("by")?;
+                let pwd = p.string()?;
+                while p.next().is_some() {}
+                if !ses.is_admin() {
+                    return Err(no_priv());
+                }
+                let acc = st.accounts.get_mut(&ses.account).expect("session account");
+                if acc.users.contains_key(&user) {
+                    if if_not {
+                        return Ok(Reply::Ok { affected: 0 });
+                    }
+                    return Err(internal(format!("the user {user} exists")));
+                }
+                acc.users.insert(
+                    user,
+                    User {
+                        password: pwd,
+                        role: PUBLIC.into(),
+                    },
+                );
+                self.commit(&st)?;
+                Ok(Reply::Ok { affected: 0 })
+            }
+            "database" | "schema" => {
+                let if_not = p.if_not_exists()?;
+                let db = p.ident()?;
+                let acc = st.accounts.get_mut(&ses.account).expect("session account");
+                if acc.dbs.contains_key(&db) {
+                    if if_not {
+                        return Ok(Reply::Ok { affected: 0 });
+                    }
+                    return Err(SqlError {
+                        code: 1007,
+                        state: "HY000",
+                        message: format!("Can't create database '{db}'; database exists"),
+                    });
+                }
+                acc.dbs.insert(db, BTreeSet::new());
+                self.commit(&st)?;
+                Ok(Reply::Ok { affected: 0 })
+            }
+            "table" => {
+                let if_not = p.if_not_exists()?;
+                let (db, t) = p.qualified(ses.db.as_deref())?;
+                let acc = st.accounts.get_mut(&ses.account).expect("session account");
+                let tables = acc
+                    .dbs
+                    .get_mut(&db)
+                    .ok_or_else(|| internal(format!("Unknown database {db}")))?;
+                if !tables.insert(t.clone()) && !if_not {
+                    return Err(SqlError {
+                        code: 1050,
+                        state: "42S01",
+                        message: format!("table {t} already exists"),
+                    });
+                }
+                self.commit(&st)?;
+                Ok(Reply::Ok { affected: 0 })
+            }
+            "snapshot" => self.create_snapshot(ses, p, &mut st),
+            _ => Err(syntax(p.sql, p.pos_prev())),
+        }
+    }
+
+    fn create_snapshot(&self, ses: &Session, p: &mut P, st: &mut State) -> Result<Reply, SqlError> {
+        let if_not = p.if_not_exists()?;
+        let name = p.ident()?;
+        p.kw("for")?;
+        let level = p.next_word().unwrap_or_default();
+        let (mut account_name, mut db, mut table) = (String::new(), String::new(), String::new());
+        match level.as_str() {
+            "cluster" => {}
+            "account" | "tenant" => {
+                account_name = if p.at_end() {
+                    ses.account.clone()
+                } else {
+                    p.ident()?
+                };
+            }
+            "database" => db = p.ident()?,
+            "table" => {
+                db = p.ident()?;
+                if !p.eat_sym(".") {
+                    // `FOR TABLE db tbl`
+                }
+                table = p.ident()?;
+            }
+            _ => return Err(syntax(p.sql, p.pos_prev())),
+        }
+        p.end()?;
+        let level = if level == "tenant" {
+            "account".to_string()
+        } else {
+            level
+        };
+        if !ses.is_admin() {
+            return Err(no_priv());
+        }
+        if level != "cluster" && !ses.is_sys() {
+            let used = st
+                .snapshots
+                .iter()
+                .filter(|s| {
+                    s.owner == ses.account && s.account_name == ses.account && s.level == level
+                })
+                .count();
+            if used + 1 > self.cfg.snapshot_quota {
+                return Err(internal(format!(
+                    "feature SNAPSHOT with scope {level} has reached the limit of {}",
+                    self.cfg.snapshot_quota
+                )));
+            }
+        }
+        if level == "cluster" && !ses.is_sys() {
+            return Err(internal(
+                "only sys tenant can create cluster level snapshot",
+            ));
+        }
+        if level == "account" && !ses.is_sys() && account_name != ses.account {
+            return Err(internal(
+                "only sys tenant can create tenant level snapshot for other tenant",
+            ));
+        }
+        if st
+            .snapshots
+            .iter()
+            .any(|s| s.owner == ses.account && s.name == name)
+        {
+            if if_not {
+                return Ok(Reply::Ok { affected: 0 });
+            }
+            return Err(internal(format!("snapshot {name} already exists")));
+        }
+        let mut catalog = BTreeMap::new();
+        match level.as_str() {
+            "cluster" => {
+                for (a, acc) in &st.accounts {
+                    catalog.insert(a.clone(), acc.dbs.clone());
+                }
+            }
+            "account" => {
+                let acc = st
+                    .accounts
+                    .get(&account_name)
+                    .ok_or_else(|| internal(format!("account {account_name} does not exist")))?;
+                catalog.insert(account_name.clone(), acc.dbs.clone());
+            }
+            _ => {
+                if SYSTEM_DBS.contains(&db.as_str()) {
+                    return Err(internal(format!(
+                        "can not create snapshot for system database {db}"
+                    )));
+                }
+                account_name = ses.account.clone();
+                let dbs = &st.accounts[&ses.account].dbs;
+                let tables = dbs
+                    .get(&db)
+                    .ok_or_else(|| internal(format!("database {db} does not exist")))?;
+                let mut c = Catalog::new();
+                if level == "table" {
+                    if !tables.contains(&table) {
+                        return Err(internal(format!("table {db}.{table} does not exist")));
+                    }
+                    c.insert(db.clone(), BTreeSet::from([table.clone()]));
+                } else {
+                    c.insert(db.clone(), tables.clone());
+                }
+                catalog.insert(ses.account.clone(), c);
+            }
+        }
+        let mut ts = now_ns();
+        if let Some(max) = st.snapshots.iter().map(|s| s.ts_ns).max() {
+            ts = ts.max(max + 1);
+        }
+        st.snapshots.push(Snapshot {
+            owner: ses.account.clone(),
+            name,
+            ts_ns: ts,
+            level,
+            account_name,
+            database_name: db,
+            table_name: table,
+            catalog,
+        });
+        self.commit(st)?;
+        Ok(Reply::Ok { affected: 0 })
+    }
+
+    fn drop(&self, ses: &Session, p: &mut P) -> Result<Reply, SqlError> {
+        let what = p.next_word().unwrap_or_default();
+        let mut st = self.lock();
+        match what.as_str() {
+            "snapshot" => {
+                let if_exists = p.if_exists()?;
+                let name = p.ident()?;
+                p.end()?;
+                if !ses.is_admin() {
+                    return Err(no_priv());
+                }
+                let before = st.snapshots.len();
+                st.snapshots
+                    .retain(|s| !(s.owner == ses.account && s.name == name));
+                if st.snapshots.len() == before && !if_exists {
+                    return Err(internal(format!("snapshot {name} does not exist")));
+                }
+                self.commit(&st)?;
+                Ok(Reply::Ok { affected: 0 })
+            }
+            "database" | "schema" => {
+                let if_exists = p.if_exists()?;
+                let db = p.ident()?;
+                p.end()?;
+                let acc = st.accounts.get_mut(&ses.account).expect("session account");
+                if acc.dbs.remove(&db).is_none() && !if_exists {
+                    return Err(SqlError {
+                        code: 1008,
+                        state: "HY000",
+                        message: format!("Can't drop database '{db}'; database doesn't exist"),
+                    });
+                }
+                self.commit(&st)?;
+                Ok(Reply::Ok { affected: 0 })
+            }
+            "table" => {
+                let if_exists = p.if_exists()?;
+                let (db, t) = p.qualified(ses.db.as_deref())?;
+                p.end()?;
+                let acc = st.accounts.get_mut(&ses.account).expect("session account");
+                let removed = acc.dbs.get_mut(&db).is_some_and(|ts| ts.remove(&t));
+                if !removed && !if_exists {
+                    return Err(internal(format!("table {t} does not exist")));
+                }
+                self.commit(&st)?;
+                Ok(Reply::Ok { affected: 0 })
+            }
+            "account" => {
+                let if_exists = p.if_exists()?;
+                let acc = p.ident()?;
+                p.end()?;
+                if !(ses.is_sys() && ses.role == MOADMIN) || acc == SYS {
+                    return Err(no_priv());
+                }
+                if st.accounts.remove(&acc).is_none() && !if_exists {
+                    return Err(internal(format!("there is no account {acc}")));
+                }
+                self.commit(&st)?;
+                Ok(Reply::Ok { affected: 0 })
+            }
+            _ => Err(syntax(p.sql, p.pos_prev())),
+        }
+    }
+
+    fn restore(&self, ses: &Session, p: &mut P) -> Result<Reply, SqlError> {
+        let r = parse_restore(p)?;
+        let allowed = match self.cfg.grammar {
+            Grammar::Both => true,
+            Grammar::Current => !r.old,
+            Grammar::Old => r.old,
+        };
+        if !allowed {
+            return Err(syntax(p.sql, r.diverge_at));
+        }
+        let mut st = self.lock();
+        if !ses.is_admin() {
+            return Err(no_priv());
+        }
+        let snap = st
+            .snapshots
+            .iter()
+            .find(|s| s.owner == ses.account && s.name == r.snapshot)
+            .cloned()
+            .ok_or_else(|| internal(format!("snapshot {} does not exist", r.snapshot)))?;
+        let mut account = r.account.clone();
+        if account.is_empty() && r.level != "cluster" {
+            account = snap.account_name.clone();
+        }
+        let is_sys = ses.is_sys();
+        match r.level {
+            "cluster" => {
+                if !is_sys {
+                    return Err(internal(
+                        "non-sys account can't restore cluster level snapshot",
+                    ));
+                }
+                if snap.level != "cluster" {
+                    return Err(internal(format!(
+                        "snapshot {} is not cluster level snapshot",
+                        snap.name
+                    )));
+                }
+            }
+            "account" => {
+                if account == SYS && !is_sys {
+                    return Err(internal("non-sys account can't restore sys account"));
+                }
+                if snap.level == "database" || snap.level == "table" {
+                    return Err(internal(
+                        "can't restore account from db or table level snapshot",
+                    ));
+                }
+            }
+            "database" => {
+                if SYSTEM_DBS.contains(&r.database.as_str()) {
+                    return Err(internal(format!("can't restore db: {}", r.database)));
+                }
+                if snap.level == "cluster" {
+                    return Err(internal("can't restore db from cluster level snapshot"));
+                }
+                if snap.level == "table" {
+                    return Err(internal("can't restore db from table level snapshot"));
+                }
+                if account != ses.account {
+                    return Err(internal(
+                        "can't restore database from other account's snapshot",
+                    ));
+                }
+                if snap.level == "database" && snap.database_name != r.database {
+                    return Err(internal(format!(
+                        "databaseName({}) does not match snapshot.databaseName({})",
+                        r.database, snap.database_name
+                    )));
+                }
+            }
+            _ => {
+                if SYSTEM_DBS.contains(&r.database.as_str()) {
+                    return Err(internal(format!("can't restore db: {}", r.database)));
+                }
+                if snap.level == "cluster" {
+                    return Err(internal("can't restore db from cluster level snapshot"));
+                }
+                if account != ses.account {
+                    return Err(internal(
+                        "can't restore table from other account's snapshot",
+                    ));
+                }
+                if snap.level == "table"
+                    && (snap.database_name != r.database || snap.table_name != r.table)
+                {
+                    return Err(internal(format!(
+                        "tableName({}) does not match snapshot.tableName({})",
+                        r.table, snap.table_name
+                    )));
+                }
+            }
+        }
+        if !r.to_account.is_empty() {
+            if !is_sys {
+                return Err(internal(
+                    "non-sys account can't restore snapshot to another account",
+                ));
+            }
+            if r.to_account == SYS && snap.account_name != SYS {
+                return Err(internal(
+                    "non-sys account's snapshot can't restore to sys account",
+                ));
+            }
+        }
+        if r.level != "cluster" && snap.level != "cluster" && snap.account_name != account {
+            return Err(internal(format!(
+                "accountName({}) does not match snapshot.accountName({})",
+                account, snap.account_name
+            )));
+        }
+        let target = if r.to_account.is_empty() {
+            account.clone()
+        } else {
+            r.to_account.clone()
+        };
+        if r.level != "cluster" && !st.accounts.contains_key(&target) {
+            return Err(internal(format!("account {target} does not exist")));
+        }
+        // Apply the snapshot's catalog.
+        match r.level {
+            "cluster" => {
+                for (a, dbs) in &snap.catalog {
+                    if let Some(acc) = st.accounts.get_mut(a) {
+                        acc.dbs = dbs.clone();
+                    }
+                }
+            }
+            "account" => {
+                let dbs = snap.catalog.get(&account).cloned().unwrap_or_default();
+                st.accounts.get_mut(&target).expect("checked").dbs = dbs;
+            }
+            "database" => {
+                let tables = snap
+                    .catalog
+                    .get(&account)
+                    .and_then(|c| c.get(&r.database))
+                    .cloned()
+                    .ok_or_else(|| {
+                        internal(format!(
+                            "database {} not exists at snapshot {}",
+                            r.database, snap.name
+                        ))
+                    })?;
+                st.accounts
+                    .get_mut(&target)
+                    .expect("checked")
+                    .dbs
+                    .insert(r.database.clone(), tables);
+            }
+            _ => {
+                let present = snap
+                    .catalog
+                    .get(&account)
+                    .and_then(|c| c.get(&r.database))
+                    .is_some_and(|t| t.contains(&r.table));
+                if !present {
+                    return Err(internal(format!(
+                        "table {} not exists at snapshot {}",
+                        r.table, snap.name
+                    )));
+                }
+                st.accounts
+                    .get_mut(&target)
+                    .expect("checked")
+                    .dbs
+                    .entry(r.database.clone())
+                    .or_default()
+                    .insert(r.table.clone());
+            }
+        }
+        let seq = st.restores.len() as u64 + 1;
+        st.restores.push(RestoreEvent {
+            seq,
+            time_ns: now_ns(),
+            level: r.level.to_string(),
+            snapshot: snap.name.clone(),
+            snapshot_level: snap.level.clone(),
+            account,
+            database: r.database,
+            table: r.table,
+            to_account: if r.level == "cluster" {
+                String::new()
+            } else {
+                target
+            },
+            grammar: if r.old { "old" } else { "current" }.into(),
+            by: format!("{}#{}", ses.account, ses.user),
+        });
+        self.commit(&st)?;
+        Ok(Reply::Ok { affected: 0 })
+    }
+}
+
+const SNAPSHOT_COLUMNS: [&str; 6] = [
+    "SNAPSHOT_NAME",
+    "TIMESTAMP",
+    "SNAPSHOT_LEVEL",
+    "ACCOUNT_NAME",
+    "DATABASE_NAME",
+    "TABLE_NAME",
+];
+
+const SYSTEM_DBS: [&str; 7] = [
+    "mysql",
+    "system",
+    "system_metrics",
+    "mo_task",
+    "mo_debug",
+    "information_schema",
+    "mo_catalog",
+];
+
+/// `YYYY-MM-DD HH:MM:SS.fffffffff` (UTC).
+pub fn format_ts(ns: u64) -> String {
+    let dt =
+        chrono::DateTime::from_timestamp((ns / 1_000_000_000) as i64, (ns % 1_000_000_000) as u32)
+            .unwrap_or_default();
+    dt.format("%Y-%m-%d %H:%M:%S%.9f").to_string()
+}
+
+fn one(col: &str, v: String) -> Reply {
+    Reply::Rows {
+        columns: vec![col.to_string()],
+        rows: vec![vec![Some(v)]],
+    }
+}
+
+struct RestoreStmt {
+    level: &'static str,
+    account: String,
+    database: String,
+    table: String,
+    snapshot: String,
+    to_account: String,
+    old: bool,
+    /// Where the statement stops being valid in the other grammar.
+    diverge_at: usize,
+}
+
+fn parse_restore(p: &mut P) -> Result<RestoreStmt, SqlError> {
+    let mut r = RestoreStmt {
+        level: "account",
+        account: String::new(),
+        database: String::new(),
+        table: String::new(),
+        snapshot: String::new(),
+        to_account: String::new(),
+        old: false,
+        diverge_at: 0,
+    };
+    let level_at = p.pos();
+    let level = p.next_word().unwrap_or_default();
+    match level.as_str() {
+        "cluster" => r.level = "cluster",
+        "account" => {
+            r.account = p.ident()?;
+            if p.peek().is_some_and(|t| t.is_sym("{")) {
+                r.level = "account";
+            } else {
+                r.old = true;
+                r.diverge_at = p.pos();
+                if p.eat_kw("database") {
+                    r.level = "database";
+                    r.database = p.ident()?;
+                    if p.eat_kw("table") {
+                        r.level = "table";
+                        r.table = p.ident()?;
+                    }
+                }
+                p.kw("from")?;
+                if p.eat_kw("pitr") {
+                    return Err(internal("mo-sim does not simulate PITR restores"));
+                }
+                p.kw("snapshot")?;
+                r.snapshot = p.ident()?;
+            }
+        }
+        "database" => {
+            r.level = "database";
+            let a = p.ident()?;
+            if p.eat_sym(".") {
+                r.account = a;
+                r.database = p.ident()?;
+            } else {
+                r.database = a;
+            }
+        }
+        "table" => {
+            r.level = "table";
+            let a = p.ident()?;
+            p.sym(".")?;
+            let b = p.ident()?;
+            if p.eat_sym(".") {
+                r.account = a;
+                r.database = b;
+                r.table = p.ident()?;
+            } else {
+                r.database = a;
+                r.table = b;
+            }
+        }
+        _ => return Err(syntax(p.sql, level_at)),
+    }
+    if !r.old {
+        r.diverge_at = if level == "account" {
+            p.pos()
+        } else {
+            level_at
+        };
+        p.sym("{")?;
+        p.kw("snapshot")?;
+        p.sym("=")?;
+        r.snapshot = p.string()?.to_ascii_lowercase();
+        p.sym("}")?;
+    }
+    if p.eat_kw("to") {
+        p.kw("account")?;
+        r.to_account = p.ident()?;
+    }
+    p.end()?;
+    Ok(r)
+}
+
+/// A cursor over the tokens of one statement.
+struct P<'a> {
+    sql: &'a str,
+    toks: &'a [(Tok, usize)],
+    i: usize,
+}
+
+impl<'a> P<'a> {
+    fn peek(&self) -> Option<&'a Tok> {
+        self.toks.get(self.i).map(|(t, _)| t)
+    }
+
+    fn next(&mut self) -> Option<&'a Tok> {
+        let t = self.toks.get(self.i).map(|(t, _)| t);
+        self.i += 1;
+        t
+    }
+
+    fn pos(&self) -> usize {
+        self.toks
+            .get(self.i)
+            .map(|(_, p)| *p)
+            .unwrap_or(self.sql.len())
+    }
+
+    fn pos_prev(&self) -> usize {
+        self.toks
+            .get(self.i.saturating_sub(1))
+            .map(|(_, p)| *p)
+            .unwrap_or(self.sql.len())
+    }
+
+    /// End offset of the previous token (start of the next, trimmed).
+    fn pos_prev_end(&self) -> usize {
+        self.sql[..self.pos()].trim_end().len()
+    }
+
+    fn at_end(&self) -> bool {
+        self.i >= self.toks.len()
+    }
+
+    fn end(&self) -> Result<(), SqlError> {
+        if self.at_end() {
+            Ok(())
+        } else {
+            Err(syntax(self.sql, self.pos()))
+        }
+    }
+
+    fn next_word(&mut self) -> Option<String> {
+        match self.peek() {
+            Some(Tok::Word(w)) => {
+                self.i += 1;
+                Some(w.to_ascii_lowercase())
+            }
+            _ => None,
+        }
+    }
+
+    fn kw(&mut self, kw: &str) -> Result<(), SqlError> {
+        if self.eat_kw(kw) {
+            Ok(())
+        } else {
+            Err(syntax(self.sql, self.pos()))
+        }
+    }
+
+    fn eat_kw(&mut self, kw: &str) -> bool {
+        if self.peek().is_some_and(|t| t.is_kw(kw)) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn sym(&mut self, s: &str) -> Result<(), SqlError> {
+        if self.eat_sym(s) {
+            Ok(())
+        } else {
+            Err(syntax(self.sql, self.pos()))
+        }
+    }
+
+    fn eat_sym(&mut self, s: &str) -> bool {
+        if self.peek().is_some_and(|t| t.is_sym(s)) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn ident(&mut self) -> Result<String, SqlError> {
+        let at = self.pos();
+        self.next()
+            .and_then(Tok::ident)
+            .ok_or_else(|| syntax(self.sql, at))
+    }
+
+    fn string(&mut self) -> Result<String, SqlError> {
+        let at = self.pos();
+        match self.next() {
+            Some(Tok::Str(s)) => Ok(s.clone()),
+            _ => Err(syntax(self.sql, at)),
+        }
+    }
+
+    fn if_not_exists(&mut self) -> Result<bool, SqlError> {
+        if self.eat_kw("if") {
+            self.kw("not")?;
+            self.kw("exists")?;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    fn if_exists(&mut self) -> Result<bool, SqlError> {
+        if self.eat_kw("if") {
+            self.kw("exists")?;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    /// `[db.]name`, ignoring a trailing column list.
+    fn qualified(&mut self, default_db: Option<&str>) -> Result<(String, String), SqlError> {
+        let a = self.ident()?;
+        let (db, t) = if self.eat_sym(".") {
+            (a, self.ident()?)
+        } else {
+            (
+                default_db
+                    .map(str::to_string)
+                    .ok_or_else(|| internal("No database selected"))?,
+                a,
+            )
+        };
+        while self.next().is_some() {}
+        Ok((db, t))
+    }
+}

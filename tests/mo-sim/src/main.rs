@@ -1,0 +1,284 @@
+//! mo-sim: a TEST DOUBLE of MatrixOne, not MatrixOne.
+//!
+//! It speaks enough of the MySQL wire protocol for mo-br's clients (login
+//! with `mysql_native_password`, text queries) and implements, with
+//! MatrixOne's rules and verbatim error texts, the SQL a backup coordinator
+//! uses: accounts, snapshots (create/drop/show/restore in both grammars) and
+//! `mo_ctl` for GC control, checkpoints and backup checkers. With
+//! `--data_dir` it also runs a "live node" that flushes, merges,
+//! checkpoints and garbage-collects files in a MatrixOne-shaped `mo-data`,
+//! and `mo-sim verify` checks a (restored) data dir against the ledger of
+//! everything the node wrote. Nothing here stores table data or runs a
+//! query engine.
+
+mod engine;
+mod node;
+mod sql;
+mod verify;
+mod wire;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio::net::TcpListener;
+
+use engine::{Engine, Grammar};
+use wire::{Packets, SqlError};
+
+pub const VERSION: &str = concat!(
+    "8.0.30-mo-sim-",
+    env!("CARGO_PKG_VERSION"),
+    " (a test double of MatrixOne, not MatrixOne)"
+);
+
+#[derive(Parser)]
+#[command(
+    name = "mo-sim",
+    version,
+    about = "A test double of MatrixOne (NOT MatrixOne) for mo-br tests: MySQL-wire snapshot/mo_ctl SQL and a live data-dir writer",
+    long_about = "mo-sim is a TEST DOUBLE of MatrixOne, not MatrixOne. It serves the MySQL wire protocol \
+with MatrixOne's snapshot, restore, account and mo_ctl statements (rules and error texts from MatrixOne's \
+source), and can run a simulated node that writes objects, checkpoint metas and GC into a mo-data dir."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GrammarArg {
+    Current,
+    Old,
+    Both,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve MySQL clients (and run the live node when --data_dir is given).
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:6001")]
+        listen: String,
+        /// A node's mo-data (shared2/ or legacy shared/ is written into).
+        #[arg(long = "data_dir")]
+        data_dir: Option<PathBuf>,
+        /// JSON file keeping accounts, users, snapshots, restores and the checker across restarts.
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Ledger of every file the node writes (default: <data_dir>/../mo-sim-ledger.jsonl).
+        #[arg(long)]
+        ledger: Option<PathBuf>,
+        /// Which RESTORE grammar to accept; the other is a syntax error (1064).
+        #[arg(long, value_enum, default_value = "both")]
+        grammar: GrammarArg,
+        /// New objects every this many ms (0 = never).
+        #[arg(long = "flush_ms", default_value_t = 1000)]
+        flush_ms: u64,
+        /// An incremental checkpoint every this many ms (0 = never).
+        #[arg(long = "ckp_ms", default_value_t = 3000)]
+        ckp_ms: u64,
+        /// A GC pass every this many ms (0 = never). MatrixOne: 30 min.
+        #[arg(long = "gc_ms", default_value_t = 1_800_000)]
+        gc_ms: u64,
+        /// Also a global checkpoint every this many incrementals.
+        #[arg(long = "global_every", default_value_t = 4)]
+        global_every: u32,
+        /// A merge (new object replacing 2-3 old ones) every this many flushes (0 = never).
+        #[arg(long = "merge_every", default_value_t = 2)]
+        merge_every: u32,
+        /// A backup checker protects for this long after its last renewal (MatrixOne: 20 min).
+        #[arg(long = "checker_ttl_ms", default_value_t = 1_200_000)]
+        checker_ttl_ms: u64,
+        /// Snapshots per non-sys tenant and level (sys is unlimited, as in MatrixOne).
+        #[arg(long = "snapshot_quota", default_value_t = 50)]
+        snapshot_quota: usize,
+    },
+    /// Check that a data dir holds, byte for byte, what the checkpoint chain at CUT needs.
+    Verify {
+        #[arg(long = "data_dir")]
+        data_dir: PathBuf,
+        /// `<physical-ns>-<logical>`.
+        #[arg(long)]
+        cut: String,
+        #[arg(long)]
+        ledger: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Verify {
+            data_dir,
+            cut,
+            ledger,
+        } => {
+            let cut = node::Hlc::parse(&cut)
+                .with_context(|| format!("bad --cut {cut:?}: want <physical-ns>-<logical>"))?;
+            let ledger = ledger.unwrap_or_else(|| node::default_ledger(&data_dir));
+            let out = verify::verify(&data_dir, cut, &ledger)?;
+            if out.problems.is_empty() {
+                println!("{}", out.summary);
+                Ok(())
+            } else {
+                for p in &out.problems {
+                    println!("{p}");
+                }
+                eprintln!(
+                    "verify failed: {} problem(s) at cut {cut}",
+                    out.problems.len()
+                );
+                std::process::exit(1);
+            }
+        }
+        Cmd::Serve {
+            listen,
+            data_dir,
+            state,
+            ledger,
+            grammar,
+            flush_ms,
+            ckp_ms,
+            gc_ms,
+            global_every,
+            merge_every,
+            checker_ttl_ms,
+            snapshot_quota,
+        } => {
+            let cfg = node::NodeConfig {
+                flush_ms,
+                ckp_ms,
+                gc_ms,
+                global_every,
+                merge_every,
+                checker_ttl_ms,
+            };
+            let node = match &data_dir {
+                Some(d) => {
+                    let ledger = ledger.unwrap_or_else(|| node::default_ledger(d));
+                    let n = node::Node::open(d, ledger, cfg.clone())
+                        .with_context(|| format!("opening {}", d.display()))?;
+                    Some(Arc::new(Mutex::new(n)))
+                }
+                None => None,
+            };
+            let engine = Engine::new(
+                engine::Config {
+                    grammar: match grammar {
+                        GrammarArg::Current => Grammar::Current,
+                        GrammarArg::Old => Grammar::Old,
+                        GrammarArg::Both => Grammar::Both,
+                    },
+                    state_path: state,
+                    snapshot_quota,
+                    version: VERSION.to_string(),
+                },
+                node.clone(),
+            )?;
+            if let Some(n) = node {
+                node::spawn_loop(n, cfg);
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            rt.block_on(serve(listen, Arc::new(engine)))
+        }
+    }
+}
+
+async fn serve(listen: String, engine: Arc<Engine>) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    println!("mo-sim listening on {}", listener.local_addr()?);
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    static CONN_ID: AtomicU32 = AtomicU32::new(1);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let engine = engine.clone();
+        let id = CONN_ID.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            if let Err(e) = connection(engine, stream, id).await {
+                if e.kind() != std::io::ErrorKind::UnexpectedEof
+                    && e.kind() != std::io::ErrorKind::ConnectionReset
+                {
+                    eprintln!("mo-sim: connection {id}: {e}");
+                }
+            }
+        });
+    }
+}
+
+async fn connection(
+    engine: Arc<Engine>,
+    stream: tokio::net::TcpStream,
+    id: u32,
+) -> std::io::Result<()> {
+    let mut pk = Packets::new(stream);
+    let salt = pk.greet(engine.version(), id).await?;
+    let Some(resp) = pk.read().await? else {
+        return Ok(());
+    };
+    let Some(hr) = wire::parse_handshake_response(&resp) else {
+        pk.err(&SqlError {
+            code: 1043,
+            state: "08S01",
+            message: "Bad handshake".into(),
+        })
+        .await?;
+        return pk.flush().await;
+    };
+    let mut ses = match engine.login(&hr.user, &salt, &hr.auth) {
+        Ok(s) => s,
+        Err(e) => {
+            pk.err(&e).await?;
+            return pk.flush().await;
+        }
+    };
+    ses.db = hr.db;
+    pk.ok(0).await?;
+    pk.flush().await?;
+    loop {
+        let Some(cmd) = pk.read().await? else {
+            return Ok(());
+        };
+        match cmd.first().copied() {
+            Some(wire::COM_QUIT) | None => return Ok(()),
+            Some(wire::COM_PING) | Some(wire::COM_RESET_CONNECTION) => pk.ok(0).await?,
+            Some(wire::COM_INIT_DB) => {
+                ses.db = Some(String::from_utf8_lossy(&cmd[1..]).to_ascii_lowercase());
+                pk.ok(0).await?
+            }
+            Some(wire::COM_QUERY) => {
+                let sql = String::from_utf8_lossy(&cmd[1..]).into_owned();
+                let eng = engine.clone();
+                let mut s = ses.clone();
+                let (res, s) = tokio::task::spawn_blocking(move || {
+                    let r = eng.execute(&mut s, &sql);
+                    (r, s)
+                })
+                .await
+                .map_err(std::io::Error::other)?;
+                ses = s;
+                match res {
+                    Ok(reply) => pk.reply(&reply).await?,
+                    Err(e) => pk.err(&e).await?,
+                }
+            }
+            Some(other) => {
+                pk.err(&SqlError {
+                    code: 1047,
+                    state: "08S01",
+                    message: format!("mo-sim does not implement command 0x{other:02x}"),
+                })
+                .await?
+            }
+        }
+        pk.flush().await?;
+    }
+}

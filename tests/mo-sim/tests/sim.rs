@@ -1,0 +1,783 @@
+//! End-to-end tests: the real `mo-sim` binary, driven with mysql_async.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use mysql_async::prelude::*;
+use mysql_async::{Conn, OptsBuilder};
+
+struct Sim {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_mo-sim")
+}
+
+fn start(args: &[&str]) -> Sim {
+    let mut child = Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn mo-sim");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("mo-sim listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    Sim { child, addr }
+}
+
+async fn connect(sim: &Sim, user: &str, pwd: &str) -> mysql_async::Result<Conn> {
+    let (host, port) = sim.addr.rsplit_once(':').unwrap();
+    let opts = OptsBuilder::default()
+        .ip_or_hostname(host)
+        .tcp_port(port.parse().unwrap())
+        .user(Some(user))
+        .pass(Some(pwd))
+        .prefer_socket(false);
+    Conn::new(opts).await
+}
+
+async fn err(c: &mut Conn, sql: &str) -> (u16, String) {
+    match c.query_drop(sql).await {
+        Err(mysql_async::Error::Server(e)) => (e.code, e.message),
+        other => panic!("{sql}: expected a server error, got {other:?}"),
+    }
+}
+
+async fn assert_err(c: &mut Conn, sql: &str, code: u16, text: &str) {
+    let (got_code, msg) = err(c, sql).await;
+    assert_eq!(got_code, code, "{sql}: {msg}");
+    assert!(msg.contains(text), "{sql}: {msg:?} lacks {text:?}");
+}
+
+type SnapRow = (String, String, String, String, String, String);
+
+async fn snapshots(c: &mut Conn, filter: &str) -> Vec<SnapRow> {
+    c.query(format!("show snapshots {filter}")).await.unwrap()
+}
+
+#[tokio::test]
+async fn login_version_and_access_denied() {
+    let sim = start(&[]);
+    let mut c = connect(&sim, "root", "111").await.unwrap();
+    let v: String = c.query_first("select version()").await.unwrap().unwrap();
+    assert!(v.contains("test double of MatrixOne"), "{v}");
+    connect(&sim, "dump", "111")
+        .await
+        .unwrap()
+        .disconnect()
+        .await
+        .unwrap();
+    for (user, pwd) in [("root", "bad"), ("nobody", "111"), ("nosuch#admin", "111")] {
+        match connect(&sim, user, pwd).await {
+            Err(mysql_async::Error::Server(e)) => {
+                assert_eq!(e.code, 1045);
+                assert!(e.message.contains("check password failed"), "{}", e.message);
+                assert!(
+                    e.message.starts_with("Access denied for user "),
+                    "{}",
+                    e.message
+                );
+            }
+            other => panic!(
+                "{user}: expected access denied, got {:?}",
+                other.map(|_| ())
+            ),
+        }
+    }
+    c.query_drop("create account acc1 admin_name 'admin' identified by 'pwd'")
+        .await
+        .unwrap();
+    for login in ["acc1#admin", "acc1:admin"] {
+        let mut t = connect(&sim, login, "pwd").await.unwrap();
+        let acc: String = t
+            .query_first("select current_account_name()")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(acc, "acc1");
+    }
+    let mut t = connect(&sim, "acc1#admin", "pwd").await.unwrap();
+    assert_err(
+        &mut t,
+        "create account acc9 admin_name 'a' identified by 'b'",
+        20101,
+        "do not have privilege to execute the statement",
+    )
+    .await;
+    assert_err(
+        &mut c,
+        "create account acc1 admin_name 'a' identified by 'b'",
+        20101,
+        "the tenant acc1 exists",
+    )
+    .await;
+    assert_err(&mut c, "this is not sql", 1064, "syntax error").await;
+}
+
+#[tokio::test]
+async fn snapshot_statements_and_errors() {
+    let sim = start(&["--snapshot_quota", "3"]);
+    let mut sys = connect(&sim, "root", "111").await.unwrap();
+    sys.query_drop("create account acc1 admin_name 'admin' identified by 'pwd'")
+        .await
+        .unwrap();
+    sys.query_drop("create account acc2 admin_name 'admin' identified by 'pwd'")
+        .await
+        .unwrap();
+    sys.query_drop("create database sdb").await.unwrap();
+    let mut t = connect(&sim, "acc1#admin", "pwd").await.unwrap();
+    t.query_drop("create database db1").await.unwrap();
+    t.query_drop("create table db1.t1 (a int, b varchar(10))")
+        .await
+        .unwrap();
+    let dbs: Vec<String> = t.query("show databases").await.unwrap();
+    assert!(
+        dbs.contains(&"db1".to_string()) && !dbs.contains(&"sdb".to_string()),
+        "{dbs:?}"
+    );
+
+    // Happy paths.
+    sys.query_drop("create snapshot sp_cluster for cluster")
+        .await
+        .unwrap();
+    sys.query_drop("create snapshot sp_sys for account")
+        .await
+        .unwrap();
+    sys.query_drop("create snapshot sp_acc1 for account acc1")
+        .await
+        .unwrap();
+    sys.query_drop("create snapshot if not exists sp_acc1 for account acc1")
+        .await
+        .unwrap();
+    t.query_drop("create snapshot t_acc for account acc1")
+        .await
+        .unwrap();
+    t.query_drop("create snapshot t_db for database db1")
+        .await
+        .unwrap();
+    t.query_drop("create snapshot t_tbl for table db1 t1")
+        .await
+        .unwrap();
+
+    let rows = snapshots(&mut sys, "").await;
+    let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(
+        names,
+        ["sp_acc1", "sp_sys", "sp_cluster"],
+        "newest first, sys's own only"
+    );
+    assert_eq!(rows[0].2, "account");
+    assert_eq!(rows[0].3, "acc1");
+    assert_eq!(rows[2].2, "cluster");
+    let ts = &rows[0].1;
+    assert_eq!(ts.len(), "YYYY-MM-DD HH:MM:SS.fffffffff".len(), "{ts}");
+    let trows = snapshots(&mut t, "").await;
+    let tnames: Vec<&str> = trows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(tnames, ["t_tbl", "t_db", "t_acc"]);
+    assert_eq!(
+        trows[0],
+        (
+            "t_tbl".into(),
+            trows[0].1.clone(),
+            "table".into(),
+            "acc1".into(),
+            "db1".into(),
+            "t1".into()
+        )
+    );
+    assert_eq!(trows[1].4, "db1");
+
+    // WHERE filters.
+    let r = snapshots(&mut sys, "where account_name = 'acc1'").await;
+    assert_eq!(r.len(), 1);
+    let r = snapshots(&mut sys, "where SNAPSHOT_NAME = 'sp_sys'").await;
+    assert_eq!(r[0].0, "sp_sys");
+    let r = snapshots(&mut t, "where database_name = 'db1' and table_name = 't1'").await;
+    assert_eq!(r.len(), 1);
+    let r = snapshots(&mut sys, &format!("where timestamp >= '{ts}'")).await;
+    assert_eq!(r.len(), 1);
+    let r = snapshots(
+        &mut sys,
+        &format!("where timestamp <= '{ts}' and timestamp >= '2000-01-01 00:00:00'"),
+    )
+    .await;
+    assert_eq!(r.len(), 3);
+    let r = snapshots(&mut sys, "where timestamp >= '2999-01-01 00:00:00'").await;
+    assert!(r.is_empty());
+
+    // Errors, verbatim.
+    assert_err(
+        &mut sys,
+        "create snapshot sp_sys for account",
+        20101,
+        "snapshot sp_sys already exists",
+    )
+    .await;
+    assert_err(
+        &mut sys,
+        "create snapshot x for account nosuch",
+        20101,
+        "internal error: account nosuch does not exist",
+    )
+    .await;
+    assert_err(
+        &mut t,
+        "create snapshot x for account acc2",
+        20101,
+        "only sys tenant can create tenant level snapshot for other tenant",
+    )
+    .await;
+    assert_err(
+        &mut t,
+        "create snapshot x for cluster",
+        20101,
+        "only sys tenant can create cluster level snapshot",
+    )
+    .await;
+    t.query_drop("create user u1 identified by 'p1'")
+        .await
+        .unwrap();
+    let mut plain = connect(&sim, "acc1#u1", "p1").await.unwrap();
+    assert_err(
+        &mut plain,
+        "create snapshot x for account",
+        20101,
+        "do not have privilege to execute the statement",
+    )
+    .await;
+    assert_err(
+        &mut plain,
+        "drop snapshot t_acc",
+        20101,
+        "do not have privilege to execute the statement",
+    )
+    .await;
+    assert_err(
+        &mut t,
+        "drop snapshot nosuch",
+        20101,
+        "snapshot nosuch does not exist",
+    )
+    .await;
+    t.query_drop("drop snapshot if exists nosuch")
+        .await
+        .unwrap();
+    assert_err(
+        &mut t,
+        "create snapshot x for database nodb",
+        20101,
+        "database nodb does not exist",
+    )
+    .await;
+    // Quota: 3 per tenant and level here; t_acc exists, so two more then the error.
+    t.query_drop("create snapshot q1 for account")
+        .await
+        .unwrap();
+    t.query_drop("create snapshot q2 for account")
+        .await
+        .unwrap();
+    assert_err(
+        &mut t,
+        "create snapshot q3 for account",
+        20101,
+        "feature SNAPSHOT with scope account has reached the limit of 3",
+    )
+    .await;
+    t.query_drop("create snapshot q3 for database db1")
+        .await
+        .unwrap();
+    // sys is not limited.
+    for i in 0..4 {
+        sys.query_drop(format!("create snapshot sysq{i} for account"))
+            .await
+            .unwrap();
+    }
+    t.query_drop("drop snapshot q1").await.unwrap();
+    assert!(snapshots(&mut t, "where snapshot_name = 'q1'")
+        .await
+        .is_empty());
+}
+
+#[tokio::test]
+async fn restore_both_grammars_and_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let state_s = state.to_str().unwrap();
+    let sim = start(&["--state", state_s]);
+    let mut sys = connect(&sim, "root", "111").await.unwrap();
+    sys.query_drop("create account acc1 admin_name 'admin' identified by 'pwd'")
+        .await
+        .unwrap();
+    sys.query_drop("create account acc2 admin_name 'admin' identified by 'pwd'")
+        .await
+        .unwrap();
+    let mut t = connect(&sim, "acc1#admin", "pwd").await.unwrap();
+    t.query_drop("create database db1").await.unwrap();
+    t.query_drop("create table db1.t1 (a int)").await.unwrap();
+    t.query_drop("create snapshot t_acc for account")
+        .await
+        .unwrap();
+    t.query_drop("create snapshot t_db for database db1")
+        .await
+        .unwrap();
+    t.query_drop("create snapshot t_tbl for table db1 t1")
+        .await
+        .unwrap();
+    sys.query_drop("create snapshot s_acc1 for account acc1")
+        .await
+        .unwrap();
+    sys.query_drop("create snapshot s_cluster for cluster")
+        .await
+        .unwrap();
+
+    // Current grammar.
+    t.query_drop("drop database db1").await.unwrap();
+    t.query_drop("restore account acc1 {snapshot = 't_acc'}")
+        .await
+        .unwrap();
+    let dbs: Vec<String> = t.query("show databases").await.unwrap();
+    assert!(
+        dbs.contains(&"db1".to_string()),
+        "restore brought db1 back: {dbs:?}"
+    );
+    t.query_drop("restore database db1 {snapshot = 't_db'}")
+        .await
+        .unwrap();
+    t.query_drop("restore database acc1.db1 {snapshot = 't_db'}")
+        .await
+        .unwrap();
+    t.query_drop("restore table db1.t1 {snapshot = 't_tbl'}")
+        .await
+        .unwrap();
+    t.query_drop("restore table acc1.db1.t1 {SNAPSHOT='t_tbl'}")
+        .await
+        .unwrap();
+    sys.query_drop("restore cluster {snapshot = 's_cluster'}")
+        .await
+        .unwrap();
+    sys.query_drop("restore account acc1 {snapshot = 's_acc1'} to account acc2")
+        .await
+        .unwrap();
+    // Old grammar.
+    t.query_drop("restore account acc1 from snapshot t_acc")
+        .await
+        .unwrap();
+    t.query_drop("restore account acc1 database db1 from snapshot t_db")
+        .await
+        .unwrap();
+    t.query_drop("restore account acc1 database db1 table t1 from snapshot t_tbl")
+        .await
+        .unwrap();
+    sys.query_drop("restore account acc1 from snapshot s_acc1 to account acc2")
+        .await
+        .unwrap();
+    let mut t2 = connect(&sim, "acc2#admin", "pwd").await.unwrap();
+    let dbs: Vec<String> = t2.query("show databases").await.unwrap();
+    assert!(
+        dbs.contains(&"db1".to_string()),
+        "acc1's snapshot restored into acc2: {dbs:?}"
+    );
+
+    type Ev = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+    );
+    let ev: Vec<Ev> = sys.query("select * from mo_sim.restores").await.unwrap();
+    assert_eq!(ev.len(), 11);
+    assert_eq!(
+        (
+            ev[0].2.as_str(),
+            ev[0].3.as_str(),
+            ev[0].5.as_str(),
+            ev[0].8.as_str(),
+            ev[0].9.as_str()
+        ),
+        ("account", "t_acc", "acc1", "acc1", "current")
+    );
+    assert_eq!(
+        (ev[4].2.as_str(), ev[4].6.as_str(), ev[4].7.as_str()),
+        ("table", "db1", "t1")
+    );
+    assert_eq!(
+        (ev[5].2.as_str(), ev[5].3.as_str()),
+        ("cluster", "s_cluster")
+    );
+    assert_eq!((ev[6].8.as_str(), ev[6].10.as_str()), ("acc2", "sys#root"));
+    assert_eq!((ev[10].8.as_str(), ev[10].9.as_str()), ("acc2", "old"));
+
+    // Rules and errors.
+    assert_err(
+        &mut sys,
+        "restore database db1 {snapshot = 's_cluster'}",
+        20101,
+        "can't restore db from cluster level snapshot",
+    )
+    .await;
+    assert_err(
+        &mut sys,
+        "restore table db1.t1 {snapshot = 's_cluster'}",
+        20101,
+        "can't restore db from cluster level snapshot",
+    )
+    .await;
+    assert_err(
+        &mut sys,
+        "restore account acc1 {snapshot = 's_acc1'} to account sys",
+        20101,
+        "non-sys account's snapshot can't restore to sys account",
+    )
+    .await;
+    assert_err(
+        &mut sys,
+        "restore account acc1 {snapshot = 's_acc1'} to account nosuch",
+        20101,
+        "internal error: account nosuch does not exist",
+    )
+    .await;
+    assert_err(
+        &mut t,
+        "restore account acc1 {snapshot = 't_db'}",
+        20101,
+        "can't restore account from db or table level snapshot",
+    )
+    .await;
+    assert_err(
+        &mut t,
+        "restore account acc1 {snapshot = 't_acc'} to account acc2",
+        20101,
+        "non-sys account can't restore snapshot to another account",
+    )
+    .await;
+    assert_err(
+        &mut t,
+        "restore cluster {snapshot = 't_acc'}",
+        20101,
+        "non-sys account can't restore cluster level snapshot",
+    )
+    .await;
+    assert_err(
+        &mut t,
+        "restore account acc1 {snapshot = 'nosuch'}",
+        20101,
+        "snapshot nosuch does not exist",
+    )
+    .await;
+    assert_err(
+        &mut sys,
+        "drop snapshot nosuch",
+        20101,
+        "snapshot nosuch does not exist",
+    )
+    .await;
+    drop(sim);
+
+    // The state file keeps accounts and snapshots across a restart.
+    let sim = start(&["--state", state_s, "--grammar", "current"]);
+    let mut t = connect(&sim, "acc1#admin", "pwd").await.unwrap();
+    assert_eq!(snapshots(&mut t, "").await.len(), 3);
+    t.query_drop("restore account acc1 {snapshot = 't_acc'}")
+        .await
+        .unwrap();
+    assert_err(
+        &mut t,
+        "restore account acc1 from snapshot t_acc",
+        1064,
+        "syntax error",
+    )
+    .await;
+    drop(sim);
+    let sim = start(&["--state", state_s, "--grammar", "old"]);
+    let mut t = connect(&sim, "acc1#admin", "pwd").await.unwrap();
+    t.query_drop("restore account acc1 from snapshot t_acc")
+        .await
+        .unwrap();
+    assert_err(
+        &mut t,
+        "restore account acc1 {snapshot = 't_acc'}",
+        1064,
+        "syntax error",
+    )
+    .await;
+    assert_err(
+        &mut t,
+        "restore database db1 {snapshot = 't_db'}",
+        1064,
+        "syntax error",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn mo_ctl_calls_and_privileges() {
+    let sim = start(&[]);
+    let mut sys = connect(&sim, "root", "111").await.unwrap();
+    for param in [
+        "stop_gc",
+        "start_gc",
+        "add_checker.backup.1732000000000000000-1",
+        "remove_checker.backup.",
+    ] {
+        let r: String = sys
+            .query_first(format!("select mo_ctl('dn','DiskCleaner','{param}')"))
+            .await
+            .unwrap()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&r).unwrap();
+        assert_eq!(v["method"], "DiskCleaner");
+        assert_eq!(
+            v["result"].as_array().unwrap().len(),
+            1,
+            "one element per TN"
+        );
+    }
+    for m in ["checkpoint", "globalcheckpoint"] {
+        let r: String = sys
+            .query_first(format!("select mo_ctl('dn','{m}','')"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(r.contains("\"result\":["), "{r}");
+    }
+    sys.query_drop("create account acc1 admin_name 'admin' identified by 'pwd'")
+        .await
+        .unwrap();
+    let mut t = connect(&sim, "acc1#admin", "pwd").await.unwrap();
+    assert_err(
+        &mut t,
+        "select mo_ctl('dn','DiskCleaner','stop_gc')",
+        20101,
+        "do not have privilege to execute the statement",
+    )
+    .await;
+}
+
+fn ckp_ends(shared: &Path) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = std::fs::read_dir(shared.join("ckp"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter_map(|n| {
+            let body = n.strip_prefix("meta_")?.strip_suffix(".ckp")?.to_string();
+            let end = body.split_once('_')?.1.to_string();
+            Some((end, n))
+        })
+        .collect();
+    v.sort_by_key(|(e, _)| {
+        let (p, l) = e.split_once('-').unwrap();
+        (p.parse::<u64>().unwrap(), l.parse::<u32>().unwrap())
+    });
+    v
+}
+
+fn verify(data_dir: &Path, cut: &str, ledger: &Path) -> (bool, String) {
+    let out = Command::new(bin())
+        .args([
+            "verify",
+            "--data_dir",
+            data_dir.to_str().unwrap(),
+            "--cut",
+            cut,
+            "--ledger",
+            ledger.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// Names in `# merged=<new>:<old>+<old>` lines of the metas with end <= cut.
+fn merged_away(shared: &Path, metas: &[(String, String)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (_, name) in metas {
+        let Ok(text) = std::fs::read_to_string(shared.join("ckp").join(name)) else {
+            continue;
+        };
+        for line in text.lines() {
+            if let Some(m) = line.strip_prefix("# merged=") {
+                out.extend(m.split_once(':').unwrap().1.split('+').map(String::from));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn live_node_checker_gc_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("node");
+    mo_br_sample::generate(
+        &root,
+        &mo_br_sample::Options {
+            seed: 7,
+            total_bytes: 2 * 1024 * 1024,
+            backend: mo_br_sample::Backend::DiskV2,
+        },
+    )
+    .unwrap();
+    let data_dir: PathBuf = root.join("mo-data");
+    let shared = data_dir.join("shared2");
+    let ledger = dir.path().join("ledger.jsonl");
+    let sim = start(&[
+        "--data_dir",
+        data_dir.to_str().unwrap(),
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--flush_ms",
+        "50",
+        "--ckp_ms",
+        "250",
+        "--gc_ms",
+        "200",
+        "--global_every",
+        "2",
+        "--merge_every",
+        "1",
+    ]);
+    let mut sys = connect(&sim, "root", "111").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    // A backup's protection: checker at the newest ckp end after a forced checkpoint.
+    sys.query_drop("select mo_ctl('dn','checkpoint','')")
+        .await
+        .unwrap();
+    let metas = ckp_ends(&shared);
+    let cut = metas.last().unwrap().0.clone();
+    sys.query_drop(format!(
+        "select mo_ctl('dn','DiskCleaner','add_checker.backup.{cut}')"
+    ))
+    .await
+    .unwrap();
+    let protected_metas: Vec<(String, String)> = metas.clone();
+    let olds = merged_away(&shared, &protected_metas);
+    assert!(!olds.is_empty(), "the node merged something by now");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (ok, out) = verify(&data_dir, &cut, &ledger);
+    assert!(ok, "checker kept the cut restorable: {out}");
+    for (_, m) in &protected_metas {
+        assert!(
+            shared.join("ckp").join(m).exists(),
+            "{m} is protected by the checker"
+        );
+    }
+
+    // Without the checker, a global checkpoint + GC removes merged-away objects.
+    sys.query_drop("select mo_ctl('dn','DiskCleaner','remove_checker.backup.')")
+        .await
+        .unwrap();
+    sys.query_drop("select mo_ctl('dn','globalcheckpoint','')")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let gone = olds.iter().filter(|o| !shared.join(o).exists()).count();
+    assert_eq!(gone, olds.len(), "GC deleted the merged-away objects");
+
+    // stop_gc freezes deletions; verify passes at the newest cut and fails
+    // once a referenced object is deleted.
+    sys.query_drop("select mo_ctl('dn','DiskCleaner','stop_gc')")
+        .await
+        .unwrap();
+    sys.query_drop("select mo_ctl('dn','checkpoint','')")
+        .await
+        .unwrap();
+    let newest = ckp_ends(&shared);
+    let cut = newest.last().unwrap().0.clone();
+    let (ok, out) = verify(&data_dir, &cut, &ledger);
+    assert!(ok, "{out}");
+    assert!(out.starts_with("ok: "), "{out}");
+    let global = newest
+        .iter()
+        .rev()
+        .find(|(_, n)| n.starts_with("meta_0-0_"))
+        .unwrap();
+    let text = std::fs::read_to_string(shared.join("ckp").join(&global.1)).unwrap();
+    let victim = text
+        .lines()
+        .skip_while(|l| !l.starts_with("object,"))
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string();
+    std::fs::remove_file(shared.join(&victim)).unwrap();
+    let (ok, out) = verify(&data_dir, &cut, &ledger);
+    assert!(!ok);
+    assert!(out.contains(&format!("missing: {victim}")), "{out}");
+}
+
+#[tokio::test]
+async fn checker_expires_after_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("mo-data");
+    let ledger = dir.path().join("ledger.jsonl");
+    let sim = start(&[
+        "--data_dir",
+        data_dir.to_str().unwrap(),
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--flush_ms",
+        "40",
+        "--ckp_ms",
+        "200",
+        "--gc_ms",
+        "100",
+        "--global_every",
+        "2",
+        "--merge_every",
+        "1",
+        "--checker_ttl_ms",
+        "300",
+    ]);
+    let mut sys = connect(&sim, "root", "111").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    sys.query_drop("select mo_ctl('dn','checkpoint','')")
+        .await
+        .unwrap();
+    let shared = data_dir.join("shared2");
+    let metas = ckp_ends(&shared);
+    let cut = metas.last().unwrap().0.clone();
+    sys.query_drop(format!(
+        "select mo_ctl('dn','DiskCleaner','add_checker.backup.{cut}')"
+    ))
+    .await
+    .unwrap();
+    let first = metas.first().unwrap().1.clone();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        !shared.join("ckp").join(&first).exists(),
+        "the expired checker no longer protects {first}"
+    );
+    let row: Option<mysql_async::Row> = sys.query_first("select * from mo_sim.node").await.unwrap();
+    let checker: Option<String> = row.unwrap().get(8).unwrap();
+    assert_eq!(checker, None, "checker expired");
+}

@@ -1,0 +1,296 @@
+//! Online physical backups of a running node: `mo-sim` (the MatrixOne test
+//! double) serves SQL and runs a live node that flushes, merges,
+//! checkpoints and collects garbage every second while mo-br copies.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mo_br_sample::Backend;
+use mo_br_tests::fixtures::{backup_id, restore_by_id_args, strings, Sample, Scene, MIB};
+use mo_br_tests::group::{Group, GroupOptions};
+use mo_br_tests::procs::{bin, run_with_timeout, start_daemon, Daemon, MoBr};
+
+/// A running `mo-sim` on a sample's data dir.
+struct Sim {
+    _daemon: Daemon,
+    port: String,
+    ledger: std::path::PathBuf,
+}
+
+fn start_sim(scene: &Scene, node: &Sample) -> Sim {
+    start_sim_with(scene, node, &[])
+}
+
+fn start_sim_with(scene: &Scene, node: &Sample, extra: &[&str]) -> Sim {
+    let ledger = scene.path("mo-sim-ledger.jsonl");
+    let mut cmd = Command::new(bin("mo-sim"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--data_dir")
+        .arg(node.data_dir())
+        .arg("--ledger")
+        .arg(&ledger)
+        // Churn: flushes, merges and checkpoints several times a second,
+        // GC every second.
+        .args(["--flush_ms", "150", "--ckp_ms", "500", "--gc_ms", "1000"])
+        .args(["--merge_every", "1", "--global_every", "3"])
+        .args(extra);
+    let (daemon, addr) =
+        start_daemon(cmd, "mo-sim listening on", scene.path("mo-sim.log")).expect("start mo-sim");
+    let port = addr.rsplit(':').next().unwrap().to_string();
+    Sim {
+        _daemon: daemon,
+        port,
+        ledger,
+    }
+}
+
+fn online_args(node: &Sample, sim: &Sim, to: &Path) -> Vec<String> {
+    let mut args = node.fs_backup_args(to);
+    args.extend(strings(&[
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &sim.port,
+        "--user",
+        "root",
+        "--password",
+        "111",
+    ]));
+    args
+}
+
+/// `select * from mo_sim.node` through the MySQL protocol.
+fn node_view(sim: &Sim) -> Vec<(String, String)> {
+    let port: u16 = sim.port.parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        use mysql_async::prelude::Queryable;
+        let opts = mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(port)
+            .user(Some("root"))
+            .pass(Some("111"));
+        let mut conn = mysql_async::Conn::new(opts)
+            .await
+            .expect("connect to mo-sim");
+        let row: mysql_async::Row = conn
+            .query_first("select * from mo_sim.node")
+            .await
+            .expect("query mo_sim.node")
+            .expect("a row");
+        let columns: Vec<String> = row
+            .columns_ref()
+            .iter()
+            .map(|c| c.name_str().into_owned())
+            .collect();
+        let values: Vec<String> = (0..columns.len())
+            .map(|i| {
+                row.get::<Option<String>, _>(i)
+                    .flatten()
+                    .unwrap_or_default()
+            })
+            .collect();
+        columns.into_iter().zip(values).collect()
+    })
+}
+
+fn field(view: &[(String, String)], name: &str) -> String {
+    view.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("mo_sim.node has no {name}: {view:?}"))
+}
+
+/// GC runs and no backup checker is left.
+fn assert_gc_released(sim: &Sim) {
+    let view = node_view(sim);
+    assert_eq!(field(&view, "gc_stopped"), "false", "{view:?}");
+    assert_eq!(field(&view, "checker"), "", "{view:?}");
+}
+
+fn verify(sim: &Sim, restored: &Path, cut: &str) -> mo_br_tests::procs::Output {
+    let mut cmd = Command::new(bin("mo-sim"));
+    cmd.arg("verify")
+        .arg("--data_dir")
+        .arg(restored.join("mo-data"))
+        .args(["--cut", cut])
+        .arg("--ledger")
+        .arg(&sim.ledger);
+    run_with_timeout(cmd, Duration::from_secs(60))
+}
+
+#[test]
+fn online_backups_under_churn_restore_consistently() {
+    let scene = Scene::new("online");
+    let node = scene.sample("node", 21, 4 * MIB, Backend::DiskV2);
+    let sim = start_sim(&scene, &node);
+    let mobr = &scene.mobr;
+    let mut backups = Vec::new();
+    for i in 0..20 {
+        let out = mobr.run(&online_args(&node, &sim, &scene.path(&format!("b{i}"))));
+        let id = backup_id(&out);
+        assert_gc_released(&sim);
+        backups.push(id);
+    }
+    let listed = mobr.list_json();
+    for (i, id) in backups.iter().enumerate() {
+        let b = listed
+            .iter()
+            .find(|b| b["id"] == id.as_str())
+            .unwrap_or_else(|| panic!("{id} not listed"));
+        assert_eq!(b["kind"], "online", "{b}");
+        let cut = b["backup_ts"].as_str().unwrap().to_string();
+        assert!(
+            !scene.path(&format!("b{i}/logservice-data")).exists(),
+            "an online backup copied logservice-data"
+        );
+        let restored = scene.path(&format!("r{i}"));
+        mobr.run(&restore_by_id_args(id, &restored))
+            .assert_ok("restore");
+        let out = verify(&sim, &restored, &cut);
+        out.assert_ok(&format!("mo-sim verify of backup {i} at {cut}"));
+    }
+    // The node kept collecting garbage between backups.
+    let view = node_view(&sim);
+    assert!(
+        field(&view, "deleted").parse::<u64>().unwrap() > 0,
+        "GC never deleted: {view:?}"
+    );
+}
+
+#[test]
+fn failed_online_backup_releases_gc() {
+    let scene = Scene::new("online-fail");
+    let node = scene.sample("node", 22, 2 * MIB, Backend::DiskV2);
+    let sim = start_sim(&scene, &node);
+    // The node's data dir is wrong: the backup fails after GC was stopped.
+    let mut args = online_args(&node, &sim, &scene.path("b1"));
+    let at = args.iter().position(|a| a == "--data_dir").unwrap();
+    args[at + 1] = scene.path("no-such-node/mo-data").display().to_string();
+    let t0 = Instant::now();
+    let out = scene.mobr.run(&args);
+    out.assert_failed("online backup of a missing data dir");
+    assert!(out.stderr.contains("no-such-node"), "{out}");
+    assert!(t0.elapsed() < Duration::from_secs(30));
+    assert_gc_released(&sim);
+    let failed: Vec<_> = scene
+        .mobr
+        .list_json()
+        .into_iter()
+        .filter(|b| b["state"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "the failure is on record: {failed:?}");
+    assert!(!scene.path("b1/backup_meta").exists());
+}
+
+#[test]
+fn online_backup_refuses_a_tenant_user_and_a_wrong_password() {
+    let scene = Scene::new("online-login");
+    let node = scene.sample("node", 23, MIB, Backend::DiskV2);
+    let sim = start_sim(&scene, &node);
+    let mut args = online_args(&node, &sim, &scene.path("b1"));
+    let pw = args.iter().position(|a| a == "--password").unwrap();
+    args[pw + 1] = "wrong".into();
+    let out = scene.mobr.run(&args);
+    out.assert_failed("wrong password");
+    assert!(out.stderr.starts_with("mo_br: MatrixOne: "), "{out}");
+    assert_eq!(out.stderr_lines().len(), 1, "{out}");
+    assert_gc_released(&sim);
+    assert!(!scene.path("b1").join("backup_meta").exists());
+
+    let mut args = online_args(&node, &sim, &scene.path("b3"));
+    let user = args.iter().position(|a| a == "--user").unwrap();
+    args[user + 1] = "acc1#admin".into();
+    let out = scene.mobr.run(&args);
+    out.assert_failed("tenant user");
+    assert!(out.stderr.contains("needs a sys user"), "{out}");
+    assert!(
+        scene.mobr.list_json().is_empty(),
+        "a bad login left a catalog entry"
+    );
+
+    let unreachable = strings(&["--port", "1"]);
+    let mut args = online_args(&node, &sim, &scene.path("b2"));
+    let port = args.iter().position(|a| a == "--port").unwrap();
+    args[port + 1] = unreachable[1].clone();
+    let t0 = Instant::now();
+    let out = scene.mobr.run(&args);
+    out.assert_failed("unreachable MatrixOne");
+    assert!(out.stderr.contains("cannot reach MatrixOne"), "{out}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn leader_killed_mid_online_backup_renewal_goes_on_and_gc_is_released() {
+    let scene = Scene::new("online-leader");
+    let node = scene.sample("node", 24, 16 * MIB, Backend::DiskV2);
+    // The checker lapses 3 s after its last renewal: only a renewal that
+    // goes on under the new leader keeps it.
+    let sim = start_sim_with(&scene, &node, &["--checker_ttl_ms", "3000"]);
+    let opts = GroupOptions {
+        extra_args: strings(&["--gc_renew_ms", "300"]),
+        // A new leader adopts the backup as soon as it is elected, with the
+        // password from its environment (the CLI would bring it a moment later).
+        env: vec![("MO_BR_MO_PASSWORD".into(), "111".into())],
+        ..Default::default()
+    };
+    let mut g = Group::start(3, opts).unwrap();
+    for _ in 0..2 {
+        g.start_agent(node.data_dir(), 3_000_000).unwrap();
+    }
+    let mobr = MoBr::remote(&scene.path("cwd"), &g.list());
+    let mut args = online_args(&node, &sim, &scene.path("b1"));
+    args.extend(strings(&["--node", "node-1"]));
+    let runner = {
+        let mobr = mobr.clone();
+        std::thread::spawn(move || mobr.run(&args))
+    };
+    // Wait until GC is held, then kill the leader.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while field(&node_view(&sim), "gc_stopped") != "true" {
+        assert!(Instant::now() < deadline, "GC was never held");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    let leader = g.wait_leader(Duration::from_secs(5)).unwrap();
+    g.kill_replica(leader);
+    // Well past the checker's lifetime, it is still there: renewed by the
+    // new leader.
+    let mut seen = 0;
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until && !runner.is_finished() {
+        let view = node_view(&sim);
+        if field(&view, "gc_stopped") == "true" {
+            assert_ne!(field(&view, "checker"), "", "the checker lapsed: {view:?}");
+            seen += 1;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = runner.join().unwrap();
+    let id = backup_id(&out);
+    assert!(
+        seen > 0 || out.success(),
+        "the backup ended before the check"
+    );
+    assert_gc_released(&sim);
+    let restored = scene.path("restored");
+    mobr.run(&restore_by_id_args(&id, &restored))
+        .assert_ok("restore");
+    let cut = mobr
+        .list_json()
+        .into_iter()
+        .find(|b| b["id"] == id.as_str())
+        .unwrap()["backup_ts"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    verify(&sim, &restored, &cut).assert_ok("verify the restored online backup");
+}

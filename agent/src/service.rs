@@ -88,7 +88,7 @@ fn wire_kind(kind: FileKind) -> WireKind {
         FileKind::Gc => WireKind::Gc,
         FileKind::Config => WireKind::Config,
         FileKind::Logservice => WireKind::Logservice,
-        FileKind::Meta => WireKind::Unspecified,
+        FileKind::Meta | FileKind::Hakeeper => WireKind::Unspecified,
     }
 }
 

@@ -1,5 +1,7 @@
 //! What the user reads: the backup table of the reference (`ID | SIZE | PATH
-//! | AT TIME | DURATION | COMPLETE TIME`), sizes in decimal units ("586 kB"),
+//! | AT TIME | DURATION | COMPLETE TIME`) plus a KIND column (full or
+//! incremental, cold or online, and the state when it is not complete, so a
+//! failed backup never reads like a good one), sizes in decimal units ("586 kB"),
 //! durations as Go prints them ("1.700945333s"), times as
 //! "2024-05-13 12:00:12 +0800" in local time, and the JSON lines of
 //! `list --json`.
@@ -9,7 +11,15 @@ use comfy_table::{CellAlignment, ContentArrangement, Table};
 use mo_br_proto::coordinator::BackupInfo;
 use serde::Serialize;
 
-pub const HEADER: [&str; 6] = ["ID", "SIZE", "PATH", "AT TIME", "DURATION", "COMPLETE TIME"];
+pub const HEADER: [&str; 7] = [
+    "ID",
+    "SIZE",
+    "PATH",
+    "AT TIME",
+    "DURATION",
+    "COMPLETE TIME",
+    "KIND",
+];
 
 /// ASCII borders, '-' under the header, no lines between rows: the look of
 /// the Go tablewriter table in the reference.
@@ -37,7 +47,7 @@ where
     t.to_string()
 }
 
-fn row_in<Tz: TimeZone>(b: &BackupInfo, tz: &Tz) -> [String; 6]
+fn row_in<Tz: TimeZone>(b: &BackupInfo, tz: &Tz) -> [String; 7]
 where
     Tz::Offset: std::fmt::Display,
 {
@@ -48,7 +58,21 @@ where
         time_in(&b.at_time, tz),
         duration(b.duration_secs),
         time_in(&b.complete_time, tz),
+        kind(b),
     ]
+}
+
+/// "full cold", "incremental online", "full online (failed)".
+pub fn kind(b: &BackupInfo) -> String {
+    let mut out = [b.backup_type.as_str(), b.kind.as_str()]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if !b.state.is_empty() && b.state != "complete" {
+        out.push_str(&format!(" ({})", b.state));
+    }
+    out
 }
 
 /// "BackupDir: filesystem  Path: /data/backup", as the seed prints it.
@@ -276,6 +300,7 @@ mod tests {
                 "2024-05-13 12:00:12 +0800",
                 "1.700945333s",
                 "2024-05-13 12:00:13 +0800",
+                kind(&info()).as_str(),
             ]
         );
     }

@@ -242,9 +242,19 @@ fn failure(e: mysql_async::Error, sql: &str) -> Failure {
     }
 }
 
-/// A statement as it may be logged: `IDENTIFIED BY '...'` hidden.
+/// A statement as it may be logged: `IDENTIFIED BY '...'` and the options
+/// of `S3OPTION {...}` (keys) hidden.
 pub fn redact(sql: &str) -> String {
     let upper = sql.to_ascii_uppercase();
+    if let (Some(open), Some(close)) = (upper.find("S3OPTION {"), sql.rfind('}')) {
+        if close > open {
+            return format!(
+                "{}S3OPTION {{<redacted>}}{}",
+                &sql[..open],
+                &sql[close + 1..]
+            );
+        }
+    }
     match upper.find("IDENTIFIED BY") {
         Some(i) => format!("{}IDENTIFIED BY '<redacted>'", &sql[..i]),
         None => sql.to_string(),

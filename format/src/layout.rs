@@ -40,6 +40,9 @@ pub enum FileKind {
     Config,
     /// A file of `mo-data/logservice-data` (cold backups).
     Logservice,
+    /// HAKeeper's ID watermarks (`hakeeper/hk_data`, online backups),
+    /// restored to the LOCAL root.
+    Hakeeper,
     /// One of our or MatrixOne's metadata files (`mo_meta`, `tae_list`, ...).
     Meta,
 }
@@ -74,6 +77,21 @@ pub fn logservice_name(rel: &str) -> String {
     format!("logservice-data/{rel}")
 }
 
+/// The LOCAL root next to a SHARED root: MatrixOne's configs pair
+/// `shared2` with `local2` (DISK-V2) and `shared` with `local` (DISK).
+pub fn local_dir(shared_dir: &str) -> String {
+    let (parent, name) = shared_dir.rsplit_once('/').unwrap_or(("", shared_dir));
+    let local = match name.strip_prefix("shared") {
+        Some(suffix) => format!("local{suffix}"),
+        None => "local2".to_string(),
+    };
+    if parent.is_empty() {
+        local
+    } else {
+        format!("{parent}/{local}")
+    }
+}
+
 /// Where a file is restored, relative to the restore root. `shared_dir` is
 /// the SHARED root relative to the restore root (e.g. `mo-data/shared2`).
 pub fn restore_rel(kind: FileKind, name: &str, shared_dir: &str) -> Option<String> {
@@ -83,6 +101,22 @@ pub fn restore_rel(kind: FileKind, name: &str, shared_dir: &str) -> Option<Strin
         }
         FileKind::Config => Some(format!("{RESTORE_CONFIG_DIR}/{name}")),
         FileKind::Logservice => Some(format!("{RESTORE_LOGSERVICE_DIR}/{name}")),
+        FileKind::Hakeeper => Some(format!("{}/{name}", local_dir(shared_dir))),
         FileKind::Meta => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_root_pairs_with_shared() {
+        assert_eq!(local_dir("mo-data/shared2"), "mo-data/local2");
+        assert_eq!(local_dir("mo-data/shared"), "mo-data/local");
+        assert_eq!(
+            restore_rel(FileKind::Hakeeper, "hk_data", "mo-data/shared2").as_deref(),
+            Some("mo-data/local2/hk_data")
+        );
     }
 }

@@ -13,7 +13,8 @@ pub use job::{Assignment, BackupJob, DoneFile, ShardState};
 
 use std::collections::BTreeMap;
 
-use mo_br_format::manifest::{BackupType, Consistency};
+use mo_br_format::layout::FileKind;
+use mo_br_format::manifest::{BackupType, Consistency, FileEntry};
 use mo_br_storage::Location;
 use serde::{Deserialize, Serialize};
 
@@ -104,6 +105,12 @@ pub enum Command {
     GcChecker {
         backup: String,
         ts: String,
+    },
+    /// HAKeeper's watermarks are stored in the backup (online backups).
+    JobHakeeper {
+        job: String,
+        size: u64,
+        sha256: String,
     },
     /// GC was started again and the checker removed.
     GcReleased {
@@ -280,6 +287,22 @@ impl Catalog {
                     return Applied::Rejected(format!("job {job} has unfinished shards"));
                 }
                 j.committing.get_or_insert_with(|| completed_at.clone());
+            }
+            Command::JobHakeeper { job, size, sha256 } => {
+                let Some(j) = self.jobs.get_mut(job) else {
+                    return Applied::Rejected(format!("no job {job}"));
+                };
+                j.meta.files.retain(|f| f.kind != FileKind::Hakeeper);
+                j.meta.files.push(FileEntry {
+                    kind: FileKind::Hakeeper,
+                    name: "hk_data".into(),
+                    path: mo_br_format::layout::HK_DATA.into(),
+                    size: *size,
+                    sha256: sha256.clone(),
+                    need_copy: true,
+                    origin: None,
+                    role: None,
+                });
             }
             Command::GcHeld(hold) => {
                 self.gc_holds.insert(hold.backup.clone(), hold.clone());

@@ -16,7 +16,7 @@ use mo_br_format::mo::{self, Hlc};
 use mo_br_proto::agent::{FileDone, FileKind as WireKind, FileTask, InventoryRequest};
 use mo_br_proto::common::{storage, FsStorage, Source, Storage as WireStorage};
 use mo_br_proto::coordinator::{job_event, BackupRequest, Finished, Started};
-use mo_br_storage::{Credentials, Storage};
+use mo_br_storage::{Credentials, Location, Storage};
 
 use super::shards::{self, Op, Shard};
 use super::{emit, info, now_rfc3339, read_manifest, sweep, Events};
@@ -24,7 +24,7 @@ use crate::agents::Eligibility;
 use crate::catalog::{
     Applied, BackupJob, BackupRecord, BackupState, Command, DoneFile, ShardState,
 };
-use crate::matrixone::{MoConn, MoLogin};
+use crate::matrixone::{self, MoConn, MoLogin};
 use crate::{online, Coordinator, Error, Result};
 
 pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result<()> {
@@ -489,7 +489,16 @@ pub async fn drive(
         .filter(|_| online)
         .map(|l| online::renew(l, job.meta.backup_ts.clone(), c.gc_renew));
     let target = mo_br_storage::open(&job.meta.location, creds).await?;
-    let result = copy_and_commit(c, &job, creds, target.as_ref(), watched, events).await;
+    let result = copy_and_commit(
+        c,
+        &job,
+        creds,
+        login.as_ref().filter(|_| online),
+        target.as_ref(),
+        watched,
+        events,
+    )
+    .await;
     let meta = match result {
         Ok(meta) => meta,
         Err(e @ (Error::NotLeader(_) | Error::NoQuorum | Error::Shutdown)) => {
@@ -559,10 +568,12 @@ pub async fn drive(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn copy_and_commit(
     c: &Coordinator,
     job: &BackupJob,
     creds: &Credentials,
+    login: Option<&MoLogin>,
     target: &dyn Storage,
     watched: bool,
     events: &Events,
@@ -635,6 +646,12 @@ async fn copy_and_commit(
             "copying {}: {}",
             job.meta.files[*i].path, p.detail
         )));
+    }
+
+    if let Some(login) = login {
+        if !job.meta.files.iter().any(|f| f.kind == FileKind::Hakeeper) {
+            fetch_hakeeper(c, job, target, creds, login).await?;
+        }
     }
 
     // Every shard is done: fix the completion time in the replicated state
@@ -732,6 +749,95 @@ async fn copy_and_commit(
     Ok(meta)
 }
 
+/// Gets HAKeeper's ID watermarks (`hakeeper/hk_data`) through MatrixOne's
+/// own BACKUP statement, incremental at the cut (TIMESTAMP), so MatrixOne
+/// copies only the few objects newer than the cut, into a scratch place of
+/// the target; keeps hk_data and removes the rest. Watermarks only grow, so
+/// ones taken after the cut are safe: a restored cluster may skip IDs, never
+/// reuse one. The size and sha256 go into the replicated job, so a new
+/// leader does not fetch them again and writes the same manifest.
+async fn fetch_hakeeper(
+    c: &Coordinator,
+    job: &BackupJob,
+    target: &dyn Storage,
+    creds: &Credentials,
+    login: &MoLogin,
+) -> Result<()> {
+    let scratch = format!(".mo-hakeeper-{}", job.id);
+    let into = match &job.meta.location {
+        Location::Filesystem { path } => format!(
+            "FILESYSTEM {}",
+            matrixone::quote(&path.join(&scratch).to_string_lossy())
+        ),
+        Location::S3(s3) => {
+            let filepath = if s3.prefix.is_empty() {
+                scratch.clone()
+            } else {
+                format!("{}/{scratch}", s3.prefix)
+            };
+            let mut opts = vec![
+                ("endpoint", s3.endpoint.clone()),
+                ("bucket", s3.bucket.clone()),
+                ("filepath", filepath),
+                ("region", s3.region.clone()),
+                ("access_key_id", creds.access_key_id.clone()),
+                ("secret_access_key", creds.secret_access_key.clone()),
+            ];
+            if s3.is_minio {
+                opts.push(("is_minio", "true".into()));
+            }
+            if !s3.role_arn.is_empty() {
+                opts.push(("role_arn", s3.role_arn.clone()));
+            }
+            let opts: Vec<String> = opts
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| format!("'{k}'={}", matrixone::quote(&v)))
+                .collect();
+            format!("S3OPTION {{{}}}", opts.join(","))
+        }
+    };
+    let sql = format!(
+        "BACKUP {} {into} PARALLELISM '1' TIMESTAMP {}",
+        matrixone::quote(&job.id),
+        matrixone::quote(&job.meta.backup_ts)
+    );
+    let mut conn = login.connect().await?;
+    conn.exec(&sql).await?;
+    let hk_name = format!("{scratch}/{}", layout::HK_DATA);
+    let hk = target.get_bytes(&hk_name).await?;
+    let sidecar = target.get_bytes(&layout::sidecar(&hk_name)).await?;
+    if sidecar.as_ref() != mo::sha256(&hk) {
+        return Err(Error::Failed(
+            "hakeeper/hk_data written by MatrixOne does not match its sidecar".into(),
+        ));
+    }
+    let written = target.put_bytes(layout::HK_DATA, hk).await?;
+    target
+        .put_bytes(
+            &layout::sidecar(layout::HK_DATA),
+            Bytes::copy_from_slice(&written.sha256),
+        )
+        .await?;
+    let mut leftovers = Vec::new();
+    let mut listing = target.list(&format!("{scratch}/"));
+    while let Some(entry) = listing.next().await {
+        leftovers.push(entry?.name);
+    }
+    drop(listing);
+    for name in leftovers {
+        target.delete(&name).await?;
+    }
+    c.catalog
+        .propose(Command::JobHakeeper {
+            job: job.id.clone(),
+            size: written.size,
+            sha256: hex::encode(written.sha256),
+        })
+        .await?;
+    Ok(())
+}
+
 /// Ends a backup that cannot finish: removes what it wrote, releases the GC
 /// it holds, records it as failed with its reason. Returns the error to report.
 async fn fail(
@@ -752,6 +858,16 @@ async fn fail(
             .map(|f| f.path.clone())
             .collect();
         cleanup(target, &names).await;
+        // MatrixOne's scratch backup, if the failure came while fetching
+        // HAKeeper's watermarks.
+        let scratch = format!(".mo-hakeeper-{}/", job.id);
+        let mut leftovers = Vec::new();
+        let mut listing = target.list(&scratch);
+        while let Some(Ok(entry)) = listing.next().await {
+            leftovers.push(entry.name);
+        }
+        drop(listing);
+        sweep(target, &leftovers).await;
     }
     if let Some(login) = login {
         if let Err(re) = online::release(c, id, login).await {
@@ -775,6 +891,7 @@ async fn cleanup(target: &dyn Storage, written: &[String]) {
         layout::MO_META,
         layout::TAE_LIST,
         layout::TAE_SUM,
+        layout::HK_DATA,
     ];
     // backup_meta first: were the sweep interrupted, what is left is
     // plainly not a backup.

@@ -43,7 +43,9 @@ pub async fn run(c: &Coordinator, req: CheckRequest, events: &Events) -> Result<
     for f in meta
         .files
         .iter()
-        .filter(|f| f.need_copy && matches!(f.kind, FileKind::Meta | FileKind::Config))
+        .filter(|f| {
+            f.need_copy && matches!(f.kind, FileKind::Meta | FileKind::Config | FileKind::Hakeeper)
+        })
     {
         let sidecar = layout::sidecar(&f.path);
         match backup.storage.get_bytes(&sidecar).await {

@@ -73,15 +73,32 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     let cwd = std::env::current_dir()?;
 
     let runtime = tokio::runtime::Runtime::new()?;
+    let embedded = settings.coordinator.is_none();
     let result = runtime.block_on(async {
-        match command {
-            Command::Backup(a) => backup::run(a, &settings, &cwd).await,
-            Command::List(a) => list::run(a, &settings).await,
-            Command::Check(a) => check::run(a, &settings, &cwd).await,
-            Command::Delete(a) => delete::run(a, &settings).await,
-            Command::Restore(a) => restore::run(a, &settings, &cwd).await,
-            Command::Snapshot(c) => snapshot::run(c, &settings).await,
-            Command::Completion(_) => unreachable!("handled above"),
+        let work = async {
+            match command {
+                Command::Backup(a) => backup::run(a, &settings, &cwd).await,
+                Command::List(a) => list::run(a, &settings).await,
+                Command::Check(a) => check::run(a, &settings, &cwd).await,
+                Command::Delete(a) => delete::run(a, &settings).await,
+                Command::Restore(a) => restore::run(a, &settings, &cwd).await,
+                Command::Snapshot(c) => snapshot::run(c, &settings).await,
+                Command::Completion(_) => unreachable!("handled above"),
+            }
+        };
+        tokio::select! {
+            r = work => r,
+            _ = tokio::signal::ctrl_c() => {
+                // Dropping the call cancels the job: the coordinator
+                // removes what it wrote and releases MatrixOne's GC. The
+                // embedded one runs in this process: let it finish that.
+                if embedded {
+                    eprintln!("mo_br: interrupted; cancelling (cleaning up, releasing GC)...");
+                    #[cfg(feature = "embedded")]
+                    mo_br_coordinator::wait_idle(std::time::Duration::from_secs(20)).await;
+                }
+                anyhow::bail!("interrupted")
+            }
         }
     });
     // The embedded servers are still running: do not wait for them.

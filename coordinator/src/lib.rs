@@ -103,14 +103,18 @@ impl Coordinator {
                 })
                 .await?;
         }
-        Ok(Coordinator {
+        let c = Coordinator {
             catalog,
             agents: Agents::fixed(agents),
             driving: Arc::default(),
             shard_bytes: jobs::shards::SHARD_BYTES,
             gc_renew: online::DEFAULT_RENEW,
             passwords: Arc::default(),
-        })
+        };
+        // A previous process that died mid online backup left MatrixOne's
+        // GC stopped: release it now if a password is at hand.
+        release_ended_holds(&c).await;
+        Ok(c)
     }
 
     /// A replica of a raft group. Whichever replica leads adopts the running
@@ -167,9 +171,15 @@ impl Coordinator {
         {
             return;
         }
+        DRIVING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let guard = DriveGuard {
+            c: self.clone(),
+            id: id.to_string(),
+        };
         let c = self.clone();
         let id = id.to_string();
         tokio::spawn(async move {
+            let _guard = guard;
             // Nobody watches an adopted job's events; `Attach` reads progress
             // from the replicated state instead.
             let (tx, mut rx) = tokio::sync::mpsc::channel(64);
@@ -178,7 +188,6 @@ impl Coordinator {
                 Ok(()) => tracing::info!("adopted backup {id} completed"),
                 Err(e) => tracing::warn!("adopted backup {id}: {e}"),
             }
-            c.driving.lock().expect("driving lock").remove(&id);
         });
     }
 
@@ -215,6 +224,24 @@ impl Coordinator {
             id: id.to_string(),
         }
     }
+}
+
+/// Backups being driven in this process, over every coordinator in it: the
+/// embedded CLI waits for them to wind down (release GC, clean up) before
+/// it exits on Ctrl-C.
+static DRIVING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Waits until no backup is being driven in this process, or `limit` passes;
+/// returns whether it got idle.
+pub async fn wait_idle(limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while DRIVING.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
 }
 
 /// Releases a claimed job when its driver ends.

@@ -150,7 +150,9 @@ pub async fn release(c: &Coordinator, backup: &str, login: &MoLogin) -> Result<(
 pub fn login_for(c: &Coordinator, hold: &GcHold) -> Option<MoLogin> {
     let password = c
         .known_password(&hold.backup)
-        .or_else(|| std::env::var("MO_BR_MO_PASSWORD").ok())?;
+        .or_else(|| std::env::var("MO_BR_MO_PASSWORD").ok())
+        // The CLI's own variable, for the embedded coordinator.
+        .or_else(|| std::env::var("MO_BR_PASSWORD").ok())?;
     Some(MoLogin {
         host: hold.host.clone(),
         port: hold.port,

@@ -294,3 +294,50 @@ fn leader_killed_mid_online_backup_renewal_goes_on_and_gc_is_released() {
         .to_string();
     verify(&sim, &restored, &cut).assert_ok("verify the restored online backup");
 }
+
+#[test]
+fn cancelled_online_backup_releases_gc() {
+    let scene = Scene::new("online-cancel");
+    let node = scene.sample("node", 25, 16 * MIB, Backend::DiskV2);
+    let sim = start_sim(&scene, &node);
+    let mut g = Group::start(1, GroupOptions::default()).unwrap();
+    g.start_agent(node.data_dir(), 2_000_000).unwrap();
+    let mut args = online_args(&node, &sim, &scene.path("b1"));
+    args.extend(strings(&["--node", "node-1"]));
+    // The client goes away (kill -9) while the backup copies.
+    let mut client = Command::new(bin("mo_br"))
+        .arg("--coordinator")
+        .arg(g.list())
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while field(&node_view(&sim), "gc_stopped") != "true" {
+        assert!(Instant::now() < deadline, "GC was never held");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    client.kill().unwrap();
+    client.wait().unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let view = node_view(&sim);
+        if field(&view, "gc_stopped") == "false" && field(&view, "checker").is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "GC still held: {view:?}\n{}",
+            g.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mobr = MoBr::remote(&scene.path("cwd"), &g.list());
+    let listed = mobr.list_json();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["state"], "failed", "{listed:?}");
+    assert!(!scene.path("b1/backup_meta").exists());
+}

@@ -40,13 +40,13 @@ pub async fn run(c: &Coordinator, req: CheckRequest, events: &Events) -> Result<
 
     // Sidecars of MatrixOne's metadata files and configs must agree with
     // the manifest: MatrixOne's own tools trust them.
-    for f in meta
-        .files
-        .iter()
-        .filter(|f| {
-            f.need_copy && matches!(f.kind, FileKind::Meta | FileKind::Config | FileKind::Hakeeper)
-        })
-    {
+    for f in meta.files.iter().filter(|f| {
+        f.need_copy
+            && matches!(
+                f.kind,
+                FileKind::Meta | FileKind::Config | FileKind::Hakeeper
+            )
+    }) {
         let sidecar = layout::sidecar(&f.path);
         match backup.storage.get_bytes(&sidecar).await {
             Ok(raw) if hex::encode(&raw) == f.sha256 => {}

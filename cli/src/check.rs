@@ -96,17 +96,7 @@ pub async fn run(a: &CheckArgs, s: &Settings, cwd: &Path) -> Result<u8> {
         ..Default::default()
     };
     let out = job::drive(stream, &opts).await?;
-    let Some(finished) = out.finished else {
-        anyhow::bail!("the coordinator ended the check without a result");
-    };
-    if !finished.summary.is_empty() {
-        job::print(&finished.summary)?;
-    }
-    Ok(if finished.problems > 0 || out.problems > 0 {
-        1
-    } else {
-        0
-    })
+    job::conclude(&out, "check")
 }
 
 #[cfg(test)]

@@ -34,15 +34,7 @@ pub async fn run(a: &DeleteArgs, s: &Settings) -> Result<u8> {
     .await?;
     let stream = client.delete(req).await?.into_inner();
     let out = job::drive(stream, &job::Options::default()).await?;
-    let finished = out.finished.unwrap_or_default();
-    if !finished.summary.is_empty() {
-        job::print(&finished.summary)?;
-    }
-    Ok(if finished.problems > 0 || out.problems > 0 {
-        1
-    } else {
-        0
-    })
+    job::conclude(&out, "delete")
 }
 
 #[cfg(test)]

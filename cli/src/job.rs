@@ -137,6 +137,18 @@ pub fn problem_line(p: &Problem) -> String {
     }
 }
 
+/// Prints a finished job's summary and returns the exit code: 1 if it
+/// reported problems, else 0.
+pub fn conclude(out: &Outcome, what: &str) -> anyhow::Result<u8> {
+    let Some(finished) = &out.finished else {
+        anyhow::bail!("the coordinator ended the {what} without a result");
+    };
+    if !finished.summary.is_empty() {
+        print(&finished.summary)?;
+    }
+    Ok(u8::from(finished.problems > 0 || out.problems > 0))
+}
+
 /// Prints a line to stdout (the summary of a job, ...).
 pub fn print(line: &str) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();

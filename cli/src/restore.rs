@@ -117,17 +117,7 @@ pub async fn run(a: &RestoreArgs, s: &Settings, cwd: &Path) -> Result<u8> {
     .await?;
     let stream = client.restore(req).await?.into_inner();
     let out = job::drive(stream, &job::Options::default()).await?;
-    let Some(finished) = out.finished else {
-        anyhow::bail!("the coordinator ended the restore without a result");
-    };
-    if !finished.summary.is_empty() {
-        job::print(&finished.summary)?;
-    }
-    Ok(if finished.problems > 0 || out.problems > 0 {
-        1
-    } else {
-        0
-    })
+    job::conclude(&out, "restore")
 }
 
 #[cfg(test)]

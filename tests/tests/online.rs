@@ -112,15 +112,22 @@ fn assert_gc_released(sim: &Sim) {
     assert_eq!(field(&view, "checker"), "", "{view:?}");
 }
 
-fn verify(sim: &Sim, restored: &Path, cut: &str) -> mo_br_tests::procs::Output {
+/// `mo-sim verify`: the restored dir holds what the checkpoint chain at
+/// the cut needs, and HAKeeper watermarks of at least `hk_min`.
+fn verify(sim: &Sim, restored: &Path, cut: &str, hk_min: u64) -> mo_br_tests::procs::Output {
     let mut cmd = Command::new(bin("mo-sim"));
     cmd.arg("verify")
         .arg("--data_dir")
         .arg(restored.join("mo-data"))
         .args(["--cut", cut])
+        .args(["--hk_data_min", &hk_min.to_string()])
         .arg("--ledger")
         .arg(&sim.ledger);
     run_with_timeout(cmd, Duration::from_secs(60))
+}
+
+fn next_id(sim: &Sim) -> u64 {
+    field(&node_view(sim), "next_id").parse().unwrap()
 }
 
 #[test]
@@ -131,13 +138,19 @@ fn online_backups_under_churn_restore_consistently() {
     let mobr = &scene.mobr;
     let mut backups = Vec::new();
     for i in 0..20 {
+        // HAKeeper has handed out IDs up to here before the backup starts.
+        let ids_before = next_id(&sim);
         let out = mobr.run(&online_args(&node, &sim, &scene.path(&format!("b{i}"))));
         let id = backup_id(&out);
         assert_gc_released(&sim);
-        backups.push(id);
+        assert!(
+            !scene.path(&format!("b{i}/.mo-hakeeper-{id}")).exists(),
+            "MatrixOne's scratch backup was left behind"
+        );
+        backups.push((id, ids_before));
     }
     let listed = mobr.list_json();
-    for (i, id) in backups.iter().enumerate() {
+    for (i, (id, ids_before)) in backups.iter().enumerate() {
         let b = listed
             .iter()
             .find(|b| b["id"] == id.as_str())
@@ -151,9 +164,47 @@ fn online_backups_under_churn_restore_consistently() {
         let restored = scene.path(&format!("r{i}"));
         mobr.run(&restore_by_id_args(id, &restored))
             .assert_ok("restore");
-        let out = verify(&sim, &restored, &cut);
+        let out = verify(&sim, &restored, &cut, *ids_before);
         out.assert_ok(&format!("mo-sim verify of backup {i} at {cut}"));
     }
+    // MatrixOne (the double) starts on the last restored dir, takes up the
+    // HAKeeper watermark, and the dir still verifies.
+    let (last, ids_before) = backups.last().unwrap();
+    let restored = scene.path(&format!("r{}", backups.len() - 1));
+    let cut = listed.iter().find(|b| b["id"] == last.as_str()).unwrap()["backup_ts"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ledger = scene.path("restored-ledger.jsonl");
+    let mut cmd = Command::new(bin("mo-sim"));
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--flush_ms",
+        "0",
+        "--ckp_ms",
+        "0",
+    ])
+    .arg("--data_dir")
+    .arg(restored.join("mo-data"))
+    .arg("--ledger")
+    .arg(&ledger);
+    let (daemon, addr) = start_daemon(
+        cmd,
+        "mo-sim listening on",
+        scene.path("mo-sim-restored.log"),
+    )
+    .expect("mo-sim starts on the restored dir");
+    let restored_sim = Sim {
+        _daemon: daemon,
+        port: addr.rsplit(':').next().unwrap().to_string(),
+        ledger: sim.ledger.clone(),
+    };
+    assert!(next_id(&restored_sim) >= *ids_before, "IDs would be reused");
+    drop(restored_sim);
+    verify(&sim, &restored, &cut, *ids_before)
+        .assert_ok("verify after a start on the restored dir");
     // The node kept collecting garbage between backups.
     let view = node_view(&sim);
     assert!(
@@ -292,7 +343,7 @@ fn leader_killed_mid_online_backup_renewal_goes_on_and_gc_is_released() {
         .as_str()
         .unwrap()
         .to_string();
-    verify(&sim, &restored, &cut).assert_ok("verify the restored online backup");
+    verify(&sim, &restored, &cut, 1).assert_ok("verify the restored online backup");
 }
 
 #[test]

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{IdState, Ids, FIRST_ID};
 use crate::node::{now_ms, now_ns, Checker, Hlc, Node};
 use crate::sql::{tokenize, Tok};
 use crate::wire::{native_password_matches, Reply, SqlError};
@@ -103,6 +104,15 @@ pub struct State {
     pub restores: Vec<RestoreEvent>,
     pub checker: Option<Checker>,
     pub next_account_id: u32,
+    /// HAKeeper NextID (written from the shared allocator on every save).
+    #[serde(default = "first_id")]
+    pub next_id: u64,
+    #[serde(default)]
+    pub next_id_by_key: BTreeMap<String, u64>,
+}
+
+fn first_id() -> u64 {
+    FIRST_ID
 }
 
 impl Default for State {
@@ -132,6 +142,8 @@ impl Default for State {
             restores: Vec::new(),
             checker: None,
             next_account_id: 1,
+            next_id: FIRST_ID,
+            next_id_by_key: BTreeMap::new(),
         }
     }
 }
@@ -166,6 +178,7 @@ pub struct Engine {
     cfg: Config,
     state: Mutex<State>,
     node: Option<Arc<Mutex<Node>>>,
+    ids: Ids,
 }
 
 /// Splits `acc#user[#role]` / `acc:user[:role]`; no delimiter = sys.
@@ -180,18 +193,58 @@ pub fn split_login(login: &str) -> (String, String) {
 }
 
 impl Engine {
-    pub fn new(cfg: Config, node: Option<Arc<Mutex<Node>>>) -> anyhow::Result<Engine> {
-        let state = match &cfg.state_path {
+    /// `ids` is the allocator the node (if any) shares; it starts from the
+    /// state's `next_id`, raised to the watermark of `hk_data` at the node's
+    /// LOCAL root when that is higher (a restored cluster must not reuse IDs).
+    pub fn new(cfg: Config, node: Option<Arc<Mutex<Node>>>, ids: Ids) -> anyhow::Result<Engine> {
+        let state: State = match &cfg.state_path {
             Some(p) if p.exists() => serde_json::from_slice(&std::fs::read(p)?)?,
             _ => State::default(),
         };
+        let mut id_state = IdState {
+            next: state.next_id,
+            by_key: state.next_id_by_key.clone(),
+        };
         if let Some(n) = &node {
-            n.lock().unwrap_or_else(|p| p.into_inner()).checker = state.checker;
+            let mut n = n.lock().unwrap_or_else(|p| p.into_inner());
+            n.checker = state.checker;
+            let hk = n.layout.local().join("hk_data");
+            match std::fs::read(&hk) {
+                Ok(raw) => match crate::ids::BackupData::decode(&raw) {
+                    Some(bd) if bd.watermark() > id_state.next => {
+                        eprintln!(
+                            "mo-sim: next_id starts at {} from the HAKeeper watermark in {} (state had {})",
+                            bd.watermark(),
+                            hk.display(),
+                            id_state.next
+                        );
+                        id_state.next = bd.watermark();
+                        for (k, v) in bd.by_key {
+                            let e = id_state.by_key.entry(k).or_insert(v);
+                            *e = (*e).max(v);
+                        }
+                    }
+                    Some(bd) => eprintln!(
+                        "mo-sim: {} holds NextID {}, not above next_id {}: ignored",
+                        hk.display(),
+                        bd.watermark(),
+                        id_state.next
+                    ),
+                    None => eprintln!(
+                        "mo-sim: {} is not a BackupData message: ignored",
+                        hk.display()
+                    ),
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => anyhow::bail!("reading {}: {e}", hk.display()),
+            }
         }
+        ids.set(id_state);
         let e = Engine {
             cfg,
             state: Mutex::new(state),
             node,
+            ids,
         };
         e.save(&e.state.lock().unwrap_or_else(|p| p.into_inner()))?;
         Ok(e)
@@ -205,12 +258,24 @@ impl Engine {
         let Some(p) = &self.cfg.state_path else {
             return Ok(());
         };
+        let mut v = serde_json::to_value(st).map_err(std::io::Error::other)?;
+        let ids = self.ids.get();
+        v["next_id"] = ids.next.into();
+        v["next_id_by_key"] = serde_json::to_value(&ids.by_key).map_err(std::io::Error::other)?;
         let tmp = p.with_extension("tmp");
         std::fs::write(
             &tmp,
-            serde_json::to_vec_pretty(st).map_err(std::io::Error::other)?,
+            serde_json::to_vec_pretty(&v).map_err(std::io::Error::other)?,
         )?;
         std::fs::rename(&tmp, p)
+    }
+
+    /// Saves the state (with the current `next_id`), e.g. after a node flush.
+    pub fn persist_ids(&self) {
+        let st = self.lock();
+        if let Err(e) = self.save(&st) {
+            eprintln!("mo-sim: saving state failed: {e}");
+        }
     }
 
     pub fn login(&self, login: &str, salt: &[u8; 20], auth: &[u8]) -> Result<Session, SqlError> {
@@ -256,6 +321,7 @@ impl Engine {
             "create" => self.create(ses, &mut p),
             "drop" => self.drop(ses, &mut p),
             "restore" => self.restore(ses, &mut p),
+            "backup" => self.backup(ses, &mut p),
             "use" => {
                 let db = p.ident()?;
                 p.end()?;
@@ -427,6 +493,7 @@ impl Engine {
             "deleted",
             "gc_stopped",
             "checker",
+            "next_id",
         ]
         .map(String::from)
         .to_vec();
@@ -445,6 +512,7 @@ impl Engine {
                     Some(n.stats.deleted.to_string()),
                     Some(n.gc_stopped.to_string()),
                     checker,
+                    Some(self.ids.next().to_string()),
                 ]]
             }
         };
@@ -694,6 +762,7 @@ impl Engine {
                 }
                 let id = st.next_account_id;
                 st.next_account_id += 1;
+                self.ids.alloc("account", 1);
                 let mut users = BTreeMap::new();
                 users.insert(
                     admin,
@@ -740,6 +809,7 @@ impl Engine {
                         role: PUBLIC.into(),
                     },
                 );
+                self.ids.alloc("user", 1);
                 self.commit(&st)?;
                 Ok(Reply::Ok { affected: 0 })
             }
@@ -758,6 +828,7 @@ impl Engine {
                     });
                 }
                 acc.dbs.insert(db, BTreeSet::new());
+                self.ids.alloc("database", 1);
                 self.commit(&st)?;
                 Ok(Reply::Ok { affected: 0 })
             }
@@ -769,7 +840,9 @@ impl Engine {
                     .dbs
                     .get_mut(&db)
                     .ok_or_else(|| internal(format!("Unknown database {db}")))?;
-                if !tables.insert(t.clone()) && !if_not {
+                if tables.insert(t.clone()) {
+                    self.ids.alloc("table", 1);
+                } else if !if_not {
                     return Err(SqlError {
                         code: 1050,
                         state: "42S01",
@@ -904,6 +977,7 @@ impl Engine {
             table_name: table,
             catalog,
         });
+        self.ids.alloc("snapshot", 1);
         self.commit(st)?;
         Ok(Reply::Ok { affected: 0 })
     }
@@ -970,6 +1044,107 @@ impl Engine {
             }
             _ => Err(syntax(p.sql, p.pos_prev())),
         }
+    }
+
+    /// `BACKUP '<label>' FILESYSTEM '<dir>' PARALLELISM '<n>' [TYPE '<t>'] [TIMESTAMP '<phys-logical>']`
+    /// or `BACKUP '<label>' S3OPTION {'k'='v', ...} [TYPE ..] [TIMESTAMP ..]` (facts §2).
+    fn backup(&self, ses: &Session, p: &mut P) -> Result<Reply, SqlError> {
+        let _label = p.string()?;
+        let target = if p.eat_kw("filesystem") {
+            let dir = p.string()?;
+            p.kw("parallelism")?;
+            let at = p.pos();
+            let par = p
+                .next()
+                .and_then(|t| match t {
+                    Tok::Str(s) | Tok::Num(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .ok_or_else(|| syntax(p.sql, at))?;
+            Some((dir, par))
+        } else if p.eat_kw("s3option") {
+            p.sym("{")?;
+            loop {
+                let at = p.pos();
+                p.next()
+                    .and_then(Tok::value)
+                    .ok_or_else(|| syntax(p.sql, at))?;
+                p.sym("=")?;
+                p.string()?;
+                if !p.eat_sym(",") {
+                    break;
+                }
+            }
+            p.sym("}")?;
+            None
+        } else {
+            return Err(syntax(p.sql, p.pos()));
+        };
+        let kind = if p.eat_kw("type") {
+            Some(p.string()?)
+        } else {
+            None
+        };
+        let since = if p.eat_kw("timestamp") {
+            Some(p.string()?)
+        } else {
+            None
+        };
+        p.end()?;
+        if !(ses.is_sys() && ses.role == MOADMIN) {
+            return Err(no_priv());
+        }
+        let Some((dir, par)) = target else {
+            return Err(internal("mo-sim: BACKUP to S3OPTION is not simulated"));
+        };
+        let parallelism = par
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| internal(format!("invalid parallelism {par:?}")))?;
+        let since = since
+            .map(|t| {
+                Hlc::parse(t.trim())
+                    .ok_or_else(|| internal(format!("invalid backup timestamp {t:?}")))
+            })
+            .transpose()?;
+        if dir.trim().is_empty() {
+            return Err(internal("backup directory is empty"));
+        }
+        let Some(node) = &self.node else {
+            return Err(internal(
+                "mo-sim: BACKUP needs a live node (serve --data_dir)",
+            ));
+        };
+        // The node stays locked for the whole copy: no flush, merge or GC
+        // runs meanwhile, and hk_data's NextID is the next_id of this moment.
+        let mut n = node.lock().unwrap_or_else(|p| p.into_inner());
+        let backup_ts = n
+            .checkpoint(false)
+            .map_err(|e| internal(format!("mo-sim: BACKUP checkpoint failed: {e}")))?;
+        let (objects, metas) = n.backup_files(backup_ts);
+        let plan = crate::backup::Plan {
+            dir: PathBuf::from(&dir),
+            shared: &n.layout.shared,
+            objects,
+            metas,
+            since,
+            backup_ts,
+            kind: kind.unwrap_or_else(|| {
+                if since.is_some() {
+                    "incremental".into()
+                } else {
+                    "full".into()
+                }
+            }),
+            hk: self.ids.backup_data(),
+            buildinfo: self.cfg.version.clone(),
+            parallelism,
+        };
+        crate::backup::run(plan)
+            .map_err(|e| internal(format!("mo-sim: BACKUP to {dir} failed: {e}")))?;
+        Ok(Reply::Ok { affected: 0 })
     }
 
     fn restore(&self, ses: &Session, p: &mut P) -> Result<Reply, SqlError> {

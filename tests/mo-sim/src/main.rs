@@ -11,7 +11,9 @@
 //! everything the node wrote. Nothing here stores table data or runs a
 //! query engine.
 
+mod backup;
 mod engine;
+mod ids;
 mod node;
 mod sql;
 mod verify;
@@ -104,6 +106,9 @@ enum Cmd {
         cut: String,
         #[arg(long)]
         ledger: Option<PathBuf>,
+        /// Also require `hk_data` at the LOCAL root (local2/ or local/) with NextID >= N.
+        #[arg(long = "hk_data_min")]
+        hk_data_min: Option<u64>,
     },
 }
 
@@ -114,11 +119,12 @@ fn main() -> anyhow::Result<()> {
             data_dir,
             cut,
             ledger,
+            hk_data_min,
         } => {
             let cut = node::Hlc::parse(&cut)
                 .with_context(|| format!("bad --cut {cut:?}: want <physical-ns>-<logical>"))?;
             let ledger = ledger.unwrap_or_else(|| node::default_ledger(&data_dir));
-            let out = verify::verify(&data_dir, cut, &ledger)?;
+            let out = verify::verify(&data_dir, cut, &ledger, hk_data_min)?;
             if out.problems.is_empty() {
                 println!("{}", out.summary);
                 Ok(())
@@ -155,10 +161,11 @@ fn main() -> anyhow::Result<()> {
                 merge_every,
                 checker_ttl_ms,
             };
+            let ids = ids::Ids::default();
             let node = match &data_dir {
                 Some(d) => {
                     let ledger = ledger.unwrap_or_else(|| node::default_ledger(d));
-                    let n = node::Node::open(d, ledger, cfg.clone())
+                    let n = node::Node::open(d, ledger, cfg.clone(), ids.clone())
                         .with_context(|| format!("opening {}", d.display()))?;
                     Some(Arc::new(Mutex::new(n)))
                 }
@@ -176,15 +183,18 @@ fn main() -> anyhow::Result<()> {
                     version: VERSION.to_string(),
                 },
                 node.clone(),
+                ids,
             )?;
+            let engine = Arc::new(engine);
             if let Some(n) = node {
-                node::spawn_loop(n, cfg);
+                let e = engine.clone();
+                node::spawn_loop(n, cfg, Box::new(move || e.persist_ids()));
             }
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            rt.block_on(serve(listen, Arc::new(engine)))
+            rt.block_on(serve(listen, engine))
         }
     }
 }

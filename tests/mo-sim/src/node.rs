@@ -13,6 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::ids::Ids;
+
 /// A MatrixOne HLC timestamp as file names carry it: `<physical-ns>-<logical>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Hlc {
@@ -140,6 +142,16 @@ impl Layout {
                 Some(out)
             }
         }
+    }
+
+    /// The LOCAL root next to SHARED: `local2` for `shared2`, `local` for
+    /// legacy `shared` (facts §1); `hk_data` goes there on restore.
+    pub fn local(&self) -> PathBuf {
+        let data_dir = self.shared.parent().unwrap_or(Path::new("."));
+        data_dir.join(match self.backend {
+            Backend::DiskV2 => "local2",
+            Backend::Disk => "local",
+        })
     }
 
     /// On-disk size of an object of `content` bytes.
@@ -372,12 +384,23 @@ pub struct Node {
     pub gc_stopped: bool,
     pub checker: Option<Checker>,
     pub stats: Stats,
+    /// Creation time of every object on disk (`known`), for BACKUP's TIMESTAMP.
+    born: BTreeMap<String, Hlc>,
+    /// HAKeeper ID allocator, shared with the engine.
+    pub ids: Ids,
+}
+
+/// An object or meta file a BACKUP copies: path relative to SHARED, creation.
+#[derive(Debug, Clone)]
+pub struct BackupFile {
+    pub rel: String,
+    pub created: Hlc,
 }
 
 impl Node {
     /// Opens a data dir (creating an empty SHARED if there is none) and
     /// rebuilds the node's view from what is on disk.
-    pub fn open(data_dir: &Path, ledger: PathBuf, cfg: NodeConfig) -> io::Result<Node> {
+    pub fn open(data_dir: &Path, ledger: PathBuf, cfg: NodeConfig, ids: Ids) -> io::Result<Node> {
         let layout = Layout::detect(data_dir, true)?;
         let mut node = Node {
             cfg,
@@ -397,6 +420,8 @@ impl Node {
             gc_stopped: false,
             checker: None,
             stats: Stats::default(),
+            born: BTreeMap::new(),
+            ids,
         };
         let mut sizes = BTreeMap::new();
         for entry in fs::read_dir(&node.layout.shared)? {
@@ -435,6 +460,9 @@ impl Node {
             merged_away.extend(meta.merged_away.iter().cloned());
             for r in &meta.refs {
                 referenced.insert(r.name.clone());
+                let at = Hlc::new(meta.end.physical, 0);
+                let b = node.born.entry(r.name.clone()).or_insert(at);
+                *b = (*b).min(at);
                 if node.known.contains(&r.name) && !merged_away.contains(&r.name) {
                     let created = Hlc::new(meta.end.physical, 0);
                     node.live.insert(
@@ -462,6 +490,10 @@ impl Node {
                 node.pending.push(name.clone());
             }
         }
+        for name in &node.known {
+            node.born.entry(name.clone()).or_insert(node.last_ckp_end);
+        }
+        node.born.retain(|n, _| node.known.contains(n));
         node.clock = node.last_ckp_end.max(node.last_gc_end);
         Ok(node)
     }
@@ -554,6 +586,7 @@ impl Node {
         let content = self.random_bytes(size as usize);
         self.write_file(&name, "object", &content, created)?;
         self.known.insert(name.clone());
+        self.born.insert(name.clone(), created);
         self.live.insert(name.clone(), Obj { size, created });
         self.pending.push(name.clone());
         Ok(name)
@@ -565,6 +598,8 @@ impl Node {
         let created = self.tick();
         let id = uuid::Uuid::now_v7();
         let n = 1 + (self.rand() % 3) as usize;
+        // A flush creates catalog entries (object IDs) through HAKeeper.
+        self.ids.alloc("object", n as u64);
         for k in 0..n {
             let size = 1024 + self.rand() % (15 * 1024);
             self.new_object(&id, k, size, created)?;
@@ -739,6 +774,7 @@ impl Node {
         for n in &doomed_objs {
             remove_if_exists(&self.layout.shared.join(n))?;
             self.known.remove(n);
+            self.born.remove(n);
             deleted.push(n.clone());
         }
         for f in &doomed_metas {
@@ -782,6 +818,40 @@ impl Node {
         Ok(deleted.len())
     }
 
+    /// What a BACKUP at the newest checkpoint end copies: every object on
+    /// disk, and the `ckp/` and `gc/` files whose name-encoded end is <= it.
+    pub fn backup_files(&self, cut: Hlc) -> (Vec<BackupFile>, Vec<BackupFile>) {
+        let objects = self
+            .known
+            .iter()
+            .map(|n| BackupFile {
+                rel: n.clone(),
+                created: self.born.get(n).copied().unwrap_or(Hlc::ZERO),
+            })
+            .collect();
+        let mut metas: Vec<BackupFile> = self
+            .metas
+            .values()
+            .filter(|m| m.end <= cut)
+            .map(|m| BackupFile {
+                rel: format!("ckp/{}", m.file),
+                created: m.end,
+            })
+            .collect();
+        if let Ok(rd) = fs::read_dir(self.layout.shared.join("gc")) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(end) = parse_gc_name(&name).filter(|e| *e <= cut) {
+                    metas.push(BackupFile {
+                        rel: format!("gc/{name}"),
+                        created: end,
+                    });
+                }
+            }
+        }
+        (objects, metas)
+    }
+
     pub fn newest_ckp_end(&self) -> Hlc {
         self.last_ckp_end
     }
@@ -799,8 +869,13 @@ fn remove_if_exists(p: &Path) -> io::Result<()> {
     }
 }
 
-/// Runs the node's timers on a thread of its own until the process exits.
-pub fn spawn_loop(node: std::sync::Arc<std::sync::Mutex<Node>>, cfg: NodeConfig) {
+/// Runs the node's timers on a thread of its own until the process exits;
+/// `after_flush` runs (node unlocked) after each flush, to persist the IDs.
+pub fn spawn_loop(
+    node: std::sync::Arc<std::sync::Mutex<Node>>,
+    cfg: NodeConfig,
+    after_flush: Box<dyn Fn() + Send>,
+) {
     std::thread::Builder::new()
         .name("mo-sim-node".into())
         .spawn(move || {
@@ -817,10 +892,12 @@ pub fn spawn_loop(node: std::sync::Arc<std::sync::Mutex<Node>>, cfg: NodeConfig)
                     Ok(n) => n,
                     Err(p) => p.into_inner(),
                 };
+                let mut flushed = false;
                 if cfg.flush_ms > 0 && now >= next_flush {
                     if let Err(e) = n.flush() {
                         eprintln!("mo-sim: flush failed: {e}");
                     }
+                    flushed = true;
                     next_flush = now + Duration::from_millis(cfg.flush_ms);
                 }
                 if cfg.ckp_ms > 0 && now >= next_ckp {
@@ -834,6 +911,10 @@ pub fn spawn_loop(node: std::sync::Arc<std::sync::Mutex<Node>>, cfg: NodeConfig)
                         eprintln!("mo-sim: gc failed: {e}");
                     }
                     next_gc = now + Duration::from_millis(cfg.gc_ms);
+                }
+                drop(n);
+                if flushed {
+                    after_flush();
                 }
             }
         })

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use crate::ids::BackupData;
 use crate::node::{parse_ckp_body, parse_ckp_name, read_ledger, CkpMeta, Hlc, Layout, LedgerEntry};
 
 pub struct Outcome {
@@ -17,7 +18,14 @@ pub struct Outcome {
 /// the checkpoint chain at the cut references (newest global with end <= cut
 /// plus the incrementals after it up to the cut) is present and byte-exact
 /// (sha256 from the ledger; size from the meta for objects mo-sim did not write).
-pub fn verify(data_dir: &Path, cut: Hlc, ledger_path: &Path) -> anyhow::Result<Outcome> {
+/// With `hk_min`, also that the LOCAL root holds an `hk_data` whose NextID
+/// is at least that (a restore that lost the HAKeeper watermarks reuses IDs).
+pub fn verify(
+    data_dir: &Path,
+    cut: Hlc,
+    ledger_path: &Path,
+    hk_min: Option<u64>,
+) -> anyhow::Result<Outcome> {
     let layout = Layout::detect(data_dir, false)?;
     let ledger: BTreeMap<String, LedgerEntry> = read_ledger(ledger_path)?;
     let mut problems = Vec::new();
@@ -107,9 +115,23 @@ pub fn verify(data_dir: &Path, cut: Hlc, ledger_path: &Path) -> anyhow::Result<O
         }
         seen.insert(name);
     }
+    let mut hk_note = String::new();
+    if let Some(min) = hk_min {
+        let hk = layout.local().join("hk_data");
+        match fs::read(&hk) {
+            Err(_) => problems.push("missing: hk_data".to_string()),
+            Ok(raw) => match BackupData::decode(&raw) {
+                None => problems.push("corrupt: hk_data (not a BackupData message)".to_string()),
+                Some(bd) if bd.next_id < min => {
+                    problems.push(format!("corrupt: hk_data (NextID {} < {min})", bd.next_id))
+                }
+                Some(bd) => hk_note = format!(", hk_data NextID {} >= {min}", bd.next_id),
+            },
+        }
+    }
     Ok(Outcome {
         summary: format!(
-            "ok: cut {cut}: {} ckp metas intact, chain of {} metas{}, {} objects present ({} checked by sha256)",
+            "ok: cut {cut}: {} ckp metas intact, chain of {} metas{}, {} objects present ({} checked by sha256){hk_note}",
             metas.len(),
             chain.len(),
             global_end.map(|g| format!(" from global {g}")).unwrap_or_default(),

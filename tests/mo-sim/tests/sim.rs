@@ -781,3 +781,355 @@ async fn checker_expires_after_ttl() {
     let checker: Option<String> = row.unwrap().get(8).unwrap();
     assert_eq!(checker, None, "checker expired");
 }
+
+// ---- HAKeeper ID watermarks and BACKUP ----
+
+/// Reads a protobuf varint at `*i`.
+fn varint(b: &[u8], i: &mut usize) -> u64 {
+    let mut v = 0u64;
+    let mut shift = 0;
+    loop {
+        let byte = b[*i];
+        *i += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return v;
+        }
+        shift += 7;
+    }
+}
+
+/// Decodes `BackupData { uint64 NextID = 1; map<string, uint64> NextIDByKey = 2; }`.
+fn decode_hk(b: &[u8]) -> (u64, std::collections::BTreeMap<String, u64>) {
+    let (mut next, mut map) = (0, std::collections::BTreeMap::new());
+    let mut i = 0;
+    while i < b.len() {
+        match varint(b, &mut i) {
+            0x08 => next = varint(b, &mut i),
+            0x12 => {
+                let n = varint(b, &mut i) as usize;
+                let e = &b[i..i + n];
+                i += n;
+                let (mut j, mut k, mut v) = (0, String::new(), 0);
+                while j < e.len() {
+                    match varint(e, &mut j) {
+                        0x0a => {
+                            let n = varint(e, &mut j) as usize;
+                            k = String::from_utf8(e[j..j + n].to_vec()).unwrap();
+                            j += n;
+                        }
+                        0x10 => v = varint(e, &mut j),
+                        t => panic!("unexpected map entry tag {t:#x}"),
+                    }
+                }
+                map.insert(k, v);
+            }
+            t => panic!("unexpected BackupData tag {t:#x}"),
+        }
+    }
+    (next, map)
+}
+
+/// `BackupData{NextID: n}`, encoded by hand.
+fn encode_hk(mut n: u64) -> Vec<u8> {
+    let mut out = vec![0x08];
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+    out
+}
+
+async fn node_next_id(c: &mut Conn) -> u64 {
+    let row: mysql_async::Row = c
+        .query_first("select * from mo_sim.node")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.columns_ref()[9].name_str(), "next_id");
+    let v: String = row.get(9).unwrap();
+    v.parse().unwrap()
+}
+
+/// Asserts `X.sha256` is the raw sha256 of X; returns X.
+fn with_sidecar(path: &Path) -> Vec<u8> {
+    use sha2::Digest;
+    let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut side = path.as_os_str().to_owned();
+    side.push(".sha256");
+    let sum = std::fs::read(PathBuf::from(side)).unwrap();
+    assert_eq!(sum.len(), 32, "{}: raw 32-byte sidecar", path.display());
+    assert_eq!(
+        sum,
+        sha2::Sha256::digest(&data).as_slice(),
+        "{}",
+        path.display()
+    );
+    data
+}
+
+/// tae_list rows: (path, size, sha, needCopy, create_ts).
+fn tae_list(dir: &Path) -> Vec<(String, u64, String, bool, String)> {
+    String::from_utf8(with_sidecar(&dir.join("tae/tae_list")))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            assert_eq!(c.len(), 5, "{l}");
+            (
+                c[0].to_string(),
+                c[1].parse().unwrap(),
+                c[2].to_string(),
+                c[3].parse().unwrap(),
+                c[4].to_string(),
+            )
+        })
+        .collect()
+}
+
+fn hlc_key(s: &str) -> (u64, u32) {
+    let (p, l) = s.split_once('-').unwrap();
+    (p.parse().unwrap(), l.parse().unwrap())
+}
+
+#[tokio::test]
+async fn backup_statement_writes_mo_layout_with_hk_data() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("mo-data");
+    let ledger = dir.path().join("ledger.jsonl");
+    let state = dir.path().join("state.json");
+    let sim = start(&[
+        "--data_dir",
+        data_dir.to_str().unwrap(),
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+        "--flush_ms",
+        "30",
+        "--ckp_ms",
+        "0",
+        "--gc_ms",
+        "0",
+        "--merge_every",
+        "0",
+    ]);
+    let mut sys = connect(&sim, "root", "111").await.unwrap();
+    let first = node_next_id(&mut sys).await;
+    assert!(first >= 1_000_000, "{first}");
+    sys.query_drop("create database bdb").await.unwrap();
+    sys.query_drop("create table bdb.t1 (a int)").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let before = node_next_id(&mut sys).await;
+    assert!(
+        before >= first + 2,
+        "catalog changes and flushes allocate IDs"
+    );
+
+    // Full backup.
+    let b1 = dir.path().join("b1");
+    sys.query_drop(format!(
+        "BACKUP '1' FILESYSTEM '{}' PARALLELISM '4'",
+        b1.display()
+    ))
+    .await
+    .unwrap();
+    let after = node_next_id(&mut sys).await;
+    let (next, by_key) = decode_hk(&with_sidecar(&b1.join("hakeeper/hk_data")));
+    assert!(
+        before <= next && next <= after,
+        "{before} <= {next} <= {after}"
+    );
+    for k in ["database", "table"] {
+        assert!(by_key[k] <= next, "{k}: {by_key:?}");
+    }
+    let meta = String::from_utf8(with_sidecar(&b1.join("mo_meta"))).unwrap();
+    assert!(meta.starts_with("version,0823\nbuildinfo,"), "{meta}");
+    let sum = String::from_utf8(with_sidecar(&b1.join("tae/tae_sum"))).unwrap();
+    let sum: Vec<&str> = sum.trim_end().split(',').collect();
+    assert_eq!(sum.len(), 4, "{sum:?}");
+    assert_eq!(sum[3], "full");
+    let backup_ts = sum[2].to_string();
+    let rows = tae_list(&b1);
+    assert!(rows.iter().all(|r| r.3), "a full backup copies everything");
+    let mut total = 0;
+    for (path, size, sha, _, _) in &rows {
+        let data = std::fs::read(b1.join("tae").join(path)).unwrap();
+        assert_eq!(data.len() as u64, *size, "{path}");
+        assert_eq!(&hex::encode(sha2::Sha256::digest(&data)), sha, "{path}");
+        total += size;
+    }
+    assert_eq!(sum[1].parse::<u64>().unwrap(), total);
+    let objects = rows.iter().filter(|r| !r.0.contains('/')).count();
+    assert!(objects >= 3, "{rows:?}");
+    assert!(
+        rows.iter()
+            .any(|r| r.0.starts_with("ckp/meta_") && r.0.ends_with(&format!("_{backup_ts}.ckp"))),
+        "the backup's checkpoint is in tae/ckp: {rows:?}"
+    );
+
+    // The backup restores: tae/* into SHARED, hk_data at the LOCAL root.
+    let restored = dir.path().join("restored/mo-data");
+    std::fs::create_dir_all(restored.join("local2")).unwrap();
+    for (path, ..) in &rows {
+        let to = restored.join("shared2").join(path);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(b1.join("tae").join(path), to).unwrap();
+    }
+    std::fs::create_dir_all(restored.join("shared2/gc")).unwrap();
+    std::fs::copy(b1.join("hakeeper/hk_data"), restored.join("local2/hk_data")).unwrap();
+    let verify_hk = |min: u64| {
+        let out = Command::new(bin())
+            .args(["verify", "--data_dir", restored.to_str().unwrap()])
+            .args(["--cut", &backup_ts, "--ledger", ledger.to_str().unwrap()])
+            .args(["--hk_data_min", &min.to_string()])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, out) = verify_hk(next);
+    assert!(ok, "{out}");
+    assert!(out.contains(&format!("hk_data NextID {next}")), "{out}");
+    let (ok, out) = verify_hk(next + 1);
+    assert!(!ok);
+    assert!(
+        out.contains(&format!("corrupt: hk_data (NextID {next} < {})", next + 1)),
+        "{out}"
+    );
+    std::fs::remove_file(restored.join("local2/hk_data")).unwrap();
+    let (ok, out) = verify_hk(1);
+    assert!(!ok);
+    assert!(out.contains("missing: hk_data"), "{out}");
+
+    // Incremental: TIMESTAMP limits the copied objects to newer ones.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let b2 = dir.path().join("b2");
+    sys.query_drop(format!(
+        "backup 'x' filesystem '{}' parallelism '2' type 'incremental' timestamp '{backup_ts}'",
+        b2.display()
+    ))
+    .await
+    .unwrap();
+    let rows2 = tae_list(&b2);
+    let base = hlc_key(&backup_ts);
+    let (mut copied, mut skipped) = (0, 0);
+    for (path, _, sha, need, created) in &rows2 {
+        let newer = hlc_key(created) > base;
+        if path.contains('/') {
+            continue; // ckp/ and gc/ are always copied
+        }
+        assert_eq!(*need, newer, "{path} created {created} vs {backup_ts}");
+        assert_eq!(b2.join("tae").join(path).exists(), newer, "{path}");
+        if newer {
+            copied += 1;
+        } else {
+            assert!(sha.is_empty(), "{path}");
+            skipped += 1;
+        }
+    }
+    assert!(
+        copied >= 1 && skipped >= 3,
+        "{copied} copied, {skipped} skipped"
+    );
+    let sum2 = String::from_utf8(with_sidecar(&b2.join("tae/tae_sum"))).unwrap();
+    assert!(sum2.trim_end().ends_with(",incremental"), "{sum2}");
+    let (next2, _) = decode_hk(&with_sidecar(&b2.join("hakeeper/hk_data")));
+    assert!(
+        next2 > next,
+        "flushes since allocated IDs: {next2} > {next}"
+    );
+
+    // next_id is in the state file.
+    let st: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert!(st["next_id"].as_u64().unwrap() >= next, "{}", st["next_id"]);
+
+    // Errors.
+    assert_err(
+        &mut sys,
+        &format!("backup '1' filesystem '{}' parallelism '1'", b1.display()),
+        20101,
+        "already holds a backup",
+    )
+    .await;
+    assert_err(
+        &mut sys,
+        "backup '1' s3option {'endpoint'='http://x', 'bucket'='b', 'filepath'='p'}",
+        20101,
+        "internal error: mo-sim: BACKUP to S3OPTION is not simulated",
+    )
+    .await;
+    assert_err(
+        &mut sys,
+        "backup '1' filesystem '/tmp/x'",
+        1064,
+        "syntax error",
+    )
+    .await;
+    assert_err(
+        &mut sys,
+        "backup 1 filesystem '/tmp/x' parallelism '1'",
+        1064,
+        "syntax",
+    )
+    .await;
+    sys.query_drop("create account acc1 admin_name 'admin' identified by 'pwd'")
+        .await
+        .unwrap();
+    let mut t = connect(&sim, "acc1#admin", "pwd").await.unwrap();
+    let b3 = dir.path().join("b3");
+    assert_err(
+        &mut t,
+        &format!("backup '1' filesystem '{}' parallelism '1'", b3.display()),
+        20101,
+        "do not have privilege to execute the statement",
+    )
+    .await;
+    assert!(!b3.exists(), "a refused BACKUP writes nothing");
+}
+
+#[tokio::test]
+async fn serve_starts_next_id_from_hk_data_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    for (shared, local) in [("shared2", "local2"), ("shared", "local")] {
+        let data_dir = dir.path().join(shared).join("mo-data");
+        std::fs::create_dir_all(data_dir.join(shared)).unwrap();
+        std::fs::create_dir_all(data_dir.join(local)).unwrap();
+        std::fs::write(data_dir.join(local).join("hk_data"), encode_hk(5_000_000)).unwrap();
+        let log = dir.path().join(format!("{shared}.stderr"));
+        let mut child = Command::new(bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data_dir"])
+            .arg(&data_dir)
+            .args(["--flush_ms", "0", "--ckp_ms", "0", "--gc_ms", "0"])
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let sim = Sim {
+            addr: line
+                .trim()
+                .strip_prefix("mo-sim listening on ")
+                .unwrap()
+                .to_string(),
+            child,
+        };
+        let mut sys = connect(&sim, "root", "111").await.unwrap();
+        let n = node_next_id(&mut sys).await;
+        assert!(n >= 5_000_000, "{shared}: {n}");
+        sys.query_drop("create database d1").await.unwrap();
+        assert_eq!(node_next_id(&mut sys).await, n + 1, "{shared}");
+        let log = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            log.contains("next_id starts at 5000000 from the HAKeeper watermark"),
+            "{shared}: {log}"
+        );
+    }
+}

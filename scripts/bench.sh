@@ -25,7 +25,7 @@ trap 'kill $s3pid 2>/dev/null || true' EXIT
 sleep 1
 s3=(--endpoint "http://127.0.0.1:$port" --access_key_id bench --secret_access_key benchsecret --bucket bench --is_minio)
 
-secs() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null || { echo "failed: $*" >&2; exit 1; }; t1=$(date +%s.%N); awk "BEGIN {print $t1 - $t0}"; }
+secs() { local t0 t1; sync; t0=$(date +%s.%N); "$@" >/dev/null || { echo "failed: $*" >&2; exit 1; }; t1=$(date +%s.%N); awk "BEGIN {print $t1 - $t0}"; }
 id_of() { "$bin/mo_br" list --json | tail -n 1 | sed -E 's/.*"id":"([^"]+)".*/\1/'; }
 row() { printf '| %-22s | %8.2f s | %8.1f MB/s |\n' "$1" "$2" "$(awk "BEGIN {print $bytes / $2 / 1000000}")"; }
 sync

@@ -34,7 +34,7 @@ pub async fn connect(
 /// How long to look for the leader among the replicas before settling for
 /// any reachable one (which then forwards, or reports that there is no
 /// quorum). An election after a leader's loss takes one to two seconds.
-const FIND_LEADER: Duration = Duration::from_secs(10);
+const FIND_LEADER: Duration = Duration::from_secs(4);
 
 /// The leader among a comma-separated list of `host:port`, or else the
 /// first reachable replica. Talking to the leader directly saves a hop and

@@ -192,7 +192,7 @@ pub async fn run(
     let mut last_report = Instant::now();
     let mut ticker = tokio::time::interval(SCHEDULE_EVERY);
 
-    let result = loop {
+    let result = 'sched: loop {
         // Take shards away from agents whose lease has expired.
         let lost: Vec<usize> = running
             .iter()
@@ -231,7 +231,12 @@ pub async fn run(
                 continue;
             };
             let shard = queue.remove(i).expect("index in range");
-            let epoch = ledger.assign(shard.id, &agent.name).await?;
+            // Losing leadership (or quorum) here ends the run; the shards
+            // already running are aborted below like on any other exit.
+            let epoch = match ledger.assign(shard.id, &agent.name).await {
+                Ok(epoch) => epoch,
+                Err(e) => break 'sched Err(e),
+            };
             let task = tokio::spawn(run_shard(
                 agent.clone(),
                 op.clone(),
@@ -295,7 +300,11 @@ pub async fn run(
                         break Ok(());
                     }
                 }
-                if ledger.finish(shard.id, epoch, &done).await? {
+                let accepted = match ledger.finish(shard.id, epoch, &done).await {
+                    Ok(accepted) => accepted,
+                    Err(e) => break 'sched Err(e),
+                };
+                if accepted {
                     files_done += done.len() as u64;
                     outcome.done.extend(done);
                 }

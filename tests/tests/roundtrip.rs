@@ -226,3 +226,40 @@ fn roundtrip_s3() {
         .assert_ok("restore of the S3 incremental with --checksum");
     assert_restored(sample.root(), &r2);
 }
+
+#[test]
+fn restore_to_s3_is_byte_identical_and_refuses_a_non_empty_prefix() {
+    let scene = Scene::new("restore-to-s3");
+    let mobr = &scene.mobr;
+    let sample = scene.sample("node", 14, 2 * MIB, Backend::DiskV2);
+    // s3s-fs cannot store keys longer than ~150 bytes (see fixtures).
+    sample.drop_long_paths(140);
+    let id = backup(mobr, &sample.fs_backup_args(&scene.path("b")));
+    let server = S3Server::start().expect("start s3s-fs");
+    let restore = strings(&[
+        "restore",
+        &id,
+        "--restore_dir",
+        "s3",
+        "--restore_endpoint",
+        &server.endpoint(),
+        "--restore_access_key_id",
+        server.access_key(),
+        "--restore_secret_access_key",
+        server.secret_key(),
+        "--restore_bucket",
+        server.bucket(),
+        "--restore_filepath",
+        "/r",
+        "--restore_is_minio",
+    ]);
+    mobr.run(&restore).assert_ok("restore to s3");
+    // s3s-fs keeps each object as a file under <root>/<bucket>/<key>: the
+    // restored tree is there, laid out as on a filesystem.
+    let in_bucket = server.root().join(server.bucket()).join("r");
+    assert_restored(sample.root(), &in_bucket);
+    // A second restore into the same prefix is refused: it is not empty.
+    let out = mobr.run(&restore);
+    out.assert_failed("restore into a non-empty prefix");
+    assert!(out.stderr.contains("not empty"), "{out}");
+}

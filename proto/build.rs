@@ -13,6 +13,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "mobr.common.S3Storage",
             "mobr.coordinator.MoLogin",
             "mobr.coordinator.SnapshotRequest",
+            "mobr.coordinator.BackupRequest",
+            "mobr.coordinator.ListRequest",
+            "mobr.coordinator.CheckRequest",
+            "mobr.coordinator.DeleteRequest",
+            "mobr.coordinator.RestoreRequest",
+            "mobr.coordinator.AttachRequest",
         ])
         .compile_protos(
             &[

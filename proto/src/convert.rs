@@ -108,3 +108,72 @@ impl std::fmt::Debug for crate::coordinator::SnapshotRequest {
             .finish()
     }
 }
+
+/// Debug for requests that carry secrets: the listed fields are shown, the
+/// secret ones only as whether they are set.
+macro_rules! redacted_debug {
+    ($ty:ty { $($field:ident),* } secrets { $($secret:ident),* }) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let mut d = f.debug_struct(stringify!($ty));
+                $(d.field(stringify!($field), &self.$field);)*
+                $(d.field(
+                    stringify!($secret),
+                    &if self.$secret.is_empty() { "" } else { "<redacted>" },
+                );)*
+                d.finish()
+            }
+        }
+    };
+}
+
+use crate::coordinator::{
+    AttachRequest, BackupRequest, CheckRequest, DeleteRequest, ListRequest, RestoreRequest,
+};
+
+redacted_debug!(BackupRequest {
+    target, source, backup_type, base_id, parallelism, login
+} secrets { base_access_key_id, base_secret_access_key });
+redacted_debug!(ListRequest { id, not_check_data } secrets { access_key_id, secret_access_key });
+redacted_debug!(CheckRequest { id, storage, parallelism } secrets { access_key_id, secret_access_key });
+redacted_debug!(DeleteRequest {
+    id, not_delete_data, force
+} secrets { access_key_id, secret_access_key });
+redacted_debug!(RestoreRequest {
+    id, backup, target, dn_config_path, checksum, parallelism
+} secrets { backup_access_key_id, backup_secret_access_key });
+redacted_debug!(AttachRequest { job_id } secrets { access_key_id, secret_access_key, mo_password });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let req = RestoreRequest {
+            id: "b1".into(),
+            backup: Some(Storage::from_location(
+                &Location::S3(S3Location {
+                    bucket: "bk".into(),
+                    ..Default::default()
+                }),
+                &Credentials {
+                    access_key_id: "AKID-SECRET-1".into(),
+                    secret_access_key: "SK-SECRET-2".into(),
+                },
+            )),
+            backup_access_key_id: "AKID-SECRET-3".into(),
+            backup_secret_access_key: "SK-SECRET-4".into(),
+            ..Default::default()
+        };
+        let text = format!("{req:?}");
+        assert!(text.contains("b1") && text.contains("bk"), "{text}");
+        assert!(!text.contains("SECRET"), "{text}");
+        let attach = AttachRequest {
+            job_id: "j".into(),
+            mo_password: "PW-SECRET".into(),
+            ..Default::default()
+        };
+        assert!(!format!("{attach:?}").contains("SECRET"));
+    }
+}

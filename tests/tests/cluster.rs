@@ -328,3 +328,33 @@ fn without_quorum_commands_fail_clearly_and_a_job_resumes_when_it_returns() {
     let ids = mobr.complete_ids();
     assert_eq!(ids, vec![id], "a backup was committed without quorum");
 }
+
+#[test]
+fn every_replica_restarted_mid_backup_the_job_resumes() {
+    let scene = Scene::new("cluster-restart-all");
+    let node = sample(&scene, 16 * MIB);
+    let mut g = Group::start(3, GroupOptions::default()).unwrap();
+    for _ in 0..2 {
+        g.start_agent(node.data_dir(), 3_000_000).unwrap();
+    }
+    let mobr = MoBr::remote(&scene.path("cwd"), &g.list());
+    let args = backup_args(&node, &scene.path("b1"));
+    let runner = {
+        let mobr = mobr.clone();
+        thread::spawn(move || mobr.run(&args))
+    };
+    wait_for_progress(&g, 2);
+    for i in 0..3 {
+        g.kill_replica(i);
+    }
+    thread::sleep(Duration::from_millis(500));
+    for i in 0..3 {
+        g.start_replica(i).unwrap();
+    }
+    // mo_br follows the backup to whichever replica leads after the restart.
+    let id = backup_id(&runner.join().unwrap());
+    assert_replicas_agree(&g, &id);
+    mobr.run(&restore_by_id_args(&id, &scene.path("restored")))
+        .assert_ok("restore");
+    assert_restored(node.root(), &scene.path("restored"));
+}

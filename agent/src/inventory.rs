@@ -46,21 +46,6 @@ struct LaunchToml {
     proxy_services: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
-struct ServiceToml {
-    #[serde(default)]
-    fileservice: Vec<FileServiceToml>,
-}
-
-#[derive(Debug, Deserialize)]
-struct FileServiceToml {
-    name: String,
-    #[serde(default)]
-    backend: String,
-    #[serde(default, rename = "data-dir")]
-    data_dir: String,
-}
-
 /// Where SHARED lives on disk and which backend wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SharedStore {
@@ -76,14 +61,14 @@ pub struct SharedStore {
 /// `./mo-data/...` form. `Ok(None)` if the config names no SHARED service.
 pub fn shared_from_tn_config(tn_config: &Path, data_dir: &Path) -> Result<Option<SharedStore>> {
     let text = std::fs::read_to_string(tn_config).map_err(|e| Error::io(tn_config, e))?;
-    let parsed: ServiceToml = toml::from_str(&text).map_err(|e| Error::Config {
+    let shared = mo_br_format::mo::tn_shared(&text).map_err(|detail| Error::Config {
         path: tn_config.display().to_string(),
-        detail: e.message().to_string(),
+        detail,
     })?;
-    let Some(fs) = parsed.fileservice.iter().find(|f| f.name == "SHARED") else {
+    let Some(fs) = shared else {
         return Ok(None);
     };
-    let backend = fs.backend.to_ascii_uppercase();
+    let backend = fs.backend.clone();
     if backend != "DISK" && backend != "DISK-V2" {
         return Err(Error::Config {
             path: tn_config.display().to_string(),

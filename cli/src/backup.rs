@@ -11,35 +11,20 @@ use crate::args::{BackupArgs, ConnFlags};
 use crate::config::Settings;
 use crate::error::{usage, UsageError};
 use crate::location::{self, FlagNames, S3Parts};
-use crate::{connect, job, render};
+use crate::{connect, job, render, snapshot};
 
 /// The MatrixOne login of an online backup (`--host ...`); none for a cold
 /// backup. The password may come from MO_BR_PASSWORD instead of the command line.
 pub fn mo_login(c: &ConnFlags) -> Result<Option<MoLogin>, UsageError> {
-    let Some(host) = c.host.as_deref().map(str::trim).filter(|h| !h.is_empty()) else {
+    if snapshot::given(&c.host).is_none() {
         if c.user.is_some() || c.port.is_some() {
             return Err(usage!(
                 "--user/--port go with --host (an online backup of a running cluster)"
             ));
         }
         return Ok(None);
-    };
-    let Some(user) = c.user.clone().filter(|u| !u.is_empty()) else {
-        return Err(usage!(
-            "--host needs --user: a sys user with the moadmin role"
-        ));
-    };
-    let password = c
-        .password
-        .clone()
-        .or_else(|| std::env::var("MO_BR_PASSWORD").ok())
-        .unwrap_or_default();
-    Ok(Some(MoLogin {
-        host: host.to_string(),
-        port: u32::from(c.port.unwrap_or(6001)),
-        user,
-        password,
-    }))
+    }
+    snapshot::login(c, std::env::var(snapshot::PASSWORD_ENV).ok()).map(Some)
 }
 
 pub fn request(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<BackupRequest, UsageError> {

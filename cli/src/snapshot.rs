@@ -21,14 +21,16 @@ pub const PASSWORD_ENV: &str = "MO_BR_PASSWORD";
 pub const DEFAULT_PORT: u16 = 6001;
 pub const DEFAULT_HOST: &str = "127.0.0.1";
 
-fn given(v: &Option<String>) -> Option<String> {
+pub(crate) fn given(v: &Option<String>) -> Option<String> {
     v.as_deref()
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_string)
 }
 
-fn login(c: &ConnFlags, env_password: Option<String>) -> Result<MoLogin, UsageError> {
+/// The MatrixOne login from the connection flags (snapshots and online
+/// backups); `env_password` is MO_BR_PASSWORD.
+pub(crate) fn login(c: &ConnFlags, env_password: Option<String>) -> Result<MoLogin, UsageError> {
     let user = given(&c.user).ok_or_else(|| {
         usage!("--user is required: the MatrixOne user, e.g. dump (sys) or acc1#admin")
     })?;

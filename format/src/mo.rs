@@ -50,6 +50,36 @@ pub fn name_end_ts(file_name: &str) -> Option<Hlc> {
     stem.rsplit('_').next()?.parse().ok()
 }
 
+/// A file service of a MatrixOne service config (`[[fileservice]]`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct FileService {
+    pub name: String,
+    #[serde(default)]
+    pub backend: String,
+    #[serde(default, rename = "data-dir")]
+    pub data_dir: String,
+}
+
+/// The SHARED file service a TN config (`tn.toml`) names, its backend
+/// upper-cased; `Ok(None)` if it names none, `Err` with the parser's message
+/// if it is not TOML of that shape.
+pub fn tn_shared(config_text: &str) -> std::result::Result<Option<FileService>, String> {
+    #[derive(serde::Deserialize)]
+    struct ServiceConfig {
+        #[serde(default)]
+        fileservice: Vec<FileService>,
+    }
+    let parsed: ServiceConfig = toml::from_str(config_text).map_err(|e| e.message().to_string())?;
+    Ok(parsed
+        .fileservice
+        .into_iter()
+        .find(|f| f.name == "SHARED")
+        .map(|f| FileService {
+            backend: f.backend.to_ascii_uppercase(),
+            ..f
+        }))
+}
+
 /// Raw 32-byte sha256, the content of a `.sha256` sidecar.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
@@ -100,6 +130,26 @@ pub fn tae_sum(meta: &BackupMeta, backup_time_utc: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tn_config_names_shared() {
+        let text = r#"
+[[fileservice]]
+name = "LOCAL"
+backend = "DISK"
+data-dir = "./mo-data/local2"
+
+[[fileservice]]
+name = "SHARED"
+backend = "disk-v2"
+data-dir = "./mo-data/shared2"
+"#;
+        let fs = tn_shared(text).unwrap().unwrap();
+        assert_eq!(fs.backend, "DISK-V2");
+        assert_eq!(fs.data_dir, "./mo-data/shared2");
+        assert_eq!(tn_shared("x = 1").unwrap(), None);
+        assert!(tn_shared("[[fileservice]]\nbackend = 1").is_err());
+    }
 
     #[test]
     fn hlc_parse_and_order() {

@@ -263,3 +263,42 @@ fn restore_to_s3_is_byte_identical_and_refuses_a_non_empty_prefix() {
     out.assert_failed("restore into a non-empty prefix");
     assert!(out.stderr.contains("not empty"), "{out}");
 }
+
+#[test]
+fn restore_follows_dn_config_and_refuses_another_backend() {
+    let scene = Scene::new("dn-config");
+    let mobr = &scene.mobr;
+    let sample = scene.sample("node", 15, MIB, Backend::DiskV2);
+    let id = backup(mobr, &sample.fs_backup_args(&scene.path("b")));
+    let tn = sample.root().join("etc/launch/tn.toml");
+    let text = std::fs::read_to_string(&tn).unwrap();
+
+    // SHARED moved to another directory of the same backend.
+    let moved = scene.path("tn-moved.toml");
+    std::fs::write(&moved, text.replace("mo-data/shared2", "mo-data/objects")).unwrap();
+    let mut args = restore_by_id_args(&id, &scene.path("r1"));
+    args.extend(["--dn_config_path".to_string(), moved.display().to_string()]);
+    mobr.run(&args).assert_ok("restore with --dn_config_path");
+    let restored = files_under(&scene.path("r1/mo-data/objects"));
+    let source = files_under(sample.shared_dir());
+    assert!(!restored.is_empty());
+    assert_eq!(
+        restored.keys().collect::<BTreeSet<_>>(),
+        source
+            .keys()
+            .filter(|k| !k.contains(".tmp."))
+            .collect::<BTreeSet<_>>(),
+    );
+    assert!(!scene.path("r1/mo-data/shared2").exists());
+
+    // A TN config of the legacy DISK backend: the bytes are not
+    // interchangeable, so the restore is refused and writes nothing.
+    let legacy = scene.path("tn-legacy.toml");
+    std::fs::write(&legacy, text.replace("DISK-V2", "DISK")).unwrap();
+    let mut args = restore_by_id_args(&id, &scene.path("r2"));
+    args.extend(["--dn_config_path".to_string(), legacy.display().to_string()]);
+    let out = mobr.run(&args);
+    out.assert_failed("restore into another backend");
+    assert!(out.stderr.contains("same backend"), "{out}");
+    assert!(!scene.path("r2/mo-data").exists());
+}

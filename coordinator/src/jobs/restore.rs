@@ -199,27 +199,10 @@ async fn refuse_non_empty(
 /// The SHARED backend and directory (relative to the MatrixOne directory)
 /// that a TN config names.
 fn shared_from_dn_config(path: &str) -> Result<(String, String)> {
-    #[derive(serde::Deserialize)]
-    struct Tn {
-        #[serde(default)]
-        fileservice: Vec<Fs>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Fs {
-        name: String,
-        #[serde(default)]
-        backend: String,
-        #[serde(default, rename = "data-dir")]
-        data_dir: String,
-    }
     let text = std::fs::read_to_string(PathBuf::from(path))
         .map_err(|e| Error::InvalidArgument(format!("--dn_config_path {path}: {e}")))?;
-    let tn: Tn = toml_from_str(&text)
-        .map_err(|e| Error::InvalidArgument(format!("--dn_config_path {path}: {e}")))?;
-    let fs = tn
-        .fileservice
-        .into_iter()
-        .find(|f| f.name == "SHARED")
+    let fs = mo_br_format::mo::tn_shared(&text)
+        .map_err(|e| Error::InvalidArgument(format!("--dn_config_path {path}: {e}")))?
         .ok_or_else(|| {
             Error::InvalidArgument(format!(
                 "--dn_config_path {path}: no [[fileservice]] named SHARED"
@@ -236,9 +219,5 @@ fn shared_from_dn_config(path: &str) -> Result<(String, String)> {
             fs.data_dir
         ))
     })?;
-    Ok((fs.backend.to_ascii_uppercase(), dir))
-}
-
-fn toml_from_str<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
-    toml::from_str(s).map_err(|e| e.message().to_string())
+    Ok((fs.backend, dir))
 }

@@ -30,7 +30,7 @@ use std::time::Duration;
 pub use error::{Error, Result, LEADER_HEADER};
 
 use agents::Agents;
-use catalog::{BackupState, CatalogHandle, Command};
+use catalog::{BackupState, CatalogHandle};
 use mo_br_format::manifest::Consistency;
 use mo_br_proto::coordinator::coordinator_server::CoordinatorServer;
 use mo_br_proto::coordinator::registry_server::RegistryServer;
@@ -95,14 +95,6 @@ impl Coordinator {
                     .collect::<Vec<_>>()
             })
             .await?;
-        for id in stale {
-            catalog
-                .propose(Command::BackupFailed {
-                    id,
-                    reason: "the coordinator stopped before the backup finished".into(),
-                })
-                .await?;
-        }
         let c = Coordinator {
             catalog,
             agents: Agents::fixed(agents),
@@ -111,6 +103,9 @@ impl Coordinator {
             gc_renew: online::DEFAULT_RENEW,
             passwords: Arc::default(),
         };
+        for id in stale {
+            jobs::backup::abandon(&c, &id).await;
+        }
         // A previous process that died mid online backup left MatrixOne's
         // GC stopped: release it now if a password is at hand.
         release_ended_holds(&c).await;

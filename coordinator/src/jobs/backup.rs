@@ -838,6 +838,35 @@ async fn fetch_hakeeper(
     Ok(())
 }
 
+/// Ends a backup a previous process left running (its client and
+/// credentials are gone with it): removes what it wrote, releases GC it held
+/// when a password is at hand, records it as failed.
+pub(crate) async fn abandon(c: &Coordinator, id: &str) {
+    let want = id.to_string();
+    let (job, hold) = c
+        .catalog
+        .read(move |cat| {
+            (
+                cat.jobs.get(&want).cloned(),
+                cat.gc_holds.get(&want).cloned(),
+            )
+        })
+        .await
+        .unwrap_or_default();
+    let login = hold.and_then(|h| online::login_for(c, &h));
+    let reason = Error::Failed("the coordinator stopped before the backup finished".into());
+    let target = match &job {
+        // Keys, if any, from the environment.
+        Some(job) => mo_br_storage::open(&job.meta.location, &Credentials::default())
+            .await
+            .ok(),
+        None => None,
+    };
+    let written = target.as_deref().zip(job.as_ref());
+    let e = fail(c, id, login.as_ref(), written, reason).await;
+    tracing::warn!("{e}");
+}
+
 /// Ends a backup that cannot finish: removes what it wrote, releases the GC
 /// it holds, records it as failed with its reason. Returns the error to report.
 async fn fail(

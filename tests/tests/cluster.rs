@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use mo_br_sample::Backend;
 use mo_br_tests::fixtures::{backup_id, restore_by_id_args, Sample, Scene, MIB};
 use mo_br_tests::group::{scrape_sum, Group, GroupOptions};
-use mo_br_tests::procs::MoBr;
+use mo_br_tests::procs::{MoBr, Output};
 use mo_br_tests::s3server::S3Server;
 use mo_br_tests::trees::assert_restored;
 
@@ -98,6 +98,29 @@ fn backup_args(node: &Sample, to: &Path) -> Vec<String> {
     args
 }
 
+/// A group of 3 replicas and `agents` agents reading at most `rate` bytes/s
+/// each (throttled so a backup is still running when something is killed).
+fn throttled_group(node: &Sample, agents: usize, rate: u64) -> Group {
+    let mut g = Group::start(3, GroupOptions::default()).unwrap();
+    for _ in 0..agents {
+        g.start_agent(node.data_dir(), rate).unwrap();
+    }
+    g
+}
+
+/// Runs `mo_br` on another thread; join it for its output.
+fn in_background(mobr: &MoBr, args: Vec<String>) -> thread::JoinHandle<Output> {
+    let mobr = mobr.clone();
+    thread::spawn(move || mobr.run(&args))
+}
+
+/// Restores backup `id` into `<scene>/restored` and compares it with the node.
+fn assert_restores(mobr: &MoBr, scene: &Scene, node: &Sample, id: &str) {
+    mobr.run(&restore_by_id_args(id, &scene.path("restored")))
+        .assert_ok("restore");
+    assert_restored(node.root(), &scene.path("restored"));
+}
+
 fn sample(scene: &Scene, size: u64) -> Sample {
     scene.sample("node", 11, size, Backend::DiskV2)
 }
@@ -176,17 +199,9 @@ fn backup_spreads_over_three_agents_and_restores_from_s3() {
 fn leader_killed_mid_backup_the_new_leader_finishes_it() {
     let scene = Scene::new("cluster-leader");
     let node = sample(&scene, 24 * MIB);
-    let mut g = Group::start(3, GroupOptions::default()).unwrap();
-    // Throttled, so the backup is still running when its leader dies.
-    for _ in 0..2 {
-        g.start_agent(node.data_dir(), 4_000_000).unwrap();
-    }
+    let mut g = throttled_group(&node, 2, 4_000_000);
     let mobr = MoBr::remote(&scene.path("cwd"), &g.list());
-    let args = backup_args(&node, &scene.path("b1"));
-    let runner = {
-        let mobr = mobr.clone();
-        thread::spawn(move || mobr.run(&args))
-    };
+    let runner = in_background(&mobr, backup_args(&node, &scene.path("b1")));
     wait_for_progress(&g, 2);
     let leader = g.wait_leader(Duration::from_secs(5)).unwrap();
     g.kill_replica(leader);
@@ -195,9 +210,7 @@ fn leader_killed_mid_backup_the_new_leader_finishes_it() {
     let id = backup_id(&out);
     assert!(scene.path("b1/backup_meta").is_file());
     assert_replicas_agree(&g, &id);
-    mobr.run(&restore_by_id_args(&id, &scene.path("restored")))
-        .assert_ok("restore");
-    assert_restored(node.root(), &scene.path("restored"));
+    assert_restores(&mobr, &scene, &node, &id);
 
     // The dead replica comes back and catches up with the same catalog.
     g.start_replica(leader).unwrap();
@@ -209,25 +222,16 @@ fn leader_killed_mid_backup_the_new_leader_finishes_it() {
 fn agent_killed_mid_backup_its_shards_go_elsewhere() {
     let scene = Scene::new("cluster-agent");
     let node = sample(&scene, 24 * MIB);
-    let mut g = Group::start(3, GroupOptions::default()).unwrap();
-    for _ in 0..3 {
-        g.start_agent(node.data_dir(), 3_000_000).unwrap();
-    }
+    let mut g = throttled_group(&node, 3, 3_000_000);
     let mobr = MoBr::remote(&scene.path("cwd"), &g.list());
-    let args = backup_args(&node, &scene.path("b1"));
-    let runner = {
-        let mobr = mobr.clone();
-        thread::spawn(move || mobr.run(&args))
-    };
+    let runner = in_background(&mobr, backup_args(&node, &scene.path("b1")));
     wait_for_progress(&g, 2);
     // Not node-1's agent: node-local files need an agent of their node.
     g.kill_agent(2);
     let out = runner.join().unwrap();
     let id = backup_id(&out);
     assert_replicas_agree(&g, &id);
-    mobr.run(&restore_by_id_args(&id, &scene.path("restored")))
-        .assert_ok("restore");
-    assert_restored(node.root(), &scene.path("restored"));
+    assert_restores(&mobr, &scene, &node, &id);
 }
 
 #[test]
@@ -279,18 +283,11 @@ fn restarted_follower_catches_up_from_log_and_snapshot() {
 fn without_quorum_commands_fail_clearly_and_a_job_resumes_when_it_returns() {
     let scene = Scene::new("cluster-quorum");
     let node = sample(&scene, 16 * MIB);
-    let mut g = Group::start(3, GroupOptions::default()).unwrap();
-    for _ in 0..2 {
-        g.start_agent(node.data_dir(), 4_000_000).unwrap();
-    }
+    let mut g = throttled_group(&node, 2, 4_000_000);
     let mobr = MoBr::remote(&scene.path("cwd"), &g.list());
 
     // A backup loses its quorum half-way and carries on once it is back.
-    let args = backup_args(&node, &scene.path("b1"));
-    let runner = {
-        let mobr = mobr.clone();
-        thread::spawn(move || mobr.run(&args))
-    };
+    let runner = in_background(&mobr, backup_args(&node, &scene.path("b1")));
     wait_for_progress(&g, 1);
     let leader = g.wait_leader(Duration::from_secs(5)).unwrap();
     let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
@@ -333,16 +330,9 @@ fn without_quorum_commands_fail_clearly_and_a_job_resumes_when_it_returns() {
 fn every_replica_restarted_mid_backup_the_job_resumes() {
     let scene = Scene::new("cluster-restart-all");
     let node = sample(&scene, 16 * MIB);
-    let mut g = Group::start(3, GroupOptions::default()).unwrap();
-    for _ in 0..2 {
-        g.start_agent(node.data_dir(), 3_000_000).unwrap();
-    }
+    let mut g = throttled_group(&node, 2, 3_000_000);
     let mobr = MoBr::remote(&scene.path("cwd"), &g.list());
-    let args = backup_args(&node, &scene.path("b1"));
-    let runner = {
-        let mobr = mobr.clone();
-        thread::spawn(move || mobr.run(&args))
-    };
+    let runner = in_background(&mobr, backup_args(&node, &scene.path("b1")));
     wait_for_progress(&g, 2);
     for i in 0..3 {
         g.kill_replica(i);
@@ -354,7 +344,5 @@ fn every_replica_restarted_mid_backup_the_job_resumes() {
     // mo_br follows the backup to whichever replica leads after the restart.
     let id = backup_id(&runner.join().unwrap());
     assert_replicas_agree(&g, &id);
-    mobr.run(&restore_by_id_args(&id, &scene.path("restored")))
-        .assert_ok("restore");
-    assert_restored(node.root(), &scene.path("restored"));
+    assert_restores(&mobr, &scene, &node, &id);
 }

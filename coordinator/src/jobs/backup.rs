@@ -141,7 +141,7 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
     // the job this call is about to drive itself.
     let _claim = c.claim(&id);
     let Some(login) = login else {
-        plan(
+        let planned = plan(
             c,
             &req,
             &source,
@@ -150,7 +150,22 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
             base_meta.as_ref(),
             None,
         )
-        .await?;
+        .await;
+        if let Err(e) = planned {
+            // Bad input fails before anything is recorded; a failure after
+            // the backup went on record must not leave it "running".
+            let want = id.clone();
+            let started = c
+                .catalog
+                .read(move |cat| cat.backups.contains_key(&want))
+                .await
+                .unwrap_or(false);
+            return Err(if started {
+                fail(c, &id, None, None, e).await
+            } else {
+                e
+            });
+        }
         return drive(c, &id, &creds, None, true, events).await;
     };
 

@@ -52,6 +52,13 @@ fn wait_for_progress(g: &Group, shards: usize) {
     panic!("the backup made no progress\n{}", g.logs());
 }
 
+/// Backups still running in replica `i`'s catalog.
+fn running_jobs(g: &Group, i: usize) -> usize {
+    let view = g.inspect(i).expect("the replica answers");
+    let cat: serde_json::Value = serde_json::from_str(&view.catalog_json).unwrap();
+    cat["jobs"].as_object().map_or(0, |j| j.len())
+}
+
 fn complete_backups(catalog: &serde_json::Value) -> Vec<String> {
     catalog["backups"]
         .as_object()
@@ -205,6 +212,13 @@ fn leader_killed_mid_backup_the_new_leader_finishes_it() {
     wait_for_progress(&g, 2);
     let leader = g.wait_leader(Duration::from_secs(5)).unwrap();
     g.kill_replica(leader);
+    // The backup is still unfinished in the new leader's replicated state:
+    // it is the new leader that finishes it.
+    let new_leader = g
+        .wait_leader(Duration::from_secs(10))
+        .expect("a new leader");
+    assert_ne!(new_leader, leader);
+    assert_eq!(running_jobs(&g, new_leader), 1, "{}", g.logs());
 
     let out = runner.join().unwrap();
     let id = backup_id(&out);
@@ -228,6 +242,12 @@ fn agent_killed_mid_backup_its_shards_go_elsewhere() {
     wait_for_progress(&g, 2);
     // Not node-1's agent: node-local files need an agent of their node.
     g.kill_agent(2);
+    let leader = g.wait_leader(Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        running_jobs(&g, leader),
+        1,
+        "the backup ended before the kill"
+    );
     let out = runner.join().unwrap();
     let id = backup_id(&out);
     assert_replicas_agree(&g, &id);

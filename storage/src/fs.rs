@@ -58,25 +58,62 @@ fn io_err(path: &Path, source: std::io::Error) -> Error {
     }
 }
 
-/// Creates the temp file, creating parent directories. Retried a few times
-/// because a concurrent `delete` may remove a directory that just became
-/// empty between our `create_dir_all` and the file creation.
+/// Creates the temp file, creating parent directories, on a blocking thread.
+/// tokio's own `open`, when the put is dropped while it runs, still creates
+/// the file after `TempGuard` has run, leaving an empty temp file behind; the
+/// blocking thread here removes what it created once nobody waits for it.
 async fn create_file(tmp: &Path) -> Result<tokio::fs::File> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let path = tmp.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let created = create_file_blocking(&path);
+        if let Err(Ok(_unwanted)) = tx.send(created) {
+            let _ = std::fs::remove_file(&path);
+        }
+    });
+    let mut pending = PendingCreate {
+        rx,
+        path: tmp.to_path_buf(),
+    };
+    let created = (&mut pending.rx)
+        .await
+        .map_err(|_| io_err(tmp, std::io::Error::other("file creation task lost")))?;
+    Ok(tokio::fs::File::from_std(
+        created.map_err(|e| io_err(tmp, e))?,
+    ))
+}
+
+/// A creation nobody waits for any more: a file already handed over but not
+/// taken is removed here, one created later by the blocking thread.
+struct PendingCreate {
+    rx: tokio::sync::oneshot::Receiver<std::io::Result<std::fs::File>>,
+    path: PathBuf,
+}
+
+impl Drop for PendingCreate {
+    fn drop(&mut self) {
+        self.rx.close();
+        if let Ok(Ok(_unwanted)) = self.rx.try_recv() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Retried a few times because a concurrent `delete` may remove a directory
+/// that just became empty between `create_dir_all` and the file creation.
+fn create_file_blocking(tmp: &Path) -> std::io::Result<std::fs::File> {
     let dir = tmp.parent().unwrap_or_else(|| Path::new("."));
     let mut attempts = 0;
     loop {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| io_err(dir, e))?;
-        match tokio::fs::OpenOptions::new()
+        std::fs::create_dir_all(dir)?;
+        match std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(tmp)
-            .await
         {
             Ok(f) => return Ok(f),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempts < 3 => attempts += 1,
-            Err(e) => return Err(io_err(tmp, e)),
+            Err(e) => return Err(e),
         }
     }
 }
@@ -344,6 +381,60 @@ mod tests {
             .expect("list");
         v.sort();
         v
+    }
+
+    /// Puts cancelled at every moment of their life, creation of the temp
+    /// file included, leave no file behind once the blocking threads settle.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cancelled_puts_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(FsStorage::new(dir.path().to_path_buf()));
+        let mut puts = Vec::new();
+        for i in 0..300u32 {
+            let s = s.clone();
+            let put = tokio::spawn(async move {
+                // A body that never ends: the put is only ever cancelled.
+                let body: ByteStream = Box::pin(
+                    futures::stream::iter([Ok(Bytes::from_static(b"partial"))])
+                        .chain(futures::stream::pending()),
+                );
+                s.put(&format!("d{}/f{i}", i % 7), body, None).await
+            });
+            // Spun, not slept: the put runs on the other worker meanwhile
+            // and is caught at a different step each time.
+            let until =
+                std::time::Instant::now() + std::time::Duration::from_micros(u64::from(i % 50) * 5);
+            while std::time::Instant::now() < until {
+                std::hint::spin_loop();
+            }
+            put.abort();
+            puts.push(put);
+        }
+        for put in puts {
+            assert!(put.await.unwrap_err().is_cancelled());
+        }
+        let left = || files_under(dir.path());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !left().is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(left(), Vec::<PathBuf>::new());
+    }
+
+    fn files_under(root: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+        out
     }
 
     #[tokio::test]

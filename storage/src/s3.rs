@@ -286,7 +286,7 @@ impl S3Storage {
         let mut size = 0u64;
         let mut part = PartBuf::default();
         let mut part_index = 0usize;
-        let mut upload: Option<Box<dyn MultipartUpload>> = None;
+        let mut upload = AbortOnDrop(None);
         let mut in_flight: JoinSet<object_store::Result<()>> = JoinSet::new();
 
         let outcome: Result<()> = async {
@@ -299,18 +299,18 @@ impl S3Storage {
                     // A full part is sent only once more data arrives, so a
                     // body of exactly SINGLE_PUT_MAX still goes as one PUT.
                     if part.len == target {
-                        if upload.is_none() {
+                        if upload.0.is_none() {
                             let u = self
                                 .store
                                 .put_multipart(path)
                                 .await
                                 .map_err(|e| self.map_err(name, e))?;
-                            upload = Some(u);
+                            upload.0 = Some(u);
                         }
                         while in_flight.len() >= MAX_IN_FLIGHT {
                             self.join_one(name, &mut in_flight).await?;
                         }
-                        if let Some(u) = upload.as_mut() {
+                        if let Some(u) = upload.0.as_mut() {
                             in_flight.spawn(u.put_part(part.take()));
                         }
                         part_index += 1;
@@ -334,7 +334,7 @@ impl S3Storage {
                     actual: hex::encode(sha256),
                 });
 
-        let Some(mut upload) = upload else {
+        let Some(started) = upload.0.take() else {
             outcome?;
             if let Some(e) = mismatch {
                 return Err(e);
@@ -346,7 +346,9 @@ impl S3Storage {
             return Ok(Written { size, sha256 });
         };
 
+        let mut upload = AbortOnDrop(Some(started));
         let finished: Result<()> = async {
+            let upload = upload.0.as_mut().expect("the upload is held until it ends");
             outcome?;
             if let Some(e) = mismatch {
                 return Err(e);
@@ -361,6 +363,7 @@ impl S3Storage {
             Ok(())
         }
         .await;
+        let mut upload = upload.0.take().expect("the upload is held until it ends");
 
         match finished {
             Ok(()) => Ok(Written { size, sha256 }),
@@ -601,6 +604,26 @@ impl Storage for S3Storage {
                 endpoint: self.endpoint.clone(),
                 detail: format!("no answer within {PROBE_DEADLINE:?}"),
             }),
+        }
+    }
+}
+
+/// A multipart upload whose put was dropped mid-way (the coordinator gave up
+/// on the shard, the agent lost its caller) is aborted in the background, so
+/// its parts do not linger on the server until a lifecycle rule finds them.
+struct AbortOnDrop(Option<Box<dyn MultipartUpload>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        let Some(mut upload) = self.0.take() else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = upload.abort().await {
+                    tracing::warn!(error = %e, "could not abort a cancelled multipart upload");
+                }
+            });
         }
     }
 }

@@ -18,6 +18,16 @@ pub struct Scene {
     pub mobr: MoBr,
 }
 
+/// A failed test keeps its directory (logs, trees) for a look afterwards.
+impl Drop for Scene {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dir.disable_cleanup(true);
+            eprintln!("kept the test directory {}", self.dir.path().display());
+        }
+    }
+}
+
 impl Scene {
     pub fn new(name: &str) -> Scene {
         let dir = tempfile::Builder::new()

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use mo_br_storage::{ByteStream, Credentials, Error, Location, Storage};
 use mo_br_tests::s3server::{free_port, S3Server};
 use sha2::{Digest, Sha256};
@@ -158,6 +158,50 @@ async fn checksum_mismatch_leaves_nothing() {
     assert!(matches!(err, Error::ChecksumMismatch { .. }), "{err}");
     assert_eq!(s.head("big").await.unwrap(), None);
     assert!(names(s.as_ref(), "").await.is_empty());
+}
+
+/// A multipart put dropped half-way (its caller gone) aborts the upload:
+/// the parts already sent do not stay on the server.
+#[tokio::test]
+async fn cancelled_multipart_put_aborts_the_upload() {
+    let srv = S3Server::start().unwrap();
+    let s = std::sync::Arc::new(open(srv.location(""), &srv.credentials()).await);
+    // s3s-fs keeps an upload's parts and its record as hidden files in its root.
+    let pending = |root: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(root)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(".upload"))
+            .collect()
+    };
+    let put = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            // Two full parts, then a body that never ends.
+            let body: ByteStream = Box::pin(
+                stream(Bytes::from(data(20 * 1024 * 1024, 5)), 1 << 20)
+                    .chain(futures::stream::pending()),
+            );
+            s.put("stalled", body, None).await
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !pending(srv.root()).iter().any(|n| n.contains(".part-")) {
+        assert!(Instant::now() < deadline, "no part was uploaded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    put.abort();
+    assert!(put.await.unwrap_err().is_cancelled());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pending(srv.root()).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the upload was left: {:?}",
+            pending(srv.root())
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(s.head("stalled").await.unwrap(), None);
 }
 
 #[tokio::test]

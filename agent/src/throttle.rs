@@ -93,6 +93,10 @@ impl Storage for Throttled {
         self.inner.list(prefix)
     }
 
+    async fn remove_incomplete(&self, prefix: &str) -> Result<usize> {
+        self.inner.remove_incomplete(prefix).await
+    }
+
     async fn probe(&self) -> Result<()> {
         self.inner.probe().await
     }

@@ -32,7 +32,32 @@ impl FsStorage {
 
     fn path_of(&self, name: &str) -> Result<PathBuf> {
         check_name(name)?;
-        Ok(name.split('/').fold(self.root.clone(), |p, c| p.join(c)))
+        Ok(name_path(&self.root, name))
+    }
+
+    /// Files under `prefix` on a blocking thread (see [`walk`]).
+    fn walk(
+        &self,
+        prefix: &str,
+        temp: bool,
+    ) -> impl std::future::Future<Output = Result<Vec<Entry>>> {
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        async move {
+            check_prefix(&prefix)?;
+            // Start at the deepest directory the prefix names in full, so
+            // listing one backup does not walk every other one.
+            let start = match prefix.rfind('/') {
+                Some(i) => name_path(&root, &prefix[..i]),
+                None => root.clone(),
+            };
+            tokio::task::spawn_blocking(move || walk(&root, &start, &prefix, temp))
+                .await
+                .map_err(|e| Error::Io {
+                    path: "list".into(),
+                    source: std::io::Error::other(e),
+                })?
+        }
     }
 
     async fn write_temp(tmp: &Path, mut body: ByteStream) -> Result<(u64, [u8; 32])> {
@@ -49,6 +74,10 @@ impl FsStorage {
         file.sync_all().await.map_err(|e| io_err(tmp, e))?;
         Ok((size, hasher.finalize().into()))
     }
+}
+
+fn name_path(root: &Path, name: &str) -> PathBuf {
+    name.split('/').fold(root.to_path_buf(), |p, c| p.join(c))
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> Error {
@@ -141,8 +170,9 @@ fn check_prefix(prefix: &str) -> Result<()> {
 }
 
 /// Walks `start` (a directory under `root`), collecting files whose
-/// root-relative name starts with `prefix`.
-fn walk(root: &Path, start: &Path, prefix: &str) -> Result<Vec<Entry>> {
+/// root-relative name starts with `prefix`: the objects, or with `temp` the
+/// temp files of unfinished writes instead.
+fn walk(root: &Path, start: &Path, prefix: &str, temp: bool) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
     let mut stack = vec![start.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -164,7 +194,7 @@ fn walk(root: &Path, start: &Path, prefix: &str) -> Result<Vec<Entry>> {
                 stack.push(path);
                 continue;
             }
-            if !ft.is_file() || file_name.starts_with(TMP_PREFIX) {
+            if !ft.is_file() || file_name.starts_with(TMP_PREFIX) != temp {
                 continue;
             }
             let Ok(rel) = path.strip_prefix(root) else {
@@ -318,27 +348,23 @@ impl Storage for FsStorage {
     }
 
     fn list(&self, prefix: &str) -> Pin<Box<dyn Stream<Item = Result<Entry>> + Send + '_>> {
-        let root = self.root.clone();
-        let prefix = prefix.to_string();
-        let fut = async move {
-            check_prefix(&prefix)?;
-            // Start at the deepest directory the prefix names in full, so
-            // listing one backup does not walk every other one.
-            let start = match prefix.rfind('/') {
-                Some(i) => prefix[..i].split('/').fold(root.clone(), |p, c| p.join(c)),
-                None => root.clone(),
-            };
-            tokio::task::spawn_blocking(move || walk(&root, &start, &prefix))
-                .await
-                .map_err(|e| Error::Io {
-                    path: "list".into(),
-                    source: std::io::Error::other(e),
-                })?
-        };
+        let fut = self.walk(prefix, false);
         Box::pin(futures::stream::once(fut).flat_map(|r| match r {
             Ok(v) => futures::stream::iter(v.into_iter().map(Ok)).left_stream(),
             Err(e) => futures::stream::iter(vec![Err(e)]).right_stream(),
         }))
+    }
+
+    async fn remove_incomplete(&self, prefix: &str) -> Result<usize> {
+        let temps = self.walk(prefix, true).await?;
+        for t in &temps {
+            let path = name_path(&self.root, &t.name);
+            match tokio::fs::remove_file(&path).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&path, e)),
+                _ => {}
+            }
+        }
+        Ok(temps.len())
     }
 
     async fn probe(&self) -> Result<()> {
@@ -506,6 +532,32 @@ mod tests {
         ]));
         assert!(s.put("f", body, None).await.is_err());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn remove_incomplete_takes_only_temp_files_under_the_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStorage::new(dir.path().to_path_buf());
+        for n in ["b1/data/1", "b1/x", "b2/data/1"] {
+            s.put_bytes(n, Bytes::from_static(b"z")).await.unwrap();
+        }
+        for t in ["b1/.tmp.1", "b1/data/.tmp.2", "b2/data/.tmp.3"] {
+            std::fs::write(name_path(dir.path(), t), b"partial").unwrap();
+        }
+        assert_eq!(s.remove_incomplete("b1/").await.unwrap(), 2);
+        let mut left: Vec<String> = files_under(dir.path())
+            .into_iter()
+            .map(|p| {
+                p.strip_prefix(dir.path())
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        left.sort();
+        assert_eq!(left, ["b1/data/1", "b1/x", "b2/data/.tmp.3", "b2/data/1"]);
+        assert_eq!(s.remove_incomplete("b1/").await.unwrap(), 0);
+        assert!(s.remove_incomplete("../").await.is_err());
     }
 
     #[tokio::test]

@@ -84,6 +84,16 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// particular order. Temporary files of unfinished writes are not listed.
     fn list(&self, prefix: &str) -> Pin<Box<dyn Stream<Item = Result<Entry>> + Send + '_>>;
 
+    /// Removes what writes that never finished left under `prefix` (a
+    /// killed agent's temp files); returns how many. Only for a place one
+    /// job owns, once no write of its own is running. S3 keeps an
+    /// interrupted multipart upload out of sight and object_store cannot
+    /// list those: a bucket lifecycle rule (AbortIncompleteMultipartUpload)
+    /// clears them, so this does nothing there.
+    async fn remove_incomplete(&self, _prefix: &str) -> Result<usize> {
+        Ok(0)
+    }
+
     /// Fails fast (a few seconds) with a clear error if the place cannot be
     /// reached or the credentials are refused. Creates nothing.
     async fn probe(&self) -> Result<()>;

@@ -250,6 +250,12 @@ fn agent_killed_mid_backup_its_shards_go_elsewhere() {
     );
     let out = runner.join().unwrap();
     let id = backup_id(&out);
+    // The killed agent's unfinished writes are not left in the backup.
+    let temps: Vec<String> = mo_br_tests::trees::files_under(&scene.path("b1"))
+        .into_keys()
+        .filter(|n| n.rsplit('/').next().unwrap_or(n).starts_with(".tmp."))
+        .collect();
+    assert!(temps.is_empty(), "left in the backup: {temps:?}");
     assert_replicas_agree(&g, &id);
     assert_restores(&mobr, &scene, &node, &id);
 }

@@ -19,7 +19,7 @@ use mo_br_proto::coordinator::{job_event, BackupRequest, Finished, Started};
 use mo_br_storage::{Credentials, Location, Storage};
 
 use super::shards::{self, Op, Shard};
-use super::{emit, info, now_rfc3339, read_manifest, sweep, Events};
+use super::{emit, info, now_rfc3339, read_manifest, remove_incomplete, sweep, Events};
 use crate::agents::Eligibility;
 use crate::catalog::{
     Applied, BackupJob, BackupRecord, BackupState, Command, DoneFile, ShardState,
@@ -695,6 +695,10 @@ async fn copy_and_commit(
         return Err(Error::Failed(format!("{} was never copied", f.path)));
     }
 
+    // Every file is in place; what agents lost mid-backup were writing is not
+    // part of it. The target is the backup's own (it had to be empty).
+    remove_incomplete(target, &[String::new()]).await;
+
     // MatrixOne's metadata files, each with its raw sha256 sidecar.
     for entry in meta
         .files
@@ -911,7 +915,7 @@ async fn fail(
             leftovers.push(entry.name);
         }
         drop(listing);
-        sweep(target, &leftovers).await;
+        sweep(target, &leftovers, &[]).await;
     }
     if let Some(login) = login {
         if let Err(re) = online::release(c, id, login).await {
@@ -948,5 +952,6 @@ async fn cleanup(target: &dyn Storage, written: &[String]) {
             [n, sidecar]
         })
         .collect();
-    sweep(target, &names).await;
+    // The target is the backup's own (it had to be empty).
+    sweep(target, &names, &[String::new()]).await;
 }

@@ -101,10 +101,11 @@ pub async fn read_manifest(storage: &dyn Storage) -> Result<BackupMeta> {
 /// cancelled: the cancellation reaches it asynchronously.
 const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_millis(1500);
 
-/// Removes what a failed job wrote. Runs twice, the second time after
-/// [`CANCEL_GRACE`], so a write that was already renaming into place when its
-/// shard was cancelled is removed too.
-pub async fn sweep(target: &dyn Storage, names: &[String]) {
+/// Removes what a failed job wrote: the named objects and the temp files of
+/// unfinished writes under `places` (prefixes the job owns). Runs twice, the
+/// second time after [`CANCEL_GRACE`], so a write that was already renaming
+/// into place when its shard was cancelled is removed too.
+pub async fn sweep(target: &dyn Storage, names: &[String], places: &[String]) {
     for pass in 0..2 {
         if pass > 0 {
             tokio::time::sleep(CANCEL_GRACE).await;
@@ -113,6 +114,26 @@ pub async fn sweep(target: &dyn Storage, names: &[String]) {
             if let Err(e) = target.delete(name).await {
                 tracing::warn!("cleanup of {name}: {e}");
             }
+        }
+        remove_incomplete(target, places).await;
+    }
+}
+
+/// Removes the temp files that writers killed mid-write (an agent lost
+/// during the job) left under `places`, prefixes the job owns. Never fails
+/// the job: such files are never listed and never taken for data.
+pub async fn remove_incomplete(target: &dyn Storage, places: &[String]) {
+    for place in places {
+        match target.remove_incomplete(place).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                "removed {n} unfinished writes under {place:?} of {}",
+                target.describe()
+            ),
+            Err(e) => tracing::warn!(
+                "removing unfinished writes under {place:?} of {}: {e}",
+                target.describe()
+            ),
         }
     }
 }

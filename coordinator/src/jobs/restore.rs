@@ -14,7 +14,7 @@ use mo_br_proto::coordinator::{job_event, Finished, RestoreRequest, Started};
 use mo_br_storage::{Location, Storage};
 
 use super::shards::{self, LocalLedger, Op};
-use super::{emit, line, resolve, sweep, Events};
+use super::{emit, line, remove_incomplete, resolve, sweep, Events};
 use crate::agents::Eligibility;
 use crate::{Coordinator, Error, Result};
 
@@ -104,6 +104,7 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
     )
     .await;
     let written: Vec<String> = tasks.iter().map(|t| t.dst.clone()).collect();
+    let places = owned_places(&written);
     let shards = shards::split(
         tasks.into_iter().enumerate().collect(),
         Eligibility::Any,
@@ -131,13 +132,14 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
         Ok(o) => o.problems.first().map(|(_, p)| p.detail.clone()),
     };
     if let Some(reason) = failure {
-        sweep(target.as_ref(), &written).await;
+        sweep(target.as_ref(), &written, &places).await;
         return Err(Error::Failed(format!(
             "restore of backup {} failed, nothing was left in {}: {reason}",
             meta.id,
             target.describe()
         )));
     }
+    remove_incomplete(target.as_ref(), &places).await;
     line(
         events,
         format!("restored backup {} into {}", meta.id, target.describe()),
@@ -162,6 +164,33 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
 /// A restore never overwrites: the target's `mo-data` must be empty and no
 /// file the restore would write may exist (on a filesystem the restore root
 /// is MatrixOne's directory, which holds other things too).
+/// Where a restore may remove temp files of unfinished writes: `mo-data/`,
+/// which it owns whole (it had to be empty), and the directories of the
+/// files restored elsewhere (configs, a SHARED dir a TN config moved), where
+/// only the restore writes temp files of this naming. Nested places are
+/// covered by their parent; the root itself is never swept whole.
+fn owned_places(written: &[String]) -> Vec<String> {
+    let mut dirs: Vec<&str> = written
+        .iter()
+        .filter_map(|dst| {
+            if dst.starts_with("mo-data/") {
+                Some("mo-data/")
+            } else {
+                dst.rfind('/').map(|i| &dst[..=i])
+            }
+        })
+        .collect();
+    dirs.sort_unstable();
+    dirs.dedup();
+    let mut places: Vec<String> = Vec::new();
+    for dir in dirs {
+        if !places.iter().any(|p| dir.starts_with(p.as_str())) {
+            places.push(dir.to_string());
+        }
+    }
+    places
+}
+
 async fn refuse_non_empty(
     target: &dyn Storage,
     location: &Location,
@@ -220,4 +249,28 @@ fn shared_from_dn_config(path: &str) -> Result<(String, String)> {
         ))
     })?;
     Ok((fs.backend, dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::owned_places;
+
+    #[test]
+    fn owned_places_cover_each_restored_file_once() {
+        let written: Vec<String> = [
+            "mo-data/shared2/a",
+            "mo-data/local2/hk_data",
+            "etc/launch/tn.toml",
+            "etc/launch/cn.toml",
+            "data/shared/x/1",
+            "data/shared/2",
+            "top-level-file",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            owned_places(&written),
+            ["data/shared/", "etc/launch/", "mo-data/"]
+        );
+    }
 }

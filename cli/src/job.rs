@@ -140,6 +140,17 @@ pub fn problem_line(p: &Problem) -> String {
 /// Prints a finished job's summary and returns the exit code: 1 if it
 /// reported problems, else 0.
 pub fn conclude(out: &Outcome, what: &str) -> anyhow::Result<u8> {
+    if let (None, Some(status)) = (&out.finished, &out.interrupted) {
+        let next = if what == "restore" {
+            "a restore is not resumed: the coordinator, restarted, or the next leader removes what it wrote; then run it again"
+        } else {
+            "run it again"
+        };
+        anyhow::bail!(
+            "the coordinator was lost during the {what} ({}); {next}",
+            status.message()
+        );
+    }
     let Some(finished) = &out.finished else {
         anyhow::bail!("the coordinator ended the {what} without a result");
     };

@@ -47,8 +47,8 @@ const MAX_MESSAGE: usize = 64 << 20;
 pub struct Coordinator {
     pub catalog: CatalogHandle,
     pub agents: Agents,
-    /// Backups this replica is driving now, so that a leader adopts each
-    /// job once. Touched by the leader loop and by `Attach`; never held
+    /// Jobs (backups, restores) this replica is driving now, so that a
+    /// leader adopts or cleans up each once. Touched by the leader loop and by `Attach`; never held
     /// across an await.
     driving: Arc<Mutex<HashSet<String>>>,
     /// Upper bound of a shard's bytes.
@@ -105,6 +105,14 @@ impl Coordinator {
         };
         for id in stale {
             jobs::backup::abandon(&c, &id).await;
+        }
+        // Restores are not resumed: what an interrupted one wrote goes.
+        let restores = c
+            .catalog
+            .read(|cat| cat.restores.values().cloned().collect::<Vec<_>>())
+            .await?;
+        for rec in &restores {
+            jobs::restore::abandon(&c, rec).await;
         }
         // A previous process that died mid online backup left MatrixOne's
         // GC stopped: release it now if a password is at hand.
@@ -166,11 +174,7 @@ impl Coordinator {
         {
             return;
         }
-        DRIVING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let guard = DriveGuard {
-            c: self.clone(),
-            id: id.to_string(),
-        };
+        let guard = DriveGuard::new(self, id);
         let c = self.clone();
         let id = id.to_string();
         tokio::spawn(async move {
@@ -214,16 +218,13 @@ impl Coordinator {
             .lock()
             .expect("driving lock")
             .insert(id.to_string());
-        DriveGuard {
-            c: self.clone(),
-            id: id.to_string(),
-        }
+        DriveGuard::new(self, id)
     }
 }
 
-/// Backups being driven in this process, over every coordinator in it: the
-/// embedded CLI waits for them to wind down (release GC, clean up) before
-/// it exits on Ctrl-C.
+/// Jobs (backups, restores, clean-ups) being driven in this process, over
+/// every coordinator in it: the embedded CLI waits for them to wind down
+/// (release GC, clean up) before it exits on Ctrl-C.
 static DRIVING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Waits until no backup is being driven in this process, or `limit` passes;
@@ -239,10 +240,21 @@ pub async fn wait_idle(limit: Duration) -> bool {
     true
 }
 
-/// Releases a claimed job when its driver ends.
+/// Releases a claimed job when its driver ends. The job must already be in
+/// `driving`.
 pub(crate) struct DriveGuard {
     c: Coordinator,
     id: String,
+}
+
+impl DriveGuard {
+    fn new(c: &Coordinator, id: &str) -> DriveGuard {
+        DRIVING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        DriveGuard {
+            c: c.clone(),
+            id: id.to_string(),
+        }
+    }
 }
 
 impl Drop for DriveGuard {
@@ -252,6 +264,7 @@ impl Drop for DriveGuard {
             .lock()
             .expect("driving lock")
             .remove(&self.id);
+        DRIVING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -300,9 +313,37 @@ async fn leader_loop(c: Coordinator) {
                 }
             }
             release_ended_holds(&c).await;
+            abandon_orphaned_restores(&c, l.term).await;
         }
         was_leader = l.is_leader;
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Removes what restores of earlier terms wrote: their leader was deposed
+/// (and stopped them) or died. Each is cleaned once, in the background.
+async fn abandon_orphaned_restores(c: &Coordinator, term: u64) {
+    let orphans = c
+        .catalog
+        .read(move |cat| {
+            cat.restores
+                .values()
+                .filter(|r| r.term < term)
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+    for rec in orphans {
+        if c.driving.lock().expect("driving lock").contains(&rec.id) {
+            continue;
+        }
+        let guard = c.claim(&rec.id);
+        let c = c.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            jobs::restore::abandon(&c, &rec).await;
+        });
     }
 }
 

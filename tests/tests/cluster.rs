@@ -232,6 +232,64 @@ fn leader_killed_mid_backup_the_new_leader_finishes_it() {
     assert_replicas_agree(&g, &id);
 }
 
+/// Restores on record in replica `i`'s catalog.
+fn restores_on_record(g: &Group, i: usize) -> usize {
+    let view = g.inspect(i).expect("the replica answers");
+    let cat: serde_json::Value = serde_json::from_str(&view.catalog_json).unwrap();
+    cat["restores"].as_object().map_or(0, |r| r.len())
+}
+
+/// Finished files (not temp files) under `dir`.
+fn finished_files(dir: &Path) -> Vec<String> {
+    mo_br_tests::trees::files_under(dir)
+        .into_keys()
+        .filter(|n| !n.rsplit('/').next().unwrap_or(n).starts_with(".tmp."))
+        .collect()
+}
+
+/// Restores are not resumed: the new leader removes what the restore of
+/// its dead predecessor wrote, and the same restore then succeeds.
+#[test]
+fn leader_killed_mid_restore_the_new_leader_removes_it() {
+    let scene = Scene::new("cluster-restore");
+    let node = sample(&scene, 12 * MIB);
+    let mut g = throttled_group(&node, 2, 2_000_000);
+    let mobr = MoBr::remote(&scene.path("cwd"), &g.list());
+    let id = backup_id(&mobr.run(&backup_args(&node, &scene.path("b1"))));
+    let r = scene.path("restored");
+    let runner = in_background(&mobr, restore_by_id_args(&id, &r));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while finished_files(&r).len() < 3 {
+        assert!(Instant::now() < deadline, "the restore wrote nothing");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let leader = g.wait_leader(Duration::from_secs(5)).unwrap();
+    assert_eq!(restores_on_record(&g, leader), 1, "{}", g.logs());
+    g.kill_replica(leader);
+    let out = runner.join().unwrap();
+    out.assert_failed("restore whose leader died");
+    assert!(out.stderr.contains("a restore is not resumed"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let new_leader = g.wait_leader(Duration::from_secs(10)).expect("a leader");
+        let left = finished_files(&r);
+        if left.is_empty() && restores_on_record(&g, new_leader) == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left behind: {left:?}\n{}",
+            g.logs()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        mo_br_tests::trees::files_under(&r).is_empty(),
+        "temp files left in {r:?}"
+    );
+    assert_restores(&mobr, &scene, &node, &id);
+}
+
 #[test]
 fn agent_killed_mid_backup_its_shards_go_elsewhere() {
     let scene = Scene::new("cluster-agent");

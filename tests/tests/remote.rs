@@ -1,6 +1,8 @@
 //! A coordinator and an agent as separate processes, talking gRPC on
 //! loopback, do what the embedded `mo_br` does.
 
+use std::time::{Duration, Instant};
+
 use mo_br_sample::Backend;
 use mo_br_tests::fixtures::{backup_id, restore_by_id_args, Scene, MIB};
 use mo_br_tests::procs::{Cluster, MoBr};
@@ -57,25 +59,34 @@ fn remote_equals_embedded() {
     assert_same_tree(&r, &r_embedded);
 }
 
-/// A single coordinator killed mid-backup and started again on its catalog:
-/// the backup is recorded as failed and what it had written is removed.
-#[test]
-fn coordinator_restarted_mid_backup_abandons_it_cleanly() {
-    use std::process::Command;
-    use std::time::{Duration, Instant};
+/// A throttled agent and a single coordinator (without raft) on its
+/// catalog, as separate processes; the coordinator can be killed and started
+/// again on the same address and catalog.
+struct Throttled {
+    _agent: mo_br_tests::procs::Daemon,
+    agent_addr: String,
+    addr: String,
+}
 
-    use mo_br_tests::procs::{bin, free_local_addr, start_daemon};
+impl Throttled {
+    fn start(scene: &Scene, bytes_per_sec: u64) -> Throttled {
+        use mo_br_tests::procs::{bin, free_local_addr, start_daemon};
+        let mut agent = std::process::Command::new(bin("mo-br-agent"));
+        agent.args(["--listen", "127.0.0.1:0", "--max_bytes_per_sec"]);
+        agent.arg(bytes_per_sec.to_string());
+        let (agent, agent_addr) =
+            start_daemon(agent, "mo-br-agent listening on", scene.path("agent.log")).unwrap();
+        Throttled {
+            _agent: agent,
+            agent_addr,
+            addr: free_local_addr().unwrap(),
+        }
+    }
 
-    let scene = Scene::new("remote-abandon");
-    let sample = scene.sample("node", 42, 16 * MIB, Backend::DiskV2);
-    let mut agent = Command::new(bin("mo-br-agent"));
-    agent.args(["--listen", "127.0.0.1:0", "--max_bytes_per_sec", "2000000"]);
-    let (_agent, agent_addr) =
-        start_daemon(agent, "mo-br-agent listening on", scene.path("agent.log")).unwrap();
-    let addr = free_local_addr().unwrap();
-    let coordinator = || {
-        let mut cmd = Command::new(bin("mo-br-coordinator"));
-        cmd.args(["--listen", &addr, "--agents", &agent_addr])
+    fn coordinator(&self, scene: &Scene) -> mo_br_tests::procs::Daemon {
+        use mo_br_tests::procs::{bin, start_daemon};
+        let mut cmd = std::process::Command::new(bin("mo-br-coordinator"));
+        cmd.args(["--listen", &self.addr, "--agents", &self.agent_addr])
             .arg("--meta_path")
             .arg(scene.path("coordinator.meta"));
         start_daemon(
@@ -85,9 +96,33 @@ fn coordinator_restarted_mid_backup_abandons_it_cleanly() {
         )
         .unwrap()
         .0
+    }
+}
+
+/// Waits until `dir` holds at least `n` finished files (not temp files).
+fn wait_for_files(dir: &std::path::Path, n: usize) {
+    let finished = || {
+        mo_br_tests::trees::files_under(dir)
+            .keys()
+            .filter(|k| !k.rsplit('/').next().unwrap_or(k).starts_with(".tmp."))
+            .count()
     };
-    let first = coordinator();
-    let remote = MoBr::remote(&scene.path("cwd"), &addr);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while finished() < n {
+        assert!(Instant::now() < deadline, "nothing was written to {dir:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A single coordinator killed mid-backup and started again on its catalog:
+/// the backup is recorded as failed and what it had written is removed.
+#[test]
+fn coordinator_restarted_mid_backup_abandons_it_cleanly() {
+    let scene = Scene::new("remote-abandon");
+    let sample = scene.sample("node", 42, 16 * MIB, Backend::DiskV2);
+    let daemons = Throttled::start(&scene, 2_000_000);
+    let first = daemons.coordinator(&scene);
+    let remote = MoBr::remote(&scene.path("cwd"), &daemons.addr);
     let b = scene.path("b1");
     let runner = {
         let remote = remote.clone();
@@ -95,15 +130,11 @@ fn coordinator_restarted_mid_backup_abandons_it_cleanly() {
         std::thread::spawn(move || remote.run(&args))
     };
     // Some objects are written: kill -9 the coordinator.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while mo_br_tests::trees::files_under(&b.join("tae")).len() < 3 {
-        assert!(Instant::now() < deadline, "the backup wrote nothing");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_files(&b.join("tae"), 3);
     drop(first);
     // Started again on the same catalog; mo_br, following its backup, learns
     // there that it failed.
-    let _second = coordinator();
+    let _second = daemons.coordinator(&scene);
     let out = runner.join().unwrap();
     out.assert_failed("backup whose coordinator died");
     assert!(
@@ -122,4 +153,54 @@ fn coordinator_restarted_mid_backup_abandons_it_cleanly() {
         "left behind: {:?}",
         left.keys().collect::<Vec<_>>()
     );
+}
+
+/// A single coordinator killed mid-restore and started again on its catalog
+/// removes what the restore wrote (a half-restored MatrixOne directory must
+/// not look restored); the same restore then succeeds into the same place.
+#[test]
+fn coordinator_restarted_mid_restore_removes_what_it_wrote() {
+    let scene = Scene::new("remote-restore-abandon");
+    let sample = scene.sample("node", 43, 16 * MIB, Backend::DiskV2);
+    let b = scene.path("b1");
+    // Backed up by the embedded mo_br, restored from its location remotely.
+    backup_id(&scene.mobr.run(&sample.fs_backup_args(&b)));
+    let daemons = Throttled::start(&scene, 2_000_000);
+    let first = daemons.coordinator(&scene);
+    let remote = MoBr::remote(&scene.path("cwd"), &daemons.addr);
+    let r = scene.path("restored");
+    let args: Vec<String> = [
+        "restore",
+        "--backup_dir",
+        "filesystem",
+        "--backup_path",
+        b.to_str().unwrap(),
+        "--restore_dir",
+        "filesystem",
+        "--restore_path",
+        r.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec();
+    let runner = {
+        let (remote, args) = (remote.clone(), args.clone());
+        std::thread::spawn(move || remote.run(&args))
+    };
+    wait_for_files(&r, 3);
+    drop(first);
+    let out = runner.join().unwrap();
+    out.assert_failed("restore whose coordinator died");
+    assert!(out.stderr.contains("a restore is not resumed"), "{out}");
+    let _second = daemons.coordinator(&scene);
+    // Cleaned up as the restarted coordinator opens its catalog; the agent
+    // stops writing when its caller is gone.
+    std::thread::sleep(Duration::from_secs(3));
+    let left = mo_br_tests::trees::files_under(&r);
+    assert!(
+        left.is_empty(),
+        "left behind: {:?}",
+        left.keys().collect::<Vec<_>>()
+    );
+    remote.run(&args).assert_ok("the same restore again");
+    assert_restored(sample.root(), &r);
 }

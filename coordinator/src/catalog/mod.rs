@@ -116,6 +116,31 @@ pub enum Command {
     GcReleased {
         backup: String,
     },
+    /// A restore is about to write: recorded first, so that what it wrote
+    /// is removed if its driver dies before it ends.
+    RestoreStarted(Box<RestoreRecord>),
+    /// The restore ended (finished, or failed and cleaned up).
+    RestoreEnded {
+        id: String,
+    },
+}
+
+/// A restore being written. Restores are not resumed: a coordinator that
+/// finds one whose driver is gone (itself before a restart, or a deposed
+/// leader) removes what it wrote, so a half-restored place never looks like
+/// a restored one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreRecord {
+    pub id: String,
+    pub backup_id: String,
+    /// Where it writes (no credentials: the cleaner uses its environment's).
+    pub target: Location,
+    /// The raft term of the leader driving it (1 without raft).
+    pub term: u64,
+    /// Every object it writes, relative to `target`.
+    pub written: Vec<String>,
+    /// Prefixes it owns, where temp files of its unfinished writes may be.
+    pub places: Vec<String>,
 }
 
 /// MatrixOne's GC held by an online backup (facts §3). No password: the
@@ -167,6 +192,9 @@ pub struct Catalog {
     /// GC holds of online backups not yet released, by backup id.
     #[serde(default)]
     pub gc_holds: BTreeMap<String, GcHold>,
+    /// Restores being written, by restore id.
+    #[serde(default)]
+    pub restores: BTreeMap<String, RestoreRecord>,
     /// Index of the last applied command.
     pub applied: u64,
 }
@@ -315,6 +343,14 @@ impl Catalog {
             Command::GcReleased { backup } => {
                 self.gc_holds.remove(backup);
             }
+            Command::RestoreStarted(rec) => {
+                self.restores
+                    .entry(rec.id.clone())
+                    .or_insert_with(|| (**rec).clone());
+            }
+            Command::RestoreEnded { id } => {
+                self.restores.remove(id);
+            }
         }
         Applied::Ok
     }
@@ -397,6 +433,36 @@ mod tests {
             "a failure after completion is ignored"
         );
         assert_eq!(a.size, 10);
+    }
+
+    #[test]
+    fn a_restore_is_on_record_until_it_ends() {
+        let rec = RestoreRecord {
+            id: "r1".into(),
+            backup_id: "a".into(),
+            target: Location::Filesystem {
+                path: PathBuf::from("/r"),
+            },
+            term: 3,
+            written: vec!["mo-data/shared2/x".into()],
+            places: vec!["mo-data/".into()],
+        };
+        let mut c = Catalog::default();
+        c.apply(1, &Command::RestoreStarted(Box::new(rec.clone())));
+        assert_eq!(c.restores.get("r1"), Some(&rec));
+        // A catalog written before restores were recorded still reads.
+        let mut old = serde_json::to_value(Catalog::default()).unwrap();
+        old.as_object_mut().unwrap().remove("restores");
+        let old: Catalog = serde_json::from_value(old).unwrap();
+        assert!(old.restores.is_empty());
+        c.apply(2, &Command::RestoreEnded { id: "r1".into() });
+        assert!(c.restores.is_empty());
+        // Ending it again (a deposed leader and its successor both do) is
+        // harmless.
+        assert_eq!(
+            c.apply(3, &Command::RestoreEnded { id: "r1".into() }),
+            Applied::Ok
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Restore: read the manifest, map every file to its place under the
 //! restore root (refusing anything that would land outside it), refuse a
 //! non-empty target, then copy in shards, each file checked against its
-//! recorded sha256 as it streams. A failed restore removes what it wrote.
+//! recorded sha256 as it streams. A failed restore removes what it wrote;
+//! so does the coordinator that finds one whose driver died (the restore is
+//! on record in the catalog while it writes).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -11,11 +13,12 @@ use mo_br_format::layout::{self, FileKind};
 use mo_br_proto::agent::FileTask;
 use mo_br_proto::common::Storage as WireStorage;
 use mo_br_proto::coordinator::{job_event, Finished, RestoreRequest, Started};
-use mo_br_storage::{Location, Storage};
+use mo_br_storage::{Credentials, Location, Storage};
 
 use super::shards::{self, LocalLedger, Op};
 use super::{emit, line, remove_incomplete, resolve, sweep, Events};
 use crate::agents::Eligibility;
+use crate::catalog::{Command, RestoreRecord};
 use crate::{Coordinator, Error, Result};
 
 pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Result<()> {
@@ -92,6 +95,24 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
     target.probe().await?;
     refuse_non_empty(target.as_ref(), &target_location, &tasks).await?;
 
+    // On record before anything is written, so a coordinator that outlives
+    // this job's driver removes what it wrote.
+    let written: Vec<String> = tasks.iter().map(|t| t.dst.clone()).collect();
+    let places = owned_places(&written);
+    let record = RestoreRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        backup_id: meta.id.clone(),
+        target: target_location.clone(),
+        term: c.catalog.leadership().term,
+        written: written.clone(),
+        places: places.clone(),
+    };
+    let (restore_id, term) = (record.id.clone(), record.term);
+    c.catalog
+        .propose(Command::RestoreStarted(Box::new(record)))
+        .await?;
+    let _driving = c.claim(&restore_id);
+
     emit(
         events,
         job_event::Event::Started(Started {
@@ -103,17 +124,16 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
         }),
     )
     .await;
-    let written: Vec<String> = tasks.iter().map(|t| t.dst.clone()).collect();
-    let places = owned_places(&written);
     let shards = shards::split(
         tasks.into_iter().enumerate().collect(),
         Eligibility::Any,
         0,
         c.shard_bytes,
     );
-    let outcome = shards::run(
+    let ledger = LocalLedger::default();
+    let copy = shards::run(
         &c.agents,
-        &LocalLedger::default(),
+        &ledger,
         Op::Restore {
             sources,
             target: target_wire,
@@ -125,14 +145,21 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
         true,
         (0, 0),
         events,
-    )
-    .await;
+    );
+    // A deposed leader stops: the new one removes what was written.
+    let outcome = tokio::select! {
+        o = copy => o,
+        () = deposed(c, term) => Err(Error::Failed(
+            "this coordinator stopped leading; the new leader removes what was restored".into(),
+        )),
+    };
     let failure = match &outcome {
         Err(e) => Some(e.to_string()),
         Ok(o) => o.problems.first().map(|(_, p)| p.detail.clone()),
     };
     if let Some(reason) = failure {
         sweep(target.as_ref(), &written, &places).await;
+        let _ = end(c, &restore_id).await;
         return Err(Error::Failed(format!(
             "restore of backup {} failed, nothing was left in {}: {reason}",
             meta.id,
@@ -140,6 +167,15 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
         )));
     }
     remove_incomplete(target.as_ref(), &places).await;
+    // Off record, or whoever leads next would remove it: only then complete.
+    if let Err(e) = end(c, &restore_id).await {
+        sweep(target.as_ref(), &written, &places).await;
+        return Err(Error::Failed(format!(
+            "restore of backup {} could not be recorded as finished, so it was removed from {}: {e}",
+            meta.id,
+            target.describe()
+        )));
+    }
     line(
         events,
         format!("restored backup {} into {}", meta.id, target.describe()),
@@ -164,6 +200,53 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
 /// A restore never overwrites: the target's `mo-data` must be empty and no
 /// file the restore would write may exist (on a filesystem the restore root
 /// is MatrixOne's directory, which holds other things too).
+/// Takes a restore off record. One left on record (no quorum) is removed by
+/// the next leader, so a restore is reported complete only once this got
+/// through.
+async fn end(c: &Coordinator, id: &str) -> Result<()> {
+    let ended = c
+        .catalog
+        .propose(Command::RestoreEnded { id: id.to_string() })
+        .await;
+    if let Err(e) = &ended {
+        tracing::warn!("restore {id}: taking it off record: {e}");
+    }
+    ended.map(|_| ())
+}
+
+/// Resolves once this replica no longer leads in `term` (never without raft).
+async fn deposed(c: &Coordinator, term: u64) {
+    loop {
+        let l = c.catalog.leadership();
+        if !l.is_leader || l.term != term {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Ends a restore whose driver is gone (this coordinator before a restart, a
+/// deposed leader): removes what it wrote and takes it off record.
+pub(crate) async fn abandon(c: &Coordinator, rec: &RestoreRecord) {
+    match mo_br_storage::open(&rec.target, &Credentials::default()).await {
+        Ok(target) => {
+            sweep(target.as_ref(), &rec.written, &rec.places).await;
+            tracing::warn!(
+                "restore {} of backup {} into {} was interrupted; what it wrote was removed",
+                rec.id,
+                rec.backup_id,
+                target.describe()
+            );
+        }
+        Err(e) => tracing::warn!(
+            "restore {} of backup {} was interrupted; its target could not be opened to remove what it wrote: {e}",
+            rec.id,
+            rec.backup_id
+        ),
+    }
+    let _ = end(c, &rec.id).await;
+}
+
 /// Where a restore may remove temp files of unfinished writes: `mo-data/`,
 /// which it owns whole (it had to be empty), and the directories of the
 /// files restored elsewhere (configs, a SHARED dir a TN config moved), where

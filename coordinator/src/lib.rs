@@ -48,8 +48,8 @@ pub struct Coordinator {
     pub catalog: CatalogHandle,
     pub agents: Agents,
     /// Jobs (backups, restores) this replica is driving now, so that a
-    /// leader adopts or cleans up each once. Touched by the leader loop and by `Attach`; never held
-    /// across an await.
+    /// leader adopts or cleans up each once. Touched by the leader loop and
+    /// by `Attach`; never held across an await.
     driving: Arc<Mutex<HashSet<String>>>,
     /// Upper bound of a shard's bytes.
     pub shard_bytes: u64,
@@ -227,7 +227,7 @@ impl Coordinator {
 /// (release GC, clean up) before it exits on Ctrl-C.
 static DRIVING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// Waits until no backup is being driven in this process, or `limit` passes;
+/// Waits until no job is being driven in this process, or `limit` passes;
 /// returns whether it got idle.
 pub async fn wait_idle(limit: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;

@@ -334,7 +334,7 @@ impl S3Storage {
                     actual: hex::encode(sha256),
                 });
 
-        let Some(started) = upload.0.take() else {
+        if upload.0.is_none() {
             outcome?;
             if let Some(e) = mismatch {
                 return Err(e);
@@ -344,9 +344,8 @@ impl S3Storage {
                 .await
                 .map_err(|e| self.map_err(name, e))?;
             return Ok(Written { size, sha256 });
-        };
+        }
 
-        let mut upload = AbortOnDrop(Some(started));
         let finished: Result<()> = async {
             let upload = upload.0.as_mut().expect("the upload is held until it ends");
             outcome?;
@@ -363,13 +362,19 @@ impl S3Storage {
             Ok(())
         }
         .await;
-        let mut upload = upload.0.take().expect("the upload is held until it ends");
 
         match finished {
-            Ok(()) => Ok(Written { size, sha256 }),
+            Ok(()) => {
+                // Completed: nothing to abort.
+                upload.0 = None;
+                Ok(Written { size, sha256 })
+            }
             Err(e) => {
                 in_flight.shutdown().await;
-                if let Err(abort_err) = upload.abort().await {
+                let Some(mut started) = upload.0.take() else {
+                    return Err(e);
+                };
+                if let Err(abort_err) = started.abort().await {
                     tracing::warn!(
                         object = name,
                         error = %abort_err,

@@ -197,9 +197,6 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
     Ok(())
 }
 
-/// A restore never overwrites: the target's `mo-data` must be empty and no
-/// file the restore would write may exist (on a filesystem the restore root
-/// is MatrixOne's directory, which holds other things too).
 /// Takes a restore off record. One left on record (no quorum) is removed by
 /// the next leader, so a restore is reported complete only once this got
 /// through.
@@ -274,6 +271,9 @@ fn owned_places(written: &[String]) -> Vec<String> {
     places
 }
 
+/// A restore never overwrites: the target's `mo-data` must be empty and no
+/// file the restore would write may exist (on a filesystem the restore root
+/// is MatrixOne's directory, which holds other things too).
 async fn refuse_non_empty(
     target: &dyn Storage,
     location: &Location,

@@ -128,3 +128,34 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
 pub fn has_no_files(dir: &Path) -> bool {
     files_under(dir).is_empty()
 }
+
+fn is_temp(rel: &str) -> bool {
+    rel.rsplit('/').next().unwrap_or(rel).starts_with(".tmp.")
+}
+
+/// Files under `dir` whose write finished (not `.tmp.*` temp files).
+pub fn finished_files(dir: &Path) -> Vec<String> {
+    files_under(dir)
+        .into_keys()
+        .filter(|k| !is_temp(k))
+        .collect()
+}
+
+/// Temp files of unfinished writes under `dir`.
+pub fn temp_files(dir: &Path) -> Vec<String> {
+    files_under(dir)
+        .into_keys()
+        .filter(|k| is_temp(k))
+        .collect()
+}
+
+/// Nothing at all under `dir`: no file, finished or not.
+#[track_caller]
+pub fn assert_left_nothing(dir: &Path) {
+    let left: Vec<String> = files_under(dir).into_keys().collect();
+    assert!(
+        left.is_empty(),
+        "left behind in {}: {left:?}",
+        dir.display()
+    );
+}

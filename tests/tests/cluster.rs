@@ -11,7 +11,7 @@ use mo_br_tests::fixtures::{backup_id, restore_by_id_args, Sample, Scene, MIB};
 use mo_br_tests::group::{scrape_sum, Group, GroupOptions};
 use mo_br_tests::procs::{MoBr, Output};
 use mo_br_tests::s3server::S3Server;
-use mo_br_tests::trees::assert_restored;
+use mo_br_tests::trees::{assert_left_nothing, assert_restored, finished_files, temp_files};
 
 /// Sum of the bytes of the files a backup copied (not the metadata written
 /// at commit), read from its manifest.
@@ -239,14 +239,6 @@ fn restores_on_record(g: &Group, i: usize) -> usize {
     cat["restores"].as_object().map_or(0, |r| r.len())
 }
 
-/// Finished files (not temp files) under `dir`.
-fn finished_files(dir: &Path) -> Vec<String> {
-    mo_br_tests::trees::files_under(dir)
-        .into_keys()
-        .filter(|n| !n.rsplit('/').next().unwrap_or(n).starts_with(".tmp."))
-        .collect()
-}
-
 /// Restores are not resumed: the new leader removes what the restore of
 /// its dead predecessor wrote, and the same restore then succeeds.
 #[test]
@@ -283,10 +275,7 @@ fn leader_killed_mid_restore_the_new_leader_removes_it() {
         );
         thread::sleep(Duration::from_millis(100));
     }
-    assert!(
-        mo_br_tests::trees::files_under(&r).is_empty(),
-        "temp files left in {r:?}"
-    );
+    assert_left_nothing(&r);
     assert_restores(&mobr, &scene, &node, &id);
 }
 
@@ -309,10 +298,7 @@ fn agent_killed_mid_backup_its_shards_go_elsewhere() {
     let out = runner.join().unwrap();
     let id = backup_id(&out);
     // The killed agent's unfinished writes are not left in the backup.
-    let temps: Vec<String> = mo_br_tests::trees::files_under(&scene.path("b1"))
-        .into_keys()
-        .filter(|n| n.rsplit('/').next().unwrap_or(n).starts_with(".tmp."))
-        .collect();
+    let temps = temp_files(&scene.path("b1"));
     assert!(temps.is_empty(), "left in the backup: {temps:?}");
     assert_replicas_agree(&g, &id);
     assert_restores(&mobr, &scene, &node, &id);

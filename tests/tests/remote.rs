@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use mo_br_sample::Backend;
 use mo_br_tests::fixtures::{backup_id, restore_by_id_args, Scene, MIB};
 use mo_br_tests::procs::{Cluster, MoBr};
-use mo_br_tests::trees::{assert_restored, assert_same_tree};
+use mo_br_tests::trees::{assert_left_nothing, assert_restored, assert_same_tree, finished_files};
 
 #[test]
 fn remote_equals_embedded() {
@@ -101,14 +101,8 @@ impl Throttled {
 
 /// Waits until `dir` holds at least `n` finished files (not temp files).
 fn wait_for_files(dir: &std::path::Path, n: usize) {
-    let finished = || {
-        mo_br_tests::trees::files_under(dir)
-            .keys()
-            .filter(|k| !k.rsplit('/').next().unwrap_or(k).starts_with(".tmp."))
-            .count()
-    };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while finished() < n {
+    while finished_files(dir).len() < n {
         assert!(Instant::now() < deadline, "nothing was written to {dir:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -147,12 +141,7 @@ fn coordinator_restarted_mid_backup_abandons_it_cleanly() {
     // The agent may still finish a file it had started: give it time, then
     // nothing of the backup may be left.
     std::thread::sleep(Duration::from_secs(3));
-    let left = mo_br_tests::trees::files_under(&b);
-    assert!(
-        left.is_empty(),
-        "left behind: {:?}",
-        left.keys().collect::<Vec<_>>()
-    );
+    assert_left_nothing(&b);
 }
 
 /// A single coordinator killed mid-restore and started again on its catalog
@@ -195,12 +184,7 @@ fn coordinator_restarted_mid_restore_removes_what_it_wrote() {
     // Cleaned up as the restarted coordinator opens its catalog; the agent
     // stops writing when its caller is gone.
     std::thread::sleep(Duration::from_secs(3));
-    let left = mo_br_tests::trees::files_under(&r);
-    assert!(
-        left.is_empty(),
-        "left behind: {:?}",
-        left.keys().collect::<Vec<_>>()
-    );
+    assert_left_nothing(&r);
     remote.run(&args).assert_ok("the same restore again");
     assert_restored(sample.root(), &r);
 }

@@ -82,9 +82,9 @@ async fn survivors_elect_a_new_leader() {
     c.shutdown_all().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restarted_node_catches_up_from_the_log() {
-    let mut c = Cluster::start(3, 1000).await;
+/// Proposes 5 entries, stops a follower, proposes up to entry `upto` without
+/// it. Returns the leader, the stopped follower and every entry proposed.
+async fn follower_misses(c: &mut Cluster, upto: usize) -> (u64, u64, Vec<String>) {
     let mut want = names(0..5);
     for e in &want {
         c.propose(e).await;
@@ -92,10 +92,17 @@ async fn restarted_node_catches_up_from_the_log() {
     let leader = c.leader(ELECTION).await;
     let down = *c.nodes.keys().find(|id| **id != leader).unwrap();
     c.stop(down).await;
-    for e in names(5..30) {
+    for e in names(5..upto) {
         c.propose(&e).await;
         want.push(e);
     }
+    (leader, down, want)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_node_catches_up_from_the_log() {
+    let mut c = Cluster::start(3, 1000).await;
+    let (_, down, want) = follower_misses(&mut c, 30).await;
     c.restart(down).await;
     c.converge(&want, CONVERGE).await;
     let restores = c.node(down).read(|sm| sm.restores).await.unwrap();
@@ -107,17 +114,7 @@ async fn restarted_node_catches_up_from_the_log() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_node_catches_up_from_a_snapshot() {
     let mut c = Cluster::start(3, 20).await;
-    let mut want = names(0..5);
-    for e in &want {
-        c.propose(e).await;
-    }
-    let leader = c.leader(ELECTION).await;
-    let down = *c.nodes.keys().find(|id| **id != leader).unwrap();
-    c.stop(down).await;
-    for e in names(5..130) {
-        c.propose(&e).await;
-        want.push(e);
-    }
+    let (leader, down, mut want) = follower_misses(&mut c, 130).await;
     let leader_snap = c.node(leader).status().snapshot_index;
     assert!(leader_snap >= 100, "the leader compacted: {leader_snap}");
     c.restart(down).await;

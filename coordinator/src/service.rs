@@ -266,8 +266,8 @@ async fn follow(c: &Coordinator, req: AttachRequest, events: &Events) -> Result<
             job_event::Event::Started(Started {
                 job_id: id.clone(),
                 backup_id: id.clone(),
-                total_bytes: job.shards.iter().map(|s| s.bytes).sum(),
-                total_files: job.shards.iter().map(|s| s.files.len() as u64).sum(),
+                total_bytes: job.totals().bytes,
+                total_files: job.totals().files,
                 what: "backup".into(),
             }),
         )
@@ -311,8 +311,8 @@ async fn follow(c: &Coordinator, req: AttachRequest, events: &Events) -> Result<
             emit(
                 events,
                 job_event::Event::Progress(Progress {
-                    bytes: job.bytes_done(),
-                    files: job.files_done(),
+                    bytes: job.totals().bytes_done,
+                    files: job.totals().files_done,
                 }),
             )
             .await;

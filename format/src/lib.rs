@@ -6,11 +6,14 @@
 //!   restore paths.
 //! - [`manifest`]: `backup_meta`, our manifest, written last: its presence
 //!   is the commit point of a backup.
+//! - [`chunk`]: the manifest and plan chunks that hold a backup's file
+//!   entries, a few thousand each, so nothing holds all of them at once.
 //! - [`mo`]: MatrixOne's own files in a backup (`mo_meta`, `tae_list`,
 //!   `tae_sum`, raw `.sha256` sidecars), and HLC timestamps.
 //! - [`restore_path`]: joins a manifest path under a restore root, refusing
 //!   anything that could land outside it.
 
+pub mod chunk;
 pub mod layout;
 pub mod manifest;
 pub mod mo;
@@ -29,6 +32,7 @@ pub enum Error {
     Malformed { file: String, detail: String },
     #[error("unsupported backup format version {0}")]
     Version(u32),
+
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

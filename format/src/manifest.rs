@@ -2,14 +2,23 @@
 //! present and matches its `backup_meta.sha256`; both are written after every
 //! other file is durably stored, so a crash at any point leaves either a
 //! complete backup or a directory that is plainly not one.
+//!
+//! Since format 2 `backup_meta` is a header of constant size per chunk: the
+//! data files' entries are in manifest chunks ([`crate::chunk`]) that it
+//! lists with their sha256, and only the metadata files (`mo_meta`,
+//! `tae_list`, `tae_sum`, `hk_data`) are listed inline. Format 1 (every
+//! entry inline) is still read.
 
 use mo_br_storage::Location;
 use serde::{Deserialize, Serialize};
 
+use crate::chunk::ChunkRef;
 use crate::layout::FileKind;
 use crate::{Error, Result};
 
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// Every entry inline in `backup_meta`; still read.
+pub const FORMAT_INLINE: u32 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -102,7 +111,29 @@ pub struct BackupMeta {
     pub stored_size: u64,
     /// Bytes of the whole restorable state (own plus chain).
     pub total_size: u64,
+    /// Format 2: the metadata files only (and, while a backup runs, its
+    /// `hk_data`); format 1: every file.
     pub files: Vec<FileEntry>,
+    /// Format 2: the manifest chunks holding every data file's entry, in
+    /// order: SHARED files sorted by name first, then node-local files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<ChunkRef>,
+}
+
+impl FileEntry {
+    /// Refuses an entry that could make a reader leave a root, or that
+    /// names no holder for bytes it does not hold.
+    pub fn validate(&self) -> Result<()> {
+        crate::check_relative(&self.path)?;
+        crate::check_relative(&self.name)?;
+        if !self.need_copy && self.origin.is_none() {
+            return Err(Error::BadManifest(format!(
+                "{} is not copied but names no backup holding it",
+                self.path
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl BackupMeta {
@@ -114,21 +145,35 @@ impl BackupMeta {
     pub fn from_bytes(data: &[u8]) -> Result<Self> {
         let meta: BackupMeta =
             serde_json::from_slice(data).map_err(|e| Error::BadManifest(e.to_string()))?;
-        if meta.format != FORMAT_VERSION {
+        if meta.format != FORMAT_VERSION && meta.format != FORMAT_INLINE {
             return Err(Error::Version(meta.format));
         }
         for f in &meta.files {
-            crate::check_relative(&f.path)?;
-            crate::check_relative(&f.name)?;
-            if !f.need_copy && f.origin.is_none() {
+            f.validate()?;
+        }
+        for c in &meta.chunks {
+            crate::check_relative(&c.name)?;
+            if !c.name.starts_with(crate::chunk::MANIFEST_DIR) {
                 return Err(Error::BadManifest(format!(
-                    "{} is not copied but names no backup holding it",
-                    f.path
+                    "chunk {} is not under {}",
+                    c.name,
+                    crate::chunk::MANIFEST_DIR
                 )));
             }
         }
         crate::check_relative(&meta.shared_dir)?;
         Ok(meta)
+    }
+
+    /// Data files: those in chunks plus the inline ones that are not
+    /// metadata files.
+    pub fn file_count(&self) -> u64 {
+        self.chunks.iter().map(|c| c.files).sum::<u64>()
+            + self
+                .files
+                .iter()
+                .filter(|f| f.kind != FileKind::Meta)
+                .count() as u64
     }
 
     /// The location of the backup holding a file's bytes.
@@ -167,6 +212,7 @@ mod tests {
             stored_size: 0,
             total_size: 0,
             files,
+            chunks: vec![],
         }
     }
 
@@ -194,6 +240,23 @@ mod tests {
         let m = meta(vec![entry("../../etc/passwd")]);
         let err = BackupMeta::from_bytes(&m.to_bytes()).unwrap_err();
         assert!(matches!(err, Error::UnsafePath(_)), "{err}");
+    }
+
+    #[test]
+    fn reads_format_1() {
+        let mut m = meta(vec![entry("tae/x")]);
+        m.format = FORMAT_INLINE;
+        assert_eq!(BackupMeta::from_bytes(&m.to_bytes()).unwrap(), m);
+    }
+
+    #[test]
+    fn rejects_chunks_outside_the_manifest_dir() {
+        let mut m = meta(vec![]);
+        m.chunks.push(ChunkRef {
+            name: "tae/x".into(),
+            ..Default::default()
+        });
+        assert!(BackupMeta::from_bytes(&m.to_bytes()).is_err());
     }
 
     #[test]

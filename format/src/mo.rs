@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use sha2::{Digest, Sha256};
 
-use crate::manifest::{BackupMeta, BackupType};
+use crate::manifest::{BackupMeta, BackupType, FileEntry};
 use crate::{Error, Result};
 
 /// `version` row of `mo_meta`: the layout version MatrixOne writes.
@@ -85,13 +85,13 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
 
-/// Renders `mo_meta`.
-pub fn mo_meta(meta: &BackupMeta) -> String {
+/// Renders `mo_meta` from the backup's config entries.
+pub fn mo_meta<'a>(configs: impl IntoIterator<Item = &'a FileEntry>) -> String {
     let mut out = format!(
         "version,{MO_META_VERSION}\nbuildinfo,mo-br {}\n",
         env!("CARGO_PKG_VERSION")
     );
-    for f in &meta.files {
+    for f in configs {
         if let Some(role) = &f.role {
             let stored = f.path.strip_prefix("config/").unwrap_or(&f.path);
             out.push_str(&format!("launchconfig,{role},{stored}\n"));
@@ -100,19 +100,25 @@ pub fn mo_meta(meta: &BackupMeta) -> String {
     out
 }
 
-/// Renders `tae/tae_list`: every SHARED file of the restorable state, with
-/// `needCopy=false` (and, as MatrixOne does, no checksum) for files held by
-/// the base chain.
-pub fn tae_list(meta: &BackupMeta, create_ts: &str) -> String {
-    let mut out = String::new();
-    for f in meta.files.iter().filter(|f| f.kind.is_shared()) {
+/// Appends the rows of `tae/tae_list` for `files`: every SHARED file of the
+/// restorable state, with `needCopy=false` (and, as MatrixOne does, no
+/// checksum) for files held by the base chain. The list is written a chunk
+/// of entries at a time, never whole in memory.
+pub fn tae_list_rows<'a>(
+    files: impl IntoIterator<Item = &'a FileEntry>,
+    create_ts: &str,
+    out: &mut String,
+) {
+    use std::fmt::Write;
+    for f in files.into_iter().filter(|f| f.kind.is_shared()) {
         let sum = if f.need_copy { f.sha256.as_str() } else { "" };
-        out.push_str(&format!(
-            "{},{},{},{},{}\n",
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{}",
             f.name, f.size, sum, f.need_copy, create_ts
-        ));
+        );
     }
-    out
 }
 
 /// Renders `tae/tae_sum`: one row, `backupTime(UTC),totalSize,backupTS,type`.

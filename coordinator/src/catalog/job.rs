@@ -1,21 +1,22 @@
 //! Running backups as replicated state, so that whichever coordinator leads
-//! can carry a backup on: the plan (every file, where it comes from and where
-//! it goes), its shards, which agent holds each shard under which epoch, and
-//! the results of finished shards. Agents' results are accepted only under
-//! the epoch of the shard's current assignment (fencing).
+//! can carry a backup on: the manifest header, its shards (each a plan chunk
+//! in the backup location), which agent holds each shard under which epoch,
+//! and each finished shard's manifest chunk. Agents' results are accepted
+//! only under the epoch of the shard's current assignment (fencing).
+//!
+//! Nothing here grows with the files of a backup: a shard is a chunk
+//! reference of constant size, whatever the chunk holds.
 
+use mo_br_format::chunk::ChunkRef;
 use mo_br_format::manifest::BackupMeta;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackupJob {
     pub id: String,
-    /// The manifest as planned: every file, without checksums for the files
-    /// still to copy. Completed into the committed manifest.
+    /// The manifest header as planned; its `files` gets `hk_data` of an
+    /// online backup, its `chunks` are filled in at the commit.
     pub meta: BackupMeta,
-    /// For each file of `meta.files`: where the agent reads it (absolute
-    /// path without the leading '/'); empty for files held by the chain.
-    pub sources: Vec<String>,
     pub shards: Vec<ShardState>,
     pub parallelism: u32,
     /// The MatrixOne node whose node-local files this backup copies ("" for
@@ -30,14 +31,20 @@ pub struct BackupJob {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShardState {
-    /// Indexes into `meta.files`.
-    pub files: Vec<usize>,
-    pub bytes: u64,
+    /// The shard's plan chunk: its entries and where each is read.
+    pub plan: ChunkRef,
     /// Node-local files (configs, logservice-data) only the node's own
     /// agent can read; SHARED files any agent that reaches SHARED can.
     pub node_local: bool,
     pub assignment: Option<Assignment>,
-    pub done: bool,
+    /// The manifest chunk with the shard's results, once it is done.
+    pub result: Option<ChunkRef>,
+}
+
+impl ShardState {
+    pub fn done(&self) -> bool {
+        self.result.is_some()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,28 +53,30 @@ pub struct Assignment {
     pub epoch: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DoneFile {
-    /// Index into `meta.files`.
-    pub index: usize,
-    pub size: u64,
-    pub sha256: String,
-}
-
 impl BackupJob {
     pub fn pending(&self) -> impl Iterator<Item = (usize, &ShardState)> {
-        self.shards.iter().enumerate().filter(|(_, s)| !s.done)
+        self.shards.iter().enumerate().filter(|(_, s)| !s.done())
     }
 
-    pub fn bytes_done(&self) -> u64 {
-        self.shards.iter().filter(|s| s.done).map(|s| s.bytes).sum()
+    /// Bytes and files to copy, in all and in the shards already done.
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals::default();
+        for s in &self.shards {
+            t.bytes += s.plan.copied_bytes;
+            t.files += s.plan.copied_files;
+            if s.done() {
+                t.bytes_done += s.plan.copied_bytes;
+                t.files_done += s.plan.copied_files;
+            }
+        }
+        t
     }
+}
 
-    pub fn files_done(&self) -> u64 {
-        self.shards
-            .iter()
-            .filter(|s| s.done)
-            .map(|s| s.files.len() as u64)
-            .sum()
-    }
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub bytes: u64,
+    pub files: u64,
+    pub bytes_done: u64,
+    pub files_done: u64,
 }

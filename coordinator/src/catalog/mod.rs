@@ -9,10 +9,11 @@ mod job;
 mod log;
 
 pub use handle::CatalogHandle;
-pub use job::{Assignment, BackupJob, DoneFile, ShardState};
+pub use job::{Assignment, BackupJob, ShardState, Totals};
 
 use std::collections::BTreeMap;
 
+use mo_br_format::chunk::ChunkRef;
 use mo_br_format::layout::FileKind;
 use mo_br_format::manifest::{BackupType, Consistency, FileEntry};
 use mo_br_storage::Location;
@@ -78,20 +79,29 @@ pub enum Command {
     },
     /// An agent joined (or re-joined with a new address).
     AgentRegistered(AgentRecord),
-    /// A backup's plan; its record is added by the `BackupStarted` before it.
-    JobPlanned(Box<BackupJob>),
+    /// A backup's plan as one entry with every file (before manifest
+    /// chunks). Still read from old logs, never applied: such a job cannot
+    /// be carried on, and is ended as failed like any job whose driver is
+    /// gone.
+    JobPlanned(serde_json::Value),
+    /// A backup's plan: its shards, each a plan chunk in the backup location.
+    /// Its record is added by the `BackupStarted` before it.
+    BackupPlanned(Box<BackupJob>),
     /// Hands a shard to an agent under a fresh epoch (returned by apply).
     ShardAssigned {
         job: String,
         shard: usize,
         agent: String,
     },
-    /// A shard's results, accepted only under its current epoch.
-    ShardDone {
+    /// A shard's per-file results of old logs; never applied (see `JobPlanned`).
+    ShardDone(serde_json::Value),
+    /// A shard's results, a manifest chunk in the backup location; accepted
+    /// only under the shard's current epoch.
+    ShardReported {
         job: String,
         shard: usize,
         epoch: u64,
-        files: Vec<DoneFile>,
+        chunk: ChunkRef,
     },
     /// Every shard is done; the manifest is being written.
     JobCommitting {
@@ -137,10 +147,15 @@ pub struct RestoreRecord {
     pub target: Location,
     /// The raft term of the leader driving it (1 without raft).
     pub term: u64,
-    /// Every object it writes, relative to `target`.
+    /// Files it writes outside the places it owns whole (configs, and
+    /// `hk_data` when SHARED is moved out of `mo-data`): a handful.
     pub written: Vec<String>,
-    /// Prefixes it owns, where temp files of its unfinished writes may be.
+    /// Prefixes where temp files of its unfinished writes may be.
     pub places: Vec<String>,
+    /// Prefixes it owns whole (they had to be empty): everything under them
+    /// is its own and is removed if it does not finish.
+    #[serde(default)]
+    pub owned: Vec<String>,
 }
 
 /// MatrixOne's GC held by an online backup (facts §3). No password: the
@@ -182,7 +197,10 @@ pub struct AgentRecord {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Catalog {
     pub backups: BTreeMap<String, BackupRecord>,
-    #[serde(default)]
+    /// Running backups. Named apart from the `jobs` of snapshots written
+    /// before plans were chunked, whose shape no longer reads (those jobs
+    /// are ended as failed).
+    #[serde(default, rename = "backup_jobs")]
     pub jobs: BTreeMap<String, BackupJob>,
     #[serde(default)]
     pub agents: BTreeMap<String, AgentRecord>,
@@ -251,7 +269,12 @@ impl Catalog {
             Command::AgentRegistered(agent) => {
                 self.agents.insert(agent.id.clone(), agent.clone());
             }
-            Command::JobPlanned(job) => {
+            Command::JobPlanned(_) | Command::ShardDone(_) => {
+                return Applied::Rejected(
+                    "a job planned before manifest chunks cannot be carried on".into(),
+                );
+            }
+            Command::BackupPlanned(job) => {
                 if !self.backups.contains_key(&job.id) || self.jobs.contains_key(&job.id) {
                     return Applied::Rejected(format!("job {} cannot be planned", job.id));
                 }
@@ -265,7 +288,7 @@ impl Catalog {
                 else {
                     return Applied::Rejected(format!("no shard {shard} in job {job}"));
                 };
-                if s.done {
+                if s.done() {
                     return Applied::Rejected(format!("shard {shard} of job {job} is done"));
                 }
                 self.epoch += 1;
@@ -275,11 +298,11 @@ impl Catalog {
                 });
                 return Applied::Epoch(self.epoch);
             }
-            Command::ShardDone {
+            Command::ShardReported {
                 job,
                 shard,
                 epoch,
-                files,
+                chunk,
             } => {
                 let Some(j) = self.jobs.get_mut(job) else {
                     return Applied::Rejected(format!("no job {job}"));
@@ -288,30 +311,23 @@ impl Catalog {
                     return Applied::Rejected(format!("no shard {shard} in job {job}"));
                 };
                 let current = s.assignment.as_ref().map(|a| a.epoch);
-                if s.done || current != Some(*epoch) {
+                if s.done() || current != Some(*epoch) {
                     return Applied::Rejected(format!(
                         "stale report for shard {shard} of job {job}: epoch {epoch}, current {current:?}"
                     ));
                 }
-                if files.len() != s.files.len() || files.iter().any(|f| !s.files.contains(&f.index))
-                {
+                if chunk.files != s.plan.files || chunk.copied_files != s.plan.copied_files {
                     return Applied::Rejected(format!(
-                        "report for shard {shard} of job {job} does not match its files"
+                        "report for shard {shard} of job {job} does not match its plan"
                     ));
                 }
-                s.done = true;
-                for f in files {
-                    if let Some(entry) = j.meta.files.get_mut(f.index) {
-                        entry.size = f.size;
-                        entry.sha256 = f.sha256.clone();
-                    }
-                }
+                s.result = Some(chunk.clone());
             }
             Command::JobCommitting { job, completed_at } => {
                 let Some(j) = self.jobs.get_mut(job) else {
                     return Applied::Rejected(format!("no job {job}"));
                 };
-                if j.shards.iter().any(|s| !s.done) {
+                if j.shards.iter().any(|s| !s.done()) {
                     return Applied::Rejected(format!("job {job} has unfinished shards"));
                 }
                 j.committing.get_or_insert_with(|| completed_at.clone());
@@ -444,8 +460,9 @@ mod tests {
                 path: PathBuf::from("/r"),
             },
             term: 3,
-            written: vec!["mo-data/shared2/x".into()],
-            places: vec!["mo-data/".into()],
+            written: vec!["etc/launch/tn.toml".into()],
+            places: vec!["mo-data/".into(), "etc/launch/".into()],
+            owned: vec!["mo-data/".into()],
         };
         let mut c = Catalog::default();
         c.apply(1, &Command::RestoreStarted(Box::new(rec.clone())));
@@ -466,6 +483,26 @@ mod tests {
     }
 
     #[test]
+    fn a_log_from_before_manifest_chunks_still_replays() {
+        // As written by the previous release: the plan with every file.
+        let old = r#"{"cmd":"job_planned","id":"j","meta":{"files":[]},"sources":[],"shards":[],"parallelism":1,"committing":null}"#;
+        let cmd: Command = serde_json::from_str(old).unwrap();
+        let old_done = r#"{"cmd":"shard_done","job":"j","shard":0,"epoch":1,"files":[]}"#;
+        let done: Command = serde_json::from_str(old_done).unwrap();
+        let mut c = Catalog::default();
+        c.apply(1, &Command::BackupStarted(Box::new(record("j", None))));
+        assert!(matches!(c.apply(2, &cmd), Applied::Rejected(_)));
+        assert!(matches!(c.apply(3, &done), Applied::Rejected(_)));
+        assert!(c.jobs.is_empty(), "an old plan is never carried on");
+        assert_eq!(c.backups["j"].state, BackupState::Running);
+        // A snapshot with jobs of the old shape reads, without them.
+        let snap = r#"{"backups":{},"jobs":{"j":{"id":"j","sources":[]}},"applied":7}"#;
+        let c: Catalog = serde_json::from_str(snap).unwrap();
+        assert!(c.jobs.is_empty());
+        assert_eq!(c.applied, 7);
+    }
+
+    #[test]
     fn dependents_follow_the_chain() {
         let mut c = Catalog::default();
         for (i, (id, base)) in [("a", None), ("b", Some("a")), ("c", Some("b")), ("d", None)]
@@ -482,39 +519,38 @@ mod tests {
     }
 
     fn job_with_one_shard(id: &str) -> BackupJob {
-        let mut meta: mo_br_format::manifest::BackupMeta =
-            serde_json::from_value(serde_json::json!({
-                "format": 1, "id": id, "backup_type": "full", "consistency": "cold",
-                "location": {"type": "filesystem", "path": "/b"}, "backup_ts": "1-0",
-                "started_at": "", "completed_at": "", "source_data_dir": "/d",
-                "shared_backend": "DISK-V2", "shared_dir": "mo-data/shared2",
-                "stored_size": 0, "total_size": 0, "files": []
-            }))
-            .unwrap();
-        meta.files.push(mo_br_format::manifest::FileEntry {
-            kind: mo_br_format::layout::FileKind::Object,
-            name: "o_00001".into(),
-            path: "tae/o_00001".into(),
-            size: 3,
-            sha256: String::new(),
-            need_copy: true,
-            origin: None,
-            role: None,
-        });
+        let meta: mo_br_format::manifest::BackupMeta = serde_json::from_value(serde_json::json!({
+            "format": 2, "id": id, "backup_type": "full", "consistency": "cold",
+            "location": {"type": "filesystem", "path": "/b"}, "backup_ts": "1-0",
+            "started_at": "", "completed_at": "", "source_data_dir": "/d",
+            "shared_backend": "DISK-V2", "shared_dir": "mo-data/shared2",
+            "stored_size": 0, "total_size": 0, "files": []
+        }))
+        .unwrap();
         BackupJob {
             id: id.into(),
             meta,
-            sources: vec!["d/o_00001".into()],
             shards: vec![ShardState {
-                files: vec![0],
-                bytes: 3,
+                plan: chunk("plan/000000", ""),
                 node_local: false,
                 assignment: None,
-                done: false,
+                result: None,
             }],
             parallelism: 1,
             node: String::new(),
             committing: None,
+        }
+    }
+
+    fn chunk(name: &str, sha256: &str) -> ChunkRef {
+        ChunkRef {
+            name: name.into(),
+            size: 10,
+            sha256: sha256.into(),
+            files: 1,
+            bytes: 3,
+            copied_files: 1,
+            copied_bytes: 3,
         }
     }
 
@@ -529,7 +565,7 @@ mod tests {
         apply(&mut c, Command::BackupStarted(Box::new(record("j", None))));
         apply(
             &mut c,
-            Command::JobPlanned(Box::new(job_with_one_shard("j"))),
+            Command::BackupPlanned(Box::new(job_with_one_shard("j"))),
         );
         let assign = |agent: &str| Command::ShardAssigned {
             job: "j".into(),
@@ -544,30 +580,27 @@ mod tests {
             panic!()
         };
         assert!(second > first);
-        let report = |epoch: u64, sha: &str| Command::ShardDone {
+        let report = |epoch: u64, sha: &str| Command::ShardReported {
             job: "j".into(),
             shard: 0,
             epoch,
-            files: vec![DoneFile {
-                index: 0,
-                size: 3,
-                sha256: sha.into(),
-            }],
+            chunk: chunk(&format!("manifest/000000-{epoch}"), sha),
         };
         assert!(matches!(
             apply(&mut c, report(first, "aaaa")),
             Applied::Rejected(_)
         ));
-        assert!(!c.jobs["j"].shards[0].done);
+        assert!(!c.jobs["j"].shards[0].done());
         assert_eq!(apply(&mut c, report(second, "bbbb")), Applied::Ok);
-        assert!(c.jobs["j"].shards[0].done);
-        assert_eq!(c.jobs["j"].meta.files[0].sha256, "bbbb");
+        let accepted = |c: &Catalog| c.jobs["j"].shards[0].result.clone().unwrap();
+        assert_eq!(accepted(&c).sha256, "bbbb");
+        assert_eq!(accepted(&c).name, format!("manifest/000000-{second}"));
         // Late again, after completion: still rejected, nothing changes.
         assert!(matches!(
             apply(&mut c, report(first, "aaaa")),
             Applied::Rejected(_)
         ));
-        assert_eq!(c.jobs["j"].meta.files[0].sha256, "bbbb");
+        assert_eq!(accepted(&c).sha256, "bbbb");
         // The manifest can only be committed once every shard is done.
         apply(
             &mut c,

@@ -3,11 +3,19 @@
 //! MatrixOne's metadata files and, last, `backup_meta`: the commit point.
 //! A failed or cancelled backup removes what it wrote and is recorded as
 //! failed with its reason; it never looks complete.
+//!
+//! Nothing here holds the files of a backup at once. The inventory streams
+//! sorted by name; planning merges it with the base chain's manifest (sorted
+//! the same way) a chunk at a time and writes the plan as chunks into the
+//! backup location; the catalog records each chunk's reference. Each shard
+//! is one plan chunk: the agent's results go into a manifest chunk, and
+//! `tae_list` is written from those chunks as a stream.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use mo_br_format::chunk::{self, ChunkRef, PlanEntry};
 use mo_br_format::layout::{self, FileKind};
 use mo_br_format::manifest::{
     BackupMeta, BackupType, ChainLink, Consistency, FileEntry, FORMAT_VERSION,
@@ -18,14 +26,18 @@ use mo_br_proto::common::{storage, FsStorage, Source, Storage as WireStorage};
 use mo_br_proto::coordinator::{job_event, BackupRequest, Finished, Started};
 use mo_br_storage::{Credentials, Location, Storage};
 
-use super::shards::{self, Op, Shard};
-use super::{emit, info, now_rfc3339, read_manifest, remove_incomplete, sweep, Events};
+use super::shards::{self, Op, RunOptions, Shard};
+use super::{emit, info, now_rfc3339, read_chunk, read_manifest, remove_all, write_chunk, Events};
 use crate::agents::Eligibility;
-use crate::catalog::{
-    Applied, BackupJob, BackupRecord, BackupState, Command, DoneFile, ShardState,
-};
+use crate::catalog::{Applied, BackupJob, BackupRecord, BackupState, Command, ShardState};
 use crate::matrixone::{self, MoConn, MoLogin};
 use crate::{online, Coordinator, Error, Result};
+
+/// A shard closes at this many files to copy, or at the coordinator's
+/// shard bytes, or at [`CHUNK_ENTRIES`] entries in all (most of an
+/// incremental's entries are taken from its base and cost nothing to run).
+const SHARD_FILES: u64 = shards::SHARD_FILES as u64;
+const CHUNK_ENTRIES: usize = 4096;
 
 pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result<()> {
     let at_time = now_rfc3339();
@@ -92,7 +104,7 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
         )));
     }
 
-    let base_meta = match &base {
+    let base = match base {
         None => None,
         Some(rec) => {
             let base_creds = if req.base_access_key_id.is_empty() {
@@ -107,7 +119,7 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
             let meta = read_manifest(storage.as_ref())
                 .await
                 .map_err(|e| Error::FailedPrecondition(format!("base backup {}: {e}", rec.id)))?;
-            Some(meta)
+            Some(Base { meta, storage })
         }
     };
 
@@ -127,7 +139,7 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
         } else {
             Consistency::Cold
         },
-        base_id: base.as_ref().map(|b| b.id.clone()),
+        base_id: base.as_ref().map(|b| b.meta.id.clone()),
         state: BackupState::Running,
         at_time,
         complete_time: None,
@@ -147,7 +159,7 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
             &source,
             &record,
             base.as_ref(),
-            base_meta.as_ref(),
+            target.as_ref(),
             None,
         )
         .await;
@@ -161,7 +173,7 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
                 .await
                 .unwrap_or(false);
             return Err(if started {
-                fail(c, &id, None, None, e).await
+                fail(c, &id, None, Some(target.as_ref()), e).await
             } else {
                 e
             });
@@ -184,163 +196,177 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
             &source,
             &record,
             base.as_ref(),
-            base_meta.as_ref(),
+            target.as_ref(),
             Some(&mut conn),
         )
         .await
     }
     .await;
     if let Err(e) = planned {
-        return Err(fail(c, &id, Some(&login), None, e).await);
+        return Err(fail(c, &id, Some(&login), Some(target.as_ref()), e).await);
     }
     drive(c, &id, &creds, Some(login), true, events).await
 }
 
+/// The backup an incremental builds on: its verified manifest header and
+/// where its chunks are read.
+struct Base {
+    meta: BackupMeta,
+    storage: Box<dyn Storage>,
+}
+
 /// Inventories the node and records the plan of backup `record` (already
-/// recorded as started for an online backup, whose GC `online` holds).
-#[allow(clippy::too_many_arguments)]
+/// recorded as started for an online backup, whose GC `online` holds; a
+/// cold one goes on record once the agent answers). The plan's chunks are
+/// written into `target` as the listing streams in.
 async fn plan(
     c: &Coordinator,
     req: &BackupRequest,
     source: &Source,
     record: &BackupRecord,
-    base: Option<&BackupRecord>,
-    base_meta: Option<&BackupMeta>,
+    base: Option<&Base>,
+    target: &dyn Storage,
     mut online: Option<&mut MoConn>,
 ) -> Result<()> {
-    let backup_type = record.backup_type;
-    let location = record.location.clone();
-    // Inventory on an agent that serves the node.
     let agent = c.agents.node_agent(&source.data_dir, &source.node).await?;
+    let agent_err = |detail: String| Error::Agent {
+        agent: agent.name.clone(),
+        detail,
+    };
     let mut inv = agent
         .client
         .clone()
         .inventory(InventoryRequest {
             source: Some(source.clone()),
+            online: online.is_some(),
         })
         .await
-        .map_err(|s| Error::Agent {
-            agent: agent.name.clone(),
-            detail: s.message().to_string(),
-        })?
+        .map_err(|s| agent_err(s.message().to_string()))?
         .into_inner();
-    let (mut shared_backend, mut shared_dir, mut node_files) =
-        (String::new(), String::new(), vec![]);
-    while let Some(batch) = inv.next().await {
-        let batch = batch.map_err(|s| Error::Agent {
-            agent: agent.name.clone(),
-            detail: s.message().to_string(),
-        })?;
-        if !batch.shared_backend.is_empty() {
-            shared_backend = batch.shared_backend;
-            shared_dir = batch.shared_dir;
-        }
-        node_files.extend(batch.files);
-    }
-    if let Some(base) = base_meta {
-        if base.shared_backend != shared_backend {
+    let first = inv
+        .next()
+        .await
+        .transpose()
+        .map_err(|s| agent_err(s.message().to_string()))?
+        .ok_or_else(|| agent_err("the inventory ended before it began".into()))?;
+    let shared_backend = first.shared_backend.clone();
+    let shared_dir = first.shared_dir.clone();
+    if let Some(base) = base {
+        if base.meta.shared_backend != shared_backend {
             return Err(Error::FailedPrecondition(format!(
                 "base backup {} is of a {} SHARED store, this node's is {}",
-                base.id, base.shared_backend, shared_backend
+                base.meta.id, base.meta.shared_backend, shared_backend
             )));
         }
     }
-
-    // Plan. The cut: the newest checkpoint's end (for an online backup, of
-    // the checkpoint just forced); later ckp/ and gc/ files could reference
+    // The cut: the newest checkpoint's end (for an online backup, of the
+    // checkpoint just forced); later ckp/ and gc/ files could reference
     // objects this backup does not hold.
-    let backup_ts = node_files
-        .iter()
-        .filter(|f| f.kind == WireKind::Checkpoint as i32 && f.name.starts_with("ckp/meta_"))
-        .filter_map(|f| mo::name_end_ts(&f.name))
-        .max()
-        .unwrap_or_else(|| Hlc {
+    let backup_ts = if first.backup_ts.is_empty() {
+        Hlc {
             physical: chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
             logical: 0,
-        })
-        .to_string();
-    if online.is_some() {
-        let cut: Option<Hlc> = backup_ts.parse().ok();
-        node_files.retain(|f| match WireKind::try_from(f.kind) {
-            // Not safely copyable file by file while the node runs.
-            Ok(WireKind::Logservice) => false,
-            Ok(WireKind::Checkpoint | WireKind::Gc) => match (mo::name_end_ts(&f.name), cut) {
-                (Some(end), Some(cut)) => end <= cut,
-                _ => true,
-            },
-            _ => true,
-        });
-    }
-    let base_objects: HashMap<&str, &FileEntry> = base_meta
-        .into_iter()
-        .flat_map(|m| m.files.iter())
-        .filter(|f| f.kind == FileKind::Object)
-        .map(|f| (f.name.as_str(), f))
-        .collect();
-    let mut entries = Vec::with_capacity(node_files.len());
-    let mut sources = Vec::with_capacity(node_files.len());
-    for f in &node_files {
-        let kind = match WireKind::try_from(f.kind) {
-            Ok(WireKind::Object) => FileKind::Object,
-            Ok(WireKind::Checkpoint) => FileKind::Checkpoint,
-            Ok(WireKind::Gc) => FileKind::Gc,
-            Ok(WireKind::Config) => FileKind::Config,
-            Ok(WireKind::Logservice) => FileKind::Logservice,
-            _ => {
-                return Err(Error::Agent {
-                    agent: agent.name.clone(),
-                    detail: format!("inventory names {} with an unknown kind", f.name),
-                })
-            }
-        };
-        // MatrixOne objects are immutable and never renamed: one of the
-        // same name and size in the chain is the same object.
-        if let Some(prev) = base_objects
-            .get(f.name.as_str())
-            .filter(|p| p.size == f.size)
-        {
-            let base = base_meta.expect("base objects come from a base");
-            entries.push(FileEntry {
-                need_copy: false,
-                origin: Some(prev.origin.clone().unwrap_or_else(|| base.id.clone())),
-                ..(*prev).clone()
-            });
-            sources.push(String::new());
-            continue;
         }
-        let path = match kind {
-            FileKind::Config => layout::config_name(&f.name, &uuid::Uuid::now_v7()),
-            FileKind::Logservice => layout::logservice_name(&f.name),
-            _ => layout::shared_name(&f.name),
-        };
-        entries.push(FileEntry {
-            kind,
-            name: f.name.clone(),
-            path,
-            size: f.size,
-            sha256: String::new(),
-            need_copy: true,
-            origin: None,
-            role: (!f.role.is_empty()).then(|| f.role.clone()),
-        });
-        sources.push(f.source_path.clone());
+        .to_string()
+    } else {
+        first.backup_ts.clone()
+    };
+    let cut: Option<Hlc> = backup_ts.parse().ok();
+    if online.is_none() {
+        c.catalog
+            .propose(Command::BackupStarted(Box::new(record.clone())))
+            .await?;
     }
+
+    let mut writer = PlanWriter::new(target, c.shard_bytes);
+    let mut base_objects = base.map(BaseObjects::new);
+    let mut order = OrderCheck::default();
+    let mut batch = Some(first);
+    while let Some(b) = batch.take() {
+        for f in b.files {
+            let kind = match WireKind::try_from(f.kind) {
+                Ok(WireKind::Object) => FileKind::Object,
+                Ok(WireKind::Checkpoint) => FileKind::Checkpoint,
+                Ok(WireKind::Gc) => FileKind::Gc,
+                Ok(WireKind::Config) => FileKind::Config,
+                Ok(WireKind::Logservice) => FileKind::Logservice,
+                _ => {
+                    return Err(agent_err(format!(
+                        "inventory names {} with an unknown kind",
+                        f.name
+                    )))
+                }
+            };
+            order.check(kind, &f.name).map_err(agent_err)?;
+            if online.is_some() && !online_takes(kind, &f.name, cut) {
+                continue;
+            }
+            // MatrixOne objects are immutable and never renamed: one of
+            // the same name and size in the chain is the same object.
+            let from_base = match (&mut base_objects, kind) {
+                (Some(objects), FileKind::Object) => objects
+                    .find(&f.name)
+                    .await?
+                    .filter(|prev| prev.size == f.size),
+                _ => None,
+            };
+            let planned = match from_base {
+                Some(prev) => PlanEntry {
+                    entry: FileEntry {
+                        need_copy: false,
+                        origin: Some(prev.origin.clone().unwrap_or_else(|| {
+                            base.map(|b| b.meta.id.clone()).unwrap_or_default()
+                        })),
+                        ..prev
+                    },
+                    source: String::new(),
+                },
+                None => PlanEntry {
+                    entry: FileEntry {
+                        kind,
+                        path: match kind {
+                            FileKind::Config => {
+                                layout::config_name(&f.name, &uuid::Uuid::now_v7())
+                            }
+                            FileKind::Logservice => layout::logservice_name(&f.name),
+                            _ => layout::shared_name(&f.name),
+                        },
+                        name: f.name,
+                        size: f.size,
+                        sha256: String::new(),
+                        need_copy: true,
+                        origin: None,
+                        role: (!f.role.is_empty()).then_some(f.role),
+                    },
+                    source: f.source_path,
+                },
+            };
+            writer.push(planned, !kind.is_shared()).await?;
+        }
+        batch = inv
+            .next()
+            .await
+            .transpose()
+            .map_err(|s| agent_err(s.message().to_string()))?;
+    }
+    let shards = writer.finish().await?;
+
     let mut chain = Vec::new();
-    if let Some(base) = base_meta {
+    if let Some(base) = base {
         chain.push(ChainLink {
-            id: base.id.clone(),
-            location: base.location.clone(),
+            id: base.meta.id.clone(),
+            location: base.meta.location.clone(),
         });
-        chain.extend(base.chain.iter().cloned());
+        chain.extend(base.meta.chain.iter().cloned());
     }
     let meta = BackupMeta {
         format: FORMAT_VERSION,
         id: record.id.clone(),
-        backup_type,
+        backup_type: record.backup_type,
         consistency: record.consistency,
-        base_id: base.map(|b| b.id.clone()),
+        base_id: base.map(|b| b.meta.id.clone()),
         chain,
-        location: location.clone(),
+        location: record.location.clone(),
         backup_ts: backup_ts.clone(),
         started_at: record.at_time.clone(),
         completed_at: String::new(),
@@ -350,28 +376,23 @@ async fn plan(
         shared_dir,
         stored_size: 0,
         total_size: 0,
-        files: entries,
+        files: vec![],
+        chunks: vec![],
     };
     let job = BackupJob {
         id: record.id.clone(),
-        shards: plan_shards(&meta, c.shard_bytes),
         meta,
-        sources,
+        shards,
         parallelism: req.parallelism,
         node: agent.node.clone(),
         committing: None,
     };
-
     if let Some(conn) = online.as_mut() {
         online::protect(c, &record.id, conn, &backup_ts).await?;
-    } else {
-        c.catalog
-            .propose(Command::BackupStarted(Box::new(record.clone())))
-            .await?;
     }
     if let Applied::Rejected(why) = c
         .catalog
-        .propose(Command::JobPlanned(Box::new(job)))
+        .propose(Command::BackupPlanned(Box::new(job)))
         .await?
     {
         return Err(Error::Failed(why));
@@ -379,48 +400,206 @@ async fn plan(
     Ok(())
 }
 
-/// Shards of a plan: SHARED files by bytes over any agent that reaches
-/// SHARED; node-local files (configs, logservice-data) for agents of the node.
-fn plan_shards(meta: &BackupMeta, shard_bytes: u64) -> Vec<ShardState> {
-    let mut shared = Vec::new();
-    let mut local = Vec::new();
-    for (i, f) in meta.files.iter().enumerate() {
-        if !f.need_copy {
-            continue;
+/// What an online backup takes: not logservice-data (not safely copyable
+/// file by file while the node runs), and no ckp/ or gc/ file that ends
+/// after the cut (it could reference objects the backup does not hold).
+/// The agent leaves these out already; this holds whatever agent answered.
+fn online_takes(kind: FileKind, name: &str, cut: Option<Hlc>) -> bool {
+    match kind {
+        FileKind::Logservice => false,
+        FileKind::Checkpoint | FileKind::Gc => match (mo::name_end_ts(name), cut) {
+            (Some(end), Some(cut)) => end <= cut,
+            _ => true,
+        },
+        _ => true,
+    }
+}
+
+/// Holds an inventory to its order (SHARED files sorted by name, then
+/// node-local ones): the merge with the base chain depends on it, and an
+/// agent that broke it would make an incremental copy what it need not, or
+/// worse, miss the base's copy of an object.
+#[derive(Default)]
+struct OrderCheck {
+    last_shared: Option<String>,
+    local: bool,
+}
+
+impl OrderCheck {
+    fn check(&mut self, kind: FileKind, name: &str) -> std::result::Result<(), String> {
+        if !kind.is_shared() {
+            self.local = true;
+            return Ok(());
         }
-        let task = (
-            i,
-            FileTask {
-                size: f.size,
-                ..Default::default()
-            },
-        );
-        if f.kind.is_shared() {
-            shared.push(task);
-        } else {
-            local.push(task);
+        let sorted = !self.local
+            && self
+                .last_shared
+                .as_deref()
+                .is_none_or(|last| last < name);
+        if !sorted {
+            return Err(format!(
+                "the inventory is out of order at {name}: upgrade the agent (SHARED files must come first, sorted by name)"
+            ));
+        }
+        self.last_shared = Some(name.to_string());
+        Ok(())
+    }
+}
+
+/// The base chain's objects, read from the base manifest's chunks one at a
+/// time in name order, for a merge with the (sorted) inventory.
+struct BaseObjects<'a> {
+    base: &'a Base,
+    chunks: std::slice::Iter<'a, ChunkRef>,
+    buffered: VecDeque<FileEntry>,
+    last: Option<String>,
+}
+
+impl<'a> BaseObjects<'a> {
+    fn new(base: &'a Base) -> Self {
+        // A format 1 manifest lists its files inline, in no order; such
+        // manifests were held whole already.
+        let mut inline: Vec<FileEntry> = base
+            .meta
+            .files
+            .iter()
+            .filter(|f| f.kind == FileKind::Object)
+            .cloned()
+            .collect();
+        inline.sort_by(|a, b| a.name.cmp(&b.name));
+        BaseObjects {
+            base,
+            chunks: base.meta.chunks.iter(),
+            buffered: inline.into(),
+            last: None,
         }
     }
-    let mut out = Vec::new();
-    for (files, node_local) in [(shared, false), (local, true)] {
-        for s in shards::split(files, Eligibility::Any, out.len(), shard_bytes) {
-            out.push(ShardState {
-                bytes: s.files.iter().map(|f| f.size).sum(),
-                files: s.indexes,
-                node_local,
+
+    /// The base's object named `name`, if it has one. Names asked for must
+    /// grow: what lies before `name` is passed over for good.
+    async fn find(&mut self, name: &str) -> Result<Option<FileEntry>> {
+        loop {
+            while let Some(front) = self.buffered.front() {
+                match front.name.as_str().cmp(name) {
+                    std::cmp::Ordering::Less => {
+                        self.buffered.pop_front();
+                    }
+                    std::cmp::Ordering::Equal => return Ok(self.buffered.pop_front()),
+                    std::cmp::Ordering::Greater => return Ok(None),
+                }
+            }
+            let Some(r) = self.chunks.next() else {
+                return Ok(None);
+            };
+            let entries: Vec<FileEntry> = read_chunk(self.base.storage.as_ref(), r)
+                .await
+                .map_err(|e| {
+                    Error::FailedPrecondition(format!("base backup {}: {e}", self.base.meta.id))
+                })?;
+            for e in entries.into_iter().filter(|e| e.kind == FileKind::Object) {
+                if self.last.as_deref().is_some_and(|l| l >= e.name.as_str()) {
+                    return Err(Error::FailedPrecondition(format!(
+                        "base backup {}: its manifest is not sorted by name at {}",
+                        self.base.meta.id, e.name
+                    )));
+                }
+                self.last = Some(e.name.clone());
+                self.buffered.push_back(e);
+            }
+        }
+    }
+}
+
+/// Cuts the planned entries into shards and stores each as a chunk. A shard
+/// holds SHARED files or node-local ones, never both (different agents may
+/// take them). A shard with nothing to copy is done when planned: its
+/// entries are its results.
+struct PlanWriter<'a> {
+    target: &'a dyn Storage,
+    max_bytes: u64,
+    entries: Vec<PlanEntry>,
+    node_local: bool,
+    copy_files: u64,
+    copy_bytes: u64,
+    shards: Vec<ShardState>,
+}
+
+impl<'a> PlanWriter<'a> {
+    fn new(target: &'a dyn Storage, max_bytes: u64) -> Self {
+        PlanWriter {
+            target,
+            max_bytes,
+            entries: Vec::new(),
+            node_local: false,
+            copy_files: 0,
+            copy_bytes: 0,
+            shards: Vec::new(),
+        }
+    }
+
+    async fn push(&mut self, planned: PlanEntry, node_local: bool) -> Result<()> {
+        let f = &planned.entry;
+        let full = !self.entries.is_empty()
+            && (node_local != self.node_local
+                || self.entries.len() >= CHUNK_ENTRIES
+                || (f.need_copy
+                    && self.copy_files > 0
+                    && (self.copy_files >= SHARD_FILES
+                        || self.copy_bytes + f.size > self.max_bytes)));
+        if full {
+            self.flush().await?;
+        }
+        self.node_local = node_local;
+        if f.need_copy {
+            self.copy_files += 1;
+            self.copy_bytes += f.size;
+        }
+        self.entries.push(planned);
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        let id = self.shards.len();
+        let entries = std::mem::take(&mut self.entries);
+        let shard = if self.copy_files == 0 {
+            let files: Vec<FileEntry> = entries.into_iter().map(|p| p.entry).collect();
+            let r = write_chunk(self.target, &chunk::manifest_name(id, 0), &files).await?;
+            ShardState {
+                plan: r.clone(),
+                node_local: self.node_local,
                 assignment: None,
-                done: false,
-            });
-        }
+                result: Some(r),
+            }
+        } else {
+            ShardState {
+                plan: write_chunk(self.target, &chunk::plan_name(id), &entries).await?,
+                node_local: self.node_local,
+                assignment: None,
+                result: None,
+            }
+        };
+        self.shards.push(shard);
+        self.copy_files = 0;
+        self.copy_bytes = 0;
+        Ok(())
     }
-    out
+
+    async fn finish(mut self) -> Result<Vec<ShardState>> {
+        if !self.entries.is_empty() {
+            self.flush().await?;
+        }
+        Ok(self.shards)
+    }
 }
 
 /// Assignments and results of a backup go through the catalog, so that they
 /// survive the leader and stale reports are refused by every replica alike.
+/// A shard's results become a manifest chunk named for the assignment's
+/// epoch, stored before the catalog hears of it.
 struct JobLedger<'a> {
     c: &'a Coordinator,
-    job: &'a str,
+    job: &'a BackupJob,
+    target: &'a dyn Storage,
 }
 
 #[async_trait::async_trait]
@@ -430,7 +609,7 @@ impl shards::Ledger for JobLedger<'_> {
             .c
             .catalog
             .propose(Command::ShardAssigned {
-                job: self.job.to_string(),
+                job: self.job.id.clone(),
                 shard,
                 agent: agent.to_string(),
             })
@@ -444,22 +623,35 @@ impl shards::Ledger for JobLedger<'_> {
     }
 
     async fn finish(&self, shard: usize, epoch: u64, done: &[(usize, FileDone)]) -> Result<bool> {
-        let files = done
-            .iter()
-            .map(|(i, d)| DoneFile {
-                index: *i,
-                size: d.size,
-                sha256: d.sha256.clone(),
-            })
-            .collect();
+        let state = self
+            .job
+            .shards
+            .get(shard)
+            .ok_or_else(|| Error::Failed(format!("no shard {shard}")))?;
+        let planned: Vec<PlanEntry> = read_chunk(self.target, &state.plan).await?;
+        let mut files: Vec<FileEntry> = planned.into_iter().map(|p| p.entry).collect();
+        for (i, d) in done {
+            let Some(f) = files.get_mut(*i) else {
+                return Err(Error::Failed(format!(
+                    "shard {shard}: a result names file {i} of {}",
+                    files.len()
+                )));
+            };
+            f.size = d.size;
+            f.sha256 = d.sha256.clone();
+        }
+        if let Some(f) = files.iter().find(|f| f.need_copy && f.sha256.is_empty()) {
+            return Err(Error::Failed(format!("{} was never copied", f.path)));
+        }
+        let chunk = write_chunk(self.target, &chunk::manifest_name(shard, epoch), &files).await?;
         let applied = self
             .c
             .catalog
-            .propose(Command::ShardDone {
-                job: self.job.to_string(),
+            .propose(Command::ShardReported {
+                job: self.job.id.clone(),
                 shard,
                 epoch,
-                files,
+                chunk,
             })
             .await?;
         match applied {
@@ -523,7 +715,7 @@ pub async fn drive(
         }
         Err(e) => {
             let login = login.as_ref().filter(|_| online);
-            return Err(fail(c, id, login, Some((target.as_ref(), &job)), e).await);
+            return Err(fail(c, id, login, Some(target.as_ref()), e).await);
         }
     };
     if let Some(login) = login.as_ref().filter(|_| online) {
@@ -539,13 +731,14 @@ pub async fn drive(
         .zip(chrono::DateTime::parse_from_rfc3339(&meta.started_at).ok())
         .map(|(end, start)| (end - start).num_nanoseconds().unwrap_or(0) as f64 / 1e9)
         .unwrap_or(0.0);
+    let files = meta.file_count();
     c.catalog
         .propose(Command::BackupCompleted {
             id: id.to_string(),
             complete_time: meta.completed_at.clone(),
             duration_secs,
             size: meta.stored_size,
-            files: meta.files.len() as u64,
+            files,
             backup_ts: meta.backup_ts.clone(),
         })
         .await?;
@@ -555,16 +748,12 @@ pub async fn drive(
         .read(move |cat| cat.backups.get(&want).cloned())
         .await?
         .ok_or(Error::Shutdown)?;
-    let copied = meta
-        .files
-        .iter()
-        .filter(|f| f.need_copy && f.kind != FileKind::Meta)
-        .count();
-    let files = meta
-        .files
-        .iter()
-        .filter(|f| f.kind != FileKind::Meta)
-        .count();
+    let copied = meta.chunks.iter().map(|r| r.copied_files).sum::<u64>()
+        + meta
+            .files
+            .iter()
+            .filter(|f| f.need_copy && f.kind != FileKind::Meta)
+            .count() as u64;
     emit(
         events,
         job_event::Event::Finished(Finished {
@@ -583,6 +772,45 @@ pub async fn drive(
     Ok(())
 }
 
+/// The shards of `job` not done yet, their files read from their plan
+/// chunks only as agents have room for them.
+fn pending_shards<'a>(job: &'a BackupJob, target: &'a dyn Storage) -> shards::ShardStream<'a> {
+    // Collected first: a stream over a filtering iterator holds a closure
+    // over borrowed shards, which the compiler cannot prove Send.
+    let pending: Vec<(usize, &ShardState)> = job.pending().collect();
+    futures::stream::iter(pending)
+        .then(move |(id, state)| async move {
+            let planned: Vec<PlanEntry> = read_chunk(target, &state.plan).await?;
+            let mut shard = Shard {
+                id,
+                indexes: Vec::new(),
+                files: Vec::new(),
+                eligibility: if state.node_local {
+                    Eligibility::Node {
+                        node: job.node.clone(),
+                    }
+                } else {
+                    Eligibility::Shared
+                },
+            };
+            for (i, p) in planned.into_iter().enumerate() {
+                if !p.entry.need_copy {
+                    continue;
+                }
+                shard.indexes.push(i);
+                shard.files.push(FileTask {
+                    src: p.source,
+                    dst: p.entry.path,
+                    size: p.entry.size,
+                    sha256: String::new(),
+                    source_id: String::new(),
+                });
+            }
+            Ok(shard)
+        })
+        .boxed()
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn copy_and_commit(
     c: &Coordinator,
@@ -594,53 +822,24 @@ async fn copy_and_commit(
     events: &Events,
 ) -> Result<BackupMeta> {
     target.probe().await?;
-    let total_bytes: u64 = job.shards.iter().map(|s| s.bytes).sum();
-    let total_files: u64 = job.shards.iter().map(|s| s.files.len() as u64).sum();
+    let totals = job.totals();
     emit(
         events,
         job_event::Event::Started(Started {
             job_id: job.id.clone(),
             backup_id: job.id.clone(),
-            total_bytes,
-            total_files,
+            total_bytes: totals.bytes,
+            total_files: totals.files,
             what: "backup".into(),
         }),
     )
     .await;
 
-    let pending: Vec<Shard> = job
-        .pending()
-        .map(|(sid, s)| Shard {
-            id: sid,
-            indexes: s.files.clone(),
-            files: s
-                .files
-                .iter()
-                .map(|&i| {
-                    let f = &job.meta.files[i];
-                    FileTask {
-                        src: job.sources[i].clone(),
-                        dst: f.path.clone(),
-                        size: f.size,
-                        sha256: String::new(),
-                        source_id: String::new(),
-                    }
-                })
-                .collect(),
-            eligibility: if s.node_local {
-                Eligibility::Node {
-                    node: job.node.clone(),
-                }
-            } else {
-                Eligibility::Shared
-            },
-        })
-        .collect();
     // Node files are read from the agent's own filesystem, by absolute path.
     let node_root = WireStorage {
         kind: Some(storage::Kind::Fs(FsStorage { path: "/".into() })),
     };
-    let ledger = JobLedger { c, job: &job.id };
+    let ledger = JobLedger { c, job, target };
     let outcome = shards::run(
         &c.agents,
         &ledger,
@@ -648,19 +847,19 @@ async fn copy_and_commit(
             source: node_root,
             target: WireStorage::from_location(&job.meta.location, creds),
         },
-        pending,
-        job.parallelism,
-        true,
-        watched,
-        (job.bytes_done(), job.files_done()),
+        pending_shards(job, target),
+        RunOptions {
+            parallelism: job.parallelism,
+            fail_fast: true,
+            stop_without_client: watched,
+            report_problems: false,
+            base: (totals.bytes_done, totals.files_done),
+        },
         events,
     )
     .await?;
-    if let Some((i, p)) = outcome.problems.first() {
-        return Err(Error::Failed(format!(
-            "copying {}: {}",
-            job.meta.files[*i].path, p.detail
-        )));
+    if let Some((task, p)) = outcome.first_problem {
+        return Err(Error::Failed(format!("copying {}: {}", task.dst, p.detail)));
     }
 
     if let Some(login) = login {
@@ -686,31 +885,41 @@ async fn copy_and_commit(
     let Some(completed_at) = job.committing.clone() else {
         return Err(Error::Failed("the job has unfinished shards".into()));
     };
+    let results: Vec<ChunkRef> = job
+        .shards
+        .iter()
+        .map(|s| s.result.clone())
+        .collect::<Option<_>>()
+        .ok_or_else(|| Error::Failed("the job has unfinished shards".into()))?;
+
+    // Every file is in place; what agents lost mid-backup were writing, the
+    // plan, and results the catalog did not accept are not part of it.
+    super::remove_incomplete(target, &[String::new()]).await;
+    remove_unreferenced(target, &results).await?;
+
     let mut meta = job.meta.clone();
-    if let Some(f) = meta
-        .files
-        .iter()
-        .find(|f| f.need_copy && f.sha256.is_empty())
-    {
-        return Err(Error::Failed(format!("{} was never copied", f.path)));
+    // MatrixOne's metadata files, each with its raw sha256 sidecar. Configs
+    // are node-local: only those shards are read for them.
+    let mut configs = Vec::new();
+    for (s, r) in job.shards.iter().zip(&results) {
+        if !s.node_local {
+            continue;
+        }
+        let files: Vec<FileEntry> = read_chunk(target, r).await?;
+        configs.extend(
+            files
+                .into_iter()
+                .filter(|f| f.kind == FileKind::Config && f.need_copy),
+        );
     }
-
-    // Every file is in place; what agents lost mid-backup were writing is not
-    // part of it. The target is the backup's own (it had to be empty).
-    remove_incomplete(target, &[String::new()]).await;
-
-    // MatrixOne's metadata files, each with its raw sha256 sidecar.
-    for entry in meta
-        .files
-        .iter()
-        .filter(|f| f.kind == FileKind::Config && f.need_copy)
-    {
+    for entry in &configs {
         let raw = hex::decode(&entry.sha256).map_err(|e| Error::Failed(e.to_string()))?;
         target
             .put_bytes(&layout::sidecar(&entry.path), Bytes::from(raw))
             .await?;
     }
-    meta.total_size = meta.files.iter().map(|f| f.size).sum();
+    let inline_size: u64 = meta.files.iter().map(|f| f.size).sum();
+    meta.total_size = results.iter().map(|r| r.bytes).sum::<u64>() + inline_size;
     let backup_time_utc = chrono::DateTime::parse_from_rfc3339(&completed_at)
         .map(|t| {
             t.with_timezone(&chrono::Utc)
@@ -718,14 +927,33 @@ async fn copy_and_commit(
                 .to_string()
         })
         .unwrap_or_default();
-    let docs = [
-        (layout::MO_META, mo::mo_meta(&meta)),
-        (layout::TAE_LIST, mo::tae_list(&meta, &meta.backup_ts)),
-        (layout::TAE_SUM, mo::tae_sum(&meta, &backup_time_utc)),
-    ];
+
     let mut extra = Vec::new();
-    for (name, text) in docs {
-        let written = target.put_bytes(name, Bytes::from(text)).await?;
+    let tae_list = target
+        .put(
+            layout::TAE_LIST,
+            tae_list_stream(&meta, results.clone(), creds).await?,
+            None,
+        )
+        .await?;
+    for (name, written) in [
+        (
+            layout::MO_META,
+            target
+                .put_bytes(layout::MO_META, Bytes::from(mo::mo_meta(&configs)))
+                .await?,
+        ),
+        (layout::TAE_LIST, tae_list),
+        (
+            layout::TAE_SUM,
+            target
+                .put_bytes(
+                    layout::TAE_SUM,
+                    Bytes::from(mo::tae_sum(&meta, &backup_time_utc)),
+                )
+                .await?,
+        ),
+    ] {
         target
             .put_bytes(
                 &layout::sidecar(name),
@@ -744,12 +972,14 @@ async fn copy_and_commit(
         });
     }
     meta.files.extend(extra);
-    meta.stored_size = meta
-        .files
-        .iter()
-        .filter(|f| f.need_copy)
-        .map(|f| f.size)
-        .sum();
+    meta.stored_size = results.iter().map(|r| r.copied_bytes).sum::<u64>()
+        + meta
+            .files
+            .iter()
+            .filter(|f| f.need_copy)
+            .map(|f| f.size)
+            .sum::<u64>();
+    meta.chunks = results;
     meta.completed_at = completed_at;
 
     // The commit point: the sidecar first, so a present backup_meta always
@@ -768,6 +998,57 @@ async fn copy_and_commit(
     Ok(meta)
 }
 
+/// `tae/tae_list` as a stream, rendered a manifest chunk at a time from the
+/// backup's own location (opened anew: the stream outlives this call's
+/// borrows).
+async fn tae_list_stream(
+    meta: &BackupMeta,
+    results: Vec<ChunkRef>,
+    creds: &Credentials,
+) -> Result<mo_br_storage::ByteStream> {
+    let storage: std::sync::Arc<dyn Storage> =
+        std::sync::Arc::from(mo_br_storage::open(&meta.location, creds).await?);
+    let create_ts = meta.backup_ts.clone();
+    Ok(futures::stream::iter(results)
+        .then(move |r| {
+            let storage = storage.clone();
+            let create_ts = create_ts.clone();
+            async move {
+                let files: Vec<FileEntry> = read_chunk(storage.as_ref(), &r)
+                    .await
+                    .map_err(|e| mo_br_storage::Error::Io {
+                        path: r.name.clone(),
+                        source: std::io::Error::other(e.to_string()),
+                    })?;
+                let mut rows = String::new();
+                mo::tae_list_rows(&files, &create_ts, &mut rows);
+                Ok(Bytes::from(rows))
+            }
+        })
+        .boxed())
+}
+
+/// Removes the plan chunks and the manifest chunks of assignments the
+/// catalog did not accept (a lost agent's or a deposed leader's), so a
+/// committed backup holds its results only.
+async fn remove_unreferenced(target: &dyn Storage, results: &[ChunkRef]) -> Result<()> {
+    let keep: std::collections::HashSet<&str> = results.iter().map(|r| r.name.as_str()).collect();
+    for dir in [chunk::PLAN_DIR, chunk::MANIFEST_DIR] {
+        let mut stale = Vec::new();
+        let mut listing = target.list(dir);
+        while let Some(entry) = listing.next().await {
+            let entry = entry?;
+            if !keep.contains(entry.name.as_str()) {
+                stale.push(entry.name);
+            }
+        }
+        drop(listing);
+        for name in stale {
+            target.delete(&name).await?;
+        }
+    }
+    Ok(())
+}
 /// Gets HAKeeper's ID watermarks (`hakeeper/hk_data`) through MatrixOne's
 /// own BACKUP statement, incremental at the cut (TIMESTAMP), so MatrixOne
 /// copies only the few objects newer than the cut, into a scratch place of
@@ -862,11 +1143,11 @@ async fn fetch_hakeeper(
 /// when a password is at hand, records it as failed.
 pub(crate) async fn abandon(c: &Coordinator, id: &str) {
     let want = id.to_string();
-    let (job, hold) = c
+    let (rec, hold) = c
         .catalog
         .read(move |cat| {
             (
-                cat.jobs.get(&want).cloned(),
+                cat.backups.get(&want).cloned(),
                 cat.gc_holds.get(&want).cloned(),
             )
         })
@@ -874,15 +1155,14 @@ pub(crate) async fn abandon(c: &Coordinator, id: &str) {
         .unwrap_or_default();
     let login = hold.and_then(|h| online::login_for(c, &h));
     let reason = Error::Failed("the coordinator stopped before the backup finished".into());
-    let target = match &job {
+    let target = match &rec {
         // Keys, if any, from the environment.
-        Some(job) => mo_br_storage::open(&job.meta.location, &Credentials::default())
+        Some(rec) => mo_br_storage::open(&rec.location, &Credentials::default())
             .await
             .ok(),
         None => None,
     };
-    let written = target.as_deref().zip(job.as_ref());
-    let e = fail(c, id, login.as_ref(), written, reason).await;
+    let e = fail(c, id, login.as_ref(), target.as_deref(), reason).await;
     tracing::warn!("{e}");
 }
 
@@ -892,30 +1172,22 @@ async fn fail(
     c: &Coordinator,
     id: &str,
     login: Option<&MoLogin>,
-    written: Option<(&dyn Storage, &BackupJob)>,
+    target: Option<&dyn Storage>,
     e: Error,
 ) -> Error {
-    if let Some((target, job)) = written {
-        // Without backup_meta it would not count as a backup anyway, but
-        // nothing half-done is left behind.
-        let names: Vec<String> = job
-            .meta
-            .files
-            .iter()
-            .filter(|f| f.need_copy)
-            .map(|f| f.path.clone())
-            .collect();
-        cleanup(target, &names).await;
-        // MatrixOne's scratch backup, if the failure came while fetching
-        // HAKeeper's watermarks.
-        let scratch = format!(".mo-hakeeper-{}/", job.id);
-        let mut leftovers = Vec::new();
-        let mut listing = target.list(&scratch);
-        while let Some(Ok(entry)) = listing.next().await {
-            leftovers.push(entry.name);
+    if let Some(target) = target {
+        // The target is the backup's own (it had to be empty): everything
+        // in it is this backup's, MatrixOne's scratch backup of HAKeeper's
+        // watermarks included. Twice, the second time once agents had
+        // time to notice their cancelled shards.
+        for pass in 0..2 {
+            if pass > 0 {
+                tokio::time::sleep(super::CANCEL_GRACE).await;
+            }
+            if let Err(re) = remove_all(target, "").await {
+                tracing::warn!("backup {id}: removing what it wrote: {re}");
+            }
         }
-        drop(listing);
-        sweep(target, &leftovers, &[]).await;
     }
     if let Some(login) = login {
         if let Err(re) = online::release(c, id, login).await {
@@ -931,27 +1203,4 @@ async fn fail(
         })
         .await;
     Error::Failed(format!("backup {id} failed: {reason}"))
-}
-
-async fn cleanup(target: &dyn Storage, written: &[String]) {
-    let meta_names = [
-        layout::BACKUP_META,
-        layout::MO_META,
-        layout::TAE_LIST,
-        layout::TAE_SUM,
-        layout::HK_DATA,
-    ];
-    // backup_meta first: were the sweep interrupted, what is left is
-    // plainly not a backup.
-    let names: Vec<String> = meta_names
-        .iter()
-        .map(|n| n.to_string())
-        .chain(written.iter().cloned())
-        .flat_map(|n| {
-            let sidecar = layout::sidecar(&n);
-            [n, sidecar]
-        })
-        .collect();
-    // The target is the backup's own (it had to be empty).
-    sweep(target, &names, &[String::new()]).await;
 }

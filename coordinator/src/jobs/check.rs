@@ -1,16 +1,21 @@
 //! Check: recompute the sha256 of every file of a backup (and of the base
 //! chain files it relies on) and report every missing, truncated or corrupt
 //! file. Never stops at the first problem: the user needs the whole list.
+//! The manifest is read a chunk at a time, once per backup of the chain
+//! holding bytes, so memory does not grow with the backup.
 
-use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use futures::{StreamExt, TryStreamExt};
 use mo_br_format::layout::{self, FileKind};
-use mo_br_proto::agent::{FileTask, ProblemKind};
+use mo_br_format::manifest::FileEntry;
+use mo_br_proto::agent::FileTask;
 use mo_br_proto::common::Storage as WireStorage;
 use mo_br_proto::coordinator::{job_event, CheckRequest, Finished, Problem, Started};
+use mo_br_storage::Storage;
 
-use super::shards::{self, LocalLedger, Op};
-use super::{emit, line, resolve, Events};
+use super::shards::{self, LocalLedger, Op, RunOptions};
+use super::{emit, entries, line, resolve, Events};
 use crate::agents::Eligibility;
 use crate::{Coordinator, Result};
 
@@ -24,147 +29,100 @@ pub async fn run(c: &Coordinator, req: CheckRequest, events: &Events) -> Result<
     )
     .await?;
     let meta = &backup.meta;
-    let mut problems = 0u64;
+    let storage = backup.storage.as_ref();
+    let files = meta.file_count();
     emit(
         events,
         job_event::Event::Started(Started {
             job_id: meta.id.clone(),
             backup_id: meta.id.clone(),
-            total_bytes: meta.files.iter().map(|f| f.size).sum(),
-            total_files: meta.files.len() as u64,
+            total_bytes: meta.total_size,
+            total_files: files,
             what: "check".into(),
         }),
     )
     .await;
     line(events, format!("check: /{}", layout::BACKUP_META)).await;
 
-    // Sidecars of MatrixOne's metadata files and configs must agree with
-    // the manifest: MatrixOne's own tools trust them.
-    for f in meta.files.iter().filter(|f| {
-        f.need_copy
-            && matches!(
-                f.kind,
-                FileKind::Meta | FileKind::Config | FileKind::Hakeeper
-            )
-    }) {
-        let sidecar = layout::sidecar(&f.path);
-        match backup.storage.get_bytes(&sidecar).await {
-            Ok(raw) if hex::encode(&raw) == f.sha256 => {}
-            Ok(_) => {
-                problems += 1;
-                problem(
-                    events,
-                    &sidecar,
-                    "corrupt",
-                    "does not match the manifest's sha256",
-                )
-                .await;
-            }
-            Err(mo_br_storage::Error::NotFound(_)) => {
-                problems += 1;
-                problem(events, &sidecar, "missing", "sidecar is missing").await;
-            }
-            Err(e) => {
-                problems += 1;
-                problem(events, &sidecar, "io", &e.to_string()).await;
-            }
+    // Sidecars of MatrixOne's metadata files must agree with the manifest:
+    // MatrixOne's own tools trust them. (Configs' are checked as they come.)
+    let extra = AtomicU64::new(0);
+    for f in meta.files.iter().filter(|f| has_sidecar(f)) {
+        if !sidecar_ok(storage, f, events).await {
+            extra.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    // Group files by the backup holding their bytes.
-    let mut by_holder: HashMap<String, Vec<usize>> = HashMap::new();
-    for (i, f) in meta.files.iter().enumerate() {
-        let holder = f.origin.clone().unwrap_or_else(|| meta.id.clone());
-        by_holder.entry(holder).or_default().push(i);
-    }
-    let mut holders: Vec<_> = by_holder.into_iter().collect();
-    holders.sort_by_key(|(h, _)| (h != &meta.id, h.clone()));
-    for (holder, indexes) in holders {
-        let Some(location) = (if holder == meta.id {
-            Some(&backup.location)
-        } else {
-            meta.chain
-                .iter()
-                .find(|l| l.id == holder)
-                .map(|l| &l.location)
-        }) else {
-            for i in indexes {
-                problems += 1;
-                let f = &meta.files[i];
-                problem(
-                    events,
-                    &f.path,
-                    "missing",
-                    &format!("held by unknown backup {holder}"),
-                )
-                .await;
-            }
-            continue;
-        };
-        let tasks: Vec<FileTask> = indexes
+    // One pass per backup holding bytes: this one first, then its chain.
+    let mut problems = 0u64;
+    let holders = std::iter::once((meta.id.clone(), &backup.location)).chain(
+        meta.chain
             .iter()
-            .map(|&i| {
-                let f = &meta.files[i];
-                FileTask {
-                    src: f.path.clone(),
-                    dst: f.path.clone(),
-                    size: f.size,
-                    sha256: f.sha256.clone(),
-                    source_id: holder.clone(),
+            .map(|l| (l.id.clone(), &l.location)),
+    );
+    for (pass, (holder, location)) in holders.enumerate() {
+        let own = pass == 0;
+        let (extra, holder_ref) = (&extra, &holder);
+        let tasks = entries(storage, meta)
+            .try_filter_map(move |f: FileEntry| async move {
+                let held_by = f.origin.clone().unwrap_or_else(|| meta.id.clone());
+                if own {
+                    let known = held_by == meta.id || meta.chain.iter().any(|l| l.id == held_by);
+                    if !known {
+                        extra.fetch_add(1, Ordering::Relaxed);
+                        problem(
+                            events,
+                            &f.path,
+                            "missing",
+                            &format!("held by unknown backup {held_by}"),
+                        )
+                        .await;
+                        return Ok(None);
+                    }
+                    if has_sidecar(&f) && !sidecar_ok(storage, &f, events).await {
+                        extra.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
+                if &held_by != holder_ref {
+                    return Ok(None);
+                }
+                if own {
+                    line(events, format!("check: {}", f.path)).await;
+                } else {
+                    line(events, format!("check: {} (in base backup {held_by})", f.path)).await;
+                }
+                Ok(Some(FileTask {
+                    src: f.path.clone(),
+                    dst: f.path,
+                    size: f.size,
+                    sha256: f.sha256,
+                    source_id: held_by,
+                }))
             })
-            .collect();
-        for t in &tasks {
-            if holder == meta.id {
-                line(events, format!("check: {}", t.src)).await;
-            } else {
-                line(
-                    events,
-                    format!("check: {} (in base backup {holder})", t.src),
-                )
-                .await;
-            }
-        }
-        let shards = shards::split(
-            tasks.into_iter().enumerate().collect(),
-            Eligibility::Any,
-            0,
-            c.shard_bytes,
-        );
+            .boxed();
         let outcome = shards::run(
             &c.agents,
             &LocalLedger::default(),
             Op::Verify {
                 storage: WireStorage::from_location(location, &backup.creds),
             },
-            shards,
-            req.parallelism,
-            false,
-            true,
-            (0, 0),
+            shards::batch(tasks, Eligibility::Any, c.shard_bytes),
+            RunOptions {
+                parallelism: req.parallelism,
+                fail_fast: false,
+                stop_without_client: true,
+                report_problems: true,
+                base: (0, 0),
+            },
             events,
         )
         .await?;
-        for (i, p) in outcome.problems {
-            problems += 1;
-            let kind = match ProblemKind::try_from(p.kind) {
-                Ok(ProblemKind::Missing) => "missing",
-                Ok(ProblemKind::Truncated) => "truncated",
-                Ok(ProblemKind::Corrupt) => "corrupt",
-                Ok(ProblemKind::SizeMismatch) => "size mismatch",
-                Ok(ProblemKind::UnsafePath) => "unsafe path",
-                _ => "io",
-            };
-            problem(events, &meta.files[indexes[i]].path, kind, &p.detail).await;
-        }
+        problems += outcome.problems;
     }
+    problems += extra.load(Ordering::Relaxed);
 
     let summary = if problems == 0 {
-        format!(
-            "backup {} is intact: {} files verified",
-            meta.id,
-            meta.files.len()
-        )
+        format!("backup {} is intact: {files} files verified", meta.id)
     } else {
         format!("backup {} is damaged: {problems} problem(s) found", meta.id)
     };
@@ -178,6 +136,28 @@ pub async fn run(c: &Coordinator, req: CheckRequest, events: &Events) -> Result<
     )
     .await;
     Ok(())
+}
+
+/// Files with a raw sha256 sidecar beside them.
+fn has_sidecar(f: &FileEntry) -> bool {
+    f.need_copy
+        && matches!(
+            f.kind,
+            FileKind::Meta | FileKind::Config | FileKind::Hakeeper
+        )
+}
+
+/// Whether `f`'s sidecar holds its recorded sha256; reports it if not.
+async fn sidecar_ok(storage: &dyn Storage, f: &FileEntry, events: &Events) -> bool {
+    let sidecar = layout::sidecar(&f.path);
+    let trouble = match storage.get_bytes(&sidecar).await {
+        Ok(raw) if hex::encode(&raw) == f.sha256 => return true,
+        Ok(_) => ("corrupt", "does not match the manifest's sha256".to_string()),
+        Err(mo_br_storage::Error::NotFound(_)) => ("missing", "sidecar is missing".to_string()),
+        Err(e) => ("io", e.to_string()),
+    };
+    problem(events, &sidecar, trouble.0, &trouble.1).await;
+    false
 }
 
 async fn problem(events: &Events, path: &str, kind: &str, detail: &str) {

@@ -4,9 +4,11 @@
 
 use mo_br_proto::coordinator::{job_event, Backups, Finished, ListRequest, Problem};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
+use mo_br_format::layout::FileKind;
+use mo_br_format::manifest::FileEntry;
 
-use super::{emit, info, line, resolve, Events};
+use super::{emit, entries, info, line, resolve, Events};
 
 /// Existence checks in flight at once.
 const HEAD_PARALLELISM: usize = 32;
@@ -42,24 +44,26 @@ pub async fn run(c: &Coordinator, req: ListRequest, events: &Events) -> Result<(
     if !req.id.is_empty() && !req.not_check_data {
         let backup = resolve(c, &req.id, None, &req.access_key_id, &req.secret_access_key).await?;
         // HEADs in parallel (each is one request's latency on S3), reported
-        // in manifest order.
-        // Owned names: a stream of borrowed entries trips the compiler's
-        // proof that the job's future is Send.
-        let files: Vec<(String, u64)> = backup
+        // in manifest order, the manifest read a chunk at a time.
+        let storage: &dyn mo_br_storage::Storage = backup.storage.as_ref();
+        let meta_files: Vec<Result<FileEntry>> = backup
             .meta
             .files
             .iter()
-            .filter(|f| f.need_copy)
-            .map(|f| (f.path.clone(), f.size))
+            .filter(|f| f.kind == FileKind::Meta)
+            .cloned()
+            .map(Ok)
             .collect();
-        let storage: &dyn mo_br_storage::Storage = backup.storage.as_ref();
-        let mut heads = futures::stream::iter(files)
-            .map(|(path, size)| async move {
-                let found = storage.head(&path).await;
-                (path, size, found)
+        let mut heads = entries(storage, &backup.meta)
+            .chain(futures::stream::iter(meta_files))
+            .try_filter_map(|f: FileEntry| futures::future::ready(Ok(f.need_copy.then_some(f))))
+            .map_ok(|f: FileEntry| async move {
+                let found = storage.head(&f.path).await;
+                Ok::<_, Error>((f.path, f.size, found))
             })
-            .buffered(HEAD_PARALLELISM);
-        while let Some((path, expected, found)) = heads.next().await {
+            .try_buffered(HEAD_PARALLELISM);
+        while let Some(head) = heads.next().await {
+            let (path, expected, found) = head?;
             line(events, format!("check: {path}")).await;
             let trouble = match found? {
                 None => Some(("missing", "not found".to_string())),

@@ -11,8 +11,11 @@ pub mod restore;
 pub mod shards;
 pub mod snapshot;
 
-use mo_br_format::layout;
-use mo_br_format::manifest::BackupMeta;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use mo_br_format::chunk::{self, ChunkItem, ChunkRef};
+use mo_br_format::layout::{self, FileKind};
+use mo_br_format::manifest::{BackupMeta, FileEntry};
 use mo_br_proto::coordinator::{job_event, BackupInfo, JobEvent};
 use mo_br_storage::{Location, Storage};
 use tokio::sync::mpsc;
@@ -97,9 +100,89 @@ pub async fn read_manifest(storage: &dyn Storage) -> Result<BackupMeta> {
     Ok(BackupMeta::from_bytes(&data)?)
 }
 
+/// Stores a chunk of entries under `name`; returns its reference.
+pub async fn write_chunk<T: ChunkItem>(
+    storage: &dyn Storage,
+    name: &str,
+    items: &[T],
+) -> Result<ChunkRef> {
+    let (bytes, r) = chunk::encode(name, items);
+    storage.put_bytes(name, bytes).await?;
+    Ok(r)
+}
+
+/// Reads a chunk, verified against its reference.
+pub async fn read_chunk<T: ChunkItem>(storage: &dyn Storage, r: &ChunkRef) -> Result<Vec<T>> {
+    mo_br_format::check_relative(&r.name)?;
+    let data = storage.get_bytes(&r.name).await?;
+    Ok(chunk::decode(r, &data)?)
+}
+
+/// Every data file's entry of a backup, in manifest order (SHARED files
+/// sorted by name, then node-local ones), read a chunk at a time.
+pub fn entries<'a>(storage: &'a dyn Storage, meta: &'a BackupMeta) -> BoxStream<'a, Result<FileEntry>> {
+    let chunked = futures::stream::iter(meta.chunks.iter())
+        .then(move |r| read_chunk::<FileEntry>(storage, r))
+        .map_ok(|v| futures::stream::iter(v.into_iter().map(Ok)))
+        .try_flatten();
+    // Collected (a few entries at most) so the stream's type holds no
+    // closure over borrowed entries, which the compiler cannot prove Send.
+    let inline: Vec<Result<FileEntry>> = meta
+        .files
+        .iter()
+        .filter(|f| f.kind != FileKind::Meta)
+        .cloned()
+        .map(Ok)
+        .collect();
+    chunked.chain(futures::stream::iter(inline)).boxed()
+}
+
+/// Removes everything under `prefix` ("" for all) of a place a job owns
+/// whole, `backup_meta` first so that an interrupted removal never leaves
+/// something that looks like a complete backup. Streams the listing: never
+/// holds more than a page of names.
+pub async fn remove_all(target: &dyn Storage, prefix: &str) -> Result<u64> {
+    if prefix.is_empty() {
+        for name in [
+            layout::BACKUP_META.to_string(),
+            layout::sidecar(layout::BACKUP_META),
+        ] {
+            target.delete(&name).await?;
+        }
+    }
+    let mut removed = 0u64;
+    loop {
+        // Deleting while listing is not safe on every backend: take a page,
+        // delete it, list again.
+        let page: Vec<String> = target
+            .list(prefix)
+            .take(REMOVE_PAGE)
+            .map_ok(|e| e.name)
+            .try_collect()
+            .await?;
+        if page.is_empty() {
+            break;
+        }
+        let n = page.len() as u64;
+        futures::stream::iter(page)
+            .map(|name: String| async move { target.delete(&name).await })
+            .buffer_unordered(REMOVE_PARALLELISM)
+            .try_collect::<Vec<()>>()
+            .await?;
+        removed += n;
+    }
+    target.remove_incomplete(prefix).await?;
+    Ok(removed)
+}
+
+/// Names listed and removed per round of [`remove_all`], and removals in
+/// flight (each is one request's latency on S3).
+const REMOVE_PAGE: usize = 1000;
+const REMOVE_PARALLELISM: usize = 32;
+
 /// How long an agent may still be finishing a write after its shard was
 /// cancelled: the cancellation reaches it asynchronously.
-const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_millis(1500);
+pub(crate) const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_millis(1500);
 
 /// Removes what a failed job wrote: the named objects and the temp files of
 /// unfinished writes under `places` (prefixes the job owns). Runs twice, the

@@ -8,18 +8,56 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use futures::StreamExt;
-use mo_br_format::layout::{self, FileKind};
+use futures::{StreamExt, TryStreamExt};
+use mo_br_format::layout;
+use mo_br_format::manifest::{BackupMeta, FileEntry};
 use mo_br_proto::agent::FileTask;
 use mo_br_proto::common::Storage as WireStorage;
 use mo_br_proto::coordinator::{job_event, Finished, RestoreRequest, Started};
 use mo_br_storage::{Credentials, Location, Storage};
 
-use super::shards::{self, LocalLedger, Op};
-use super::{emit, line, remove_incomplete, resolve, sweep, Events};
+use super::shards::{self, LocalLedger, Op, RunOptions};
+use super::{emit, entries, line, remove_all, remove_incomplete, resolve, sweep, Events};
 use crate::agents::Eligibility;
 use crate::catalog::{Command, RestoreRecord};
 use crate::{Coordinator, Error, Result};
+
+/// Where a backup's files go under the restore root.
+struct Mapping<'a> {
+    meta: &'a BackupMeta,
+    shared_dir: String,
+    /// Backups holding bytes: this one and its chain.
+    holders: HashMap<String, WireStorage>,
+    checksum: bool,
+}
+
+impl Mapping<'_> {
+    fn task(&self, f: FileEntry) -> Result<FileTask> {
+        let dst = layout::restore_rel(f.kind, &f.name, &self.shared_dir)
+            .ok_or_else(|| Error::Failed(format!("{} has no restore place", f.path)))?;
+        mo_br_format::check_relative(&dst)?;
+        let holder = f.origin.unwrap_or_else(|| self.meta.id.clone());
+        if !self.holders.contains_key(&holder) {
+            return Err(Error::FailedPrecondition(format!(
+                "{} is held by backup {holder}, which is not in this backup's chain",
+                f.path
+            )));
+        }
+        if self.checksum && f.sha256.is_empty() {
+            return Err(Error::FailedPrecondition(format!(
+                "--checksum: no sha256 is recorded for {}",
+                f.path
+            )));
+        }
+        Ok(FileTask {
+            src: f.path,
+            dst,
+            size: f.size,
+            sha256: f.sha256,
+            source_id: holder,
+        })
+    }
+}
 
 pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Result<()> {
     let backup = resolve(
@@ -51,61 +89,59 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
         }
         shared_dir = dir;
     }
-
-    // Plan every file before touching the target.
-    let mut sources: HashMap<String, WireStorage> = HashMap::new();
-    sources.insert(
+    let mut holders: HashMap<String, WireStorage> = HashMap::new();
+    holders.insert(
         meta.id.clone(),
         WireStorage::from_location(&backup.location, &backup.creds),
     );
     for link in &meta.chain {
-        sources.insert(
+        holders.insert(
             link.id.clone(),
             WireStorage::from_location(&link.location, &backup.creds),
         );
     }
-    let mut tasks = Vec::new();
-    for f in meta.files.iter().filter(|f| f.kind != FileKind::Meta) {
-        let dst = layout::restore_rel(f.kind, &f.name, &shared_dir)
-            .ok_or_else(|| Error::Failed(format!("{} has no restore place", f.path)))?;
-        mo_br_format::check_relative(&dst)?;
-        let holder = f.origin.clone().unwrap_or_else(|| meta.id.clone());
-        if !sources.contains_key(&holder) {
-            return Err(Error::FailedPrecondition(format!(
-                "{} is held by backup {holder}, which is not in this backup's chain",
-                f.path
-            )));
+    let mapping = Mapping {
+        meta,
+        shared_dir,
+        holders,
+        checksum: req.checksum,
+    };
+
+    // Every entry is read and mapped once before the target is touched, so
+    // a manifest naming a place outside the root, or a holder outside the
+    // chain, is refused before anything is written. The chunks are verified
+    // against backup_meta each time they are read, so the second reading
+    // below is the same. Only the few files outside the places the restore
+    // owns whole are kept.
+    let owned = owned_prefixes(&target_location, &mapping.shared_dir);
+    let mut loose = Vec::new();
+    let (mut total_bytes, mut total_files) = (0u64, 0u64);
+    let mut all = entries(backup.storage.as_ref(), meta);
+    while let Some(f) = all.next().await {
+        let t = mapping.task(f?)?;
+        total_bytes += t.size;
+        total_files += 1;
+        if !owned.iter().any(|p| t.dst.starts_with(p.as_str())) {
+            loose.push(t.dst);
         }
-        if req.checksum && f.sha256.is_empty() {
-            return Err(Error::FailedPrecondition(format!(
-                "--checksum: no sha256 is recorded for {}",
-                f.path
-            )));
-        }
-        tasks.push(FileTask {
-            src: f.path.clone(),
-            dst,
-            size: f.size,
-            sha256: f.sha256.clone(),
-            source_id: holder,
-        });
     }
+    drop(all);
 
     let target = mo_br_storage::open(&target_location, &target_creds).await?;
     target.probe().await?;
-    refuse_non_empty(target.as_ref(), &target_location, &tasks).await?;
+    refuse_non_empty(target.as_ref(), &owned, &loose).await?;
 
     // On record before anything is written, so a coordinator that outlives
     // this job's driver removes what it wrote.
-    let written: Vec<String> = tasks.iter().map(|t| t.dst.clone()).collect();
-    let places = owned_places(&written);
+    let places = owned_places(&owned, &loose);
     let record = RestoreRecord {
         id: uuid::Uuid::now_v7().to_string(),
         backup_id: meta.id.clone(),
         target: target_location.clone(),
         term: c.catalog.leadership().term,
-        written: written.clone(),
+        written: loose.clone(),
         places: places.clone(),
+        owned: owned.clone(),
     };
     let (restore_id, term) = (record.id.clone(), record.term);
     c.catalog
@@ -118,32 +154,32 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
         job_event::Event::Started(Started {
             job_id: meta.id.clone(),
             backup_id: meta.id.clone(),
-            total_bytes: tasks.iter().map(|t| t.size).sum(),
-            total_files: tasks.len() as u64,
+            total_bytes,
+            total_files,
             what: "restore".into(),
         }),
     )
     .await;
-    let shards = shards::split(
-        tasks.into_iter().enumerate().collect(),
-        Eligibility::Any,
-        0,
-        c.shard_bytes,
-    );
+    let tasks = entries(backup.storage.as_ref(), meta)
+        .and_then(|f| futures::future::ready(mapping.task(f)))
+        .boxed();
     let ledger = LocalLedger::default();
     let copy = shards::run(
         &c.agents,
         &ledger,
         Op::Restore {
-            sources,
+            sources: mapping.holders.clone(),
             target: target_wire,
             checksum: req.checksum,
         },
-        shards,
-        req.parallelism,
-        true,
-        true,
-        (0, 0),
+        shards::batch(tasks, Eligibility::Any, c.shard_bytes),
+        RunOptions {
+            parallelism: req.parallelism,
+            fail_fast: true,
+            stop_without_client: true,
+            report_problems: false,
+            base: (0, 0),
+        },
         events,
     );
     // A deposed leader stops: the new one removes what was written.
@@ -155,10 +191,10 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
     };
     let failure = match &outcome {
         Err(e) => Some(e.to_string()),
-        Ok(o) => o.problems.first().map(|(_, p)| p.detail.clone()),
+        Ok(o) => o.first_problem.as_ref().map(|(_, p)| p.detail.clone()),
     };
     if let Some(reason) = failure {
-        sweep(target.as_ref(), &written, &places).await;
+        remove_restored(target.as_ref(), &owned, &loose, &places).await;
         let _ = end(c, &restore_id).await;
         return Err(Error::Failed(format!(
             "restore of backup {} failed, nothing was left in {}: {reason}",
@@ -169,7 +205,7 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
     remove_incomplete(target.as_ref(), &places).await;
     // Off record, or whoever leads next would remove it: only then complete.
     if let Err(e) = end(c, &restore_id).await {
-        sweep(target.as_ref(), &written, &places).await;
+        remove_restored(target.as_ref(), &owned, &loose, &places).await;
         return Err(Error::Failed(format!(
             "restore of backup {} could not be recorded as finished, so it was removed from {}: {e}",
             meta.id,
@@ -186,15 +222,45 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
         job_event::Event::Finished(Finished {
             backup: None,
             problems: 0,
-            summary: format!(
-                "restore complete: {} files, {} bytes",
-                written.len(),
-                meta.total_size
-            ),
+            summary: format!("restore complete: {total_files} files, {total_bytes} bytes"),
         }),
     )
     .await;
     Ok(())
+}
+
+/// Removes what a restore wrote: everything under the places it owns whole,
+/// its few other files, and temp files of unfinished writes.
+async fn remove_restored(target: &dyn Storage, owned: &[String], loose: &[String], places: &[String]) {
+    for pass in 0..2 {
+        if pass > 0 {
+            tokio::time::sleep(super::CANCEL_GRACE).await;
+        }
+        for prefix in owned {
+            if let Err(e) = remove_all(target, prefix).await {
+                tracing::warn!("cleanup of {prefix:?}: {e}");
+            }
+        }
+    }
+    sweep(target, loose, places).await;
+}
+
+/// The places a restore owns whole, so they must be empty before it
+/// starts: on S3 the whole target prefix; on a filesystem (MatrixOne's
+/// directory, which holds other things too) `mo-data/`, and the SHARED
+/// directory when a TN config puts it elsewhere.
+fn owned_prefixes(target: &Location, shared_dir: &str) -> Vec<String> {
+    match target {
+        Location::S3(_) => vec![String::new()],
+        Location::Filesystem { .. } => {
+            let mut owned = vec!["mo-data/".to_string()];
+            let shared = format!("{shared_dir}/");
+            if !shared.starts_with("mo-data/") {
+                owned.push(shared);
+            }
+            owned
+        }
+    }
 }
 
 /// Takes a restore off record. One left on record (no quorum) is removed by
@@ -227,7 +293,7 @@ async fn deposed(c: &Coordinator, term: u64) {
 pub(crate) async fn abandon(c: &Coordinator, rec: &RestoreRecord) {
     match mo_br_storage::open(&rec.target, &Credentials::default()).await {
         Ok(target) => {
-            sweep(target.as_ref(), &rec.written, &rec.places).await;
+            remove_restored(target.as_ref(), &rec.owned, &rec.written, &rec.places).await;
             tracing::warn!(
                 "restore {} of backup {} into {} was interrupted; what it wrote was removed",
                 rec.id,
@@ -244,21 +310,16 @@ pub(crate) async fn abandon(c: &Coordinator, rec: &RestoreRecord) {
     let _ = end(c, &rec.id).await;
 }
 
-/// Where a restore may remove temp files of unfinished writes: `mo-data/`,
-/// which it owns whole (it had to be empty), and the directories of the
-/// files restored elsewhere (configs, a SHARED dir a TN config moved), where
-/// only the restore writes temp files of this naming. Nested places are
-/// covered by their parent; the root itself is never swept whole.
-fn owned_places(written: &[String]) -> Vec<String> {
-    let mut dirs: Vec<&str> = written
+/// Where a restore may remove temp files of unfinished writes: the places
+/// it owns whole, and the directories of its other files (configs, a
+/// LOCAL dir a TN config moved), where only the restore writes temp files
+/// of this naming. Nested places are covered by their parent; the root
+/// itself is never swept whole unless the restore owns it.
+fn owned_places(owned: &[String], loose: &[String]) -> Vec<String> {
+    let mut dirs: Vec<&str> = owned
         .iter()
-        .filter_map(|dst| {
-            if dst.starts_with("mo-data/") {
-                Some("mo-data/")
-            } else {
-                dst.rfind('/').map(|i| &dst[..=i])
-            }
-        })
+        .map(String::as_str)
+        .chain(loose.iter().filter_map(|dst| dst.rfind('/').map(|i| &dst[..=i])))
         .collect();
     dirs.sort_unstable();
     dirs.dedup();
@@ -271,34 +332,24 @@ fn owned_places(written: &[String]) -> Vec<String> {
     places
 }
 
-/// A restore never overwrites: the target's `mo-data` must be empty and no
-/// file the restore would write may exist (on a filesystem the restore root
-/// is MatrixOne's directory, which holds other things too).
-async fn refuse_non_empty(
-    target: &dyn Storage,
-    location: &Location,
-    tasks: &[FileTask],
-) -> Result<()> {
-    let occupied = match location {
-        Location::Filesystem { .. } => {
-            let mut found = target
-                .list("mo-data/")
-                .next()
-                .await
-                .transpose()?
-                .map(|e| e.name);
-            if found.is_none() {
-                for t in tasks.iter().filter(|t| !t.dst.starts_with("mo-data/")) {
-                    if target.head(&t.dst).await?.is_some() {
-                        found = Some(t.dst.clone());
-                        break;
-                    }
-                }
-            }
-            found
+/// A restore never overwrites: the places it owns whole must be empty and
+/// none of its other files may exist.
+async fn refuse_non_empty(target: &dyn Storage, owned: &[String], loose: &[String]) -> Result<()> {
+    let mut occupied = None;
+    for prefix in owned {
+        if let Some(e) = target.list(prefix).next().await.transpose()? {
+            occupied = Some(e.name);
+            break;
         }
-        Location::S3(_) => target.list("").next().await.transpose()?.map(|e| e.name),
-    };
+    }
+    if occupied.is_none() {
+        for dst in loose {
+            if target.head(dst).await?.is_some() {
+                occupied = Some(dst.clone());
+                break;
+            }
+        }
+    }
     match occupied {
         Some(name) => Err(Error::FailedPrecondition(format!(
             "restore target {} is not empty (it holds {name}); restore into an empty place",
@@ -336,24 +387,23 @@ fn shared_from_dn_config(path: &str) -> Result<(String, String)> {
 
 #[cfg(test)]
 mod tests {
-    use super::owned_places;
+    use super::{owned_places, owned_prefixes};
+    use mo_br_storage::Location;
 
     #[test]
     fn owned_places_cover_each_restored_file_once() {
-        let written: Vec<String> = [
-            "mo-data/shared2/a",
-            "mo-data/local2/hk_data",
-            "etc/launch/tn.toml",
-            "etc/launch/cn.toml",
-            "data/shared/x/1",
-            "data/shared/2",
-            "top-level-file",
-        ]
-        .map(String::from)
-        .to_vec();
+        let fs = Location::Filesystem {
+            path: "/r".into(),
+        };
+        let owned = owned_prefixes(&fs, "data/shared");
+        assert_eq!(owned, ["mo-data/", "data/shared/"]);
+        let loose: Vec<String> = ["etc/launch/tn.toml", "etc/launch/cn.toml", "data/local/hk_data"]
+            .map(String::from)
+            .to_vec();
         assert_eq!(
-            owned_places(&written),
-            ["data/shared/", "etc/launch/", "mo-data/"]
+            owned_places(&owned, &loose),
+            ["data/local/", "data/shared/", "etc/launch/", "mo-data/"]
         );
+        assert_eq!(owned_prefixes(&fs, "mo-data/shared2"), ["mo-data/"]);
     }
 }

@@ -6,18 +6,23 @@
 //! reported under that epoch and the ledger refuses them if the shard has
 //! been handed to someone else since (fencing). A shard whose agent fails,
 //! or whose lease expires, goes to another eligible agent.
+//!
+//! Shards come from a stream pulled only as agents have room for them, so
+//! a job over millions of files holds the files of the shards in flight,
+//! never all of them.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use mo_br_proto::agent::{
     shard_event, CopyShardRequest, FileDone, FileProblem, FileTask, ProblemKind,
     RestoreShardRequest, VerifyShardRequest,
 };
 use mo_br_proto::common::Storage as WireStorage;
-use mo_br_proto::coordinator::{job_event, Progress};
+use mo_br_proto::coordinator::{job_event, Problem, Progress};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -103,11 +108,49 @@ impl Ledger for LocalLedger {
     }
 }
 
+/// Shards to run, produced as they are needed.
+pub type ShardStream<'a> = BoxStream<'a, Result<Shard>>;
+
+/// A stream over shards already in memory.
+pub fn from_vec<'a>(shards: Vec<Shard>) -> ShardStream<'a> {
+    futures::stream::iter(shards.into_iter().map(Ok)).boxed()
+}
+
 #[derive(Debug, Default)]
 pub struct Outcome {
-    /// Results by the caller's file index.
-    pub done: HashMap<usize, FileDone>,
-    pub problems: Vec<(usize, FileProblem)>,
+    /// The first file that had a problem, and the problem.
+    pub first_problem: Option<(FileTask, FileProblem)>,
+    /// Files that had a problem.
+    pub problems: u64,
+}
+
+/// How a run behaves.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Files in flight per shard on an agent (0: the agent's default).
+    pub parallelism: u32,
+    /// The first problem ends the run; outstanding shards are cancelled.
+    pub fail_fast: bool,
+    /// A client that goes away ends the run (a backup goes on without its
+    /// watcher; a check or restore does not).
+    pub stop_without_client: bool,
+    /// Every problem goes to the client as a `Problem` event, named by the
+    /// file's source (`FileTask::src`).
+    pub report_problems: bool,
+    /// Bytes and files already done, where progress starts.
+    pub base: (u64, u64),
+}
+
+/// The word a problem kind is reported with.
+pub fn problem_kind(kind: i32) -> &'static str {
+    match ProblemKind::try_from(kind) {
+        Ok(ProblemKind::Missing) => "missing",
+        Ok(ProblemKind::Truncated) => "truncated",
+        Ok(ProblemKind::Corrupt) => "corrupt",
+        Ok(ProblemKind::SizeMismatch) => "size mismatch",
+        Ok(ProblemKind::UnsafePath) => "unsafe path",
+        _ => "io",
+    }
 }
 
 /// Splits files (with the caller's indexes) into shards of one eligibility.
@@ -140,6 +183,75 @@ pub fn split(
     shards
 }
 
+/// Groups files into shards of one eligibility as they stream in, bounded
+/// in bytes and count like [`split`]; shard ids count from 0.
+pub fn batch<'a>(
+    files: BoxStream<'a, Result<FileTask>>,
+    eligibility: Eligibility,
+    max_bytes: u64,
+) -> ShardStream<'a> {
+    struct State<'a> {
+        files: BoxStream<'a, Result<FileTask>>,
+        carry: Option<FileTask>,
+        next_id: usize,
+        ended: bool,
+    }
+    let state = State {
+        files,
+        carry: None,
+        next_id: 0,
+        ended: false,
+    };
+    futures::stream::unfold(state, move |mut st| {
+        let eligibility = eligibility.clone();
+        async move {
+            if st.ended && st.carry.is_none() {
+                return None;
+            }
+            let mut shard = Shard {
+                id: st.next_id,
+                indexes: Vec::new(),
+                files: Vec::new(),
+                eligibility,
+            };
+            let mut bytes = 0u64;
+            let mut next = st.carry.take();
+            loop {
+                let f = match next.take() {
+                    Some(f) => f,
+                    None if st.ended => break,
+                    None => match st.files.next().await {
+                        Some(Ok(f)) => f,
+                        Some(Err(e)) => {
+                            st.ended = true;
+                            return Some((Err(e), st));
+                        }
+                        None => {
+                            st.ended = true;
+                            break;
+                        }
+                    },
+                };
+                let full = !shard.files.is_empty()
+                    && (bytes + f.size > max_bytes || shard.files.len() >= SHARD_FILES);
+                if full {
+                    st.carry = Some(f);
+                    break;
+                }
+                bytes += f.size;
+                shard.indexes.push(shard.files.len());
+                shard.files.push(f);
+            }
+            if shard.files.is_empty() {
+                return None;
+            }
+            st.next_id += 1;
+            Some((Ok(shard), st))
+        }
+    })
+    .boxed()
+}
+
 enum Msg {
     Bytes(u64),
     /// A shard ended with every file answered.
@@ -148,6 +260,7 @@ enum Msg {
         epoch: u64,
         agent: String,
         done: Vec<(usize, FileDone)>,
+        /// By position in the shard.
         problems: Vec<(usize, FileProblem)>,
         took: Duration,
     },
@@ -165,25 +278,26 @@ struct Running {
     shard: Shard,
 }
 
-/// Runs `shards` on `agents`. With `fail_fast` the first problem ends the
-/// run (outstanding shards are cancelled). Progress goes to `events`
-/// (cumulative bytes and files, starting from `base`); a client that goes
-/// away does not stop the run — a backup goes on without its watcher —
-/// unless `stop_without_client`.
-#[allow(clippy::too_many_arguments)]
+/// Runs `shards` on `agents`, as `opts` says. Progress goes to `events`
+/// (cumulative bytes and files).
 pub async fn run(
     agents: &Agents,
     ledger: &dyn Ledger,
     op: Op,
-    shards: Vec<Shard>,
-    parallelism: u32,
-    fail_fast: bool,
-    stop_without_client: bool,
-    base: (u64, u64),
+    mut shards: ShardStream<'_>,
+    opts: RunOptions,
     events: &Events,
 ) -> Result<Outcome> {
+    let RunOptions {
+        parallelism,
+        fail_fast,
+        stop_without_client,
+        report_problems,
+        base,
+    } = opts;
     let mut outcome = Outcome::default();
-    let mut queue: VecDeque<Shard> = shards.into();
+    let mut queue: VecDeque<Shard> = VecDeque::new();
+    let mut exhausted = false;
     let mut attempts: HashMap<usize, u32> = HashMap::new();
     let mut running: HashMap<usize, Running> = HashMap::new();
     let mut waiting_since: Option<Instant> = None;
@@ -210,8 +324,21 @@ pub async fn run(
             queue.push_front(r.shard);
         }
 
-        // Hand out shards to live agents with a free slot.
+        // Take as many new shards as agents have free slots for (one at
+        // least, so that a run with no agent yet notices it is stuck).
         let live = agents.live();
+        let want = (live.len() * SHARDS_PER_AGENT)
+            .saturating_sub(running.len())
+            .max(1);
+        while !exhausted && queue.len() < want {
+            match shards.next().await {
+                Some(Ok(shard)) => queue.push_back(shard),
+                Some(Err(e)) => break 'sched Err(e),
+                None => exhausted = true,
+            }
+        }
+
+        // Hand out shards to live agents with a free slot.
         let mut stuck = None;
         let mut i = 0;
         while i < queue.len() {
@@ -254,7 +381,7 @@ pub async fn run(
                 },
             );
         }
-        if queue.is_empty() && running.is_empty() {
+        if exhausted && queue.is_empty() && running.is_empty() {
             break Ok(());
         }
         // Shards nobody can take: wait a while for an agent to (re)appear.
@@ -295,7 +422,26 @@ pub async fn run(
                 running.remove(&shard.id);
                 metrics::shard_finished(op.label(), took);
                 if !problems.is_empty() {
-                    outcome.problems.extend(problems);
+                    outcome.problems += problems.len() as u64;
+                    for (i, p) in problems {
+                        let Some(task) = shard.files.get(i) else {
+                            continue;
+                        };
+                        if report_problems {
+                            emit(
+                                events,
+                                job_event::Event::Problem(Problem {
+                                    path: task.src.clone(),
+                                    kind: problem_kind(p.kind).into(),
+                                    detail: p.detail.clone(),
+                                }),
+                            )
+                            .await;
+                        }
+                        if outcome.first_problem.is_none() {
+                            outcome.first_problem = Some((task.clone(), p));
+                        }
+                    }
                     if fail_fast {
                         break Ok(());
                     }
@@ -306,7 +452,6 @@ pub async fn run(
                 };
                 if accepted {
                     files_done += done.len() as u64;
-                    outcome.done.extend(done);
                 }
             }
             Some(Msg::Lost {
@@ -469,9 +614,9 @@ async fn stream_shard(
                 tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
             ) =>
         {
-            for (i, &global) in shard.indexes.iter().enumerate() {
+            for i in 0..shard.files.len() {
                 problems.push((
-                    global,
+                    i,
                     FileProblem {
                         index: i as u32,
                         kind: ProblemKind::Io as i32,
@@ -496,8 +641,8 @@ async fn stream_shard(
                 }
             }
             Some(shard_event::Event::Problem(p)) if p.epoch == epoch => {
-                if let Some(&global) = shard.indexes.get(p.index as usize) {
-                    problems.push((global, p));
+                if (p.index as usize) < shard.files.len() {
+                    problems.push((p.index as usize, p));
                 }
             }
             // A result of another assignment: fenced off.
@@ -526,6 +671,34 @@ mod tests {
                 ..Default::default()
             },
         )
+    }
+
+    #[tokio::test]
+    async fn batch_bounds_bytes_and_counts_as_files_stream() {
+        let files = (0..2500).map(|_| Ok(task(1).1));
+        let shards: Vec<Shard> = batch(
+            futures::stream::iter(files).boxed(),
+            Eligibility::Shared,
+            SHARD_BYTES,
+        )
+        .map(|s| s.unwrap())
+        .collect()
+        .await;
+        let sizes: Vec<_> = shards.iter().map(|s| s.files.len()).collect();
+        assert_eq!(sizes, vec![1000, 1000, 500]);
+        assert_eq!(shards.iter().map(|s| s.id).collect::<Vec<_>>(), [0, 1, 2]);
+
+        let files = [50 << 20, 50 << 20, 10, 100 << 20].map(|n| Ok(task(n).1));
+        let shards: Vec<Shard> = batch(
+            futures::stream::iter(files).boxed(),
+            Eligibility::Shared,
+            SHARD_BYTES,
+        )
+        .map(|s| s.unwrap())
+        .collect()
+        .await;
+        let sizes: Vec<_> = shards.iter().map(|s| s.files.len()).collect();
+        assert_eq!(sizes, vec![1, 2, 1]);
     }
 
     #[test]

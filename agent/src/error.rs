@@ -20,6 +20,9 @@ pub enum Error {
     Storage(#[from] mo_br_storage::Error),
     #[error("invalid request: {0}")]
     Request(String),
+    /// The work was stopped because nobody waits for its result any more.
+    #[error("cancelled: the caller went away")]
+    Cancelled,
 }
 
 impl Error {
@@ -38,6 +41,7 @@ impl From<Error> for tonic::Status {
                 tonic::Status::invalid_argument(e.to_string())
             }
             Error::Storage(s) if s.kind() == "not_found" => tonic::Status::not_found(e.to_string()),
+            Error::Cancelled => tonic::Status::cancelled(e.to_string()),
             _ => tonic::Status::internal(e.to_string()),
         }
     }

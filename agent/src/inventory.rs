@@ -4,13 +4,26 @@
 //! cold backups of a stopped node only — `mo-data/logservice-data`.
 //! Skipped by design: `.tmp.*` (unfinished writes), LOCAL (`local2`/`local`),
 //! ETL, TMP and caches: nothing a restore needs.
+//!
+//! The files come in the order the `Inventory` RPC promises (see
+//! `InventoryBatch` in agent.proto): every SHARED file sorted by name
+//! bytewise, then the configs in `launch.toml` order, then logservice-data
+//! sorted by name. A SHARED directory is mostly one flat directory of
+//! millions of objects that `read_dir` lists in no order, so the listing is
+//! sorted with an external merge sort ([`crate::sorted`]): memory stays
+//! bounded by [`Options::run_size`], not by the number of files.
 
 use std::path::{Path, PathBuf};
 
 use mo_br_format::layout::FileKind;
+use mo_br_format::mo::{self, Hlc};
 use serde::Deserialize;
 
+use crate::sorted::{codec, ExternalSort, Record, Sorted};
 use crate::{Error, Result};
+
+/// Default [`Options::run_size`]: some tens of MiB of names and paths.
+pub const RUN_SIZE: usize = 200_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeFile {
@@ -24,13 +37,40 @@ pub struct NodeFile {
     pub role: Option<String>,
 }
 
+/// How to inventory a node.
 #[derive(Debug, Clone)]
+pub struct Options {
+    /// The node is running: leave out logservice-data (not safely copyable
+    /// file by file while it runs) and the ckp/ and gc/ files that end after
+    /// the cut (they could reference objects the backup does not hold).
+    pub online: bool,
+    /// Files sorted in memory before a run is spilled to disk.
+    pub run_size: usize,
+    /// Where sort runs are spilled; the system temp directory if `None`.
+    pub spill_dir: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            online: false,
+            run_size: RUN_SIZE,
+            spill_dir: None,
+        }
+    }
+}
+
+/// A node's inventory: what is known before listing, and the files, listed
+/// as they are consumed.
 pub struct Inventory {
     /// "DISK-V2" or "DISK".
     pub shared_backend: String,
     /// SHARED root relative to the MatrixOne directory, as restored.
     pub shared_dir: String,
-    pub files: Vec<NodeFile>,
+    /// The cut: the newest `ckp/meta_*` end; `None` before the first
+    /// checkpoint.
+    pub backup_ts: Option<Hlc>,
+    pub files: Files,
 }
 
 /// Shape of `launch.toml`: which config each service of the process uses.
@@ -97,15 +137,20 @@ pub fn shared_from_tn_config(tn_config: &Path, data_dir: &Path) -> Result<Option
 }
 
 /// Inventories a node. `data_dir` is its `mo-data`; `launch_config` its
-/// `etc/launch/launch.toml`, if given.
-pub fn inventory(data_dir: &Path, launch_config: Option<&Path>) -> Result<Inventory> {
+/// `etc/launch/launch.toml`, if given. Reads the configs and SHARED's `ckp/`
+/// (both small); the big listings wait for the first [`Files::next`].
+pub fn inventory(
+    data_dir: &Path,
+    launch_config: Option<&Path>,
+    options: &Options,
+) -> Result<Inventory> {
     let data_dir = data_dir
         .canonicalize()
         .ok()
         .filter(|p| p.is_dir())
         .ok_or_else(|| Error::NoDataDir(data_dir.display().to_string()))?;
 
-    let mut files = Vec::new();
+    let mut configs: Vec<NodeFile> = Vec::new();
     let mut shared = None;
     if let Some(launch) = launch_config {
         let launch = launch.canonicalize().map_err(|e| Error::io(launch, e))?;
@@ -120,10 +165,10 @@ pub fn inventory(data_dir: &Path, launch_config: Option<&Path>) -> Result<Invent
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            if files.iter().any(|f: &NodeFile| f.source == path) {
+            if configs.iter().any(|f| f.source == path) {
                 continue;
             }
-            files.push(NodeFile {
+            configs.push(NodeFile {
                 kind: FileKind::Config,
                 source: path,
                 name,
@@ -142,40 +187,235 @@ pub fn inventory(data_dir: &Path, launch_config: Option<&Path>) -> Result<Invent
             shared.dir.display()
         )));
     }
-
-    walk(&shared.dir, &mut |path, rel, size| {
-        let kind = match rel.split_once('/') {
-            Some(("ckp", _)) => FileKind::Checkpoint,
-            Some(("gc", _)) => FileKind::Gc,
-            _ => FileKind::Object,
-        };
-        files.push(NodeFile {
-            kind,
-            source: path.to_path_buf(),
-            name: rel.to_string(),
-            size,
-            role: None,
-        });
-    })?;
+    let backup_ts = cut(&shared.dir)?;
 
     let log_dir = data_dir.join("logservice-data");
-    if log_dir.is_dir() {
-        walk(&log_dir, &mut |path, rel, size| {
-            files.push(NodeFile {
-                kind: FileKind::Logservice,
-                source: path.to_path_buf(),
-                name: rel.to_string(),
-                size,
-                role: None,
-            });
-        })?;
-    }
-
+    let log_dir = (!options.online && log_dir.is_dir()).then_some(log_dir);
     Ok(Inventory {
         shared_backend: shared.backend,
         shared_dir: shared.rel,
-        files,
+        backup_ts,
+        files: Files {
+            shared_root: shared.dir,
+            log_dir,
+            configs: configs.into_iter(),
+            cut: backup_ts.filter(|_| options.online),
+            lister: Lister {
+                run_size: options.run_size,
+                spill_dir: options.spill_dir.clone(),
+                stop: None,
+            },
+            phase: Phase::Start,
+        },
     })
+}
+
+/// The newest end among SHARED's `ckp/meta_*` names, the rule the
+/// coordinator applies to a whole listing.
+fn cut(shared_root: &Path) -> Result<Option<Hlc>> {
+    let ckp = shared_root.join("ckp");
+    // Not followed if it is a symlink, as in the listing itself.
+    if !std::fs::symlink_metadata(&ckp).is_ok_and(|m| m.is_dir()) {
+        return Ok(None);
+    }
+    let mut cut = None;
+    walk(&ckp, &mut |_, rel, _| {
+        if rel.starts_with("meta_") {
+            cut = cut.max(mo::name_end_ts(rel));
+        }
+        Ok(())
+    })?;
+    Ok(cut)
+}
+
+/// The files of an [`Inventory`], in the order of the module docs. Listing
+/// and sorting happen as they are consumed; the first error ends them.
+pub struct Files {
+    shared_root: PathBuf,
+    /// `None` when online or when the node has none.
+    log_dir: Option<PathBuf>,
+    configs: std::vec::IntoIter<NodeFile>,
+    /// Set only for online inventories: ckp/ and gc/ files ending after it
+    /// are left out.
+    cut: Option<Hlc>,
+    lister: Lister,
+    phase: Phase,
+}
+
+enum Phase {
+    Start,
+    Shared(Sorted<Listed>),
+    Configs,
+    Logservice(Sorted<Listed>),
+    Done,
+}
+
+impl Files {
+    /// Makes the listing give up with [`Error::Cancelled`] once `stop`
+    /// returns true, which it asks before every directory entry: a listing
+    /// of millions of files is otherwise finished for nobody.
+    pub fn stop_when(&mut self, stop: impl Fn() -> bool + Send + 'static) {
+        self.lister.stop = Some(Box::new(stop));
+    }
+
+    fn step(&mut self) -> Result<Option<NodeFile>> {
+        loop {
+            match &mut self.phase {
+                Phase::Start => self.phase = Phase::Shared(self.lister.list(&self.shared_root)?),
+                Phase::Shared(sorted) => {
+                    let Some(listed) = sorted.next().transpose()? else {
+                        self.phase = Phase::Configs;
+                        continue;
+                    };
+                    let kind = shared_kind(&listed.name);
+                    if after_cut(kind, &listed.name, self.cut) {
+                        continue;
+                    }
+                    return Ok(Some(listed.into_file(kind)));
+                }
+                Phase::Configs => {
+                    if let Some(config) = self.configs.next() {
+                        return Ok(Some(config));
+                    }
+                    match self.log_dir.take() {
+                        Some(dir) => self.phase = Phase::Logservice(self.lister.list(&dir)?),
+                        None => return Ok(None),
+                    }
+                }
+                Phase::Logservice(sorted) => {
+                    return Ok(sorted
+                        .next()
+                        .transpose()?
+                        .map(|l| l.into_file(FileKind::Logservice)))
+                }
+                Phase::Done => return Ok(None),
+            }
+        }
+    }
+}
+
+impl Iterator for Files {
+    type Item = Result<NodeFile>;
+
+    fn next(&mut self) -> Option<Result<NodeFile>> {
+        match self.step() {
+            Ok(Some(file)) => Some(Ok(file)),
+            Ok(None) => {
+                self.phase = Phase::Done;
+                None
+            }
+            Err(e) => {
+                // Drops the runs now, not when the consumer drops us.
+                self.phase = Phase::Done;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+fn shared_kind(name: &str) -> FileKind {
+    match name.split_once('/') {
+        Some(("ckp", _)) => FileKind::Checkpoint,
+        Some(("gc", _)) => FileKind::Gc,
+        _ => FileKind::Object,
+    }
+}
+
+/// Whether an online backup leaves the file out: a ckp/ or gc/ file whose
+/// name ends after the cut. Files without an end in their name are kept.
+fn after_cut(kind: FileKind, name: &str, cut: Option<Hlc>) -> bool {
+    matches!(kind, FileKind::Checkpoint | FileKind::Gc)
+        && matches!((mo::name_end_ts(name), cut), (Some(end), Some(cut)) if end > cut)
+}
+
+/// Lists a directory tree sorted by relative name.
+struct Lister {
+    run_size: usize,
+    spill_dir: Option<PathBuf>,
+    stop: Option<Box<dyn Fn() -> bool + Send>>,
+}
+
+impl Lister {
+    fn list(&self, root: &Path) -> Result<Sorted<Listed>> {
+        let mut sorter = ExternalSort::new(self.run_size);
+        if let Some(dir) = &self.spill_dir {
+            sorter = sorter.spill_in(dir);
+        }
+        walk(root, &mut |path, rel, size| {
+            if self.stop.as_ref().is_some_and(|stop| stop()) {
+                return Err(Error::Cancelled);
+            }
+            sorter.push(Listed {
+                name: rel.to_string(),
+                source: path.to_path_buf(),
+                size,
+            })
+        })?;
+        sorter.finish()
+    }
+}
+
+/// A listed file as it is sorted and spilled. Field order matters: the
+/// derived order is by `name` first.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Listed {
+    name: String,
+    source: PathBuf,
+    size: u64,
+}
+
+impl Listed {
+    fn into_file(self, kind: FileKind) -> NodeFile {
+        NodeFile {
+            kind,
+            source: self.source,
+            name: self.name,
+            size: self.size,
+            role: None,
+        }
+    }
+}
+
+impl Record for Listed {
+    fn encode(&self, out: &mut Vec<u8>) {
+        codec::put_bytes(out, self.name.as_bytes());
+        codec::put_u64(out, self.size);
+        codec::put_bytes(out, &path_bytes(&self.source));
+    }
+
+    fn decode(mut bytes: &[u8]) -> Option<Self> {
+        let name = String::from_utf8(codec::take_bytes(&mut bytes)?.to_vec()).ok()?;
+        let size = codec::take_u64(&mut bytes)?;
+        let source = path_from_bytes(codec::take_bytes(&mut bytes)?)?;
+        Some(Listed { name, source, size })
+    }
+}
+
+// Paths keep their exact bytes through a spill: `name` may be a lossy
+// rendering, but `source` must open the very file that was listed.
+#[cfg(unix)]
+fn path_bytes(path: &Path) -> std::borrow::Cow<'_, [u8]> {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str().as_bytes().into()
+}
+
+#[cfg(unix)]
+fn path_from_bytes(bytes: &[u8]) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    Some(std::ffi::OsStr::from_bytes(bytes).into())
+}
+
+#[cfg(not(unix))]
+fn path_bytes(path: &Path) -> std::borrow::Cow<'_, [u8]> {
+    match path.to_string_lossy() {
+        std::borrow::Cow::Borrowed(s) => s.as_bytes().into(),
+        std::borrow::Cow::Owned(s) => s.into_bytes().into(),
+    }
+}
+
+#[cfg(not(unix))]
+fn path_from_bytes(bytes: &[u8]) -> Option<PathBuf> {
+    std::str::from_utf8(bytes).ok().map(PathBuf::from)
 }
 
 /// Without a TN config, SHARED is whichever of `shared2` (DISK-V2) and
@@ -258,9 +498,10 @@ fn is_temp(name: &str) -> bool {
 }
 
 /// Recursively lists regular files under `root`, calling `f(path, rel, size)`
-/// with `rel` '/'-separated. Symlinks are not followed: a backup copies what
+/// with `rel` '/'-separated, in no particular order; stops at the first
+/// error `f` returns. Symlinks are not followed: a backup copies what
 /// MatrixOne wrote, not what a link points at.
-fn walk(root: &Path, f: &mut dyn FnMut(&Path, &str, u64)) -> Result<()> {
+fn walk(root: &Path, f: &mut dyn FnMut(&Path, &str, u64) -> Result<()>) -> Result<()> {
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -280,9 +521,214 @@ fn walk(root: &Path, f: &mut dyn FnMut(&Path, &str, u64)) -> Result<()> {
                     .strip_prefix(root)
                     .map(|r| r.to_string_lossy().replace('\\', "/"))
                     .unwrap_or(name);
-                f(&path, &rel, size);
+                f(&path, &rel, size)?;
             }
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::BTreeSet;
+    use std::fs;
+
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+
+    /// A node in launch mode whose SHARED holds `objects` objects plus the
+    /// ckp/ and gc/ files below (cut `300-0`), unfinished writes and a
+    /// symlink, and some logservice-data. Returns (root, the SHARED names an
+    /// offline inventory lists, the logservice names).
+    pub(crate) fn node(root: &Path, objects: usize) -> (BTreeSet<String>, Vec<String>) {
+        let launch = root.join("etc/launch");
+        fs::create_dir_all(&launch).unwrap();
+        fs::write(
+            launch.join("launch.toml"),
+            "tnservices = [\"./etc/launch/tn.toml\"]\n\
+             logservices = [\"./etc/launch/log.toml\"]\n\
+             cnservices = [\"./etc/launch/cn.toml\"]\n",
+        )
+        .unwrap();
+        fs::write(
+            launch.join("tn.toml"),
+            "[[fileservice]]\nname = \"SHARED\"\nbackend = \"DISK-V2\"\ndata-dir = \"./mo-data/shared2\"\n",
+        )
+        .unwrap();
+        fs::write(launch.join("log.toml"), "# log\n").unwrap();
+        fs::write(launch.join("cn.toml"), "# cn\n").unwrap();
+
+        let shared = root.join("mo-data/shared2");
+        fs::create_dir_all(shared.join("ckp")).unwrap();
+        fs::create_dir_all(shared.join("gc")).unwrap();
+        let mut names = BTreeSet::new();
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for i in 0..objects {
+            let id: u128 = rng.random();
+            let id = format!("{id:032x}");
+            let name = format!(
+                "{}-{}-{}-{}-{}_{:05}",
+                &id[..8],
+                &id[8..12],
+                &id[12..16],
+                &id[16..20],
+                &id[20..],
+                i % 3
+            );
+            fs::write(shared.join(&name), vec![b'x'; i % 7]).unwrap();
+            names.insert(name);
+        }
+        for name in [
+            "ckp/meta_0-0_100-0.ckp",
+            "ckp/meta_100-1_300-0.ckp",
+            "ckp/meta_0-0_300-0.cpt",
+            "gc/gc_0-0_250-0.ckp",
+            "gc/gc_0-0_400-0.ckp",
+            "gc/x.fgc",
+        ] {
+            fs::write(shared.join(name), name).unwrap();
+            names.insert(name.to_string());
+        }
+        fs::write(shared.join(".tmp.0001"), "partial").unwrap();
+        fs::write(shared.join("ckp/.tmp.0002"), "partial").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(shared.join("gc/x.fgc"), shared.join("link")).unwrap();
+
+        let mut logs = Vec::new();
+        for i in 0..30 {
+            let name = format!("4e1e/host/{}/{i:03}.log", ["a", "b"][i % 2]);
+            let path = root.join("mo-data/logservice-data").join(&name);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, "log").unwrap();
+            logs.push(name);
+        }
+        logs.sort();
+        fs::create_dir_all(root.join("mo-data/local2")).unwrap();
+        fs::write(root.join("mo-data/local2/hk"), "local").unwrap();
+        (names, logs)
+    }
+
+    fn options(online: bool, spill: &Path) -> Options {
+        Options {
+            online,
+            run_size: 100,
+            spill_dir: Some(spill.to_path_buf()),
+        }
+    }
+
+    fn is_empty(dir: &Path) -> bool {
+        fs::read_dir(dir).unwrap().next().is_none()
+    }
+
+    /// 5,000 objects sorted in runs of 100: SHARED sorted and complete, then
+    /// the configs, then logservice-data; an online inventory leaves out what
+    /// ends after the cut (here a checkpoint written while it lists) and
+    /// logservice-data.
+    #[test]
+    fn lists_in_order_in_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let spill = tempfile::tempdir().unwrap();
+        let (names, logs) = node(dir.path(), 5000);
+        let launch = dir.path().join("etc/launch/launch.toml");
+        let root = dir.path().canonicalize().unwrap();
+        for online in [false, true] {
+            let inv = inventory(
+                &dir.path().join("mo-data"),
+                Some(&launch),
+                &options(online, spill.path()),
+            )
+            .unwrap();
+            assert_eq!(inv.shared_backend, "DISK-V2");
+            assert_eq!(inv.shared_dir, "mo-data/shared2");
+            assert_eq!(inv.backup_ts.unwrap().to_string(), "300-0");
+            // A checkpoint that lands after the cut was taken.
+            let late = dir.path().join("mo-data/shared2/ckp/meta_300-1_500-0.ckp");
+            fs::write(&late, "late").unwrap();
+
+            let files: Vec<NodeFile> = inv.files.collect::<Result<_>>().unwrap();
+            assert!(is_empty(spill.path()), "runs left behind");
+
+            let mut expected = names.clone();
+            if online {
+                expected.remove("gc/gc_0-0_400-0.ckp");
+            } else {
+                expected.insert("ckp/meta_300-1_500-0.ckp".into());
+            }
+            let shared: Vec<&NodeFile> = files
+                .iter()
+                .take_while(|f| f.kind != FileKind::Config)
+                .collect();
+            assert!(
+                shared.windows(2).all(|w| w[0].name < w[1].name),
+                "SHARED not sorted"
+            );
+            let got: BTreeSet<String> = shared.iter().map(|f| f.name.clone()).collect();
+            assert_eq!(got, expected);
+            assert_eq!(shared.len(), expected.len());
+            for f in &shared {
+                assert_eq!(f.kind, shared_kind(&f.name), "{}", f.name);
+                assert_eq!(f.source, root.join("mo-data/shared2").join(&f.name));
+                assert_eq!(f.size, fs::metadata(&f.source).unwrap().len());
+            }
+
+            let rest = &files[shared.len()..];
+            let roles: Vec<&str> = rest
+                .iter()
+                .take_while(|f| f.kind == FileKind::Config)
+                .map(|f| f.role.as_deref().unwrap())
+                .collect();
+            assert_eq!(roles, ["launch", "dn", "log", "cn"]);
+            let rest = &rest[roles.len()..];
+            assert!(rest.iter().all(|f| f.kind == FileKind::Logservice));
+            let got: Vec<&str> = rest.iter().map(|f| f.name.as_str()).collect();
+            if online {
+                assert!(got.is_empty(), "{got:?}");
+            } else {
+                assert_eq!(got, logs);
+            }
+            fs::remove_file(&late).unwrap();
+        }
+    }
+
+    #[test]
+    fn no_checkpoint_no_cut_and_nothing_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let spill = tempfile::tempdir().unwrap();
+        let (mut names, _) = node(dir.path(), 10);
+        let shared = dir.path().join("mo-data/shared2");
+        fs::remove_dir_all(shared.join("ckp")).unwrap();
+        names.retain(|n| !n.starts_with("ckp/"));
+        let inv = inventory(
+            &dir.path().join("mo-data"),
+            None,
+            &options(true, spill.path()),
+        )
+        .unwrap();
+        assert_eq!(inv.backup_ts, None);
+        let got: Vec<String> = inv.files.map(|f| f.unwrap().name).collect();
+        assert_eq!(got, names.into_iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_stopped_listing_ends_with_an_error_and_leaves_no_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let spill = tempfile::tempdir().unwrap();
+        node(dir.path(), 500);
+        let mut inv = inventory(
+            &dir.path().join("mo-data"),
+            None,
+            &options(false, spill.path()),
+        )
+        .unwrap();
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = seen.clone();
+        inv.files
+            .stop_when(move || counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= 300);
+        let mut files = inv.files;
+        assert!(matches!(files.next(), Some(Err(Error::Cancelled))));
+        assert!(files.next().is_none());
+        assert!(is_empty(spill.path()), "runs left behind");
+    }
 }

@@ -1,7 +1,9 @@
 //! The mo-br agent: runs next to one MatrixOne node and does the byte work.
 //!
 //! - [`inventory`]: what a backup takes from a node (SHARED objects, `ckp/`,
-//!   `gc/`, launch configs, `logservice-data`) and what it skips.
+//!   `gc/`, launch configs, `logservice-data`) and what it skips, listed in
+//!   a fixed order in bounded memory.
+//! - [`sorted`]: the external merge sort behind that order.
 //! - [`shard`]: copy, restore and verify a shard of files, in parallel,
 //!   streaming and hashing every byte once.
 //! - [`metrics`]: Prometheus metrics (exported with `--metrics_listen`).
@@ -14,6 +16,7 @@ pub mod metrics;
 pub mod registration;
 pub mod service;
 pub mod shard;
+pub mod sorted;
 pub mod throttle;
 
 mod error;

@@ -25,6 +25,9 @@ use crate::{inventory, Error};
 
 /// Files per inventory message: keeps messages well under gRPC's 4 MiB limit.
 const INVENTORY_BATCH: usize = 2000;
+/// Inventory messages waiting for the coordinator: a slow reader pauses the
+/// listing instead of letting it pile up in memory.
+const INVENTORY_QUEUE: usize = 2;
 
 #[derive(Debug, Clone)]
 pub struct AgentService {
@@ -33,6 +36,8 @@ pub struct AgentService {
     parallelism: usize,
     /// Shared by every shard of this agent.
     limiter: Option<Arc<RateLimiter>>,
+    /// How inventories sort; `online` comes from each request.
+    inventory: inventory::Options,
 }
 
 impl AgentService {
@@ -41,7 +46,16 @@ impl AgentService {
             id: id.into(),
             parallelism: parallelism.max(1),
             limiter: None,
+            inventory: inventory::Options::default(),
         }
+    }
+
+    /// Sorts inventories in runs of `run_size` files spilled under
+    /// `spill_dir` (the system temp directory if `None`).
+    pub fn with_inventory_sort(mut self, run_size: usize, spill_dir: Option<PathBuf>) -> Self {
+        self.inventory.run_size = run_size;
+        self.inventory.spill_dir = spill_dir;
+        self
     }
 
     /// Caps what this agent reads, over all its shards, at `bytes_per_sec`.
@@ -92,6 +106,65 @@ fn wire_kind(kind: FileKind) -> WireKind {
     }
 }
 
+fn wire_file(f: inventory::NodeFile) -> InventoryFile {
+    InventoryFile {
+        kind: wire_kind(f.kind) as i32,
+        source_path: f
+            .source
+            .to_string_lossy()
+            .trim_start_matches('/')
+            .to_string(),
+        name: f.name,
+        size: f.size,
+        role: f.role.unwrap_or_default(),
+    }
+}
+
+/// Sends an inventory in batches, on a blocking thread: listing and merging
+/// are file system work. The first batch carries the header (always sent,
+/// even with no files); an error ends the stream as its status. Returns when
+/// the receiver goes away, dropping the listing and its spilled runs.
+fn send_inventory(inv: inventory::Inventory, tx: &mpsc::Sender<Result<InventoryBatch, Status>>) {
+    let inventory::Inventory {
+        shared_backend,
+        shared_dir,
+        backup_ts,
+        files,
+    } = inv;
+    let mut header = Some(InventoryBatch {
+        shared_backend,
+        shared_dir,
+        backup_ts: backup_ts.map(|ts| ts.to_string()).unwrap_or_default(),
+        files: Vec::new(),
+    });
+    let mut batch = Vec::with_capacity(INVENTORY_BATCH);
+    for file in files {
+        match file {
+            Ok(file) => batch.push(wire_file(file)),
+            Err(e) => {
+                let _ = tx.blocking_send(Err(Status::from(e)));
+                return;
+            }
+        }
+        if batch.len() == INVENTORY_BATCH {
+            let msg = InventoryBatch {
+                files: std::mem::replace(&mut batch, Vec::with_capacity(INVENTORY_BATCH)),
+                ..header.take().unwrap_or_default()
+            };
+            if tx.blocking_send(Ok(msg)).is_err() {
+                return;
+            }
+        }
+    }
+    if header.is_some() || !batch.is_empty() {
+        let msg = InventoryBatch {
+            files: batch,
+            ..header.take().unwrap_or_default()
+        };
+        let _ = tx.blocking_send(Ok(msg));
+    }
+}
+
 fn start(
     op: Op,
     files: Vec<mo_br_proto::agent::FileTask>,
@@ -122,8 +195,8 @@ impl Agent for AgentService {
         &self,
         request: Request<InventoryRequest>,
     ) -> Result<Response<Self::InventoryStream>, Status> {
+        let request = request.into_inner();
         let source = request
-            .into_inner()
             .source
             .ok_or_else(|| Status::invalid_argument("no source given"))?;
         if source.data_dir.is_empty() {
@@ -132,48 +205,29 @@ impl Agent for AgentService {
         let data_dir = PathBuf::from(&source.data_dir);
         let launch =
             (!source.launch_config.is_empty()).then(|| PathBuf::from(&source.launch_config));
-        let inv =
-            tokio::task::spawn_blocking(move || inventory::inventory(&data_dir, launch.as_deref()))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))??;
+        let options = inventory::Options {
+            online: request.online,
+            ..self.inventory.clone()
+        };
+        // Configs, SHARED detection and the cut: small, and their errors are
+        // the call's status. The listing itself streams below.
+        let mut inv = tokio::task::spawn_blocking(move || {
+            inventory::inventory(&data_dir, launch.as_deref(), &options)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
 
-        let (tx, rx) = mpsc::channel(4);
+        let (tx, rx) = mpsc::channel(INVENTORY_QUEUE);
+        let gone = tx.clone();
+        inv.files.stop_when(move || gone.is_closed());
+        let on_panic = tx.clone();
+        let listing = tokio::task::spawn_blocking(move || send_inventory(inv, &tx));
         tokio::spawn(async move {
-            let mut first = true;
-            let mut files = inv.files.into_iter().peekable();
-            while first || files.peek().is_some() {
-                let batch: Vec<InventoryFile> = files
-                    .by_ref()
-                    .take(INVENTORY_BATCH)
-                    .map(|f| InventoryFile {
-                        kind: wire_kind(f.kind) as i32,
-                        source_path: f
-                            .source
-                            .to_string_lossy()
-                            .trim_start_matches('/')
-                            .to_string(),
-                        name: f.name,
-                        size: f.size,
-                        role: f.role.unwrap_or_default(),
-                    })
-                    .collect();
-                let msg = InventoryBatch {
-                    shared_backend: if first {
-                        inv.shared_backend.clone()
-                    } else {
-                        String::new()
-                    },
-                    shared_dir: if first {
-                        inv.shared_dir.clone()
-                    } else {
-                        String::new()
-                    },
-                    files: batch,
-                };
-                first = false;
-                if tx.send(Ok(msg)).await.is_err() {
-                    return;
-                }
+            // A stream that just ended would read as a complete listing.
+            if let Err(e) = listing.await {
+                let _ = on_panic
+                    .send(Err(Status::internal(format!("inventory failed: {e}"))))
+                    .await;
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -235,5 +289,103 @@ impl Agent for AgentService {
             parallelism,
             req.epoch,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures::StreamExt;
+    use mo_br_proto::common::Source;
+
+    use super::*;
+
+    fn request(root: &std::path::Path, online: bool) -> Request<InventoryRequest> {
+        Request::new(InventoryRequest {
+            source: Some(Source {
+                data_dir: root.join("mo-data").display().to_string(),
+                launch_config: root.join("etc/launch/launch.toml").display().to_string(),
+                ..Default::default()
+            }),
+            online,
+        })
+    }
+
+    fn is_empty(dir: &std::path::Path) -> bool {
+        std::fs::read_dir(dir).unwrap().next().is_none()
+    }
+
+    #[tokio::test]
+    async fn inventory_streams_the_header_first_then_sorted_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let spill = tempfile::tempdir().unwrap();
+        let (names, _) = inventory::tests::node(dir.path(), 5000);
+        let service =
+            AgentService::new("a", 1).with_inventory_sort(100, Some(spill.path().to_path_buf()));
+        let mut stream = service
+            .inventory(request(dir.path(), true))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut batches = Vec::new();
+        while let Some(batch) = stream.next().await {
+            batches.push(batch.unwrap());
+        }
+        assert_eq!(batches[0].shared_backend, "DISK-V2");
+        assert_eq!(batches[0].shared_dir, "mo-data/shared2");
+        assert_eq!(batches[0].backup_ts, "300-0");
+        assert!(batches[1..]
+            .iter()
+            .all(|b| b.shared_backend.is_empty() && b.backup_ts.is_empty()));
+        assert!(batches.iter().all(|b| b.files.len() <= INVENTORY_BATCH));
+        let files: Vec<InventoryFile> = batches.into_iter().flat_map(|b| b.files).collect();
+        let shared: Vec<&str> = files
+            .iter()
+            .filter(|f| f.kind != WireKind::Config as i32)
+            .map(|f| f.name.as_str())
+            .collect();
+        let mut expected: Vec<&str> = names.iter().map(String::as_str).collect();
+        expected.retain(|n| *n != "gc/gc_0-0_400-0.ckp");
+        assert_eq!(shared, expected);
+        assert_eq!(files.len(), expected.len() + 4, "SHARED then 4 configs");
+        assert!(is_empty(spill.path()));
+    }
+
+    /// A coordinator that stops reading must not leave the listing (or its
+    /// runs on disk) behind.
+    #[tokio::test]
+    async fn inventory_stops_when_the_client_goes_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let spill = tempfile::tempdir().unwrap();
+        inventory::tests::node(dir.path(), 12_000);
+        let service =
+            AgentService::new("a", 1).with_inventory_sort(100, Some(spill.path().to_path_buf()));
+        let mut stream = service
+            .inventory(request(dir.path(), false))
+            .await
+            .unwrap()
+            .into_inner();
+        stream.next().await.unwrap().unwrap();
+        // The listing is now parked on the full queue, its runs on disk.
+        assert!(!is_empty(spill.path()));
+        drop(stream);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !is_empty(spill.path()) {
+            assert!(tokio::time::Instant::now() < deadline, "runs left behind");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn inventory_of_a_missing_data_dir_is_the_call_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = AgentService::new("a", 1);
+        let status = service
+            .inventory(request(&dir.path().join("nope"), false))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
     }
 }

@@ -32,7 +32,6 @@ pub enum Error {
     Malformed { file: String, detail: String },
     #[error("unsupported backup format version {0}")]
     Version(u32),
-
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -209,17 +209,34 @@ fn non_empty_restore_target() {
     assert_eq!(std::fs::read(r.join("mo-data/x")).unwrap(), b"already here");
 }
 
-/// Rewrites the manifest at `b` so its first object is named `name`, with a
-/// matching `backup_meta.sha256`, as a forger would.
+/// Rewrites the manifest at `b` so its first object is named `name`: the
+/// manifest chunk holding it, the chunk's size and sha256 in `backup_meta`,
+/// and a matching `backup_meta.sha256`, as a forger would.
 fn forge_object_name(b: &Path, name: &str) {
+    let hex = |raw: &[u8]| raw.iter().map(|x| format!("{x:02x}")).collect::<String>();
     let text = std::fs::read(b.join("backup_meta")).unwrap();
     let mut meta: serde_json::Value = serde_json::from_slice(&text).unwrap();
-    let files = meta["files"].as_array_mut().expect("a files array");
-    let entry = files
-        .iter_mut()
-        .find(|f| f["kind"] == "object")
-        .expect("an object entry");
-    entry["name"] = serde_json::Value::String(name.to_string());
+    let chunks = meta["chunks"].as_array_mut().expect("a chunks array");
+    let forged = chunks.iter_mut().find_map(|chunk| {
+        let path = b.join(chunk["name"].as_str().unwrap());
+        let mut entries: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let entry = entries.iter_mut().find(|f| f["kind"] == "object")?;
+        entry["name"] = serde_json::Value::String(name.to_string());
+        let mut bytes = Vec::new();
+        for e in &entries {
+            bytes.extend(serde_json::to_vec(e).unwrap());
+            bytes.push(b'\n');
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        chunk["size"] = bytes.len().into();
+        chunk["sha256"] = hex(&sha256(&bytes)).into();
+        Some(())
+    });
+    forged.expect("an object entry");
     let bytes = serde_json::to_vec_pretty(&meta).unwrap();
     std::fs::write(b.join("backup_meta"), &bytes).unwrap();
     std::fs::write(b.join("backup_meta.sha256"), sha256(&bytes)).unwrap();

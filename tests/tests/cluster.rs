@@ -18,13 +18,22 @@ use mo_br_tests::trees::{assert_left_nothing, assert_restored, finished_files, t
 fn copied_bytes(backup_meta: &Path) -> u64 {
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(backup_meta).expect("backup_meta")).unwrap();
-    meta["files"]
+    // The data files' entries are in manifest chunks, each recording the
+    // bytes it copied.
+    let chunks: u64 = meta["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["copied_bytes"].as_u64().unwrap())
+        .sum();
+    let inline: u64 = meta["files"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|f| f["need_copy"] == true && f["kind"] != "meta")
         .map(|f| f["size"].as_u64().unwrap())
-        .sum()
+        .sum();
+    chunks + inline
 }
 
 /// Polls the leader's catalog until the running job of a backup has at
@@ -35,12 +44,12 @@ fn wait_for_progress(g: &Group, shards: usize) {
         if let Some(l) = g.wait_leader(Duration::from_secs(5)) {
             if let Some(r) = g.inspect(l) {
                 let cat: serde_json::Value = serde_json::from_str(&r.catalog_json).unwrap();
-                let done = cat["jobs"]
+                let done = cat["backup_jobs"]
                     .as_object()
                     .into_iter()
                     .flat_map(|jobs| jobs.values())
                     .flat_map(|j| j["shards"].as_array().cloned().unwrap_or_default())
-                    .filter(|s| s["done"] == true)
+                    .filter(|s| !s["result"].is_null())
                     .count();
                 if done >= shards {
                     return;
@@ -56,7 +65,7 @@ fn wait_for_progress(g: &Group, shards: usize) {
 fn running_jobs(g: &Group, i: usize) -> usize {
     let view = g.inspect(i).expect("the replica answers");
     let cat: serde_json::Value = serde_json::from_str(&view.catalog_json).unwrap();
-    cat["jobs"].as_object().map_or(0, |j| j.len())
+    cat["backup_jobs"].as_object().map_or(0, |j| j.len())
 }
 
 fn complete_backups(catalog: &serde_json::Value) -> Vec<String> {
@@ -88,7 +97,7 @@ fn assert_replicas_agree(g: &Group, id: &str) {
         "backup {id} is not complete in the catalog: {first}"
     );
     assert!(
-        first["jobs"].as_object().unwrap().is_empty(),
+        first["backup_jobs"].as_object().unwrap().is_empty(),
         "a job is left: {first}"
     );
 }

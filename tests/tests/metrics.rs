@@ -114,14 +114,16 @@ fn value(samples: &BTreeMap<String, f64>, series: &str, scraped: &str) -> f64 {
 }
 
 /// The files of a filesystem backup that are copies of the node's files:
-/// everything but our manifest, MatrixOne's metadata files and sidecars.
+/// everything but our manifest and its chunks, MatrixOne's metadata files
+/// and sidecars.
 /// Returns (count, bytes).
 fn copied_files(backup: &Path) -> (u64, u64) {
     let mut count = 0;
     let mut bytes = 0;
     for (rel, path) in files_under(backup) {
         let meta = ["backup_meta", "mo_meta", "tae/tae_list", "tae/tae_sum"];
-        if meta.contains(&rel.as_str()) || rel.ends_with(".sha256") {
+        if meta.contains(&rel.as_str()) || rel.ends_with(".sha256") || rel.starts_with("manifest/")
+        {
             continue;
         }
         count += 1;

@@ -325,9 +325,7 @@ async fn plan(
                     entry: FileEntry {
                         kind,
                         path: match kind {
-                            FileKind::Config => {
-                                layout::config_name(&f.name, &uuid::Uuid::now_v7())
-                            }
+                            FileKind::Config => layout::config_name(&f.name, &uuid::Uuid::now_v7()),
                             FileKind::Logservice => layout::logservice_name(&f.name),
                             _ => layout::shared_name(&f.name),
                         },
@@ -431,11 +429,7 @@ impl OrderCheck {
             self.local = true;
             return Ok(());
         }
-        let sorted = !self.local
-            && self
-                .last_shared
-                .as_deref()
-                .is_none_or(|last| last < name);
+        let sorted = !self.local && self.last_shared.as_deref().is_none_or(|last| last < name);
         if !sorted {
             return Err(format!(
                 "the inventory is out of order at {name}: upgrade the agent (SHARED files must come first, sorted by name)"
@@ -491,11 +485,12 @@ impl<'a> BaseObjects<'a> {
             let Some(r) = self.chunks.next() else {
                 return Ok(None);
             };
-            let entries: Vec<FileEntry> = read_chunk(self.base.storage.as_ref(), r)
-                .await
-                .map_err(|e| {
-                    Error::FailedPrecondition(format!("base backup {}: {e}", self.base.meta.id))
-                })?;
+            let entries: Vec<FileEntry> =
+                read_chunk(self.base.storage.as_ref(), r)
+                    .await
+                    .map_err(|e| {
+                        Error::FailedPrecondition(format!("base backup {}: {e}", self.base.meta.id))
+                    })?;
             for e in entries.into_iter().filter(|e| e.kind == FileKind::Object) {
                 if self.last.as_deref().is_some_and(|l| l >= e.name.as_str()) {
                     return Err(Error::FailedPrecondition(format!(
@@ -1014,11 +1009,12 @@ async fn tae_list_stream(
             let storage = storage.clone();
             let create_ts = create_ts.clone();
             async move {
-                let files: Vec<FileEntry> = read_chunk(storage.as_ref(), &r)
-                    .await
-                    .map_err(|e| mo_br_storage::Error::Io {
-                        path: r.name.clone(),
-                        source: std::io::Error::other(e.to_string()),
+                let files: Vec<FileEntry> =
+                    read_chunk(storage.as_ref(), &r).await.map_err(|e| {
+                        mo_br_storage::Error::Io {
+                            path: r.name.clone(),
+                            source: std::io::Error::other(e.to_string()),
+                        }
                     })?;
                 let mut rows = String::new();
                 mo::tae_list_rows(&files, &create_ts, &mut rows);

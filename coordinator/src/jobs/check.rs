@@ -55,11 +55,8 @@ pub async fn run(c: &Coordinator, req: CheckRequest, events: &Events) -> Result<
 
     // One pass per backup holding bytes: this one first, then its chain.
     let mut problems = 0u64;
-    let holders = std::iter::once((meta.id.clone(), &backup.location)).chain(
-        meta.chain
-            .iter()
-            .map(|l| (l.id.clone(), &l.location)),
-    );
+    let holders = std::iter::once((meta.id.clone(), &backup.location))
+        .chain(meta.chain.iter().map(|l| (l.id.clone(), &l.location)));
     for (pass, (holder, location)) in holders.enumerate() {
         let own = pass == 0;
         let (extra, holder_ref) = (&extra, &holder);
@@ -89,7 +86,11 @@ pub async fn run(c: &Coordinator, req: CheckRequest, events: &Events) -> Result<
                 if own {
                     line(events, format!("check: {}", f.path)).await;
                 } else {
-                    line(events, format!("check: {} (in base backup {held_by})", f.path)).await;
+                    line(
+                        events,
+                        format!("check: {} (in base backup {held_by})", f.path),
+                    )
+                    .await;
                 }
                 Ok(Some(FileTask {
                     src: f.path.clone(),
@@ -152,7 +153,10 @@ async fn sidecar_ok(storage: &dyn Storage, f: &FileEntry, events: &Events) -> bo
     let sidecar = layout::sidecar(&f.path);
     let trouble = match storage.get_bytes(&sidecar).await {
         Ok(raw) if hex::encode(&raw) == f.sha256 => return true,
-        Ok(_) => ("corrupt", "does not match the manifest's sha256".to_string()),
+        Ok(_) => (
+            "corrupt",
+            "does not match the manifest's sha256".to_string(),
+        ),
         Err(mo_br_storage::Error::NotFound(_)) => ("missing", "sidecar is missing".to_string()),
         Err(e) => ("io", e.to_string()),
     };

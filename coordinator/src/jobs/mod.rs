@@ -120,7 +120,10 @@ pub async fn read_chunk<T: ChunkItem>(storage: &dyn Storage, r: &ChunkRef) -> Re
 
 /// Every data file's entry of a backup, in manifest order (SHARED files
 /// sorted by name, then node-local ones), read a chunk at a time.
-pub fn entries<'a>(storage: &'a dyn Storage, meta: &'a BackupMeta) -> BoxStream<'a, Result<FileEntry>> {
+pub fn entries<'a>(
+    storage: &'a dyn Storage,
+    meta: &'a BackupMeta,
+) -> BoxStream<'a, Result<FileEntry>> {
     let chunked = futures::stream::iter(meta.chunks.iter())
         .then(move |r| read_chunk::<FileEntry>(storage, r))
         .map_ok(|v| futures::stream::iter(v.into_iter().map(Ok)))
@@ -151,6 +154,7 @@ pub async fn remove_all(target: &dyn Storage, prefix: &str) -> Result<u64> {
         }
     }
     let mut removed = 0u64;
+    let mut previous_first: Option<String> = None;
     loop {
         // Deleting while listing is not safe on every backend: take a page,
         // delete it, list again.
@@ -163,6 +167,16 @@ pub async fn remove_all(target: &dyn Storage, prefix: &str) -> Result<u64> {
         if page.is_empty() {
             break;
         }
+        // A name listed again after its removal succeeded: the backend does
+        // not remove it, and listing again would never end.
+        if previous_first.as_deref() == Some(page[0].as_str()) {
+            return Err(Error::Failed(format!(
+                "{} still lists {} after removing it",
+                target.describe(),
+                page[0]
+            )));
+        }
+        previous_first = Some(page[0].clone());
         let n = page.len() as u64;
         futures::stream::iter(page)
             .map(|name: String| async move { target.delete(&name).await })

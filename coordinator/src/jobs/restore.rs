@@ -231,7 +231,12 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
 
 /// Removes what a restore wrote: everything under the places it owns whole,
 /// its few other files, and temp files of unfinished writes.
-async fn remove_restored(target: &dyn Storage, owned: &[String], loose: &[String], places: &[String]) {
+async fn remove_restored(
+    target: &dyn Storage,
+    owned: &[String],
+    loose: &[String],
+    places: &[String],
+) {
     for pass in 0..2 {
         if pass > 0 {
             tokio::time::sleep(super::CANCEL_GRACE).await;
@@ -319,7 +324,11 @@ fn owned_places(owned: &[String], loose: &[String]) -> Vec<String> {
     let mut dirs: Vec<&str> = owned
         .iter()
         .map(String::as_str)
-        .chain(loose.iter().filter_map(|dst| dst.rfind('/').map(|i| &dst[..=i])))
+        .chain(
+            loose
+                .iter()
+                .filter_map(|dst| dst.rfind('/').map(|i| &dst[..=i])),
+        )
         .collect();
     dirs.sort_unstable();
     dirs.dedup();
@@ -392,14 +401,16 @@ mod tests {
 
     #[test]
     fn owned_places_cover_each_restored_file_once() {
-        let fs = Location::Filesystem {
-            path: "/r".into(),
-        };
+        let fs = Location::Filesystem { path: "/r".into() };
         let owned = owned_prefixes(&fs, "data/shared");
         assert_eq!(owned, ["mo-data/", "data/shared/"]);
-        let loose: Vec<String> = ["etc/launch/tn.toml", "etc/launch/cn.toml", "data/local/hk_data"]
-            .map(String::from)
-            .to_vec();
+        let loose: Vec<String> = [
+            "etc/launch/tn.toml",
+            "etc/launch/cn.toml",
+            "data/local/hk_data",
+        ]
+        .map(String::from)
+        .to_vec();
         assert_eq!(
             owned_places(&owned, &loose),
             ["data/local/", "data/shared/", "etc/launch/", "mo-data/"]

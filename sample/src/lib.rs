@@ -218,7 +218,14 @@ pub fn generate(root: &Path, opts: &Options) -> Result<Generated, Error> {
 /// meta, as a running node would between two backups; deterministic from
 /// seed, round and the current newest ckp meta. Returns the names added,
 /// relative to the SHARED dir: the objects, then `ckp/meta_<s>_<e>.ckp` last.
-pub fn grow(root: &Path, opts: &Options, round: u32, count: usize) -> Result<Vec<String>, Error> {
+/// With `object_size`, every new object has that size.
+pub fn grow(
+    root: &Path,
+    opts: &Options,
+    round: u32,
+    count: usize,
+    object_size: Option<u64>,
+) -> Result<Vec<String>, Error> {
     let shared_rel = format!("mo-data/{}", opts.backend.shared_dir());
     let ckp_dir = root.join(&shared_rel).join("ckp");
     let entries = fs::read_dir(&ckp_dir).map_err(|e| match e.kind() {
@@ -254,7 +261,9 @@ pub fn grow(root: &Path, opts: &Options, round: u32, count: usize) -> Result<Vec
     );
     let sizes: Vec<u64> = (0..count)
         .map(|_| {
-            if rng.random_ratio(1, 5) {
+            if let Some(size) = object_size {
+                size
+            } else if rng.random_ratio(1, 5) {
                 rng.random_range(256 * KIB..=MIB)
             } else {
                 rng.random_range(KIB..=64 * KIB)

@@ -49,6 +49,10 @@ enum Cmd {
         /// Number of new objects.
         #[arg(long, default_value_t = 16)]
         count: usize,
+        /// Every new object of this size (e.g. 16, 4KiB) instead of the
+        /// usual mix: many tiny objects for scale tests.
+        #[arg(long, value_parser = size_arg)]
+        object_size: Option<u64>,
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
@@ -65,6 +69,7 @@ fn main() -> Result<()> {
             out,
             round,
             count,
+            object_size,
             seed,
         }) => {
             let backend = detect_backend(&out)?;
@@ -73,7 +78,7 @@ fn main() -> Result<()> {
                 total_bytes: 0,
                 backend,
             };
-            let added = grow(&out, &opts, round, count)
+            let added = grow(&out, &opts, round, count, object_size)
                 .with_context(|| format!("growing {}", out.display()))?;
             let meta = added.last().map(String::as_str).unwrap_or("");
             println!(

@@ -278,7 +278,7 @@ fn grow_adds_objects_and_newer_meta() {
         .max()
         .unwrap();
 
-    let added = grow(d.path(), &o, 1, 6).unwrap();
+    let added = grow(d.path(), &o, 1, 6, None).unwrap();
     assert_eq!(added.len(), 7);
     let (objs, meta) = added.split_at(6);
     for n in objs {
@@ -293,7 +293,7 @@ fn grow_adds_objects_and_newer_meta() {
     assert!(objs.iter().all(|n| body.contains(n.as_str())));
 
     // A second round is newer again and names nothing already present.
-    let added2 = grow(d.path(), &o, 2, 3).unwrap();
+    let added2 = grow(d.path(), &o, 2, 3, None).unwrap();
     assert!(added2.iter().all(|n| !added.contains(n)));
     let (_, end2) = parse_ckp_meta_name(added2[3].strip_prefix("ckp/").unwrap()).unwrap();
     assert!(end2 > end);
@@ -301,7 +301,7 @@ fn grow_adds_objects_and_newer_meta() {
     // Same tree + same round => same names.
     let d2 = tempfile::tempdir().unwrap();
     generate(d2.path(), &o).unwrap();
-    assert_eq!(grow(d2.path(), &o, 1, 6).unwrap(), added);
+    assert_eq!(grow(d2.path(), &o, 1, 6, None).unwrap(), added);
 }
 
 #[test]
@@ -313,7 +313,7 @@ fn refuses_non_empty_and_ungenerated() {
         Err(Error::NotEmpty(_))
     ));
     assert!(matches!(
-        grow(d.path(), &opts(1, MIB, Backend::DiskV2), 1, 1),
+        grow(d.path(), &opts(1, MIB, Backend::DiskV2), 1, 1, None),
         Err(Error::NotGenerated { .. })
     ));
 }

@@ -82,7 +82,12 @@ impl Sample {
     /// Simulates the node running on: `count` new objects and a newer ckp
     /// meta. Returns the new objects' names (without the ckp meta).
     pub fn grow(&self, round: u32, count: usize) -> Vec<String> {
-        let mut added = mo_br_sample::grow(self.root(), &self.opts, round, count)
+        self.grow_sized(round, count, None)
+    }
+
+    /// [`Self::grow`] with every new object of `object_size` bytes, if given.
+    pub fn grow_sized(&self, round: u32, count: usize, object_size: Option<u64>) -> Vec<String> {
+        let mut added = mo_br_sample::grow(self.root(), &self.opts, round, count, object_size)
             .unwrap_or_else(|e| panic!("grow the sample: {e}"));
         let meta = added.pop().expect("grow adds a ckp meta last");
         assert!(meta.starts_with("ckp/meta_"), "grow added {meta} last");

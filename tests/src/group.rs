@@ -98,7 +98,7 @@ impl Group {
         cmd.args(["--id", &(i + 1).to_string(), "--listen", &self.addrs[i]])
             .args(["--peers", &self.peers()])
             .arg("--data_dir")
-            .arg(self.dir.path().join(format!("raft-{}", i + 1)))
+            .arg(self.raft_dir(i))
             .args(["--shard_bytes", &self.opts.shard_bytes.to_string()])
             .args(["--snapshot_every", &self.opts.snapshot_every.to_string()])
             .args(["--agent_lease_ms", &self.opts.agent_lease_ms.to_string()])
@@ -148,6 +148,21 @@ impl Group {
             metrics,
         });
         Ok(n)
+    }
+
+    /// Process id of replica `i`, if it runs.
+    pub fn replica_pid(&self, i: usize) -> Option<u32> {
+        self.replicas[i].as_ref().map(Daemon::pid)
+    }
+
+    /// Process id of agent `i`, if it runs.
+    pub fn agent_pid(&self, i: usize) -> Option<u32> {
+        self.agents[i].daemon.as_ref().map(Daemon::pid)
+    }
+
+    /// Replica `i`'s raft directory (log, hard state, snapshots).
+    pub fn raft_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("raft-{}", i + 1))
     }
 
     /// kill -9 of agent `i`.

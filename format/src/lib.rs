@@ -11,6 +11,7 @@
 //! - [`restore_path`]: joins a manifest path under a restore root, refusing
 //!   anything that could land outside it.
 
+pub mod fileservice;
 pub mod layout;
 pub mod manifest;
 pub mod mo;

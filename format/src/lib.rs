@@ -14,6 +14,7 @@
 //!   anything that could land outside it.
 
 pub mod chunk;
+pub mod fileservice;
 pub mod layout;
 pub mod manifest;
 pub mod mo;

@@ -10,14 +10,21 @@
 //! - `fs`: local directory backend (temp file, fsync, rename, fsync dir).
 //! - `s3`: S3-compatible backend through object_store (multipart for large
 //!   objects, bounded retries, fast failure on a dead endpoint or bad keys).
+//! - `s3copy`: [`ServerSideCopier`], copies between two S3 locations on one
+//!   endpoint without the bytes passing through this process, recording
+//!   the sha256 of what the target holds.
+//! - `limit`: a bound on concurrent requests per S3 endpoint, shared by every
+//!   S3 client of the process, that cannot deadlock a reader that writes.
 //!
 //! Object names are always relative, '/'-separated, with no empty, `.` or
 //! `..` component: [`check_name`] enforces it so no name can escape a root.
 
 mod error;
 mod fs;
+mod limit;
 mod location;
 mod s3;
+mod s3copy;
 
 use std::pin::Pin;
 
@@ -25,7 +32,15 @@ use bytes::Bytes;
 use futures::Stream;
 
 pub use error::{Error, Result};
+pub use limit::{
+    endpoint_usage, set_default_requests_per_endpoint, set_endpoint_request_limit, EndpointUsage,
+    DEFAULT_REQUESTS_PER_ENDPOINT, REQUESTS_PER_ENDPOINT_ENV,
+};
 pub use location::{Credentials, Location, S3Location};
+pub use s3copy::{
+    can_copy_server_side, same_endpoint, server_side_copy, ChecksumSource, CopyOptions,
+    CopyOutcome, ServerSideCopier, Verify, MAX_SINGLE_COPY, MIN_PART_SIZE,
+};
 
 /// A stream of chunks of one object. Chunks are bounded in size (a few MiB at
 /// most) so memory stays bounded whatever the object size.

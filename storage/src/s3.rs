@@ -21,6 +21,7 @@ use object_store::{
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 
+use crate::limit::LimitedConnector;
 use crate::{
     check_name, ByteStream, Credentials, Entry, Error, Location, Result, S3Location, Storage,
     Written,
@@ -47,6 +48,8 @@ pub struct S3Storage {
     /// probe: few retries and short timeouts, to fail fast.
     prober: Arc<AmazonS3>,
     endpoint: String,
+    /// The signing region.
+    region: String,
     bucket: String,
     /// Without leading or trailing '/'; empty for the bucket root.
     prefix: String,
@@ -84,7 +87,9 @@ fn builder(loc: &S3Location, creds: &Credentials, region: &str) -> Result<Amazon
         .with_virtual_hosted_style_request(false)
         // We hash every byte ourselves; signing the payload would hash it a
         // second time.
-        .with_unsigned_payload(true);
+        .with_unsigned_payload(true)
+        // Every request counts against its endpoint's bound (limit.rs).
+        .with_http_connector(LimitedConnector);
     if !loc.endpoint.is_empty() {
         b = b.with_endpoint(&loc.endpoint);
     }
@@ -206,20 +211,40 @@ impl S3Storage {
         let endpoint = if loc.endpoint.is_empty() {
             format!("https://s3.{region}.amazonaws.com")
         } else {
-            loc.endpoint.clone()
+            loc.endpoint.trim_end_matches('/').to_string()
         };
         Ok(Self {
             store,
             reader,
             prober,
             endpoint,
+            region,
             bucket: loc.bucket.clone(),
             prefix,
             description: Location::S3(loc.clone()).to_string(),
         })
     }
 
-    fn key(&self, name: &str) -> Result<Path> {
+    /// The base URL requests go to, without a trailing '/'.
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub(crate) fn region(&self) -> &str {
+        &self.region
+    }
+
+    pub(crate) fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The credentials object_store signs with (static keys, web identity
+    /// or instance credentials), for requests object_store cannot make.
+    pub(crate) fn credential_provider(&self) -> &object_store::aws::AwsCredentialProvider {
+        self.store.credentials()
+    }
+
+    pub(crate) fn key(&self, name: &str) -> Result<Path> {
         check_name(name)?;
         let full = if self.prefix.is_empty() {
             name.to_string()

@@ -127,13 +127,30 @@ impl S3Server {
     }
 
     pub fn location(&self, prefix: &str) -> S3Location {
+        self.location_in(BUCKET, prefix)
+    }
+
+    /// A location in another bucket of this server (see [`Self::new_bucket`]).
+    pub fn location_in(&self, bucket: &str, prefix: &str) -> S3Location {
         S3Location {
             endpoint: self.endpoint(),
             region: "us-east-1".into(),
-            bucket: BUCKET.into(),
+            bucket: bucket.into(),
             prefix: prefix.into(),
             ..Default::default()
         }
+    }
+
+    /// What s3s-fs keeps of unfinished multipart uploads: hidden files
+    /// named `.upload*` in its root (a record and the parts).
+    pub fn pending_uploads(&self) -> Vec<String> {
+        std::fs::read_dir(self.root.path())
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|n| n.starts_with(".upload"))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     pub fn credentials(&self) -> Credentials {

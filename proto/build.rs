@@ -19,6 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "mobr.coordinator.DeleteRequest",
             "mobr.coordinator.RestoreRequest",
             "mobr.coordinator.AttachRequest",
+            "mobr.agent.InventoryRequest",
         ])
         .compile_protos(
             &[

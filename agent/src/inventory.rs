@@ -15,8 +15,12 @@
 
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
+use mo_br_format::fileservice::{self, S3Shared, SharedService};
 use mo_br_format::layout::FileKind;
 use mo_br_format::mo::{self, Hlc};
+use mo_br_storage::{Credentials, Location, Storage};
 use serde::Deserialize;
 
 use crate::sorted::{codec, ExternalSort, Record, Sorted};
@@ -48,6 +52,9 @@ pub struct Options {
     pub run_size: usize,
     /// Where sort runs are spilled; the system temp directory if `None`.
     pub spill_dir: Option<PathBuf>,
+    /// Keys for a SHARED store on S3, when given explicitly (see
+    /// [`s3_credentials`]).
+    pub source_creds: Credentials,
 }
 
 impl Default for Options {
@@ -56,6 +63,7 @@ impl Default for Options {
             online: false,
             run_size: RUN_SIZE,
             spill_dir: None,
+            source_creds: Credentials::default(),
         }
     }
 }
@@ -70,6 +78,9 @@ pub struct Inventory {
     /// The cut: the newest `ckp/meta_*` end; `None` before the first
     /// checkpoint.
     pub backup_ts: Option<Hlc>,
+    /// Set when SHARED is on S3: where it is read (no credentials). SHARED
+    /// files' `source` is then their key relative to its prefix.
+    pub shared_store: Option<Location>,
     pub files: Files,
 }
 
@@ -144,19 +155,33 @@ pub fn inventory(
     launch_config: Option<&Path>,
     options: &Options,
 ) -> Result<Inventory> {
-    let data_dir = data_dir
-        .canonicalize()
-        .ok()
-        .filter(|p| p.is_dir())
-        .ok_or_else(|| Error::NoDataDir(data_dir.display().to_string()))?;
+    // An online backup of a SHARED store on S3 reads nothing of the node's
+    // disk but its configs: no data dir is needed then.
+    let data_dir = if data_dir.as_os_str().is_empty() {
+        None
+    } else {
+        Some(
+            data_dir
+                .canonicalize()
+                .ok()
+                .filter(|p| p.is_dir())
+                .ok_or_else(|| Error::NoDataDir(data_dir.display().to_string()))?,
+        )
+    };
 
     let mut configs: Vec<NodeFile> = Vec::new();
     let mut shared = None;
+    let mut s3 = None;
     if let Some(launch) = launch_config {
         let launch = launch.canonicalize().map_err(|e| Error::io(launch, e))?;
         for (role, path) in launch_configs(&launch)? {
-            if role == "dn" && shared.is_none() {
-                shared = shared_from_tn_config(&path, &data_dir)?;
+            if role == "dn" && shared.is_none() && s3.is_none() {
+                s3 = s3_shared_from_tn_config(&path)?;
+                if s3.is_none() {
+                    if let Some(data_dir) = &data_dir {
+                        shared = shared_from_tn_config(&path, data_dir)?;
+                    }
+                }
             }
             let size = std::fs::metadata(&path)
                 .map_err(|e| Error::io(&path, e))?
@@ -177,6 +202,44 @@ pub fn inventory(
             });
         }
     }
+    let log_dir = data_dir
+        .as_ref()
+        .map(|d| d.join("logservice-data"))
+        .filter(|d| !options.online && d.is_dir());
+    let lister = Lister {
+        run_size: options.run_size,
+        spill_dir: options.spill_dir.clone(),
+        stop: None,
+    };
+
+    if let Some(s3) = s3 {
+        let location = Location::S3(s3.location());
+        let creds = s3_credentials(&s3, &options.source_creds);
+        let runtime = tokio::runtime::Handle::current();
+        let store: Arc<dyn Storage> =
+            Arc::from(runtime.block_on(mo_br_storage::open(&location, &creds))?);
+        let backup_ts = runtime.block_on(s3_cut(store.as_ref()))?;
+        return Ok(Inventory {
+            shared_backend: s3.backend.clone(),
+            // Where its objects go when restored to a filesystem: raw
+            // object bytes, as DISK-V2 keeps them.
+            shared_dir: "mo-data/shared2".into(),
+            backup_ts,
+            shared_store: Some(location),
+            files: Files {
+                shared_root: SharedRoot::S3 { store, runtime },
+                log_dir,
+                configs: configs.into_iter(),
+                cut: backup_ts.filter(|_| options.online),
+                lister,
+                phase: Phase::Start,
+            },
+        });
+    }
+
+    let data_dir = data_dir.ok_or_else(|| {
+        Error::Request("--data_dir is required unless the TN config puts SHARED on S3".into())
+    })?;
     let shared = match shared {
         Some(s) => s,
         None => detect_shared(&data_dir)?,
@@ -188,26 +251,75 @@ pub fn inventory(
         )));
     }
     let backup_ts = cut(&shared.dir)?;
-
     let log_dir = data_dir.join("logservice-data");
     let log_dir = (!options.online && log_dir.is_dir()).then_some(log_dir);
     Ok(Inventory {
         shared_backend: shared.backend,
         shared_dir: shared.rel,
         backup_ts,
+        shared_store: None,
         files: Files {
-            shared_root: shared.dir,
+            shared_root: SharedRoot::Disk(shared.dir),
             log_dir,
             configs: configs.into_iter(),
             cut: backup_ts.filter(|_| options.online),
-            lister: Lister {
-                run_size: options.run_size,
-                spill_dir: options.spill_dir.clone(),
-                stop: None,
-            },
+            lister,
             phase: Phase::Start,
         },
     })
+}
+
+/// The SHARED store a TN config puts on S3 or MinIO, if it does.
+pub fn s3_shared_from_tn_config(tn_config: &Path) -> Result<Option<S3Shared>> {
+    let text = std::fs::read_to_string(tn_config).map_err(|e| Error::io(tn_config, e))?;
+    let parsed = fileservice::shared_from_tn_config(&text).map_err(|detail| Error::Config {
+        path: tn_config.display().to_string(),
+        detail,
+    })?;
+    Ok(match parsed {
+        Some(SharedService::S3(s3)) => Some(*s3),
+        _ => None,
+    })
+}
+
+/// The keys a SHARED store on S3 is read with: the ones given explicitly,
+/// else the TN config's and then the standard AWS environment's, in the
+/// order MatrixOne reads them. Empty keys leave it to the storage's own
+/// chain (instance or container credentials, web identity).
+pub fn s3_credentials(s3: &S3Shared, explicit: &Credentials) -> Credentials {
+    if !explicit.access_key_id.is_empty() {
+        return explicit.clone();
+    }
+    s3.static_credentials(|name| std::env::var(name).ok())
+        .unwrap_or_default()
+}
+
+/// The keys for a SHARED store on S3 that the TN config of `launch_config`
+/// names; `None` if it names none or SHARED is not on S3.
+pub fn s3_credentials_of(launch_config: &Path) -> Result<Option<Credentials>> {
+    for (role, path) in launch_configs(launch_config)? {
+        if role == "dn" {
+            if let Some(s3) = s3_shared_from_tn_config(&path)? {
+                let creds = s3_credentials(&s3, &Credentials::default());
+                return Ok((!creds.access_key_id.is_empty()).then_some(creds));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// [`cut`] of a SHARED store on S3.
+async fn s3_cut(store: &dyn Storage) -> Result<Option<Hlc>> {
+    use futures::StreamExt;
+    let mut cut = None;
+    let mut listing = store.list("ckp/");
+    while let Some(entry) = listing.next().await {
+        let entry = entry?;
+        if entry.name.starts_with("ckp/meta_") {
+            cut = cut.max(mo::name_end_ts(&entry.name));
+        }
+    }
+    Ok(cut)
 }
 
 /// The newest end among SHARED's `ckp/meta_*` names, the rule the
@@ -231,7 +343,7 @@ fn cut(shared_root: &Path) -> Result<Option<Hlc>> {
 /// The files of an [`Inventory`], in the order of the module docs. Listing
 /// and sorting happen as they are consumed; the first error ends them.
 pub struct Files {
-    shared_root: PathBuf,
+    shared_root: SharedRoot,
     /// `None` when online or when the node has none.
     log_dir: Option<PathBuf>,
     configs: std::vec::IntoIter<NodeFile>,
@@ -240,6 +352,17 @@ pub struct Files {
     cut: Option<Hlc>,
     lister: Lister,
     phase: Phase,
+}
+
+/// Where SHARED is listed.
+enum SharedRoot {
+    Disk(PathBuf),
+    /// Listed through the async storage from the blocking thread the
+    /// inventory runs on.
+    S3 {
+        store: Arc<dyn Storage>,
+        runtime: tokio::runtime::Handle,
+    },
 }
 
 enum Phase {
@@ -261,7 +384,14 @@ impl Files {
     fn step(&mut self) -> Result<Option<NodeFile>> {
         loop {
             match &mut self.phase {
-                Phase::Start => self.phase = Phase::Shared(self.lister.list(&self.shared_root)?),
+                Phase::Start => {
+                    self.phase = Phase::Shared(match &self.shared_root {
+                        SharedRoot::Disk(root) => self.lister.list(root)?,
+                        SharedRoot::S3 { store, runtime } => {
+                            self.lister.list_store(store.as_ref(), runtime)?
+                        }
+                    })
+                }
                 Phase::Shared(sorted) => {
                     let Some(listed) = sorted.next().transpose()? else {
                         self.phase = Phase::Configs;
@@ -351,6 +481,38 @@ impl Lister {
                 size,
             })
         })?;
+        sorter.finish()
+    }
+
+    /// Lists a SHARED store on S3 sorted by key. S3 lists in key order
+    /// already, but not every S3-compatible server does: the sort holds the
+    /// order whatever the server.
+    fn list_store(
+        &self,
+        store: &dyn Storage,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<Sorted<Listed>> {
+        use futures::StreamExt;
+        let mut sorter = ExternalSort::new(self.run_size);
+        if let Some(dir) = &self.spill_dir {
+            sorter = sorter.spill_in(dir);
+        }
+        let mut listing = store.list("");
+        while let Some(entry) = runtime.block_on(listing.next()) {
+            if self.stop.as_ref().is_some_and(|stop| stop()) {
+                return Err(Error::Cancelled);
+            }
+            let entry = entry?;
+            let base = entry.name.rsplit('/').next().unwrap_or(&entry.name);
+            if is_temp(base) {
+                continue;
+            }
+            sorter.push(Listed {
+                source: PathBuf::from(&entry.name),
+                name: entry.name,
+                size: entry.size,
+            })?;
+        }
         sorter.finish()
     }
 }
@@ -615,6 +777,7 @@ pub(crate) mod tests {
             online,
             run_size: 100,
             spill_dir: Some(spill.to_path_buf()),
+            ..Options::default()
         }
     }
 

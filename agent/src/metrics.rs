@@ -30,6 +30,8 @@ pub enum OpLabel {
     Copy,
     Restore,
     Verify,
+    /// Reading back a copy the S3 server made, for its sha256.
+    Reread,
 }
 
 impl OpLabel {
@@ -38,6 +40,7 @@ impl OpLabel {
             OpLabel::Copy => "copy",
             OpLabel::Restore => "restore",
             OpLabel::Verify => "verify",
+            OpLabel::Reread => "reread",
         }
     }
 }
@@ -64,11 +67,18 @@ pub fn install(addr: &str) -> Result<SocketAddr, mo_br_telemetry::Error> {
 }
 
 /// Help texts for every agent metric (a no-op without a recorder).
+const SERVER_COPIED_BYTES_TOTAL: &str = "mo_br_agent_server_copied_bytes_total";
+
 pub fn describe() {
     describe_counter!(
         BYTES_TOTAL,
         Unit::Bytes,
-        "Bytes moved by shard work (read and written for copy/restore, read for verify)."
+        "Bytes moved by shard work (read and written for copy/restore, read for verify, read back after a server-side copy for reread)."
+    );
+    describe_counter!(
+        SERVER_COPIED_BYTES_TOTAL,
+        Unit::Bytes,
+        "Bytes the S3 server copied for this agent (server-side copies: none passed through it)."
     );
     describe_counter!(
         FILES_TOTAL,
@@ -92,6 +102,13 @@ pub fn describe() {
         LAST_SHARD_THROUGHPUT,
         "Bytes per second of the last shard this agent finished."
     );
+}
+
+/// Adds `n` bytes the S3 server copied (not moved by this agent).
+pub fn server_copied(n: u64) {
+    if n > 0 {
+        counter!(SERVER_COPIED_BYTES_TOTAL).increment(n);
+    }
 }
 
 /// Adds `n` moved bytes.

@@ -13,8 +13,9 @@ use mo_br_proto::agent::{
     AgentInfo, CopyShardRequest, FileKind as WireKind, InfoRequest, InventoryBatch, InventoryFile,
     InventoryRequest, RestoreShardRequest, ShardEvent, VerifyShardRequest,
 };
+use mo_br_proto::common::storage;
 use mo_br_proto::common::Storage as WireStorage;
-use mo_br_storage::Storage;
+use mo_br_storage::{can_copy_server_side, CopyOptions, Location, ServerSideCopier, Storage};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -129,12 +130,15 @@ fn send_inventory(inv: inventory::Inventory, tx: &mpsc::Sender<Result<InventoryB
         shared_backend,
         shared_dir,
         backup_ts,
+        shared_store,
         files,
     } = inv;
     let mut header = Some(InventoryBatch {
         shared_backend,
         shared_dir,
         backup_ts: backup_ts.map(|ts| ts.to_string()).unwrap_or_default(),
+        shared_store: shared_store
+            .map(|l| WireStorage::from_location(&l, &mo_br_storage::Credentials::default())),
         files: Vec::new(),
     });
     let mut batch = Vec::with_capacity(INVENTORY_BATCH);
@@ -199,14 +203,20 @@ impl Agent for AgentService {
         let source = request
             .source
             .ok_or_else(|| Status::invalid_argument("no source given"))?;
-        if source.data_dir.is_empty() {
-            return Err(Status::invalid_argument("--data_dir is required"));
+        if source.data_dir.is_empty() && source.launch_config.is_empty() {
+            return Err(Status::invalid_argument(
+                "--data_dir is required (or --launch_config, when SHARED is on S3)",
+            ));
         }
         let data_dir = PathBuf::from(&source.data_dir);
         let launch =
             (!source.launch_config.is_empty()).then(|| PathBuf::from(&source.launch_config));
         let options = inventory::Options {
             online: request.online,
+            source_creds: mo_br_storage::Credentials {
+                access_key_id: request.source_access_key_id.clone(),
+                secret_access_key: request.source_secret_access_key.clone(),
+            },
             ..self.inventory.clone()
         };
         // Configs, SHARED detection and the cut: small, and their errors are
@@ -238,11 +248,58 @@ impl Agent for AgentService {
         request: Request<CopyShardRequest>,
     ) -> Result<Response<Self::CopyShardStream>, Status> {
         let req = request.into_inner();
-        let source = self.throttled(open(req.source.as_ref()).await?);
-        let target = open(req.target.as_ref()).await?;
+        let mut source_wire = req
+            .source
+            .clone()
+            .ok_or_else(|| Status::invalid_argument("no source given"))?;
+        // A SHARED store on S3 given without keys: the TN config's, then
+        // the standard AWS environment's (as MatrixOne reads them).
+        if let Some(storage::Kind::S3(s3)) = source_wire.kind.as_mut() {
+            if s3.access_key_id.is_empty() && !req.launch_config.is_empty() {
+                let launch = PathBuf::from(&req.launch_config);
+                let creds =
+                    tokio::task::spawn_blocking(move || inventory::s3_credentials_of(&launch))
+                        .await
+                        .map_err(|e| Status::internal(e.to_string()))?
+                        .ok()
+                        .flatten();
+                if let Some(creds) = creds {
+                    s3.access_key_id = creds.access_key_id;
+                    s3.secret_access_key = creds.secret_access_key;
+                }
+            }
+        }
+        let target_wire = req
+            .target
+            .clone()
+            .ok_or_else(|| Status::invalid_argument("no target given"))?;
+        let (src_loc, src_creds) = source_wire
+            .to_location()
+            .map_err(Status::invalid_argument)?;
+        let (dst_loc, dst_creds) = target_wire
+            .to_location()
+            .map_err(Status::invalid_argument)?;
+        // One endpoint, one identity: the server copies, no byte comes here.
+        let server_copy = match (&src_loc, &dst_loc) {
+            (Location::S3(src), Location::S3(dst))
+                if can_copy_server_side(&src_loc, &src_creds, &dst_loc, &dst_creds) =>
+            {
+                Some(Arc::new(
+                    ServerSideCopier::new(src, dst, &dst_creds, CopyOptions::default())
+                        .map_err(|e| Status::from(Error::from(e)))?,
+                ))
+            }
+            _ => None,
+        };
+        let source = self.throttled(open(Some(&source_wire)).await?);
+        let target = open(Some(&target_wire)).await?;
         let parallelism = self.parallelism(req.parallelism);
         Ok(start(
-            Op::Copy { source, target },
+            Op::Copy {
+                source,
+                target,
+                server_copy,
+            },
             req.files,
             parallelism,
             req.epoch,
@@ -309,6 +366,7 @@ mod tests {
                 ..Default::default()
             }),
             online,
+            ..Default::default()
         })
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use mo_br_proto::agent::{shard_event, FileDone, FileProblem, FileTask, ProblemKind, ShardEvent};
-use mo_br_storage::{ByteStream, Error as StorageError, Storage};
+use mo_br_storage::{ByteStream, Error as StorageError, ServerSideCopier, Storage};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
@@ -27,10 +27,12 @@ pub type Events = mpsc::Sender<Result<ShardEvent, tonic::Status>>;
 /// What a shard does with each of its files.
 #[derive(Clone, Debug)]
 pub enum Op {
-    /// Read `src` from `source`, write `dst` to `target`.
+    /// Read `src` from `source`, write `dst` to `target`; or, when both are
+    /// on one S3 endpoint under one identity, have the server copy it.
     Copy {
         source: Arc<dyn Storage>,
         target: Arc<dyn Storage>,
+        server_copy: Option<Arc<ServerSideCopier>>,
     },
     /// Read `src` from `sources[source_id]`, write `dst` to `target`,
     /// refusing bytes whose sha256 differs from the recorded one.
@@ -167,7 +169,11 @@ async fn one(
     }
     match op {
         Op::Verify { storage } => verify(storage.as_ref(), index, &task, epoch, moved).await,
-        Op::Copy { source, target } => {
+        Op::Copy {
+            server_copy: Some(copier),
+            ..
+        } => server_copy(copier, index, &task, epoch).await,
+        Op::Copy { source, target, .. } => {
             transfer(
                 source.as_ref(),
                 target.as_ref(),
@@ -223,6 +229,39 @@ async fn one(
             .await
         }
     }
+}
+
+/// Copies a file on the S3 server: no byte of it passes through this agent
+/// on the way; its sha256 is the server's checksum of the copy or, if the
+/// server gives none, that of the copy read back (counted as `reread`).
+async fn server_copy(
+    copier: &ServerSideCopier,
+    index: u32,
+    task: &FileTask,
+    epoch: u64,
+) -> ShardEvent {
+    let mut last = None;
+    for _ in 1..=ATTEMPTS {
+        match copier.copy(&task.src, &task.dst, task.size).await {
+            Ok(outcome) => {
+                metrics::bytes(OpLabel::Reread, outcome.reread_bytes);
+                metrics::server_copied(outcome.copied_bytes);
+                return done(index, outcome.size, outcome.sha256, epoch);
+            }
+            Err(e) if retryable(&e) => last = Some(e),
+            Err(StorageError::NotFound(_)) => {
+                return problem(
+                    index,
+                    ProblemKind::Missing,
+                    format!("{}: not found in SHARED", task.src),
+                    epoch,
+                )
+            }
+            Err(e) => return problem(index, ProblemKind::Io, e.to_string(), epoch),
+        }
+    }
+    let e = last.map(|e| e.to_string()).unwrap_or_default();
+    problem(index, ProblemKind::Io, e, epoch)
 }
 
 #[allow(clippy::too_many_arguments)]

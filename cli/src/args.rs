@@ -233,7 +233,15 @@ pub struct BackupArgs {
     /// Secret access key of the base backup's s3, if it differs from the target's
     #[arg(long, value_name = "string")]
     pub base_secret_access_key: Option<String>,
-    /// The node's mo-data directory (required in this version)
+    /// Access key ID of the SHARED store when the TN config puts it on S3
+    /// (else the TN config's keys, then the agent's AWS environment)
+    #[arg(long, value_name = "string")]
+    pub source_access_key_id: Option<String>,
+    /// Secret access key of the SHARED store on S3
+    #[arg(long, value_name = "string")]
+    pub source_secret_access_key: Option<String>,
+    /// The node's mo-data directory (not needed for an online backup of a
+    /// SHARED store on S3)
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// The node's etc/launch/launch.toml, to keep its configs with the backup

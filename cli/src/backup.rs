@@ -77,15 +77,16 @@ pub fn request(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<BackupRequest
         }
     };
 
-    let Some(data_dir) = a.data_dir.as_deref().filter(|d| !d.as_os_str().is_empty()) else {
+    let data_dir = a.data_dir.as_deref().filter(|d| !d.as_os_str().is_empty());
+    if data_dir.is_none() && a.launch_config.is_none() {
         return Err(usage!(
-            "backup needs --data_dir (the node's mo-data directory) in this version"
+            "backup needs --data_dir (the node's mo-data directory), or --launch_config when the TN config puts SHARED on S3"
         ));
-    };
+    }
     let source = Source {
-        data_dir: location::absolute(data_dir, cwd)
-            .to_string_lossy()
-            .into_owned(),
+        data_dir: data_dir
+            .map(|d| location::absolute(d, cwd).to_string_lossy().into_owned())
+            .unwrap_or_default(),
         launch_config: a
             .launch_config
             .as_deref()
@@ -94,6 +95,10 @@ pub fn request(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<BackupRequest
         node: a.node.clone().unwrap_or_default(),
     };
 
+    let source_creds = s.source_creds(
+        a.source_access_key_id.as_deref(),
+        a.source_secret_access_key.as_deref(),
+    );
     Ok(BackupRequest {
         login: mo_login(&a.conn)?,
         target: Some(target),
@@ -103,6 +108,8 @@ pub fn request(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<BackupRequest
         parallelism: s.parallelism(a.parallelism),
         base_access_key_id: a.base_access_key_id.clone().unwrap_or_default(),
         base_secret_access_key: a.base_secret_access_key.clone().unwrap_or_default(),
+        source_access_key_id: source_creds.access_key_id,
+        source_secret_access_key: source_creds.secret_access_key,
     })
 }
 

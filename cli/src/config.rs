@@ -13,6 +13,10 @@
 //! [s3]
 //! access_key_id = "..."
 //! secret_access_key = "..."
+//!
+//! [source]                  # a SHARED store on S3 that is backed up
+//! access_key_id = "..."
+//! secret_access_key = "..."
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -34,6 +38,9 @@ pub struct Config {
     pub restore_grammar: Option<String>,
     #[serde(default)]
     pub s3: S3Config,
+    /// Keys of a SHARED store on S3 being backed up.
+    #[serde(default)]
+    pub source: S3Config,
 }
 
 #[derive(Default, Deserialize, PartialEq)]
@@ -126,6 +133,7 @@ pub struct Settings {
     /// The config file's `restore_grammar` (snapshot restore).
     pub restore_grammar: Option<String>,
     file_creds: S3Config,
+    source_creds: S3Config,
     env_creds: EnvCreds,
 }
 
@@ -159,6 +167,7 @@ impl Settings {
             parallelism: config.parallelism,
             restore_grammar: config.restore_grammar,
             file_creds: config.s3,
+            source_creds: config.source,
             env_creds,
         }
     }
@@ -184,6 +193,21 @@ impl Settings {
                 &self.file_creds.secret_access_key,
                 &self.env_creds.secret_access_key,
             ),
+        }
+    }
+
+    /// The key pair for a SHARED store on S3: the flags', else the config
+    /// file's `[source]`. Empty leaves it to the agent: the TN config's keys,
+    /// then its environment's, as MatrixOne reads them.
+    pub fn source_creds(&self, flag_id: Option<&str>, flag_secret: Option<&str>) -> Creds {
+        let pick = |flag: Option<&str>, file: &Option<String>| {
+            flag.map(str::to_string)
+                .or_else(|| file.clone())
+                .unwrap_or_default()
+        };
+        Creds {
+            access_key_id: pick(flag_id, &self.source_creds.access_key_id),
+            secret_access_key: pick(flag_secret, &self.source_creds.secret_access_key),
         }
     }
 

@@ -209,8 +209,11 @@ impl Agents {
                 .live()
                 .into_iter()
                 .filter(|a| {
+                    // No data dir: a SHARED store on S3 with nothing of the
+                    // node's disk to read but its configs.
                     a.any_node
-                        || (same_dir(&a.data_dir, data_dir) && (node.is_empty() || a.node == node))
+                        || ((data_dir.is_empty() || same_dir(&a.data_dir, data_dir))
+                            && (node.is_empty() || a.node == node))
                 })
                 .collect();
             let mut nodes: Vec<&str> = candidates

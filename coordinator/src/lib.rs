@@ -183,7 +183,9 @@ impl Coordinator {
             // from the replicated state instead.
             let (tx, mut rx) = tokio::sync::mpsc::channel(64);
             tokio::spawn(async move { while rx.recv().await.is_some() {} });
-            match jobs::backup::drive(&c, &id, &creds, login, false, &tx).await {
+            // Keys of a SHARED store on S3 come from the environment here.
+            let source_creds = Credentials::default();
+            match jobs::backup::drive(&c, &id, &creds, &source_creds, login, false, &tx).await {
                 Ok(()) => tracing::info!("adopted backup {id} completed"),
                 Err(e) => tracing::warn!("adopted backup {id}: {e}"),
             }

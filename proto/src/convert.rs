@@ -133,7 +133,12 @@ use crate::coordinator::{
 
 redacted_debug!(BackupRequest {
     target, source, backup_type, base_id, parallelism, login
-} secrets { base_access_key_id, base_secret_access_key });
+} secrets {
+    base_access_key_id, base_secret_access_key, source_access_key_id, source_secret_access_key
+});
+redacted_debug!(crate::agent::InventoryRequest {
+    source, online
+} secrets { source_access_key_id, source_secret_access_key });
 redacted_debug!(ListRequest { id, not_check_data } secrets { access_key_id, secret_access_key });
 redacted_debug!(CheckRequest { id, storage, parallelism } secrets { access_key_id, secret_access_key });
 redacted_debug!(DeleteRequest {

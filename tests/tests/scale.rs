@@ -61,10 +61,10 @@ fn a_backup_of_200k_objects_keeps_memory_and_raft_log_flat() {
     );
 
     let mut report = Vec::new();
-    for i in 0..3 {
+    for (i, before) in raft_before.iter().enumerate() {
         let pid = g.replica_pid(i).expect("every replica runs");
         let rss = peak_rss(pid).expect("a peak RSS in /proc");
-        let raft = dir_bytes(&g.raft_dir(i)).saturating_sub(raft_before[i]);
+        let raft = dir_bytes(&g.raft_dir(i)).saturating_sub(*before);
         report.push(format!(
             "coordinator {}: peak RSS {} MiB, raft +{} KiB",
             i + 1,

@@ -9,6 +9,7 @@
 
 use mo_br_format::chunk::ChunkRef;
 use mo_br_format::manifest::BackupMeta;
+use mo_br_storage::Location;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -18,6 +19,10 @@ pub struct BackupJob {
     /// online backup, its `chunks` are filled in at the commit.
     pub meta: BackupMeta,
     pub shards: Vec<ShardState>,
+    /// Where SHARED files are read when SHARED is on S3 (no credentials:
+    /// the driver brings them); node-local files are read from the node.
+    #[serde(default)]
+    pub shared_source: Option<Location>,
     pub parallelism: u32,
     /// The MatrixOne node whose node-local files this backup copies ("" for
     /// the embedded default's agent, which reads everything).

@@ -536,6 +536,7 @@ mod tests {
                 assignment: None,
                 result: None,
             }],
+            shared_source: None,
             parallelism: 1,
             node: String::new(),
             committing: None,

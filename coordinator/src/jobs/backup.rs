@@ -26,7 +26,7 @@ use mo_br_proto::common::{storage, FsStorage, Source, Storage as WireStorage};
 use mo_br_proto::coordinator::{job_event, BackupRequest, Finished, Started};
 use mo_br_storage::{Credentials, Location, Storage};
 
-use super::shards::{self, Op, RunOptions, Shard};
+use super::shards::{self, CopyOp, Op, RunOptions, Shard};
 use super::{emit, info, now_rfc3339, read_chunk, read_manifest, remove_all, write_chunk, Events};
 use crate::agents::Eligibility;
 use crate::catalog::{Applied, BackupJob, BackupRecord, BackupState, Command, ShardState};
@@ -49,9 +49,11 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
     let source = req
         .source
         .clone()
-        .filter(|s| !s.data_dir.is_empty())
+        .filter(|s| !s.data_dir.is_empty() || !s.launch_config.is_empty())
         .ok_or_else(|| {
-            Error::InvalidArgument("--data_dir is required: the node's mo-data directory".into())
+            Error::InvalidArgument(
+                "--data_dir is required: the node's mo-data directory (with a SHARED store on S3, --launch_config is enough for an online backup)".into(),
+            )
         })?;
     let backup_type = match req.backup_type.as_str() {
         "" | "full" => BackupType::Full,
@@ -123,6 +125,10 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
         }
     };
 
+    let source_creds = Credentials {
+        access_key_id: req.source_access_key_id.clone(),
+        secret_access_key: req.source_secret_access_key.clone(),
+    };
     let id = uuid::Uuid::now_v7().to_string();
     let login = req
         .login
@@ -178,7 +184,7 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
                 e
             });
         }
-        return drive(c, &id, &creds, None, true, events).await;
+        return drive(c, &id, &creds, &source_creds, None, true, events).await;
     };
 
     // Online: the backup is on record before MatrixOne's GC is touched, so
@@ -205,7 +211,7 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
     if let Err(e) = planned {
         return Err(fail(c, &id, Some(&login), Some(target.as_ref()), e).await);
     }
-    drive(c, &id, &creds, Some(login), true, events).await
+    drive(c, &id, &creds, &source_creds, Some(login), true, events).await
 }
 
 /// The backup an incremental builds on: its verified manifest header and
@@ -239,6 +245,8 @@ async fn plan(
         .inventory(InventoryRequest {
             source: Some(source.clone()),
             online: online.is_some(),
+            source_access_key_id: req.source_access_key_id.clone(),
+            source_secret_access_key: req.source_secret_access_key.clone(),
         })
         .await
         .map_err(|s| agent_err(s.message().to_string()))?
@@ -251,6 +259,15 @@ async fn plan(
         .ok_or_else(|| agent_err("the inventory ended before it began".into()))?;
     let shared_backend = first.shared_backend.clone();
     let shared_dir = first.shared_dir.clone();
+    let shared_source = match &first.shared_store {
+        Some(wire) => Some(wire.to_location().map_err(agent_err)?.0),
+        None => None,
+    };
+    if online.is_none() && shared_source.is_none() && source.data_dir.is_empty() {
+        return Err(Error::InvalidArgument(
+            "--data_dir is required: SHARED is on the node's disk".into(),
+        ));
+    }
     if let Some(base) = base {
         if base.meta.shared_backend != shared_backend {
             return Err(Error::FailedPrecondition(format!(
@@ -381,6 +398,7 @@ async fn plan(
         id: record.id.clone(),
         meta,
         shards,
+        shared_source,
         parallelism: req.parallelism,
         node: agent.node.clone(),
         committing: None,
@@ -669,6 +687,7 @@ pub async fn drive(
     c: &Coordinator,
     id: &str,
     creds: &Credentials,
+    source_creds: &Credentials,
     login: Option<MoLogin>,
     watched: bool,
     events: &Events,
@@ -695,6 +714,7 @@ pub async fn drive(
         c,
         &job,
         creds,
+        source_creds,
         login.as_ref().filter(|_| online),
         target.as_ref(),
         watched,
@@ -811,6 +831,7 @@ async fn copy_and_commit(
     c: &Coordinator,
     job: &BackupJob,
     creds: &Credentials,
+    source_creds: &Credentials,
     login: Option<&MoLogin>,
     target: &dyn Storage,
     watched: bool,
@@ -838,10 +859,15 @@ async fn copy_and_commit(
     let outcome = shards::run(
         &c.agents,
         &ledger,
-        Op::Copy {
-            source: node_root,
+        Op::Copy(Box::new(CopyOp {
+            shared_source: match &job.shared_source {
+                Some(location) => WireStorage::from_location(location, source_creds),
+                None => node_root.clone(),
+            },
+            node_source: node_root,
             target: WireStorage::from_location(&job.meta.location, creds),
-        },
+            launch_config: job.meta.source_launch_config.clone(),
+        })),
         pending_shards(job, target),
         RunOptions {
             parallelism: job.parallelism,

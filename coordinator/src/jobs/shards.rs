@@ -46,10 +46,7 @@ const SCHEDULE_EVERY: Duration = Duration::from_millis(250);
 
 #[derive(Clone, Debug)]
 pub enum Op {
-    Copy {
-        source: WireStorage,
-        target: WireStorage,
-    },
+    Copy(Box<CopyOp>),
     Restore {
         sources: HashMap<String, WireStorage>,
         target: WireStorage,
@@ -64,11 +61,23 @@ impl Op {
     /// The `op` label of this work in the metrics.
     fn label(&self) -> &'static str {
         match self {
-            Op::Copy { .. } => "copy",
+            Op::Copy(_) => "copy",
             Op::Restore { .. } => "restore",
             Op::Verify { .. } => "verify",
         }
     }
+}
+
+/// Where a backup's shards read and write.
+#[derive(Clone, Debug)]
+pub struct CopyOp {
+    /// Where SHARED shards read (the node's filesystem, or SHARED's S3).
+    pub shared_source: WireStorage,
+    /// Where node-local shards read: the node's filesystem.
+    pub node_source: WireStorage,
+    pub target: WireStorage,
+    /// The node's launch config, for the keys of a SHARED store on S3.
+    pub launch_config: String,
 }
 
 /// A planned shard.
@@ -560,16 +569,21 @@ async fn stream_shard(
     let job_id = String::new();
     let shard_id = shard.id as u64;
     let response = match op {
-        Op::Copy { source, target } => {
+        Op::Copy(copy) => {
+            let source = match shard.eligibility {
+                Eligibility::Node { .. } => &copy.node_source,
+                _ => &copy.shared_source,
+            };
             client
                 .copy_shard(CopyShardRequest {
                     job_id,
                     shard_id,
                     epoch,
                     source: Some(source.clone()),
-                    target: Some(target.clone()),
+                    target: Some(copy.target.clone()),
                     files,
                     parallelism,
+                    launch_config: copy.launch_config.clone(),
                 })
                 .await
         }
@@ -640,10 +654,10 @@ async fn stream_shard(
                     done.push((global, d));
                 }
             }
-            Some(shard_event::Event::Problem(p)) if p.epoch == epoch => {
-                if (p.index as usize) < shard.files.len() {
-                    problems.push((p.index as usize, p));
-                }
+            Some(shard_event::Event::Problem(p))
+                if p.epoch == epoch && (p.index as usize) < shard.files.len() =>
+            {
+                problems.push((p.index as usize, p));
             }
             // A result of another assignment: fenced off.
             _ => {}

@@ -1,0 +1,252 @@
+//! SHARED on S3 as a backup source, as production MatrixOne clusters run it:
+//! the TN config's `[[fileservice]] name = "SHARED"` is a MinIO/S3 bucket
+//! and key-prefix (here on a real s3s-fs server). Backups to a filesystem
+//! stream the objects through the agent; backups to a bucket of the same
+//! server go by server-side copy, with no object byte through the agent.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use mo_br_sample::Backend;
+use mo_br_tests::fixtures::{backup, restore_by_id_args, strings, Sample, Scene, MIB};
+use mo_br_tests::group::scrape_sum;
+use mo_br_tests::procs::{Cluster, MoBr};
+use mo_br_tests::s3server::S3Server;
+use mo_br_tests::trees::{compare, files_under};
+
+const SHARED_BUCKET: &str = "mo-shared";
+const KEY_PREFIX: &str = "cluster1/shared";
+
+/// A node whose SHARED store lives in `server`'s bucket [`SHARED_BUCKET`]
+/// under [`KEY_PREFIX`], its TN config saying so in MatrixOne's shape; the
+/// local SHARED directory is gone. Returns the node and the directory
+/// s3s-fs keeps the objects in.
+fn node_on_s3(scene: &Scene, server: &S3Server, seed: u64) -> (Sample, PathBuf) {
+    let node = scene.sample("node", seed, 2 * MIB, Backend::DiskV2);
+    // s3s-fs cannot store keys over ~150 bytes.
+    node.drop_long_paths(120);
+    server.new_bucket(SHARED_BUCKET).unwrap();
+    let shared = server.root().join(SHARED_BUCKET).join(KEY_PREFIX);
+    for (rel, path) in files_under(node.shared_dir()) {
+        let to = shared.join(&rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::rename(&path, &to).unwrap();
+    }
+    std::fs::remove_dir_all(node.shared_dir()).unwrap();
+
+    let tn = node.root().join("etc/launch/tn.toml");
+    let text = std::fs::read_to_string(&tn).unwrap();
+    let disk = "name = \"SHARED\"\nbackend = \"DISK-V2\"\ndata-dir = \"./mo-data/shared2\"\n";
+    assert!(text.contains(disk), "unexpected tn.toml:\n{text}");
+    // The endpoint without "http://" would mean https to MatrixOne.
+    let s3 = format!(
+        "name = \"SHARED\"\nbackend = \"MINIO\"\n\n[fileservice.s3]\nendpoint = \"{}\"\nbucket = \"{SHARED_BUCKET}\"\nkey-prefix = \"{KEY_PREFIX}\"\n",
+        server.endpoint()
+    );
+    std::fs::write(&tn, text.replace(disk, &s3)).unwrap();
+    (node, shared)
+}
+
+/// `--source_access_key_id .. --source_secret_access_key ..`.
+fn source_keys(server: &S3Server) -> Vec<String> {
+    strings(&[
+        "--source_access_key_id",
+        server.access_key(),
+        "--source_secret_access_key",
+        server.secret_key(),
+    ])
+}
+
+/// What a backup takes of the SHARED bucket: every object but unfinished
+/// writes (`.tmp.*`, which the sample leaves like a running node would).
+fn shared_objects(shared: &Path) -> BTreeMap<String, PathBuf> {
+    files_under(shared)
+        .into_iter()
+        .filter(|(rel, _)| !rel.rsplit('/').next().unwrap().starts_with(".tmp."))
+        .collect()
+}
+
+/// A SHARED store as restored into `mo-data/shared2` must hold exactly the
+/// bucket's objects, byte for byte.
+#[track_caller]
+fn assert_shared_restored(shared: &Path, restored: &Path) {
+    let expected = shared_objects(shared);
+    assert!(expected.len() > 10, "the SHARED bucket looks empty");
+    if let Err(diff) = compare(&expected, &files_under(&restored.join("mo-data/shared2"))) {
+        panic!("restored SHARED differs from the bucket:\n{diff}");
+    }
+    for config in ["launch.toml", "tn.toml", "cn.toml", "log.toml"] {
+        assert!(
+            restored.join("etc/launch").join(config).is_file(),
+            "{config} was not restored"
+        );
+    }
+}
+
+/// Flips a byte of the largest object of a backup's `tae/`; returns its name.
+fn corrupt_an_object(tae: &Path) -> String {
+    let (name, path) = files_under(tae)
+        .into_iter()
+        .filter(|(rel, _)| !rel.contains('/') && !rel.starts_with("tae_"))
+        .max_by_key(|(_, p)| std::fs::metadata(p).unwrap().len())
+        .expect("an object in the backup");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    name
+}
+
+#[test]
+fn shared_on_s3_backs_up_to_a_filesystem_and_restores() {
+    let server = S3Server::start().expect("start s3s-fs");
+    let scene = Scene::new("s3-source-fs");
+    let (node, shared) = node_on_s3(&scene, &server, 81);
+    let mobr = &scene.mobr;
+
+    let b1 = scene.path("backups/b1");
+    let mut args = node.fs_backup_args(&b1);
+    args.extend(source_keys(&server));
+    let id = backup(mobr, &args);
+    let r1 = scene.path("restores/r1");
+    mobr.run(&restore_by_id_args(&id, &r1))
+        .assert_ok("restore of a backup of SHARED on S3");
+    assert_shared_restored(&shared, &r1);
+
+    // An incremental copies only what is new in the bucket.
+    let new_object = "0199aaaa-bbbb-7ccc-8ddd-eeeeffff0001_00001";
+    std::fs::write(shared.join(new_object), vec![7u8; 4321]).unwrap();
+    let b2 = scene.path("backups/b2");
+    let mut args = node.fs_backup_args(&b2);
+    args.extend(source_keys(&server));
+    args.extend(strings(&["--backup_type", "incremental", "--base_id", &id]));
+    let inc = backup(mobr, &args);
+    let copied: Vec<String> = files_under(&b2.join("tae"))
+        .into_keys()
+        .filter(|rel| !rel.contains('/') && !rel.starts_with("tae_"))
+        .collect();
+    assert_eq!(
+        copied,
+        [new_object],
+        "the incremental copied more than the new object"
+    );
+    let r2 = scene.path("restores/r2");
+    mobr.run(&restore_by_id_args(&inc, &r2))
+        .assert_ok("restore of the incremental");
+    assert_shared_restored(&shared, &r2);
+
+    // Check finds a corrupted object.
+    let bad = corrupt_an_object(&b1.join("tae"));
+    let out = mobr.run(&strings(&["check", &id]));
+    assert!(!out.success(), "check passed a corrupted backup\n{out}");
+    assert!(
+        out.stdout.contains(&bad) || out.stderr.contains(&bad),
+        "check did not name {bad}\n{out}"
+    );
+}
+
+#[test]
+fn without_keys_the_source_is_refused_with_a_clear_error() {
+    let server = S3Server::start().expect("start s3s-fs");
+    let scene = Scene::new("s3-source-no-keys");
+    let (node, _) = node_on_s3(&scene, &server, 82);
+    let b = scene.path("backups/b");
+    let out = scene.mobr.run(&node.fs_backup_args(&b));
+    assert!(!out.success(), "a backup without source keys passed\n{out}");
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        text.contains(SHARED_BUCKET),
+        "the error does not name the SHARED bucket\n{out}"
+    );
+    assert!(
+        !b.join("backup_meta").exists(),
+        "a failed backup left a backup_meta"
+    );
+}
+
+#[test]
+fn shared_on_s3_to_a_bucket_of_the_same_server_goes_server_side() {
+    let server = S3Server::start().expect("start s3s-fs");
+    let scene = Scene::new("s3-source-server-side");
+    let (node, shared) = node_on_s3(&scene, &server, 83);
+    let cluster = Cluster::start_with_metrics().expect("start a coordinator and an agent");
+    let agent_metrics = cluster.agent_metrics_addr().unwrap().to_string();
+    let mobr = MoBr::remote(&scene.path("cwd"), cluster.coordinator_addr());
+    server.new_bucket("backups").unwrap();
+
+    let mut args = strings(&[
+        "backup",
+        "--backup_dir",
+        "s3",
+        "--endpoint",
+        &server.endpoint(),
+        "--access_key_id",
+        server.access_key(),
+        "--secret_access_key",
+        server.secret_key(),
+        "--bucket",
+        "backups",
+        "--filepath",
+        "/b1",
+        "--is_minio",
+    ]);
+    args.extend(node.source_args());
+    args.extend(source_keys(&server));
+    let out = mobr.run(&args);
+    assert!(out.success(), "backup failed\n{out}\n{}", cluster.logs());
+    let id = mo_br_tests::fixtures::backup_id(&out);
+
+    // The objects went server-side: the agent streamed only the node's own
+    // files (configs, logservice-data), and the server copied SHARED.
+    let shared_bytes: u64 = shared_objects(&shared)
+        .values()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    let node_bytes: u64 = files_under(&node.root().join("etc/launch"))
+        .values()
+        .chain(files_under(&node.data_dir().join("logservice-data")).values())
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    let streamed = scrape_sum(&agent_metrics, "mo_br_agent_bytes_total", "op=\"copy\"");
+    let server_copied = scrape_sum(&agent_metrics, "mo_br_agent_server_copied_bytes_total", "");
+    assert_eq!(
+        streamed as u64, node_bytes,
+        "the agent streamed more than the node's own files"
+    );
+    assert_eq!(
+        server_copied as u64, shared_bytes,
+        "SHARED was not copied server-side"
+    );
+    let stored = server.root().join("backups/b1/tae");
+    let stored_objects = files_under(&stored)
+        .into_iter()
+        .filter(|(rel, _)| !rel.starts_with("tae_"))
+        .collect::<BTreeMap<_, _>>();
+    if let Err(diff) = compare(&shared_objects(&shared), &stored_objects) {
+        panic!("the server-side copies differ from SHARED:\n{diff}");
+    }
+
+    let keys = strings(&[
+        "--backup_access_key_id",
+        server.access_key(),
+        "--backup_secret_access_key",
+        server.secret_key(),
+    ]);
+    let mut check = strings(&["check", &id]);
+    check.extend(keys.clone());
+    mobr.run(&check)
+        .assert_ok("check of the server-side copied backup");
+    let r = scene.path("restores/r1");
+    let mut restore = restore_by_id_args(&id, &r);
+    restore.extend(keys.clone());
+    mobr.run(&restore)
+        .assert_ok("restore of the server-side copied backup");
+    assert_shared_restored(&shared, &r);
+
+    let bad = corrupt_an_object(&stored);
+    let out = mobr.run(&check);
+    assert!(!out.success(), "check passed a corrupted backup\n{out}");
+    assert!(
+        out.stdout.contains(&bad) || out.stderr.contains(&bad),
+        "check did not name {bad}\n{out}"
+    );
+}

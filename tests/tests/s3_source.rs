@@ -134,6 +134,45 @@ fn shared_on_s3_backs_up_to_a_filesystem_and_restores() {
         .assert_ok("restore of the incremental");
     assert_shared_restored(&shared, &r2);
 
+    // Restored with a TN config that keeps SHARED in another bucket: the
+    // objects go to that bucket and key-prefix, the rest to the directory.
+    server.new_bucket("restored").unwrap();
+    let tn = scene.path("restored-tn.toml");
+    std::fs::write(
+        &tn,
+        format!(
+            "[[fileservice]]\nname = \"SHARED\"\nbackend = \"S3\"\n\n[fileservice.s3]\nendpoint = \"{}\"\nbucket = \"restored\"\nkey-prefix = \"c2/shared/\"\nkey-id = \"{}\"\nkey-secret = \"{}\"\n",
+            server.endpoint(),
+            server.access_key(),
+            server.secret_key()
+        ),
+    )
+    .unwrap();
+    let r3 = scene.path("restores/r3");
+    let mut restore = restore_by_id_args(&inc, &r3);
+    restore.extend(strings(&["--dn_config_path", tn.to_str().unwrap()]));
+    mobr.run(&restore)
+        .assert_ok("restore into a SHARED store on S3");
+    let restored_bucket = server.root().join("restored/c2/shared");
+    if let Err(diff) = compare(&shared_objects(&shared), &files_under(&restored_bucket)) {
+        panic!("the restored SHARED bucket differs from the source:\n{diff}");
+    }
+    assert!(
+        !r3.join("mo-data/shared2").exists(),
+        "SHARED was also restored into the directory"
+    );
+    assert!(r3.join("etc/launch/tn.toml").is_file(), "configs were not restored");
+    // Restoring there again is refused: the key-prefix is not empty.
+    let r4 = scene.path("restores/r4");
+    let mut again = restore_by_id_args(&inc, &r4);
+    again.extend(strings(&["--dn_config_path", tn.to_str().unwrap()]));
+    let out = mobr.run(&again);
+    assert!(!out.success(), "a restore over a non-empty SHARED bucket passed\n{out}");
+    assert!(
+        out.stderr.contains("not empty"),
+        "the refusal does not say why\n{out}"
+    );
+
     // Check finds a corrupted object.
     let bad = corrupt_an_object(&b1.join("tae"));
     let out = mobr.run(&strings(&["check", &id]));

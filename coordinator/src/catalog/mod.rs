@@ -156,6 +156,10 @@ pub struct RestoreRecord {
     /// is its own and is removed if it does not finish.
     #[serde(default)]
     pub owned: Vec<String>,
+    /// A SHARED store on S3 it writes (a TN config put SHARED there), owned
+    /// whole like `owned`.
+    #[serde(default)]
+    pub shared_target: Option<Location>,
 }
 
 /// MatrixOne's GC held by an online backup (facts §3). No password: the
@@ -463,6 +467,7 @@ mod tests {
             written: vec!["etc/launch/tn.toml".into()],
             places: vec!["mo-data/".into(), "etc/launch/".into()],
             owned: vec!["mo-data/".into()],
+            shared_target: None,
         };
         let mut c = Catalog::default();
         c.apply(1, &Command::RestoreStarted(Box::new(rec.clone())));

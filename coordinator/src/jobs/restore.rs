@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use futures::{StreamExt, TryStreamExt};
+use mo_br_format::fileservice::{self, SharedService};
 use mo_br_format::layout;
 use mo_br_format::manifest::{BackupMeta, FileEntry};
 use mo_br_proto::agent::FileTask;
@@ -26,6 +27,9 @@ use crate::{Coordinator, Error, Result};
 struct Mapping<'a> {
     meta: &'a BackupMeta,
     shared_dir: String,
+    /// SHARED goes to its own S3 store (a TN config put it there): its
+    /// files' destinations are keys relative to that store's key-prefix.
+    shared_on_s3: bool,
     /// Backups holding bytes: this one and its chain.
     holders: HashMap<String, WireStorage>,
     checksum: bool,
@@ -33,8 +37,12 @@ struct Mapping<'a> {
 
 impl Mapping<'_> {
     fn task(&self, f: FileEntry) -> Result<FileTask> {
-        let dst = layout::restore_rel(f.kind, &f.name, &self.shared_dir)
-            .ok_or_else(|| Error::Failed(format!("{} has no restore place", f.path)))?;
+        let dst = if self.shared_on_s3 && f.kind.is_shared() {
+            f.name.clone()
+        } else {
+            layout::restore_rel(f.kind, &f.name, &self.shared_dir)
+                .ok_or_else(|| Error::Failed(format!("{} has no restore place", f.path)))?
+        };
         mo_br_format::check_relative(&dst)?;
         let holder = f.origin.unwrap_or_else(|| self.meta.id.clone());
         if !self.holders.contains_key(&holder) {
@@ -76,18 +84,23 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
     let (target_location, target_creds) =
         target_wire.to_location().map_err(Error::InvalidArgument)?;
 
-    // The SHARED root to restore into: the TN config's, when given; it must
-    // be of the backend the backup was taken from (the formats differ).
+    // The SHARED root to restore into: the TN config's, when given (a
+    // directory, or a bucket and key-prefix); it must hold the bytes the way
+    // the backup's backend did.
     let mut shared_dir = meta.shared_dir.clone();
+    let mut shared_target: Option<(Location, Credentials)> = None;
     if !req.dn_config_path.is_empty() {
-        let (backend, dir) = shared_from_dn_config(&req.dn_config_path)?;
-        if backend != meta.shared_backend {
+        let (backend, place) = shared_from_dn_config(&req.dn_config_path)?;
+        if !same_bytes(&meta.shared_backend, &backend) {
             return Err(Error::FailedPrecondition(format!(
                 "backup {} holds a {} SHARED store but {} configures {}; restore into the same backend",
                 meta.id, meta.shared_backend, req.dn_config_path, backend
             )));
         }
-        shared_dir = dir;
+        match place {
+            SharedPlace::Dir(dir) => shared_dir = dir,
+            SharedPlace::S3(location, creds) => shared_target = Some((location, creds)),
+        }
     }
     let mut holders: HashMap<String, WireStorage> = HashMap::new();
     holders.insert(
@@ -103,6 +116,7 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
     let mapping = Mapping {
         meta,
         shared_dir,
+        shared_on_s3: shared_target.is_some(),
         holders,
         checksum: req.checksum,
     };
@@ -118,10 +132,12 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
     let (mut total_bytes, mut total_files) = (0u64, 0u64);
     let mut all = entries(backup.storage.as_ref(), meta);
     while let Some(f) = all.next().await {
-        let t = mapping.task(f?)?;
+        let f = f?;
+        let to_shared_store = mapping.shared_on_s3 && f.kind.is_shared();
+        let t = mapping.task(f)?;
         total_bytes += t.size;
         total_files += 1;
-        if !owned.iter().any(|p| t.dst.starts_with(p.as_str())) {
+        if !to_shared_store && !owned.iter().any(|p| t.dst.starts_with(p.as_str())) {
             loose.push(t.dst);
         }
     }
@@ -130,6 +146,16 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
     let target = mo_br_storage::open(&target_location, &target_creds).await?;
     target.probe().await?;
     refuse_non_empty(target.as_ref(), &owned, &loose).await?;
+    // A SHARED store of its own is owned whole: its key-prefix must be empty.
+    let shared_store = match &shared_target {
+        Some((location, creds)) => {
+            let store = mo_br_storage::open(location, creds).await?;
+            store.probe().await?;
+            refuse_non_empty(store.as_ref(), &[String::new()], &[]).await?;
+            Some(store)
+        }
+        None => None,
+    };
 
     // On record before anything is written, so a coordinator that outlives
     // this job's driver removes what it wrote.
@@ -142,6 +168,7 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
         written: loose.clone(),
         places: places.clone(),
         owned: owned.clone(),
+        shared_target: shared_target.as_ref().map(|(l, _)| l.clone()),
     };
     let (restore_id, term) = (record.id.clone(), record.term);
     c.catalog
@@ -160,41 +187,70 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
         }),
     )
     .await;
-    let tasks = entries(backup.storage.as_ref(), meta)
-        .and_then(|f| futures::future::ready(mapping.task(f)))
-        .boxed();
+    // With SHARED in a store of its own, its files go there in a pass of
+    // their own; everything else goes to the restore target.
+    let mut passes = vec![(target_wire.clone(), Pass::All)];
+    if let Some((location, creds)) = &shared_target {
+        passes = vec![
+            (WireStorage::from_location(location, creds), Pass::Shared),
+            (target_wire.clone(), Pass::NodeLocal),
+        ];
+    }
     let ledger = LocalLedger::default();
-    let copy = shards::run(
-        &c.agents,
-        &ledger,
-        Op::Restore {
-            sources: mapping.holders.clone(),
-            target: target_wire,
-            checksum: req.checksum,
-        },
-        shards::batch(tasks, Eligibility::Any, c.shard_bytes),
-        RunOptions {
-            parallelism: req.parallelism,
-            fail_fast: true,
-            stop_without_client: true,
-            report_problems: false,
-            base: (0, 0),
-        },
-        events,
-    );
-    // A deposed leader stops: the new one removes what was written.
-    let outcome = tokio::select! {
-        o = copy => o,
-        () = deposed(c, term) => Err(Error::Failed(
-            "this coordinator stopped leading; the new leader removes what was restored".into(),
-        )),
-    };
+    let mut outcome = Ok(shards::Outcome::default());
+    let mut done = (0u64, 0u64);
+    for (to, pass) in passes {
+        let mapping = &mapping;
+        let tasks = entries(backup.storage.as_ref(), meta)
+            .try_filter_map(move |f: FileEntry| {
+                let take = match pass {
+                    Pass::All => true,
+                    Pass::Shared => f.kind.is_shared(),
+                    Pass::NodeLocal => !f.kind.is_shared(),
+                };
+                futures::future::ready(if take { mapping.task(f).map(Some) } else { Ok(None) })
+            })
+            .boxed();
+        let copy = shards::run(
+            &c.agents,
+            &ledger,
+            Op::Restore {
+                sources: mapping.holders.clone(),
+                target: to,
+                checksum: req.checksum,
+            },
+            shards::batch(tasks, Eligibility::Any, c.shard_bytes),
+            RunOptions {
+                parallelism: req.parallelism,
+                fail_fast: true,
+                stop_without_client: true,
+                report_problems: false,
+                base: done,
+            },
+            events,
+        );
+        // A deposed leader stops: the new one removes what was written.
+        outcome = tokio::select! {
+            o = copy => o,
+            () = deposed(c, term) => Err(Error::Failed(
+                "this coordinator stopped leading; the new leader removes what was restored".into(),
+            )),
+        };
+        match &outcome {
+            Ok(o) if o.first_problem.is_none() => {}
+            _ => break,
+        }
+        done = (total_bytes, total_files);
+    }
     let failure = match &outcome {
         Err(e) => Some(e.to_string()),
         Ok(o) => o.first_problem.as_ref().map(|(_, p)| p.detail.clone()),
     };
     if let Some(reason) = failure {
         remove_restored(target.as_ref(), &owned, &loose, &places).await;
+        if let Some(store) = &shared_store {
+            remove_restored(store.as_ref(), &[String::new()], &[], &[]).await;
+        }
         let _ = end(c, &restore_id).await;
         return Err(Error::Failed(format!(
             "restore of backup {} failed, nothing was left in {}: {reason}",
@@ -204,8 +260,14 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
     }
     remove_incomplete(target.as_ref(), &places).await;
     // Off record, or whoever leads next would remove it: only then complete.
+    if let Some(store) = &shared_store {
+        remove_incomplete(store.as_ref(), &[String::new()]).await;
+    }
     if let Err(e) = end(c, &restore_id).await {
         remove_restored(target.as_ref(), &owned, &loose, &places).await;
+        if let Some(store) = &shared_store {
+            remove_restored(store.as_ref(), &[String::new()], &[], &[]).await;
+        }
         return Err(Error::Failed(format!(
             "restore of backup {} could not be recorded as finished, so it was removed from {}: {e}",
             meta.id,
@@ -296,6 +358,15 @@ async fn deposed(c: &Coordinator, term: u64) {
 /// Ends a restore whose driver is gone (this coordinator before a restart, a
 /// deposed leader): removes what it wrote and takes it off record.
 pub(crate) async fn abandon(c: &Coordinator, rec: &RestoreRecord) {
+    if let Some(location) = &rec.shared_target {
+        match mo_br_storage::open(location, &Credentials::default()).await {
+            Ok(store) => remove_restored(store.as_ref(), &[String::new()], &[], &[]).await,
+            Err(e) => tracing::warn!(
+                "restore {}: the SHARED store it wrote could not be opened to remove what it wrote: {e}",
+                rec.id
+            ),
+        }
+    }
     match mo_br_storage::open(&rec.target, &Credentials::default()).await {
         Ok(target) => {
             remove_restored(target.as_ref(), &rec.owned, &rec.written, &rec.places).await;
@@ -368,30 +439,58 @@ async fn refuse_non_empty(target: &dyn Storage, owned: &[String], loose: &[Strin
     }
 }
 
-/// The SHARED backend and directory (relative to the MatrixOne directory)
-/// that a TN config names.
-fn shared_from_dn_config(path: &str) -> Result<(String, String)> {
+/// Whether a SHARED store of `to` holds bytes as one of `from` does: DISK
+/// frames every block with a CRC; DISK-V2, S3 and MinIO keep raw bytes.
+fn same_bytes(from: &str, to: &str) -> bool {
+    let raw = |b: &str| matches!(b, "DISK-V2" | "S3" | "MINIO");
+    from == to || (raw(from) && raw(to))
+}
+
+/// Where a TN config keeps SHARED.
+enum SharedPlace {
+    /// A directory, relative to the MatrixOne directory.
+    Dir(String),
+    /// A bucket and key-prefix, with the keys the config (or else the
+    /// environment) names, as MatrixOne would read them.
+    S3(Location, Credentials),
+}
+
+/// Which files a restore pass writes.
+#[derive(Clone, Copy)]
+enum Pass {
+    All,
+    Shared,
+    NodeLocal,
+}
+
+/// The SHARED backend and place that a TN config names.
+fn shared_from_dn_config(path: &str) -> Result<(String, SharedPlace)> {
     let text = std::fs::read_to_string(PathBuf::from(path))
         .map_err(|e| Error::InvalidArgument(format!("--dn_config_path {path}: {e}")))?;
-    let fs = mo_br_format::mo::tn_shared(&text)
-        .map_err(|e| Error::InvalidArgument(format!("--dn_config_path {path}: {e}")))?
-        .ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "--dn_config_path {path}: no [[fileservice]] named SHARED"
-            ))
-        })?;
-    let dir = fs
-        .data_dir
-        .trim_start_matches("./")
-        .trim_end_matches('/')
-        .to_string();
-    mo_br_format::check_relative(&dir).map_err(|_| {
-        Error::InvalidArgument(format!(
-            "--dn_config_path {path}: SHARED data-dir {:?} must be relative to the MatrixOne directory",
-            fs.data_dir
-        ))
-    })?;
-    Ok((fs.backend, dir))
+    let bad = |e: String| Error::InvalidArgument(format!("--dn_config_path {path}: {e}"));
+    match fileservice::shared_from_tn_config(&text).map_err(bad)? {
+        None => Err(Error::InvalidArgument(format!(
+            "--dn_config_path {path}: no [[fileservice]] named SHARED"
+        ))),
+        Some(SharedService::S3(s3)) => {
+            let creds = s3
+                .static_credentials(|name| std::env::var(name).ok())
+                .unwrap_or_default();
+            Ok((s3.backend.clone(), SharedPlace::S3(Location::S3(s3.location()), creds)))
+        }
+        Some(SharedService::Disk { backend, data_dir }) => {
+            let dir = data_dir
+                .trim_start_matches("./")
+                .trim_end_matches('/')
+                .to_string();
+            mo_br_format::check_relative(&dir).map_err(|_| {
+                Error::InvalidArgument(format!(
+                    "--dn_config_path {path}: SHARED data-dir {data_dir:?} must be relative to the MatrixOne directory"
+                ))
+            })?;
+            Ok((backend, SharedPlace::Dir(dir)))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! mo-sim is NOT MatrixOne: it implements the snapshot, account and
 //! `mo_ctl` SQL with MatrixOne's rules and error texts, nothing more.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -158,6 +159,61 @@ impl MoSim {
                 by: r[10].clone(),
             })
             .collect()
+    }
+
+    /// A live node's counters (`select * from mo_sim.node`) by column:
+    /// newest_ckp_end, live_objects, flushed, merges, checkpoints,
+    /// gc_passes, deleted, gc_stopped, checker, next_id.
+    #[track_caller]
+    pub fn node_view(&self) -> BTreeMap<String, String> {
+        let opts = mysql_async::OptsBuilder::default()
+            .ip_or_hostname(self.host.clone())
+            .tcp_port(self.port)
+            .user(Some(ROOT.0))
+            .pass(Some(ROOT.1))
+            .prefer_socket(false);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let got: Result<BTreeMap<String, String>, String> = rt.block_on(async move {
+            let mut conn = mysql_async::Conn::new(opts)
+                .await
+                .map_err(|e| e.to_string())?;
+            let row: Option<mysql_async::Row> = conn
+                .query_first("select * from mo_sim.node")
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = conn.disconnect().await;
+            let row = row.ok_or("mo_sim.node is empty: no live node")?;
+            let names: Vec<String> = row
+                .columns_ref()
+                .iter()
+                .map(|c| c.name_str().into_owned())
+                .collect();
+            Ok(names
+                .into_iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    (
+                        n,
+                        row.get::<Option<String>, _>(i)
+                            .flatten()
+                            .unwrap_or_default(),
+                    )
+                })
+                .collect())
+        });
+        got.unwrap_or_else(|e| panic!("mo-sim: mo_sim.node: {e}\n{}", self.log()))
+    }
+
+    /// A numeric column of [`Self::node_view`].
+    #[track_caller]
+    pub fn node_number(&self, column: &str) -> u64 {
+        let view = self.node_view();
+        view.get(column)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("mo_sim.node has no number {column}: {view:?}"))
     }
 
     /// The accounts (sys view).

@@ -1,5 +1,6 @@
 //! MatrixOne's `BACKUP ... FILESYSTEM '<dir>'` (facts §2), simulated: the
-//! layout MO writes, with objects copied byte for byte from SHARED.
+//! layout MO writes, with objects copied byte for byte from SHARED (on the
+//! node's disk or in its bucket).
 //!
 //! ```text
 //! mo_meta (+ .sha256)                  version,0823 / buildinfo,...
@@ -19,10 +20,11 @@ use sha2::{Digest, Sha256};
 
 use crate::ids::BackupData;
 use crate::node::{BackupFile, Hlc};
+use crate::store::Store;
 
 pub struct Plan<'a> {
     pub dir: PathBuf,
-    pub shared: &'a Path,
+    pub shared: &'a Store,
     pub objects: Vec<BackupFile>,
     pub metas: Vec<BackupFile>,
     /// TIMESTAMP: objects created at or before it are listed with `needCopy=false`.
@@ -42,9 +44,9 @@ fn write_with_sidecar(path: &Path, data: &[u8]) -> io::Result<()> {
     fs::write(PathBuf::from(side), Sha256::digest(data).as_slice())
 }
 
-/// Copies `shared/rel` to `tae/rel`; returns (bytes, sha256 hex).
-fn copy_one(shared: &Path, tae: &Path, rel: &str) -> io::Result<(u64, String)> {
-    let data = fs::read(shared.join(rel))?;
+/// Copies `rel` of SHARED to `tae/rel`; returns (bytes, sha256 hex).
+fn copy_one(shared: &Store, tae: &Path, rel: &str) -> io::Result<(u64, String)> {
+    let data = shared.read(rel)?;
     let target = tae.join(rel);
     if let Some(parent) = target.parent() {
         fs::create_dir_all(parent)?;
@@ -111,7 +113,7 @@ pub fn run(plan: Plan<'_>) -> io::Result<usize> {
             list.push_str(&format!("{rel},{size},{sha},true,{created}\n"));
         } else {
             debug_assert!(!copy);
-            let size = fs::metadata(plan.shared.join(rel))?.len();
+            let size = plan.shared.size(rel)?;
             list.push_str(&format!("{rel},{size},,false,{created}\n"));
         }
     }

@@ -208,7 +208,7 @@ impl Engine {
         if let Some(n) = &node {
             let mut n = n.lock().unwrap_or_else(|p| p.into_inner());
             n.checker = state.checker;
-            let hk = n.layout.local().join("hk_data");
+            let hk = n.local.join("hk_data");
             match std::fs::read(&hk) {
                 Ok(raw) => match crate::ids::BackupData::decode(&raw) {
                     Some(bd) if bd.watermark() > id_state.next => {
@@ -1123,10 +1123,12 @@ impl Engine {
         let backup_ts = n
             .checkpoint(false)
             .map_err(|e| internal(format!("mo-sim: BACKUP checkpoint failed: {e}")))?;
-        let (objects, metas) = n.backup_files(backup_ts);
+        let (objects, metas) = n
+            .backup_files(backup_ts)
+            .map_err(|e| internal(format!("mo-sim: BACKUP cannot list SHARED: {e}")))?;
         let plan = crate::backup::Plan {
             dir: PathBuf::from(&dir),
-            shared: &n.layout.shared,
+            shared: &n.store,
             objects,
             metas,
             since,

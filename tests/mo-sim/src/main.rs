@@ -6,7 +6,8 @@
 //! uses: accounts, snapshots (create/drop/show/restore in both grammars) and
 //! `mo_ctl` for GC control, checkpoints and backup checkers. With
 //! `--data_dir` it also runs a "live node" that flushes, merges,
-//! checkpoints and garbage-collects files in a MatrixOne-shaped `mo-data`,
+//! checkpoints and garbage-collects files in a MatrixOne-shaped `mo-data`
+//! (SHARED in it, or with `--s3_endpoint` in a bucket through the S3 API),
 //! and `mo-sim verify` checks a (restored) data dir against the ledger of
 //! everything the node wrote. Nothing here stores table data or runs a
 //! query engine.
@@ -16,6 +17,7 @@ mod engine;
 mod ids;
 mod node;
 mod sql;
+mod store;
 mod verify;
 mod wire;
 
@@ -63,9 +65,32 @@ enum Cmd {
     Serve {
         #[arg(long, default_value = "127.0.0.1:6001")]
         listen: String,
-        /// A node's mo-data (shared2/ or legacy shared/ is written into).
+        /// A node's mo-data (shared2/ or legacy shared/ is written into,
+        /// unless --s3_endpoint puts SHARED in a bucket).
         #[arg(long = "data_dir")]
         data_dir: Option<PathBuf>,
+        /// SHARED in a bucket through the S3 API, like a TN whose SHARED
+        /// file service is MINIO/S3 (`[fileservice.s3] endpoint`).
+        #[arg(long = "s3_endpoint", requires_all = ["data_dir", "s3_bucket"])]
+        s3_endpoint: Option<String>,
+        #[arg(long = "s3_bucket", requires = "s3_endpoint")]
+        s3_bucket: Option<String>,
+        /// `[fileservice.s3] key-prefix`: SHARED's root in the bucket.
+        #[arg(long = "s3_key_prefix", default_value = "", requires = "s3_endpoint")]
+        s3_key_prefix: String,
+        #[arg(
+            long = "s3_access_key_id",
+            env = "AWS_ACCESS_KEY_ID",
+            default_value = ""
+        )]
+        s3_access_key_id: String,
+        #[arg(
+            long = "s3_secret_access_key",
+            env = "AWS_SECRET_ACCESS_KEY",
+            default_value = "",
+            hide_env_values = true
+        )]
+        s3_secret_access_key: String,
         /// JSON file keeping accounts, users, snapshots, restores and the checker across restarts.
         #[arg(long)]
         state: Option<PathBuf>,
@@ -142,6 +167,11 @@ fn main() -> anyhow::Result<()> {
         Cmd::Serve {
             listen,
             data_dir,
+            s3_endpoint,
+            s3_bucket,
+            s3_key_prefix,
+            s3_access_key_id,
+            s3_secret_access_key,
             state,
             ledger,
             grammar,
@@ -162,11 +192,27 @@ fn main() -> anyhow::Result<()> {
                 checker_ttl_ms,
             };
             let ids = ids::Ids::default();
+            let s3 = s3_endpoint.map(|endpoint| store::S3Config {
+                endpoint,
+                bucket: s3_bucket.unwrap_or_default(),
+                key_prefix: s3_key_prefix,
+                access_key_id: s3_access_key_id,
+                secret_access_key: s3_secret_access_key,
+            });
             let node = match &data_dir {
                 Some(d) => {
                     let ledger = ledger.unwrap_or_else(|| node::default_ledger(d));
-                    let n = node::Node::open(d, ledger, cfg.clone(), ids.clone())
-                        .with_context(|| format!("opening {}", d.display()))?;
+                    let n = node::Node::open(d, s3.as_ref(), ledger, cfg.clone(), ids.clone())
+                        .with_context(|| match &s3 {
+                            Some(s3) => format!(
+                                "opening {} with SHARED in {} bucket {} prefix {:?}",
+                                d.display(),
+                                s3.endpoint,
+                                s3.bucket,
+                                s3.key_prefix
+                            ),
+                            None => format!("opening {}", d.display()),
+                        })?;
                     Some(Arc::new(Mutex::new(n)))
                 }
                 None => None,

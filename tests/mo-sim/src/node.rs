@@ -1,11 +1,12 @@
 //! The live node: a background writer that makes a MatrixOne-shaped data dir
 //! change the way a running TN would (flushes, merges, checkpoints, GC), so
-//! hot-copy backups can be tested against a moving target. Only the file
+//! hot-copy backups can be tested against a moving target. SHARED is a
+//! directory of the data dir or a bucket on S3 (see `store`). Only the file
 //! layout and the rules of facts §1/§3 are simulated: object contents are
 //! random bytes, checkpoint metas are the CSV of `mo-br-sample`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::ids::Ids;
+use crate::store::{S3Config, Store};
 
 /// A MatrixOne HLC timestamp as file names carry it: `<physical-ns>-<logical>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -62,7 +64,8 @@ pub fn now_ms() -> u64 {
 /// Which file-service backend holds SHARED (facts §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-    /// `DISK-V2` at `mo-data/shared2`: raw bytes.
+    /// `DISK-V2` at `mo-data/shared2`: raw bytes, as a `MINIO`/`S3`
+    /// SHARED keeps its objects too.
     DiskV2,
     /// Legacy `DISK` at `mo-data/shared`: 2048-byte blocks = CRC32C + 2044 bytes.
     Disk,
@@ -108,9 +111,31 @@ impl Layout {
         Ok(layout)
     }
 
+    /// Content of a store file (CRC-checked and unframed for legacy `DISK`).
+    pub fn decode(&self, raw: &[u8]) -> Option<Vec<u8>> {
+        self.backend.decode(raw)
+    }
+
+    /// The LOCAL root next to SHARED: `local2` for `shared2`, `local` for
+    /// legacy `shared` (facts §1); `hk_data` goes there on restore.
+    pub fn local(&self) -> PathBuf {
+        let data_dir = self.shared.parent().unwrap_or(Path::new("."));
+        data_dir.join(match self.backend {
+            Backend::DiskV2 => "local2",
+            Backend::Disk => "local",
+        })
+    }
+
+    /// Stored size of an object of `content` bytes.
+    pub fn stored_size(&self, content: u64) -> u64 {
+        self.backend.stored_size(content)
+    }
+}
+
+impl Backend {
     /// Store bytes on disk for `content` (framed for legacy `DISK`).
     pub fn encode(&self, content: &[u8]) -> Vec<u8> {
-        match self.backend {
+        match self {
             Backend::DiskV2 => content.to_vec(),
             Backend::Disk => {
                 let mut out = Vec::with_capacity(content.len() + content.len() / 2044 * 4 + 4);
@@ -125,7 +150,7 @@ impl Layout {
 
     /// Content of a store file (CRC-checked and unframed for legacy `DISK`).
     pub fn decode(&self, raw: &[u8]) -> Option<Vec<u8>> {
-        match self.backend {
+        match self {
             Backend::DiskV2 => Some(raw.to_vec()),
             Backend::Disk => {
                 let mut out = Vec::with_capacity(raw.len());
@@ -144,19 +169,9 @@ impl Layout {
         }
     }
 
-    /// The LOCAL root next to SHARED: `local2` for `shared2`, `local` for
-    /// legacy `shared` (facts §1); `hk_data` goes there on restore.
-    pub fn local(&self) -> PathBuf {
-        let data_dir = self.shared.parent().unwrap_or(Path::new("."));
-        data_dir.join(match self.backend {
-            Backend::DiskV2 => "local2",
-            Backend::Disk => "local",
-        })
-    }
-
     /// On-disk size of an object of `content` bytes.
     pub fn stored_size(&self, content: u64) -> u64 {
-        match self.backend {
+        match self {
             Backend::DiskV2 => content,
             Backend::Disk => content + content.div_ceil(2044) * 4,
         }
@@ -368,7 +383,10 @@ pub struct Stats {
 
 pub struct Node {
     cfg: NodeConfig,
-    pub layout: Layout,
+    pub store: Store,
+    codec: Backend,
+    /// The LOCAL root (`hk_data` lives there).
+    pub local: PathBuf,
     ledger: PathBuf,
     clock: Hlc,
     rng: u64,
@@ -398,13 +416,36 @@ pub struct BackupFile {
 }
 
 impl Node {
-    /// Opens a data dir (creating an empty SHARED if there is none) and
-    /// rebuilds the node's view from what is on disk.
-    pub fn open(data_dir: &Path, ledger: PathBuf, cfg: NodeConfig, ids: Ids) -> io::Result<Node> {
-        let layout = Layout::detect(data_dir, true)?;
+    /// Opens a node: SHARED in `s3` when given, else in the data dir
+    /// (created empty if there is none); rebuilds the node's view from what
+    /// SHARED holds.
+    pub fn open(
+        data_dir: &Path,
+        s3: Option<&S3Config>,
+        ledger: PathBuf,
+        cfg: NodeConfig,
+        ids: Ids,
+    ) -> io::Result<Node> {
+        let (store, codec, local) = match s3 {
+            Some(s3) => {
+                fs::create_dir_all(data_dir)?;
+                (
+                    Store::open_s3(s3)?,
+                    Backend::DiskV2,
+                    data_dir.join("local2"),
+                )
+            }
+            None => {
+                let layout = Layout::detect(data_dir, true)?;
+                let local = layout.local();
+                (Store::Disk(layout.shared), layout.backend, local)
+            }
+        };
         let mut node = Node {
             cfg,
-            layout,
+            store,
+            codec,
+            local,
             ledger,
             clock: Hlc::ZERO,
             rng: now_ns() | 1,
@@ -424,22 +465,19 @@ impl Node {
             ids,
         };
         let mut sizes = BTreeMap::new();
-        for entry in fs::read_dir(&node.layout.shared)? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if is_object_name(&name) && entry.file_type()?.is_file() {
-                sizes.insert(name.clone(), entry.metadata()?.len());
+        for (name, size) in node.store.list("")? {
+            if is_object_name(&name) {
+                sizes.insert(name.clone(), size);
                 node.known.insert(name);
             }
         }
-        for entry in fs::read_dir(node.layout.shared.join("ckp"))? {
-            let name = entry?.file_name().to_string_lossy().into_owned();
+        for (name, _) in node.store.list("ckp")? {
             if parse_ckp_name(&name).is_none() {
                 continue;
             }
-            let raw = fs::read(node.layout.shared.join("ckp").join(&name))?;
+            let raw = node.store.read(&format!("ckp/{name}"))?;
             let text = node
-                .layout
+                .codec
                 .decode(&raw)
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .unwrap_or_default();
@@ -448,8 +486,7 @@ impl Node {
                 node.metas.insert(name, meta);
             }
         }
-        for entry in fs::read_dir(node.layout.shared.join("gc"))? {
-            let name = entry?.file_name().to_string_lossy().into_owned();
+        for (name, _) in node.store.list("gc")? {
             if let Some(end) = parse_gc_name(&name) {
                 node.last_gc_end = node.last_gc_end.max(end);
             }
@@ -528,8 +565,8 @@ impl Node {
         v
     }
 
-    /// Write-then-rename under SHARED (facts §1): `.tmp.*`, fsync, rename,
-    /// fsync the directory; then the ledger line.
+    /// A new file in SHARED, visible only whole (see [`Store::create`]);
+    /// then the ledger line.
     fn write_file(
         &mut self,
         rel: &str,
@@ -537,26 +574,18 @@ impl Node {
         content: &[u8],
         created: Hlc,
     ) -> io::Result<()> {
-        let bytes = self.layout.encode(content);
-        let target = self.layout.shared.join(rel);
-        if target.exists() {
+        let bytes = self.codec.encode(content);
+        if self.store.exists(rel)? {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
-                format!("{} exists: names are never reused", target.display()),
+                format!(
+                    "{rel} exists in {}: names are never reused",
+                    self.store.describe()
+                ),
             ));
         }
-        let tmp_name = format!(".tmp.{:016x}", self.rand());
-        let tmp = self.layout.shared.join(tmp_name);
-        {
-            let mut f = File::create_new(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-        }
-        fs::rename(&tmp, &target)?;
-        if let Some(dir) = target.parent() {
-            File::open(dir)?.sync_all()?;
-        }
-        File::open(&self.layout.shared)?.sync_all()?;
+        let tag = self.rand();
+        self.store.create(rel, &bytes, tag)?;
         let entry = LedgerEntry {
             path: rel.to_string(),
             kind: kind.to_string(),
@@ -772,13 +801,13 @@ impl Node {
             .collect();
         let mut deleted = Vec::new();
         for n in &doomed_objs {
-            remove_if_exists(&self.layout.shared.join(n))?;
+            self.store.remove(n)?;
             self.known.remove(n);
             self.born.remove(n);
             deleted.push(n.clone());
         }
         for f in &doomed_metas {
-            remove_if_exists(&self.layout.shared.join("ckp").join(f))?;
+            self.store.remove(&format!("ckp/{f}"))?;
             self.metas.remove(f);
             deleted.push(format!("ckp/{f}"));
         }
@@ -804,12 +833,10 @@ impl Node {
             end,
         )?;
         self.last_gc_end = end;
-        let gc_dir = self.layout.shared.join("gc");
-        for entry in fs::read_dir(&gc_dir)? {
-            let name = entry?.file_name().to_string_lossy().into_owned();
+        for (name, _) in self.store.list("gc")? {
             if let Some(e) = parse_gc_name(&name) {
                 if e < end && !protected(e) {
-                    remove_if_exists(&gc_dir.join(&name))?;
+                    self.store.remove(&format!("gc/{name}"))?;
                     deleted.push(format!("gc/{name}"));
                 }
             }
@@ -820,7 +847,7 @@ impl Node {
 
     /// What a BACKUP at the newest checkpoint end copies: every object on
     /// disk, and the `ckp/` and `gc/` files whose name-encoded end is <= it.
-    pub fn backup_files(&self, cut: Hlc) -> (Vec<BackupFile>, Vec<BackupFile>) {
+    pub fn backup_files(&self, cut: Hlc) -> io::Result<(Vec<BackupFile>, Vec<BackupFile>)> {
         let objects = self
             .known
             .iter()
@@ -838,18 +865,15 @@ impl Node {
                 created: m.end,
             })
             .collect();
-        if let Ok(rd) = fs::read_dir(self.layout.shared.join("gc")) {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if let Some(end) = parse_gc_name(&name).filter(|e| *e <= cut) {
-                    metas.push(BackupFile {
-                        rel: format!("gc/{name}"),
-                        created: end,
-                    });
-                }
+        for (name, _) in self.store.list("gc")? {
+            if let Some(end) = parse_gc_name(&name).filter(|e| *e <= cut) {
+                metas.push(BackupFile {
+                    rel: format!("gc/{name}"),
+                    created: end,
+                });
             }
         }
-        (objects, metas)
+        Ok((objects, metas))
     }
 
     pub fn newest_ckp_end(&self) -> Hlc {
@@ -858,14 +882,6 @@ impl Node {
 
     pub fn live_count(&self) -> usize {
         self.live.len()
-    }
-}
-
-fn remove_if_exists(p: &Path) -> io::Result<()> {
-    match fs::remove_file(p) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
     }
 }
 

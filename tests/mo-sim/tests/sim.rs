@@ -1133,3 +1133,221 @@ async fn serve_starts_next_id_from_hk_data_watermark() {
         );
     }
 }
+
+/// `select * from mo_sim.node` as (column, value) pairs.
+async fn node_view(c: &mut Conn) -> Vec<(String, String)> {
+    let row: mysql_async::Row = c
+        .query_first("select * from mo_sim.node")
+        .await
+        .unwrap()
+        .unwrap();
+    let names: Vec<String> = row
+        .columns_ref()
+        .iter()
+        .map(|c| c.name_str().into_owned())
+        .collect();
+    names
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| {
+            (
+                n,
+                row.get::<Option<String>, _>(i)
+                    .flatten()
+                    .unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+fn view_u64(view: &[(String, String)], name: &str) -> u64 {
+    view.iter()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or_else(|| panic!("mo_sim.node has no number {name}: {view:?}"))
+}
+
+/// Files under `root`, '/'-separated paths relative to it.
+fn files_under(root: &Path) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                let rel = p
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                out.push((rel, p));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// SHARED in a bucket of a real S3 server (s3s-fs keeps object `k` of
+/// bucket `b` as the file `<root>/b/k`, which is how the test looks into
+/// the bucket): the node writes, checkpoints and collects garbage there
+/// through the S3 API, BACKUP copies from it, and a restart rebuilds the
+/// node's view from the bucket's listing.
+#[tokio::test]
+async fn live_node_keeps_shared_in_an_s3_bucket() {
+    use sha2::Digest;
+    let server = mo_br_tests::s3server::S3Server::start().expect("start s3s-fs");
+    server.new_bucket("mo-shared").unwrap();
+    let in_bucket = server.root().join("mo-shared/c1/shared");
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("node/mo-data");
+    let ledger_path = dir.path().join("ledger.jsonl");
+    let endpoint = server.endpoint();
+    let node_args = |churn: &[&'static str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "--data_dir",
+            data_dir.to_str().unwrap(),
+            "--ledger",
+            ledger_path.to_str().unwrap(),
+            "--s3_endpoint",
+            &endpoint,
+            "--s3_bucket",
+            "mo-shared",
+            "--s3_key_prefix",
+            "c1/shared",
+            "--s3_access_key_id",
+            server.access_key(),
+            "--s3_secret_access_key",
+            server.secret_key(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(churn.iter().map(|s| s.to_string()));
+        v
+    };
+    let args = node_args(&[
+        "--flush_ms",
+        "50",
+        "--ckp_ms",
+        "250",
+        "--gc_ms",
+        "200",
+        "--global_every",
+        "2",
+        "--merge_every",
+        "1",
+    ]);
+    let sim = start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut sys = connect(&sim, "root", "111").await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let view = node_view(&mut sys).await;
+        if view_u64(&view, "deleted") > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "GC deleted nothing: {view:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A still picture: nothing deleted while the bucket is read.
+    sys.query_drop("select mo_ctl('dn','DiskCleaner','stop_gc')")
+        .await
+        .unwrap();
+    assert!(
+        !data_dir.join("shared2").exists(),
+        "SHARED went to the node's disk"
+    );
+    let ledger: std::collections::BTreeMap<String, String> = std::fs::read_to_string(&ledger_path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["path"].as_str().unwrap().to_string(),
+                v["sha256"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let files = files_under(&in_bucket);
+    for (rel, path) in &files {
+        let sha = ledger
+            .get(rel)
+            .unwrap_or_else(|| panic!("{rel} in the bucket was not written by the node"));
+        let data = std::fs::read(path).unwrap();
+        assert_eq!(&hex::encode(sha2::Sha256::digest(&data)), sha, "{rel}");
+    }
+    assert!(
+        ledger.len() > files.len(),
+        "GC removed nothing from the bucket"
+    );
+    for dir in ["ckp/meta_0-0_", "gc/gc_"] {
+        assert!(
+            files.iter().any(|(rel, _)| rel.starts_with(dir)),
+            "no {dir}* in the bucket: {files:?}"
+        );
+    }
+    sys.query_drop("select mo_ctl('dn','DiskCleaner','start_gc')")
+        .await
+        .unwrap();
+
+    // BACKUP reads the bucket; its copy restores into a DISK-V2 SHARED.
+    let b1 = dir.path().join("b1");
+    sys.query_drop(format!(
+        "BACKUP '1' FILESYSTEM '{}' PARALLELISM '4'",
+        b1.display()
+    ))
+    .await
+    .unwrap();
+    let sum = String::from_utf8(with_sidecar(&b1.join("tae/tae_sum"))).unwrap();
+    let backup_ts = sum.trim_end().split(',').nth(2).unwrap().to_string();
+    let restored = dir.path().join("restored/mo-data");
+    std::fs::create_dir_all(restored.join("local2")).unwrap();
+    std::fs::create_dir_all(restored.join("shared2/gc")).unwrap();
+    for (path, ..) in tae_list(&b1) {
+        let to = restored.join("shared2").join(&path);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(b1.join("tae").join(&path), to).unwrap();
+    }
+    std::fs::copy(b1.join("hakeeper/hk_data"), restored.join("local2/hk_data")).unwrap();
+    let out = Command::new(bin())
+        .args(["verify", "--data_dir", restored.to_str().unwrap()])
+        .args([
+            "--cut",
+            &backup_ts,
+            "--ledger",
+            ledger_path.to_str().unwrap(),
+        ])
+        .args(["--hk_data_min", "1000000"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // A restart reads the node's state back from the bucket.
+    sys.query_drop("select mo_ctl('dn','DiskCleaner','stop_gc')")
+        .await
+        .unwrap();
+    let before = node_view(&mut sys).await;
+    drop(sys);
+    drop(sim);
+    let args = node_args(&["--flush_ms", "0", "--ckp_ms", "0", "--gc_ms", "0"]);
+    let sim = start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut sys = connect(&sim, "root", "111").await.unwrap();
+    let after = node_view(&mut sys).await;
+    let newest =
+        |v: &[(String, String)]| hlc_key(&v.iter().find(|(k, _)| k == "newest_ckp_end").unwrap().1);
+    assert!(newest(&after) >= newest(&before), "{before:?}\n{after:?}");
+    assert!(view_u64(&after, "live_objects") > 0, "{after:?}");
+    sys.query_drop("select mo_ctl('dn','checkpoint','')")
+        .await
+        .unwrap();
+    assert!(newest(&node_view(&mut sys).await) > newest(&before));
+}

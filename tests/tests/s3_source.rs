@@ -161,13 +161,19 @@ fn shared_on_s3_backs_up_to_a_filesystem_and_restores() {
         !r3.join("mo-data/shared2").exists(),
         "SHARED was also restored into the directory"
     );
-    assert!(r3.join("etc/launch/tn.toml").is_file(), "configs were not restored");
+    assert!(
+        r3.join("etc/launch/tn.toml").is_file(),
+        "configs were not restored"
+    );
     // Restoring there again is refused: the key-prefix is not empty.
     let r4 = scene.path("restores/r4");
     let mut again = restore_by_id_args(&inc, &r4);
     again.extend(strings(&["--dn_config_path", tn.to_str().unwrap()]));
     let out = mobr.run(&again);
-    assert!(!out.success(), "a restore over a non-empty SHARED bucket passed\n{out}");
+    assert!(
+        !out.success(),
+        "a restore over a non-empty SHARED bucket passed\n{out}"
+    );
     assert!(
         out.stderr.contains("not empty"),
         "the refusal does not say why\n{out}"

@@ -208,7 +208,11 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
                     Pass::Shared => f.kind.is_shared(),
                     Pass::NodeLocal => !f.kind.is_shared(),
                 };
-                futures::future::ready(if take { mapping.task(f).map(Some) } else { Ok(None) })
+                futures::future::ready(if take {
+                    mapping.task(f).map(Some)
+                } else {
+                    Ok(None)
+                })
             })
             .boxed();
         let copy = shards::run(
@@ -476,7 +480,10 @@ fn shared_from_dn_config(path: &str) -> Result<(String, SharedPlace)> {
             let creds = s3
                 .static_credentials(|name| std::env::var(name).ok())
                 .unwrap_or_default();
-            Ok((s3.backend.clone(), SharedPlace::S3(Location::S3(s3.location()), creds)))
+            Ok((
+                s3.backend.clone(),
+                SharedPlace::S3(Location::S3(s3.location()), creds),
+            ))
         }
         Some(SharedService::Disk { backend, data_dir }) => {
             let dir = data_dir

@@ -94,8 +94,9 @@ fn boxed(s: tonic::Streaming<JobEvent>) -> Response<JobStream> {
     Response::new(Box::pin(s))
 }
 
-/// Starts `job` on its own task; its error, if any, ends the stream as a
-/// status the CLI prints as one line.
+/// Starts `job` on its own task, owned by the coordinator's supervisor;
+/// its error, if any, ends the stream as a status the CLI prints as one
+/// line.
 fn start<F, Fut>(c: &Coordinator, kind: JobKind, job: F) -> Result<Response<JobStream>, Status>
 where
     F: FnOnce(Coordinator, Events) -> Fut + Send + 'static,
@@ -117,7 +118,7 @@ where
             }
         }
     };
-    tokio::spawn(task);
+    c.supervisor.spawn(task)?;
     Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
 }
 
@@ -192,11 +193,11 @@ impl CoordinatorApi for CoordinatorService {
         let req = r.into_inner();
         let (tx, rx) = mpsc::channel(64);
         let c = self.c.clone();
-        tokio::spawn(async move {
+        self.c.supervisor.spawn(async move {
             if let Err(e) = follow(&c, req, &tx).await {
                 let _ = tx.send(Err(Status::from(e))).await;
             }
-        });
+        })?;
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -261,7 +262,7 @@ async fn follow(c: &Coordinator, req: AttachRequest, events: &Events) -> Result<
             password: req.mo_password.clone(),
         });
         if let Some(l) = login.as_ref().filter(|l| !l.password.is_empty()) {
-            c.remember_login(&id, l);
+            c.passwords.remember(&id, l);
         }
         let login = login.filter(|l| !l.password.is_empty());
         c.adopt(

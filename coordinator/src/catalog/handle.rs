@@ -129,21 +129,25 @@ fn from_repl(e: repl::Error) -> Error {
 /// concludes the group has no quorum.
 const ELECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// Runs a raft call, retrying while no leader is known (an election is on);
-/// past [`ELECTION_WAIT`] that means no quorum.
-async fn leaderless_retry<T, F, Fut>(mut call: F) -> Result<T>
+/// Runs a raft call on `node`, again after each change of its view while
+/// it answers that no leader is known (an election is on); past
+/// [`ELECTION_WAIT`] that means no quorum.
+async fn leaderless_retry<T, F, Fut>(node: &repl::Node<CatalogMachine>, mut call: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = repl::Result<T>>,
 {
     let deadline = tokio::time::Instant::now() + ELECTION_WAIT;
+    let mut changes = node.status_watch();
     loop {
+        // Seen before the call: a change while it runs wakes the retry.
+        changes.borrow_and_update();
         match call().await {
             Err(repl::Error::NotLeader { leader: None }) => {
-                if tokio::time::Instant::now() >= deadline {
+                let changed = tokio::time::timeout_at(deadline, changes.changed()).await;
+                if !matches!(changed, Ok(Ok(()))) {
                     return Err(Error::NoQuorum);
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
             other => return other.map_err(from_repl),
         }
@@ -194,7 +198,7 @@ impl CatalogHandle {
             }
             Backend::Raft { node, .. } => {
                 let data = serde_json::to_vec(&cmd).map_err(|e| Error::Failed(e.to_string()))?;
-                let out = leaderless_retry(|| node.propose(data.clone())).await?;
+                let out = leaderless_retry(node, || node.propose(data.clone())).await?;
                 serde_json::from_slice(&out).map_err(|e| Error::Failed(e.to_string()))
             }
         }
@@ -227,7 +231,7 @@ impl CatalogHandle {
         f: impl FnOnce(&Catalog) -> T + Send + 'static,
     ) -> Result<T> {
         if let Backend::Raft { node, .. } = &self.backend {
-            leaderless_retry(|| node.read_index()).await?;
+            leaderless_retry(node, || node.read_index()).await?;
         }
         self.read(f).await
     }

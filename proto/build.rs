@@ -26,7 +26,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "proto/common.proto",
                 "proto/coordinator.proto",
                 "proto/agent.proto",
-                "proto/raft.proto",
             ],
             &["proto"],
         )?;

@@ -29,9 +29,15 @@ pub enum Error {
     NotLeader(Option<String>),
     #[error("no quorum: the coordinator cluster cannot commit (fewer than a majority of replicas are reachable)")]
     NoQuorum,
-    /// From MatrixOne (its own message kept verbatim) or about reaching it.
-    #[error("MatrixOne: {0}")]
-    MatrixOne(String),
+    /// A statement failed: MatrixOne's own answer kept verbatim, with its
+    /// error code; no code when the failure is on this side (the session
+    /// was lost, the answer was not what `mo_ctl` promises).
+    #[error("MatrixOne: {message}")]
+    MatrixOne { code: Option<u16>, message: String },
+    /// No session could be opened: nothing answered at `addr`, or the
+    /// handshake broke off (a login MatrixOne refuses is [`Error::MatrixOne`]).
+    #[error("MatrixOne: cannot reach MatrixOne at {addr}: {detail}")]
+    MatrixOneUnreachable { addr: String, detail: String },
 }
 
 impl From<Error> for tonic::Status {
@@ -56,13 +62,11 @@ impl From<Error> for tonic::Status {
                 }
                 status
             }
-            Error::MatrixOne(m) if m.starts_with("cannot reach MatrixOne") => {
-                tonic::Status::unavailable(msg)
-            }
-            Error::MatrixOne(m) if m.contains("Access denied") => {
-                tonic::Status::permission_denied(msg)
-            }
-            Error::MatrixOne(_) => tonic::Status::failed_precondition(msg),
+            Error::MatrixOneUnreachable { .. } => tonic::Status::unavailable(msg),
+            Error::MatrixOne {
+                code: Some(code), ..
+            } if crate::matrixone::is_access_denied(*code) => tonic::Status::permission_denied(msg),
+            Error::MatrixOne { .. } => tonic::Status::failed_precondition(msg),
             _ => tonic::Status::internal(msg),
         }
     }

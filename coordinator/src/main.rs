@@ -136,10 +136,16 @@ async fn main() -> anyhow::Result<()> {
     };
     // The line tests and scripts wait for: the real address when port 0 was asked.
     println!("mo-br-coordinator listening on {}", listener.local_addr()?);
-    coordinator
+    let served = coordinator
+        .clone()
         .serve(listener, async {
             let _ = tokio::signal::ctrl_c().await;
         })
-        .await?;
+        .await;
+    // Jobs, adopted backups and the leader's duties stop where they stand
+    // (the catalog keeps what is left for the next leader); raft's storage
+    // is closed cleanly.
+    coordinator.shutdown().await;
+    served?;
     Ok(())
 }

@@ -1,10 +1,11 @@
 //! The SQL connection to MatrixOne (MySQL protocol): snapshots and the
 //! online backup's `mo_ctl` calls.
 //!
-//! Errors: a server that cannot be reached is `cannot reach MatrixOne at
-//! host:port: ...` within [`CONNECT_TIMEOUT`]; an error MatrixOne answers
-//! with is kept verbatim (the [`Error::MatrixOne`] Display adds the
-//! `MatrixOne: ` prefix). SQL built from user input goes through
+//! Errors are typed here, from mysql_async's, so nobody downstream reads
+//! message text: a server that cannot be reached within [`CONNECT_TIMEOUT`]
+//! is [`Error::MatrixOneUnreachable`]; an error MatrixOne answers with is
+//! [`Error::MatrixOne`] with its code and its message verbatim (Display adds
+//! the `MatrixOne: ` prefix). SQL built from user input goes through
 //! [`ident`] / [`quote`], which reject or escape, never splice raw text.
 
 use std::time::Duration;
@@ -21,6 +22,45 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// MySQL's "You have an error in your SQL syntax" code.
 pub const ER_PARSE_ERROR: u16 = 1064;
+
+/// MySQL's codes of a refused login or privilege, all "Access denied ...":
+/// ER_DBACCESS_DENIED_ERROR, ER_ACCESS_DENIED_ERROR (MatrixOne's answer to
+/// a wrong user or password), ER_SPECIFIC_ACCESS_DENIED_ERROR,
+/// ER_ACCESS_DENIED_NO_PASSWORD_ERROR.
+const ACCESS_DENIED: [u16; 4] = [1044, 1045, 1227, 1698];
+
+/// Whether MatrixOne's error `code` refuses the login or a privilege.
+pub fn is_access_denied(code: u16) -> bool {
+    ACCESS_DENIED.contains(&code)
+}
+
+/// Whether MatrixOne answered that it cannot parse the statement: the parse
+/// error's code, or another of its errors that says "syntax".
+pub fn is_syntax(e: &Error) -> bool {
+    match e {
+        Error::MatrixOne {
+            code: Some(code),
+            message,
+        } => *code == ER_PARSE_ERROR || message.to_ascii_lowercase().contains("syntax"),
+        _ => false,
+    }
+}
+
+/// MatrixOne's own answer, kept whole.
+fn answered(e: mysql_async::ServerError) -> Error {
+    Error::MatrixOne {
+        code: Some(e.code),
+        message: e.message,
+    }
+}
+
+/// A failure on this side of a session (no code from MatrixOne).
+fn local(message: String) -> Error {
+    Error::MatrixOne {
+        code: None,
+        message,
+    }
+}
 
 /// Where and as whom to log in to MatrixOne. The password is never logged or
 /// stored (Debug redacts it).
@@ -99,9 +139,12 @@ impl MoLogin {
             .max_allowed_packet(Some(64 << 20))
             .wait_timeout(Some(28_800))
             .stmt_cache_size(0);
-        let unreachable = |e: &dyn std::fmt::Display| Error::MatrixOne(self.unreachable_message(e));
+        let unreachable = |detail: String| Error::MatrixOneUnreachable {
+            addr: format!("{}:{}", self.host, self.port),
+            detail,
+        };
         match tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(opts)).await {
-            Err(_) => Err(unreachable(&format_args!(
+            Err(_) => Err(unreachable(format!(
                 "no answer within {}s",
                 CONNECT_TIMEOUT.as_secs()
             ))),
@@ -114,13 +157,10 @@ impl MoLogin {
                 );
                 Ok(MoConn { conn })
             }
-            Ok(Err(mysql_async::Error::Server(e))) => Err(Error::MatrixOne(e.message)),
-            Ok(Err(e)) => Err(unreachable(&plain(&e))),
+            // A refused login, among others: MatrixOne answered.
+            Ok(Err(mysql_async::Error::Server(e))) => Err(answered(e)),
+            Ok(Err(e)) => Err(unreachable(plain(&e))),
         }
-    }
-
-    fn unreachable_message(&self, e: &dyn std::fmt::Display) -> String {
-        format!("cannot reach MatrixOne at {}:{}: {e}", self.host, self.port)
     }
 }
 
@@ -139,29 +179,6 @@ fn plain(e: &mysql_async::Error) -> String {
     .replace('\n', " ")
 }
 
-/// A statement's failure: the server's code (0 for a failure that did not
-/// come from the server) and the error to report.
-#[derive(Debug)]
-pub struct Failure {
-    pub code: u16,
-    pub error: Error,
-}
-
-impl Failure {
-    /// A parse error: the server does not know this grammar.
-    pub fn is_syntax(&self) -> bool {
-        self.code == ER_PARSE_ERROR
-            || (self.code != 0
-                && matches!(&self.error, Error::MatrixOne(m) if m.to_ascii_lowercase().contains("syntax")))
-    }
-}
-
-impl From<Failure> for Error {
-    fn from(f: Failure) -> Error {
-        f.error
-    }
-}
-
 /// An open session.
 pub struct MoConn {
     conn: Conn,
@@ -170,11 +187,6 @@ pub struct MoConn {
 impl MoConn {
     /// Runs a statement, discarding any result.
     pub async fn exec(&mut self, sql: &str) -> Result<()> {
-        Ok(self.try_exec(sql).await?)
-    }
-
-    /// Like [`MoConn::exec`], keeping the server's error code.
-    pub async fn try_exec(&mut self, sql: &str) -> Result<(), Failure> {
         tracing::debug!("MatrixOne: {}", redact(sql));
         self.conn.query_drop(sql).await.map_err(|e| failure(e, sql))
     }
@@ -182,11 +194,7 @@ impl MoConn {
     /// Runs a query; every column as text ('' for NULL).
     pub async fn rows(&mut self, sql: &str) -> Result<Vec<Vec<String>>> {
         tracing::debug!("MatrixOne: {}", redact(sql));
-        let rows: Vec<Row> = self
-            .conn
-            .query(sql)
-            .await
-            .map_err(|e| Error::from(failure(e, sql)))?;
+        let rows: Vec<Row> = self.conn.query(sql).await.map_err(|e| failure(e, sql))?;
         Ok(rows
             .into_iter()
             .map(|row| row.unwrap().into_iter().map(text).collect())
@@ -210,9 +218,9 @@ impl MoConn {
         let cell = rows
             .first()
             .and_then(|r| r.first())
-            .ok_or_else(|| Error::MatrixOne(format!("{sql}: no result")))?;
+            .ok_or_else(|| local(format!("{sql}: no result")))?;
         serde_json::from_str(cell)
-            .map_err(|e| Error::MatrixOne(format!("{sql}: the result is not JSON ({e}): {cell}")))
+            .map_err(|e| local(format!("{sql}: the result is not JSON ({e}): {cell}")))
     }
 
     /// Ends the session politely.
@@ -221,7 +229,7 @@ impl MoConn {
     }
 }
 
-fn failure(e: mysql_async::Error, sql: &str) -> Failure {
+fn failure(e: mysql_async::Error, sql: &str) -> Error {
     match e {
         mysql_async::Error::Server(s) => {
             tracing::debug!(
@@ -230,15 +238,9 @@ fn failure(e: mysql_async::Error, sql: &str) -> Failure {
                 redact(sql),
                 s.message
             );
-            Failure {
-                code: s.code,
-                error: Error::MatrixOne(s.message),
-            }
+            answered(s)
         }
-        other => Failure {
-            code: 0,
-            error: Error::MatrixOne(format!("connection lost: {}", plain(&other))),
-        },
+        other => local(format!("connection lost: {}", plain(&other))),
     }
 }
 
@@ -395,6 +397,69 @@ mod tests {
         );
     }
 
+    #[test]
+    fn errors_map_to_codes_by_kind_not_text() {
+        let answer = |code, message: &str| Error::MatrixOne {
+            code: Some(code),
+            message: message.into(),
+        };
+        let denied = answer(
+            1045,
+            "Access denied for user dump. internal error: check password failed",
+        );
+        let status = tonic::Status::from(denied);
+        assert_eq!(status.code(), tonic::Code::PermissionDenied);
+        assert_eq!(
+            status.message(),
+            "MatrixOne: Access denied for user dump. internal error: check password failed"
+        );
+        // The words alone decide nothing: the code does.
+        let quoted = answer(
+            20101,
+            "internal error: Access denied is not a snapshot name",
+        );
+        assert_eq!(
+            tonic::Status::from(quoted).code(),
+            tonic::Code::FailedPrecondition
+        );
+        let lost = local("connection lost: broken pipe".into());
+        assert_eq!(lost.to_string(), "MatrixOne: connection lost: broken pipe");
+        assert_eq!(
+            tonic::Status::from(lost).code(),
+            tonic::Code::FailedPrecondition
+        );
+        let unreachable = Error::MatrixOneUnreachable {
+            addr: "h:6001".into(),
+            detail: "no answer within 5s".into(),
+        };
+        assert_eq!(
+            unreachable.to_string(),
+            "MatrixOne: cannot reach MatrixOne at h:6001: no answer within 5s"
+        );
+        assert_eq!(
+            tonic::Status::from(unreachable).code(),
+            tonic::Code::Unavailable
+        );
+    }
+
+    #[test]
+    fn syntax_errors_are_the_servers() {
+        let answer = |code, message: &str| Error::MatrixOne {
+            code: Some(code),
+            message: message.into(),
+        };
+        assert!(is_syntax(&answer(1064, "SQL parser error")));
+        assert!(is_syntax(&answer(
+            20101,
+            "internal error: bad syntax near x"
+        )));
+        assert!(!is_syntax(&answer(
+            20101,
+            "internal error: no such snapshot"
+        )));
+        assert!(!is_syntax(&local("connection lost: syntax".into())));
+    }
+
     #[tokio::test]
     async fn closed_port_is_unreachable_quickly() {
         let port = {
@@ -405,6 +470,10 @@ mod tests {
         l.port = port;
         let start = std::time::Instant::now();
         let err = l.connect().await.err().expect("nothing listens there");
+        assert!(
+            matches!(&err, Error::MatrixOneUnreachable { addr, .. } if *addr == format!("127.0.0.1:{port}")),
+            "{err:?}"
+        );
         let msg = err.to_string();
         assert!(
             msg.starts_with(&format!(

@@ -7,6 +7,8 @@
 //! touched, so a new leader renews what an old one held and releases holds
 //! whose backup has ended.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mo_br_format::mo::Hlc;
@@ -26,6 +28,39 @@ fn now_hlc() -> Hlc {
     Hlc {
         physical: chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
         logical: 0,
+    }
+}
+
+/// MatrixOne passwords of the online backups this replica drives, by
+/// backup, to renew and release their GC holds. Only ever in memory (never
+/// in the catalog). A cheap handle.
+#[derive(Clone, Default)]
+pub struct Passwords {
+    /// Touched by jobs and by `Attach`; never held across an await.
+    by_backup: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl Passwords {
+    pub fn remember(&self, backup: &str, login: &MoLogin) {
+        self.by_backup
+            .lock()
+            .expect("passwords lock")
+            .insert(backup.to_string(), login.password.clone());
+    }
+
+    pub fn forget(&self, backup: &str) {
+        self.by_backup
+            .lock()
+            .expect("passwords lock")
+            .remove(backup);
+    }
+
+    pub fn get(&self, backup: &str) -> Option<String> {
+        self.by_backup
+            .lock()
+            .expect("passwords lock")
+            .get(backup)
+            .cloned()
     }
 }
 
@@ -53,7 +88,7 @@ pub async fn hold(c: &Coordinator, backup: &str, login: &MoLogin, conn: &mut MoC
             checker_ts: None,
         }))
         .await?;
-    c.remember_login(backup, login);
+    c.passwords.remember(backup, login);
     conn.mo_ctl("dn", "DiskCleaner", "stop_gc").await?;
     let ts = now_hlc().to_string();
     conn.mo_ctl("dn", "DiskCleaner", &format!("add_checker.{CHECKER}{ts}"))
@@ -140,7 +175,7 @@ pub async fn release(c: &Coordinator, backup: &str, login: &MoLogin) -> Result<(
             backup: backup.to_string(),
         })
         .await?;
-    c.forget_login(backup);
+    c.passwords.forget(backup);
     tracing::info!("released MatrixOne's GC held by backup {backup}");
     Ok(())
 }
@@ -149,7 +184,8 @@ pub async fn release(c: &Coordinator, backup: &str, login: &MoLogin) -> Result<(
 /// for it: from the request or a re-attach, else MO_BR_MO_PASSWORD.
 pub fn login_for(c: &Coordinator, hold: &GcHold) -> Option<MoLogin> {
     let password = c
-        .known_password(&hold.backup)
+        .passwords
+        .get(&hold.backup)
         .or_else(|| std::env::var("MO_BR_MO_PASSWORD").ok())
         // The CLI's own variable, for the embedded coordinator.
         .or_else(|| std::env::var("MO_BR_PASSWORD").ok())?;

@@ -9,7 +9,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::Stream;
 use mo_br_proto::coordinator::coordinator_client::CoordinatorClient;
@@ -36,7 +36,6 @@ const FORWARDED: &str = "mo-br-forwarded";
 /// How long a replica waits for a leader to be known before answering
 /// "no quorum" (an election takes about a second).
 const LEADER_WAIT: Duration = Duration::from_secs(3);
-const ATTACH_POLL: Duration = Duration::from_millis(300);
 
 pub struct CoordinatorService {
     c: Coordinator,
@@ -50,20 +49,23 @@ impl CoordinatorService {
 
 type JobStream = Pin<Box<dyn Stream<Item = Result<JobEvent, Status>> + Send>>;
 
-/// Where a call must go: here, or to the leader at this address.
+/// Where a call must go: here, or to the leader at this address. With no
+/// leader known, waits for an election to name one.
 async fn route(c: &Coordinator, forwarded: bool) -> Result<Option<String>, Status> {
-    let deadline = Instant::now() + LEADER_WAIT;
-    loop {
-        let l = c.catalog.leadership();
-        if l.is_leader {
-            return Ok(None);
-        }
-        match l.leader_addr {
-            Some(addr) if !forwarded => return Ok(Some(addr)),
-            Some(addr) => return Err(Error::NotLeader(Some(addr)).into()),
-            None if Instant::now() >= deadline => return Err(Error::NoQuorum.into()),
-            None => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
+    let mut changes = c.catalog.changes();
+    let elected = tokio::time::timeout(LEADER_WAIT, changes.wait_for(|s| s.leader.is_some()));
+    if !matches!(elected.await, Ok(Ok(_))) {
+        return Err(Error::NoQuorum.into());
+    }
+    let l = c.catalog.leadership();
+    if l.is_leader {
+        return Ok(None);
+    }
+    match l.leader_addr {
+        Some(addr) if !forwarded => Ok(Some(addr)),
+        Some(addr) => Err(Error::NotLeader(Some(addr)).into()),
+        // The leader was lost again since: as good as none.
+        None => Err(Error::NoQuorum.into()),
     }
 }
 
@@ -92,28 +94,32 @@ fn boxed(s: tonic::Streaming<JobEvent>) -> Response<JobStream> {
     Response::new(Box::pin(s))
 }
 
-/// Starts `job` on its own task; its error, if any, ends the stream as a
-/// status the CLI prints as one line.
-fn start<F, Fut>(c: &Coordinator, kind: JobKind, job: F) -> Response<JobStream>
+/// Starts `job` on its own task, owned by the coordinator's supervisor;
+/// its error, if any, ends the stream as a status the CLI prints as one
+/// line.
+fn start<F, Fut>(c: &Coordinator, kind: JobKind, job: F) -> Result<Response<JobStream>, Status>
 where
     F: FnOnce(Coordinator, Events) -> Fut + Send + 'static,
     Fut: Future<Output = Result<()>> + Send + 'static,
 {
     let (tx, rx) = mpsc::channel(256);
-    let c = c.clone();
-    tokio::spawn(async move {
-        let running = metrics::job_started(kind);
-        let events = tx.clone();
-        match job(c, events).await {
-            Ok(()) => running.finish(true),
-            Err(e) => {
-                running.finish(false);
-                tracing::warn!("{} failed: {e}", kind.as_str());
-                let _ = tx.send(Err(Status::from(e))).await;
+    let task = {
+        let c = c.clone();
+        async move {
+            let running = metrics::job_started(kind);
+            let events = tx.clone();
+            match job(c, events).await {
+                Ok(()) => running.finish(true),
+                Err(e) => {
+                    running.finish(false);
+                    tracing::warn!("{} failed: {e}", kind.as_str());
+                    let _ = tx.send(Err(Status::from(e))).await;
+                }
             }
         }
-    });
-    Response::new(Box::pin(ReceiverStream::new(rx)))
+    };
+    c.supervisor.spawn(task)?;
+    Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
 }
 
 /// Forwards to the leader or runs `$job` here.
@@ -127,9 +133,11 @@ macro_rules! serve_job {
                 .map(|r| boxed(r.into_inner()));
         }
         let req = $r.into_inner();
-        Ok(start(&$self.c, $kind, |c, tx| async move {
-            $job(&c, req, &tx).await
-        }))
+        start(
+            &$self.c,
+            $kind,
+            |c, tx| async move { $job(&c, req, &tx).await },
+        )
     }};
 }
 
@@ -185,11 +193,11 @@ impl CoordinatorApi for CoordinatorService {
         let req = r.into_inner();
         let (tx, rx) = mpsc::channel(64);
         let c = self.c.clone();
-        tokio::spawn(async move {
+        self.c.supervisor.spawn(async move {
             if let Err(e) = follow(&c, req, &tx).await {
                 let _ = tx.send(Err(Status::from(e))).await;
             }
-        });
+        })?;
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -221,8 +229,12 @@ impl CoordinatorApi for CoordinatorService {
 }
 
 /// Streams a running backup's progress from the replicated state until it
-/// ends, adopting it here (with the caller's credentials) if no one drives it.
+/// ends, adopting it here (with the caller's credentials) if no one drives
+/// it. The state is read again each time this replica applies commands.
 async fn follow(c: &Coordinator, req: AttachRequest, events: &Events) -> Result<()> {
+    // Watched from before the first read, so no change after it is missed.
+    let mut changes = c.catalog.changes();
+    changes.borrow_and_update();
     let id = req.job_id.clone();
     let want = id.clone();
     let (job, record) = c
@@ -250,7 +262,7 @@ async fn follow(c: &Coordinator, req: AttachRequest, events: &Events) -> Result<
             password: req.mo_password.clone(),
         });
         if let Some(l) = login.as_ref().filter(|l| !l.password.is_empty()) {
-            c.remember_login(&id, l);
+            c.passwords.remember(&id, l);
         }
         let login = login.filter(|l| !l.password.is_empty());
         c.adopt(
@@ -274,6 +286,8 @@ async fn follow(c: &Coordinator, req: AttachRequest, events: &Events) -> Result<
         .await;
     }
     let mut record = record;
+    // Progress as last sent: many applied commands change none of it.
+    let mut shown = None;
     loop {
         match &record.state {
             BackupState::Complete => {
@@ -293,10 +307,11 @@ async fn follow(c: &Coordinator, req: AttachRequest, events: &Events) -> Result<
             }
             BackupState::Running => {}
         }
-        if events.is_closed() {
-            return Ok(());
+        tokio::select! {
+            // The client went away.
+            () = events.closed() => return Ok(()),
+            changed = changes.changed() => changed.map_err(|_| Error::Shutdown)?,
         }
-        tokio::time::sleep(ATTACH_POLL).await;
         let want = id.clone();
         let (job, rec) = c
             .catalog
@@ -308,14 +323,15 @@ async fn follow(c: &Coordinator, req: AttachRequest, events: &Events) -> Result<
             })
             .await?;
         if let Some(job) = job {
-            emit(
-                events,
-                job_event::Event::Progress(Progress {
-                    bytes: job.totals().bytes_done,
-                    files: job.totals().files_done,
-                }),
-            )
-            .await;
+            let totals = job.totals();
+            let progress = Progress {
+                bytes: totals.bytes_done,
+                files: totals.files_done,
+            };
+            if shown.as_ref() != Some(&progress) {
+                shown = Some(progress);
+                emit(events, job_event::Event::Progress(progress)).await;
+            }
         }
         record = rec.ok_or_else(|| Error::UnknownBackup(id.clone()))?;
     }

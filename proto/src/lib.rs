@@ -16,8 +16,5 @@ pub mod agent {
 pub mod coordinator {
     tonic::include_proto!("mobr.coordinator");
 }
-pub mod raft {
-    tonic::include_proto!("mobr.raft");
-}
 mod convert;
 pub mod inproc;

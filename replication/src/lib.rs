@@ -12,6 +12,7 @@
 //!   kept in memory for raft and written to one redb file per Ready.
 //! - transport.rs: the gRPC service peers send raft messages to, and one
 //!   outbound task per peer with a bounded queue.
+//! - [`proto`]: that service's wire types, from `proto/raft.proto`.
 //! - logger.rs: raft-rs logs through slog; this forwards it to `tracing`.
 //!
 //! Reads: [`Node::read`] sees the local applied state, which may be stale on
@@ -22,6 +23,12 @@ mod logger;
 mod node;
 mod storage;
 mod transport;
+
+/// The raft transport's gRPC types (`mobr.raft`): raft-rs messages travel
+/// in them as opaque bytes.
+pub mod proto {
+    tonic::include_proto!("mobr.raft");
+}
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

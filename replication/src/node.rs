@@ -221,7 +221,7 @@ impl<S: StateMachine> Node<S> {
     /// The service peers send raft messages to; add it to this node's tonic
     /// server (at the address the peers have for this node). It holds only a
     /// weak reference: once the node stops it answers `unavailable`.
-    pub fn service(&self) -> mo_br_proto::raft::raft_server::RaftServer<RaftService> {
+    pub fn service(&self) -> crate::proto::raft_server::RaftServer<RaftService> {
         RaftService::server(self.inner.network.downgrade())
     }
 

@@ -11,14 +11,15 @@
 
 use std::time::Duration;
 
-use mo_br_proto::raft::raft_client::RaftClient;
-use mo_br_proto::raft::raft_server::{Raft, RaftServer};
-use mo_br_proto::raft::{RaftAck, RaftBatch};
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use raft::SnapshotStatus;
 use tokio::sync::mpsc;
 use tonic::transport::Endpoint;
+
+use crate::proto::raft_client::RaftClient;
+use crate::proto::raft_server::{Raft, RaftServer};
+use crate::proto::{RaftAck, RaftBatch};
 
 /// Messages queued per peer before new ones are dropped.
 pub(crate) const PEER_QUEUE: usize = 1024;

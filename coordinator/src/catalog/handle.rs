@@ -5,6 +5,10 @@
 //!   replicas; a proposal is a raft entry, answered when applied.
 //!
 //! Jobs only run where [`CatalogHandle::is_leader`]; followers forward.
+//!
+//! Either way [`CatalogHandle::changes`] is a watch of this replica's view
+//! (role, term, commit and applied index), so whoever waits for the leader
+//! to change or for a command to be applied waits on it rather than polling.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -62,9 +66,45 @@ pub struct Leadership {
     pub snapshot: u64,
 }
 
+impl Leadership {
+    fn of(st: &repl::Status, peers: &BTreeMap<u64, String>) -> Leadership {
+        let is_leader = st.role == repl::Role::Leader;
+        Leadership {
+            is_leader,
+            term: st.term,
+            leader_addr: st
+                .leader
+                .filter(|_| !is_leader)
+                .and_then(|id| peers.get(&id).cloned()),
+            leader_id: st.leader.unwrap_or(0),
+            commit: st.commit_index,
+            applied: st.applied_index,
+            snapshot: st.snapshot_index,
+        }
+    }
+}
+
+/// A local catalog's view of itself in raft's terms: the only replica, so
+/// always the leader of term 1; an applied command is committed.
+fn local_status(applied: u64) -> repl::Status {
+    repl::Status {
+        id: 1,
+        role: repl::Role::Leader,
+        term: 1,
+        leader: Some(1),
+        commit_index: applied,
+        applied_index: applied,
+        snapshot_index: 0,
+    }
+}
+
 #[derive(Clone)]
 enum Backend {
-    Local(mpsc::Sender<Msg>),
+    Local {
+        tx: mpsc::Sender<Msg>,
+        /// Published by the owning task after each applied command.
+        status: watch::Receiver<repl::Status>,
+    },
     Raft {
         node: repl::Node<CatalogMachine>,
         peers: BTreeMap<u64, String>,
@@ -89,21 +129,25 @@ fn from_repl(e: repl::Error) -> Error {
 /// concludes the group has no quorum.
 const ELECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// Runs a raft call, retrying while no leader is known (an election is on);
-/// past [`ELECTION_WAIT`] that means no quorum.
-async fn leaderless_retry<T, F, Fut>(mut call: F) -> Result<T>
+/// Runs a raft call on `node`, again after each change of its view while
+/// it answers that no leader is known (an election is on); past
+/// [`ELECTION_WAIT`] that means no quorum.
+async fn leaderless_retry<T, F, Fut>(node: &repl::Node<CatalogMachine>, mut call: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = repl::Result<T>>,
 {
     let deadline = tokio::time::Instant::now() + ELECTION_WAIT;
+    let mut changes = node.status_watch();
     loop {
+        // Seen before the call: a change while it runs wakes the retry.
+        changes.borrow_and_update();
         match call().await {
             Err(repl::Error::NotLeader { leader: None }) => {
-                if tokio::time::Instant::now() >= deadline {
+                let changed = tokio::time::timeout_at(deadline, changes.changed()).await;
+                if !matches!(changed, Ok(Ok(()))) {
                     return Err(Error::NoQuorum);
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
             other => return other.map_err(from_repl),
         }
@@ -116,9 +160,11 @@ impl CatalogHandle {
     pub fn open(path: &Path) -> Result<CatalogHandle> {
         let (log, catalog) = CommandLog::open(path)?;
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(run(log, catalog, rx));
+        let (status_tx, status) = watch::channel(local_status(catalog.applied));
+        // Owned by the handles: it ends when the last one drops its sender.
+        tokio::spawn(run(log, catalog, rx, status_tx));
         Ok(CatalogHandle {
-            backend: Backend::Local(tx),
+            backend: Backend::Local { tx, status },
         })
     }
 
@@ -136,14 +182,14 @@ impl CatalogHandle {
     pub fn raft_node(&self) -> Option<&repl::Node<CatalogMachine>> {
         match &self.backend {
             Backend::Raft { node, .. } => Some(node),
-            Backend::Local(_) => None,
+            Backend::Local { .. } => None,
         }
     }
 
     /// Commits `cmd` and applies it; returns what applying it answered.
     pub async fn propose(&self, cmd: Command) -> Result<Applied> {
         match &self.backend {
-            Backend::Local(tx) => {
+            Backend::Local { tx, .. } => {
                 let (reply, rx) = oneshot::channel();
                 tx.send(Msg::Propose(cmd, reply))
                     .await
@@ -152,7 +198,7 @@ impl CatalogHandle {
             }
             Backend::Raft { node, .. } => {
                 let data = serde_json::to_vec(&cmd).map_err(|e| Error::Failed(e.to_string()))?;
-                let out = leaderless_retry(|| node.propose(data.clone())).await?;
+                let out = leaderless_retry(node, || node.propose(data.clone())).await?;
                 serde_json::from_slice(&out).map_err(|e| Error::Failed(e.to_string()))
             }
         }
@@ -164,7 +210,7 @@ impl CatalogHandle {
         f: impl FnOnce(&Catalog) -> T + Send + 'static,
     ) -> Result<T> {
         match &self.backend {
-            Backend::Local(tx) => {
+            Backend::Local { tx, .. } => {
                 let (reply, rx) = oneshot::channel();
                 let reader: Reader = Box::new(move |c| {
                     let _ = reply.send(f(c));
@@ -185,47 +231,37 @@ impl CatalogHandle {
         f: impl FnOnce(&Catalog) -> T + Send + 'static,
     ) -> Result<T> {
         if let Backend::Raft { node, .. } = &self.backend {
-            leaderless_retry(|| node.read_index()).await?;
+            leaderless_retry(node, || node.read_index()).await?;
         }
         self.read(f).await
     }
 
     pub fn leadership(&self) -> Leadership {
         match &self.backend {
-            Backend::Local(_) => Leadership {
-                is_leader: true,
-                term: 1,
-                leader_addr: None,
-                leader_id: 1,
-                commit: 0,
-                applied: 0,
-                snapshot: 0,
-            },
-            Backend::Raft { node, peers } => {
-                let st = node.status();
-                let is_leader = st.role == repl::Role::Leader;
-                Leadership {
-                    is_leader,
-                    term: st.term,
-                    leader_addr: st
-                        .leader
-                        .filter(|_| !is_leader)
-                        .and_then(|id| peers.get(&id).cloned()),
-                    leader_id: st.leader.unwrap_or(0),
-                    commit: st.commit_index,
-                    applied: st.applied_index,
-                    snapshot: st.snapshot_index,
-                }
-            }
+            Backend::Local { status, .. } => Leadership::of(&status.borrow(), &BTreeMap::new()),
+            Backend::Raft { node, peers } => Leadership::of(&node.status(), peers),
         }
     }
 
-    /// Changes of leadership; `None` for a local catalog, which always leads.
-    pub fn leadership_changes(&self) -> Option<watch::Receiver<repl::Status>> {
+    /// This replica's view of the group, changed whenever its role, term,
+    /// leader or an index changes: in particular after every applied
+    /// command, so a reader woken by it sees the command. The value is
+    /// current as of the wake-up; a burst of changes may wake a waiter once.
+    /// Closed when the node stops (raft) or the last handle is dropped.
+    pub fn changes(&self) -> watch::Receiver<repl::Status> {
         match &self.backend {
-            Backend::Raft { node, .. } => Some(node.status_watch()),
-            Backend::Local(_) => None,
+            Backend::Raft { node, .. } => node.status_watch(),
+            Backend::Local { status, .. } => status.clone(),
         }
+    }
+
+    /// Resolves once this replica no longer leads in `term`, or its node
+    /// stopped. A local catalog leads for good: never.
+    pub async fn deposed(&self, term: u64) {
+        let mut changes = self.changes();
+        let _ = changes
+            .wait_for(|s| s.role != repl::Role::Leader || s.term != term)
+            .await;
     }
 
     pub fn is_leader(&self) -> bool {
@@ -233,7 +269,12 @@ impl CatalogHandle {
     }
 }
 
-async fn run(mut log: CommandLog, mut catalog: Catalog, mut rx: mpsc::Receiver<Msg>) {
+async fn run(
+    mut log: CommandLog,
+    mut catalog: Catalog,
+    mut rx: mpsc::Receiver<Msg>,
+    status: watch::Sender<repl::Status>,
+) {
     while let Some(msg) = rx.recv().await {
         match msg {
             Msg::Propose(cmd, reply) => {
@@ -241,9 +282,44 @@ async fn run(mut log: CommandLog, mut catalog: Catalog, mut rx: mpsc::Receiver<M
                 // A synchronous append + fsync: commands are few and small,
                 // and this task must not answer before the entry is durable.
                 let result = log.append(index, &cmd).map(|()| catalog.apply(index, &cmd));
+                if result.is_ok() {
+                    status.send_replace(local_status(index));
+                }
                 let _ = reply.send(result);
             }
             Msg::Read(f) => f(&catalog),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_local_catalog_signals_each_applied_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = CatalogHandle::open(&dir.path().join("meta")).unwrap();
+        let mut changes = catalog.changes();
+        assert_eq!(changes.borrow_and_update().applied_index, 0);
+        let waiter = tokio::spawn(async move {
+            changes.changed().await.unwrap();
+            changes.borrow().applied_index
+        });
+        catalog
+            .propose(Command::BackupDeleted { id: "b".into() })
+            .await
+            .unwrap();
+        assert_eq!(waiter.await.unwrap(), 1);
+        let l = catalog.leadership();
+        assert!(l.is_leader);
+        assert_eq!((l.term, l.leader_id, l.applied), (1, 1, 1));
+        // Always the leader of term 1: deposed from any other term at once,
+        // from term 1 never.
+        catalog.deposed(2).await;
+        let still = tokio::time::timeout(Duration::from_millis(50), catalog.deposed(1)).await;
+        assert!(still.is_err());
     }
 }

@@ -236,7 +236,7 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
         // A deposed leader stops: the new one removes what was written.
         outcome = tokio::select! {
             o = copy => o,
-            () = deposed(c, term) => Err(Error::Failed(
+            () = c.catalog.deposed(term) => Err(Error::Failed(
                 "this coordinator stopped leading; the new leader removes what was restored".into(),
             )),
         };
@@ -346,17 +346,6 @@ async fn end(c: &Coordinator, id: &str) -> Result<()> {
         tracing::warn!("restore {id}: taking it off record: {e}");
     }
     ended.map(|_| ())
-}
-
-/// Resolves once this replica no longer leads in `term` (never without raft).
-async fn deposed(c: &Coordinator, term: u64) {
-    loop {
-        let l = c.catalog.leadership();
-        if !l.is_leader || l.term != term {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
 }
 
 /// Ends a restore whose driver is gone (this coordinator before a restart, a

@@ -444,9 +444,10 @@ async fn restore(conn: &mut MoConn, plan: &RestorePlan, events: &Events) -> Resu
     }
     conn.exec(create).await.map_err(|e| match e {
         // A parse error quotes the statement: keep the password out of it.
-        Error::MatrixOne(m) if !plan.new_password.is_empty() => {
-            Error::MatrixOne(m.replace(&plan.new_password, "<redacted>"))
-        }
+        Error::MatrixOne { code, message } if !plan.new_password.is_empty() => Error::MatrixOne {
+            code,
+            message: message.replace(&plan.new_password, "<redacted>"),
+        },
         e => e,
     })?;
     line(events, format!("account {acc2} created")).await;
@@ -474,23 +475,22 @@ async fn restore(conn: &mut MoConn, plan: &RestorePlan, events: &Events) -> Resu
 /// grammar and falls back to the old one when the server cannot parse it.
 async fn restore_statement(conn: &mut MoConn, plan: &RestorePlan) -> Result<()> {
     match plan.grammar {
-        Grammar::Current => Ok(conn.try_exec(&plan.current).await?),
-        Grammar::Old => Ok(conn.try_exec(&plan.old).await?),
-        Grammar::Auto => match conn.try_exec(&plan.current).await {
+        Grammar::Current => conn.exec(&plan.current).await,
+        Grammar::Old => conn.exec(&plan.old).await,
+        Grammar::Auto => match conn.exec(&plan.current).await {
             Ok(()) => Ok(()),
-            Err(f) if f.is_syntax() => {
+            Err(f) if matrixone::is_syntax(&f) => {
                 tracing::info!(
-                    "MatrixOne does not parse the current restore grammar ({}); trying the old one",
-                    f.error
+                    "MatrixOne does not parse the current restore grammar ({f}); trying the old one"
                 );
-                match conn.try_exec(&plan.old).await {
+                match conn.exec(&plan.old).await {
                     Ok(()) => Ok(()),
                     // Neither parses: the first answer says more.
-                    Err(g) if g.is_syntax() => Err(f.error),
-                    Err(g) => Err(g.error),
+                    Err(g) if matrixone::is_syntax(&g) => Err(f),
+                    Err(g) => Err(g),
                 }
             }
-            Err(f) => Err(f.error),
+            Err(f) => Err(f),
         },
     }
 }

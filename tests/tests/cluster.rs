@@ -11,7 +11,9 @@ use mo_br_tests::fixtures::{backup_id, restore_by_id_args, Sample, Scene, MIB};
 use mo_br_tests::group::{scrape_sum, Group, GroupOptions};
 use mo_br_tests::procs::{MoBr, Output};
 use mo_br_tests::s3server::S3Server;
-use mo_br_tests::trees::{assert_left_nothing, assert_restored, finished_files, temp_files};
+use mo_br_tests::trees::{
+    assert_left_nothing, assert_restored, files_under, finished_files, temp_files,
+};
 
 /// Sum of the bytes of the files a backup copied (not the metadata written
 /// at commit), read from its manifest.
@@ -424,4 +426,38 @@ fn every_replica_restarted_mid_backup_the_job_resumes() {
     let id = backup_id(&runner.join().unwrap());
     assert_replicas_agree(&g, &id);
     assert_restores(&mobr, &scene, &node, &id);
+}
+
+/// An object that was listed but is gone when its shard copies it (here
+/// deleted by hand; in MatrixOne, GC not held): the backup fails naming it
+/// and leaves no backup behind, never skips it and reports success.
+#[test]
+fn an_object_gone_before_its_copy_fails_the_backup_naming_it() {
+    let scene = Scene::new("cluster-gone-object");
+    let node = sample(&scene, 8 * MIB);
+    let g = throttled_group(&node, 1, 1_000_000);
+    let mobr = MoBr::remote(&scene.path("cwd"), &g.list());
+    let runner = in_background(&mobr, backup_args(&node, &scene.path("b1")));
+    // Copying has begun, so the listing and the plan are done; the last
+    // object by name is in the last SHARED shard, which the one throttled
+    // agent has not reached yet.
+    wait_for_progress(&g, 1);
+    let last = files_under(node.shared_dir())
+        .into_keys()
+        .filter(|rel| !rel.contains('/') && !rel.starts_with('.'))
+        .max()
+        .expect("an object");
+    std::fs::remove_file(node.shared_dir().join(&last)).unwrap();
+
+    let out = runner.join().unwrap();
+    assert!(!out.success(), "the backup passed without {last}\n{out}");
+    assert!(
+        out.stderr.contains(&last),
+        "the failure does not name {last}\n{out}"
+    );
+    assert!(!scene.path("b1/backup_meta").exists());
+    assert!(
+        files_under(&scene.path("b1")).is_empty(),
+        "the failed backup left files behind"
+    );
 }

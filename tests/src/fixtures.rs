@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use mo_br_sample::{Backend, Generated, Options};
 
 use crate::procs::{MoBr, Output};
+use crate::s3server::S3Server;
 
 pub const MIB: u64 = 1024 * 1024;
 
@@ -92,6 +93,35 @@ impl Sample {
         let meta = added.pop().expect("grow adds a ckp meta last");
         assert!(meta.starts_with("ckp/meta_"), "grow added {meta} last");
         added
+    }
+
+    /// Moves this node's SHARED into `server`'s bucket `bucket` under
+    /// `key_prefix` (s3s-fs keeps object `key` of bucket `b` as the file
+    /// `<root>/b/key`) and points its TN config there, in MatrixOne's shape
+    /// (`backend = "MINIO"` with a `[fileservice.s3]` table). The local
+    /// SHARED directory is gone afterwards. Returns the directory s3s-fs
+    /// keeps the objects in.
+    pub fn move_shared_to_s3(&self, server: &S3Server, bucket: &str, key_prefix: &str) -> PathBuf {
+        server.new_bucket(bucket).expect("create the SHARED bucket");
+        let shared = server.root().join(bucket).join(key_prefix);
+        for (rel, path) in crate::trees::files_under(self.shared_dir()) {
+            let to = shared.join(&rel);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::rename(&path, &to).unwrap();
+        }
+        std::fs::remove_dir_all(self.shared_dir()).unwrap();
+
+        let tn = self.root().join("etc/launch/tn.toml");
+        let text = std::fs::read_to_string(&tn).unwrap();
+        let disk = "name = \"SHARED\"\nbackend = \"DISK-V2\"\ndata-dir = \"./mo-data/shared2\"\n";
+        assert!(text.contains(disk), "unexpected tn.toml:\n{text}");
+        // The endpoint without "http://" would mean https to MatrixOne.
+        let s3 = format!(
+            "name = \"SHARED\"\nbackend = \"MINIO\"\n\n[fileservice.s3]\nendpoint = \"{}\"\nbucket = \"{bucket}\"\nkey-prefix = \"{key_prefix}\"\n",
+            server.endpoint()
+        );
+        std::fs::write(&tn, text.replace(disk, &s3)).unwrap();
+        shared
     }
 
     /// Writes an extra object of `size` pseudo-random bytes into SHARED.

@@ -22,29 +22,11 @@ const SHARED_BUCKET: &str = "mo-shared";
 const KEY_PREFIX: &str = "cluster1/shared";
 const BACKUPS: usize = 5;
 
-/// A sample node whose SHARED moved into `server`'s bucket (s3s-fs keeps
-/// object `key` of bucket `b` as the file `<root>/b/key`) and whose TN
-/// config points there. Returns the node and the bucket's SHARED directory.
+/// A sample node whose SHARED moved into `server`'s bucket, its TN config
+/// pointing there. Returns the node and the bucket's SHARED directory.
 fn node_on_s3(scene: &Scene, server: &S3Server) -> (Sample, PathBuf) {
     let node = scene.sample("node", 91, 2 * 1024 * 1024, Backend::DiskV2);
-    server.new_bucket(SHARED_BUCKET).unwrap();
-    let shared = server.root().join(SHARED_BUCKET).join(KEY_PREFIX);
-    for (rel, path) in files_under(node.shared_dir()) {
-        let to = shared.join(&rel);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::rename(&path, &to).unwrap();
-    }
-    std::fs::remove_dir_all(node.shared_dir()).unwrap();
-
-    let tn = node.root().join("etc/launch/tn.toml");
-    let text = std::fs::read_to_string(&tn).unwrap();
-    let disk = "name = \"SHARED\"\nbackend = \"DISK-V2\"\ndata-dir = \"./mo-data/shared2\"\n";
-    assert!(text.contains(disk), "unexpected tn.toml:\n{text}");
-    let s3 = format!(
-        "name = \"SHARED\"\nbackend = \"MINIO\"\n\n[fileservice.s3]\nendpoint = \"{}\"\nbucket = \"{SHARED_BUCKET}\"\nkey-prefix = \"{KEY_PREFIX}\"\n",
-        server.endpoint()
-    );
-    std::fs::write(&tn, text.replace(disk, &s3)).unwrap();
+    let shared = node.move_shared_to_s3(server, SHARED_BUCKET, KEY_PREFIX);
     (node, shared)
 }
 

@@ -18,32 +18,13 @@ const SHARED_BUCKET: &str = "mo-shared";
 const KEY_PREFIX: &str = "cluster1/shared";
 
 /// A node whose SHARED store lives in `server`'s bucket [`SHARED_BUCKET`]
-/// under [`KEY_PREFIX`], its TN config saying so in MatrixOne's shape; the
-/// local SHARED directory is gone. Returns the node and the directory
-/// s3s-fs keeps the objects in.
+/// under [`KEY_PREFIX`]. Returns the node and the directory s3s-fs keeps the
+/// objects in.
 fn node_on_s3(scene: &Scene, server: &S3Server, seed: u64) -> (Sample, PathBuf) {
     let node = scene.sample("node", seed, 2 * MIB, Backend::DiskV2);
     // s3s-fs cannot store keys over ~150 bytes.
     node.drop_long_paths(120);
-    server.new_bucket(SHARED_BUCKET).unwrap();
-    let shared = server.root().join(SHARED_BUCKET).join(KEY_PREFIX);
-    for (rel, path) in files_under(node.shared_dir()) {
-        let to = shared.join(&rel);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::rename(&path, &to).unwrap();
-    }
-    std::fs::remove_dir_all(node.shared_dir()).unwrap();
-
-    let tn = node.root().join("etc/launch/tn.toml");
-    let text = std::fs::read_to_string(&tn).unwrap();
-    let disk = "name = \"SHARED\"\nbackend = \"DISK-V2\"\ndata-dir = \"./mo-data/shared2\"\n";
-    assert!(text.contains(disk), "unexpected tn.toml:\n{text}");
-    // The endpoint without "http://" would mean https to MatrixOne.
-    let s3 = format!(
-        "name = \"SHARED\"\nbackend = \"MINIO\"\n\n[fileservice.s3]\nendpoint = \"{}\"\nbucket = \"{SHARED_BUCKET}\"\nkey-prefix = \"{KEY_PREFIX}\"\n",
-        server.endpoint()
-    );
-    std::fs::write(&tn, text.replace(disk, &s3)).unwrap();
+    let shared = node.move_shared_to_s3(server, SHARED_BUCKET, KEY_PREFIX);
     (node, shared)
 }
 

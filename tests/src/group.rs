@@ -124,6 +124,17 @@ impl Group {
     /// Starts an agent serving `data_dir`, reading at most `rate` bytes/s
     /// (0: unlimited); returns its index.
     pub fn start_agent(&mut self, data_dir: &Path, rate: u64) -> anyhow::Result<usize> {
+        self.start_agent_with(data_dir, rate, 4)
+    }
+
+    /// [`Self::start_agent`] with `--parallelism` (files in flight per
+    /// shard when a request does not say, and the capacity it registers).
+    pub fn start_agent_with(
+        &mut self,
+        data_dir: &Path,
+        rate: u64,
+        parallelism: usize,
+    ) -> anyhow::Result<usize> {
         let n = self.agents.len();
         let metrics = free_local_addr()?;
         let mut cmd = Command::new(bin("mo-br-agent"));
@@ -138,7 +149,7 @@ impl Group {
         .arg("--data_dir")
         .arg(data_dir)
         .args(["--max_bytes_per_sec", &rate.to_string()])
-        .args(["--parallelism", "4"])
+        .args(["--parallelism", &parallelism.to_string()])
         .args(["--metrics_listen", &metrics])
         .args(["--log_level", "warn"]);
         let log = self.dir.path().join(format!("agent-{}.log", n + 1));

@@ -276,3 +276,51 @@ fn shared_on_s3_to_a_bucket_of_the_same_server_goes_server_side() {
         "check did not name {bad}\n{out}"
     );
 }
+
+#[test]
+fn shared_on_s3_to_another_s3_server_streams_and_restores() {
+    let server = S3Server::start().expect("start s3s-fs");
+    let other = S3Server::start().expect("start a second s3s-fs");
+    let scene = Scene::new("s3-source-other-server");
+    let (node, shared) = node_on_s3(&scene, &server, 84);
+    let mobr = &scene.mobr;
+
+    let mut args = strings(&[
+        "backup",
+        "--backup_dir",
+        "s3",
+        "--endpoint",
+        &other.endpoint(),
+        "--access_key_id",
+        other.access_key(),
+        "--secret_access_key",
+        other.secret_key(),
+        "--bucket",
+        other.bucket(),
+        "--filepath",
+        "/b1",
+        "--is_minio",
+    ]);
+    args.extend(node.source_args());
+    args.extend(source_keys(&server));
+    let id = backup(mobr, &args);
+    let stored: BTreeMap<String, PathBuf> =
+        files_under(&other.root().join(other.bucket()).join("b1/tae"))
+            .into_iter()
+            .filter(|(rel, _)| !rel.starts_with("tae_"))
+            .collect();
+    if let Err(diff) = compare(&shared_objects(&shared), &stored) {
+        panic!("the streamed copies differ from SHARED:\n{diff}");
+    }
+    let r = scene.path("restores/r1");
+    let mut restore = restore_by_id_args(&id, &r);
+    restore.extend(strings(&[
+        "--backup_access_key_id",
+        other.access_key(),
+        "--backup_secret_access_key",
+        other.secret_key(),
+    ]));
+    mobr.run(&restore)
+        .assert_ok("restore of the streamed backup");
+    assert_shared_restored(&shared, &r);
+}

@@ -8,6 +8,8 @@
 //!   is the commit point of a backup.
 //! - [`chunk`]: the manifest and plan chunks that hold a backup's file
 //!   entries, a few thousand each, so nothing holds all of them at once.
+//! - [`fileservice`]: where a TN config keeps SHARED (a directory, or an
+//!   S3/MinIO bucket and key-prefix), read as MatrixOne reads it.
 //! - [`mo`]: MatrixOne's own files in a backup (`mo_meta`, `tae_list`,
 //!   `tae_sum`, raw `.sha256` sidecars), and HLC timestamps.
 //! - [`restore_path`]: joins a manifest path under a restore root, refusing

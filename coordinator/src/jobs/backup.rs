@@ -155,7 +155,7 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
         backup_ts: String::new(),
         data_dir: source.data_dir.clone(),
     };
-    // Claimed before the plan is visible, so the leader loop does not adopt
+    // Claimed before the plan is visible, so the supervisor does not adopt
     // the job this call is about to drive itself.
     let _claim = c.claim(&id);
     let Some(login) = login else {
@@ -735,7 +735,7 @@ pub async fn drive(
     };
     if let Some(login) = login.as_ref().filter(|_| online) {
         // The manifest is durable: GC may run again. A failed release is
-        // retried by the leader loop; the backup is complete either way.
+        // retried by the supervisor's duties; the backup is complete either way.
         if let Err(e) = online::release(c, id, login).await {
             tracing::warn!("backup {id}: releasing GC: {e}");
         }

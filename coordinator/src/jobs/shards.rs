@@ -120,11 +120,6 @@ impl Ledger for LocalLedger {
 /// Shards to run, produced as they are needed.
 pub type ShardStream<'a> = BoxStream<'a, Result<Shard>>;
 
-/// A stream over shards already in memory.
-pub fn from_vec<'a>(shards: Vec<Shard>) -> ShardStream<'a> {
-    futures::stream::iter(shards.into_iter().map(Ok)).boxed()
-}
-
 #[derive(Debug, Default)]
 pub struct Outcome {
     /// The first file that had a problem, and the problem.
@@ -162,38 +157,8 @@ pub fn problem_kind(kind: i32) -> &'static str {
     }
 }
 
-/// Splits files (with the caller's indexes) into shards of one eligibility.
-pub fn split(
-    files: Vec<(usize, FileTask)>,
-    eligibility: Eligibility,
-    first_id: usize,
-    max_bytes: u64,
-) -> Vec<Shard> {
-    let mut shards: Vec<Shard> = Vec::new();
-    let mut bytes = 0u64;
-    for (index, f) in files {
-        let full = shards.last().is_none_or(|s| {
-            !s.files.is_empty() && (bytes + f.size > max_bytes || s.files.len() >= SHARD_FILES)
-        });
-        if full {
-            shards.push(Shard {
-                id: first_id + shards.len(),
-                indexes: vec![],
-                files: vec![],
-                eligibility: eligibility.clone(),
-            });
-            bytes = 0;
-        }
-        bytes += f.size;
-        let s = shards.last_mut().expect("just pushed");
-        s.indexes.push(index);
-        s.files.push(f);
-    }
-    shards
-}
-
 /// Groups files into shards of one eligibility as they stream in, bounded
-/// in bytes and count like [`split`]; shard ids count from 0.
+/// by `max_bytes` and [`SHARD_FILES`]; shard ids count from 0.
 pub fn batch<'a>(
     files: BoxStream<'a, Result<FileTask>>,
     eligibility: Eligibility,
@@ -677,19 +642,16 @@ async fn stream_shard(
 mod tests {
     use super::*;
 
-    fn task(size: u64) -> (usize, FileTask) {
-        (
-            0,
-            FileTask {
-                size,
-                ..Default::default()
-            },
-        )
+    fn task(size: u64) -> FileTask {
+        FileTask {
+            size,
+            ..Default::default()
+        }
     }
 
     #[tokio::test]
     async fn batch_bounds_bytes_and_counts_as_files_stream() {
-        let files = (0..2500).map(|_| Ok(task(1).1));
+        let files = (0..2500).map(|_| Ok(task(1)));
         let shards: Vec<Shard> = batch(
             futures::stream::iter(files).boxed(),
             Eligibility::Shared,
@@ -702,7 +664,7 @@ mod tests {
         assert_eq!(sizes, vec![1000, 1000, 500]);
         assert_eq!(shards.iter().map(|s| s.id).collect::<Vec<_>>(), [0, 1, 2]);
 
-        let files = [50 << 20, 50 << 20, 10, 100 << 20].map(|n| Ok(task(n).1));
+        let files = [50 << 20, 50 << 20, 10, 100 << 20].map(|n| Ok(task(n)));
         let shards: Vec<Shard> = batch(
             futures::stream::iter(files).boxed(),
             Eligibility::Shared,
@@ -713,23 +675,5 @@ mod tests {
         .await;
         let sizes: Vec<_> = shards.iter().map(|s| s.files.len()).collect();
         assert_eq!(sizes, vec![1, 2, 1]);
-    }
-
-    #[test]
-    fn split_bounds_bytes_and_counts() {
-        let files: Vec<_> = (0..2500).map(|_| task(1)).collect();
-        let shards = split(files, Eligibility::Shared, 0, SHARD_BYTES);
-        assert_eq!(shards.len(), 3);
-        assert_eq!(shards.iter().map(|s| s.files.len()).sum::<usize>(), 2500);
-        assert_eq!(
-            shards.iter().map(|s| s.id).collect::<Vec<_>>(),
-            vec![0, 1, 2]
-        );
-
-        let files = vec![task(50 << 20), task(50 << 20), task(10), task(100 << 20)];
-        let shards = split(files, Eligibility::Shared, 7, SHARD_BYTES);
-        let sizes: Vec<_> = shards.iter().map(|s| s.files.len()).collect();
-        assert_eq!(sizes, vec![1, 2, 1]);
-        assert_eq!(shards[0].id, 7);
     }
 }

@@ -35,7 +35,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::limit::{endpoint_key, LimitedConnector};
-use crate::s3::S3Storage;
+use crate::s3::{error_chain, S3Storage};
 use crate::{check_name, Credentials, Error, Location, Result, S3Location, Storage};
 
 /// S3's largest CopyObject and largest part.
@@ -887,20 +887,6 @@ async fn abort_upload(
         tokio::time::sleep(INIT_BACKOFF * (attempt + 1)).await;
     }
     Err(last)
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 fn is_error_document(text: &str) -> bool {

@@ -173,6 +173,26 @@ pub fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
 
+/// `--backup_dir s3 ...`: a backup into `bucket`/`filepath` of `server`,
+/// with its keys (the `backup` subcommand not included).
+pub fn s3_target_args(server: &S3Server, bucket: &str, filepath: &str) -> Vec<String> {
+    strings(&[
+        "--backup_dir",
+        "s3",
+        "--endpoint",
+        &server.endpoint(),
+        "--access_key_id",
+        server.access_key(),
+        "--secret_access_key",
+        server.secret_key(),
+        "--bucket",
+        bucket,
+        "--filepath",
+        filepath,
+        "--is_minio",
+    ])
+}
+
 /// `mo_br restore <id> --restore_dir filesystem --restore_path <to>`.
 pub fn restore_by_id_args(id: &str, to: &Path) -> Vec<String> {
     let mut args = strings(&["restore", id, "--restore_dir", "filesystem"]);

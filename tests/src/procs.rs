@@ -238,11 +238,19 @@ impl MoBr {
             .collect()
     }
 
+    /// The catalog's backups in `state` (complete, failed, running), as
+    /// `list --json` prints them.
+    pub fn backups_in_state(&self, state: &str) -> Vec<serde_json::Value> {
+        self.list_json()
+            .into_iter()
+            .filter(|b| b["state"].as_str() == Some(state))
+            .collect()
+    }
+
     /// IDs of the catalog's complete backups.
     pub fn complete_ids(&self) -> Vec<String> {
-        self.list_json()
+        self.backups_in_state("complete")
             .iter()
-            .filter(|b| b["state"].as_str() == Some("complete"))
             .filter_map(|b| b["id"].as_str().map(str::to_string))
             .collect()
     }

@@ -228,12 +228,7 @@ fn failed_online_backup_releases_gc() {
     assert!(out.stderr.contains("no-such-node"), "{out}");
     assert!(t0.elapsed() < Duration::from_secs(30));
     assert_gc_released(&sim);
-    let failed: Vec<_> = scene
-        .mobr
-        .list_json()
-        .into_iter()
-        .filter(|b| b["state"] == "failed")
-        .collect();
+    let failed = scene.mobr.backups_in_state("failed");
     assert_eq!(failed.len(), 1, "the failure is on record: {failed:?}");
     assert!(!scene.path("b1/backup_meta").exists());
 }

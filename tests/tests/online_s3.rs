@@ -144,12 +144,7 @@ fn online_backup_with_wrong_source_keys_fails_and_releases_gc() {
     );
     assert!(t0.elapsed() < Duration::from_secs(30), "{out}");
     assert_gc_released(&sim);
-    let failed: Vec<_> = scene
-        .mobr
-        .list_json()
-        .into_iter()
-        .filter(|b| b["state"] == "failed")
-        .collect();
+    let failed = scene.mobr.backups_in_state("failed");
     assert_eq!(failed.len(), 1, "the failure is on record: {failed:?}");
     assert!(!to.join("backup_meta").exists());
 }

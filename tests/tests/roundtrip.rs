@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 
 use mo_br_sample::Backend;
 use mo_br_tests::fixtures::{
-    backup, restore_by_id_args, stored_objects, strings, tae_list_rows, Sample, Scene, MIB,
+    backup, restore_by_id_args, s3_target_args, stored_objects, strings, tae_list_rows, Sample,
+    Scene, MIB,
 };
 use mo_br_tests::s3server::S3Server;
 use mo_br_tests::trees::{assert_restored, files_under};
@@ -117,22 +118,8 @@ fn roundtrip_fs_legacy_disk() {
 
 /// `backup --backup_dir s3 ...` flags for `server`, at `filepath`.
 fn s3_backup_args(sample: &Sample, server: &S3Server, filepath: &str) -> Vec<String> {
-    let mut args = strings(&[
-        "backup",
-        "--backup_dir",
-        "s3",
-        "--endpoint",
-        &server.endpoint(),
-        "--access_key_id",
-        server.access_key(),
-        "--secret_access_key",
-        server.secret_key(),
-        "--bucket",
-        server.bucket(),
-        "--filepath",
-        filepath,
-        "--is_minio",
-    ]);
+    let mut args = strings(&["backup"]);
+    args.extend(s3_target_args(server, server.bucket(), filepath));
     args.extend(sample.source_args());
     args
 }

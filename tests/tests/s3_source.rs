@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use mo_br_sample::Backend;
-use mo_br_tests::fixtures::{backup, restore_by_id_args, strings, Sample, Scene, MIB};
+use mo_br_tests::fixtures::{
+    backup, restore_by_id_args, s3_target_args, strings, Sample, Scene, MIB,
+};
 use mo_br_tests::group::scrape_sum;
 use mo_br_tests::procs::{Cluster, MoBr};
 use mo_br_tests::s3server::S3Server;
@@ -199,22 +201,8 @@ fn shared_on_s3_to_a_bucket_of_the_same_server_goes_server_side() {
     let mobr = MoBr::remote(&scene.path("cwd"), cluster.coordinator_addr());
     server.new_bucket("backups").unwrap();
 
-    let mut args = strings(&[
-        "backup",
-        "--backup_dir",
-        "s3",
-        "--endpoint",
-        &server.endpoint(),
-        "--access_key_id",
-        server.access_key(),
-        "--secret_access_key",
-        server.secret_key(),
-        "--bucket",
-        "backups",
-        "--filepath",
-        "/b1",
-        "--is_minio",
-    ]);
+    let mut args = strings(&["backup"]);
+    args.extend(s3_target_args(&server, "backups", "/b1"));
     args.extend(node.source_args());
     args.extend(source_keys(&server));
     let out = mobr.run(&args);
@@ -285,22 +273,8 @@ fn shared_on_s3_to_another_s3_server_streams_and_restores() {
     let (node, shared) = node_on_s3(&scene, &server, 84);
     let mobr = &scene.mobr;
 
-    let mut args = strings(&[
-        "backup",
-        "--backup_dir",
-        "s3",
-        "--endpoint",
-        &other.endpoint(),
-        "--access_key_id",
-        other.access_key(),
-        "--secret_access_key",
-        other.secret_key(),
-        "--bucket",
-        other.bucket(),
-        "--filepath",
-        "/b1",
-        "--is_minio",
-    ]);
+    let mut args = strings(&["backup"]);
+    args.extend(s3_target_args(&other, other.bucket(), "/b1"));
     args.extend(node.source_args());
     args.extend(source_keys(&server));
     let id = backup(mobr, &args);

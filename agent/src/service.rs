@@ -216,6 +216,7 @@ impl Agent for AgentService {
             source_creds: mo_br_storage::Credentials {
                 access_key_id: request.source_access_key_id.clone(),
                 secret_access_key: request.source_secret_access_key.clone(),
+                ..Default::default()
             },
             ..self.inventory.clone()
         };

@@ -149,6 +149,10 @@ pub async fn run(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<u8> {
         }
         _ => Default::default(),
     };
+    let (source_access_key_id, source_secret_access_key) = (
+        req.source_access_key_id.clone(),
+        req.source_secret_access_key.clone(),
+    );
     let stream = client.backup(req).await?.into_inner();
     let mut out = job::drive(stream, &job::Options::default()).await?;
     // The replica driving the backup went away: the backup goes on under
@@ -171,6 +175,8 @@ pub async fn run(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<u8> {
                     access_key_id: access_key_id.clone(),
                     secret_access_key: secret_access_key.clone(),
                     mo_password: mo_password.clone(),
+                    source_access_key_id: source_access_key_id.clone(),
+                    source_secret_access_key: source_secret_access_key.clone(),
                 })
                 .await?
                 .into_inner();

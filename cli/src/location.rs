@@ -157,6 +157,7 @@ pub fn storage(
                 compression: s3.compression.clone().unwrap_or_default(),
                 access_key_id: creds.access_key_id.clone(),
                 secret_access_key: creds.secret_access_key.clone(),
+                ..Default::default()
             })
         }
     };

@@ -207,7 +207,13 @@ impl Drop for DriveGuard {
 
 /// Starts driving backup `id` here unless it already is. `creds` are for
 /// its target; empty ones fall back to the environment.
-pub(crate) fn adopt(c: &Coordinator, id: &str, creds: Credentials, login: Option<MoLogin>) {
+pub(crate) fn adopt(
+    c: &Coordinator,
+    id: &str,
+    creds: Credentials,
+    source_creds: Credentials,
+    login: Option<MoLogin>,
+) {
     let Some(guard) = c.supervisor.try_claim(id) else {
         return;
     };
@@ -221,8 +227,8 @@ pub(crate) fn adopt(c: &Coordinator, id: &str, creds: Credentials, login: Option
             let (tx, mut rx) = mpsc::channel(64);
             let drain = async move { while rx.recv().await.is_some() {} };
             let drive = async {
-                // Keys of a SHARED store on S3 come from the environment here.
-                let source_creds = Credentials::default();
+                // Empty source keys: the agent reads an S3 SHARED with the
+                // TN config's or its environment's keys.
                 let result =
                     jobs::backup::drive(&c, &id, &creds, &source_creds, login, false, &tx).await;
                 drop(tx);
@@ -304,15 +310,15 @@ async fn adopt_running(c: &Coordinator) {
                     let hold = (j.meta.consistency == Consistency::Online)
                         .then(|| cat.gc_holds.get(&j.id).cloned())
                         .flatten();
-                    (j.id.clone(), j.meta.location.clone(), hold)
+                    (j.id.clone(), j.meta.location.clone(), j.source_keys, hold)
                 })
                 .collect::<Vec<_>>()
         })
         .await
         .unwrap_or_default();
-    for (id, location, hold) in jobs {
+    for (id, location, source_keys, hold) in jobs {
         let env_creds = std::env::var_os("AWS_ACCESS_KEY_ID").is_some();
-        if !(matches!(location, Location::Filesystem { .. }) || env_creds) {
+        if source_keys || !(matches!(location, Location::Filesystem { .. }) || env_creds) {
             continue; // waits for the CLI to re-attach with keys
         }
         match hold {
@@ -320,10 +326,16 @@ async fn adopt_running(c: &Coordinator) {
             // release its GC hold.
             Some(hold) => {
                 if let Some(login) = online::login_for(c, &hold) {
-                    adopt(c, &id, Credentials::default(), Some(login));
+                    adopt(
+                        c,
+                        &id,
+                        Credentials::default(),
+                        Credentials::default(),
+                        Some(login),
+                    );
                 }
             }
-            None => adopt(c, &id, Credentials::default(), None),
+            None => adopt(c, &id, Credentials::default(), Credentials::default(), None),
         }
     }
 }

@@ -172,8 +172,14 @@ impl Coordinator {
 
     /// Starts driving backup `id` here unless it already is. `creds` are
     /// for its target; empty ones fall back to the environment.
-    pub fn adopt(&self, id: &str, creds: Credentials, login: Option<matrixone::MoLogin>) {
-        leader::adopt(self, id, creds, login);
+    pub fn adopt(
+        &self,
+        id: &str,
+        creds: Credentials,
+        source_creds: Credentials,
+        login: Option<matrixone::MoLogin>,
+    ) {
+        leader::adopt(self, id, creds, source_creds, login);
     }
 
     /// Marks `id` as driven by this replica (the job that planned it).

@@ -265,11 +265,22 @@ async fn follow(c: &Coordinator, req: AttachRequest, events: &Events) -> Result<
             c.passwords.remember(&id, l);
         }
         let login = login.filter(|l| !l.password.is_empty());
+        if job.source_keys && req.source_access_key_id.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "backup {id} reads SHARED with the source keys it was started with; attach with them (--source_access_key_id, --source_secret_access_key)"
+            )));
+        }
         c.adopt(
             &id,
             Credentials {
                 access_key_id: req.access_key_id.clone(),
                 secret_access_key: req.secret_access_key.clone(),
+                ..Default::default()
+            },
+            Credentials {
+                access_key_id: req.source_access_key_id.clone(),
+                secret_access_key: req.source_secret_access_key.clone(),
+                ..Default::default()
             },
             login,
         );

@@ -110,9 +110,11 @@ impl ConfigSecrets {
 }
 
 impl S3Shared {
-    /// The place mo-br reads SHARED from. mo-br always uses path-style
-    /// requests (see `storage`), so a store that only answers
-    /// virtual-hosted requests (Aliyun OSS, Tencent COS) cannot be read yet.
+    /// The place mo-br reads SHARED from. Path-style requests unless only
+    /// virtual-hosted ones can work (Aliyun OSS, Tencent COS): MinIO and
+    /// most S3-compatible servers answer path-style but not virtual-hosted
+    /// ones on an IP or a plain host name, and AWS answers both. The
+    /// config's `cert-files` become the location's extra CA roots.
     pub fn location(&self) -> S3Location {
         S3Location {
             endpoint: self.endpoint.clone(),
@@ -122,6 +124,9 @@ impl S3Shared {
             role_arn: self.role_arn.clone(),
             is_minio: self.is_minio,
             compression: String::new(),
+            virtual_hosted: self.addressing == Addressing::VirtualHosted
+                && vendor_virtual(&self.endpoint),
+            ca_files: self.cert_files.clone(),
         }
     }
 
@@ -131,14 +136,21 @@ impl S3Shared {
     /// `None` leaves the choice to the storage's own chain (instance or
     /// container credentials, web identity).
     ///
-    /// A session token cannot be passed on: with one, only the environment
-    /// (`AWS_SESSION_TOKEN` beside `AWS_ACCESS_KEY_ID`) works.
+    /// A session token goes with the pair it belongs to: the config's
+    /// `session-token` (or Aliyun/Tencent `security-token`) with its keys,
+    /// `AWS_SESSION_TOKEN` with keys from the environment.
     pub fn static_credentials(&self, env: impl Fn(&str) -> Option<String>) -> Option<Credentials> {
         let s = &self.secrets;
         if !s.key_id.is_empty() && !s.key_secret.is_empty() {
+            let token = if s.session_token.is_empty() {
+                &s.security_token
+            } else {
+                &s.session_token
+            };
             return Some(Credentials {
                 access_key_id: s.key_id.clone(),
                 secret_access_key: s.key_secret.clone(),
+                session_token: token.clone(),
             });
         }
         // minio_sdk.go falls back through these names in order; the AWS SDK
@@ -183,6 +195,7 @@ impl S3Shared {
         Some(Credentials {
             access_key_id: id,
             secret_access_key: secret,
+            session_token: env("AWS_SESSION_TOKEN").unwrap_or_default(),
         })
     }
 }
@@ -338,11 +351,8 @@ fn s3_shared(backend: String, args: &toml::Table) -> Result<S3Shared, String> {
     // Tencent and Aliyun, the AWS SDK v2 otherwise. minio_sdk.go forces DNS
     // (virtual-hosted) lookup for Tencent and Aliyun; minio-go's automatic
     // lookup is path-style except for AWS's and Google's endpoints.
-    let vendor_virtual = ["myqcloud.com", "aliyuncs.com"]
-        .iter()
-        .any(|d| endpoint.contains(d));
     let addressing = if !is_minio
-        || vendor_virtual
+        || vendor_virtual(&endpoint)
         || endpoint.contains("amazonaws.com")
         || endpoint.contains("googleapis.com")
     {
@@ -373,6 +383,13 @@ fn s3_shared(backend: String, args: &toml::Table) -> Result<S3Shared, String> {
             bearer_token: s("bearer-token")?,
         },
     })
+}
+
+/// Aliyun OSS and Tencent COS, which answer only virtual-hosted requests.
+fn vendor_virtual(endpoint: &str) -> bool {
+    ["myqcloud.com", "aliyuncs.com"]
+        .iter()
+        .any(|d| endpoint.contains(d))
 }
 
 /// `scheme://host[:port]` as MatrixOne connects, or "" for none.
@@ -761,6 +778,52 @@ bucket = "b"
 endpoint = "https://oss-cn-hangzhou.aliyuncs.com"
 "#);
         assert_eq!(s.addressing, Addressing::VirtualHosted);
+        // Only those stores are read virtual-hosted; an AWS endpoint answers
+        // path-style too, and a MinIO on an IP only path-style.
+        assert!(s.location().virtual_hosted);
+        let aws = s3("[[fileservice]]\nname = \"SHARED\"\nbackend = \"S3\"\n[fileservice.s3]\nbucket = \"b\"\nendpoint = \"s3.us-west-2.amazonaws.com\"\n");
+        assert_eq!(aws.addressing, Addressing::VirtualHosted);
+        assert!(!aws.location().virtual_hosted);
+    }
+
+    #[test]
+    fn cert_files_and_session_tokens_are_passed_on() {
+        let s = s3(r#"
+[[fileservice]]
+name = "SHARED"
+backend = "S3"
+[fileservice.s3]
+bucket = "b"
+endpoint = "https://s3.internal:9443"
+cert-files = ["/etc/mo/ca.pem"]
+key-id = "AKID"
+key-secret = "SK"
+session-token = "TOKEN"
+"#);
+        assert_eq!(s.location().ca_files, vec!["/etc/mo/ca.pem".to_string()]);
+        let c = s.static_credentials(|_| None).unwrap();
+        assert_eq!(c.session_token, "TOKEN");
+        // Aliyun / Tencent name theirs security-token.
+        let mut sts = s.clone();
+        sts.secrets.session_token.clear();
+        sts.secrets.security_token = "STS".into();
+        assert_eq!(
+            sts.static_credentials(|_| None).unwrap().session_token,
+            "STS"
+        );
+        // Keys from the environment take the environment's token.
+        let mut bare = s.clone();
+        bare.secrets = ConfigSecrets::default();
+        let env = |k: &str| match k {
+            "AWS_ACCESS_KEY_ID" => Some("EID".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("ESK".to_string()),
+            "AWS_SESSION_TOKEN" => Some("ETOKEN".to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            bare.static_credentials(env).unwrap().session_token,
+            "ETOKEN"
+        );
     }
 
     #[test]

@@ -31,10 +31,13 @@ impl Storage {
                     role_arn: s3.role_arn.clone(),
                     is_minio: s3.is_minio,
                     compression: s3.compression.clone(),
+                    virtual_hosted: s3.virtual_hosted,
+                    ca_files: s3.ca_files.clone(),
                 }),
                 Credentials {
                     access_key_id: s3.access_key_id.clone(),
                     secret_access_key: s3.secret_access_key.clone(),
+                    session_token: s3.session_token.clone(),
                 },
             )),
             None => Err("no storage given".into()),
@@ -56,6 +59,9 @@ impl Storage {
                 compression: s3.compression.clone(),
                 access_key_id: creds.access_key_id.clone(),
                 secret_access_key: creds.secret_access_key.clone(),
+                virtual_hosted: s3.virtual_hosted,
+                ca_files: s3.ca_files.clone(),
+                session_token: creds.session_token.clone(),
             }),
         };
         Storage { kind: Some(kind) }
@@ -72,8 +78,11 @@ impl std::fmt::Debug for S3Storage {
             .field("role_arn", &self.role_arn)
             .field("is_minio", &self.is_minio)
             .field("compression", &self.compression)
+            .field("virtual_hosted", &self.virtual_hosted)
+            .field("ca_files", &self.ca_files)
             .field("access_key_id", &"<redacted>")
             .field("secret_access_key", &"<redacted>")
+            .field("session_token", &"<redacted>")
             .finish()
     }
 }
@@ -147,7 +156,9 @@ redacted_debug!(DeleteRequest {
 redacted_debug!(RestoreRequest {
     id, backup, target, dn_config_path, checksum, parallelism
 } secrets { backup_access_key_id, backup_secret_access_key });
-redacted_debug!(AttachRequest { job_id } secrets { access_key_id, secret_access_key, mo_password });
+redacted_debug!(AttachRequest { job_id } secrets {
+    access_key_id, secret_access_key, mo_password, source_access_key_id, source_secret_access_key
+});
 
 #[cfg(test)]
 mod tests {
@@ -165,6 +176,7 @@ mod tests {
                 &Credentials {
                     access_key_id: "AKID-SECRET-1".into(),
                     secret_access_key: "SK-SECRET-2".into(),
+                    ..Default::default()
                 },
             )),
             backup_access_key_id: "AKID-SECRET-3".into(),

@@ -24,6 +24,18 @@ pub struct S3Location {
     pub is_minio: bool,
     /// Only "" / "none" is accepted for now.
     pub compression: String,
+    /// Requests name the bucket in the host (`bucket.endpoint/key`) rather
+    /// than in the path: Aliyun OSS and Tencent COS answer only those.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub virtual_hosted: bool,
+    /// PEM files of extra CAs to trust for this endpoint (a private CA), as
+    /// MatrixOne's `cert-files`; read on the machine that sends the requests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ca_files: Vec<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// S3 credentials. Never serialized, never printed.
@@ -31,6 +43,8 @@ pub struct S3Location {
 pub struct Credentials {
     pub access_key_id: String,
     pub secret_access_key: String,
+    /// Signs along with the keys when they are temporary (STS); may be empty.
+    pub session_token: String,
 }
 
 impl fmt::Debug for Credentials {

@@ -15,8 +15,8 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path;
 use object_store::{
-    BackoffConfig, ClientOptions, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload,
-    RetryConfig,
+    BackoffConfig, Certificate, ClientOptions, MultipartUpload, ObjectStore, ObjectStoreExt,
+    PutPayload, RetryConfig,
 };
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
@@ -47,6 +47,10 @@ pub struct S3Storage {
     reader: Arc<AmazonS3>,
     /// probe: few retries and short timeouts, to fail fast.
     prober: Arc<AmazonS3>,
+    /// Extra roots from the location's CA files, for clients made elsewhere
+    /// (the server-side copier) to trust what this one trusts.
+    ca_certs: Vec<Certificate>,
+    virtual_hosted: bool,
     endpoint: String,
     /// The signing region.
     region: String,
@@ -72,8 +76,46 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+fn with_roots(mut options: ClientOptions, certs: &[Certificate]) -> ClientOptions {
+    for cert in certs {
+        options = options.with_root_certificate(cert.clone());
+    }
+    options
+}
+
 fn part_size(part_index: usize) -> usize {
     SINGLE_PUT_MAX << (part_index / PARTS_PER_SIZE).min(9)
+}
+
+/// The URL a bucket's requests start with: `scheme://host/bucket` for
+/// path-style (object_store appends the bucket itself, so the endpoint as
+/// is), `scheme://bucket.host` for virtual-hosted.
+fn base_url(endpoint: &str, bucket: &str, virtual_hosted: bool) -> String {
+    let endpoint = endpoint.trim_end_matches('/');
+    if !virtual_hosted {
+        return endpoint.to_string();
+    }
+    match endpoint.split_once("://") {
+        Some((scheme, host)) => format!("{scheme}://{bucket}.{host}"),
+        None => format!("https://{bucket}.{endpoint}"),
+    }
+}
+
+/// Reads the PEM CA files a location trusts besides the system's roots.
+fn load_ca_files(files: &[String]) -> Result<Vec<Certificate>> {
+    let mut certs = Vec::new();
+    for file in files {
+        let pem = std::fs::read(file).map_err(|e| Error::Config(format!("CA file {file}: {e}")))?;
+        let found = Certificate::from_pem_bundle(&pem)
+            .map_err(|e| Error::Config(format!("CA file {file}: {e}")))?;
+        if found.is_empty() {
+            return Err(Error::Config(format!(
+                "CA file {file} holds no PEM certificate"
+            )));
+        }
+        certs.extend(found);
+    }
+    Ok(certs)
 }
 
 fn builder(loc: &S3Location, creds: &Credentials, region: &str) -> Result<AmazonS3Builder> {
@@ -82,16 +124,17 @@ fn builder(loc: &S3Location, creds: &Credentials, region: &str) -> Result<Amazon
     let mut b = AmazonS3Builder::new()
         .with_bucket_name(&loc.bucket)
         .with_region(region)
-        // Path-style works with MinIO and every S3-compatible server; AWS
-        // accepts it too.
-        .with_virtual_hosted_style_request(false)
+        // Path-style works with MinIO and most S3-compatible servers, AWS
+        // included; the location asks for virtual-hosted where only that
+        // works (then the endpoint below names the bucket).
+        .with_virtual_hosted_style_request(loc.virtual_hosted)
         // We hash every byte ourselves; signing the payload would hash it a
         // second time.
         .with_unsigned_payload(true)
         // Every request counts against its endpoint's bound (limit.rs).
         .with_http_connector(LimitedConnector);
     if !loc.endpoint.is_empty() {
-        b = b.with_endpoint(&loc.endpoint);
+        b = b.with_endpoint(base_url(&loc.endpoint, &loc.bucket, loc.virtual_hosted));
     }
 
     let have_keys = !creds.access_key_id.is_empty() || !creds.secret_access_key.is_empty();
@@ -124,6 +167,9 @@ fn builder(loc: &S3Location, creds: &Credentials, region: &str) -> Result<Amazon
         b = b
             .with_access_key_id(&creds.access_key_id)
             .with_secret_access_key(&creds.secret_access_key);
+        if !creds.session_token.is_empty() {
+            b = b.with_token(&creds.session_token);
+        }
     } else if let (Some(id), Some(secret)) =
         (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"))
     {
@@ -172,9 +218,13 @@ impl S3Storage {
             max_retries: 5,
             retry_timeout: Duration::from_secs(30),
         };
-        let base_opts = ClientOptions::new()
-            .with_connect_timeout(Duration::from_secs(3))
-            .with_read_timeout(Duration::from_secs(30));
+        let ca_certs = load_ca_files(&loc.ca_files)?;
+        let base_opts = with_roots(
+            ClientOptions::new()
+                .with_connect_timeout(Duration::from_secs(3))
+                .with_read_timeout(Duration::from_secs(30)),
+            &ca_certs,
+        );
         let build = |retry: RetryConfig, opts: ClientOptions| -> Result<Arc<AmazonS3>> {
             let s = builder(loc, creds, &region)?
                 .with_retry(retry)
@@ -203,9 +253,12 @@ impl S3Storage {
                 max_retries: 1,
                 retry_timeout: Duration::from_secs(2),
             },
-            ClientOptions::new()
-                .with_connect_timeout(Duration::from_secs(2))
-                .with_timeout(Duration::from_secs(4)),
+            with_roots(
+                ClientOptions::new()
+                    .with_connect_timeout(Duration::from_secs(2))
+                    .with_timeout(Duration::from_secs(4)),
+                &ca_certs,
+            ),
         )?;
 
         let endpoint = if loc.endpoint.is_empty() {
@@ -217,6 +270,8 @@ impl S3Storage {
             store,
             reader,
             prober,
+            ca_certs,
+            virtual_hosted: loc.virtual_hosted,
             endpoint,
             region,
             bucket: loc.bucket.clone(),
@@ -228,6 +283,21 @@ impl S3Storage {
     /// The base URL requests go to, without a trailing '/'.
     pub(crate) fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// The URL of `key` (already escaped) in `bucket` on this endpoint,
+    /// addressed the way this location's requests are.
+    pub(crate) fn object_url(&self, bucket: &str, key: &str) -> String {
+        if self.virtual_hosted {
+            format!("{}/{key}", base_url(&self.endpoint, bucket, true))
+        } else {
+            format!("{}/{bucket}/{key}", self.endpoint)
+        }
+    }
+
+    /// `options` trusting what this location's clients trust.
+    pub(crate) fn client_options(&self, options: ClientOptions) -> ClientOptions {
+        with_roots(options, &self.ca_certs)
     }
 
     pub(crate) fn region(&self) -> &str {
@@ -655,5 +725,61 @@ impl Drop for AbortOnDrop {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_by_addressing() {
+        assert_eq!(
+            base_url("http://127.0.0.1:9000/", "b", false),
+            "http://127.0.0.1:9000"
+        );
+        assert_eq!(
+            base_url("https://oss-cn-hangzhou.aliyuncs.com", "mo", true),
+            "https://mo.oss-cn-hangzhou.aliyuncs.com"
+        );
+    }
+
+    #[test]
+    fn virtual_hosted_urls_name_the_bucket_in_the_host() {
+        let loc = S3Location {
+            endpoint: "https://cos.ap-shanghai.myqcloud.com".into(),
+            bucket: "mo-1250000000".into(),
+            virtual_hosted: true,
+            ..Default::default()
+        };
+        let s = S3Storage::new(&loc, &Credentials::default()).unwrap();
+        assert_eq!(
+            s.object_url("other", "a/b"),
+            "https://other.cos.ap-shanghai.myqcloud.com/a/b"
+        );
+        let path = S3Storage::new(
+            &S3Location {
+                virtual_hosted: false,
+                ..loc
+            },
+            &Credentials::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            path.object_url("other", "a/b"),
+            "https://cos.ap-shanghai.myqcloud.com/other/a/b"
+        );
+    }
+
+    #[test]
+    fn ca_files_must_hold_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.pem").to_string_lossy().into_owned();
+        let err = load_ca_files(std::slice::from_ref(&missing)).unwrap_err();
+        assert!(err.to_string().contains("nope.pem"), "{err}");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let err = load_ca_files(&[empty.to_string_lossy().into_owned()]).unwrap_err();
+        assert!(err.to_string().contains("no PEM certificate"), "{err}");
     }
 }

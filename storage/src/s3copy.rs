@@ -255,11 +255,13 @@ impl ServerSideCopier {
         // A CopyObject answers only when the server has copied: minutes for
         // gigabytes on a server that sends no keep-alive whitespace. The
         // read timeout still catches a connection that went silent.
-        let client_options = ClientOptions::new()
-            .with_connect_timeout(Duration::from_secs(3))
-            .with_read_timeout(Duration::from_secs(300))
-            .with_timeout(Duration::from_secs(3600))
-            .with_allow_http(dst_storage.endpoint().starts_with("http://"));
+        let client_options = dst_storage.client_options(
+            ClientOptions::new()
+                .with_connect_timeout(Duration::from_secs(3))
+                .with_read_timeout(Duration::from_secs(300))
+                .with_timeout(Duration::from_secs(3600))
+                .with_allow_http(dst_storage.endpoint().starts_with("http://")),
+        );
         let http = LimitedConnector
             .connect(&client_options)
             .map_err(|e| Error::Config(format!("S3 copy client: {e}")))?;
@@ -373,11 +375,8 @@ impl ServerSideCopier {
     }
 
     fn url(&self, bucket: &str, key: &str) -> String {
-        format!(
-            "{}/{bucket}/{}",
-            self.dst.endpoint(),
-            utf8_percent_encode(key, KEY)
-        )
+        self.dst
+            .object_url(bucket, &utf8_percent_encode(key, KEY).to_string())
     }
 
     /// One CopyObject; the server's full-object SHA-256 if it gave one.
@@ -987,6 +986,7 @@ mod tests {
         let k = |id: &str| Credentials {
             access_key_id: id.into(),
             secret_access_key: "s".into(),
+            ..Default::default()
         };
         let (a, b) = (loc("http://h:1"), loc("http://h:1"));
         assert!(can_copy_server_side(&a, &k("x"), &b, &k("x")));
@@ -1171,6 +1171,7 @@ mod tests {
         let creds = Credentials {
             access_key_id: "AKIDTEST".into(),
             secret_access_key: "secret".into(),
+            ..Default::default()
         };
         (src, dst, creds)
     }

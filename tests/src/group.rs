@@ -218,6 +218,33 @@ impl Group {
         None
     }
 
+    /// The leader, once a backup is copying: one of its shards is assigned
+    /// in the replicated state, so its plan is committed and the CLI has been
+    /// told its id (a leader killed while planning takes the plan with it).
+    pub fn wait_copying(&self, timeout: Duration) -> Option<usize> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let leader = self.wait_leader(left)?;
+            let copying = self.inspect(leader).is_some_and(|r| {
+                let cat: serde_json::Value =
+                    serde_json::from_str(&r.catalog_json).unwrap_or_default();
+                cat["backup_jobs"].as_object().is_some_and(|jobs| {
+                    jobs.values().any(|j| {
+                        j["shards"]
+                            .as_array()
+                            .is_some_and(|s| s.iter().any(|s| !s["assignment"].is_null()))
+                    })
+                })
+            });
+            if copying {
+                return Some(leader);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// Waits until every live replica has applied the same index, then
     /// returns their catalogs (replica index, catalog JSON).
     pub fn converged_catalogs(&self, timeout: Duration) -> Vec<(usize, serde_json::Value)> {

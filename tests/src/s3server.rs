@@ -157,6 +157,7 @@ impl S3Server {
         Credentials {
             access_key_id: ACCESS_KEY.into(),
             secret_access_key: SECRET_KEY.into(),
+            ..Default::default()
         }
     }
 }

@@ -305,31 +305,10 @@ fn leader_killed_mid_online_backup_renewal_goes_on_and_gc_is_released() {
         assert!(Instant::now() < deadline, "GC was never held");
         std::thread::sleep(Duration::from_millis(50));
     }
-    // ... and copying has begun: a shard is assigned in the replicated
-    // state, so the plan is there and the CLI has been told the backup's id
-    // (a leader killed while planning takes the plan with it: the backup
-    // fails, as it should).
-    let leader = loop {
-        assert!(
-            Instant::now() < deadline,
-            "the backup never started copying"
-        );
-        let leader = g.wait_leader(Duration::from_secs(5)).unwrap();
-        let copying = g.inspect(leader).is_some_and(|r| {
-            let cat: serde_json::Value = serde_json::from_str(&r.catalog_json).unwrap();
-            cat["backup_jobs"].as_object().is_some_and(|jobs| {
-                jobs.values().any(|j| {
-                    j["shards"]
-                        .as_array()
-                        .is_some_and(|s| s.iter().any(|s| !s["assignment"].is_null()))
-                })
-            })
-        });
-        if copying {
-            break leader;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    // ... and copying has begun.
+    let leader = g
+        .wait_copying(deadline.saturating_duration_since(Instant::now()))
+        .expect("the backup never started copying");
     g.kill_replica(leader);
     // Well past the checker's lifetime (3 s) after the kill, GC is still
     // held and the checker still there: renewed by the new leader.

@@ -6,12 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use mo_br_sample::Backend;
 use mo_br_tests::fixtures::{
     backup, restore_by_id_args, s3_target_args, strings, Sample, Scene, MIB,
 };
-use mo_br_tests::group::scrape_sum;
+use mo_br_tests::group::{scrape_sum, Group, GroupOptions};
 use mo_br_tests::procs::{Cluster, MoBr};
 use mo_br_tests::s3server::S3Server;
 use mo_br_tests::trees::{compare, files_under};
@@ -297,4 +298,42 @@ fn shared_on_s3_to_another_s3_server_streams_and_restores() {
     mobr.run(&restore)
         .assert_ok("restore of the streamed backup");
     assert_shared_restored(&shared, &r);
+}
+
+/// The CLI's source keys are the only ones that read this SHARED (none in
+/// the TN config or the daemons' environment) and no replica keeps them: a
+/// new leader must wait for the CLI to re-attach with them (it adopts the
+/// backup only then, so the backup cannot end without that), then finish it.
+#[test]
+fn leader_killed_mid_backup_of_an_s3_shared_goes_on_with_the_source_keys() {
+    let server = S3Server::start().expect("start s3s-fs");
+    let scene = Scene::new("s3-source-leader");
+    let (node, shared) = node_on_s3(&scene, &server, 85);
+    let mut g = Group::start(3, GroupOptions::default()).unwrap();
+    // Slow enough that the backup is still copying when the leader dies.
+    g.start_agent(node.data_dir(), 400_000).unwrap();
+    let mobr = MoBr::remote(&scene.path("cwd"), &g.list());
+
+    let b1 = scene.path("backups/b1");
+    let mut args = node.fs_backup_args(&b1);
+    args.extend(source_keys(&server));
+    let runner = {
+        let mobr = mobr.clone();
+        std::thread::spawn(move || mobr.run(&args))
+    };
+    let leader = g
+        .wait_copying(Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("the backup never started copying\n{}", g.logs()));
+    g.kill_replica(leader);
+    let out = runner.join().unwrap();
+    assert!(
+        out.success(),
+        "the backup did not survive the leader's death\n{out}\n{}",
+        g.logs()
+    );
+    let id = mo_br_tests::fixtures::backup_id(&out);
+    let r1 = scene.path("restores/r1");
+    mobr.run(&restore_by_id_args(&id, &r1))
+        .assert_ok("restore of the backup finished by the new leader");
+    assert_shared_restored(&shared, &r1);
 }

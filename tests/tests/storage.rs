@@ -254,6 +254,7 @@ async fn probe_dead_endpoint_is_unreachable_quickly() {
     let creds = Credentials {
         access_key_id: "k".into(),
         secret_access_key: "s".into(),
+        ..Default::default()
     };
     let s = open(loc, &creds).await;
     let t = Instant::now();
@@ -272,6 +273,7 @@ async fn probe_wrong_secret_is_auth() {
     let creds = Credentials {
         access_key_id: srv.access_key().into(),
         secret_access_key: "wrong-secret".into(),
+        ..Default::default()
     };
     let s = open(srv.location("x"), &creds).await;
     let t = Instant::now();
@@ -287,6 +289,7 @@ async fn probe_wrong_secret_is_auth() {
     let unknown = Credentials {
         access_key_id: "nobody".into(),
         secret_access_key: srv.secret_key().into(),
+        ..Default::default()
     };
     let err = open(srv.location(""), &unknown)
         .await
@@ -331,6 +334,7 @@ async fn bad_config_rejected() {
     let with_keys = Credentials {
         access_key_id: "k".into(),
         secret_access_key: "s".into(),
+        ..Default::default()
     };
     let err = mo_br_storage::open(&Location::S3(loc), &with_keys)
         .await

@@ -23,6 +23,11 @@ pub struct BackupJob {
     /// the driver brings them); node-local files are read from the node.
     #[serde(default)]
     pub shared_source: Option<Location>,
+    /// SHARED is read with keys the CLI gave (not the TN config's or the
+    /// environment's): no replica keeps them, so a new leader waits for the
+    /// CLI's `Attach` to bring them again before it drives the backup.
+    #[serde(default)]
+    pub source_keys: bool,
     pub parallelism: u32,
     /// The MatrixOne node whose node-local files this backup copies ("" for
     /// the embedded default's agent, which reads everything).

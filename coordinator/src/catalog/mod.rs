@@ -542,6 +542,7 @@ mod tests {
                 result: None,
             }],
             shared_source: None,
+            source_keys: false,
             parallelism: 1,
             node: String::new(),
             committing: None,

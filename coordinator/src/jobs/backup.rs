@@ -115,6 +115,7 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
                 Credentials {
                     access_key_id: req.base_access_key_id.clone(),
                     secret_access_key: req.base_secret_access_key.clone(),
+                    ..Default::default()
                 }
             };
             let storage = mo_br_storage::open(&rec.location, &base_creds).await?;
@@ -128,6 +129,7 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
     let source_creds = Credentials {
         access_key_id: req.source_access_key_id.clone(),
         secret_access_key: req.source_secret_access_key.clone(),
+        ..Default::default()
     };
     let id = uuid::Uuid::now_v7().to_string();
     let login = req
@@ -398,6 +400,7 @@ async fn plan(
         id: record.id.clone(),
         meta,
         shards,
+        source_keys: shared_source.is_some() && !req.source_access_key_id.is_empty(),
         shared_source,
         parallelism: req.parallelism,
         node: agent.node.clone(),

@@ -48,6 +48,7 @@ pub async fn run(c: &Coordinator, req: DeleteRequest, events: &Events) -> Result
             let creds = mo_br_storage::Credentials {
                 access_key_id: req.access_key_id.clone(),
                 secret_access_key: req.secret_access_key.clone(),
+                ..Default::default()
             };
             let storage = mo_br_storage::open(&rec.location, &creds).await?;
             storage.probe().await?;

@@ -276,6 +276,7 @@ pub async fn resolve(
         creds = mo_br_storage::Credentials {
             access_key_id: access_key_id.to_string(),
             secret_access_key: secret_access_key.to_string(),
+            ..Default::default()
         };
     }
     let storage = mo_br_storage::open(&location, &creds).await?;

@@ -99,7 +99,7 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
         }
         match place {
             SharedPlace::Dir(dir) => shared_dir = dir,
-            SharedPlace::S3(location, creds) => shared_target = Some((location, creds)),
+            SharedPlace::S3(place) => shared_target = Some(*place),
         }
     }
     let mut holders: HashMap<String, WireStorage> = HashMap::new();
@@ -445,7 +445,7 @@ enum SharedPlace {
     Dir(String),
     /// A bucket and key-prefix, with the keys the config (or else the
     /// environment) names, as MatrixOne would read them.
-    S3(Location, Credentials),
+    S3(Box<(Location, Credentials)>),
 }
 
 /// Which files a restore pass writes.
@@ -471,7 +471,7 @@ fn shared_from_dn_config(path: &str) -> Result<(String, SharedPlace)> {
                 .unwrap_or_default();
             Ok((
                 s3.backend.clone(),
-                SharedPlace::S3(Location::S3(s3.location()), creds),
+                SharedPlace::S3(Box::new((Location::S3(s3.location()), creds))),
             ))
         }
         Some(SharedService::Disk { backend, data_dir }) => {

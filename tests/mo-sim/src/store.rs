@@ -64,6 +64,7 @@ impl Store {
         let creds = Credentials {
             access_key_id: cfg.access_key_id.clone(),
             secret_access_key: cfg.secret_access_key.clone(),
+            ..Default::default()
         };
         let storage = rt
             .block_on(mo_br_storage::open(&location, &creds))

@@ -5,4 +5,5 @@ pub mod group;
 pub mod mosim;
 pub mod procs;
 pub mod s3server;
+pub mod tlsproxy;
 pub mod trees;

@@ -15,6 +15,7 @@ use mo_br_tests::fixtures::{
 use mo_br_tests::group::{scrape_sum, Group, GroupOptions};
 use mo_br_tests::procs::{Cluster, MoBr};
 use mo_br_tests::s3server::S3Server;
+use mo_br_tests::tlsproxy::TlsProxy;
 use mo_br_tests::trees::{compare, files_under};
 
 const SHARED_BUCKET: &str = "mo-shared";
@@ -335,5 +336,60 @@ fn leader_killed_mid_backup_of_an_s3_shared_goes_on_with_the_source_keys() {
     let r1 = scene.path("restores/r1");
     mobr.run(&restore_by_id_args(&id, &r1))
         .assert_ok("restore of the backup finished by the new leader");
+    assert_shared_restored(&shared, &r1);
+}
+
+/// SHARED on a store whose certificate a private CA signed, named in the
+/// TN config's `cert-files` as MatrixOne reads it: mo-br trusts that CA for
+/// this store (and still verifies the certificate: without the file the
+/// store is refused).
+#[test]
+fn shared_behind_a_private_ca_is_read_with_the_configs_cert_files() {
+    let server = S3Server::start().expect("start s3s-fs");
+    let scene = Scene::new("s3-source-ca");
+    let (node, shared) = node_on_s3(&scene, &server, 87);
+    let pki = scene.path("pki");
+    mo_br_security::certs::init(&pki, &["localhost".to_string()]).expect("make a CA");
+    let cert = mo_br_security::CertFiles::in_dir(&pki, mo_br_security::Role::Replica);
+    let proxy = TlsProxy::start(
+        format!("127.0.0.1:{}", server.port()).parse().unwrap(),
+        &cert.cert,
+        &cert.key,
+    )
+    .expect("start the TLS front");
+    let tn = node.root().join("etc/launch/tn.toml");
+    let text = std::fs::read_to_string(&tn).unwrap();
+    let https = text.replace(
+        &format!("endpoint = \"{}\"", server.endpoint()),
+        &format!("endpoint = \"https://localhost:{}\"", proxy.port()),
+    );
+    assert_ne!(text, https, "the TN config names no endpoint to change");
+    let ca = mo_br_security::tls::ca_file(&pki);
+    std::fs::write(&tn, &https).unwrap();
+
+    // Not trusted yet: refused, naming the store, on one line.
+    let mut args = node.fs_backup_args(&scene.path("backups/refused"));
+    args.extend(source_keys(&server));
+    let out = scene.mobr.run(&args);
+    assert!(!out.success(), "a store with an unknown CA was read\n{out}");
+    let err = out.stderr.trim();
+    assert!(
+        err.contains("certificate") || err.contains("UnknownIssuer"),
+        "the refusal does not say why\n{out}"
+    );
+
+    let with_ca = https.replace(
+        "[fileservice.s3]\n",
+        &format!("[fileservice.s3]\ncert-files = [\"{}\"]\n", ca.display()),
+    );
+    std::fs::write(&tn, with_ca).unwrap();
+    let mut args = node.fs_backup_args(&scene.path("backups/b1"));
+    args.extend(source_keys(&server));
+    let id = backup(&scene.mobr, &args);
+    let r1 = scene.path("restores/r1");
+    scene
+        .mobr
+        .run(&restore_by_id_args(&id, &r1))
+        .assert_ok("restore of a backup read through the private CA");
     assert_shared_restored(&shared, &r1);
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics::{Gauge, Unit};
-use mo_br_proto::agent::ProblemKind;
+use mo_br_proto::common::ProblemKind;
 
 pub const BYTES_TOTAL: &str = "mo_br_agent_bytes_total";
 pub const FILES_TOTAL: &str = "mo_br_agent_files_total";

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use mo_br_proto::agent::{shard_event, FileDone, FileProblem, FileTask, ProblemKind, ShardEvent};
+use mo_br_proto::agent::{shard_event, FileDone, FileProblem, FileTask, ShardEvent};
+use mo_br_proto::common::ProblemKind;
 use mo_br_storage::{ByteStream, Error as StorageError, ServerSideCopier, Storage};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;

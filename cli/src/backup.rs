@@ -5,7 +5,8 @@ use std::path::Path;
 
 use anyhow::Result;
 use mo_br_proto::common::Source;
-use mo_br_proto::coordinator::{BackupRequest, MoLogin};
+use mo_br_proto::coordinator::{BackupRequest, BackupType, MoLogin};
+use mo_br_proto::names::Named;
 
 use crate::args::{BackupArgs, ConnFlags};
 use crate::config::Settings;
@@ -50,32 +51,22 @@ pub fn request(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<BackupRequest
     )?;
 
     let base_id = a.base_id.as_deref().map(str::trim).unwrap_or("");
-    let backup_type = match a
-        .backup_type
-        .as_deref()
-        .map(|t| t.trim().to_ascii_lowercase())
-        .as_deref()
-    {
-        None | Some("") | Some("full") => {
+    let backup_type =
+        snapshot::choice("--backup_type", &a.backup_type)?.unwrap_or(BackupType::Full);
+    match backup_type {
+        BackupType::Full | BackupType::Unspecified => {
             if !base_id.is_empty() {
                 return Err(usage!("--base_id is for --backup_type incremental"));
             }
-            "full"
         }
-        Some("incremental") => {
+        BackupType::Incremental => {
             if base_id.is_empty() {
                 return Err(usage!(
                     "--backup_type incremental needs --base_id (the ID of the backup it follows)"
                 ));
             }
-            "incremental"
         }
-        Some(other) => {
-            return Err(usage!(
-                "unknown --backup_type \"{other}\": use full or incremental"
-            ))
-        }
-    };
+    }
 
     let data_dir = a.data_dir.as_deref().filter(|d| !d.as_os_str().is_empty());
     if data_dir.is_none() && a.launch_config.is_none() {
@@ -103,7 +94,7 @@ pub fn request(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<BackupRequest
         login: mo_login(&a.conn)?,
         target: Some(target),
         source: Some(source),
-        backup_type: backup_type.to_string(),
+        backup_type: backup_type.into(),
         base_id: base_id.to_string(),
         parallelism: s.parallelism(a.parallelism),
         base_access_key_id: a.base_access_key_id.clone().unwrap_or_default(),
@@ -121,7 +112,7 @@ pub async fn run(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<u8> {
     let req = request(a, s, cwd)?;
     tracing::info!(
         "backup ({}) of {} to {}",
-        req.backup_type,
+        BackupType::word(req.backup_type),
         req.source
             .as_ref()
             .map(|s| s.data_dir.as_str())
@@ -278,7 +269,7 @@ mod tests {
         let src = r.source.unwrap();
         assert_eq!(src.data_dir, "/work/here/mo-data");
         assert_eq!(src.launch_config, "/mo/etc/launch/launch.toml");
-        assert_eq!(r.backup_type, "full");
+        assert_eq!(r.backup_type, i32::from(BackupType::Full));
         assert_eq!(r.parallelism, 3);
     }
 
@@ -339,7 +330,15 @@ mod tests {
         let mut argv = base.to_vec();
         argv.extend(["--backup_type", "incremental", "--base_id", "xxx"]);
         let r = build(&argv, "", EnvCreds::default()).unwrap();
-        assert_eq!(r.backup_type, "incremental");
+        assert_eq!(r.backup_type(), BackupType::Incremental);
+        let mut argv = base.to_vec();
+        argv.extend(["--backup_type", " Incremental ", "--base_id", "xxx"]);
+        let r = build(&argv, "", EnvCreds::default()).unwrap();
+        assert_eq!(
+            r.backup_type(),
+            BackupType::Incremental,
+            "any case, blanks ignored"
+        );
         assert_eq!(r.base_id, "xxx");
 
         let mut argv = base.to_vec();

@@ -3,7 +3,9 @@
 
 use std::io::Write;
 
+use mo_br_proto::common::ProblemKind;
 use mo_br_proto::coordinator::{job_event, Finished, JobEvent, Problem};
+use mo_br_proto::names::Named;
 use tonic::Streaming;
 
 use crate::progress::Bar;
@@ -125,15 +127,14 @@ impl Printer {
 
 /// "missing: tae/tae_list (not found in the backup)".
 pub fn problem_line(p: &Problem) -> String {
-    let kind = if p.kind.is_empty() {
-        "problem"
-    } else {
-        &p.kind
+    let kind = match ProblemKind::word(p.kind) {
+        "" => "problem",
+        k => k,
     };
     if p.detail.is_empty() {
-        format!("{}: {}", kind.to_ascii_lowercase(), p.path)
+        format!("{kind}: {}", p.path)
     } else {
-        format!("{}: {} ({})", kind.to_ascii_lowercase(), p.path, p.detail)
+        format!("{kind}: {} ({})", p.path, p.detail)
     }
 }
 
@@ -175,15 +176,21 @@ mod tests {
     fn problem_lines_keep_kind_and_path() {
         let p = Problem {
             path: "tae/tae_list".into(),
-            kind: "MISSING".into(),
+            kind: ProblemKind::Missing.into(),
             detail: "not found".into(),
         };
         assert_eq!(problem_line(&p), "missing: tae/tae_list (not found)");
         let p = Problem {
             path: "a".into(),
-            kind: "corrupt".into(),
+            kind: ProblemKind::SizeMismatch.into(),
             detail: String::new(),
         };
-        assert_eq!(problem_line(&p), "corrupt: a");
+        assert_eq!(problem_line(&p), "size mismatch: a");
+        let p = Problem {
+            path: "a".into(),
+            kind: 99,
+            detail: String::new(),
+        };
+        assert_eq!(problem_line(&p), "problem: a");
     }
 }

@@ -8,7 +8,8 @@
 
 use chrono::{DateTime, Local, TimeZone};
 use comfy_table::{CellAlignment, ContentArrangement, Table};
-use mo_br_proto::coordinator::BackupInfo;
+use mo_br_proto::coordinator::{BackupInfo, BackupState, BackupType, Consistency};
+use mo_br_proto::names::Named;
 use serde::Serialize;
 
 pub const HEADER: [&str; 7] = [
@@ -64,13 +65,16 @@ where
 
 /// "full cold", "incremental online", "full online (failed)".
 pub fn kind(b: &BackupInfo) -> String {
-    let mut out = [b.backup_type.as_str(), b.kind.as_str()]
+    let mut out = [BackupType::word(b.backup_type), Consistency::word(b.kind)]
         .into_iter()
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
         .join(" ");
-    if !b.state.is_empty() && b.state != "complete" {
-        out.push_str(&format!(" ({})", b.state));
+    match BackupState::try_from(b.state) {
+        Ok(BackupState::Complete | BackupState::Unspecified) => {}
+        Ok(s) => out.push_str(&format!(" ({})", s.name())),
+        // A newer coordinator's state must not read like a complete backup.
+        Err(_) => out.push_str(&format!(" (state {})", b.state)),
     }
     out
 }
@@ -193,10 +197,10 @@ impl From<&BackupInfo> for BackupRecord {
             at_time: b.at_time.clone(),
             duration_secs: b.duration_secs,
             complete_time: b.complete_time.clone(),
-            backup_type: b.backup_type.clone(),
+            backup_type: BackupType::word(b.backup_type).into(),
             base_id: b.base_id.clone(),
-            kind: b.kind.clone(),
-            state: b.state.clone(),
+            kind: Consistency::word(b.kind).into(),
+            state: BackupState::word(b.state).into(),
             backup_ts: b.backup_ts.clone(),
             files: b.files,
         }
@@ -312,5 +316,33 @@ mod tests {
         assert_eq!(v["size"], 586_000);
         assert_eq!(v["path"], "/Users/admin/soft/backup");
         assert!(v.get("state").is_some());
+    }
+
+    #[test]
+    fn kinds_and_states_in_lowercase_words() {
+        let mut b = info();
+        b.set_backup_type(BackupType::Incremental);
+        b.set_kind(Consistency::Online);
+        b.set_state(BackupState::Failed);
+        assert_eq!(kind(&b), "incremental online (failed)");
+        let v: serde_json::Value = serde_json::from_str(&json_line(&b)).unwrap();
+        assert_eq!(
+            (&v["backup_type"], &v["kind"], &v["state"]),
+            (
+                &serde_json::json!("incremental"),
+                &serde_json::json!("online"),
+                &serde_json::json!("failed")
+            )
+        );
+        b.set_backup_type(BackupType::Full);
+        b.set_kind(Consistency::Cold);
+        b.set_state(BackupState::Complete);
+        assert_eq!(kind(&b), "full cold");
+        let v: serde_json::Value = serde_json::from_str(&json_line(&b)).unwrap();
+        assert_eq!(v["backup_type"], "full");
+        assert_eq!(v["kind"], "cold");
+        assert_eq!(v["state"], "complete");
+        b.state = 42;
+        assert_eq!(kind(&b), "full cold (state 42)");
     }
 }

@@ -8,7 +8,10 @@
 //! need not be on the command line.
 
 use anyhow::Result;
-use mo_br_proto::coordinator::{MoLogin, SnapshotRequest};
+use mo_br_proto::coordinator::{
+    MoLogin, RestoreGrammar, SnapshotLevel, SnapshotOp, SnapshotRequest,
+};
+use mo_br_proto::names::Named;
 
 use crate::args::{ConnFlags, SnapshotCommand};
 use crate::config::Settings;
@@ -26,6 +29,16 @@ pub(crate) fn given(v: &Option<String>) -> Option<String> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_string)
+}
+
+/// A flag naming one of a closed set of values; `None` when not given.
+/// Parsed here rather than by clap so that a wrong value is one line, like
+/// every other usage error, and so that the config file's values parse the
+/// same way.
+pub(crate) fn choice<E: Named>(flag: &str, v: &Option<String>) -> Result<Option<E>, UsageError> {
+    given(v)
+        .map(|w| E::parse(&w).ok_or_else(|| usage!("unknown {flag} \"{w}\": use {}", E::choices())))
+        .transpose()
 }
 
 /// The MatrixOne login from the connection flags (snapshots and online
@@ -72,8 +85,10 @@ pub fn request(
     let r = match cmd {
         SnapshotCommand::Create(a) => SnapshotRequest {
             login: Some(login(&a.conn, env_password)?),
-            op: "create".into(),
-            level: opt(&a.level),
+            op: SnapshotOp::Create.into(),
+            level: choice("--level", &a.level)?
+                .unwrap_or(SnapshotLevel::Unspecified)
+                .into(),
             account: opt(&a.account),
             db: opt(&a.db),
             table: opt(&a.table),
@@ -82,7 +97,7 @@ pub fn request(
         },
         SnapshotCommand::Show(a) => SnapshotRequest {
             login: Some(login(&a.conn, env_password)?),
-            op: "show".into(),
+            op: SnapshotOp::Show.into(),
             account: opt(&a.account),
             db: opt(&a.db),
             table: opt(&a.table),
@@ -93,20 +108,13 @@ pub fn request(
         },
         SnapshotCommand::Drop(a) => SnapshotRequest {
             login: Some(login(&a.conn, env_password)?),
-            op: "drop".into(),
+            op: SnapshotOp::Drop.into(),
             sname: required("--sname", &a.sname)?,
             ..Default::default()
         },
         SnapshotCommand::Restore(a) => {
-            let grammar = given(&a.restore_grammar)
-                .or_else(|| given(&s.restore_grammar))
-                .unwrap_or_else(|| "auto".into())
-                .to_ascii_lowercase();
-            if !matches!(grammar.as_str(), "auto" | "current" | "old") {
-                return Err(usage!(
-                    "--restore_grammar \"{grammar}\": use auto, current or old"
-                ));
-            }
+            let typed = given(&a.restore_grammar).or_else(|| given(&s.restore_grammar));
+            let grammar = choice("--restore_grammar", &typed)?.unwrap_or(RestoreGrammar::Auto);
             let new_account = either(
                 ("--new_account", &a.new_account),
                 ("--newaccount", &a.newaccount),
@@ -140,7 +148,7 @@ pub fn request(
             }
             SnapshotRequest {
                 login: Some(login(&a.conn, env_password)?),
-                op: "restore".into(),
+                op: SnapshotOp::Restore.into(),
                 account: opt(&a.account),
                 db: opt(&a.db),
                 table: opt(&a.table),
@@ -148,7 +156,7 @@ pub fn request(
                 new_account,
                 new_admin_name,
                 new_admin_password,
-                grammar,
+                grammar: grammar.into(),
                 ..Default::default()
             }
         }
@@ -225,7 +233,10 @@ mod tests {
         let l = r.login.clone().unwrap();
         assert_eq!((l.host.as_str(), l.port), ("127.0.0.1", 6001));
         assert_eq!(l.password, "111", "the flag wins over MO_BR_PASSWORD");
-        assert_eq!((r.op.as_str(), r.level.as_str()), ("create", "table"));
+        assert_eq!(
+            (r.op(), r.level()),
+            (SnapshotOp::Create, SnapshotLevel::Table)
+        );
         assert_eq!(
             (r.db.as_str(), r.table.as_str(), r.sname.as_str()),
             ("d", "t", "sp")
@@ -233,6 +244,31 @@ mod tests {
         assert!(
             !format!("{r:?}").contains("111"),
             "Debug shows the password"
+        );
+    }
+
+    #[test]
+    fn levels_by_any_of_their_names() {
+        let create = |extra: &[&str]| {
+            let mut argv = vec![
+                "mo_br", "snapshot", "create", "--user", "dump", "--sname", "sp",
+            ];
+            argv.extend_from_slice(extra);
+            parse(&argv, "", None)
+        };
+        let level = |extra: &[&str]| create(extra).unwrap().level();
+        assert_eq!(
+            level(&[]),
+            SnapshotLevel::Unspecified,
+            "inferred by the coordinator"
+        );
+        assert_eq!(level(&["--level", "tenant"]), SnapshotLevel::Account);
+        assert_eq!(level(&["--level", "DB"]), SnapshotLevel::Database);
+        assert_eq!(level(&["--level", " cluster "]), SnapshotLevel::Cluster);
+        assert_eq!(level(&["--level", ""]), SnapshotLevel::Unspecified);
+        assert_eq!(
+            create(&["--level", "galaxy"]).unwrap_err().0,
+            "unknown --level \"galaxy\": use cluster, account, database or table"
         );
     }
 
@@ -270,16 +306,21 @@ mod tests {
             parse(&argv, file, None)
         };
         let r = with(&[], "").unwrap();
-        assert_eq!(r.grammar, "auto");
+        assert_eq!(r.grammar(), RestoreGrammar::Auto);
         let r = with(&[], "restore_grammar = \"old\"").unwrap();
-        assert_eq!(r.grammar, "old");
+        assert_eq!(r.grammar(), RestoreGrammar::Old);
         let r = with(
             &["--restore_grammar", "current"],
             "restore_grammar = \"old\"",
         )
         .unwrap();
-        assert_eq!(r.grammar, "current");
-        assert!(with(&["--restore_grammar", "x"], "").is_err());
+        assert_eq!(r.grammar(), RestoreGrammar::Current);
+        let r = with(&["--restore_grammar", "OLD"], "").unwrap();
+        assert_eq!(r.grammar(), RestoreGrammar::Old);
+        assert_eq!(
+            with(&["--restore_grammar", "x"], "").unwrap_err().0,
+            "unknown --restore_grammar \"x\": use auto, current or old"
+        );
 
         for extra in [
             [

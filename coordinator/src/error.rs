@@ -11,6 +11,10 @@ pub enum Error {
     UnknownBackup(String),
     #[error("{0}")]
     InvalidArgument(String),
+    /// An enum field holding a number this coordinator does not know: sent
+    /// by a newer client, or garbage.
+    #[error("{field}: unknown value {value}")]
+    UnknownValue { field: &'static str, value: i32 },
     #[error("{0}")]
     FailedPrecondition(String),
     #[error("catalog {path}: {detail}")]
@@ -46,7 +50,9 @@ impl From<Error> for tonic::Status {
         let msg = e.to_string();
         match &e {
             Error::UnknownBackup(_) => tonic::Status::not_found(msg),
-            Error::InvalidArgument(_) | Error::Format(_) => tonic::Status::invalid_argument(msg),
+            Error::InvalidArgument(_) | Error::UnknownValue { .. } | Error::Format(_) => {
+                tonic::Status::invalid_argument(msg)
+            }
             Error::FailedPrecondition(_) => tonic::Status::failed_precondition(msg),
             Error::Storage(S::NotFound(_)) => tonic::Status::not_found(msg),
             Error::Storage(S::Unreachable { .. }) => tonic::Status::unavailable(msg),

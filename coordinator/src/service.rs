@@ -27,6 +27,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
 use crate::catalog::{AgentRecord, BackupState, Command};
+use crate::jobs::snapshot::Op;
 use crate::jobs::{self, emit, info, Events};
 use crate::metrics::{self, JobKind};
 use crate::{Coordinator, Error, Result};
@@ -173,11 +174,11 @@ impl CoordinatorApi for CoordinatorService {
 
     async fn snapshot(&self, r: Request<SnapshotRequest>) -> Result<Response<JobStream>, Status> {
         // Counted with the job kind closest to what the statement does.
-        let kind = match r.get_ref().op.trim() {
-            "show" => JobKind::List,
-            "drop" => JobKind::Delete,
-            "restore" => JobKind::Restore,
-            _ => JobKind::Backup,
+        let kind = match Op::from_wire(r.get_ref().op) {
+            Ok(Op::Show) => JobKind::List,
+            Ok(Op::Drop) => JobKind::Delete,
+            Ok(Op::Restore) => JobKind::Restore,
+            Ok(Op::Create) | Err(_) => JobKind::Backup,
         };
         serve_job!(self, r, snapshot, kind, jobs::snapshot::run)
     }

@@ -4,7 +4,9 @@
 use futures::StreamExt;
 use mo_br_proto::common::{storage, FsStorage, Source, Storage};
 use mo_br_proto::coordinator::coordinator_client::CoordinatorClient;
-use mo_br_proto::coordinator::{job_event, BackupRequest, CheckRequest, JobEvent, RestoreRequest};
+use mo_br_proto::coordinator::{
+    job_event, BackupRequest, BackupType, CheckRequest, JobEvent, RestoreRequest,
+};
 
 fn fs(path: &std::path::Path) -> Storage {
     Storage {
@@ -50,7 +52,7 @@ async fn backup_check_restore_in_process() {
                     launch_config: sample.launch_config.display().to_string(),
                     node: String::new(),
                 }),
-                backup_type: "full".into(),
+                // No backup_type: UNSPECIFIED asks for a full backup.
                 ..Default::default()
             })
             .await
@@ -63,6 +65,10 @@ async fn backup_check_restore_in_process() {
         panic!("no finish: {events:?}");
     };
     let id = done.backup.as_ref().unwrap().id.clone();
+    assert_eq!(
+        done.backup.as_ref().unwrap().backup_type(),
+        BackupType::Full
+    );
     assert!(dir.path().join("b1/backup_meta").is_file());
     assert!(dir.path().join("b1/tae/tae_list").is_file());
 

@@ -27,15 +27,6 @@ pub enum BackupType {
     Incremental,
 }
 
-impl BackupType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackupType::Full => "full",
-            BackupType::Incremental => "incremental",
-        }
-    }
-}
-
 /// How the cut was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -44,15 +35,6 @@ pub enum Consistency {
     Cold,
     /// Taken from a running cluster with GC held and a checkpoint cut.
     Online,
-}
-
-impl Consistency {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Consistency::Cold => "cold",
-            Consistency::Online => "online",
-        }
-    }
 }
 
 /// A backup this one takes unchanged objects from.

@@ -1,11 +1,43 @@
-//! Storage descriptions on the wire <-> the storage crate's types. Kept here
-//! so both sides of every RPC convert the same way.
+//! Storage descriptions and backup kinds on the wire <-> the storage and
+//! format crates' types. Kept here so both sides of every RPC convert the
+//! same way.
 
+use std::marker::PhantomData;
 use std::path::PathBuf;
 
+use mo_br_format::manifest;
 use mo_br_storage::{Credentials, Location, S3Location};
 
 use crate::common::{storage, FsStorage, S3Storage, Storage};
+use crate::coordinator::{BackupType, Consistency, RestoreGrammar, SnapshotLevel, SnapshotOp};
+
+/// A request that names no type asks for a full backup.
+impl From<BackupType> for manifest::BackupType {
+    fn from(t: BackupType) -> Self {
+        match t {
+            BackupType::Unspecified | BackupType::Full => manifest::BackupType::Full,
+            BackupType::Incremental => manifest::BackupType::Incremental,
+        }
+    }
+}
+
+impl From<manifest::BackupType> for BackupType {
+    fn from(t: manifest::BackupType) -> Self {
+        match t {
+            manifest::BackupType::Full => BackupType::Full,
+            manifest::BackupType::Incremental => BackupType::Incremental,
+        }
+    }
+}
+
+impl From<manifest::Consistency> for Consistency {
+    fn from(c: manifest::Consistency) -> Self {
+        match c {
+            manifest::Consistency::Cold => Consistency::Cold,
+            manifest::Consistency::Online => Consistency::Online,
+        }
+    }
+}
 
 impl Storage {
     /// Splits a wire description into a storable location and its secrets.
@@ -98,12 +130,31 @@ impl std::fmt::Debug for crate::coordinator::MoLogin {
     }
 }
 
+/// An enum field in a hand-written Debug: its variant's name, as the derived
+/// Debug shows it, or the raw number when this build does not know it.
+struct EnumField<E>(i32, PhantomData<E>);
+
+impl<E> EnumField<E> {
+    fn new(raw: i32) -> Self {
+        EnumField(raw, PhantomData)
+    }
+}
+
+impl<E: TryFrom<i32> + std::fmt::Debug> std::fmt::Debug for EnumField<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match E::try_from(self.0) {
+            Ok(e) => e.fmt(f),
+            Err(_) => self.0.fmt(f),
+        }
+    }
+}
+
 impl std::fmt::Debug for crate::coordinator::SnapshotRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SnapshotRequest")
             .field("login", &self.login)
-            .field("op", &self.op)
-            .field("level", &self.level)
+            .field("op", &EnumField::<SnapshotOp>::new(self.op))
+            .field("level", &EnumField::<SnapshotLevel>::new(self.level))
             .field("account", &self.account)
             .field("db", &self.db)
             .field("table", &self.table)
@@ -113,19 +164,21 @@ impl std::fmt::Debug for crate::coordinator::SnapshotRequest {
             .field("new_account", &self.new_account)
             .field("new_admin_name", &self.new_admin_name)
             .field("new_admin_password", &"<redacted>")
-            .field("grammar", &self.grammar)
+            .field("grammar", &EnumField::<RestoreGrammar>::new(self.grammar))
             .finish()
     }
 }
 
-/// Debug for requests that carry secrets: the listed fields are shown, the
-/// secret ones only as whether they are set.
+/// Debug for requests that carry secrets: the listed fields are shown (enum
+/// fields with their enum type), the secret ones only as whether they are set.
 macro_rules! redacted_debug {
-    ($ty:ty { $($field:ident),* } secrets { $($secret:ident),* }) => {
+    ($ty:ty { $($field:ident),* } $(enums { $($enum:ident: $enum_ty:ty),* })?
+     secrets { $($secret:ident),* }) => {
         impl std::fmt::Debug for $ty {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 let mut d = f.debug_struct(stringify!($ty));
                 $(d.field(stringify!($field), &self.$field);)*
+                $($(d.field(stringify!($enum), &EnumField::<$enum_ty>::new(self.$enum));)*)?
                 $(d.field(
                     stringify!($secret),
                     &if self.$secret.is_empty() { "" } else { "<redacted>" },
@@ -141,8 +194,8 @@ use crate::coordinator::{
 };
 
 redacted_debug!(BackupRequest {
-    target, source, backup_type, base_id, parallelism, login
-} secrets {
+    target, source, base_id, parallelism, login
+} enums { backup_type: BackupType } secrets {
     base_access_key_id, base_secret_access_key, source_access_key_id, source_secret_access_key
 });
 redacted_debug!(crate::agent::InventoryRequest {
@@ -192,5 +245,33 @@ mod tests {
             ..Default::default()
         };
         assert!(!format!("{attach:?}").contains("SECRET"));
+        let backup = BackupRequest {
+            backup_type: BackupType::Incremental.into(),
+            base_access_key_id: "AKID-SECRET-5".into(),
+            ..Default::default()
+        };
+        let text = format!("{backup:?}");
+        assert!(text.contains("backup_type: Incremental"), "{text}");
+        assert!(!text.contains("SECRET"), "{text}");
+        let newer = BackupRequest {
+            backup_type: 9,
+            ..Default::default()
+        };
+        assert!(format!("{newer:?}").contains("backup_type: 9"));
+    }
+
+    #[test]
+    fn a_request_naming_no_backup_type_asks_for_a_full_one() {
+        for (wire, want) in [
+            (BackupType::Unspecified, manifest::BackupType::Full),
+            (BackupType::Full, manifest::BackupType::Full),
+            (BackupType::Incremental, manifest::BackupType::Incremental),
+        ] {
+            assert_eq!(manifest::BackupType::from(wire), want);
+        }
+        assert_eq!(
+            BackupType::from(manifest::BackupType::Incremental),
+            BackupType::Incremental
+        );
     }
 }

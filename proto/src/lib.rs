@@ -3,6 +3,7 @@
 //! - [`common`]: storage and source descriptions shared by both services.
 //! - [`agent`]: the service every agent serves to the coordinator.
 //! - [`coordinator`]: the service the coordinator serves to the CLI.
+//! - [`names`]: the words users type and read for the wire enums.
 //! - [`inproc`]: a tonic channel to a server in the same process, over
 //!   in-memory pipes, so the embedded default runs the same gRPC code as a
 //!   cluster, minus the network.
@@ -18,3 +19,4 @@ pub mod coordinator {
 }
 mod convert;
 pub mod inproc;
+pub mod names;

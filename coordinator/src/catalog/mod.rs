@@ -16,6 +16,8 @@ use std::collections::BTreeMap;
 use mo_br_format::chunk::ChunkRef;
 use mo_br_format::layout::FileKind;
 use mo_br_format::manifest::{BackupType, Consistency, FileEntry};
+use mo_br_proto::coordinator::BackupState as WireState;
+use mo_br_proto::names::Named;
 use mo_br_storage::Location;
 use serde::{Deserialize, Serialize};
 
@@ -27,13 +29,20 @@ pub enum BackupState {
     Failed { reason: String },
 }
 
-impl BackupState {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            BackupState::Running => "running",
-            BackupState::Complete => "complete",
-            BackupState::Failed { .. } => "failed",
+impl From<&BackupState> for WireState {
+    fn from(s: &BackupState) -> Self {
+        match s {
+            BackupState::Running => WireState::Running,
+            BackupState::Complete => WireState::Complete,
+            BackupState::Failed { .. } => WireState::Failed,
         }
+    }
+}
+
+/// The word `list` shows for it.
+impl std::fmt::Display for BackupState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(WireState::from(self).name())
     }
 }
 

@@ -23,11 +23,15 @@ use mo_br_format::manifest::{
 use mo_br_format::mo::{self, Hlc};
 use mo_br_proto::agent::{FileDone, FileKind as WireKind, FileTask, InventoryRequest};
 use mo_br_proto::common::{storage, FsStorage, Source, Storage as WireStorage};
-use mo_br_proto::coordinator::{job_event, BackupRequest, Finished, Started};
+use mo_br_proto::coordinator::{
+    job_event, BackupRequest, BackupType as WireBackupType, Finished, Started,
+};
 use mo_br_storage::{Credentials, Location, Storage};
 
 use super::shards::{self, CopyOp, Op, RunOptions, Shard};
-use super::{emit, info, now_rfc3339, read_chunk, read_manifest, remove_all, write_chunk, Events};
+use super::{
+    emit, info, now_rfc3339, read_chunk, read_manifest, remove_all, wire_enum, write_chunk, Events,
+};
 use crate::agents::Eligibility;
 use crate::catalog::{Applied, BackupJob, BackupRecord, BackupState, Command, ShardState};
 use crate::matrixone::{self, MoConn, MoLogin};
@@ -55,15 +59,8 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
                 "--data_dir is required: the node's mo-data directory (with a SHARED store on S3, --launch_config is enough for an online backup)".into(),
             )
         })?;
-    let backup_type = match req.backup_type.as_str() {
-        "" | "full" => BackupType::Full,
-        "incremental" => BackupType::Incremental,
-        other => {
-            return Err(Error::InvalidArgument(format!(
-                "--backup_type {other:?}: expected full or incremental"
-            )))
-        }
-    };
+    let backup_type: BackupType =
+        wire_enum::<WireBackupType>("BackupRequest.backup_type", req.backup_type)?.into();
 
     let base = match backup_type {
         BackupType::Full => None,
@@ -87,8 +84,7 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
             if rec.state != BackupState::Complete {
                 return Err(Error::FailedPrecondition(format!(
                     "base backup {} is {}, not complete",
-                    rec.id,
-                    rec.state.as_str()
+                    rec.id, rec.state
                 )));
             }
             Some(rec)

@@ -10,7 +10,7 @@ use futures::{StreamExt, TryStreamExt};
 use mo_br_format::layout::{self, FileKind};
 use mo_br_format::manifest::FileEntry;
 use mo_br_proto::agent::FileTask;
-use mo_br_proto::common::Storage as WireStorage;
+use mo_br_proto::common::{ProblemKind, Storage as WireStorage};
 use mo_br_proto::coordinator::{job_event, CheckRequest, Finished, Problem, Started};
 use mo_br_storage::Storage;
 
@@ -70,7 +70,7 @@ pub async fn run(c: &Coordinator, req: CheckRequest, events: &Events) -> Result<
                         problem(
                             events,
                             &f.path,
-                            "missing",
+                            ProblemKind::Missing,
                             &format!("held by unknown backup {held_by}"),
                         )
                         .await;
@@ -154,22 +154,24 @@ async fn sidecar_ok(storage: &dyn Storage, f: &FileEntry, events: &Events) -> bo
     let trouble = match storage.get_bytes(&sidecar).await {
         Ok(raw) if hex::encode(&raw) == f.sha256 => return true,
         Ok(_) => (
-            "corrupt",
+            ProblemKind::Corrupt,
             "does not match the manifest's sha256".to_string(),
         ),
-        Err(mo_br_storage::Error::NotFound(_)) => ("missing", "sidecar is missing".to_string()),
-        Err(e) => ("io", e.to_string()),
+        Err(mo_br_storage::Error::NotFound(_)) => {
+            (ProblemKind::Missing, "sidecar is missing".to_string())
+        }
+        Err(e) => (ProblemKind::Io, e.to_string()),
     };
     problem(events, &sidecar, trouble.0, &trouble.1).await;
     false
 }
 
-async fn problem(events: &Events, path: &str, kind: &str, detail: &str) {
+async fn problem(events: &Events, path: &str, kind: ProblemKind, detail: &str) {
     emit(
         events,
         job_event::Event::Problem(Problem {
             path: path.to_string(),
-            kind: kind.to_string(),
+            kind: kind.into(),
             detail: detail.to_string(),
         }),
     )

@@ -2,6 +2,7 @@
 //! the backup still exists with its recorded size (no checksum: that is
 //! what `check` is for).
 
+use mo_br_proto::common::ProblemKind;
 use mo_br_proto::coordinator::{job_event, Backups, Finished, ListRequest, Problem};
 
 use futures::{StreamExt, TryStreamExt};
@@ -66,12 +67,12 @@ pub async fn run(c: &Coordinator, req: ListRequest, events: &Events) -> Result<(
             let (path, expected, found) = head?;
             line(events, format!("check: {path}")).await;
             let trouble = match found? {
-                None => Some(("missing", "not found".to_string())),
+                None => Some((ProblemKind::Missing, "not found".to_string())),
                 Some(size) if size != expected => Some((
                     if size < expected {
-                        "truncated"
+                        ProblemKind::Truncated
                     } else {
-                        "size mismatch"
+                        ProblemKind::SizeMismatch
                     },
                     format!("{size} bytes, expected {expected}"),
                 )),

@@ -16,7 +16,10 @@ use futures::{StreamExt, TryStreamExt};
 use mo_br_format::chunk::{self, ChunkItem, ChunkRef};
 use mo_br_format::layout::{self, FileKind};
 use mo_br_format::manifest::{BackupMeta, FileEntry};
-use mo_br_proto::coordinator::{job_event, BackupInfo, JobEvent};
+use mo_br_proto::coordinator::{
+    job_event, BackupInfo, BackupState as WireState, BackupType as WireType,
+    Consistency as WireConsistency, JobEvent,
+};
 use mo_br_storage::{Location, Storage};
 use tokio::sync::mpsc;
 
@@ -33,6 +36,12 @@ pub async fn emit(tx: &Events, event: job_event::Event) {
 
 pub async fn line(tx: &Events, text: impl Into<String>) {
     emit(tx, job_event::Event::Line(text.into())).await;
+}
+
+/// A request's enum field as its enum; a number this build does not know
+/// is refused, naming the field (`"BackupRequest.backup_type"`).
+pub fn wire_enum<E: TryFrom<i32>>(field: &'static str, value: i32) -> Result<E> {
+    E::try_from(value).map_err(|_| Error::UnknownValue { field, value })
 }
 
 /// `filesystem` / `s3` and the path as `list` prints them.
@@ -60,10 +69,10 @@ pub fn info(rec: &BackupRecord) -> BackupInfo {
         at_time: rec.at_time.clone(),
         duration_secs: rec.duration_secs,
         complete_time: rec.complete_time.clone().unwrap_or_default(),
-        backup_type: rec.backup_type.as_str().into(),
+        backup_type: WireType::from(rec.backup_type).into(),
         base_id: rec.base_id.clone().unwrap_or_default(),
-        kind: rec.consistency.as_str().into(),
-        state: rec.state.as_str().into(),
+        kind: WireConsistency::from(rec.consistency).into(),
+        state: WireState::from(&rec.state).into(),
         backup_ts: rec.backup_ts.clone(),
         files: rec.files,
     }
@@ -295,4 +304,41 @@ pub async fn resolve(
         creds,
         storage,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mo_br_proto::names::Named;
+
+    #[test]
+    fn a_record_as_persisted_is_listed_in_the_same_words() {
+        // As catalogs of earlier releases hold it.
+        let persisted = serde_json::json!({
+            "id": "b2", "location": {"type": "filesystem", "path": "/b/b2"},
+            "backup_type": "incremental", "consistency": "online", "base_id": "b1",
+            "state": {"state": "failed", "reason": "agent lost"},
+            "at_time": "2026-01-01T00:00:00Z", "complete_time": null,
+            "duration_secs": 0.0, "size": 0, "files": 0, "backup_ts": "", "data_dir": "/d"
+        });
+        let rec: BackupRecord = serde_json::from_value(persisted.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&rec).unwrap(), persisted);
+        let b = info(&rec);
+        assert_eq!(
+            (b.backup_type(), b.kind(), b.state()),
+            (
+                WireType::Incremental,
+                WireConsistency::Online,
+                WireState::Failed
+            )
+        );
+        assert_eq!(
+            [
+                WireType::word(b.backup_type),
+                WireConsistency::word(b.kind),
+                WireState::word(b.state)
+            ],
+            ["incremental", "online", "failed"]
+        );
+    }
 }

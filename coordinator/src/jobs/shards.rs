@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use mo_br_proto::agent::{
-    shard_event, CopyShardRequest, FileDone, FileProblem, FileTask, ProblemKind,
-    RestoreShardRequest, VerifyShardRequest,
+    shard_event, CopyShardRequest, FileDone, FileProblem, FileTask, RestoreShardRequest,
+    VerifyShardRequest,
 };
-use mo_br_proto::common::Storage as WireStorage;
+use mo_br_proto::common::{ProblemKind, Storage as WireStorage};
 use mo_br_proto::coordinator::{job_event, Problem, Progress};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -143,18 +143,6 @@ pub struct RunOptions {
     pub report_problems: bool,
     /// Bytes and files already done, where progress starts.
     pub base: (u64, u64),
-}
-
-/// The word a problem kind is reported with.
-pub fn problem_kind(kind: i32) -> &'static str {
-    match ProblemKind::try_from(kind) {
-        Ok(ProblemKind::Missing) => "missing",
-        Ok(ProblemKind::Truncated) => "truncated",
-        Ok(ProblemKind::Corrupt) => "corrupt",
-        Ok(ProblemKind::SizeMismatch) => "size mismatch",
-        Ok(ProblemKind::UnsafePath) => "unsafe path",
-        _ => "io",
-    }
 }
 
 /// Groups files into shards of one eligibility as they stream in, bounded
@@ -406,7 +394,7 @@ pub async fn run(
                                 events,
                                 job_event::Event::Problem(Problem {
                                     path: task.src.clone(),
-                                    kind: problem_kind(p.kind).into(),
+                                    kind: p.kind,
                                     detail: p.detail.clone(),
                                 }),
                             )

@@ -18,9 +18,12 @@
 //!   [TO ACCOUNT acc2]`. With a new account, first
 //!   `CREATE ACCOUNT acc2 ADMIN_NAME 'admin' IDENTIFIED BY 'pwd'`.
 
-use mo_br_proto::coordinator::{job_event, Finished, SnapshotRequest};
+use mo_br_proto::coordinator::{
+    job_event, Finished, RestoreGrammar, SnapshotLevel, SnapshotOp, SnapshotRequest,
+};
+use mo_br_proto::names::Named;
 
-use crate::jobs::{emit, line, Events};
+use crate::jobs::{emit, line, wire_enum, Events};
 use crate::matrixone::{self, ident, quote, MoConn, MoLogin};
 use crate::{Coordinator, Error, Result};
 
@@ -34,6 +37,71 @@ pub const SHOW_HEADER: [&str; 6] = [
     "TABLE NAME",
 ];
 
+/// What a snapshot call does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Create,
+    Show,
+    Drop,
+    Restore,
+}
+
+impl Op {
+    /// The request's operation: there is no default one.
+    pub fn from_wire(raw: i32) -> Result<Op> {
+        match wire_enum("SnapshotRequest.op", raw)? {
+            SnapshotOp::Unspecified => Err(Error::InvalidArgument(
+                "no snapshot operation given (SnapshotRequest.op)".into(),
+            )),
+            SnapshotOp::Create => Ok(Op::Create),
+            SnapshotOp::Show => Ok(Op::Show),
+            SnapshotOp::Drop => Ok(Op::Drop),
+            SnapshotOp::Restore => Ok(Op::Restore),
+        }
+    }
+}
+
+/// What a snapshot is created for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Cluster,
+    Account,
+    Database,
+    Table,
+}
+
+impl Level {
+    /// The level asked for; `None` when it is to be inferred from the names
+    /// given.
+    pub fn from_wire(raw: i32) -> Result<Option<Level>> {
+        Ok(match wire_enum("SnapshotRequest.level", raw)? {
+            SnapshotLevel::Unspecified => None,
+            SnapshotLevel::Cluster => Some(Level::Cluster),
+            SnapshotLevel::Account => Some(Level::Account),
+            SnapshotLevel::Database => Some(Level::Database),
+            SnapshotLevel::Table => Some(Level::Table),
+        })
+    }
+}
+
+impl From<Level> for SnapshotLevel {
+    fn from(l: Level) -> Self {
+        match l {
+            Level::Cluster => SnapshotLevel::Cluster,
+            Level::Account => SnapshotLevel::Account,
+            Level::Database => SnapshotLevel::Database,
+            Level::Table => SnapshotLevel::Table,
+        }
+    }
+}
+
+/// The word users type for it.
+impl std::fmt::Display for Level {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(SnapshotLevel::from(*self).name())
+    }
+}
+
 /// Which restore grammar to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Grammar {
@@ -46,28 +114,25 @@ pub enum Grammar {
 }
 
 impl Grammar {
-    pub fn parse(s: &str) -> Result<Grammar> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "" | "auto" => Ok(Grammar::Auto),
-            "current" | "new" => Ok(Grammar::Current),
-            "old" => Ok(Grammar::Old),
-            other => Err(Error::InvalidArgument(format!(
-                "restore grammar \"{other}\": use auto, current or old"
-            ))),
-        }
+    pub fn from_wire(raw: i32) -> Result<Grammar> {
+        Ok(match wire_enum("SnapshotRequest.grammar", raw)? {
+            RestoreGrammar::Unspecified | RestoreGrammar::Auto => Grammar::Auto,
+            RestoreGrammar::Current => Grammar::Current,
+            RestoreGrammar::Old => Grammar::Old,
+        })
     }
 }
 
 pub async fn run(_c: &Coordinator, req: SnapshotRequest, events: &Events) -> Result<()> {
+    let op = Op::from_wire(req.op)?;
     let login = MoLogin::from_wire(
         req.login
             .as_ref()
             .ok_or_else(|| Error::InvalidArgument("no MatrixOne login given".into()))?,
     )?;
-    let op = req.op.trim().to_ascii_lowercase();
     // Everything is checked before connecting: bad input changes nothing.
-    match op.as_str() {
-        "create" => {
+    match op {
+        Op::Create => {
             let sql = create_sql(&req)?;
             let mut conn = login.connect().await?;
             let r = conn.exec(&sql).await;
@@ -75,7 +140,7 @@ pub async fn run(_c: &Coordinator, req: SnapshotRequest, events: &Events) -> Res
             r?;
             finish(events, format!("snapshot {} created", req.sname.trim())).await;
         }
-        "drop" => {
+        Op::Drop => {
             let sql = drop_sql(&req)?;
             let mut conn = login.connect().await?;
             let r = conn.exec(&sql).await;
@@ -83,7 +148,7 @@ pub async fn run(_c: &Coordinator, req: SnapshotRequest, events: &Events) -> Res
             r?;
             finish(events, format!("snapshot {} dropped", req.sname.trim())).await;
         }
-        "show" => {
+        Op::Show => {
             let sql = show_sql(&req, &login)?;
             let mut conn = login.connect().await?;
             let rows = conn.rows(&sql).await;
@@ -94,19 +159,13 @@ pub async fn run(_c: &Coordinator, req: SnapshotRequest, events: &Events) -> Res
             }
             finish(events, String::new()).await;
         }
-        "restore" => {
+        Op::Restore => {
             let plan = restore_plan(&req, &login)?;
             let mut conn = login.connect().await?;
             let r = restore(&mut conn, &plan, events).await;
             conn.close().await;
             let summary = r?;
             finish(events, summary).await;
-        }
-        "" => return Err(Error::InvalidArgument("no snapshot operation given".into())),
-        other => {
-            return Err(Error::InvalidArgument(format!(
-                "unknown snapshot operation \"{other}\": use create, show, drop or restore"
-            )))
         }
     }
     Ok(())
@@ -141,11 +200,11 @@ pub fn create_sql(req: &SnapshotRequest) -> Result<String> {
     let account = opt(&req.account);
     let db = opt(&req.db);
     let table = opt(&req.table);
-    let level = match opt(&req.level).map(str::to_ascii_lowercase) {
+    let level = match Level::from_wire(req.level)? {
         Some(l) => l,
-        None if table.is_some() => "table".into(),
-        None if db.is_some() => "database".into(),
-        None => "account".into(),
+        None if table.is_some() => Level::Table,
+        None if db.is_some() => Level::Database,
+        None => Level::Account,
     };
     let extra = |flag: &str, what: Option<&str>| match what {
         Some(_) => Err(Error::InvalidArgument(format!(
@@ -153,14 +212,14 @@ pub fn create_sql(req: &SnapshotRequest) -> Result<String> {
         ))),
         None => Ok(()),
     };
-    match level.as_str() {
-        "cluster" => {
+    match level {
+        Level::Cluster => {
             extra("--account", account)?;
             extra("--db", db)?;
             extra("--table", table)?;
             Ok(format!("CREATE SNAPSHOT {sp} FOR CLUSTER"))
         }
-        "account" | "tenant" => {
+        Level::Account => {
             extra("--db", db)?;
             extra("--table", table)?;
             match account {
@@ -171,7 +230,7 @@ pub fn create_sql(req: &SnapshotRequest) -> Result<String> {
                 None => Ok(format!("CREATE SNAPSHOT {sp} FOR ACCOUNT")),
             }
         }
-        "database" | "db" => {
+        Level::Database => {
             extra("--account", account)?;
             extra("--table", table)?;
             let db = db.ok_or_else(|| {
@@ -182,7 +241,7 @@ pub fn create_sql(req: &SnapshotRequest) -> Result<String> {
                 ident("--db", db)?
             ))
         }
-        "table" => {
+        Level::Table => {
             extra("--account", account)?;
             let (Some(db), Some(table)) = (db, table) else {
                 return Err(Error::InvalidArgument(
@@ -195,9 +254,6 @@ pub fn create_sql(req: &SnapshotRequest) -> Result<String> {
                 ident("--table", table)?
             ))
         }
-        other => Err(Error::InvalidArgument(format!(
-            "snapshot level \"{other}\": use cluster, account, database or table"
-        ))),
     }
 }
 
@@ -321,7 +377,7 @@ impl std::fmt::Debug for RestorePlan {
 
 pub fn restore_plan(req: &SnapshotRequest, login: &MoLogin) -> Result<RestorePlan> {
     let sp = sname(req)?;
-    let grammar = Grammar::parse(&req.grammar)?;
+    let grammar = Grammar::from_wire(req.grammar)?;
     let explicit_account = opt(&req.account);
     let account = ident("--account", explicit_account.unwrap_or(login.account()))?;
     let db = opt(&req.db).map(|d| ident("--db", d)).transpose()?;
@@ -499,7 +555,7 @@ async fn restore_statement(conn: &mut MoConn, plan: &RestorePlan) -> Result<()> 
 mod tests {
     use super::*;
 
-    fn req(op: &str) -> SnapshotRequest {
+    fn req(op: SnapshotOp) -> SnapshotRequest {
         SnapshotRequest {
             op: op.into(),
             sname: "sp1".into(),
@@ -518,49 +574,67 @@ mod tests {
 
     #[test]
     fn create_statements() {
-        let mut r = req("create");
+        let mut r = req(SnapshotOp::Create);
         assert_eq!(create_sql(&r).unwrap(), "CREATE SNAPSHOT sp1 FOR ACCOUNT");
         r.account = "acc1".into();
         assert_eq!(
             create_sql(&r).unwrap(),
             "CREATE SNAPSHOT sp1 FOR ACCOUNT acc1"
         );
-        r.level = "cluster".into();
-        assert!(create_sql(&r).is_err());
+        r.set_level(SnapshotLevel::Cluster);
+        assert_eq!(
+            create_sql(&r).unwrap_err().to_string(),
+            "--account does not apply to a cluster level snapshot"
+        );
         r.account.clear();
         assert_eq!(create_sql(&r).unwrap(), "CREATE SNAPSHOT sp1 FOR CLUSTER");
-        r.level = "database".into();
+        r.set_level(SnapshotLevel::Database);
         assert!(create_sql(&r).is_err());
         r.db = "db1".into();
         assert_eq!(
             create_sql(&r).unwrap(),
             "CREATE SNAPSHOT sp1 FOR DATABASE db1"
         );
-        r.level = "table".into();
+        r.set_level(SnapshotLevel::Table);
         assert!(create_sql(&r).is_err());
         r.table = "t1".into();
         assert_eq!(
             create_sql(&r).unwrap(),
             "CREATE SNAPSHOT sp1 FOR TABLE db1 t1"
         );
-        r.level.clear();
+        r.set_level(SnapshotLevel::Unspecified);
         assert_eq!(
             create_sql(&r).unwrap(),
             "CREATE SNAPSHOT sp1 FOR TABLE db1 t1"
         );
-        r.level = "galaxy".into();
-        assert!(create_sql(&r).is_err());
-        let mut r = req("create");
+        r.level = 42;
+        assert_eq!(
+            create_sql(&r).unwrap_err().to_string(),
+            "SnapshotRequest.level: unknown value 42"
+        );
+        let mut r = req(SnapshotOp::Create);
         r.sname = "x'; drop".into();
         assert!(create_sql(&r).is_err());
         r.sname.clear();
         assert!(create_sql(&r).is_err());
-        assert_eq!(drop_sql(&req("drop")).unwrap(), "DROP SNAPSHOT sp1");
+        assert_eq!(
+            drop_sql(&req(SnapshotOp::Drop)).unwrap(),
+            "DROP SNAPSHOT sp1"
+        );
+    }
+
+    #[test]
+    fn an_operation_must_be_named() {
+        assert_eq!(Op::from_wire(SnapshotOp::Drop.into()).unwrap(), Op::Drop);
+        assert!(matches!(Op::from_wire(0), Err(Error::InvalidArgument(_))));
+        let e = Op::from_wire(7).unwrap_err();
+        assert_eq!(e.to_string(), "SnapshotRequest.op: unknown value 7");
+        assert_eq!(tonic::Status::from(e).code(), tonic::Code::InvalidArgument);
     }
 
     #[test]
     fn show_statements() {
-        let mut r = req("show");
+        let mut r = req(SnapshotOp::Show);
         r.sname.clear();
         assert_eq!(show_sql(&r, &login("dump")).unwrap(), "SHOW SNAPSHOTS");
         r.account = "acc1".into();
@@ -624,7 +698,7 @@ mod tests {
     #[test]
     fn restore_statements() {
         let dump = login("dump");
-        let mut r = req("restore");
+        let mut r = req(SnapshotOp::Restore);
         let p = restore_plan(&r, &dump).unwrap();
         assert_eq!(p.current, "RESTORE ACCOUNT sys {SNAPSHOT = 'sp1'}");
         assert_eq!(p.old, "RESTORE ACCOUNT sys FROM SNAPSHOT sp1");
@@ -651,7 +725,7 @@ mod tests {
         r.db.clear();
         assert!(restore_plan(&r, &dump).is_err());
 
-        let mut r = req("restore");
+        let mut r = req(SnapshotOp::Restore);
         r.account = "acc1".into();
         r.new_account = "acc2".into();
         r.new_admin_name = "admin".into();
@@ -685,19 +759,25 @@ mod tests {
         r.new_admin_password = "x".into();
         r.db = "db1".into();
         assert!(restore_plan(&r, &dump).is_err());
-        let mut r = req("restore");
+        let mut r = req(SnapshotOp::Restore);
         r.new_admin_name = "admin".into();
         assert!(restore_plan(&r, &dump).is_err());
-        let mut r = req("restore");
-        r.grammar = "medieval".into();
-        assert!(restore_plan(&r, &dump).is_err());
+        let mut r = req(SnapshotOp::Restore);
+        r.grammar = 9;
+        assert!(matches!(
+            restore_plan(&r, &dump),
+            Err(Error::UnknownValue {
+                field: "SnapshotRequest.grammar",
+                value: 9
+            })
+        ));
         for (g, want) in [
-            ("", Grammar::Auto),
-            ("auto", Grammar::Auto),
-            ("current", Grammar::Current),
-            ("OLD", Grammar::Old),
+            (RestoreGrammar::Unspecified, Grammar::Auto),
+            (RestoreGrammar::Auto, Grammar::Auto),
+            (RestoreGrammar::Current, Grammar::Current),
+            (RestoreGrammar::Old, Grammar::Old),
         ] {
-            assert_eq!(Grammar::parse(g).unwrap(), want);
+            assert_eq!(Grammar::from_wire(g.into()).unwrap(), want);
         }
     }
 }

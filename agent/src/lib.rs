@@ -27,19 +27,54 @@ pub use service::AgentService;
 use std::future::Future;
 
 use mo_br_proto::agent::agent_server::AgentServer;
+use mo_br_security::auth::MethodPolicy;
+use mo_br_security::{Permission, Security};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
-/// Serves the agent on `listener` until `shutdown` completes.
+/// Who may call what: only coordinator replicas hand out work.
+fn policy() -> MethodPolicy {
+    [
+        ("Info", "ask an agent who it is"),
+        ("Inventory", "list a node's files"),
+        ("CopyShard", "copy a node's files"),
+        ("RestoreShard", "restore files"),
+        ("VerifyShard", "verify files"),
+    ]
+    .into_iter()
+    .fold(MethodPolicy::new(), |p, (method, action)| {
+        p.method(
+            format!("/mobr.agent.Agent/{method}"),
+            Permission::AgentWork,
+            action,
+        )
+    })
+}
+
+/// Serves the agent on `listener` until `shutdown` completes, with TLS and
+/// every call authorized when `security` says so.
 pub async fn serve(
     listener: TcpListener,
     service: AgentService,
+    security: &Security,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
-        .add_service(AgentServer::new(service))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
+    let router = tonic::transport::Server::builder()
+        .layer(security.layer(policy()))
+        .add_service(AgentServer::new(service));
+    match security.server_tls() {
+        Some(tls) => {
+            let incoming = mo_br_security::tls::incoming(listener, tls.clone());
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                .await
+        }
+    }
 }
 
 /// Starts the agent on in-process pipes and returns a channel to it: the

@@ -45,6 +45,8 @@ struct Args {
     /// error, warn, info, debug, trace.
     #[arg(long = "log_level", default_value = "info")]
     log_level: String,
+    #[command(flatten)]
+    tls: mo_br_security::TlsArgs,
 }
 
 #[tokio::main]
@@ -62,8 +64,23 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let (security, warning) = mo_br_security::Security::daemon(
+        &args.tls,
+        mo_br_security::Role::Agent,
+        Default::default(),
+        addr,
+    )?;
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+    }
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    // Certificates are re-read on SIGHUP (rotation without a restart).
+    let _reloader = mo_br_security::reload_on_sighup(security.reloaders(), shutdown.clone())?;
     // The line tests and scripts wait for: the real address when port 0 was asked.
-    println!("mo-br-agent listening on {addr}");
+    println!(
+        "mo-br-agent listening on {addr}{}",
+        if security.is_tls() { " (TLS)" } else { "" }
+    );
     let advertise = args.advertise.clone().unwrap_or_else(|| addr.to_string());
     let id = args.id.unwrap_or_else(|| advertise.clone());
     let mut service = mo_br_agent::AgentService::new(id.clone(), args.parallelism);
@@ -92,10 +109,12 @@ async fn main() -> anyhow::Result<()> {
         tokio::spawn(mo_br_agent::registration::run(
             args.coordinators.clone(),
             me,
+            security.clone(),
         ));
     }
-    mo_br_agent::serve(listener, service, async {
+    mo_br_agent::serve(listener, service, &security, async {
         let _ = tokio::signal::ctrl_c().await;
+        shutdown.cancel();
     })
     .await?;
     Ok(())

@@ -6,17 +6,23 @@
 
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use mo_br_proto::coordinator::registry_client::RegistryClient;
 use mo_br_proto::coordinator::{AgentHeartbeat, AgentRegistration};
-use tonic::transport::Endpoint;
+use mo_br_security::Security;
+use tonic::transport::Channel;
 
 /// Heartbeats per lease: a couple may be lost before the lease runs out.
 const BEATS_PER_LEASE: u32 = 3;
 const RETRY: Duration = Duration::from_millis(300);
 
 /// Registers `me` with the cluster at `coordinators` (host:port) and keeps
-/// heartbeating until the task is dropped.
-pub async fn run(coordinators: Vec<String>, me: AgentRegistration) {
+/// heartbeating until the task is dropped; calls go out as `security` says
+/// (TLS with the agent's certificate).
+pub async fn run(coordinators: Vec<String>, me: AgentRegistration, security: Security) {
+    // One channel per replica, reconnecting on its own: no handshake per beat.
+    let mut channels: HashMap<String, Channel> = HashMap::new();
     let mut at = 0usize;
     let mut leader_hint: Option<String> = None;
     let mut registered = false;
@@ -24,14 +30,19 @@ pub async fn run(coordinators: Vec<String>, me: AgentRegistration) {
         let addr = leader_hint
             .clone()
             .unwrap_or_else(|| coordinators[at % coordinators.len()].clone());
+        let channel = match channels.get(&addr) {
+            Some(c) => Ok(c.clone()),
+            None => security.endpoint(&addr).map(|e| {
+                let c = security.connect_lazy(
+                    e.connect_timeout(Duration::from_secs(1))
+                        .timeout(Duration::from_secs(2)),
+                );
+                channels.insert(addr.clone(), c.clone());
+                c
+            }),
+        };
         let reply = async {
-            let channel = Endpoint::from_shared(format!("http://{addr}"))
-                .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?
-                .connect_timeout(Duration::from_secs(1))
-                .timeout(Duration::from_secs(2))
-                .connect()
-                .await
-                .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+            let channel = channel.map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
             let mut client = RegistryClient::new(channel);
             if registered {
                 client.heartbeat(AgentHeartbeat { id: me.id.clone() }).await
@@ -63,6 +74,17 @@ pub async fn run(coordinators: Vec<String>, me: AgentRegistration) {
                 if status.code() == tonic::Code::NotFound {
                     // A leader that has not heard of us: register again.
                     registered = false;
+                } else if matches!(
+                    status.code(),
+                    tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                ) {
+                    // Configuration, not weather: say so where it is seen.
+                    tracing::warn!(
+                        "coordinator {addr} refused this agent: {}",
+                        status.message()
+                    );
+                    leader_hint = None;
+                    at += 1;
                 } else {
                     tracing::debug!("coordinator {addr}: {}", status.message());
                     leader_hint = None;

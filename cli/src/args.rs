@@ -79,6 +79,29 @@ pub enum Command {
     /// Manage snapshots
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Certificates and tokens for a mo-br cluster with TLS
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+#[command(rename_all = "snake_case")]
+pub enum CertsCommand {
+    /// Create a cluster CA, certificates for replicas, agents, operators and
+    /// readers, and operator and reader tokens, in an empty directory
+    Init(CertsInitArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(rename_all = "snake_case")]
+pub struct CertsInitArgs {
+    /// Directory to create them in (must be empty or absent)
+    #[arg(long, value_name = "string")]
+    pub out: PathBuf,
+    /// Host names and IP addresses the daemons are reached at,
+    /// comma-separated (localhost and the loopback addresses are always in)
+    #[arg(long, value_name = "strings", value_delimiter = ',')]
+    pub hosts: Vec<String>,
 }
 
 /// The MatrixOne connection flags of the reference. The physical backup of

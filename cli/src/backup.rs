@@ -122,12 +122,8 @@ pub async fn run(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<u8> {
             .map(location::describe)
             .unwrap_or_default()
     );
-    let mut client = connect::connect(
-        s.coordinator.as_deref(),
-        &s.meta_path(a.meta_path.as_deref()),
-        req.parallelism,
-    )
-    .await?;
+    let mut client =
+        connect::connect(s, &s.meta_path(a.meta_path.as_deref()), req.parallelism).await?;
     let mo_password = req
         .login
         .as_ref()
@@ -159,7 +155,7 @@ pub async fn run(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<u8> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         let attached = async {
-            let mut client = connect::connect(s.coordinator.as_deref(), Path::new(""), 0).await?;
+            let mut client = connect::connect(s, Path::new(""), 0).await?;
             let stream = client
                 .attach(mo_br_proto::coordinator::AttachRequest {
                     job_id: id.clone(),

@@ -17,6 +17,10 @@
 //! [source]                  # a SHARED store on S3 that is backed up
 //! access_key_id = "..."
 //! secret_access_key = "..."
+//!
+//! [tls]                     # a coordinator cluster with TLS (mo_br certs init)
+//! dir = "/etc/mo-br/pki"    # ca.pem, and operator.pem/.key if there
+//! token_file = "/etc/mo-br/pki/operator.token"   # or a client certificate
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -41,6 +45,41 @@ pub struct Config {
     /// Keys of a SHARED store on S3 being backed up.
     #[serde(default)]
     pub source: S3Config,
+    #[serde(default)]
+    pub tls: TlsConfig,
+}
+
+/// How to reach a coordinator that serves TLS, and who to be there. Each
+/// key falls back to its environment variable (`MO_BR_TLS_DIR`,
+/// `MO_BR_TLS_CA`, `MO_BR_TLS_CERT`, `MO_BR_TLS_KEY`, `MO_BR_TOKEN_FILE`).
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// A directory made by `mo_br certs init`: its `ca.pem`, and its
+    /// `operator.pem`/`operator.key` unless `cert`/`key` say otherwise.
+    pub dir: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// A file holding an operator's or reader's bearer token.
+    pub token_file: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    fn or_env(self) -> TlsConfig {
+        let env = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        TlsConfig {
+            dir: self.dir.or_else(|| env("MO_BR_TLS_DIR")),
+            ca: self.ca.or_else(|| env("MO_BR_TLS_CA")),
+            cert: self.cert.or_else(|| env("MO_BR_TLS_CERT")),
+            key: self.key.or_else(|| env("MO_BR_TLS_KEY")),
+            token_file: self.token_file.or_else(|| env("MO_BR_TOKEN_FILE")),
+        }
+    }
 }
 
 #[derive(Default, Deserialize, PartialEq)]
@@ -132,6 +171,8 @@ pub struct Settings {
     pub parallelism: Option<u32>,
     /// The config file's `restore_grammar` (snapshot restore).
     pub restore_grammar: Option<String>,
+    /// TLS and credentials for a remote coordinator.
+    pub tls: TlsConfig,
     file_creds: S3Config,
     source_creds: S3Config,
     env_creds: EnvCreds,
@@ -166,6 +207,7 @@ impl Settings {
                 .unwrap_or_else(|| args::DEFAULT_LOG_FILE.to_string()),
             parallelism: config.parallelism,
             restore_grammar: config.restore_grammar,
+            tls: config.tls.or_env(),
             file_creds: config.s3,
             source_creds: config.source,
             env_creds,

@@ -3,32 +3,92 @@
 //! configured, the embedded mode: coordinator and one agent in this process,
 //! over in-memory pipes, with the catalog in `--meta_path`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use mo_br_proto::coordinator::coordinator_client::CoordinatorClient;
 use mo_br_proto::coordinator::InspectRequest;
-use tonic::transport::{Channel, Endpoint};
+use mo_br_security::auth::{BearerToken, TokenInterceptor};
+use mo_br_security::tls::{ca_file, CertFiles};
+use mo_br_security::{ClientTls, ClientTlsFiles, Role};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
 
+use crate::config::{Settings, TlsConfig};
 use crate::error::{chain, usage};
 
-pub type Client = CoordinatorClient<Channel>;
+pub type Client = CoordinatorClient<InterceptedService<Channel, TokenInterceptor>>;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Connects to the configured coordinator, or starts the embedded one.
 /// `meta_path` and `parallelism` only matter in the embedded mode.
-pub async fn connect(
-    coordinator: Option<&str>,
-    meta_path: &Path,
-    parallelism: u32,
-) -> Result<Client> {
-    let channel = match coordinator {
-        Some(list) => remote(list).await?,
-        None => embedded(meta_path, parallelism).await?,
+pub async fn connect(s: &Settings, meta_path: &Path, parallelism: u32) -> Result<Client> {
+    let (channel, token) = match s.coordinator.as_deref() {
+        Some(list) => {
+            let who = Credentials::resolve(&s.tls)?;
+            (remote(list, &who).await?, who.token)
+        }
+        None => (embedded(meta_path, parallelism).await?, None),
     };
-    Ok(CoordinatorClient::new(channel).max_decoding_message_size(64 << 20))
+    Ok(client(channel, token.as_ref()))
+}
+
+fn client(channel: Channel, token: Option<&BearerToken>) -> Client {
+    let interceptor = token.map(TokenInterceptor::new).unwrap_or_default();
+    CoordinatorClient::with_interceptor(channel, interceptor).max_decoding_message_size(64 << 20)
+}
+
+/// TLS toward a remote coordinator and what proves who this CLI is.
+#[derive(Default)]
+struct Credentials {
+    tls: Option<ClientTls>,
+    token: Option<BearerToken>,
+}
+
+impl Credentials {
+    /// From the config file and environment: TLS when a CA is named (or a
+    /// `dir` holding one); the operator certificate of `dir` when there,
+    /// and a token when a file names one. A token or certificate without a
+    /// CA is refused: it would cross the network in the clear.
+    fn resolve(t: &TlsConfig) -> Result<Credentials> {
+        let in_dir = |f: fn(&Path) -> PathBuf| t.dir.as_deref().map(f).filter(|p| p.is_file());
+        let ca = t.ca.clone().or_else(|| in_dir(ca_file));
+        let cert = t
+            .cert
+            .clone()
+            .or_else(|| in_dir(|d| CertFiles::in_dir(d, Role::Operator).cert));
+        let key = t
+            .key
+            .clone()
+            .or_else(|| in_dir(|d| CertFiles::in_dir(d, Role::Operator).key));
+        let token = t
+            .token_file
+            .as_deref()
+            .map(BearerToken::from_file)
+            .transpose()
+            .map_err(|e| usage!("{e}"))?;
+        let identity = match (cert, key) {
+            (Some(cert), Some(key)) => Some(CertFiles { cert, key }),
+            (None, None) => None,
+            _ => return Err(usage!("[tls]: give both cert and key, or neither").into()),
+        };
+        let Some(ca) = ca else {
+            if token.is_some() || identity.is_some() {
+                return Err(usage!(
+                    "[tls]: a token or client certificate needs TLS: give dir or ca (the cluster's CA)"
+                )
+                .into());
+            }
+            return Ok(Credentials::default());
+        };
+        let tls = ClientTls::load(ClientTlsFiles { ca, identity }).map_err(|e| usage!("{e}"))?;
+        Ok(Credentials {
+            tls: Some(tls),
+            token,
+        })
+    }
 }
 
 /// How long to look for the leader among the replicas before settling for
@@ -39,19 +99,19 @@ const FIND_LEADER: Duration = Duration::from_secs(4);
 /// The leader among a comma-separated list of `host:port`, or else the
 /// first reachable replica. Talking to the leader directly saves a hop and
 /// avoids a follower that still names a leader that just died.
-async fn remote(list: &str) -> Result<Channel> {
+async fn remote(list: &str, who: &Credentials) -> Result<Channel> {
     let addrs = addresses(list)?;
     let deadline = std::time::Instant::now() + FIND_LEADER;
     loop {
         let mut failures = Vec::new();
         let mut reachable = None;
         for addr in &addrs {
-            let endpoint = Endpoint::from_shared(url(addr))
+            let endpoint = mo_br_security::setup::endpoint(addr, who.tls.is_some())
                 .map_err(|e| usage!("bad coordinator address \"{addr}\": {e}"))?
                 .connect_timeout(CONNECT_TIMEOUT)
                 .timeout(Duration::from_secs(24 * 3600));
             tracing::debug!("connecting to the coordinator at {addr}");
-            let channel = match endpoint.connect().await {
+            let channel = match mo_br_security::setup::connect(endpoint, who.tls.as_ref()).await {
                 Ok(channel) => channel,
                 Err(e) => {
                     tracing::warn!("cannot reach the coordinator at {addr}: {}", chain(&e));
@@ -59,7 +119,7 @@ async fn remote(list: &str) -> Result<Channel> {
                     continue;
                 }
             };
-            let role = CoordinatorClient::new(channel.clone())
+            let role = client(channel.clone(), who.token.as_ref())
                 .inspect(InspectRequest {})
                 .await
                 .map(|r| r.into_inner().role);
@@ -70,6 +130,15 @@ async fn remote(list: &str) -> Result<Channel> {
                 }
                 Ok(_) => {
                     reachable.get_or_insert(channel);
+                }
+                // Refused: no other replica will think otherwise.
+                Err(status)
+                    if matches!(
+                        status.code(),
+                        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                    ) =>
+                {
+                    return Err(anyhow!("{}", status.message()));
                 }
                 Err(status) => failures.push(status.message().to_string()),
             }
@@ -107,15 +176,6 @@ pub fn addresses(list: &str) -> Result<Vec<String>> {
     Ok(addrs)
 }
 
-/// `host:port` -> `http://host:port`; a given scheme is kept.
-pub fn url(addr: &str) -> String {
-    if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    }
-}
-
 #[cfg(feature = "embedded")]
 async fn embedded(meta_path: &Path, parallelism: u32) -> Result<Channel> {
     tracing::debug!(
@@ -144,14 +204,14 @@ mod tests {
     fn address_lists() {
         assert_eq!(addresses("a:1, b:2,").unwrap(), ["a:1", "b:2"]);
         assert!(addresses(" , ").is_err());
-        assert_eq!(url("127.0.0.1:7700"), "http://127.0.0.1:7700");
-        assert_eq!(url("https://h:1"), "https://h:1");
     }
 
     #[tokio::test]
     async fn unreachable_coordinator_is_one_clear_error() {
         // Port 9 on loopback: nothing listens there in a test environment.
-        let err = remote("127.0.0.1:9").await.unwrap_err();
+        let err = remote("127.0.0.1:9", &Credentials::default())
+            .await
+            .unwrap_err();
         let msg = format!("{err:#}");
         assert!(
             msg.starts_with("cannot reach the coordinator at 127.0.0.1:9: "),

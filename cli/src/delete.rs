@@ -26,12 +26,8 @@ pub fn request(a: &DeleteArgs, s: &Settings) -> Result<DeleteRequest, UsageError
 
 pub async fn run(a: &DeleteArgs, s: &Settings) -> Result<u8> {
     let req = request(a, s)?;
-    let mut client = connect::connect(
-        s.coordinator.as_deref(),
-        &s.meta_path(a.meta_path.as_deref()),
-        s.parallelism(None),
-    )
-    .await?;
+    let mut client =
+        connect::connect(s, &s.meta_path(a.meta_path.as_deref()), s.parallelism(None)).await?;
     let stream = client.delete(req).await?.into_inner();
     let out = job::drive(stream, &job::Options::default()).await?;
     job::conclude(&out, "delete")

@@ -23,12 +23,8 @@ pub fn request(a: &ListArgs, s: &Settings) -> ListRequest {
 pub async fn run(a: &ListArgs, s: &Settings) -> Result<u8> {
     let req = request(a, s);
     let checks = !req.id.is_empty() && !req.not_check_data;
-    let mut client = connect::connect(
-        s.coordinator.as_deref(),
-        &s.meta_path(a.meta_path.as_deref()),
-        s.parallelism(None),
-    )
-    .await?;
+    let mut client =
+        connect::connect(s, &s.meta_path(a.meta_path.as_deref()), s.parallelism(None)).await?;
     let stream = client.list(req).await?.into_inner();
     let opts = job::Options {
         after_table: (checks && !a.json).then_some(CHECKING),

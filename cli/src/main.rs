@@ -30,7 +30,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-use crate::args::{Cli, Command};
+use crate::args::{CertsCommand, Cli, Command};
 use crate::config::{Config, EnvCreds, Settings};
 
 fn main() -> ExitCode {
@@ -63,6 +63,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             );
             return Ok(0);
         }
+        Some(Command::Certs(CertsCommand::Init(a))) => {
+            let written =
+                mo_br_security::certs::init(&a.out, &a.hosts).map_err(|e| error::usage!("{e}"))?;
+            for file in written.files() {
+                println!("{}", file.display());
+            }
+            return Ok(0);
+        }
         Some(c) => c,
     };
 
@@ -83,7 +91,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 Command::Delete(a) => delete::run(a, &settings).await,
                 Command::Restore(a) => restore::run(a, &settings, &cwd).await,
                 Command::Snapshot(c) => snapshot::run(c, &settings).await,
-                Command::Completion(_) => unreachable!("handled above"),
+                Command::Completion(_) | Command::Certs(_) => unreachable!("handled above"),
             }
         };
         tokio::select! {

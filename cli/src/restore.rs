@@ -109,12 +109,8 @@ pub async fn run(a: &RestoreArgs, s: &Settings, cwd: &Path) -> Result<u8> {
             .map(location::describe)
             .unwrap_or_default()
     );
-    let mut client = connect::connect(
-        s.coordinator.as_deref(),
-        &s.meta_path(a.meta_path.as_deref()),
-        req.parallelism,
-    )
-    .await?;
+    let mut client =
+        connect::connect(s, &s.meta_path(a.meta_path.as_deref()), req.parallelism).await?;
     let stream = client.restore(req).await?.into_inner();
     let out = job::drive(stream, &job::Options::default()).await?;
     job::conclude(&out, "restore")

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mo_br_proto::agent::agent_client::AgentClient;
-use tonic::transport::{Channel, Endpoint};
+use mo_br_security::Security;
+use tonic::transport::Channel;
 
 use crate::catalog::AgentRecord;
 use crate::{Error, Result};
@@ -70,6 +71,8 @@ pub struct Agents {
     lease: Duration,
     /// How long shards wait for an eligible agent before the job fails.
     absence_limit: Duration,
+    /// How registered agents are called (TLS with the replica's certificate).
+    security: Security,
 }
 
 fn client(channel: Channel) -> AgentClient<Channel> {
@@ -103,15 +106,18 @@ impl Agents {
             inner: Arc::new(Mutex::new(map)),
             lease: Duration::MAX,
             absence_limit: Duration::from_secs(5),
+            // Nobody registers with a fixed set.
+            security: Security::plaintext(),
         }
     }
 
     /// A registry of agents that heartbeat within `lease`.
-    pub fn registry(lease: Duration) -> Self {
+    pub fn registry(lease: Duration, security: Security) -> Self {
         Agents {
             inner: Arc::new(Mutex::new(BTreeMap::new())),
             lease,
             absence_limit: lease * 4,
+            security,
         }
     }
 
@@ -137,11 +143,12 @@ impl Agents {
             k.agent.reaches_shared = record.reaches_shared;
             return Ok(());
         }
-        let uri = format!("http://{}", record.address);
-        let channel = Endpoint::from_shared(uri)
+        let endpoint = self
+            .security
+            .endpoint(&record.address)
             .map_err(|e| Error::InvalidArgument(format!("agent address {}: {e}", record.address)))?
-            .connect_timeout(Duration::from_secs(2))
-            .connect_lazy();
+            .connect_timeout(Duration::from_secs(2));
+        let channel = self.security.connect_lazy(endpoint);
         map.insert(
             record.id.clone(),
             Known {

@@ -44,11 +44,15 @@ use catalog::CatalogHandle;
 use leader::{DriveGuard, Supervisor};
 use mo_br_proto::coordinator::coordinator_server::CoordinatorServer;
 use mo_br_proto::coordinator::registry_server::RegistryServer;
+use mo_br_security::auth::AuthLayer;
+use mo_br_security::Security;
 use mo_br_storage::Credentials;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::Router;
 use tonic::transport::Channel;
+use tower::layer::util::{Identity, Stack};
 
 /// gRPC message size limit between CLI and coordinator.
 const MAX_MESSAGE: usize = 64 << 20;
@@ -72,6 +76,8 @@ pub struct Coordinator {
     pub(crate) supervisor: Supervisor,
     /// MatrixOne passwords of online backups this replica drives.
     pub(crate) passwords: online::Passwords,
+    /// How this replica serves and calls the leader, peers and agents.
+    pub(crate) security: Security,
 }
 
 /// A replica of a coordinator cluster.
@@ -90,10 +96,12 @@ pub struct ClusterConfig {
     pub shard_bytes: u64,
     /// How often an online backup's GC checker is renewed.
     pub gc_renew: Duration,
+    /// TLS and who may call what, for every hop of this replica.
+    pub security: Security,
 }
 
 impl Coordinator {
-    fn new(catalog: CatalogHandle, agents: Agents) -> Coordinator {
+    fn new(catalog: CatalogHandle, agents: Agents, security: Security) -> Coordinator {
         Coordinator {
             catalog,
             agents,
@@ -101,6 +109,7 @@ impl Coordinator {
             gc_renew: online::DEFAULT_RENEW,
             supervisor: Supervisor::default(),
             passwords: online::Passwords::default(),
+            security,
         }
     }
 
@@ -108,8 +117,18 @@ impl Coordinator {
     /// set of agents. Ends what a previous process left unfinished first
     /// (see [`leader::take_over_local`]); after that no leader's duties
     /// run: a local catalog always leads and only this process writes it.
-    pub async fn open(meta_path: &Path, agents: Vec<(String, Channel)>) -> Result<Coordinator> {
-        let c = Coordinator::new(CatalogHandle::open(meta_path)?, Agents::fixed(agents));
+    /// `security` is how it serves (its agents' channels are made by the
+    /// caller).
+    pub async fn open(
+        meta_path: &Path,
+        agents: Vec<(String, Channel)>,
+        security: Security,
+    ) -> Result<Coordinator> {
+        let c = Coordinator::new(
+            CatalogHandle::open(meta_path)?,
+            Agents::fixed(agents),
+            security,
+        );
         leader::take_over_local(&c).await?;
         Ok(c)
     }
@@ -119,20 +138,23 @@ impl Coordinator {
     pub fn start_cluster(config: ClusterConfig) -> Result<Coordinator> {
         let mut raft = mo_br_replication::Config::new(config.id, config.peers, config.data_dir);
         raft.snapshot_every = config.snapshot_every;
+        raft.security = config.security.clone();
         let catalog = CatalogHandle::start_raft(raft)?;
-        let mut c = Coordinator::new(catalog, Agents::registry(config.agent_lease));
+        let agents = Agents::registry(config.agent_lease, config.security.clone());
+        let mut c = Coordinator::new(catalog, agents, config.security);
         c.shard_bytes = config.shard_bytes;
         c.gc_renew = config.gc_renew;
         c.supervisor.lead(c.clone())?;
         Ok(c)
     }
 
-    fn router(&self) -> tonic::transport::server::Router {
+    fn router(&self) -> Router<Stack<AuthLayer, Identity>> {
         let cli = CoordinatorServer::new(service::CoordinatorService::new(self.clone()))
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
         let registry = RegistryServer::new(service::RegistryService::new(self.clone()));
         let mut router = tonic::transport::Server::builder()
+            .layer(self.security.layer(service::policy()))
             .add_service(cli)
             .add_service(registry);
         if let Some(node) = self.catalog.raft_node() {
@@ -148,9 +170,20 @@ impl Coordinator {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), tonic::transport::Error> {
-        self.router()
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-            .await
+        let router = self.router();
+        match self.security.server_tls() {
+            Some(tls) => {
+                let incoming = mo_br_security::tls::incoming(listener, tls.clone());
+                router
+                    .serve_with_incoming_shutdown(incoming, shutdown)
+                    .await
+            }
+            None => {
+                router
+                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                    .await
+            }
+        }
     }
 
     /// Stops the coordinator: every task it started (jobs, adopted backups,
@@ -217,7 +250,7 @@ pub async fn spawn_in_process(meta_path: &Path, agents: Vec<Channel>) -> Result<
         .enumerate()
         .map(|(i, ch)| (format!("local-{i}"), ch))
         .collect();
-    let coordinator = Coordinator::open(meta_path, named).await?;
+    let coordinator = Coordinator::open(meta_path, named, Security::plaintext()).await?;
     {
         let mut embedded = EMBEDDED.lock().expect("embedded lock");
         // Those whose coordinator is gone are closed.

@@ -63,6 +63,41 @@ struct Args {
     /// error, warn, info, debug, trace.
     #[arg(long = "log_level", default_value = "info")]
     log_level: String,
+    #[command(flatten)]
+    tls: mo_br_security::TlsArgs,
+    /// The operators' bearer token (a file holding it); default
+    /// `<tls_dir>/operator.token` if there. Clients may also use an
+    /// operator certificate.
+    #[arg(long = "operator_token_file", env = "MO_BR_OPERATOR_TOKEN_FILE")]
+    operator_token_file: Option<std::path::PathBuf>,
+    /// The read-only role's token (list, inspect, check); default
+    /// `<tls_dir>/reader.token` if there.
+    #[arg(long = "reader_token_file", env = "MO_BR_READER_TOKEN_FILE")]
+    reader_token_file: Option<std::path::PathBuf>,
+}
+
+impl Args {
+    /// Token files from the flags, else those `mo_br certs init` put in
+    /// `--tls_dir`.
+    fn token_files(&self) -> mo_br_security::TokenFiles {
+        let in_dir = |name: &str| {
+            self.tls
+                .tls_dir
+                .as_ref()
+                .map(|d| d.join(name))
+                .filter(|p| p.is_file())
+        };
+        mo_br_security::TokenFiles {
+            operator: self
+                .operator_token_file
+                .clone()
+                .or_else(|| in_dir("operator.token")),
+            reader: self
+                .reader_token_file
+                .clone()
+                .or_else(|| in_dir("reader.token")),
+        }
+    }
 }
 
 fn parse_peers(list: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
@@ -96,24 +131,33 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let (security, warning) = mo_br_security::Security::daemon(
+        &args.tls,
+        mo_br_security::Role::Replica,
+        args.token_files(),
+        addr,
+    )?;
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+    }
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    // Certificates and tokens are re-read on SIGHUP (rotation without a restart).
+    let _reloader = mo_br_security::reload_on_sighup(security.reloaders(), shutdown.clone())?;
     let coordinator = if args.peers.is_empty() {
         if args.agents.is_empty() {
             bail!("give --agents (single coordinator) or --id/--peers/--data_dir (cluster)");
         }
         let mut agents = Vec::new();
         for a in &args.agents {
-            let uri = if a.contains("://") {
-                a.clone()
-            } else {
-                format!("http://{a}")
-            };
-            let channel = tonic::transport::Endpoint::from_shared(uri)
+            let endpoint = security
+                .endpoint(a)
                 .with_context(|| format!("bad agent address {a}"))?
-                .connect_timeout(Duration::from_secs(3))
-                .connect_lazy();
-            agents.push((a.clone(), channel));
+                .connect_timeout(Duration::from_secs(3));
+            agents.push((a.clone(), security.connect_lazy(endpoint)));
         }
-        let mut c = mo_br_coordinator::Coordinator::open(&args.meta_path, agents).await?;
+        let mut c =
+            mo_br_coordinator::Coordinator::open(&args.meta_path, agents, security.clone()).await?;
         c.shard_bytes = args.shard_bytes;
         c.gc_renew = Duration::from_millis(args.gc_renew_ms);
         c
@@ -132,14 +176,19 @@ async fn main() -> anyhow::Result<()> {
             snapshot_every: args.snapshot_every,
             shard_bytes: args.shard_bytes,
             gc_renew: Duration::from_millis(args.gc_renew_ms),
+            security: security.clone(),
         })?
     };
     // The line tests and scripts wait for: the real address when port 0 was asked.
-    println!("mo-br-coordinator listening on {}", listener.local_addr()?);
+    println!(
+        "mo-br-coordinator listening on {addr}{}",
+        if security.is_tls() { " (TLS)" } else { "" }
+    );
     let served = coordinator
         .clone()
         .serve(listener, async {
             let _ = tokio::signal::ctrl_c().await;
+            shutdown.cancel();
         })
         .await;
     // Jobs, adopted backups and the leader's duties stop where they stand

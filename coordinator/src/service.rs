@@ -20,10 +20,12 @@ use mo_br_proto::coordinator::{
     DeleteRequest, Finished, InspectReply, InspectRequest, JobEvent, ListRequest, Progress,
     RegistryReply, RestoreRequest, SnapshotRequest, Started,
 };
+use mo_br_security::auth::MethodPolicy;
+use mo_br_security::{Caller, Permission};
 use mo_br_storage::Credentials;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::catalog::{AgentRecord, BackupState, Command};
@@ -70,11 +72,47 @@ async fn route(c: &Coordinator, forwarded: bool) -> Result<Option<String>, Statu
     }
 }
 
-fn leader_client(addr: &str) -> Result<CoordinatorClient<Channel>, Status> {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
+/// Who may call what. Operators (and replicas forwarding their calls) may
+/// do anything; readers only look; agents only register. Snapshot's own
+/// operations are told apart in its handler.
+pub(crate) fn policy() -> MethodPolicy {
+    use Permission::{Mutate, Read, Register};
+    let cli = [
+        ("Backup", Mutate, "back up"),
+        ("List", Read, "list backups"),
+        ("Check", Read, "check backups"),
+        ("Delete", Mutate, "delete backups"),
+        ("Restore", Mutate, "restore"),
+        ("Attach", Mutate, "follow a backup"),
+        ("Inspect", Read, "inspect a replica"),
+        ("Snapshot", Read, "use snapshots"),
+    ];
+    let registry = [
+        ("Register", Register, "register an agent"),
+        ("Heartbeat", Register, "heartbeat as an agent"),
+    ];
+    let policy = cli
+        .into_iter()
+        .fold(MethodPolicy::new(), |p, (m, perm, what)| {
+            p.method(format!("/mobr.coordinator.Coordinator/{m}"), perm, what)
+        });
+    let policy = registry.into_iter().fold(policy, |p, (m, perm, what)| {
+        p.method(format!("/mobr.coordinator.Registry/{m}"), perm, what)
+    });
+    policy.method(
+        mo_br_replication::SEND_METHOD,
+        Permission::Raft,
+        "send raft messages",
+    )
+}
+
+fn leader_client(c: &Coordinator, addr: &str) -> Result<CoordinatorClient<Channel>, Status> {
+    let endpoint = c
+        .security
+        .endpoint(addr)
         .map_err(|e| Status::internal(format!("leader address {addr}: {e}")))?
-        .connect_timeout(Duration::from_secs(3))
-        .connect_lazy();
+        .connect_timeout(Duration::from_secs(3));
+    let channel = c.security.connect_lazy(endpoint);
     Ok(CoordinatorClient::new(channel)
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20))
@@ -127,7 +165,7 @@ where
 macro_rules! serve_job {
     ($self:ident, $r:ident, $method:ident, $kind:expr, $job:path) => {{
         if let Some(addr) = route(&$self.c, is_forwarded(&$r)).await? {
-            let mut client = leader_client(&addr)?;
+            let mut client = leader_client(&$self.c, &addr)?;
             return client
                 .$method(forwarded($r.into_inner()))
                 .await
@@ -173,8 +211,19 @@ impl CoordinatorApi for CoordinatorService {
     }
 
     async fn snapshot(&self, r: Request<SnapshotRequest>) -> Result<Response<JobStream>, Status> {
+        let op = Op::from_wire(r.get_ref().op);
+        // Showing is reading; creating, dropping and restoring change things.
+        if !matches!(op, Ok(Op::Show)) {
+            if let Some(role) = Caller::from_request(&r).and_then(|c| c.role()) {
+                if !role.may(Permission::Mutate) {
+                    return Err(Status::permission_denied(format!(
+                        "role {role} may not create, drop or restore snapshots"
+                    )));
+                }
+            }
+        }
         // Counted with the job kind closest to what the statement does.
-        let kind = match Op::from_wire(r.get_ref().op) {
+        let kind = match op {
             Ok(Op::Show) => JobKind::List,
             Ok(Op::Drop) => JobKind::Delete,
             Ok(Op::Restore) => JobKind::Restore,
@@ -185,7 +234,7 @@ impl CoordinatorApi for CoordinatorService {
 
     async fn attach(&self, r: Request<AttachRequest>) -> Result<Response<JobStream>, Status> {
         if let Some(addr) = route(&self.c, is_forwarded(&r)).await? {
-            let mut client = leader_client(&addr)?;
+            let mut client = leader_client(&self.c, &addr)?;
             return client
                 .attach(forwarded(r.into_inner()))
                 .await

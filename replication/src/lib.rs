@@ -37,6 +37,11 @@ use std::time::Duration;
 pub use node::Node;
 pub use transport::RaftService;
 
+/// The gRPC path of raft messages between replicas, for authorization.
+pub const SEND_METHOD: &str = "/mobr.raft.Raft/Send";
+
+use mo_br_security::Security;
+
 /// The replicated state. Every node applies the same entries in the same
 /// order, so `apply` must be deterministic and do no I/O: anything it reads
 /// besides `data` and its own state (clocks, files, randomness) would make
@@ -70,6 +75,8 @@ pub struct Config {
     /// Snapshot the state machine and compact the log after this many
     /// applied entries since the last snapshot.
     pub snapshot_every: u64,
+    /// How peers are called (TLS with this replica's certificate).
+    pub security: Security,
 }
 
 impl Config {
@@ -84,6 +91,7 @@ impl Config {
             election_ticks: 10,
             heartbeat_ticks: 2,
             snapshot_every: 1000,
+            security: Security::plaintext(),
         }
     }
 }

@@ -128,7 +128,13 @@ impl<S: StateMachine> Node<S> {
             .peers
             .iter()
             .filter(|(id, _)| **id != config.id)
-            .map(|(id, addr)| (*id, transport::spawn_peer(*id, addr, network.downgrade())))
+            .map(|(id, addr)| {
+                let security = config.security.clone();
+                (
+                    *id,
+                    transport::spawn_peer(*id, addr, security, network.downgrade()),
+                )
+            })
             .collect();
         let mut core = Core {
             id: config.id,

@@ -11,11 +11,11 @@
 
 use std::time::Duration;
 
+use mo_br_security::Security;
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use raft::SnapshotStatus;
 use tokio::sync::mpsc;
-use tonic::transport::Endpoint;
 
 use crate::proto::raft_client::RaftClient;
 use crate::proto::raft_server::{Raft, RaftServer};
@@ -86,25 +86,22 @@ impl Raft for RaftService {
 pub(crate) fn spawn_peer(
     to: u64,
     addr: &str,
+    security: Security,
     mailbox: mpsc::WeakSender<Net>,
 ) -> mpsc::Sender<Message> {
     let (tx, rx) = mpsc::channel(PEER_QUEUE);
-    let uri = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    tokio::spawn(peer_loop(to, uri, rx, mailbox));
+    tokio::spawn(peer_loop(to, addr.to_string(), security, rx, mailbox));
     tx
 }
 
 async fn peer_loop(
     to: u64,
     uri: String,
+    security: Security,
     mut rx: mpsc::Receiver<Message>,
     mailbox: mpsc::WeakSender<Net>,
 ) {
-    let endpoint = match Endpoint::from_shared(uri.clone()) {
+    let endpoint = match security.endpoint(&uri) {
         Ok(e) => e
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(CALL_TIMEOUT)
@@ -118,7 +115,7 @@ async fn peer_loop(
     };
     // Lazy: connects on first use and reconnects after failures, so a peer
     // that is down at start or restarts later is picked up on its own.
-    let mut client = RaftClient::new(endpoint.connect_lazy())
+    let mut client = RaftClient::new(security.connect_lazy(endpoint))
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let mut failing = false;

@@ -72,6 +72,12 @@ pub enum Error {
         #[source]
         source: tonic::transport::Error,
     },
+    #[error("TLS is half configured: {missing} missing (or give --tls_dir)")]
+    Incomplete { missing: String },
+    #[error(
+        "bearer tokens need TLS (they would cross the network in the clear): give --tls_dir too"
+    )]
+    TokensWithoutTls,
     #[error("listening for SIGHUP: {0}")]
     Signal(#[source] std::io::Error),
 }
@@ -93,6 +99,8 @@ impl Error {
             Error::InsecureListen { .. } => "insecure_listen",
             Error::BadUri { .. } => "bad_uri",
             Error::Connect { .. } => "connect",
+            Error::Incomplete { .. } => "incomplete",
+            Error::TokensWithoutTls => "tokens_without_tls",
             Error::Signal(_) => "signal",
         }
     }

@@ -34,6 +34,7 @@ pub mod certs;
 pub mod identity;
 pub mod policy;
 pub mod reload;
+pub mod setup;
 pub mod tls;
 
 mod error;
@@ -42,4 +43,5 @@ pub use auth::{Authenticator, Caller, Permission, Role, TokenFiles};
 pub use error::{Error, Result};
 pub use identity::PeerIdentity;
 pub use reload::{reload_on_sighup, Reload, SighupReloader};
+pub use setup::{Security, TlsArgs};
 pub use tls::{CertFiles, ClientTls, ClientTlsFiles, ServerTls, ServerTlsFiles};

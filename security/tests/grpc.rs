@@ -47,10 +47,7 @@ async fn ipv6_loopback_is_in_the_certificate() {
     let err = connect_and_check(&server.uri(), &client_tls(&w, Some(Role::Agent)), None)
         .await
         .unwrap_err();
-    assert!(
-        err.contains("mo-br: role agent may not check health"),
-        "{err}"
-    );
+    assert!(err.contains("role agent may not check health"), "{err}");
     assert!(server.no_caller());
     connect_and_check(&server.uri(), &client_tls(&w, Some(Role::Operator)), None)
         .await
@@ -109,14 +106,14 @@ async fn wrong_or_missing_credentials_are_refused_in_one_line() {
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(
         status.message(),
-        "mo-br: the bearer token is not valid for this server"
+        "the bearer token is not valid for this server"
     );
 
     let status = check(channel.clone(), None).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(
         status.message(),
-        "mo-br: this call needs an operator token or client certificate; none was presented"
+        "this call needs an operator token or client certificate; none was presented"
     );
 
     // Known, but not allowed.
@@ -124,13 +121,13 @@ async fn wrong_or_missing_credentials_are_refused_in_one_line() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
-    assert_eq!(status.message(), "mo-br: role reader may not restore");
+    assert_eq!(status.message(), "role reader may not restore");
 
     let reader_cert = client_tls(&w, Some(Role::Reader));
     let err = connect_and_check(&server.uri(), &reader_cert, None)
         .await
         .unwrap_err();
-    assert!(err.contains("mo-br: role reader may not restore"), "{err}");
+    assert!(err.contains("role reader may not restore"), "{err}");
 
     // The operator gets through, and nothing before it did.
     assert!(server.no_caller());
@@ -426,7 +423,7 @@ async fn a_server_with_certificates_only_refuses_tokens() {
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(
         status.message(),
-        "mo-br: this server accepts no bearer tokens; use a client certificate"
+        "this server accepts no bearer tokens; use a client certificate"
     );
     server.stop().await;
 }
@@ -448,7 +445,7 @@ async fn methods_outside_the_policy_are_refused() {
     assert_eq!(status.code(), Code::PermissionDenied);
     assert_eq!(
         status.message(),
-        "mo-br: /grpc.health.v1.Health/Check is not a method this server lets anyone call"
+        "/grpc.health.v1.Health/Check is not a method this server lets anyone call"
     );
     server.stop().await;
 }

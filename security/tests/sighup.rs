@@ -54,7 +54,7 @@ async fn sighup_reloads_certificates_and_tokens() {
     let status = check(channel.clone(), Some(&old_token)).await.unwrap_err();
     assert_eq!(
         status.message(),
-        "mo-br: the bearer token is not valid for this server"
+        "the bearer token is not valid for this server"
     );
     check(channel, Some(&token(&w.operator_token)))
         .await

@@ -348,7 +348,9 @@ fn read_address(stdout: ChildStdout, prefix: &str, tx: mpsc::Sender<String>) {
             Ok(_) => {
                 if !sent {
                     if let Some(rest) = line.trim().strip_prefix(prefix) {
-                        let _ = tx.send(rest.trim().to_string());
+                        // "ADDR" or "ADDR (TLS)".
+                        let addr = rest.split_whitespace().next().unwrap_or_default();
+                        let _ = tx.send(addr.to_string());
                         sent = true;
                     }
                 }

@@ -92,6 +92,7 @@ impl Cluster {
             election_ticks: 10,
             heartbeat_ticks: 2,
             snapshot_every: self.snapshot_every,
+            ..Config::new(id, self.peers.clone(), self.root.join(format!("n{id}")))
         }
     }
 

@@ -99,7 +99,7 @@ impl<S> AuthService<S> {
             }
             None if self.authenticator.is_allow_all() => Ok(Caller::Unchecked),
             None => Err(Status::permission_denied(format!(
-                "mo-br: {path} is not a method this server lets anyone call"
+                "{path} is not a method this server lets anyone call"
             ))),
         };
         if let Err(status) = &result {

@@ -61,7 +61,9 @@ impl Role {
         match self {
             Role::Operator => matches!(permission, Mutate | Read),
             Role::Reader => matches!(permission, Read),
-            Role::Replica => matches!(permission, Raft | AgentWork | Read),
+            // Replicas forward operators' calls to the leader, and one that
+            // is compromised could propose anything through raft anyway.
+            Role::Replica => matches!(permission, Raft | AgentWork | Mutate | Read),
             Role::Agent => matches!(permission, Register),
         }
     }
@@ -284,20 +286,18 @@ impl Authenticator {
                 .map(<[u8]>::trim_ascii)
                 .filter(|t| !t.is_empty())
                 .ok_or_else(|| {
-                    Status::unauthenticated(
-                        "mo-br: the authorization header must be `Bearer <token>`",
-                    )
+                    Status::unauthenticated("the authorization header must be `Bearer <token>`")
                 })?;
             let tokens = tokens.read().unwrap_or_else(PoisonError::into_inner);
             if !tokens.any() {
                 return Err(Status::unauthenticated(
-                    "mo-br: this server accepts no bearer tokens; use a client certificate",
+                    "this server accepts no bearer tokens; use a client certificate",
                 ));
             }
             return match tokens.role_of(presented) {
                 Some(role) => Ok(Caller::Token { role }),
                 None => Err(Status::unauthenticated(
-                    "mo-br: the bearer token is not valid for this server",
+                    "the bearer token is not valid for this server",
                 )),
             };
         }
@@ -313,10 +313,10 @@ impl Authenticator {
                 subject,
                 role: None,
             }) => Err(Status::permission_denied(format!(
-                "mo-br: the client certificate ({subject}) carries no mo-br role"
+                "the client certificate ({subject}) carries no mo-br role"
             ))),
             None => Err(Status::unauthenticated(format!(
-                "mo-br: this call needs {}; none was presented",
+                "this call needs {}; none was presented",
                 permission.needs()
             ))),
         }
@@ -334,7 +334,7 @@ impl Authenticator {
         let caller = self.identify(authorization, peer, permission)?;
         match caller.role() {
             Some(role) if !role.may(permission) => Err(Status::permission_denied(format!(
-                "mo-br: role {role} may not {action}"
+                "role {role} may not {action}"
             ))),
             _ => Ok(caller),
         }
@@ -371,7 +371,7 @@ mod tests {
         };
         assert_eq!(may(Role::Operator), vec![Mutate, Read]);
         assert_eq!(may(Role::Reader), vec![Read]);
-        assert_eq!(may(Role::Replica), vec![Raft, AgentWork, Read]);
+        assert_eq!(may(Role::Replica), vec![Raft, AgentWork, Mutate, Read]);
         assert_eq!(may(Role::Agent), vec![Register]);
     }
 
@@ -405,7 +405,7 @@ mod tests {
         assert_eq!(err.code(), tonic::Code::PermissionDenied);
         assert_eq!(
             err.message(),
-            "mo-br: the client certificate (CN=someone) carries no mo-br role"
+            "the client certificate (CN=someone) carries no mo-br role"
         );
     }
 
@@ -421,7 +421,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err.message(),
-            "mo-br: the authorization header must be `Bearer <token>`"
+            "the authorization header must be `Bearer <token>`"
         );
     }
 }

@@ -73,24 +73,28 @@ impl BearerToken {
 
 /// Adds `authorization: Bearer <token>` to every request of a client:
 /// `FooClient::with_interceptor(channel, TokenInterceptor::new(token))`.
-#[derive(Clone, Debug)]
+/// The default adds nothing: a client that proves itself by certificate, or
+/// talks to a server that asks for nothing.
+#[derive(Clone, Debug, Default)]
 pub struct TokenInterceptor {
-    header: MetadataValue<Ascii>,
+    header: Option<MetadataValue<Ascii>>,
 }
 
 impl TokenInterceptor {
     pub fn new(token: &BearerToken) -> TokenInterceptor {
         TokenInterceptor {
-            header: token.header_value(),
+            header: Some(token.header_value()),
         }
     }
 }
 
 impl Interceptor for TokenInterceptor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.header.clone());
+        if let Some(header) = &self.header {
+            request
+                .metadata_mut()
+                .insert("authorization", header.clone());
+        }
         Ok(request)
     }
 }

@@ -20,6 +20,15 @@ pub enum Error {
     Storage(#[from] mo_br_storage::Error),
     #[error("invalid request: {0}")]
     Request(String),
+    #[error(
+        "{path} is a symbolic link to {target}, outside the directory being backed up: \
+         links are not followed out nor copied as their targets; replace it with the file it \
+         points at, or remove it"
+    )]
+    LinkOut { path: String, target: String },
+    /// A request names something outside the node this agent serves.
+    #[error("{0}")]
+    NotServed(String),
     /// The work was stopped because nobody waits for its result any more.
     #[error("cancelled: the caller went away")]
     Cancelled,
@@ -37,9 +46,12 @@ impl Error {
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
         match &e {
-            Error::NoDataDir(_) | Error::Config { .. } | Error::Shared(_) | Error::Request(_) => {
-                tonic::Status::invalid_argument(e.to_string())
-            }
+            Error::NoDataDir(_)
+            | Error::Config { .. }
+            | Error::Shared(_)
+            | Error::Request(_)
+            | Error::LinkOut { .. } => tonic::Status::invalid_argument(e.to_string()),
+            Error::NotServed(_) => tonic::Status::permission_denied(e.to_string()),
             Error::Storage(s) if s.kind() == "not_found" => tonic::Status::not_found(e.to_string()),
             Error::Cancelled => tonic::Status::cancelled(e.to_string()),
             _ => tonic::Status::internal(e.to_string()),

@@ -612,7 +612,7 @@ fn detect_shared(data_dir: &Path) -> Result<SharedStore> {
 /// The configs `launch.toml` names, with their roles, launch.toml first.
 /// Relative paths are relative to the MatrixOne directory, where mo-service
 /// is started (`etc/launch/launch.toml` lives three levels below it).
-fn launch_configs(launch: &Path) -> Result<Vec<(String, PathBuf)>> {
+pub(crate) fn launch_configs(launch: &Path) -> Result<Vec<(String, PathBuf)>> {
     let text = std::fs::read_to_string(launch).map_err(|e| Error::io(launch, e))?;
     let parsed: LaunchToml = toml::from_str(&text).map_err(|e| Error::Config {
         path: launch.display().to_string(),
@@ -662,8 +662,12 @@ fn is_temp(name: &str) -> bool {
 /// Recursively lists regular files under `root`, calling `f(path, rel, size)`
 /// with `rel` '/'-separated, in no particular order; stops at the first
 /// error `f` returns. Symlinks are not followed: a backup copies what
-/// MatrixOne wrote, not what a link points at.
+/// MatrixOne wrote (which has none), not what a link points at. One that
+/// leads out of `root` fails the listing, naming it, so that nothing the
+/// operator meant to be in the backup is left out unnoticed; one inside is
+/// skipped (its target is listed where it is).
 fn walk(root: &Path, f: &mut dyn FnMut(&Path, &str, u64) -> Result<()>) -> Result<()> {
+    let real_root = root.canonicalize().map_err(|e| Error::io(root, e))?;
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -675,7 +679,20 @@ fn walk(root: &Path, f: &mut dyn FnMut(&Path, &str, u64) -> Result<()>) -> Resul
             }
             let path = entry.path();
             let ft = entry.file_type().map_err(|e| Error::io(&path, e))?;
-            if ft.is_dir() {
+            if ft.is_symlink() {
+                match path.canonicalize() {
+                    Ok(target) if !target.starts_with(&real_root) => {
+                        return Err(Error::LinkOut {
+                            path: path.display().to_string(),
+                            target: target.display().to_string(),
+                        })
+                    }
+                    Ok(_) => tracing::warn!("{}: a symbolic link; not copied", path.display()),
+                    Err(_) => {
+                        tracing::warn!("{}: a dangling symbolic link; skipped", path.display())
+                    }
+                }
+            } else if ft.is_dir() {
                 stack.push(path);
             } else if ft.is_file() {
                 let size = entry.metadata().map_err(|e| Error::io(&path, e))?.len();
@@ -770,6 +787,38 @@ pub(crate) mod tests {
         fs::create_dir_all(root.join("mo-data/local2")).unwrap();
         fs::write(root.join("mo-data/local2/hk"), "local").unwrap();
         (names, logs)
+    }
+
+    /// A link planted in SHARED that leads out of it fails the listing,
+    /// naming the link and its target.
+    #[test]
+    fn a_link_out_of_the_tree_fails_the_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        let spill = tempfile::tempdir().unwrap();
+        node(dir.path(), 3);
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("passwd"), "root").unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("passwd"),
+            dir.path().join("mo-data/shared2/planted"),
+        )
+        .unwrap();
+        let launch = dir.path().join("etc/launch/launch.toml");
+        let err = inventory(
+            &dir.path().join("mo-data"),
+            Some(&launch),
+            &options(false, spill.path()),
+        )
+        .and_then(|mut inv| {
+            while inv.files.next().transpose()?.is_some() {}
+            Ok(())
+        })
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("planted") && text.contains("outside the directory"),
+            "{text}"
+        );
     }
 
     fn options(online: bool, spill: &Path) -> Options {

@@ -11,9 +11,11 @@
 //!   its events back.
 //! - [`serve`]: runs the service on a listener or on in-process pipes.
 
+pub mod fence;
 pub mod inventory;
 pub mod metrics;
 pub mod registration;
+pub mod served;
 pub mod service;
 pub mod shard;
 pub mod sorted;

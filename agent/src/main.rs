@@ -36,9 +36,14 @@ struct Args {
     /// The MatrixOne node this agent serves (default: the host name).
     #[arg(long)]
     node: Option<String>,
-    /// That node's mo-data directory.
+    /// That node's mo-data directory. The agent reads nothing of this host
+    /// but it, the node's launch configs and the SHARED directory they name.
     #[arg(long = "data_dir")]
     data_dir: Option<std::path::PathBuf>,
+    /// That node's launch config (default: etc/launch/launch.toml beside
+    /// mo-data, MatrixOne's layout, if it is there).
+    #[arg(long = "launch_config")]
+    launch_config: Option<std::path::PathBuf>,
     /// Whether this agent can read the SHARED store (takes SHARED shards).
     #[arg(long = "reaches_shared", default_value_t = true, action = clap::ArgAction::Set)]
     reaches_shared: bool,
@@ -83,7 +88,12 @@ async fn main() -> anyhow::Result<()> {
     );
     let advertise = args.advertise.clone().unwrap_or_else(|| addr.to_string());
     let id = args.id.unwrap_or_else(|| advertise.clone());
-    let mut service = mo_br_agent::AgentService::new(id.clone(), args.parallelism);
+    let served =
+        mo_br_agent::served::Served::node(args.data_dir.as_deref(), args.launch_config.as_deref())?;
+    let fence = mo_br_agent::fence::Fence::default();
+    let mut service = mo_br_agent::AgentService::new(id.clone(), args.parallelism)
+        .serving(served)
+        .with_fence(fence.clone());
     if args.max_bytes_per_sec > 0 {
         service = service.with_rate_limit(args.max_bytes_per_sec);
     }
@@ -110,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
             args.coordinators.clone(),
             me,
             security.clone(),
+            fence,
         ));
     }
     mo_br_agent::serve(listener, service, &security, async {

@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use mo_br_proto::coordinator::registry_client::RegistryClient;
 use mo_br_proto::coordinator::{AgentHeartbeat, AgentRegistration};
 use mo_br_security::Security;
+
+use crate::fence::Fence;
 use tonic::transport::Channel;
 
 /// Heartbeats per lease: a couple may be lost before the lease runs out.
@@ -20,7 +22,12 @@ const RETRY: Duration = Duration::from_millis(300);
 /// Registers `me` with the cluster at `coordinators` (host:port) and keeps
 /// heartbeating until the task is dropped; calls go out as `security` says
 /// (TLS with the agent's certificate).
-pub async fn run(coordinators: Vec<String>, me: AgentRegistration, security: Security) {
+pub async fn run(
+    coordinators: Vec<String>,
+    me: AgentRegistration,
+    security: Security,
+    fence: Fence,
+) {
     // One channel per replica, reconnecting on its own: no handshake per beat.
     let mut channels: HashMap<String, Channel> = HashMap::new();
     let mut at = 0usize;
@@ -63,6 +70,7 @@ pub async fn run(coordinators: Vec<String>, me: AgentRegistration, security: Sec
                 tokio::time::sleep(RETRY).await;
             }
             Ok(r) => {
+                fence.observe(r.term);
                 if !registered {
                     tracing::info!("registered with the coordinator at {addr}");
                 }

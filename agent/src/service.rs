@@ -2,7 +2,7 @@
 //! shard work on its own task and stream its events; they hold no state.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -20,6 +20,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::fence::Fence;
+use crate::served::Served;
 use crate::shard::{self, Op};
 use crate::throttle::{RateLimiter, Throttled};
 use crate::{inventory, Error};
@@ -39,6 +41,11 @@ pub struct AgentService {
     limiter: Option<Arc<RateLimiter>>,
     /// How inventories sort; `online` comes from each request.
     inventory: inventory::Options,
+    /// What it may read from this host's disk; `None` for the embedded
+    /// default's agent, which runs as the user in the user's own process.
+    served: Option<Arc<Served>>,
+    /// The newest leader term seen: older ones get no work done.
+    fence: Fence,
 }
 
 impl AgentService {
@@ -48,6 +55,32 @@ impl AgentService {
             parallelism: parallelism.max(1),
             limiter: None,
             inventory: inventory::Options::default(),
+            served: None,
+            fence: Fence::default(),
+        }
+    }
+
+    /// Shares `fence` with the registration, which learns newer terms from
+    /// heartbeats.
+    pub fn with_fence(mut self, fence: Fence) -> Self {
+        self.fence = fence;
+        self
+    }
+
+    /// Reads from disk only what `served` covers.
+    pub fn serving(mut self, served: Served) -> Self {
+        self.served = Some(Arc::new(served));
+        self
+    }
+
+    /// Refuses a path of the host this agent does not serve.
+    fn check_served(&self, path: &Path) -> Result<(), Status> {
+        match &self.served {
+            Some(served) => served
+                .check(path)
+                .map(|_| ())
+                .map_err(|why| Status::from(Error::NotServed(why))),
+            None => Ok(()),
         }
     }
 
@@ -200,6 +233,7 @@ impl Agent for AgentService {
         request: Request<InventoryRequest>,
     ) -> Result<Response<Self::InventoryStream>, Status> {
         let request = request.into_inner();
+        self.fence.admit(request.term)?;
         let source = request
             .source
             .ok_or_else(|| Status::invalid_argument("no source given"))?;
@@ -211,6 +245,12 @@ impl Agent for AgentService {
         let data_dir = PathBuf::from(&source.data_dir);
         let launch =
             (!source.launch_config.is_empty()).then(|| PathBuf::from(&source.launch_config));
+        if !source.data_dir.is_empty() {
+            self.check_served(&data_dir)?;
+        }
+        if let Some(l) = &launch {
+            self.check_served(l)?;
+        }
         let options = inventory::Options {
             online: request.online,
             source_creds: mo_br_storage::Credentials {
@@ -248,7 +288,8 @@ impl Agent for AgentService {
         &self,
         request: Request<CopyShardRequest>,
     ) -> Result<Response<Self::CopyShardStream>, Status> {
-        let req = request.into_inner();
+        let mut req = request.into_inner();
+        self.fence.admit(req.term)?;
         let mut source_wire = req
             .source
             .clone()
@@ -258,6 +299,7 @@ impl Agent for AgentService {
         if let Some(storage::Kind::S3(s3)) = source_wire.kind.as_mut() {
             if s3.access_key_id.is_empty() && !req.launch_config.is_empty() {
                 let launch = PathBuf::from(&req.launch_config);
+                self.check_served(&launch)?;
                 let creds =
                     tokio::task::spawn_blocking(move || inventory::s3_credentials_of(&launch))
                         .await
@@ -267,6 +309,7 @@ impl Agent for AgentService {
                 if let Some(creds) = creds {
                     s3.access_key_id = creds.access_key_id;
                     s3.secret_access_key = creds.secret_access_key;
+                    s3.session_token = creds.session_token;
                 }
             }
         }
@@ -277,6 +320,18 @@ impl Agent for AgentService {
         let (src_loc, src_creds) = source_wire
             .to_location()
             .map_err(Status::invalid_argument)?;
+        // Node files are named from the root of this host's filesystem;
+        // each is read where its links really lead, once checked.
+        if let (Location::Filesystem { path }, Some(served)) = (&src_loc, &self.served) {
+            for f in &mut req.files {
+                let real = served
+                    .check(&path.join(&f.src))
+                    .map_err(|why| Status::from(Error::NotServed(why)))?;
+                if let Ok(rel) = real.strip_prefix(path) {
+                    f.src = rel.to_string_lossy().into_owned();
+                }
+            }
+        }
         let (dst_loc, dst_creds) = target_wire
             .to_location()
             .map_err(Status::invalid_argument)?;
@@ -312,6 +367,7 @@ impl Agent for AgentService {
         request: Request<RestoreShardRequest>,
     ) -> Result<Response<Self::RestoreShardStream>, Status> {
         let req = request.into_inner();
+        self.fence.admit(req.term)?;
         let mut sources = HashMap::new();
         for (id, wire) in &req.sources {
             sources.insert(id.clone(), self.throttled(open(Some(wire)).await?));
@@ -339,6 +395,7 @@ impl Agent for AgentService {
         request: Request<VerifyShardRequest>,
     ) -> Result<Response<Self::VerifyShardStream>, Status> {
         let req = request.into_inner();
+        self.fence.admit(req.term)?;
         let storage = self.throttled(open(req.storage.as_ref()).await?);
         let parallelism = self.parallelism(req.parallelism);
         Ok(start(

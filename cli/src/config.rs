@@ -16,12 +16,15 @@
 //!
 //! [source]                  # a SHARED store on S3 that is backed up
 //! access_key_id = "..."
-//! secret_access_key = "..."
+//! secret_access_key_file = "/etc/mo-br/source.key"   # or secret_access_key
 //!
 //! [tls]                     # a coordinator cluster with TLS (mo_br certs init)
 //! dir = "/etc/mo-br/pki"    # ca.pem, and operator.pem/.key if there
 //! token_file = "/etc/mo-br/pki/operator.token"   # or a client certificate
 //! ```
+//!
+//! A file holding a secret itself (`secret_access_key`) is refused unless
+//! only its owner may read it (mode 600).
 
 use std::path::{Path, PathBuf};
 
@@ -87,6 +90,33 @@ impl TlsConfig {
 pub struct S3Config {
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
+    /// A file holding the secret key, so the config itself holds none.
+    pub secret_access_key_file: Option<PathBuf>,
+}
+
+impl S3Config {
+    /// Reads `secret_access_key_file` into `secret_access_key`.
+    fn read_secret_file(&mut self, table: &str) -> Result<(), String> {
+        let Some(file) = self.secret_access_key_file.take() else {
+            return Ok(());
+        };
+        if self.secret_access_key.is_some() {
+            return Err(format!(
+                "[{table}]: give secret_access_key or secret_access_key_file, not both"
+            ));
+        }
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| format!("[{table}] secret_access_key_file {}: {e}", file.display()))?;
+        let secret = text.trim();
+        if secret.is_empty() {
+            return Err(format!(
+                "[{table}] secret_access_key_file {} is empty",
+                file.display()
+            ));
+        }
+        self.secret_access_key = Some(secret.to_string());
+        Ok(())
+    }
 }
 
 // Hand-written so a `{:?}` of the config never shows a secret.
@@ -125,7 +155,21 @@ impl Config {
                 )))
             }
         };
-        Config::parse(&text).map_err(|e| UsageError::new(format!("{}: {e}", path.display())))
+        let mut config = Config::parse(&text)
+            .map_err(|e| UsageError::new(format!("{}: {e}", path.display())))?;
+        // Secrets written in the file itself must not be readable by others.
+        if config.holds_secrets() {
+            refuse_if_shared(&path)?;
+        }
+        for (table, s3) in [("s3", &mut config.s3), ("source", &mut config.source)] {
+            s3.read_secret_file(table)
+                .map_err(|e| UsageError::new(format!("{}: {e}", path.display())))?;
+        }
+        Ok(config)
+    }
+
+    fn holds_secrets(&self) -> bool {
+        self.s3.secret_access_key.is_some() || self.source.secret_access_key.is_some()
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
@@ -134,6 +178,30 @@ impl Config {
             e.message().to_string()
         })
     }
+}
+
+/// Refuses a config file holding secrets that others may read.
+#[cfg(unix)]
+fn refuse_if_shared(path: &Path) -> Result<(), UsageError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| UsageError::new(format!("{}: {e}", path.display())))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(UsageError::new(format!(
+            "{}: holds a secret key but others may read it (mode {:o}): chmod 600 it, \
+             or move the key to a file named by secret_access_key_file",
+            path.display(),
+            mode & 0o777
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn refuse_if_shared(_path: &Path) -> Result<(), UsageError> {
+    Ok(())
 }
 
 /// S3 credentials found in the environment (AWS_ACCESS_KEY_ID,
@@ -301,6 +369,46 @@ mod tests {
         assert_eq!(c.restore_grammar.as_deref(), Some("old"));
         assert_eq!(c.s3.secret_access_key.as_deref(), Some("s"));
         assert!(!format!("{c:?}").contains("\"s\""), "Debug shows a secret");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn secrets_in_a_readable_file_are_refused_and_secret_files_are_read() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("mo_br.toml");
+        std::fs::write(
+            &config,
+            "[s3]\naccess_key_id = \"id\"\nsecret_access_key = \"SK\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = Config::load(Some(&config)).unwrap_err().to_string();
+        assert!(err.contains("chmod 600") && !err.contains("SK"), "{err}");
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            Config::load(Some(&config))
+                .unwrap()
+                .s3
+                .secret_access_key
+                .as_deref(),
+            Some("SK")
+        );
+
+        // The key in its own file: the config may then be readable.
+        let key = dir.path().join("key");
+        std::fs::write(&key, "FROM-FILE\n").unwrap();
+        std::fs::write(
+            &config,
+            format!("[source]\nsecret_access_key_file = \"{}\"\n", key.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let loaded = Config::load(Some(&config)).unwrap();
+        assert_eq!(
+            loaded.source.secret_access_key.as_deref(),
+            Some("FROM-FILE")
+        );
     }
 
     #[test]

@@ -412,6 +412,7 @@ impl RegistryService {
         (!l.is_leader).then(|| RegistryReply {
             lease_ms: 0,
             leader: l.leader_addr.unwrap_or_default(),
+            term: 0,
         })
     }
 
@@ -419,6 +420,7 @@ impl RegistryService {
         RegistryReply {
             lease_ms: self.c.agents.lease().as_millis() as u64,
             leader: String::new(),
+            term: self.c.catalog.leadership().term,
         }
     }
 }

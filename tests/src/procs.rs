@@ -380,23 +380,29 @@ pub fn free_local_addr() -> anyhow::Result<String> {
 }
 
 impl Cluster {
-    pub fn start() -> anyhow::Result<Cluster> {
-        Cluster::start_inner(false)
+    /// The agent serves the node of `data_dir` (an agent reads nothing of
+    /// its host but its node's files); `None` for one that only restores,
+    /// checks, or serves SQL-only work.
+    pub fn start(data_dir: Option<&Path>) -> anyhow::Result<Cluster> {
+        Cluster::start_inner(false, data_dir)
     }
 
     /// Like [`Cluster::start`], with both daemons serving Prometheus metrics
     /// (`--metrics_listen` on free loopback ports): see
     /// [`Cluster::agent_metrics_addr`] and [`Cluster::coordinator_metrics_addr`].
-    pub fn start_with_metrics() -> anyhow::Result<Cluster> {
-        Cluster::start_inner(true)
+    pub fn start_with_metrics(data_dir: Option<&Path>) -> anyhow::Result<Cluster> {
+        Cluster::start_inner(true, data_dir)
     }
 
-    fn start_inner(metrics: bool) -> anyhow::Result<Cluster> {
+    fn start_inner(metrics: bool, data_dir: Option<&Path>) -> anyhow::Result<Cluster> {
         let dir = tempfile::Builder::new()
             .prefix("mo-br-cluster-")
             .tempdir()?;
         let mut agent_cmd = Command::new(bin("mo-br-agent"));
         agent_cmd.args(["--listen", "127.0.0.1:0", "--log_level", "warn"]);
+        if let Some(d) = data_dir {
+            agent_cmd.arg("--data_dir").arg(d);
+        }
         let agent_metrics = metrics.then(free_local_addr).transpose()?;
         if let Some(m) = &agent_metrics {
             agent_cmd.args(["--metrics_listen", m]);

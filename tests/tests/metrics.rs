@@ -136,7 +136,8 @@ fn copied_files(backup: &Path) -> (u64, u64) {
 fn agent_and_coordinator_metrics_count_a_backup() {
     let scene = Scene::new("metrics");
     let sample = scene.sample("node", 43, 3 * MIB, Backend::DiskV2);
-    let cluster = Cluster::start_with_metrics().expect("start a coordinator and an agent");
+    let cluster = Cluster::start_with_metrics(Some(sample.data_dir()))
+        .expect("start a coordinator and an agent");
     let agent_metrics = cluster
         .agent_metrics_addr()
         .expect("agent metrics")

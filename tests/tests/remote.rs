@@ -1,6 +1,7 @@
 //! A coordinator and an agent as separate processes, talking gRPC on
 //! loopback, do what the embedded `mo_br` does.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mo_br_sample::Backend;
@@ -12,7 +13,8 @@ use mo_br_tests::trees::{assert_left_nothing, assert_restored, assert_same_tree,
 fn remote_equals_embedded() {
     let scene = Scene::new("remote");
     let sample = scene.sample("node", 41, 3 * MIB, Backend::DiskV2);
-    let cluster = Cluster::start().expect("start a coordinator and an agent");
+    let cluster =
+        Cluster::start(Some(sample.data_dir())).expect("start a coordinator and an agent");
     let remote = MoBr::remote(&scene.path("cwd-remote"), cluster.coordinator_addr());
     let logs = || cluster.logs();
 
@@ -69,11 +71,12 @@ struct Throttled {
 }
 
 impl Throttled {
-    fn start(scene: &Scene, bytes_per_sec: u64) -> Throttled {
+    fn start(scene: &Scene, bytes_per_sec: u64, data_dir: &Path) -> Throttled {
         use mo_br_tests::procs::{bin, free_local_addr, start_daemon};
         let mut agent = std::process::Command::new(bin("mo-br-agent"));
         agent.args(["--listen", "127.0.0.1:0", "--max_bytes_per_sec"]);
         agent.arg(bytes_per_sec.to_string());
+        agent.arg("--data_dir").arg(data_dir);
         let (agent, agent_addr) =
             start_daemon(agent, "mo-br-agent listening on", scene.path("agent.log")).unwrap();
         Throttled {
@@ -114,7 +117,7 @@ fn wait_for_files(dir: &std::path::Path, n: usize) {
 fn coordinator_restarted_mid_backup_abandons_it_cleanly() {
     let scene = Scene::new("remote-abandon");
     let sample = scene.sample("node", 42, 16 * MIB, Backend::DiskV2);
-    let daemons = Throttled::start(&scene, 2_000_000);
+    let daemons = Throttled::start(&scene, 2_000_000, sample.data_dir());
     let first = daemons.coordinator(&scene);
     let remote = MoBr::remote(&scene.path("cwd"), &daemons.addr);
     let b = scene.path("b1");
@@ -154,7 +157,7 @@ fn coordinator_restarted_mid_restore_removes_what_it_wrote() {
     let b = scene.path("b1");
     // Backed up by the embedded mo_br, restored from its location remotely.
     backup_id(&scene.mobr.run(&sample.fs_backup_args(&b)));
-    let daemons = Throttled::start(&scene, 2_000_000);
+    let daemons = Throttled::start(&scene, 2_000_000, sample.data_dir());
     let first = daemons.coordinator(&scene);
     let remote = MoBr::remote(&scene.path("cwd"), &daemons.addr);
     let r = scene.path("restored");

@@ -198,7 +198,8 @@ fn shared_on_s3_to_a_bucket_of_the_same_server_goes_server_side() {
     let server = S3Server::start().expect("start s3s-fs");
     let scene = Scene::new("s3-source-server-side");
     let (node, shared) = node_on_s3(&scene, &server, 83);
-    let cluster = Cluster::start_with_metrics().expect("start a coordinator and an agent");
+    let cluster = Cluster::start_with_metrics(Some(node.data_dir()))
+        .expect("start a coordinator and an agent");
     let agent_metrics = cluster.agent_metrics_addr().unwrap().to_string();
     let mobr = MoBr::remote(&scene.path("cwd"), cluster.coordinator_addr());
     server.new_bucket("backups").unwrap();

@@ -10,10 +10,13 @@ use std::time::Duration;
 use mo_br_proto::agent::agent_client::AgentClient;
 use mo_br_proto::agent::{CopyShardRequest, FileTask, InfoRequest};
 use mo_br_proto::common::{storage, FsStorage, Storage};
+use mo_br_sample::Backend;
 use mo_br_security::tls::{ca_file, CertFiles};
 use mo_br_security::{ClientTls, ClientTlsFiles, Role};
-use mo_br_tests::fixtures::Scene;
+use mo_br_tests::fixtures::{backup_id, s3_target_args, strings, Scene, MIB};
 use mo_br_tests::procs::{bin, run_with_timeout, start_daemon};
+use mo_br_tests::s3server::S3Server;
+use mo_br_tests::trees::files_under;
 
 /// The README's cluster section, run as a script: every hop on TLS, an
 /// operator backs up (token), lists and checks as a reader, restores (client
@@ -59,23 +62,21 @@ fn cluster_demo_runs_with_tls_and_authentication() {
 /// What a caller of the agent sees: only a coordinator replica's
 /// certificate gets work done; an operator's or an agent's certificate, or
 /// none, is refused before anything is read (the old hole: any caller could
-/// have an agent copy `/etc/passwd` anywhere).
+/// have an agent copy `/etc/passwd` anywhere), and even a replica gets only
+/// the files of the node the agent serves.
 #[test]
 fn an_agent_serves_replicas_only() {
     let scene = Scene::new("agent-auth");
     let pki = scene.path("pki");
     mo_br_security::certs::init(&pki, &[]).unwrap();
+    let data_dir = scene.path("node/mo-data");
+    std::fs::create_dir_all(&data_dir).unwrap();
     let mut cmd = Command::new(bin("mo-br-agent"));
-    cmd.args([
-        "--listen",
-        "127.0.0.1:0",
-        "--id",
-        "a1",
-        "--log_level",
-        "warn",
-    ])
-    .arg("--tls_dir")
-    .arg(&pki);
+    cmd.args(["--listen", "127.0.0.1:0", "--id", "a1"])
+        .args(["--log_level", "warn", "--tls_dir"])
+        .arg(&pki)
+        .arg("--data_dir")
+        .arg(&data_dir);
     let (_agent, addr) = start_daemon(cmd, "mo-br-agent listening on", scene.path("agent.log"))
         .expect("start a TLS agent");
     let stolen = scene.path("stolen");
@@ -124,7 +125,18 @@ fn an_agent_serves_replicas_only() {
             assert_eq!(err.code(), code, "{role:?}: {}", err.message());
             assert!(!err.message().contains('\n'), "{}", err.message());
         }
-        // A replica is served.
+        // A replica gets work done, but only on the node's own files.
+        let err = client(Some(Role::Replica))
+            .copy_shard(steal.clone())
+            .await
+            .expect_err("an agent read a file outside its node");
+        assert_eq!(err.code(), tonic::Code::PermissionDenied);
+        assert!(
+            err.message()
+                .contains("/etc/passwd is not a file of the node"),
+            "{}",
+            err.message()
+        );
         let info = client(Some(Role::Replica))
             .info(InfoRequest {})
             .await
@@ -173,5 +185,65 @@ fn daemons_refuse_to_listen_off_loopback_in_the_clear() {
             text.contains("INSECURE (--insecure)"),
             "{name} did not say it runs insecurely\n{text}"
         );
+    }
+}
+
+/// S3 keys given on the command line travel in requests only: with every
+/// component logging at `trace` (the embedded default runs coordinator and
+/// agent in the CLI's process, so one log holds all three), the key is in
+/// no log line, no output, no catalog file and no file of the backup.
+#[test]
+fn secrets_reach_no_log_catalog_or_backup_file() {
+    let server = S3Server::start().expect("start s3s-fs");
+    let scene = Scene::new("secrets");
+    let node = scene.sample("node", 91, 2 * MIB, Backend::DiskV2);
+    // s3s-fs cannot store keys over ~150 bytes.
+    node.drop_long_paths(120);
+    let log = scene.path("trace.log");
+    let secret = server.secret_key().to_string();
+    let mut args = strings(&["--log_level", "trace", "--log_file"]);
+    args.push(log.display().to_string());
+    args.push("backup".into());
+    args.extend(s3_target_args(&server, server.bucket(), "/b1"));
+    args.extend(node.source_args());
+    let out = scene.mobr.run(&args);
+    assert!(out.success(), "backup failed\n{out}");
+    let id = backup_id(&out);
+    let mut check = strings(&["--log_level", "trace", "--log_file"]);
+    check.push(log.display().to_string());
+    check.extend(strings(&[
+        "check",
+        &id,
+        "--backup_access_key_id",
+        server.access_key(),
+        "--backup_secret_access_key",
+        &secret,
+    ]));
+    let checked = scene.mobr.run(&check);
+    assert!(checked.success(), "check failed\n{checked}");
+
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.lines().count() > 50,
+        "the trace log is nearly empty: the test would prove nothing\n{logged}"
+    );
+    for (what, text) in [
+        ("the trace log", logged.as_str()),
+        ("backup's stdout", out.stdout.as_str()),
+        ("backup's stderr", out.stderr.as_str()),
+        ("check's output", checked.stdout.as_str()),
+    ] {
+        assert!(!text.contains(&secret), "the secret key is in {what}");
+    }
+    // The catalog (in the CLI's working directory) and the backup itself.
+    for root in [scene.path("cwd"), server.root().join(server.bucket())] {
+        for (rel, path) in files_under(&root) {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "the secret key is in {rel} under {}",
+                root.display()
+            );
+        }
     }
 }

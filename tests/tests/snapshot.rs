@@ -807,7 +807,7 @@ fn password_from_the_environment() {
 #[test]
 fn through_a_remote_coordinator() {
     let s = Scene::new("both");
-    let cluster = Cluster::start().expect("start a coordinator and an agent");
+    let cluster = Cluster::start(None).expect("start a coordinator and an agent");
     let dir = tempfile::tempdir().unwrap();
     let remote = MoBr::remote(&dir.path().join("cwd"), cluster.coordinator_addr());
     let go = |op: &str, args: &[&str]| {

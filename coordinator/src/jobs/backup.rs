@@ -245,6 +245,7 @@ async fn plan(
             online: online.is_some(),
             source_access_key_id: req.source_access_key_id.clone(),
             source_secret_access_key: req.source_secret_access_key.clone(),
+            term: c.catalog.leadership().term,
         })
         .await
         .map_err(|s| agent_err(s.message().to_string()))?
@@ -869,6 +870,7 @@ async fn copy_and_commit(
         })),
         pending_shards(job, target),
         RunOptions {
+            term: c.catalog.leadership().term,
             parallelism: job.parallelism,
             fail_fast: true,
             stop_without_client: watched,

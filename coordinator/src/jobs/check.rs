@@ -109,6 +109,7 @@ pub async fn run(c: &Coordinator, req: CheckRequest, events: &Events) -> Result<
             },
             shards::batch(tasks, Eligibility::Any, c.shard_bytes),
             RunOptions {
+                term: c.catalog.leadership().term,
                 parallelism: req.parallelism,
                 fail_fast: false,
                 stop_without_client: true,

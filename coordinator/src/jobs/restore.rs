@@ -225,6 +225,7 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
             },
             shards::batch(tasks, Eligibility::Any, c.shard_bytes),
             RunOptions {
+                term: c.catalog.leadership().term,
                 parallelism: req.parallelism,
                 fail_fast: true,
                 stop_without_client: true,

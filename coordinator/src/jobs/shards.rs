@@ -143,6 +143,9 @@ pub struct RunOptions {
     pub report_problems: bool,
     /// Bytes and files already done, where progress starts.
     pub base: (u64, u64),
+    /// The raft term this replica leads in (0 outside a group): agents
+    /// refuse work from a term older than one they have seen.
+    pub term: u64,
 }
 
 /// Groups files into shards of one eligibility as they stream in, bounded
@@ -256,6 +259,7 @@ pub async fn run(
         stop_without_client,
         report_problems,
         base,
+        term,
     } = opts;
     let mut outcome = Outcome::default();
     let mut queue: VecDeque<Shard> = VecDeque::new();
@@ -331,7 +335,7 @@ pub async fn run(
                 op.clone(),
                 shard.clone(),
                 parallelism,
-                epoch,
+                (epoch, term),
                 tx.clone(),
             ));
             running.insert(
@@ -471,7 +475,7 @@ async fn run_shard(
     op: Op,
     shard: Shard,
     parallelism: u32,
-    epoch: u64,
+    (epoch, term): (u64, u64),
     tx: mpsc::Sender<Msg>,
 ) {
     let started = Instant::now();
@@ -482,7 +486,7 @@ async fn run_shard(
         &op,
         &shard,
         parallelism,
-        epoch,
+        (epoch, term),
         &tx,
         &mut done,
         &mut problems,
@@ -512,7 +516,7 @@ async fn stream_shard(
     op: &Op,
     shard: &Shard,
     parallelism: u32,
-    epoch: u64,
+    (epoch, term): (u64, u64),
     tx: &mpsc::Sender<Msg>,
     done: &mut Vec<(usize, FileDone)>,
     problems: &mut Vec<(usize, FileProblem)>,
@@ -537,6 +541,7 @@ async fn stream_shard(
                     files,
                     parallelism,
                     launch_config: copy.launch_config.clone(),
+                    term,
                 })
                 .await
         }
@@ -555,6 +560,7 @@ async fn stream_shard(
                     files,
                     parallelism,
                     checksum: *checksum,
+                    term,
                 })
                 .await
         }
@@ -567,6 +573,7 @@ async fn stream_shard(
                     storage: Some(storage.clone()),
                     files,
                     parallelism,
+                    term,
                 })
                 .await
         }

@@ -10,6 +10,8 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
+use crate::error::UsageError;
+
 pub const ABOUT: &str = "the backup and restore tool for the matrixone";
 pub const DEFAULT_CONFIG: &str = "./mo_br.toml";
 pub const DEFAULT_META_PATH: &str = "./mo_br.meta";
@@ -121,6 +123,9 @@ pub struct ConnFlags {
     /// User's password
     #[arg(long, value_name = "string")]
     pub password: Option<String>,
+    /// A file holding --password (keeps it out of `ps` and shell history)
+    #[arg(long, value_name = "path", conflicts_with = "password")]
+    pub password_file: Option<PathBuf>,
 }
 
 /// S3 flags without a prefix (backup).
@@ -136,6 +141,9 @@ pub struct S3Flags {
     /// Secret access key for backup to s3
     #[arg(long, value_name = "string")]
     pub secret_access_key: Option<String>,
+    /// A file holding --secret_access_key (keeps it out of `ps` and shell history)
+    #[arg(long, value_name = "path", conflicts_with = "secret_access_key")]
+    pub secret_access_key_file: Option<PathBuf>,
     /// Backup to the bucket s3 needs access to
     #[arg(long, value_name = "string")]
     pub bucket: Option<String>,
@@ -170,6 +178,9 @@ pub struct BackupS3Flags {
     /// Secret access key backed up in s3
     #[arg(long, value_name = "string")]
     pub backup_secret_access_key: Option<String>,
+    /// A file holding --backup_secret_access_key (keeps it out of `ps` and shell history)
+    #[arg(long, value_name = "path", conflicts_with = "backup_secret_access_key")]
+    pub backup_secret_access_key_file: Option<PathBuf>,
     /// Backup bucket in s3
     #[arg(long, value_name = "string")]
     pub backup_bucket: Option<String>,
@@ -204,6 +215,13 @@ pub struct RestoreS3Flags {
     /// Recover the secret access key to s3
     #[arg(long, value_name = "string")]
     pub restore_secret_access_key: Option<String>,
+    /// A file holding --restore_secret_access_key (keeps it out of `ps` and shell history)
+    #[arg(
+        long,
+        value_name = "path",
+        conflicts_with = "restore_secret_access_key"
+    )]
+    pub restore_secret_access_key_file: Option<PathBuf>,
     /// Recover to the bucket that s3 needs to access
     #[arg(long, value_name = "string")]
     pub restore_bucket: Option<String>,
@@ -256,6 +274,9 @@ pub struct BackupArgs {
     /// Secret access key of the base backup's s3, if it differs from the target's
     #[arg(long, value_name = "string")]
     pub base_secret_access_key: Option<String>,
+    /// A file holding --base_secret_access_key (keeps it out of `ps` and shell history)
+    #[arg(long, value_name = "path", conflicts_with = "base_secret_access_key")]
+    pub base_secret_access_key_file: Option<PathBuf>,
     /// Access key ID of the SHARED store when the TN config puts it on S3
     /// (else the TN config's keys, then the agent's AWS environment)
     #[arg(long, value_name = "string")]
@@ -263,6 +284,9 @@ pub struct BackupArgs {
     /// Secret access key of the SHARED store on S3
     #[arg(long, value_name = "string")]
     pub source_secret_access_key: Option<String>,
+    /// A file holding --source_secret_access_key (keeps it out of `ps` and shell history)
+    #[arg(long, value_name = "path", conflicts_with = "source_secret_access_key")]
+    pub source_secret_access_key_file: Option<PathBuf>,
     /// The node's mo-data directory (not needed for an online backup of a
     /// SHARED store on S3)
     #[arg(long, value_name = "DIR")]
@@ -288,6 +312,9 @@ pub struct ListArgs {
     /// Secret access key for the backup to s3
     #[arg(long, value_name = "string")]
     pub secret_access_key: Option<String>,
+    /// A file holding --secret_access_key (keeps it out of `ps` and shell history)
+    #[arg(long, value_name = "path", conflicts_with = "secret_access_key")]
+    pub secret_access_key_file: Option<PathBuf>,
     /// View only the information in the meta. Does not check the backup data
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
           default_missing_value = "true", default_value_t = false)]
@@ -334,6 +361,9 @@ pub struct DeleteArgs {
     /// Secret access key for the backup to s3
     #[arg(long, value_name = "string")]
     pub secret_access_key: Option<String>,
+    /// A file holding --secret_access_key (keeps it out of `ps` and shell history)
+    #[arg(long, value_name = "path", conflicts_with = "secret_access_key")]
+    pub secret_access_key_file: Option<PathBuf>,
     /// Only the information in the meta is deleted. Backup data is not deleted
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
           default_missing_value = "true", default_value_t = false)]
@@ -487,6 +517,9 @@ pub struct SnapshotRestoreArgs {
     /// Tenant administrator password of the new tenant
     #[arg(long, value_name = "string")]
     pub new_admin_password: Option<String>,
+    /// A file holding --new_admin_password (keeps it out of `ps` and shell history)
+    #[arg(long, value_name = "path", conflicts_with = "new_admin_password")]
+    pub new_admin_password_file: Option<PathBuf>,
     /// Newly created tenant name (same as --new_account)
     #[arg(long, value_name = "string")]
     pub newaccount: Option<String>,
@@ -589,5 +622,168 @@ mod tests {
             panic!("not snapshot show")
         };
         assert_eq!(s.begin_ts.as_deref(), Some("2024-05-11 00:00:00"));
+    }
+}
+
+/// Puts the content of a `--<flag>_file` (without its trailing newline) in
+/// `--<flag>`.
+fn read_secret(
+    value: &mut Option<String>,
+    file: &Option<PathBuf>,
+    flag: &str,
+) -> Result<(), UsageError> {
+    let Some(file) = file else { return Ok(()) };
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| UsageError::new(format!("--{flag}_file {}: {e}", file.display())))?;
+    let secret = text.trim_end_matches(['\n', '\r']);
+    if secret.is_empty() {
+        return Err(UsageError::new(format!(
+            "--{flag}_file {} is empty",
+            file.display()
+        )));
+    }
+    *value = Some(secret.to_string());
+    Ok(())
+}
+
+impl ConnFlags {
+    fn read_secret_files(&mut self) -> Result<(), UsageError> {
+        read_secret(&mut self.password, &self.password_file, "password")
+    }
+}
+
+impl S3Flags {
+    fn read_secret_files(&mut self) -> Result<(), UsageError> {
+        read_secret(
+            &mut self.secret_access_key,
+            &self.secret_access_key_file,
+            "secret_access_key",
+        )
+    }
+}
+
+impl BackupS3Flags {
+    fn read_secret_files(&mut self) -> Result<(), UsageError> {
+        read_secret(
+            &mut self.backup_secret_access_key,
+            &self.backup_secret_access_key_file,
+            "backup_secret_access_key",
+        )
+    }
+}
+
+impl RestoreS3Flags {
+    fn read_secret_files(&mut self) -> Result<(), UsageError> {
+        read_secret(
+            &mut self.restore_secret_access_key,
+            &self.restore_secret_access_key_file,
+            "restore_secret_access_key",
+        )
+    }
+}
+
+impl Cli {
+    /// Reads every secret given as a file (`--password_file`, ...) into its
+    /// flag, so the commands see one value whichever way it came.
+    pub fn read_secret_files(&mut self) -> Result<(), UsageError> {
+        match &mut self.command {
+            Some(Command::Backup(a)) => {
+                a.conn.read_secret_files()?;
+                a.s3.read_secret_files()?;
+                read_secret(
+                    &mut a.base_secret_access_key,
+                    &a.base_secret_access_key_file,
+                    "base_secret_access_key",
+                )?;
+                read_secret(
+                    &mut a.source_secret_access_key,
+                    &a.source_secret_access_key_file,
+                    "source_secret_access_key",
+                )
+            }
+            Some(Command::List(a)) => read_secret(
+                &mut a.secret_access_key,
+                &a.secret_access_key_file,
+                "secret_access_key",
+            ),
+            Some(Command::Delete(a)) => read_secret(
+                &mut a.secret_access_key,
+                &a.secret_access_key_file,
+                "secret_access_key",
+            ),
+            Some(Command::Check(a)) => a.s3.read_secret_files(),
+            Some(Command::Restore(a)) => {
+                a.backup_s3.read_secret_files()?;
+                a.restore_s3.read_secret_files()
+            }
+            Some(Command::Snapshot(c)) => match c {
+                SnapshotCommand::Create(a) => a.conn.read_secret_files(),
+                SnapshotCommand::Show(a) => a.conn.read_secret_files(),
+                SnapshotCommand::Drop(a) => a.conn.read_secret_files(),
+                SnapshotCommand::Restore(a) => {
+                    a.conn.read_secret_files()?;
+                    read_secret(
+                        &mut a.new_admin_password,
+                        &a.new_admin_password_file,
+                        "new_admin_password",
+                    )
+                }
+            },
+            Some(Command::Completion(_) | Command::Certs(_)) | None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod secret_file_tests {
+    use super::*;
+
+    #[test]
+    fn secrets_come_from_files_and_not_both_ways() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "s3cret\n").unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, "SK").unwrap();
+        let mut cli = Cli::try_parse_from([
+            "mo_br",
+            "backup",
+            "--password_file",
+            pw.to_str().unwrap(),
+            "--secret_access_key_file",
+            key.to_str().unwrap(),
+            "--backup_dir",
+            "s3",
+        ])
+        .unwrap();
+        cli.read_secret_files().unwrap();
+        let Some(Command::Backup(a)) = &cli.command else {
+            panic!("not a backup")
+        };
+        assert_eq!(a.conn.password.as_deref(), Some("s3cret"));
+        assert_eq!(a.s3.secret_access_key.as_deref(), Some("SK"));
+
+        assert!(Cli::try_parse_from([
+            "mo_br",
+            "snapshot",
+            "show",
+            "--password",
+            "x",
+            "--password_file",
+            pw.to_str().unwrap(),
+        ])
+        .is_err());
+        let mut missing = Cli::try_parse_from([
+            "mo_br",
+            "list",
+            "--secret_access_key_file",
+            "/nonexistent/key",
+        ])
+        .unwrap();
+        let err = missing.read_secret_files().unwrap_err().to_string();
+        assert!(
+            err.contains("--secret_access_key_file /nonexistent/key"),
+            "{err}"
+        );
     }
 }

@@ -48,7 +48,8 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-fn run(cli: Cli) -> anyhow::Result<u8> {
+fn run(mut cli: Cli) -> anyhow::Result<u8> {
+    cli.read_secret_files()?;
     let command = match &cli.command {
         None => {
             Cli::command().print_help()?;

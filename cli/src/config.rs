@@ -54,7 +54,8 @@ pub struct Config {
 
 /// How to reach a coordinator that serves TLS, and who to be there. Each
 /// key falls back to its environment variable (`MO_BR_TLS_DIR`,
-/// `MO_BR_TLS_CA`, `MO_BR_TLS_CERT`, `MO_BR_TLS_KEY`, `MO_BR_TOKEN_FILE`).
+/// `MO_BR_TLS_CA`, `MO_BR_TLS_CERT`, `MO_BR_TLS_KEY`, `MO_BR_TOKEN_FILE`);
+/// without a token file, `MO_BR_TOKEN` may hold the token itself.
 #[derive(Debug, Default, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {

@@ -63,12 +63,14 @@ impl Credentials {
             .key
             .clone()
             .or_else(|| in_dir(|d| CertFiles::in_dir(d, Role::Operator).key));
-        let token = t
-            .token_file
-            .as_deref()
-            .map(BearerToken::from_file)
-            .transpose()
-            .map_err(|e| usage!("{e}"))?;
+        let token = match (&t.token_file, std::env::var("MO_BR_TOKEN").ok()) {
+            (Some(file), _) => Some(BearerToken::from_file(file).map_err(|e| usage!("{e}"))?),
+            (None, Some(text)) if !text.is_empty() => Some(
+                BearerToken::parse(&text)
+                    .map_err(|why| usage!("MO_BR_TOKEN is not a usable token: {why}"))?,
+            ),
+            _ => None,
+        };
         let identity = match (cert, key) {
             (Some(cert), Some(key)) => Some(CertFiles { cert, key }),
             (None, None) => None,

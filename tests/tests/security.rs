@@ -247,3 +247,61 @@ fn secrets_reach_no_log_catalog_or_backup_file() {
         }
     }
 }
+
+/// Certificate rotation without a restart: new files in the agent's
+/// `--tls_dir` and a SIGHUP, and the next connection is made with them
+/// (clients of the old CA are refused from then on).
+#[test]
+fn a_sighup_rotates_the_daemons_certificates() {
+    let scene = Scene::new("rotation");
+    let (old, new) = (scene.path("pki"), scene.path("pki-new"));
+    mo_br_security::certs::init(&old, &[]).unwrap();
+    mo_br_security::certs::init(&new, &[]).unwrap();
+    let mut cmd = Command::new(bin("mo-br-agent"));
+    cmd.args(["--listen", "127.0.0.1:0", "--id", "rotating", "--tls_dir"])
+        .arg(&old);
+    let (agent, addr) = start_daemon(cmd, "mo-br-agent listening on", scene.path("agent.log"))
+        .expect("start a TLS agent");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let info = |pki: &Path| {
+        let tls = ClientTls::load(ClientTlsFiles {
+            ca: ca_file(pki),
+            identity: Some(CertFiles::in_dir(pki, Role::Replica)),
+        })
+        .unwrap();
+        rt.block_on(async {
+            let channel = mo_br_security::tls::connect(&format!("https://{addr}"), &tls).await?;
+            AgentClient::new(channel)
+                .info(InfoRequest {})
+                .await
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))
+        })
+    };
+    assert!(info(&old).is_ok(), "the agent refused its own CA");
+    assert!(
+        info(&new).is_err(),
+        "the agent took a CA it does not have yet"
+    );
+
+    for file in ["ca.pem", "agent.pem", "agent.key"] {
+        std::fs::copy(new.join(file), old.join(file)).unwrap();
+    }
+    let hup = Command::new("kill")
+        .args(["-HUP", &agent.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    // The reload happens on the agent's own time: wait for its effect.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while info(&new).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent never took the new certificates\n{}",
+            std::fs::read_to_string(scene.path("agent.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stale = scene.path("pki-stale");
+    mo_br_security::certs::init(&stale, &[]).unwrap();
+    assert!(info(&stale).is_err(), "a third CA was accepted");
+}

@@ -41,7 +41,9 @@ impl BearerToken {
         })
     }
 
-    fn parse(text: &str) -> Result<BearerToken, &'static str> {
+    /// A token given as text (e.g. from the environment); the error says
+    /// what is wrong with it, never what it is.
+    pub fn parse(text: &str) -> Result<BearerToken, &'static str> {
         let token = text.trim();
         if token.is_empty() {
             return Err("the file is empty");

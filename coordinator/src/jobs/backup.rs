@@ -1089,7 +1089,7 @@ async fn fetch_hakeeper(
     let scratch = format!(".mo-hakeeper-{}", job.id);
     let into = match &job.meta.location {
         Location::Filesystem { path } => format!(
-            "FILESYSTEM {}",
+            "FILESYSTEM {} PARALLELISM '1'",
             matrixone::quote(&path.join(&scratch).to_string_lossy())
         ),
         Location::S3(s3) => {
@@ -1112,6 +1112,9 @@ async fn fetch_hakeeper(
             if !s3.role_arn.is_empty() {
                 opts.push(("role_arn", s3.role_arn.clone()));
             }
+            // MatrixOne's grammar takes parallelism as a key inside the
+            // braces; a PARALLELISM clause after them is a syntax error.
+            opts.push(("parallelism", "1".into()));
             let opts: Vec<String> = opts
                 .into_iter()
                 .filter(|(_, v)| !v.is_empty())
@@ -1121,7 +1124,7 @@ async fn fetch_hakeeper(
         }
     };
     let sql = format!(
-        "BACKUP {} {into} PARALLELISM '1' TIMESTAMP {}",
+        "BACKUP {} {into} TIMESTAMP {}",
         matrixone::quote(&job.id),
         matrixone::quote(&job.meta.backup_ts)
     );

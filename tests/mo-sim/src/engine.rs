@@ -1,5 +1,5 @@
-//! Accounts, users, a tiny catalog, snapshots, restores and `mo_ctl`, with
-//! MatrixOne's rules and error texts (facts §3, §5, §6).
+//! Accounts, users, a tiny catalog, snapshots, PITRs, restores, BACKUP and
+//! `mo_ctl`, with MatrixOne's rules and error texts (facts §2, §3, §5, §6).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{IdState, Ids, FIRST_ID};
 use crate::node::{now_ms, now_ns, Checker, Hlc, Node};
-use crate::sql::{tokenize, Tok};
+use crate::pitr::{self, AccountVersion, Pitr};
+use crate::sql::{syntax, tokenize, Tok, P};
 use crate::wire::{native_password_matches, Reply, SqlError};
 
 pub const SYS: &str = "sys";
@@ -20,7 +21,6 @@ const PUBLIC: &str = "public";
 /// MatrixOne's `ER_INTERNAL_ERROR` (moerr.ErrInternal), SQLSTATE HY000.
 pub const ER_INTERNAL: u16 = 20101;
 pub const ER_ACCESS_DENIED: u16 = 1045;
-pub const ER_PARSE: u16 = 1064;
 
 pub fn internal(msg: impl std::fmt::Display) -> SqlError {
     SqlError {
@@ -30,19 +30,7 @@ pub fn internal(msg: impl std::fmt::Display) -> SqlError {
     }
 }
 
-fn syntax(sql: &str, at: usize) -> SqlError {
-    let near = sql.get(at..).unwrap_or("");
-    SqlError {
-        code: ER_PARSE,
-        state: "42000",
-        message: format!(
-            "SQL parser error: You have an error in your SQL syntax; check the manual that corresponds to your MatrixOne server version for the right syntax to use. syntax error at line 1 column {} near \"{}\";",
-            at, near
-        ),
-    }
-}
-
-fn no_priv() -> SqlError {
+pub(crate) fn no_priv() -> SqlError {
     internal("do not have privilege to execute the statement")
 }
 
@@ -53,7 +41,7 @@ pub enum Grammar {
     Both,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     pub password: String,
     pub role: String,
@@ -61,7 +49,7 @@ pub struct User {
 
 type Catalog = BTreeMap<String, BTreeSet<String>>;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     pub id: u32,
     pub users: BTreeMap<String, User>,
@@ -80,6 +68,10 @@ pub struct Snapshot {
     pub table_name: String,
     /// The catalog at creation, per account (what a restore puts back).
     pub catalog: BTreeMap<String, Catalog>,
+    /// A cluster or account snapshot's accounts with their users: what a
+    /// restore creates again when one was dropped since.
+    #[serde(default)]
+    pub accounts: BTreeMap<String, Account>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -95,12 +87,20 @@ pub struct RestoreEvent {
     pub to_account: String,
     pub grammar: String,
     pub by: String,
+    /// A PITR restore's timestamp as given; empty for snapshots.
+    #[serde(default)]
+    pub timestamp: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State {
     pub accounts: BTreeMap<String, Account>,
     pub snapshots: Vec<Snapshot>,
+    #[serde(default)]
+    pub pitrs: Vec<Pitr>,
+    /// Account versions a PITR restore reads from (see pitr.rs).
+    #[serde(default)]
+    pub history: Vec<AccountVersion>,
     pub restores: Vec<RestoreEvent>,
     pub checker: Option<Checker>,
     pub next_account_id: u32,
@@ -139,6 +139,8 @@ impl Default for State {
         State {
             accounts,
             snapshots: Vec::new(),
+            pitrs: Vec::new(),
+            history: Vec::new(),
             restores: Vec::new(),
             checker: None,
             next_account_id: 1,
@@ -157,12 +159,42 @@ pub struct Session {
     pub db: Option<String>,
 }
 
+impl State {
+    /// Creates `name` again as it was in `past`, under a new account id (as
+    /// MatrixOne's `createDroppedAccount`).
+    pub(crate) fn recreate_account(&mut self, name: &str, past: &Account) {
+        let id = self.next_account_id;
+        self.next_account_id += 1;
+        self.accounts
+            .insert(name.to_string(), Account { id, ..past.clone() });
+    }
+
+    /// MatrixOne's `restoreToCluster`: accounts created since go, accounts
+    /// dropped since come back, every account gets its catalog of then.
+    /// Returns how many accounts were created again.
+    pub(crate) fn restore_cluster(&mut self, past: &BTreeMap<String, Account>) -> usize {
+        self.accounts
+            .retain(|name, _| name == SYS || past.contains_key(name));
+        let mut recreated = 0;
+        for (name, then) in past {
+            match self.accounts.get_mut(name) {
+                Some(acc) => acc.dbs = then.dbs.clone(),
+                None => {
+                    self.recreate_account(name, then);
+                    recreated += 1;
+                }
+            }
+        }
+        recreated
+    }
+}
+
 impl Session {
-    fn is_sys(&self) -> bool {
+    pub(crate) fn is_sys(&self) -> bool {
         self.account == SYS
     }
 
-    fn is_admin(&self) -> bool {
+    pub(crate) fn is_admin(&self) -> bool {
         self.role == MOADMIN || self.role == ACCOUNTADMIN
     }
 }
@@ -304,7 +336,7 @@ impl Engine {
     }
 
     pub fn execute(&self, ses: &mut Session, sql: &str) -> Result<Reply, SqlError> {
-        let sql = sql.trim().trim_end_matches(';').trim();
+        // Positions in syntax errors count from the statement as sent.
         let toks = tokenize(sql).map_err(|at| syntax(sql, at))?;
         if toks.is_empty() {
             return Err(syntax(sql, 0));
@@ -320,6 +352,7 @@ impl Engine {
             "show" => self.show(ses, &mut p),
             "create" => self.create(ses, &mut p),
             "drop" => self.drop(ses, &mut p),
+            "alter" => self.alter(ses, &mut p),
             "restore" => self.restore(ses, &mut p),
             "backup" => self.backup(ses, &mut p),
             "use" => {
@@ -342,7 +375,14 @@ impl Engine {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn commit(&self, st: &State) -> Result<(), SqlError> {
+    fn commit(&self, st: &mut State) -> Result<(), SqlError> {
+        self.commit_at(st, now_ns() as i64)
+    }
+
+    /// Saves the state; first, while a PITR exists, keeps a version of each
+    /// account that changed, stamped `now`.
+    fn commit_at(&self, st: &mut State, now: i64) -> Result<(), SqlError> {
+        pitr::record_history(st, now);
         self.save(st)
             .map_err(|e| internal(format!("mo-sim: saving state failed: {e}")))
     }
@@ -455,6 +495,7 @@ impl Engine {
             "to_account",
             "grammar",
             "by",
+            "timestamp",
         ]
         .map(String::from)
         .to_vec();
@@ -474,6 +515,7 @@ impl Engine {
                     r.to_account.clone(),
                     r.grammar.clone(),
                     r.by.clone(),
+                    r.timestamp.clone(),
                 ]
                 .map(Some)
                 .to_vec()
@@ -566,14 +608,14 @@ impl Engine {
                     }
                     let mut st = self.lock();
                     st.checker = Some(c);
-                    self.commit(&st)?;
+                    self.commit(&mut st)?;
                 } else if param_l.starts_with("remove_checker.backup.") {
                     if let Some(n) = node.as_mut() {
                         n.checker = None;
                     }
                     let mut st = self.lock();
                     st.checker = None;
-                    self.commit(&st)?;
+                    self.commit(&mut st)?;
                 } else {
                     return Err(internal(format!(
                         "unsupported DiskCleaner operation {param}"
@@ -652,36 +694,13 @@ impl Engine {
                 })
             }
             "snapshots" => {
-                let mut conds = Vec::new();
-                if p.eat_kw("where") {
-                    loop {
-                        let col = p.ident()?.to_ascii_uppercase();
-                        let op = match p.next() {
-                            Some(Tok::Sym(s))
-                                if matches!(
-                                    s.as_str(),
-                                    "=" | ">=" | "<=" | "<" | ">" | "!=" | "<>"
-                                ) =>
-                            {
-                                s.clone()
-                            }
-                            _ => return Err(syntax(p.sql, p.pos_prev())),
-                        };
-                        let v = p
-                            .next()
-                            .and_then(Tok::value)
-                            .ok_or_else(|| syntax(p.sql, p.pos_prev()))?;
-                        conds.push((col, op, v));
-                        if !p.eat_kw("and") {
-                            break;
-                        }
-                    }
-                }
+                let filter = RowFilter::parse(p)?;
                 p.end()?;
+                // MatrixOne hides its internal `ccpr_*` snapshots.
                 let mut snaps: Vec<&Snapshot> = st
                     .snapshots
                     .iter()
-                    .filter(|s| s.owner == ses.account)
+                    .filter(|s| s.owner == ses.account && !is_ccpr(&s.name))
                     .collect();
                 snaps.sort_by_key(|s| std::cmp::Reverse(s.ts_ns));
                 let mut rows = Vec::new();
@@ -694,34 +713,7 @@ impl Engine {
                         s.database_name.clone(),
                         s.table_name.clone(),
                     ];
-                    let mut keep = true;
-                    for (col, op, v) in &conds {
-                        let idx =
-                            SNAPSHOT_COLUMNS
-                                .iter()
-                                .position(|c| c == col)
-                                .ok_or_else(|| {
-                                    internal(format!(
-                                        "column {} does not exist",
-                                        col.to_ascii_lowercase()
-                                    ))
-                                })?;
-                        let x = row[idx].as_str();
-                        let (x, v) = if idx == 0 || idx >= 2 {
-                            (x.to_ascii_lowercase(), v.to_ascii_lowercase())
-                        } else {
-                            (x.to_string(), v.clone())
-                        };
-                        keep &= match op.as_str() {
-                            "=" => x == v,
-                            ">=" => x >= v,
-                            "<=" => x <= v,
-                            ">" => x > v,
-                            "<" => x < v,
-                            _ => x != v,
-                        };
-                    }
-                    if keep {
+                    if filter.keep(&SNAPSHOT_COLUMNS, &row, |i| i == 1)? {
                         rows.push(row.map(Some).to_vec());
                     }
                 }
@@ -729,6 +721,11 @@ impl Engine {
                     columns: SNAPSHOT_COLUMNS.map(String::from).to_vec(),
                     rows,
                 })
+            }
+            "pitr" => {
+                let filter = RowFilter::parse(p)?;
+                p.end()?;
+                pitr::show(&st, ses, &filter)
             }
             _ => Err(syntax(p.sql, p.pos_prev())),
         }
@@ -779,7 +776,7 @@ impl Engine {
                         dbs: Catalog::new(),
                     },
                 );
-                self.commit(&st)?;
+                self.commit(&mut st)?;
                 Ok(Reply::Ok { affected: 0 })
             }
             "user" => {
@@ -810,7 +807,7 @@ impl Engine {
                     },
                 );
                 self.ids.alloc("user", 1);
-                self.commit(&st)?;
+                self.commit(&mut st)?;
                 Ok(Reply::Ok { affected: 0 })
             }
             "database" | "schema" => {
@@ -829,12 +826,12 @@ impl Engine {
                 }
                 acc.dbs.insert(db, BTreeSet::new());
                 self.ids.alloc("database", 1);
-                self.commit(&st)?;
+                self.commit(&mut st)?;
                 Ok(Reply::Ok { affected: 0 })
             }
             "table" => {
                 let if_not = p.if_not_exists()?;
-                let (db, t) = p.qualified(ses.db.as_deref())?;
+                let (db, t) = qualified(p, ses.db.as_deref())?;
                 let acc = st.accounts.get_mut(&ses.account).expect("session account");
                 let tables = acc
                     .dbs
@@ -849,10 +846,19 @@ impl Engine {
                         message: format!("table {t} already exists"),
                     });
                 }
-                self.commit(&st)?;
+                self.commit(&mut st)?;
                 Ok(Reply::Ok { affected: 0 })
             }
             "snapshot" => self.create_snapshot(ses, p, &mut st),
+            "pitr" => {
+                let c = pitr::parse_create(p)?;
+                let now = now_ns() as i64;
+                pitr::create(&mut st, ses, c, now)?;
+                // The PITR's first versions carry its creation time: every
+                // instant a restore accepts (after it) finds them.
+                self.commit_at(&mut st, now)?;
+                Ok(Reply::Ok { affected: 0 })
+            }
             _ => Err(syntax(p.sql, p.pos_prev())),
         }
     }
@@ -927,11 +933,13 @@ impl Engine {
             return Err(internal(format!("snapshot {name} already exists")));
         }
         let mut catalog = BTreeMap::new();
+        let mut accounts = BTreeMap::new();
         match level.as_str() {
             "cluster" => {
                 for (a, acc) in &st.accounts {
                     catalog.insert(a.clone(), acc.dbs.clone());
                 }
+                accounts = st.accounts.clone();
             }
             "account" => {
                 let acc = st
@@ -939,6 +947,7 @@ impl Engine {
                     .get(&account_name)
                     .ok_or_else(|| internal(format!("account {account_name} does not exist")))?;
                 catalog.insert(account_name.clone(), acc.dbs.clone());
+                accounts.insert(account_name.clone(), acc.clone());
             }
             _ => {
                 if SYSTEM_DBS.contains(&db.as_str()) {
@@ -976,6 +985,7 @@ impl Engine {
             database_name: db,
             table_name: table,
             catalog,
+            accounts,
         });
         self.ids.alloc("snapshot", 1);
         self.commit(st)?;
@@ -986,6 +996,11 @@ impl Engine {
         let what = p.next_word().unwrap_or_default();
         let mut st = self.lock();
         match what.as_str() {
+            "pitr" => {
+                pitr::drop(&mut st, ses, p)?;
+                self.commit(&mut st)?;
+                Ok(Reply::Ok { affected: 0 })
+            }
             "snapshot" => {
                 let if_exists = p.if_exists()?;
                 let name = p.ident()?;
@@ -999,7 +1014,7 @@ impl Engine {
                 if st.snapshots.len() == before && !if_exists {
                     return Err(internal(format!("snapshot {name} does not exist")));
                 }
-                self.commit(&st)?;
+                self.commit(&mut st)?;
                 Ok(Reply::Ok { affected: 0 })
             }
             "database" | "schema" => {
@@ -1014,19 +1029,19 @@ impl Engine {
                         message: format!("Can't drop database '{db}'; database doesn't exist"),
                     });
                 }
-                self.commit(&st)?;
+                self.commit(&mut st)?;
                 Ok(Reply::Ok { affected: 0 })
             }
             "table" => {
                 let if_exists = p.if_exists()?;
-                let (db, t) = p.qualified(ses.db.as_deref())?;
+                let (db, t) = qualified(p, ses.db.as_deref())?;
                 p.end()?;
                 let acc = st.accounts.get_mut(&ses.account).expect("session account");
                 let removed = acc.dbs.get_mut(&db).is_some_and(|ts| ts.remove(&t));
                 if !removed && !if_exists {
                     return Err(internal(format!("table {t} does not exist")));
                 }
-                self.commit(&st)?;
+                self.commit(&mut st)?;
                 Ok(Reply::Ok { affected: 0 })
             }
             "account" => {
@@ -1039,46 +1054,59 @@ impl Engine {
                 if st.accounts.remove(&acc).is_none() && !if_exists {
                     return Err(internal(format!("there is no account {acc}")));
                 }
-                self.commit(&st)?;
+                self.commit(&mut st)?;
                 Ok(Reply::Ok { affected: 0 })
             }
             _ => Err(syntax(p.sql, p.pos_prev())),
         }
     }
 
+    /// Only `ALTER PITR` is simulated.
+    fn alter(&self, ses: &Session, p: &mut P) -> Result<Reply, SqlError> {
+        if !p.eat_kw("pitr") {
+            return Err(p.error());
+        }
+        let a = pitr::parse_alter(p)?;
+        let mut st = self.lock();
+        pitr::alter(&mut st, ses, a, now_ns() as i64)?;
+        self.commit(&mut st)?;
+        Ok(Reply::Ok { affected: 0 })
+    }
+
     /// `BACKUP '<label>' FILESYSTEM '<dir>' PARALLELISM '<n>' [TYPE '<t>'] [TIMESTAMP '<phys-logical>']`
-    /// or `BACKUP '<label>' S3OPTION {'k'='v', ...} [TYPE ..] [TIMESTAMP ..]` (facts §2).
+    /// or `BACKUP '<label>' S3OPTION {'k'='v', ...} [TYPE ..] [TIMESTAMP ..]`
+    /// (facts §2; `backup_stmt` in MatrixOne's mysql_sql.y): with S3OPTION,
+    /// parallelism is a key inside the braces, and PARALLELISM after them is
+    /// a syntax error.
     fn backup(&self, ses: &Session, p: &mut P) -> Result<Reply, SqlError> {
+        enum To {
+            Dir(String, String),
+            S3(Vec<(String, String)>),
+        }
         let _label = p.string()?;
-        let target = if p.eat_kw("filesystem") {
+        let to = if p.eat_kw("filesystem") {
             let dir = p.string()?;
             p.kw("parallelism")?;
-            let at = p.pos();
-            let par = p
-                .next()
-                .and_then(|t| match t {
-                    Tok::Str(s) | Tok::Num(s) => Some(s.clone()),
-                    _ => None,
-                })
-                .ok_or_else(|| syntax(p.sql, at))?;
-            Some((dir, par))
+            To::Dir(dir, p.string()?)
         } else if p.eat_kw("s3option") {
+            // `infile_or_s3_params`: comma-separated, each empty or
+            // STRING '=' STRING.
             p.sym("{")?;
+            let mut pairs = Vec::new();
             loop {
-                let at = p.pos();
-                p.next()
-                    .and_then(Tok::value)
-                    .ok_or_else(|| syntax(p.sql, at))?;
-                p.sym("=")?;
-                p.string()?;
+                if let Some(Tok::Str(k)) = p.peek() {
+                    p.i += 1;
+                    p.sym("=")?;
+                    pairs.push((k.clone(), p.string()?));
+                }
                 if !p.eat_sym(",") {
                     break;
                 }
             }
             p.sym("}")?;
-            None
+            To::S3(pairs)
         } else {
-            return Err(syntax(p.sql, p.pos()));
+            return Err(p.error());
         };
         let kind = if p.eat_kw("type") {
             Some(p.string()?)
@@ -1094,29 +1122,45 @@ impl Engine {
         if !(ses.is_sys() && ses.role == MOADMIN) {
             return Err(no_priv());
         }
-        let Some((dir, par)) = target else {
-            return Err(internal("mo-sim: BACKUP to S3OPTION is not simulated"));
+        enum Dest {
+            Dir(PathBuf, usize),
+            S3(Box<crate::backup::S3Options>),
+        }
+        let dest = match to {
+            To::Dir(dir, par) => {
+                let parallelism = crate::backup::parse_parallelism(&par)?;
+                if dir.trim().is_empty() {
+                    return Err(internal("backup directory is empty"));
+                }
+                Dest::Dir(PathBuf::from(dir), parallelism)
+            }
+            To::S3(pairs) => Dest::S3(Box::new(crate::backup::S3Options::parse(&pairs)?)),
         };
-        let parallelism = par
-            .trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| internal(format!("invalid parallelism {par:?}")))?;
         let since = since
             .map(|t| {
                 Hlc::parse(t.trim())
                     .ok_or_else(|| internal(format!("invalid backup timestamp {t:?}")))
             })
             .transpose()?;
-        if dir.trim().is_empty() {
-            return Err(internal("backup directory is empty"));
-        }
         let Some(node) = &self.node else {
             return Err(internal(
                 "mo-sim: BACKUP needs a live node (serve --data_dir)",
             ));
         };
+        let (target, parallelism) = match dest {
+            Dest::Dir(dir, parallelism) => (crate::backup::Target::Dir(dir), parallelism),
+            // Never the options themselves in an error: they hold the key.
+            Dest::S3(o) => {
+                let store = o.open().map_err(|e| {
+                    internal(format!(
+                        "mo-sim: BACKUP cannot open bucket {:?} at {:?}: {e}",
+                        o.bucket, o.endpoint
+                    ))
+                })?;
+                (crate::backup::Target::Bucket(store), o.parallelism)
+            }
+        };
+        let describe = target.describe();
         // The node stays locked for the whole copy: no flush, merge or GC
         // runs meanwhile, and hk_data's NextID is the next_id of this moment.
         let mut n = node.lock().unwrap_or_else(|p| p.into_inner());
@@ -1127,7 +1171,7 @@ impl Engine {
             .backup_files(backup_ts)
             .map_err(|e| internal(format!("mo-sim: BACKUP cannot list SHARED: {e}")))?;
         let plan = crate::backup::Plan {
-            dir: PathBuf::from(&dir),
+            target,
             shared: &n.store,
             objects,
             metas,
@@ -1145,11 +1189,15 @@ impl Engine {
             parallelism,
         };
         crate::backup::run(plan)
-            .map_err(|e| internal(format!("mo-sim: BACKUP to {dir} failed: {e}")))?;
+            .map_err(|e| internal(format!("mo-sim: BACKUP to {describe} failed: {e}")))?;
         Ok(Reply::Ok { affected: 0 })
     }
 
     fn restore(&self, ses: &Session, p: &mut P) -> Result<Reply, SqlError> {
+        // `RESTORE TABLE` exists only with a snapshot: leave its errors to that parser.
+        if pitr::is_restore(p) && !p.peek().is_some_and(|t| t.is_kw("table")) {
+            return self.restore_pitr(ses, p);
+        }
         let r = parse_restore(p)?;
         let allowed = match self.cfg.grammar {
             Grammar::Both => true,
@@ -1159,10 +1207,9 @@ impl Engine {
         if !allowed {
             return Err(syntax(p.sql, r.diverge_at));
         }
+        // No role check: MatrixOne's doRestoreSnapshot has none, only the
+        // tenant rules of checkRestorePriv below.
         let mut st = self.lock();
-        if !ses.is_admin() {
-            return Err(no_priv());
-        }
         let snap = st
             .snapshots
             .iter()
@@ -1173,109 +1220,53 @@ impl Engine {
         if account.is_empty() && r.level != "cluster" {
             account = snap.account_name.clone();
         }
-        let is_sys = ses.is_sys();
-        match r.level {
-            "cluster" => {
-                if !is_sys {
-                    return Err(internal(
-                        "non-sys account can't restore cluster level snapshot",
-                    ));
-                }
-                if snap.level != "cluster" {
-                    return Err(internal(format!(
-                        "snapshot {} is not cluster level snapshot",
-                        snap.name
-                    )));
-                }
+        check_restore_priv(ses, &snap, &r, &account)?;
+
+        let mut recreated = 0;
+        let target = if r.level == "cluster" {
+            String::new()
+        } else if !r.to_account.is_empty() {
+            if !st.accounts.contains_key(&r.to_account) {
+                return Err(internal(format!(
+                    "no such account, account name: {}",
+                    r.to_account
+                )));
             }
-            "account" => {
-                if account == SYS && !is_sys {
-                    return Err(internal("non-sys account can't restore sys account"));
-                }
-                if snap.level == "database" || snap.level == "table" {
-                    return Err(internal(
-                        "can't restore account from db or table level snapshot",
-                    ));
-                }
-            }
-            "database" => {
-                if SYSTEM_DBS.contains(&r.database.as_str()) {
-                    return Err(internal(format!("can't restore db: {}", r.database)));
-                }
-                if snap.level == "cluster" {
-                    return Err(internal("can't restore db from cluster level snapshot"));
-                }
-                if snap.level == "table" {
-                    return Err(internal("can't restore db from table level snapshot"));
-                }
-                if account != ses.account {
-                    return Err(internal(
-                        "can't restore database from other account's snapshot",
-                    ));
-                }
-                if snap.level == "database" && snap.database_name != r.database {
-                    return Err(internal(format!(
-                        "databaseName({}) does not match snapshot.databaseName({})",
-                        r.database, snap.database_name
-                    )));
-                }
-            }
-            _ => {
-                if SYSTEM_DBS.contains(&r.database.as_str()) {
-                    return Err(internal(format!("can't restore db: {}", r.database)));
-                }
-                if snap.level == "cluster" {
-                    return Err(internal("can't restore db from cluster level snapshot"));
-                }
-                if account != ses.account {
-                    return Err(internal(
-                        "can't restore table from other account's snapshot",
-                    ));
-                }
-                if snap.level == "table"
-                    && (snap.database_name != r.database || snap.table_name != r.table)
-                {
-                    return Err(internal(format!(
-                        "tableName({}) does not match snapshot.tableName({})",
-                        r.table, snap.table_name
-                    )));
-                }
-            }
-        }
-        if !r.to_account.is_empty() {
-            if !is_sys {
-                return Err(internal(
-                    "non-sys account can't restore snapshot to another account",
-                ));
-            }
-            if r.to_account == SYS && snap.account_name != SYS {
-                return Err(internal(
-                    "non-sys account's snapshot can't restore to sys account",
-                ));
-            }
-        }
-        if r.level != "cluster" && snap.level != "cluster" && snap.account_name != account {
-            return Err(internal(format!(
-                "accountName({}) does not match snapshot.accountName({})",
-                account, snap.account_name
-            )));
-        }
-        let target = if r.to_account.is_empty() {
-            account.clone()
-        } else {
             r.to_account.clone()
+        } else {
+            if !st.accounts.contains_key(&account) {
+                // Sys restoring a dropped account from its account snapshot
+                // creates it again; otherwise MatrixOne finds no account.
+                let then = snap
+                    .accounts
+                    .get(&account)
+                    .filter(|_| ses.is_sys() && snap.level == "account" && r.level == "account");
+                let Some(then) = then.cloned() else {
+                    return Err(internal(format!(
+                        "no such account, account name: {account}"
+                    )));
+                };
+                st.recreate_account(&account, &then);
+                recreated += 1;
+            }
+            account.clone()
         };
-        if r.level != "cluster" && !st.accounts.contains_key(&target) {
-            return Err(internal(format!("account {target} does not exist")));
-        }
-        // Apply the snapshot's catalog.
         match r.level {
             "cluster" => {
-                for (a, dbs) in &snap.catalog {
-                    if let Some(acc) = st.accounts.get_mut(a) {
-                        acc.dbs = dbs.clone();
-                    }
-                }
+                let past: BTreeMap<String, Account> = snap
+                    .catalog
+                    .iter()
+                    .map(|(name, dbs)| {
+                        let mut then = snap.accounts.get(name).cloned().unwrap_or(Account {
+                            id: 0,
+                            users: BTreeMap::new(),
+                            dbs: Catalog::new(),
+                        });
+                        then.dbs = dbs.clone();
+                        (name.clone(), then)
+                    })
+                    .collect();
+                recreated += st.restore_cluster(&past);
             }
             "account" => {
                 let dbs = snap.catalog.get(&account).cloned().unwrap_or_default();
@@ -1320,6 +1311,7 @@ impl Engine {
                     .insert(r.table.clone());
             }
         }
+        self.ids.alloc("account", recreated as u64);
         let seq = st.restores.len() as u64 + 1;
         st.restores.push(RestoreEvent {
             seq,
@@ -1330,16 +1322,237 @@ impl Engine {
             account,
             database: r.database,
             table: r.table,
-            to_account: if r.level == "cluster" {
-                String::new()
-            } else {
-                target
-            },
+            to_account: target,
             grammar: if r.old { "old" } else { "current" }.into(),
             by: format!("{}#{}", ses.account, ses.user),
+            timestamp: String::new(),
         });
-        self.commit(&st)?;
+        self.commit(&mut st)?;
         Ok(Reply::Ok { affected: 0 })
+    }
+
+    fn restore_pitr(&self, ses: &Session, p: &mut P) -> Result<Reply, SqlError> {
+        let r = pitr::parse_restore(p)?;
+        let mut st = self.lock();
+        let now = now_ns() as i64;
+        let done = pitr::restore(&mut st, ses, &r, now)?;
+        self.ids.alloc("account", done.recreated as u64);
+        let seq = st.restores.len() as u64 + 1;
+        st.restores.push(RestoreEvent {
+            seq,
+            time_ns: now as u64,
+            level: r.level.to_string(),
+            snapshot: r.name.clone(),
+            snapshot_level: done.pitr_level,
+            account: done.account,
+            database: r.database.clone(),
+            table: r.table.clone(),
+            to_account: done.to_account,
+            grammar: "pitr".into(),
+            by: format!("{}#{}", ses.account, ses.user),
+            timestamp: r.timestamp.clone(),
+        });
+        self.commit(&mut st)?;
+        Ok(Reply::Ok { affected: 0 })
+    }
+}
+
+/// `[db.]name`, ignoring a trailing column list.
+fn qualified(p: &mut P, default_db: Option<&str>) -> Result<(String, String), SqlError> {
+    let a = p.ident()?;
+    let (db, t) = if p.eat_sym(".") {
+        (a, p.ident()?)
+    } else {
+        (
+            default_db
+                .map(str::to_string)
+                .ok_or_else(|| internal("No database selected"))?,
+            a,
+        )
+    };
+    p.skip_rest();
+    Ok((db, t))
+}
+
+/// MatrixOne's `checkRestorePriv`, its checks in its order; `account` is
+/// the statement's account, or the snapshot's when it names none.
+fn check_restore_priv(
+    ses: &Session,
+    snap: &Snapshot,
+    r: &RestoreStmt,
+    account: &str,
+) -> Result<(), SqlError> {
+    let is_sys = ses.is_sys();
+    match r.level {
+        "cluster" => {
+            if !is_sys {
+                return Err(internal(
+                    "non-sys account can't restore cluster level snapshot",
+                ));
+            }
+            if snap.level != "cluster" {
+                return Err(internal(format!(
+                    "snapshot {} is not cluster level snapshot",
+                    snap.name
+                )));
+            }
+        }
+        "account" => {
+            if account == SYS && !is_sys {
+                return Err(internal("non-sys account can't restore sys account"));
+            }
+            if !r.to_account.is_empty() {
+                if !is_sys {
+                    return Err(internal(
+                        "non-sys account can't restore snapshot to another account",
+                    ));
+                }
+                if r.to_account == SYS && snap.account_name != SYS {
+                    return Err(internal(
+                        "non-sys account's snapshot can't restore to sys account",
+                    ));
+                }
+            }
+            if snap.level == "database" || snap.level == "table" {
+                return Err(internal(
+                    "can't restore account from db or table level snapshot",
+                ));
+            }
+        }
+        "database" => {
+            if SYSTEM_DBS.contains(&r.database.as_str()) {
+                return Err(internal(format!("can't restore db: {}", r.database)));
+            }
+            if snap.level == "cluster" {
+                return Err(internal("can't restore db from cluster level snapshot"));
+            }
+            if snap.level == "table" {
+                return Err(internal("can't restore db from table level snapshot"));
+            }
+            if account != ses.account {
+                return Err(internal(
+                    "can't restore database from other account's snapshot",
+                ));
+            }
+            if snap.level == "database" && snap.database_name != r.database {
+                return Err(internal(format!(
+                    "databaseName({}) does not match snapshot.databaseName({})",
+                    r.database, snap.database_name
+                )));
+            }
+        }
+        _ => {
+            if SYSTEM_DBS.contains(&r.database.as_str()) {
+                return Err(internal(format!("can't restore db: {}", r.database)));
+            }
+            if snap.level == "cluster" {
+                return Err(internal("can't restore db from cluster level snapshot"));
+            }
+            if account != ses.account {
+                return Err(internal(
+                    "can't restore table from other account's snapshot",
+                ));
+            }
+            if snap.level == "database" && snap.database_name != r.database {
+                return Err(internal(format!(
+                    "databaseName({}) does not match snapshot.databaseName({})",
+                    r.database, snap.database_name
+                )));
+            }
+            if snap.level == "table"
+                && (snap.database_name != r.database || snap.table_name != r.table)
+            {
+                return Err(internal(format!(
+                    "tableName({}) does not match snapshot.tableName({})",
+                    r.table, snap.table_name
+                )));
+            }
+        }
+    }
+    if snap.level != "cluster" && snap.account_name != account {
+        return Err(internal(format!(
+            "accountName({}) does not match snapshot.accountName({})",
+            account, snap.account_name
+        )));
+    }
+    Ok(())
+}
+
+/// `sname NOT LIKE 'ccpr_%'`: `_` is any one character.
+fn is_ccpr(name: &str) -> bool {
+    name.starts_with("ccpr") && name.chars().count() >= 5
+}
+
+/// `WHERE col op value [AND ...]` of SHOW SNAPSHOTS / SHOW PITR, which
+/// MatrixOne runs over its result columns.
+#[derive(Default)]
+pub struct RowFilter {
+    conds: Vec<(String, String, String)>,
+}
+
+impl RowFilter {
+    pub fn parse(p: &mut P) -> Result<RowFilter, SqlError> {
+        let mut f = RowFilter::default();
+        if !p.eat_kw("where") {
+            return Ok(f);
+        }
+        loop {
+            let col = p.ident()?.to_ascii_uppercase();
+            let op = match p.peek() {
+                Some(Tok::Sym(s))
+                    if matches!(s.as_str(), "=" | ">=" | "<=" | "<" | ">" | "!=" | "<>") =>
+                {
+                    s.clone()
+                }
+                _ => return Err(p.error()),
+            };
+            p.i += 1;
+            let v = p.peek().and_then(Tok::value).ok_or_else(|| p.error())?;
+            p.i += 1;
+            f.conds.push((col, op, v));
+            if !p.eat_kw("and") {
+                return Ok(f);
+            }
+        }
+    }
+
+    /// Names compare without case; times (`is_time`) as written; numbers as numbers.
+    pub fn keep(
+        &self,
+        columns: &[&str],
+        row: &[String],
+        is_time: impl Fn(usize) -> bool,
+    ) -> Result<bool, SqlError> {
+        for (col, op, v) in &self.conds {
+            let idx = columns.iter().position(|c| c == col).ok_or_else(|| {
+                internal(format!(
+                    "column {} does not exist",
+                    col.to_ascii_lowercase()
+                ))
+            })?;
+            let x = row[idx].as_str();
+            let ord = match (x.parse::<f64>(), v.parse::<f64>()) {
+                (Ok(a), Ok(b)) if !is_time(idx) => a.partial_cmp(&b),
+                _ if is_time(idx) => Some(x.cmp(v.as_str())),
+                _ => Some(x.to_ascii_lowercase().cmp(&v.to_ascii_lowercase())),
+            };
+            let Some(ord) = ord else {
+                return Ok(false);
+            };
+            use std::cmp::Ordering::*;
+            let ok = match op.as_str() {
+                "=" => ord == Equal,
+                ">=" => ord != Less,
+                "<=" => ord != Greater,
+                ">" => ord == Greater,
+                "<" => ord == Less,
+                _ => ord != Equal,
+            };
+            if !ok {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 }
 
@@ -1352,7 +1565,7 @@ const SNAPSHOT_COLUMNS: [&str; 6] = [
     "TABLE_NAME",
 ];
 
-const SYSTEM_DBS: [&str; 7] = [
+pub(crate) const SYSTEM_DBS: [&str; 7] = [
     "mysql",
     "system",
     "system_metrics",
@@ -1362,12 +1575,15 @@ const SYSTEM_DBS: [&str; 7] = [
     "mo_catalog",
 ];
 
-/// `YYYY-MM-DD HH:MM:SS.fffffffff` (UTC).
+/// MatrixOne's `CAST_NANO_TO_TIMESTAMP`: UTC, Go layout
+/// `2006-01-02 15:04:05.999999999`, i.e. trailing zeros of the fraction
+/// (and a bare point) left out.
 pub fn format_ts(ns: u64) -> String {
     let dt =
         chrono::DateTime::from_timestamp((ns / 1_000_000_000) as i64, (ns % 1_000_000_000) as u32)
             .unwrap_or_default();
-    dt.format("%Y-%m-%d %H:%M:%S%.9f").to_string()
+    let full = dt.format("%Y-%m-%d %H:%M:%S%.9f").to_string();
+    full.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 fn one(col: &str, v: String) -> Reply {
@@ -1403,7 +1619,17 @@ fn parse_restore(p: &mut P) -> Result<RestoreStmt, SqlError> {
     let level_at = p.pos();
     let level = p.next_word().unwrap_or_default();
     match level.as_str() {
-        "cluster" => r.level = "cluster",
+        "cluster" => {
+            r.level = "cluster";
+            if p.peek().is_some_and(|t| t.is_kw("from")) {
+                // Before 2025-11: `RESTORE CLUSTER FROM SNAPSHOT sp`.
+                r.old = true;
+                r.diverge_at = p.pos();
+                p.kw("from")?;
+                p.kw("snapshot")?;
+                r.snapshot = p.ident()?;
+            }
+        }
         "account" => {
             r.account = p.ident()?;
             if p.peek().is_some_and(|t| t.is_sym("{")) {
@@ -1420,9 +1646,6 @@ fn parse_restore(p: &mut P) -> Result<RestoreStmt, SqlError> {
                     }
                 }
                 p.kw("from")?;
-                if p.eat_kw("pitr") {
-                    return Err(internal("mo-sim does not simulate PITR restores"));
-                }
                 p.kw("snapshot")?;
                 r.snapshot = p.ident()?;
             }
@@ -1454,7 +1677,7 @@ fn parse_restore(p: &mut P) -> Result<RestoreStmt, SqlError> {
         _ => return Err(syntax(p.sql, level_at)),
     }
     if !r.old {
-        r.diverge_at = if level == "account" {
+        r.diverge_at = if level == "account" || level == "cluster" {
             p.pos()
         } else {
             level_at
@@ -1462,10 +1685,23 @@ fn parse_restore(p: &mut P) -> Result<RestoreStmt, SqlError> {
         p.sym("{")?;
         p.kw("snapshot")?;
         p.sym("=")?;
-        r.snapshot = p.string()?.to_ascii_lowercase();
+        r.snapshot = match p.peek() {
+            Some(Tok::Str(s)) => {
+                p.i += 1;
+                s.to_ascii_lowercase()
+            }
+            _ => p.ident()?,
+        };
         p.sym("}")?;
     }
-    if p.eat_kw("to") {
+    // TO ACCOUNT: the current grammar has it at every level but the
+    // cluster, the old one only after `RESTORE ACCOUNT a FROM SNAPSHOT s`.
+    let to_account = if r.old {
+        r.level == "account"
+    } else {
+        r.level != "cluster"
+    };
+    if to_account && p.eat_kw("to") {
         p.kw("account")?;
         r.to_account = p.ident()?;
     }
@@ -1473,147 +1709,6 @@ fn parse_restore(p: &mut P) -> Result<RestoreStmt, SqlError> {
     Ok(r)
 }
 
-/// A cursor over the tokens of one statement.
-struct P<'a> {
-    sql: &'a str,
-    toks: &'a [(Tok, usize)],
-    i: usize,
-}
-
-impl<'a> P<'a> {
-    fn peek(&self) -> Option<&'a Tok> {
-        self.toks.get(self.i).map(|(t, _)| t)
-    }
-
-    fn next(&mut self) -> Option<&'a Tok> {
-        let t = self.toks.get(self.i).map(|(t, _)| t);
-        self.i += 1;
-        t
-    }
-
-    fn pos(&self) -> usize {
-        self.toks
-            .get(self.i)
-            .map(|(_, p)| *p)
-            .unwrap_or(self.sql.len())
-    }
-
-    fn pos_prev(&self) -> usize {
-        self.toks
-            .get(self.i.saturating_sub(1))
-            .map(|(_, p)| *p)
-            .unwrap_or(self.sql.len())
-    }
-
-    /// End offset of the previous token (start of the next, trimmed).
-    fn pos_prev_end(&self) -> usize {
-        self.sql[..self.pos()].trim_end().len()
-    }
-
-    fn at_end(&self) -> bool {
-        self.i >= self.toks.len()
-    }
-
-    fn end(&self) -> Result<(), SqlError> {
-        if self.at_end() {
-            Ok(())
-        } else {
-            Err(syntax(self.sql, self.pos()))
-        }
-    }
-
-    fn next_word(&mut self) -> Option<String> {
-        match self.peek() {
-            Some(Tok::Word(w)) => {
-                self.i += 1;
-                Some(w.to_ascii_lowercase())
-            }
-            _ => None,
-        }
-    }
-
-    fn kw(&mut self, kw: &str) -> Result<(), SqlError> {
-        if self.eat_kw(kw) {
-            Ok(())
-        } else {
-            Err(syntax(self.sql, self.pos()))
-        }
-    }
-
-    fn eat_kw(&mut self, kw: &str) -> bool {
-        if self.peek().is_some_and(|t| t.is_kw(kw)) {
-            self.i += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn sym(&mut self, s: &str) -> Result<(), SqlError> {
-        if self.eat_sym(s) {
-            Ok(())
-        } else {
-            Err(syntax(self.sql, self.pos()))
-        }
-    }
-
-    fn eat_sym(&mut self, s: &str) -> bool {
-        if self.peek().is_some_and(|t| t.is_sym(s)) {
-            self.i += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn ident(&mut self) -> Result<String, SqlError> {
-        let at = self.pos();
-        self.next()
-            .and_then(Tok::ident)
-            .ok_or_else(|| syntax(self.sql, at))
-    }
-
-    fn string(&mut self) -> Result<String, SqlError> {
-        let at = self.pos();
-        match self.next() {
-            Some(Tok::Str(s)) => Ok(s.clone()),
-            _ => Err(syntax(self.sql, at)),
-        }
-    }
-
-    fn if_not_exists(&mut self) -> Result<bool, SqlError> {
-        if self.eat_kw("if") {
-            self.kw("not")?;
-            self.kw("exists")?;
-            Ok(true)
-        } else {
-            Ok(false)
-        }
-    }
-
-    fn if_exists(&mut self) -> Result<bool, SqlError> {
-        if self.eat_kw("if") {
-            self.kw("exists")?;
-            Ok(true)
-        } else {
-            Ok(false)
-        }
-    }
-
-    /// `[db.]name`, ignoring a trailing column list.
-    fn qualified(&mut self, default_db: Option<&str>) -> Result<(String, String), SqlError> {
-        let a = self.ident()?;
-        let (db, t) = if self.eat_sym(".") {
-            (a, self.ident()?)
-        } else {
-            (
-                default_db
-                    .map(str::to_string)
-                    .ok_or_else(|| internal("No database selected"))?,
-                a,
-            )
-        };
-        while self.next().is_some() {}
-        Ok((db, t))
-    }
-}
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

@@ -3,12 +3,13 @@
 //! It speaks enough of the MySQL wire protocol for mo-br's clients (login
 //! with `mysql_native_password`, text queries) and implements, with
 //! MatrixOne's rules and verbatim error texts, the SQL a backup coordinator
-//! uses: accounts, snapshots (create/drop/show/restore in both grammars) and
-//! `mo_ctl` for GC control, checkpoints and backup checkers. With
-//! `--data_dir` it also runs a "live node" that flushes, merges,
-//! checkpoints and garbage-collects files in a MatrixOne-shaped `mo-data`
-//! (SHARED in it, or with `--s3_endpoint` in a bucket through the S3 API),
-//! and `mo-sim verify` checks a (restored) data dir against the ledger of
+//! uses: accounts, snapshots (create/drop/show/restore in both grammars),
+//! PITRs, BACKUP (into a directory or an S3 bucket) and `mo_ctl` for GC
+//! control, checkpoints and backup checkers. With `--data_dir` it also
+//! runs a "live node" that flushes, merges, checkpoints and
+//! garbage-collects files in a MatrixOne-shaped `mo-data` (SHARED in it,
+//! or with `--s3_endpoint` in a bucket through the S3 API), and `mo-sim
+//! verify` checks a (restored) data dir against the ledger of
 //! everything the node wrote. Nothing here stores table data or runs a
 //! query engine.
 
@@ -16,6 +17,7 @@ mod backup;
 mod engine;
 mod ids;
 mod node;
+mod pitr;
 mod sql;
 mod store;
 mod verify;
@@ -44,7 +46,7 @@ pub const VERSION: &str = concat!(
     version,
     about = "A test double of MatrixOne (NOT MatrixOne) for mo-br tests: MySQL-wire snapshot/mo_ctl SQL and a live data-dir writer",
     long_about = "mo-sim is a TEST DOUBLE of MatrixOne, not MatrixOne. It serves the MySQL wire protocol \
-with MatrixOne's snapshot, restore, account and mo_ctl statements (rules and error texts from MatrixOne's \
+with MatrixOne's snapshot, PITR, restore, BACKUP, account and mo_ctl statements (rules and error texts from MatrixOne's \
 source), and can run a simulated node that writes objects, checkpoint metas and GC into a mo-data dir."
 )]
 struct Cli {
@@ -198,6 +200,7 @@ fn main() -> anyhow::Result<()> {
                 key_prefix: s3_key_prefix,
                 access_key_id: s3_access_key_id,
                 secret_access_key: s3_secret_access_key,
+                ..Default::default()
             });
             let node = match &data_dir {
                 Some(d) => {

@@ -9,15 +9,31 @@ use std::path::PathBuf;
 
 use mo_br_storage::{Credentials, Location, S3Location, Storage};
 
-/// A SHARED store on S3 (`[[fileservice]] name = "SHARED"`, `backend =
-/// "MINIO"`, `[fileservice.s3]`).
-#[derive(Debug, Clone)]
+/// A store on S3: the node's SHARED (`[[fileservice]] name = "SHARED"`,
+/// `backend = "MINIO"`, `[fileservice.s3]`) or a BACKUP's S3OPTION target.
+#[derive(Clone, Default)]
 pub struct S3Config {
     pub endpoint: String,
     pub bucket: String,
     pub key_prefix: String,
     pub access_key_id: String,
     pub secret_access_key: String,
+    /// Empty: us-east-1.
+    pub region: String,
+    pub role_arn: String,
+    pub is_minio: bool,
+}
+
+/// Without the keys: a config may end up in a log.
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("key_prefix", &self.key_prefix)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
 }
 
 pub enum Store {
@@ -56,9 +72,15 @@ impl Store {
             .build()?;
         let location = Location::S3(S3Location {
             endpoint: cfg.endpoint.clone(),
-            region: "us-east-1".into(),
+            region: if cfg.region.is_empty() {
+                "us-east-1".into()
+            } else {
+                cfg.region.clone()
+            },
             bucket: cfg.bucket.clone(),
             prefix: cfg.key_prefix.trim_matches('/').to_string(),
+            role_arn: cfg.role_arn.clone(),
+            is_minio: cfg.is_minio,
             ..Default::default()
         });
         let creds = Credentials {

@@ -69,6 +69,18 @@ async fn assert_err(c: &mut Conn, sql: &str, code: u16, text: &str) {
 
 type SnapRow = (String, String, String, String, String, String);
 
+/// `select * from mo_sim.restores`, every column as text.
+async fn restores(c: &mut Conn) -> Vec<Vec<String>> {
+    let rows: Vec<mysql_async::Row> = c.query("select * from mo_sim.restores").await.unwrap();
+    rows.into_iter()
+        .map(|r| {
+            (0..r.len())
+                .map(|i| r.get::<String, _>(i).unwrap_or_default())
+                .collect()
+        })
+        .collect()
+}
+
 async fn snapshots(c: &mut Conn, filter: &str) -> Vec<SnapRow> {
     c.query(format!("show snapshots {filter}")).await.unwrap()
 }
@@ -187,8 +199,11 @@ async fn snapshot_statements_and_errors() {
     assert_eq!(rows[0].2, "account");
     assert_eq!(rows[0].3, "acc1");
     assert_eq!(rows[2].2, "cluster");
+    // Go's `.999999999`: up to nine digits, trailing zeros left out.
     let ts = &rows[0].1;
-    assert_eq!(ts.len(), "YYYY-MM-DD HH:MM:SS.fffffffff".len(), "{ts}");
+    let (secs, frac) = ts.split_once('.').unwrap_or((ts, ""));
+    assert_eq!(secs.len(), "YYYY-MM-DD HH:MM:SS".len(), "{ts}");
+    assert!(frac.len() <= 9 && !frac.ends_with('0'), "{ts}");
     let trows = snapshots(&mut t, "").await;
     let tnames: Vec<&str> = trows.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(tnames, ["t_tbl", "t_db", "t_acc"]);
@@ -396,41 +411,23 @@ async fn restore_both_grammars_and_rules() {
         "acc1's snapshot restored into acc2: {dbs:?}"
     );
 
-    type Ev = (
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-    );
-    let ev: Vec<Ev> = sys.query("select * from mo_sim.restores").await.unwrap();
+    let ev = restores(&mut sys).await;
     assert_eq!(ev.len(), 11);
     assert_eq!(
-        (
-            ev[0].2.as_str(),
-            ev[0].3.as_str(),
-            ev[0].5.as_str(),
-            ev[0].8.as_str(),
-            ev[0].9.as_str()
-        ),
-        ("account", "t_acc", "acc1", "acc1", "current")
+        ev[0][2..10],
+        ["account", "t_acc", "account", "acc1", "", "", "acc1", "current"]
     );
     assert_eq!(
-        (ev[4].2.as_str(), ev[4].6.as_str(), ev[4].7.as_str()),
-        ("table", "db1", "t1")
+        ev[4][2..8],
+        ["table", "t_tbl", "table", "acc1", "db1", "t1"]
     );
+    assert_eq!(ev[5][2..4], ["cluster", "s_cluster"]);
     assert_eq!(
-        (ev[5].2.as_str(), ev[5].3.as_str()),
-        ("cluster", "s_cluster")
+        (ev[6][8].as_str(), ev[6][10].as_str()),
+        ("acc2", "sys#root")
     );
-    assert_eq!((ev[6].8.as_str(), ev[6].10.as_str()), ("acc2", "sys#root"));
-    assert_eq!((ev[10].8.as_str(), ev[10].9.as_str()), ("acc2", "old"));
+    assert_eq!((ev[10][8].as_str(), ev[10][9].as_str()), ("acc2", "old"));
+    assert!(ev.iter().all(|r| r[11].is_empty()), "no PITR timestamp");
 
     // Rules and errors.
     assert_err(
@@ -458,7 +455,7 @@ async fn restore_both_grammars_and_rules() {
         &mut sys,
         "restore account acc1 {snapshot = 's_acc1'} to account nosuch",
         20101,
-        "internal error: account nosuch does not exist",
+        "internal error: no such account, account name: nosuch",
     )
     .await;
     assert_err(
@@ -1058,13 +1055,6 @@ async fn backup_statement_writes_mo_layout_with_hk_data() {
     .await;
     assert_err(
         &mut sys,
-        "backup '1' s3option {'endpoint'='http://x', 'bucket'='b', 'filepath'='p'}",
-        20101,
-        "internal error: mo-sim: BACKUP to S3OPTION is not simulated",
-    )
-    .await;
-    assert_err(
-        &mut sys,
         "backup '1' filesystem '/tmp/x'",
         1064,
         "syntax error",
@@ -1350,4 +1340,230 @@ async fn live_node_keeps_shared_in_an_s3_bucket() {
         .await
         .unwrap();
     assert!(newest(&node_view(&mut sys).await) > newest(&before));
+}
+
+/// `BACKUP ... S3OPTION {...}` writes the FILESYSTEM layout into a bucket
+/// of a real S3 server (s3s-fs keeps object `k` of bucket `b` as the file
+/// `<root>/b/k`), full and incremental; bad options fail with MatrixOne's
+/// texts, `PARALLELISM` after the braces with its syntax error, and the
+/// secret key never shows in an answer.
+#[tokio::test]
+async fn backup_s3option_writes_the_layout_into_a_bucket() {
+    use sha2::Digest;
+    let server = mo_br_tests::s3server::S3Server::start().expect("start s3s-fs");
+    server.new_bucket("mo-backup").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("mo-data");
+    let sim = start(&[
+        "--data_dir",
+        data_dir.to_str().unwrap(),
+        "--flush_ms",
+        "30",
+        "--ckp_ms",
+        "0",
+        "--gc_ms",
+        "0",
+        "--merge_every",
+        "0",
+    ]);
+    let mut sys = connect(&sim, "root", "111").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let opts = |filepath: &str| {
+        format!(
+            "S3OPTION {{'endpoint'='{}','access_key_id'='{}','secret_access_key'='{}','bucket'='mo-backup','filepath'='{filepath}','region'='us-east-1','is_minio'='true','parallelism'='3','compression'='none','provider'='minio'}}",
+            server.endpoint(),
+            server.access_key(),
+            server.secret_key()
+        )
+    };
+    sys.query_drop(format!("BACKUP '1' {}", opts("c1/b1")))
+        .await
+        .unwrap();
+    let b1 = server.root().join("mo-backup/c1/b1");
+    let meta = String::from_utf8(with_sidecar(&b1.join("mo_meta"))).unwrap();
+    assert!(meta.starts_with("version,0823\nbuildinfo,"), "{meta}");
+    with_sidecar(&b1.join("hakeeper/hk_data"));
+    let sum = String::from_utf8(with_sidecar(&b1.join("tae/tae_sum"))).unwrap();
+    let sum: Vec<&str> = sum.trim_end().split(',').collect();
+    assert_eq!(sum[3], "full");
+    let backup_ts = sum[2].to_string();
+    let rows = tae_list(&b1);
+    assert!(rows.iter().all(|r| r.3), "a full backup copies everything");
+    for (path, size, sha, ..) in &rows {
+        let data = std::fs::read(b1.join("tae").join(path)).unwrap();
+        assert_eq!(data.len() as u64, *size, "{path}");
+        assert_eq!(&hex::encode(sha2::Sha256::digest(&data)), sha, "{path}");
+    }
+    assert!(rows.iter().filter(|r| !r.0.contains('/')).count() >= 3);
+
+    // Incremental from the full backup's cut.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    sys.query_drop(format!(
+        "BACKUP '2' {} TYPE 'incremental' TIMESTAMP '{backup_ts}'",
+        opts("c1/b2")
+    ))
+    .await
+    .unwrap();
+    let b2 = server.root().join("mo-backup/c1/b2");
+    let sum2 = String::from_utf8(with_sidecar(&b2.join("tae/tae_sum"))).unwrap();
+    assert!(sum2.trim_end().ends_with(",incremental"), "{sum2}");
+    let rows2 = tae_list(&b2);
+    let base: Vec<&String> = rows2.iter().filter(|r| !r.3).map(|r| &r.0).collect();
+    assert!(!base.is_empty(), "objects of the base are not copied again");
+    for (path, _, sha, copied, created) in &rows2 {
+        assert_eq!(b2.join("tae").join(path).exists(), *copied, "{path}");
+        if !copied {
+            assert!(
+                sha.is_empty() && hlc_key(created) <= hlc_key(&backup_ts),
+                "{path}"
+            );
+        }
+    }
+    assert_err(
+        &mut sys,
+        &format!("BACKUP '3' {}", opts("c1/b1")),
+        20101,
+        "already holds a backup",
+    )
+    .await;
+
+    // MatrixOne's grammar and option errors.
+    let (code, msg) = err(
+        &mut sys,
+        &format!("BACKUP '4' {} PARALLELISM '2'", opts("c1/b4")),
+    )
+    .await;
+    assert_eq!(code, 1064, "{msg}");
+    assert!(
+        msg.starts_with("SQL parser error: You have an error in your SQL syntax;")
+            && msg.ends_with(" near \" PARALLELISM '2'\";"),
+        "{msg}"
+    );
+    assert_err(
+        &mut sys,
+        "BACKUP '5' S3OPTION {'bucket'='mo-backup','filepath'='x','secret'='s'}",
+        20300,
+        "invalid configuration: the keyword 'secret' is not support",
+    )
+    .await;
+    let (code, msg) = err(
+        &mut sys,
+        &format!(
+            "BACKUP '6' S3OPTION {{'endpoint'='{}','bucket'='no-such-bucket','filepath'='x','access_key_id'='{}','secret_access_key'='TOP-SECRET-1'}}",
+            server.endpoint(),
+            server.access_key()
+        ),
+    )
+    .await;
+    assert_eq!(code, 20101, "{msg}");
+    assert!(!msg.contains("TOP-SECRET-1"), "{msg}");
+    assert!(!server.root().join("mo-backup/c1/b4").exists());
+}
+
+/// PITR statements over the MySQL protocol, kept across a restart.
+#[tokio::test]
+async fn pitr_statements_over_the_wire() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let state_s = state.to_str().unwrap();
+    let sim = start(&["--state", state_s]);
+    let mut sys = connect(&sim, "root", "111").await.unwrap();
+    sys.query_drop("create account acc1 admin_name 'admin' identified by 'pwd'")
+        .await
+        .unwrap();
+    sys.query_drop("create pitr pitr01 for cluster range 10 'h'")
+        .await
+        .unwrap();
+    let mut t = connect(&sim, "acc1#admin", "pwd").await.unwrap();
+    t.query_drop("create pitr p1 for account range 1 'd'")
+        .await
+        .unwrap();
+    t.query_drop("create database db1").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // mo-sim runs in this process's time zone, as MatrixOne reads the
+    // timestamp in its server's.
+    let ts = chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    t.query_drop("drop database db1").await.unwrap();
+
+    let rows: Vec<mysql_async::Row> = sys.query("show pitr").await.unwrap();
+    let cols: Vec<String> = rows[0]
+        .columns_ref()
+        .iter()
+        .map(|c| c.name_str().to_string())
+        .collect();
+    assert_eq!(
+        cols,
+        [
+            "PITR_NAME",
+            "CREATED_TIME",
+            "MODIFIED_TIME",
+            "PITR_LEVEL",
+            "ACCOUNT_NAME",
+            "DATABASE_NAME",
+            "TABLE_NAME",
+            "PITR_LENGTH",
+            "PITR_UNIT"
+        ]
+    );
+    let row: Vec<String> = (0..rows[0].len())
+        .map(|i| rows[0].get::<String, _>(i).unwrap())
+        .collect();
+    assert_eq!(row[0], "pitr01");
+    assert_eq!(row[3..], ["cluster", "*", "*", "*", "10", "h"]);
+    assert_err(
+        &mut t,
+        "create pitr p2 for account range 1 'h'",
+        20101,
+        "internal error: account `acc1` already has a pitr",
+    )
+    .await;
+    assert_err(
+        &mut t,
+        "create pitr p05 database t1 range 3 'h';",
+        1064,
+        "syntax error at line 1 column 24 near \" database t1 range 3 'h';\";",
+    )
+    .await;
+    assert_err(
+        &mut t,
+        "restore from pitr p1 'yesterday'",
+        1105,
+        "parsing time \"yesterday\"",
+    )
+    .await;
+    drop(sim);
+
+    let sim = start(&["--state", state_s]);
+    let mut t = connect(&sim, "acc1#admin", "pwd").await.unwrap();
+    t.query_drop(format!("restore from pitr p1 '{ts}'"))
+        .await
+        .unwrap();
+    let dbs: Vec<String> = t.query("show databases").await.unwrap();
+    assert!(dbs.contains(&"db1".to_string()), "{dbs:?}");
+    let mut sys = connect(&sim, "root", "111").await.unwrap();
+    let ev = restores(&mut sys).await;
+    assert_eq!(
+        ev[0][2..],
+        [
+            "account",
+            "p1",
+            "account",
+            "acc1",
+            "",
+            "",
+            "acc1",
+            "pitr",
+            "acc1#admin",
+            &ts
+        ]
+    );
+    sys.query_drop("drop pitr pitr01").await.unwrap();
+    assert_err(
+        &mut sys,
+        "drop pitr pitr01",
+        20101,
+        "pitr pitr01 does not exist",
+    )
+    .await;
 }

@@ -1,10 +1,6 @@
 //! `mo_br pitr create|show|alter|restore|drop` against a real `mo-sim`
 //! process (the MatrixOne test double), through the real `mo_br` binary:
 //! embedded, and once through a remote coordinator.
-//!
-//! mo-sim learns the PITR statements on another branch: the tests that need
-//! them are ignored until it is merged. The others (usage errors, rules
-//! checked before any SQL, MatrixOne's answers passed on verbatim) run now.
 
 use std::time::Duration;
 
@@ -168,7 +164,6 @@ fn now() -> String {
 }
 
 #[test]
-#[ignore = "needs mo-sim PITR (branch mosim)"]
 fn create_at_each_level_show_alter_and_drop() {
     let s = Scene::new();
     // The documented example, as written (host and port aside).
@@ -341,7 +336,6 @@ fn create_at_each_level_show_alter_and_drop() {
 }
 
 #[test]
-#[ignore = "needs mo-sim PITR (branch mosim)"]
 fn show_output_is_aligned_like_mo_br() {
     let s = Scene::new();
     s.ok(
@@ -379,7 +373,6 @@ fn show_output_is_aligned_like_mo_br() {
 }
 
 #[test]
-#[ignore = "needs mo-sim PITR (branch mosim)"]
 fn restore_cluster_account_database_table_and_new_account() {
     let s = Scene::new();
     s.ok(
@@ -409,9 +402,14 @@ fn restore_cluster_account_database_table_and_new_account() {
         ACC1,
         &["--pname", "own", "--rangevalue", "1", "--rangeunit", "h"],
     );
-    // The timestamp must lie after the PITRs' creation.
+    // The timestamp must lie after the PITRs' creation; what is dropped
+    // after it comes back.
     std::thread::sleep(Duration::from_millis(1200));
     let ts = now();
+    std::thread::sleep(Duration::from_millis(50));
+    s.sim.sys(&["drop database abc", "drop table db1.t1"]);
+    let acc1_sql = |stmt: &str| s.sim.sql("acc1#admin", "111", &[stmt]).unwrap();
+    acc1_sql("drop table adb.at");
     let restored = |out: &Output, what: &str| {
         assert!(
             out.stdout
@@ -439,7 +437,11 @@ fn restore_cluster_account_database_table_and_new_account() {
     assert_eq!(out.status.and_then(|s| s.code()), Some(1), "{out}");
     let lines = out.stderr_lines();
     assert_eq!(lines.len(), 1, "{out}");
-    assert!(lines[0].starts_with("mo_br: MatrixOne: "), "{out}");
+    assert!(
+        lines[0]
+            .starts_with("mo_br: MatrixOne: internal error: input timestamp 2024-08-08 15:47:15"),
+        "{out}"
+    );
     // ... and with a time inside the range it restores.
     let out = s.ok(
         "restore",
@@ -456,6 +458,10 @@ fn restore_cluster_account_database_table_and_new_account() {
         ],
     );
     restored(&out, "database abc");
+    assert!(s
+        .sim
+        .sys(&["show databases"])
+        .contains(&vec!["abc".to_string()]));
     let out = s.ok(
         "restore",
         DUMP,
@@ -471,34 +477,44 @@ fn restore_cluster_account_database_table_and_new_account() {
         ],
     );
     restored(&out, "table db1.t1");
+    assert_eq!(s.sim.sys(&["show tables from db1"]), [["t1"], ["t2"]]);
     let out = s.ok(
         "restore",
         DUMP,
         &["--pname", "pitr100", "--timestamp", &ts, "--account", "sys"],
     );
     restored(&out, "account sys");
+    // sys restores acc1 from acc1's account PITR.
     let out = s.ok(
         "restore",
         DUMP,
         &["--pname", "pa1", "--timestamp", &ts, "--account", "acc1"],
     );
     restored(&out, "account acc1");
+    assert_eq!(acc1_sql("show tables from adb"), [["at"]]);
     // From the cluster PITR: one account, or the whole cluster.
+    acc1_sql("drop table adb.at");
     let out = s.ok(
         "restore",
         DUMP,
         &["--pname", "pc", "--timestamp", &ts, "--account", "acc1"],
     );
     restored(&out, "account acc1");
+    assert_eq!(acc1_sql("show tables from adb"), [["at"]]);
+    s.sim.sys(&["drop table db1.t2"]);
     let out = s.ok(
         "restore",
         DUMP,
         &["--pname", "pc", "--timestamp", &ts, "--cluster", "sys"],
     );
     restored(&out, "the whole cluster");
-    // A tenant, its own account and its own table.
+    assert_eq!(s.sim.sys(&["show tables from db1"]), [["t1"], ["t2"]]);
+    // A tenant: its own account, its own table.
+    acc1_sql("drop table adb.at");
     let out = s.ok("restore", ACC1, &["--pname", "own", "--timestamp", &ts]);
     restored(&out, "account acc1");
+    assert_eq!(acc1_sql("show tables from adb"), [["at"]]);
+    acc1_sql("drop table adb.at");
     s.ok(
         "restore",
         ACC1,
@@ -513,6 +529,7 @@ fn restore_cluster_account_database_table_and_new_account() {
             "at",
         ],
     );
+    assert_eq!(acc1_sql("show tables from adb"), [["at"]]);
 
     // To a new account: created first, then restored into.
     let out = s.ok(
@@ -535,8 +552,11 @@ fn restore_cluster_account_database_table_and_new_account() {
     );
     assert!(out.stdout.contains("account acc2 created"), "{out}");
     assert!(out.stdout.contains("to the new account acc2"), "{out}");
-    assert!(s.sim.accounts().contains(&"acc2".to_string()));
-    assert!(s.sim.sql("acc2#admin", "p2", &["show databases"]).is_ok());
+    let t = s
+        .sim
+        .sql("acc2#admin", "p2", &["show tables from adb"])
+        .unwrap();
+    assert_eq!(t, [["at"]], "acc1's data as of the time, in acc2");
     s.ok(
         "restore",
         DUMP,
@@ -555,11 +575,51 @@ fn restore_cluster_account_database_table_and_new_account() {
             "p3",
         ],
     );
-    assert!(s.sim.sql("acc3#boss", "p3", &["show databases"]).is_ok());
+    let t = s
+        .sim
+        .sql("acc3#boss", "p3", &["show tables from adb"])
+        .unwrap();
+    assert_eq!(t, [["at"]]);
+
+    // What MatrixOne was asked: level, PITR and its level, source and
+    // target account, database, table, who.
+    let rows = s.sim.restores();
+    let got: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.level.as_str(),
+                &r.snapshot,
+                &r.snapshot_level,
+                &r.account,
+                &r.to_account,
+                &r.database,
+                &r.table,
+                &r.grammar,
+                &r.by,
+            ]
+            .join(" ")
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "database pitr100 account sys sys abc  pitr sys#dump",
+            "table pitr100 account sys sys db1 t1 pitr sys#dump",
+            "account pitr100 account sys sys   pitr sys#dump",
+            "account pa1 account acc1 acc1   pitr sys#dump",
+            "account pc cluster acc1 acc1   pitr sys#dump",
+            "cluster pc cluster     pitr sys#dump",
+            "account own account acc1 acc1   pitr acc1#admin",
+            "table own account acc1 acc1 adb at pitr acc1#admin",
+            "account pa1 account acc1 acc2   pitr sys#dump",
+            "account pc cluster acc1 acc3   pitr sys#dump",
+        ],
+        "{rows:?}"
+    );
 }
 
 #[test]
-#[ignore = "needs mo-sim PITR (branch mosim)"]
 fn matrixone_errors_surface_verbatim() {
     let s = Scene::new();
     s.ok(
@@ -567,9 +627,40 @@ fn matrixone_errors_surface_verbatim() {
         DUMP,
         &["--pname", "p1", "--level", "account", "--rangevalue", "1"],
     );
+    s.ok(
+        "create",
+        DUMP,
+        &["--pname", "pa1", "--account", "acc1", "--rangevalue", "1"],
+    );
+    s.ok("create", ACC1, &["--pname", "own", "--rangevalue", "1"]);
     s.sim
         .sql("acc1#admin", "111", &["create user u1 identified by '111'"])
         .expect("create user u1");
+    std::thread::sleep(Duration::from_millis(1100));
+    let ts = now();
+    // An account PITR restores the account it covers: asked for another,
+    // mo_br refuses before MatrixOne would restore the wrong one.
+    s.fails(
+        "restore",
+        DUMP,
+        &["--pname", "pa1", "--timestamp", &ts],
+        1,
+        "pitr pa1 covers account acc1, not sys: give --account acc1",
+    );
+    s.fails(
+        "restore",
+        ACC1,
+        &["--pname", "own", "--timestamp", &ts, "--account", "sys"],
+        1,
+        "MatrixOne: internal error: account acc1 is not allowed to restore other account sys",
+    );
+    s.fails(
+        "restore",
+        ACC1,
+        &["--pname", "own", "--timestamp", &ts, "--cluster", "sys"],
+        1,
+        "MatrixOne: internal error: restore level account is not allowed for cluster restore",
+    );
     s.fails(
         "create",
         DUMP,
@@ -669,7 +760,6 @@ fn matrixone_errors_surface_verbatim() {
 }
 
 #[test]
-#[ignore = "needs mo-sim PITR (branch mosim)"]
 fn through_a_remote_coordinator() {
     let s = Scene::new();
     let cluster = Cluster::start(None).expect("start a coordinator and an agent");
@@ -905,7 +995,6 @@ fn matrixone_answers_come_back_on_one_line() {
 }
 
 #[test]
-#[ignore = "needs mo-sim PITR (branch mosim)"]
 fn passwords_from_the_environment_and_a_file() {
     let s = Scene::new();
     std::fs::create_dir_all(&s.br.cwd).unwrap();

@@ -931,4 +931,15 @@ fn cluster_snapshots_shown_with_cluster_sys_and_restored_whole() {
         &["--sname", "sp_cluster"],
         "MatrixOne: internal error: snapshot sp_cluster does not exist",
     );
+
+    // A server of before 2025-11: `RESTORE CLUSTER FROM SNAPSHOT sp`.
+    let old = Scene::new("old");
+    old.ok("create", DUMP, &["--level", "cluster", "--sname", "spc"]);
+    old.ok("restore", DUMP, &["--sname", "spc"]);
+    let r = old.sim.restores();
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0].level.as_str(), r[0].grammar.as_str()),
+        ("cluster", "old")
+    );
 }

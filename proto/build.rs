@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "mobr.common.S3Storage",
             "mobr.coordinator.MoLogin",
             "mobr.coordinator.SnapshotRequest",
+            "mobr.coordinator.PitrRequest",
             "mobr.coordinator.BackupRequest",
             "mobr.coordinator.ListRequest",
             "mobr.coordinator.CheckRequest",

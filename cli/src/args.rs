@@ -81,6 +81,9 @@ pub enum Command {
     /// Manage snapshots
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Manage point-in-time recovery (PITR) ranges
+    #[command(subcommand)]
+    Pitr(PitrCommand),
     /// Certificates and tokens for a mo-br cluster with TLS
     #[command(subcommand)]
     Certs(CertsCommand),
@@ -461,6 +464,9 @@ pub struct SnapshotCreateArgs {
 pub struct SnapshotShowArgs {
     #[command(flatten)]
     pub conn: ConnFlags,
+    /// sys: only cluster level snapshots (only the value sys has an effect)
+    #[arg(long, value_name = "string")]
+    pub cluster: Option<String>,
     /// Tenant name to filter, for sys administrators only
     #[arg(long, value_name = "string")]
     pub account: Option<String>,
@@ -534,6 +540,156 @@ pub struct SnapshotRestoreArgs {
     /// `restore_grammar` in the config file)
     #[arg(long, value_name = "string")]
     pub restore_grammar: Option<String>,
+}
+
+// `mo_br pitr ...`: the flags of mo_br-newer-commands.md. Values are
+// taken as text and checked by `pitr.rs`, so that a wrong one is a one-line
+// usage error like every other (clap's own are several lines).
+
+#[derive(Debug, Subcommand)]
+#[command(rename_all = "snake_case")]
+pub enum PitrCommand {
+    /// Create a PITR
+    Create(PitrCreateArgs),
+    /// Show PITRs
+    Show(PitrShowArgs),
+    /// Change a PITR's range
+    Alter(PitrAlterArgs),
+    /// Restore from a PITR as of a time
+    Restore(PitrRestoreArgs),
+    /// Drop a PITR
+    Drop(PitrDropArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(rename_all = "snake_case")]
+pub struct PitrCreateArgs {
+    #[command(flatten)]
+    pub conn: ConnFlags,
+    /// PITR name
+    #[arg(long, value_name = "string")]
+    pub pname: Option<String>,
+    /// Scope of the PITR: cluster (sys only), account (default), database
+    /// (with --database) or table (with --database and --table)
+    #[arg(long, value_name = "string")]
+    pub level: Option<String>,
+    /// Tenant the PITR is for (only sys may name another tenant)
+    #[arg(long, value_name = "string")]
+    pub account: Option<String>,
+    /// Database of a database or table level PITR
+    #[arg(long, value_name = "string")]
+    pub database: Option<String>,
+    /// Table of a table level PITR
+    #[arg(long, value_name = "string")]
+    pub table: Option<String>,
+    /// Length of the range, 1 to 100 units
+    #[arg(long, value_name = "int", allow_hyphen_values = true)]
+    pub rangevalue: Option<String>,
+    /// Unit of the range: h, d, mo or y (default "d")
+    #[arg(long, value_name = "string")]
+    pub rangeunit: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(rename_all = "snake_case")]
+pub struct PitrShowArgs {
+    #[command(flatten)]
+    pub conn: ConnFlags,
+    /// sys: only cluster level PITRs (only the value sys has an effect)
+    #[arg(long, value_name = "string")]
+    pub cluster: Option<String>,
+    /// Tenant name to filter, for sys administrators only
+    #[arg(long, value_name = "string")]
+    pub account: Option<String>,
+    /// Database name to filter
+    #[arg(long, value_name = "string")]
+    pub database: Option<String>,
+    /// Table name to filter
+    #[arg(long, value_name = "string")]
+    pub table: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(rename_all = "snake_case")]
+pub struct PitrAlterArgs {
+    #[command(flatten)]
+    pub conn: ConnFlags,
+    /// Name of the PITR to change
+    #[arg(long, value_name = "string")]
+    pub pname: Option<String>,
+    /// New length of the range, 1 to 100 units
+    #[arg(long, value_name = "int", allow_hyphen_values = true)]
+    pub rangevalue: Option<String>,
+    /// New unit of the range: h, d, mo or y (default "d")
+    #[arg(long, value_name = "string")]
+    pub rangeunit: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(rename_all = "snake_case")]
+pub struct PitrRestoreArgs {
+    #[command(flatten)]
+    pub conn: ConnFlags,
+    /// Name of the PITR to restore from
+    #[arg(long, value_name = "string")]
+    pub pname: Option<String>,
+    /// The time to restore to, "YYYY-MM-DD HH:MM:SS[.ffffff]", inside the
+    /// PITR's range
+    #[arg(long, value_name = "string")]
+    pub timestamp: Option<String>,
+    /// sys: restore the whole cluster
+    #[arg(long, value_name = "string")]
+    pub cluster: Option<String>,
+    /// The tenant to restore (default: the user's own)
+    #[arg(long, value_name = "string")]
+    pub account: Option<String>,
+    /// Database to restore
+    #[arg(long, value_name = "string")]
+    pub database: Option<String>,
+    /// Table to restore (with --database)
+    #[arg(long, value_name = "string")]
+    pub table: Option<String>,
+    /// Newly created tenant to restore into (sys only)
+    #[arg(long, value_name = "string")]
+    pub new_account: Option<String>,
+    /// Tenant manager of the new tenant
+    #[arg(long, value_name = "string")]
+    pub new_admin_name: Option<String>,
+    /// Tenant administrator password of the new tenant
+    #[arg(long, value_name = "string")]
+    pub new_admin_password: Option<String>,
+    /// A file holding --new_admin_password (keeps it out of `ps` and shell history)
+    #[arg(long, value_name = "path", conflicts_with = "new_admin_password")]
+    pub new_admin_password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(rename_all = "snake_case")]
+pub struct PitrDropArgs {
+    #[command(flatten)]
+    pub conn: ConnFlags,
+    /// Name of the PITR to drop
+    #[arg(long, value_name = "string")]
+    pub pname: Option<String>,
+}
+
+impl PitrCommand {
+    fn read_secret_files(&mut self) -> Result<(), UsageError> {
+        match self {
+            PitrCommand::Create(a) => a.conn.read_secret_files(),
+            PitrCommand::Show(a) => a.conn.read_secret_files(),
+            PitrCommand::Alter(a) => a.conn.read_secret_files(),
+            PitrCommand::Drop(a) => a.conn.read_secret_files(),
+            PitrCommand::Restore(a) => {
+                a.conn.read_secret_files()?;
+                read_secret(
+                    &mut a.new_admin_password,
+                    &a.new_admin_password_file,
+                    "new_admin_password",
+                )
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -729,6 +885,7 @@ impl Cli {
                     )
                 }
             },
+            Some(Command::Pitr(c)) => c.read_secret_files(),
             Some(Command::Completion(_) | Command::Certs(_)) | None => Ok(()),
         }
     }

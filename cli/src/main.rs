@@ -21,6 +21,7 @@ mod job;
 mod list;
 mod location;
 mod logging;
+mod pitr;
 mod progress;
 mod render;
 mod restore;
@@ -92,6 +93,7 @@ fn run(mut cli: Cli) -> anyhow::Result<u8> {
                 Command::Delete(a) => delete::run(a, &settings).await,
                 Command::Restore(a) => restore::run(a, &settings, &cwd).await,
                 Command::Snapshot(c) => snapshot::run(c, &settings).await,
+                Command::Pitr(c) => pitr::run(c, &settings).await,
                 Command::Completion(_) | Command::Certs(_) => unreachable!("handled above"),
             }
         };

@@ -95,17 +95,33 @@ pub fn request(
             sname: required("--sname", &a.sname)?,
             ..Default::default()
         },
-        SnapshotCommand::Show(a) => SnapshotRequest {
-            login: Some(login(&a.conn, env_password)?),
-            op: SnapshotOp::Show.into(),
-            account: opt(&a.account),
-            db: opt(&a.db),
-            table: opt(&a.table),
-            sname: opt(&a.sname),
-            begin_ts: opt(&a.begin_ts),
-            end_ts: opt(&a.end_ts),
-            ..Default::default()
-        },
+        SnapshotCommand::Show(a) => {
+            // Only the value sys has an effect (mo_br-newer-commands.md).
+            let cluster = given(&a.cluster).is_some_and(|c| c.eq_ignore_ascii_case("sys"));
+            if cluster {
+                for (flag, v) in [
+                    ("--account", &a.account),
+                    ("--db", &a.db),
+                    ("--table", &a.table),
+                ] {
+                    if given(v).is_some() {
+                        return Err(usage!("--cluster sys shows cluster level snapshots, which name no account, database or table: drop {flag}"));
+                    }
+                }
+            }
+            SnapshotRequest {
+                login: Some(login(&a.conn, env_password)?),
+                op: SnapshotOp::Show.into(),
+                account: opt(&a.account),
+                db: opt(&a.db),
+                table: opt(&a.table),
+                sname: opt(&a.sname),
+                begin_ts: opt(&a.begin_ts),
+                end_ts: opt(&a.end_ts),
+                cluster,
+                ..Default::default()
+            }
+        }
         SnapshotCommand::Drop(a) => SnapshotRequest {
             login: Some(login(&a.conn, env_password)?),
             op: SnapshotOp::Drop.into(),
@@ -288,6 +304,27 @@ mod tests {
         assert!(parse(&["mo_br", "snapshot", "show"], "", None).is_err());
         assert!(parse(&["mo_br", "snapshot", "drop", "--user", "dump"], "", None).is_err());
         assert!(parse(&["mo_br", "snapshot", "create", "--user", "dump"], "", None).is_err());
+    }
+
+    #[test]
+    fn show_cluster_only_with_sys() {
+        let show = |extra: &[&str]| {
+            let mut argv = vec!["mo_br", "snapshot", "show", "--user", "dump"];
+            argv.extend_from_slice(extra);
+            parse(&argv, "", None)
+        };
+        assert!(show(&["--cluster", "sys"]).unwrap().cluster);
+        assert!(show(&["--cluster", "SYS"]).unwrap().cluster);
+        assert!(
+            !show(&["--cluster", "acc1"]).unwrap().cluster,
+            "only sys has an effect"
+        );
+        assert!(!show(&[]).unwrap().cluster);
+        assert!(show(&["--cluster", "sys", "--sname", "sp"]).is_ok());
+        assert_eq!(
+            show(&["--cluster", "sys", "--db", "d"]).unwrap_err().0,
+            "--cluster sys shows cluster level snapshots, which name no account, database or table: drop --db"
+        );
     }
 
     #[test]

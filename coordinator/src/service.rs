@@ -17,8 +17,8 @@ use mo_br_proto::coordinator::coordinator_server::Coordinator as CoordinatorApi;
 use mo_br_proto::coordinator::registry_server::Registry;
 use mo_br_proto::coordinator::{
     job_event, AgentHeartbeat, AgentRegistration, AttachRequest, BackupRequest, CheckRequest,
-    DeleteRequest, Finished, InspectReply, InspectRequest, JobEvent, ListRequest, Progress,
-    RegistryReply, RestoreRequest, SnapshotRequest, Started,
+    DeleteRequest, Finished, InspectReply, InspectRequest, JobEvent, ListRequest, PitrRequest,
+    Progress, RegistryReply, RestoreRequest, SnapshotRequest, Started,
 };
 use mo_br_security::auth::MethodPolicy;
 use mo_br_security::{Caller, Permission};
@@ -73,8 +73,8 @@ async fn route(c: &Coordinator, forwarded: bool) -> Result<Option<String>, Statu
 }
 
 /// Who may call what. Operators (and replicas forwarding their calls) may
-/// do anything; readers only look; agents only register. Snapshot's own
-/// operations are told apart in its handler.
+/// do anything; readers only look; agents only register. Snapshot's and
+/// Pitr's own operations are told apart in their handlers.
 pub(crate) fn policy() -> MethodPolicy {
     use Permission::{Mutate, Read, Register};
     let cli = [
@@ -86,6 +86,7 @@ pub(crate) fn policy() -> MethodPolicy {
         ("Attach", Mutate, "follow a backup"),
         ("Inspect", Read, "inspect a replica"),
         ("Snapshot", Read, "use snapshots"),
+        ("Pitr", Read, "use PITRs"),
     ];
     let registry = [
         ("Register", Register, "register an agent"),
@@ -189,6 +190,7 @@ impl CoordinatorApi for CoordinatorService {
     type RestoreStream = JobStream;
     type AttachStream = JobStream;
     type SnapshotStream = JobStream;
+    type PitrStream = JobStream;
 
     async fn backup(&self, r: Request<BackupRequest>) -> Result<Response<JobStream>, Status> {
         serve_job!(self, r, backup, JobKind::Backup, jobs::backup::run)
@@ -230,6 +232,29 @@ impl CoordinatorApi for CoordinatorService {
             Ok(Op::Create) | Err(_) => JobKind::Backup,
         };
         serve_job!(self, r, snapshot, kind, jobs::snapshot::run)
+    }
+
+    async fn pitr(&self, r: Request<PitrRequest>) -> Result<Response<JobStream>, Status> {
+        use jobs::pitr::Op as PitrOp;
+        let op = PitrOp::from_wire(r.get_ref().op);
+        // Showing is reading; everything else changes things.
+        if !matches!(op, Ok(PitrOp::Show)) {
+            if let Some(role) = Caller::from_request(&r).and_then(|c| c.role()) {
+                if !role.may(Permission::Mutate) {
+                    return Err(Status::permission_denied(format!(
+                        "role {role} may not create, alter, drop or restore PITRs"
+                    )));
+                }
+            }
+        }
+        // Counted with the job kind closest to what the statement does.
+        let kind = match op {
+            Ok(PitrOp::Show) => JobKind::List,
+            Ok(PitrOp::Drop) => JobKind::Delete,
+            Ok(PitrOp::Restore) => JobKind::Restore,
+            Ok(PitrOp::Create | PitrOp::Alter) | Err(_) => JobKind::Backup,
+        };
+        serve_job!(self, r, pitr, kind, jobs::pitr::run)
     }
 
     async fn attach(&self, r: Request<AttachRequest>) -> Result<Response<JobStream>, Status> {

@@ -9,7 +9,9 @@ use mo_br_format::manifest;
 use mo_br_storage::{Credentials, Location, S3Location};
 
 use crate::common::{storage, FsStorage, S3Storage, Storage};
-use crate::coordinator::{BackupType, Consistency, RestoreGrammar, SnapshotLevel, SnapshotOp};
+use crate::coordinator::{
+    BackupType, Consistency, PitrLevel, PitrOp, PitrUnit, RestoreGrammar, SnapshotLevel, SnapshotOp,
+};
 
 /// A request that names no type asks for a full backup.
 impl From<BackupType> for manifest::BackupType {
@@ -165,6 +167,28 @@ impl std::fmt::Debug for crate::coordinator::SnapshotRequest {
             .field("new_admin_name", &self.new_admin_name)
             .field("new_admin_password", &"<redacted>")
             .field("grammar", &EnumField::<RestoreGrammar>::new(self.grammar))
+            .field("cluster", &self.cluster)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for crate::coordinator::PitrRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PitrRequest")
+            .field("login", &self.login)
+            .field("op", &EnumField::<PitrOp>::new(self.op))
+            .field("pname", &self.pname)
+            .field("level", &EnumField::<PitrLevel>::new(self.level))
+            .field("account", &self.account)
+            .field("database", &self.database)
+            .field("table", &self.table)
+            .field("range_value", &self.range_value)
+            .field("range_unit", &EnumField::<PitrUnit>::new(self.range_unit))
+            .field("cluster", &self.cluster)
+            .field("timestamp", &self.timestamp)
+            .field("new_account", &self.new_account)
+            .field("new_admin_name", &self.new_admin_name)
+            .field("new_admin_password", &"<redacted>")
             .finish()
     }
 }
@@ -258,6 +282,23 @@ mod tests {
             ..Default::default()
         };
         assert!(format!("{newer:?}").contains("backup_type: 9"));
+        let pitr = crate::coordinator::PitrRequest {
+            login: Some(crate::coordinator::MoLogin {
+                user: "dump".into(),
+                password: "PW-SECRET-6".into(),
+                ..Default::default()
+            }),
+            op: PitrOp::Restore.into(),
+            new_admin_password: "PW-SECRET-7".into(),
+            range_unit: PitrUnit::Month.into(),
+            ..Default::default()
+        };
+        let text = format!("{pitr:?}");
+        assert!(
+            text.contains("op: Restore") && text.contains("range_unit: Month"),
+            "{text}"
+        );
+        assert!(!text.contains("SECRET"), "{text}");
     }
 
     #[test]

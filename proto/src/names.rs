@@ -4,7 +4,9 @@
 //! coordinator says in its messages cannot drift apart.
 
 use crate::common::ProblemKind;
-use crate::coordinator::{BackupState, BackupType, Consistency, RestoreGrammar, SnapshotLevel};
+use crate::coordinator::{
+    BackupState, BackupType, Consistency, PitrLevel, PitrUnit, RestoreGrammar, SnapshotLevel,
+};
 
 /// A wire enum with user-facing words.
 pub trait Named: Copy + TryFrom<i32> + 'static {
@@ -130,6 +132,56 @@ impl Named for RestoreGrammar {
     }
 }
 
+impl Named for PitrLevel {
+    const NAMED: &'static [Self] = &[
+        PitrLevel::Cluster,
+        PitrLevel::Account,
+        PitrLevel::Database,
+        PitrLevel::Table,
+    ];
+
+    /// Unspecified is inferred from the names given, so it has no word.
+    fn name(self) -> &'static str {
+        match self {
+            PitrLevel::Unspecified => "",
+            PitrLevel::Cluster => "cluster",
+            PitrLevel::Account => "account",
+            PitrLevel::Database => "database",
+            PitrLevel::Table => "table",
+        }
+    }
+
+    /// The same synonyms as snapshot levels, so both commands take the
+    /// same words.
+    fn aliases(self) -> &'static [&'static str] {
+        match self {
+            PitrLevel::Account => &["tenant"],
+            PitrLevel::Database => &["db"],
+            _ => &[],
+        }
+    }
+}
+
+/// MatrixOne's own unit words: they go into `RANGE n '<unit>'` as they
+/// are, and MatrixOne refuses any other (`invalid pitr unit day`).
+impl Named for PitrUnit {
+    const NAMED: &'static [Self] = &[
+        PitrUnit::Hour,
+        PitrUnit::Day,
+        PitrUnit::Month,
+        PitrUnit::Year,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            PitrUnit::Hour => "h",
+            PitrUnit::Unspecified | PitrUnit::Day => "d",
+            PitrUnit::Month => "mo",
+            PitrUnit::Year => "y",
+        }
+    }
+}
+
 impl Named for ProblemKind {
     const NAMED: &'static [Self] = &[
         ProblemKind::Missing,
@@ -173,6 +225,9 @@ mod tests {
         assert_eq!(SnapshotLevel::parse("db"), Some(SnapshotLevel::Database));
         assert_eq!(RestoreGrammar::parse("OLD"), Some(RestoreGrammar::Old));
         assert_eq!(RestoreGrammar::parse("new"), None);
+        assert_eq!(PitrUnit::parse("MO"), Some(PitrUnit::Month));
+        assert_eq!(PitrUnit::parse("day"), None, "MatrixOne's words only");
+        assert_eq!(PitrLevel::parse("db"), Some(PitrLevel::Database));
     }
 
     #[test]
@@ -195,5 +250,7 @@ mod tests {
             "cluster, account, database or table"
         );
         assert_eq!(RestoreGrammar::choices(), "auto, current or old");
+        assert_eq!(PitrUnit::choices(), "h, d, mo or y");
+        assert_eq!(PitrUnit::Unspecified.name(), "d", "days by default");
     }
 }

@@ -857,3 +857,89 @@ fn through_a_remote_coordinator() {
     );
     assert!(!Path::new(&dir.path().join("cwd/mo_br.meta")).exists());
 }
+
+#[test]
+fn cluster_snapshots_shown_with_cluster_sys_and_restored_whole() {
+    let s = Scene::new("both");
+    s.ok(
+        "create",
+        DUMP,
+        &["--level", "cluster", "--sname", "sp_cluster"],
+    );
+    s.ok("create", DUMP, &["--sname", "sp_sys"]);
+    assert_eq!(names(&s.show(DUMP, &["--cluster", "sys"])), ["sp_cluster"]);
+    assert_eq!(
+        names(&s.show(DUMP, &["--cluster", "acc1"])),
+        ["sp_cluster", "sp_sys"],
+        "only the value sys has an effect"
+    );
+    s.fails(
+        "show",
+        ACC1,
+        &["--cluster", "sys"],
+        "only the sys tenant can show cluster level snapshots (--cluster sys)",
+    );
+    s.fails(
+        "create",
+        DUMP,
+        &["--level", "cluster", "--account", "sys", "--sname", "sp2"],
+        "--account does not apply to a cluster level snapshot",
+    );
+    let out = s.run("show", DUMP, &["--cluster", "sys", "--db", "db1"]);
+    assert_eq!(out.status.and_then(|s| s.code()), Some(2), "{out}");
+    assert_eq!(
+        out.stderr_lines(),
+        ["mo_br: --cluster sys shows cluster level snapshots, which name no account, database or table: drop --db"]
+    );
+
+    // Tables go in two accounts; restoring the cluster snapshot, naming
+    // nothing else, brings both back.
+    s.sim.sys(&["drop table db1.t1"]);
+    s.sim
+        .sql("acc1#admin", "111", &["drop table adb.at"])
+        .expect("drop adb.at");
+    let out = s.ok("restore", DUMP, &["--sname", "sp_cluster"]);
+    assert!(
+        out.stdout
+            .contains("snapshot sp_cluster restored (the whole cluster)"),
+        "{out}"
+    );
+    assert_eq!(s.sim.sys(&["show tables from db1"]), [["t1"], ["t2"]]);
+    let t = s
+        .sim
+        .sql("acc1#admin", "111", &["show tables from adb"])
+        .unwrap();
+    assert_eq!(t, [["at"]]);
+    // An account snapshot, named alone, still restores the user's account.
+    s.ok("restore", DUMP, &["--sname", "sp_sys"]);
+    let r = s.sim.restores();
+    let got: Vec<[&str; 4]> = r
+        .iter()
+        .map(|r| [r.level.as_str(), &r.snapshot, &r.snapshot_level, &r.account])
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ["cluster", "sp_cluster", "cluster", ""],
+            ["account", "sp_sys", "account", "sys"],
+        ]
+    );
+    // A tenant cannot: MatrixOne says so.
+    s.fails(
+        "restore",
+        ACC1,
+        &["--sname", "sp_cluster"],
+        "MatrixOne: internal error: snapshot sp_cluster does not exist",
+    );
+
+    // A server of before 2025-11: `RESTORE CLUSTER FROM SNAPSHOT sp`.
+    let old = Scene::new("old");
+    old.ok("create", DUMP, &["--level", "cluster", "--sname", "spc"]);
+    old.ok("restore", DUMP, &["--sname", "spc"]);
+    let r = old.sim.restores();
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0].level.as_str(), r[0].grammar.as_str()),
+        ("cluster", "old")
+    );
+}

@@ -7,6 +7,7 @@ pub mod backup;
 pub mod check;
 pub mod delete;
 pub mod list;
+pub mod pitr;
 pub mod restore;
 pub mod shards;
 pub mod snapshot;

@@ -8,7 +8,8 @@
 //!   FOR DATABASE db | FOR TABLE db tbl`
 //! - show: `SHOW SNAPSHOTS [WHERE ACCOUNT_NAME = '..' AND DATABASE_NAME = '..'
 //!   AND TABLE_NAME = '..' AND SNAPSHOT_NAME = '..' AND TIMESTAMP >= '..' AND
-//!   TIMESTAMP <= '..']`
+//!   TIMESTAMP <= '..']` (`--cluster sys`: `SNAPSHOT_LEVEL = 'cluster'`
+//!   first)
 //! - drop: `DROP SNAPSHOT sp`
 //! - restore, current grammar: `RESTORE ACCOUNT acc {SNAPSHOT = 'sp'}`,
 //!   `RESTORE DATABASE [acc.]db {SNAPSHOT = 'sp'}`,
@@ -17,6 +18,10 @@
 //!   `RESTORE ACCOUNT acc [DATABASE db [TABLE tbl]] FROM SNAPSHOT sp
 //!   [TO ACCOUNT acc2]`. With a new account, first
 //!   `CREATE ACCOUNT acc2 ADMIN_NAME 'admin' IDENTIFIED BY 'pwd'`.
+//! - restore naming no account, database, table or new account, of a
+//!   snapshot `SHOW SNAPSHOTS` lists as cluster level: the whole cluster,
+//!   `RESTORE CLUSTER {SNAPSHOT = 'sp'}` (old grammar:
+//!   `RESTORE CLUSTER FROM SNAPSHOT sp`).
 
 use mo_br_proto::coordinator::{
     job_event, Finished, RestoreGrammar, SnapshotLevel, SnapshotOp, SnapshotRequest,
@@ -278,6 +283,15 @@ fn check_ts(flag: &str, ts: &str) -> Result<()> {
 
 pub fn show_sql(req: &SnapshotRequest, login: &MoLogin) -> Result<String> {
     let mut conds = Vec::new();
+    if req.cluster {
+        // A tenant's SHOW SNAPSHOTS never lists them: say why it is empty.
+        if !login.is_sys() {
+            return Err(Error::InvalidArgument(
+                "only the sys tenant can show cluster level snapshots (--cluster sys)".into(),
+            ));
+        }
+        conds.push(format!("SNAPSHOT_LEVEL = {}", quote("cluster")));
+    }
     if let Some(a) = opt(&req.account) {
         matrixone::check_name("--account", a)?;
         if !login.is_sys() && !a.eq_ignore_ascii_case(login.account()) {
@@ -315,7 +329,13 @@ pub fn show_sql(req: &SnapshotRequest, login: &MoLogin) -> Result<String> {
 /// The rows of `SHOW SNAPSHOTS` as mo_br prints them: each cell padded to
 /// its column's width and followed by a tab, headers centred.
 pub fn render(rows: &[Vec<String>]) -> Vec<String> {
-    let mut widths: Vec<usize> = SHOW_HEADER.iter().map(|h| h.chars().count()).collect();
+    render_table(&SHOW_HEADER, rows)
+}
+
+/// A table as mo_br prints `show`s (snapshots, PITRs): each cell padded to
+/// its column's width and followed by a tab, headers centred.
+pub fn render_table(head: &[&str], rows: &[Vec<String>]) -> Vec<String> {
+    let mut widths: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -323,7 +343,7 @@ pub fn render(rows: &[Vec<String>]) -> Vec<String> {
     }
     let mut out = Vec::with_capacity(rows.len() + 1);
     let mut header = String::new();
-    for (h, w) in SHOW_HEADER.iter().zip(&widths) {
+    for (h, w) in head.iter().zip(&widths) {
         let gap = w - h.chars().count();
         let left = gap / 2;
         header.push_str(&" ".repeat(left));
@@ -352,6 +372,10 @@ pub struct RestorePlan {
     pub create_account: Option<(String, String)>,
     pub current: String,
     pub old: String,
+    /// The whole cluster's statements (current and old grammar), used
+    /// instead when the request names nothing and the snapshot turns out
+    /// to be a cluster level one.
+    pub cluster: Option<(String, String)>,
     pub grammar: Grammar,
     /// The new account's admin password, to keep it out of error messages.
     pub new_password: String,
@@ -369,6 +393,7 @@ impl std::fmt::Debug for RestorePlan {
             )
             .field("current", &self.current)
             .field("old", &self.old)
+            .field("cluster", &self.cluster)
             .field("grammar", &self.grammar)
             .field("what", &self.what)
             .finish()
@@ -420,17 +445,7 @@ pub fn restore_plan(req: &SnapshotRequest, login: &MoLogin) -> Result<RestorePla
                     "a new account needs its admin's password (--new_admin_password)".into(),
                 ));
             }
-            let acc2_ident = ident("--new_account", acc2)?;
-            matrixone::check_name("--new_admin_name", admin)?;
-            Some((
-                acc2_ident,
-                format!(
-                    "CREATE ACCOUNT {} ADMIN_NAME {} IDENTIFIED BY {}",
-                    ident("--new_account", acc2)?,
-                    quote(admin),
-                    quote(pwd)
-                ),
-            ))
+            Some(create_account_sql(acc2, admin, pwd)?)
         }
     };
     let to = match &create_account {
@@ -464,11 +479,22 @@ pub fn restore_plan(req: &SnapshotRequest, login: &MoLogin) -> Result<RestorePla
         }
     }
     old.push_str(&format!(" FROM SNAPSHOT {sp}{to}"));
+    // Only a request that names nothing may mean the cluster; which it is
+    // depends on the snapshot, looked up when restoring.
+    let names_nothing =
+        explicit_account.is_none() && db.is_none() && table.is_none() && create_account.is_none();
+    let cluster = names_nothing.then(|| {
+        (
+            format!("RESTORE CLUSTER {at}"),
+            format!("RESTORE CLUSTER FROM SNAPSHOT {sp}"),
+        )
+    });
     Ok(RestorePlan {
         sname: sp,
         create_account,
         current,
         old,
+        cluster,
         grammar,
         new_password: if new_account.is_some() {
             pwd.clone()
@@ -482,7 +508,17 @@ pub fn restore_plan(req: &SnapshotRequest, login: &MoLogin) -> Result<RestorePla
 /// Runs a restore plan; returns the summary.
 async fn restore(conn: &mut MoConn, plan: &RestorePlan, events: &Events) -> Result<String> {
     let Some((acc2, create)) = &plan.create_account else {
-        restore_statement(conn, plan).await?;
+        if let Some((current, old)) = &plan.cluster {
+            let level = snapshot_level(conn, &plan.sname).await?;
+            if level.is_some_and(|l| l.eq_ignore_ascii_case("cluster")) {
+                restore_statement(conn, plan.grammar, current, old).await?;
+                return Ok(format!(
+                    "snapshot {} restored (the whole cluster)",
+                    plan.sname
+                ));
+            }
+        }
+        restore_statement(conn, plan.grammar, &plan.current, &plan.old).await?;
         return Ok(format!("snapshot {} restored ({})", plan.sname, plan.what));
     };
     // The snapshot must be there before an account is made for it.
@@ -498,16 +534,9 @@ async fn restore(conn: &mut MoConn, plan: &RestorePlan, events: &Events) -> Resu
             plan.sname
         )));
     }
-    conn.exec(create).await.map_err(|e| match e {
-        // A parse error quotes the statement: keep the password out of it.
-        Error::MatrixOne { code, message } if !plan.new_password.is_empty() => Error::MatrixOne {
-            code,
-            message: message.replace(&plan.new_password, "<redacted>"),
-        },
-        e => e,
-    })?;
+    create_account(conn, create, &plan.new_password).await?;
     line(events, format!("account {acc2} created")).await;
-    if let Err(e) = restore_statement(conn, plan).await {
+    if let Err(e) = restore_statement(conn, plan.grammar, &plan.current, &plan.old).await {
         // Leave nothing behind: the account was made for this restore only.
         match conn.exec(&format!("DROP ACCOUNT {acc2}")).await {
             Ok(()) => {
@@ -527,19 +556,61 @@ async fn restore(conn: &mut MoConn, plan: &RestorePlan, events: &Events) -> Resu
     ))
 }
 
-/// The restore statement in the grammar asked for; `auto` tries the current
+/// The level `SHOW SNAPSHOTS` lists a snapshot with (`cluster`,
+/// `account`, ...); `None` when it does not list it.
+async fn snapshot_level(conn: &mut MoConn, sname: &str) -> Result<Option<String>> {
+    let rows = conn
+        .rows(&format!(
+            "SHOW SNAPSHOTS WHERE SNAPSHOT_NAME = {}",
+            quote(sname.trim_matches('`'))
+        ))
+        .await?;
+    Ok(rows.into_iter().next().and_then(|r| r.into_iter().nth(2)))
+}
+
+/// `CREATE ACCOUNT acc2 ADMIN_NAME 'admin' IDENTIFIED BY 'pwd'` for a
+/// restore into a new account, and the account as an identifier.
+pub fn create_account_sql(acc2: &str, admin: &str, pwd: &str) -> Result<(String, String)> {
+    let acc2 = ident("--new_account", acc2)?;
+    matrixone::check_name("--new_admin_name", admin)?;
+    let sql = format!(
+        "CREATE ACCOUNT {acc2} ADMIN_NAME {} IDENTIFIED BY {}",
+        quote(admin),
+        quote(pwd)
+    );
+    Ok((acc2, sql))
+}
+
+/// Runs a `CREATE ACCOUNT` built by [`create_account_sql`]. A parse error
+/// quotes the statement: the password is taken out of MatrixOne's answer.
+pub async fn create_account(conn: &mut MoConn, sql: &str, password: &str) -> Result<()> {
+    conn.exec(sql).await.map_err(|e| match e {
+        Error::MatrixOne { code, message } if !password.is_empty() => Error::MatrixOne {
+            code,
+            message: message.replace(password, "<redacted>"),
+        },
+        e => e,
+    })
+}
+
+/// A restore statement in the grammar asked for; `auto` tries the current
 /// grammar and falls back to the old one when the server cannot parse it.
-async fn restore_statement(conn: &mut MoConn, plan: &RestorePlan) -> Result<()> {
-    match plan.grammar {
-        Grammar::Current => conn.exec(&plan.current).await,
-        Grammar::Old => conn.exec(&plan.old).await,
-        Grammar::Auto => match conn.exec(&plan.current).await {
+async fn restore_statement(
+    conn: &mut MoConn,
+    grammar: Grammar,
+    current: &str,
+    old: &str,
+) -> Result<()> {
+    match grammar {
+        Grammar::Current => conn.exec(current).await,
+        Grammar::Old => conn.exec(old).await,
+        Grammar::Auto => match conn.exec(current).await {
             Ok(()) => Ok(()),
             Err(f) if matrixone::is_syntax(&f) => {
                 tracing::info!(
                     "MatrixOne does not parse the current restore grammar ({f}); trying the old one"
                 );
-                match conn.exec(&plan.old).await {
+                match conn.exec(old).await {
                     Ok(()) => Ok(()),
                     // Neither parses: the first answer says more.
                     Err(g) if matrixone::is_syntax(&g) => Err(f),
@@ -657,6 +728,18 @@ mod tests {
         );
         r.end_ts = "now' or 1=1".into();
         assert!(show_sql(&r, &login("dump")).is_err());
+
+        let mut r = req(SnapshotOp::Show);
+        r.sname.clear();
+        r.cluster = true;
+        assert_eq!(
+            show_sql(&r, &login("dump")).unwrap(),
+            "SHOW SNAPSHOTS WHERE SNAPSHOT_LEVEL = 'cluster'"
+        );
+        assert_eq!(
+            show_sql(&r, &login("acc1#admin")).unwrap_err().to_string(),
+            "only the sys tenant can show cluster level snapshots (--cluster sys)"
+        );
     }
 
     #[test]
@@ -703,7 +786,16 @@ mod tests {
         assert_eq!(p.current, "RESTORE ACCOUNT sys {SNAPSHOT = 'sp1'}");
         assert_eq!(p.old, "RESTORE ACCOUNT sys FROM SNAPSHOT sp1");
         assert!(p.create_account.is_none());
+        // Naming nothing: the whole cluster if the snapshot is a cluster one.
+        assert_eq!(
+            p.cluster,
+            Some((
+                "RESTORE CLUSTER {SNAPSHOT = 'sp1'}".to_string(),
+                "RESTORE CLUSTER FROM SNAPSHOT sp1".to_string()
+            ))
+        );
         r.account = "sys".into();
+        assert!(restore_plan(&r, &dump).unwrap().cluster.is_none());
         r.db = "db1".into();
         let p = restore_plan(&r, &dump).unwrap();
         assert_eq!(p.current, "RESTORE DATABASE sys.db1 {SNAPSHOT = 'sp1'}");

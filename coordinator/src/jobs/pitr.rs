@@ -31,7 +31,7 @@
 use mo_br_proto::coordinator::{job_event, Finished, PitrLevel, PitrOp, PitrRequest, PitrUnit};
 use mo_br_proto::names::Named;
 
-use crate::jobs::snapshot::{create_account, create_account_sql, render_table};
+use crate::jobs::snapshot::{create_account, new_account_sql, render_table, NewAccount};
 use crate::jobs::{emit, line, wire_enum, Events};
 use crate::matrixone::{self, ident, quote, MoConn, MoLogin};
 use crate::{Coordinator, Error, Result};
@@ -496,40 +496,15 @@ pub fn restore_plan(req: &PitrRequest, login: &MoLogin) -> Result<RestorePlan> {
             "restoring a table needs its database (--database) as well as --table".into(),
         ));
     }
-    let create_account = match new_account {
-        None => {
-            if admin.is_some() || !pwd.is_empty() {
-                return Err(Error::InvalidArgument(
-                    "--new_admin_name and --new_admin_password go with --new_account".into(),
-                ));
-            }
-            None
-        }
-        Some(acc2) => {
-            if !login.is_sys() {
-                return Err(Error::FailedPrecondition(
-                    "only the sys tenant can restore to a new account".into(),
-                ));
-            }
-            if db.is_some() {
-                return Err(Error::InvalidArgument(
-                    "only an account level restore can go to a new account: drop --database and --table"
-                        .into(),
-                ));
-            }
-            let Some(admin) = admin else {
-                return Err(Error::InvalidArgument(
-                    "a new account needs its admin's name (--new_admin_name)".into(),
-                ));
-            };
-            if pwd.is_empty() {
-                return Err(Error::InvalidArgument(
-                    "a new account needs its admin's password (--new_admin_password)".into(),
-                ));
-            }
-            Some(create_account_sql(acc2, admin, pwd)?)
-        }
-    };
+    let create_account = new_account_sql(
+        login,
+        NewAccount {
+            name: new_account,
+            admin,
+            password: pwd,
+        },
+        db.is_some().then_some("--database and --table"),
+    )?;
     let target = match (db, table) {
         _ if req.cluster => Target::Cluster,
         (Some(db), table) => {

@@ -414,40 +414,15 @@ pub fn restore_plan(req: &SnapshotRequest, login: &MoLogin) -> Result<RestorePla
             "restoring a table needs its database (--db) as well as --table".into(),
         ));
     }
-    let create_account = match new_account {
-        None => {
-            if admin.is_some() || !pwd.is_empty() {
-                return Err(Error::InvalidArgument(
-                    "--new_admin_name and --new_admin_password go with --new_account".into(),
-                ));
-            }
-            None
-        }
-        Some(acc2) => {
-            if !login.is_sys() {
-                return Err(Error::FailedPrecondition(
-                    "only the sys tenant can restore to a new account".into(),
-                ));
-            }
-            if db.is_some() {
-                return Err(Error::InvalidArgument(
-                    "only an account level restore can go to a new account: drop --db and --table"
-                        .into(),
-                ));
-            }
-            let Some(admin) = admin else {
-                return Err(Error::InvalidArgument(
-                    "a new account needs its admin's name (--new_admin_name)".into(),
-                ));
-            };
-            if pwd.is_empty() {
-                return Err(Error::InvalidArgument(
-                    "a new account needs its admin's password (--new_admin_password)".into(),
-                ));
-            }
-            Some(create_account_sql(acc2, admin, pwd)?)
-        }
-    };
+    let create_account = new_account_sql(
+        login,
+        NewAccount {
+            name: new_account,
+            admin,
+            password: pwd,
+        },
+        db.is_some().then_some("--db and --table"),
+    )?;
     let to = match &create_account {
         Some((acc2, _)) => format!(" TO ACCOUNT {acc2}"),
         None => String::new(),
@@ -570,6 +545,52 @@ async fn snapshot_level(conn: &mut MoConn, sname: &str) -> Result<Option<String>
 
 /// `CREATE ACCOUNT acc2 ADMIN_NAME 'admin' IDENTIFIED BY 'pwd'` for a
 /// restore into a new account, and the account as an identifier.
+/// `--new_account` with its admin, as typed.
+pub struct NewAccount<'a> {
+    pub name: Option<&'a str>,
+    pub admin: Option<&'a str>,
+    pub password: &'a str,
+}
+
+/// The `CREATE ACCOUNT` a restore into a new account runs first, or `None`
+/// when the restore goes to an existing one; refuses what cannot go to a
+/// new account (`below`: the flags naming a database or table, if given).
+pub fn new_account_sql(
+    login: &MoLogin,
+    new: NewAccount<'_>,
+    below: Option<&str>,
+) -> Result<Option<(String, String)>> {
+    let Some(acc2) = new.name else {
+        if new.admin.is_some() || !new.password.is_empty() {
+            return Err(Error::InvalidArgument(
+                "--new_admin_name and --new_admin_password go with --new_account".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    if !login.is_sys() {
+        return Err(Error::FailedPrecondition(
+            "only the sys tenant can restore to a new account".into(),
+        ));
+    }
+    if let Some(flags) = below {
+        return Err(Error::InvalidArgument(format!(
+            "only an account level restore can go to a new account: drop {flags}"
+        )));
+    }
+    let Some(admin) = new.admin else {
+        return Err(Error::InvalidArgument(
+            "a new account needs its admin's name (--new_admin_name)".into(),
+        ));
+    };
+    if new.password.is_empty() {
+        return Err(Error::InvalidArgument(
+            "a new account needs its admin's password (--new_admin_password)".into(),
+        ));
+    }
+    create_account_sql(acc2, admin, new.password).map(Some)
+}
+
 pub fn create_account_sql(acc2: &str, admin: &str, pwd: &str) -> Result<(String, String)> {
     let acc2 = ident("--new_account", acc2)?;
     matrixone::check_name("--new_admin_name", admin)?;

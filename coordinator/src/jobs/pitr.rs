@@ -28,11 +28,13 @@
 //!   (`CREATE ACCOUNT acc2 ADMIN_NAME 'admin' IDENTIFIED BY 'pwd'`) and is
 //!   the restore's target.
 
-use mo_br_proto::coordinator::{job_event, Finished, PitrLevel, PitrOp, PitrRequest, PitrUnit};
+use mo_br_proto::coordinator::{PitrLevel, PitrOp, PitrRequest, PitrUnit};
 use mo_br_proto::names::Named;
 
-use crate::jobs::snapshot::{create_account, new_account_sql, render_table, NewAccount};
-use crate::jobs::{emit, line, wire_enum, Events};
+use crate::jobs::snapshot::{
+    create_account, finish, new_account_sql, opt, render_table, NewAccount,
+};
+use crate::jobs::{line, wire_enum, Events};
 use crate::matrixone::{self, ident, quote, MoConn, MoLogin};
 use crate::{Coordinator, Error, Result};
 
@@ -158,22 +160,6 @@ pub async fn run(_c: &Coordinator, req: PitrRequest, events: &Events) -> Result<
     r?;
     finish(events, format!("pitr {} {done}", req.pname.trim())).await;
     Ok(())
-}
-
-async fn finish(events: &Events, summary: String) {
-    emit(
-        events,
-        job_event::Event::Finished(Finished {
-            backup: None,
-            problems: 0,
-            summary,
-        }),
-    )
-    .await;
-}
-
-fn opt(s: &str) -> Option<&str> {
-    Some(s.trim()).filter(|s| !s.is_empty())
 }
 
 fn pname(req: &PitrRequest) -> Result<String> {

@@ -176,7 +176,8 @@ pub async fn run(_c: &Coordinator, req: SnapshotRequest, events: &Events) -> Res
     Ok(())
 }
 
-async fn finish(events: &Events, summary: String) {
+/// Ends a SQL job with its one-line summary.
+pub(crate) async fn finish(events: &Events, summary: String) {
     emit(
         events,
         job_event::Event::Finished(Finished {
@@ -188,7 +189,8 @@ async fn finish(events: &Events, summary: String) {
     .await;
 }
 
-fn opt(s: &str) -> Option<&str> {
+/// A flag's value, `None` when absent or blank.
+pub(crate) fn opt(s: &str) -> Option<&str> {
     Some(s.trim()).filter(|s| !s.is_empty())
 }
 

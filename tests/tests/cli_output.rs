@@ -375,6 +375,19 @@ fn an_unknown_log_level_is_an_error() {
     }
 }
 
+/// The daemons too: `EnvFilter` alone takes `loud` for a target and logs
+/// nothing at all.
+#[test]
+fn the_daemons_refuse_an_unknown_log_level() {
+    for daemon in ["mo-br-agent", "mo-br-coordinator"] {
+        let mut cmd = Command::new(bin(daemon));
+        cmd.args(["--listen", "127.0.0.1:0", "--log_level", "loud"]);
+        let out = run_with_timeout(cmd, std::time::Duration::from_secs(20));
+        out.assert_failed(daemon);
+        assert!(out.stderr.contains("unknown --log_level \"loud\""), "{out}");
+    }
+}
+
 #[test]
 fn logs_carry_no_colour_codes() {
     let scene = Scene::new("cli-colour");

@@ -53,8 +53,9 @@ pub async fn run(c: &Coordinator, req: CheckRequest, events: &Events) -> Result<
     )
     .await;
 
-    // Sidecars of MatrixOne's metadata files and configs must agree with
-    // the manifest too: MatrixOne's own tools trust them.
+    // Problems the agents' verification cannot see: sidecars that disagree
+    // with the manifest (MatrixOne's own tools trust them), entries held by
+    // no backup of the chain.
     let extra = AtomicU64::new(0);
 
     // One pass per backup holding bytes: this one first, then its chain.

@@ -414,4 +414,29 @@ mod tests {
             ["incremental", "online", "failed"]
         );
     }
+
+    /// The order and spelling of MatrixOne's mo_br `check:` lines.
+    #[test]
+    fn metadata_in_mo_br_order_root_files_with_a_slash() {
+        let mut names = [
+            layout::TAE_SUM,
+            "mo_meta.extra",
+            layout::HK_DATA,
+            layout::TAE_LIST,
+            layout::MO_META,
+        ];
+        names.sort_by_key(|n| check_rank(n));
+        let shown: Vec<String> = names.iter().map(|n| check_name(n)).collect();
+        assert_eq!(
+            shown,
+            [
+                "/mo_meta",
+                "hakeeper/hk_data",
+                "tae/tae_list",
+                "tae/tae_sum",
+                "/mo_meta.extra"
+            ]
+        );
+        assert_eq!(check_name(layout::BACKUP_META), "/backup_meta");
+    }
 }

@@ -57,10 +57,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log_level))
-        .with_writer(std::io::stderr)
-        .init();
+    mo_br_telemetry::logs::init(&args.log_level)?;
     if let Some(addr) = &args.metrics_listen {
         let addr = mo_br_agent::metrics::install(addr)?;
         tracing::info!("metrics on http://{addr}/metrics");

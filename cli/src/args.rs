@@ -87,6 +87,16 @@ pub enum Command {
     /// Certificates and tokens for a mo-br cluster with TLS
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Write the man pages (mo_br.1, mo_br-backup.1, ...) into a directory
+    #[command(hide = true)]
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Directory to write them in (created if absent)
+    #[arg(long, value_name = "dir", default_value = "man")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -260,7 +270,7 @@ pub struct BackupArgs {
     #[arg(long, value_name = "string")]
     pub path: Option<PathBuf>,
     /// parallelism
-    #[arg(long, value_name = "int")]
+    #[arg(long, value_name = "int", value_parser = parallelism, allow_negative_numbers = true)]
     pub parallelism: Option<u32>,
     /// Specifies the location of the meta file (default "./mo_br.meta")
     #[arg(long, value_name = "string")]
@@ -325,9 +335,16 @@ pub struct ListArgs {
     /// Specifies the location of the meta file (default "./mo_br.meta")
     #[arg(long, value_name = "string")]
     pub meta_path: Option<PathBuf>,
-    /// Print the backups as JSON lines instead of a table
+    /// Print the backups as JSON lines instead of a table (every backup,
+    /// each with its kind and state)
     #[arg(long)]
     pub json: bool,
+    /// Also list the backups that are not complete (running or failed)
+    #[arg(long)]
+    pub all: bool,
+    /// Add the KIND (full or incremental, cold or online) and STATE columns
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Args)]
@@ -348,7 +365,7 @@ pub struct CheckArgs {
     #[arg(long, value_name = "string")]
     pub meta_path: Option<PathBuf>,
     /// parallelism
-    #[arg(long, value_name = "int")]
+    #[arg(long, value_name = "int", value_parser = parallelism, allow_negative_numbers = true)]
     pub parallelism: Option<u32>,
 }
 
@@ -412,7 +429,7 @@ pub struct RestoreArgs {
           default_missing_value = "true", default_value_t = false)]
     pub checksum: bool,
     /// parallelism
-    #[arg(long, value_name = "int")]
+    #[arg(long, value_name = "int", value_parser = parallelism, allow_negative_numbers = true)]
     pub parallelism: Option<u32>,
 }
 
@@ -692,6 +709,17 @@ impl PitrCommand {
     }
 }
 
+/// `--parallelism`: files copied at once, so at least one. Negative numbers
+/// are taken as values so that `-1` gets this message, not clap's
+/// "unexpected argument".
+fn parallelism(v: &str) -> Result<u32, String> {
+    match v.trim().parse::<i64>() {
+        Ok(n) if n >= 1 => u32::try_from(n).map_err(|_| format!("at most {}", u32::MAX)),
+        Ok(_) => Err("give 1 or more (files copied at once)".into()),
+        Err(_) => Err("not a whole number".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -759,6 +787,23 @@ mod tests {
             assert_eq!(new[0].as_deref(), Some("acc2"));
             assert_eq!(new[1].as_deref(), Some("admin"));
             assert_eq!(new[2].as_deref(), Some("111"));
+        }
+    }
+
+    #[test]
+    fn parallelism_is_one_or_more() {
+        let parse = |v: &str| Cli::try_parse_from(["mo_br", "check", "id", "--parallelism", v]);
+        let Some(Command::Check(c)) = parse("4").unwrap().command else {
+            panic!("not check")
+        };
+        assert_eq!(c.parallelism, Some(4));
+        for bad in ["0", "-1", "-20", "x"] {
+            let e = parse(bad).unwrap_err();
+            assert_eq!(
+                e.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{bad}: {e}"
+            );
         }
     }
 
@@ -886,7 +931,7 @@ impl Cli {
                 }
             },
             Some(Command::Pitr(c)) => c.read_secret_files(),
-            Some(Command::Completion(_) | Command::Certs(_)) | None => Ok(()),
+            Some(Command::Completion(_) | Command::Certs(_) | Command::Man(_)) | None => Ok(()),
         }
     }
 }

@@ -201,7 +201,7 @@ pub async fn run(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<u8> {
         job::print(&finished.summary)?;
     }
     if let Some(b) = &finished.backup {
-        job::print(&render::table(std::slice::from_ref(b)))?;
+        job::print(&render::table(std::slice::from_ref(b), false))?;
     }
     Ok(if finished.problems > 0 || out.problems > 0 {
         1

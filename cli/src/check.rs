@@ -68,7 +68,7 @@ pub fn request(a: &CheckArgs, s: &Settings, cwd: &Path) -> Result<CheckRequest, 
 pub async fn run(a: &CheckArgs, s: &Settings, cwd: &Path) -> Result<u8> {
     let req = request(a, s, cwd)?;
     let mut client =
-        connect::connect(s, &s.meta_path(a.meta_path.as_deref()), req.parallelism).await?;
+        connect::connect_reader(s, &s.meta_path(a.meta_path.as_deref()), req.parallelism).await?;
     // With an ID the reference shows the backup's row first; the check
     // stream itself carries no table, so take it from the catalog.
     let by_id = !req.id.is_empty();
@@ -82,6 +82,7 @@ pub async fn run(a: &CheckArgs, s: &Settings, cwd: &Path) -> Result<u8> {
         let stream = client.list(list).await?.into_inner();
         let opts = job::Options {
             after_table: Some(CHECKING),
+            all: true,
             ..Default::default()
         };
         job::drive(stream, &opts).await?;

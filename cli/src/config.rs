@@ -2,6 +2,11 @@
 //! combine with flags and the environment: flags win over the file, the file
 //! over the environment, and built-in defaults come last.
 //!
+//! Every flag's name is also a key, as mo_br users write them: at the top
+//! level for every command that has the flag, or in a section named after a
+//! command (`[backup]`, `[snapshot]`, `[snapshot.show]`), which wins over
+//! the top level for that command.
+//!
 //! ```toml
 //! coordinator = "10.0.0.1:7700,10.0.0.2:7700"
 //! meta_path = "/var/lib/mo_br/mo_br.meta"
@@ -9,6 +14,14 @@
 //! log_file = "/var/log/mo_br.log"
 //! parallelism = 8
 //! restore_grammar = "auto"   # mo_br snapshot restore: auto, current or old
+//! host = "127.0.0.1"          # any flag: --host, --port, --backup_dir, ...
+//! port = 6001
+//! user = "dump"
+//! password_file = "/etc/mo-br/mo.password"
+//!
+//! [backup]                  # flags of one command
+//! backup_dir = "filesystem"
+//! path = "/backups"
 //!
 //! [s3]
 //! access_key_id = "..."
@@ -23,18 +36,22 @@
 //! token_file = "/etc/mo-br/pki/operator.token"   # or a client certificate
 //! ```
 //!
-//! A file holding a secret itself (`secret_access_key`) is refused unless
-//! only its owner may read it (mode 600).
+//! A key that is none of these is a warning naming it, not an error: a
+//! file shared between versions or tools must not stop a backup. A file
+//! holding a secret itself (`password`, `secret_access_key`, ...) is refused
+//! unless only its owner may read it (mode 600).
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use clap::parser::ValueSource;
+use clap::{ArgAction, ArgMatches, Command};
 use serde::Deserialize;
 
 use crate::args::{self, Cli};
 use crate::error::UsageError;
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct Config {
     pub coordinator: Option<String>,
     pub meta_path: Option<PathBuf>,
@@ -50,14 +67,49 @@ pub struct Config {
     pub source: S3Config,
     #[serde(default)]
     pub tls: TlsConfig,
+    /// The whole file, for the keys named after flags.
+    #[serde(skip)]
+    keys: Keys,
 }
+
+/// The file's table as read. Its Debug shows no value: some are secrets.
+#[derive(Default, PartialEq)]
+struct Keys {
+    /// The file, for messages.
+    path: Option<PathBuf>,
+    table: toml::Table,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.table.keys()).finish()
+    }
+}
+
+/// Keys with a meaning of their own, beside the flags' names.
+const FILE_KEYS: [&str; 9] = [
+    "coordinator",
+    "meta_path",
+    "log_level",
+    "log_file",
+    "parallelism",
+    "restore_grammar",
+    "s3",
+    "source",
+    "tls",
+];
+const S3_KEYS: [&str; 3] = [
+    "access_key_id",
+    "secret_access_key",
+    "secret_access_key_file",
+];
+const TLS_KEYS: [&str; 5] = ["dir", "ca", "cert", "key", "token_file"];
 
 /// How to reach a coordinator that serves TLS, and who to be there. Each
 /// key falls back to its environment variable (`MO_BR_TLS_DIR`,
 /// `MO_BR_TLS_CA`, `MO_BR_TLS_CERT`, `MO_BR_TLS_KEY`, `MO_BR_TOKEN_FILE`);
 /// without a token file, `MO_BR_TOKEN` may hold the token itself.
 #[derive(Debug, Default, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// A directory made by `mo_br certs init`: its `ca.pem`, and its
     /// `operator.pem`/`operator.key` unless `cert`/`key` say otherwise.
@@ -87,7 +139,6 @@ impl TlsConfig {
 }
 
 #[derive(Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct S3Config {
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
@@ -158,6 +209,7 @@ impl Config {
         };
         let mut config = Config::parse(&text)
             .map_err(|e| UsageError::new(format!("{}: {e}", path.display())))?;
+        config.keys.path = Some(path.clone());
         // Secrets written in the file itself must not be readable by others.
         if config.holds_secrets() {
             refuse_if_shared(&path)?;
@@ -170,15 +222,181 @@ impl Config {
     }
 
     fn holds_secrets(&self) -> bool {
-        self.s3.secret_access_key.is_some() || self.source.secret_access_key.is_some()
+        fn any_secret(t: &toml::Table) -> bool {
+            t.iter().any(|(k, v)| match v {
+                toml::Value::Table(inner) => any_secret(inner),
+                _ => is_secret(k),
+            })
+        }
+        self.s3.secret_access_key.is_some()
+            || self.source.secret_access_key.is_some()
+            || any_secret(&self.keys.table)
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| {
-            // toml's messages span several lines; keep the error on one.
-            e.message().to_string()
-        })
+        // toml's messages span several lines; keep the error on one.
+        let table: toml::Table = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        let mut config: Config = toml::Value::Table(table.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| e.message().to_string())?;
+        config.keys.table = table;
+        Ok(config)
     }
+
+    /// The file as named in messages.
+    pub fn name(&self) -> String {
+        self.keys.path.as_deref().map_or_else(
+            || args::DEFAULT_CONFIG.to_string(),
+            |p| p.display().to_string(),
+        )
+    }
+
+    /// The keys that mean nothing here ("backup.pth"), each named in a
+    /// warning: against `cli`, every command's flags.
+    pub fn unknown_keys(&self, cli: &Command) -> Vec<String> {
+        let mut unknown = Vec::new();
+        for (key, value) in &self.keys.table {
+            match (key.as_str(), value) {
+                ("s3" | "source", toml::Value::Table(t)) => {
+                    unknown.extend(outside(key, t, &S3_KEYS));
+                }
+                ("tls", toml::Value::Table(t)) => unknown.extend(outside(key, t, &TLS_KEYS)),
+                (k, _) if FILE_KEYS.contains(&k) => {}
+                (k, toml::Value::Table(t)) if cli.find_subcommand(k).is_some() => {
+                    let sub = cli.find_subcommand(k).expect("just found");
+                    section_unknown(k, sub, t, &mut unknown);
+                }
+                (k, _) if flag_anywhere(cli, k) => {}
+                (k, _) => unknown.push(k.to_string()),
+            }
+        }
+        unknown
+    }
+
+    /// `--flag=value` for every flag of the command `matches` ran that the
+    /// file gives and the command line does not: appended to the command
+    /// line and parsed again, so a value from the file is checked exactly
+    /// as a typed one. The command's own section wins over the top level.
+    pub fn flag_args(
+        &self,
+        cli: &Command,
+        matches: &ArgMatches,
+    ) -> Result<Vec<OsString>, UsageError> {
+        let (mut cmd, mut m, mut path) = (cli, matches, Vec::new());
+        while let Some((name, sub)) = m.subcommand() {
+            let Some(c) = cmd.find_subcommand(name) else {
+                break;
+            };
+            (cmd, m) = (c, sub);
+            path.push(name.to_string());
+        }
+        // Most specific first: [snapshot.show], [snapshot], the top level.
+        let mut tables = Vec::new();
+        for depth in (1..=path.len()).rev() {
+            if let Some(t) = section(&self.keys.table, &path[..depth]) {
+                tables.push(t);
+            }
+        }
+        tables.push(&self.keys.table);
+
+        let typed = |id: &str| {
+            matches!(
+                m.value_source(id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        };
+        let mut out = Vec::new();
+        for arg in cmd.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if arg.is_global_set() || typed(arg.get_id().as_str()) {
+                continue;
+            }
+            // --password_file on the command line overrides the file's password.
+            let clash = |a: &clap::Arg, b: &clap::Arg| {
+                cmd.get_arg_conflicts_with(a)
+                    .iter()
+                    .any(|c| c.get_id() == b.get_id())
+            };
+            if cmd.get_arguments().any(|other| {
+                typed(other.get_id().as_str()) && (clash(arg, other) || clash(other, arg))
+            }) {
+                continue;
+            }
+            let Some(value) = tables.iter().find_map(|t| t.get(long)) else {
+                continue;
+            };
+            let bad = |why: &str| UsageError::new(format!("{}: {long}: {why}", self.name()));
+            let text = match value {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Datetime(d) => d.to_string(),
+                toml::Value::Array(items) => match arg.get_value_delimiter() {
+                    Some(delimiter) => items
+                        .iter()
+                        .map(|v| match v {
+                            toml::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(&delimiter.to_string()),
+                    None => return Err(bad("takes one value, not a list")),
+                },
+                toml::Value::Table(_) => return Err(bad("takes a value, not a table")),
+            };
+            if matches!(arg.get_action(), ArgAction::SetTrue) {
+                match value {
+                    toml::Value::Boolean(true) => out.push(OsString::from(format!("--{long}"))),
+                    toml::Value::Boolean(false) => {}
+                    _ => return Err(bad("takes true or false")),
+                }
+                continue;
+            }
+            out.push(OsString::from(format!("--{long}={text}")));
+        }
+        Ok(out)
+    }
+}
+
+/// Keys of a secret's value: never in a file others may read.
+fn is_secret(key: &str) -> bool {
+    key.ends_with("password") || key.ends_with("secret_access_key") || key == "newaccountpwd"
+}
+
+fn outside(table: &str, t: &toml::Table, known: &[&str]) -> Vec<String> {
+    t.keys()
+        .filter(|k| !known.contains(&k.as_str()))
+        .map(|k| format!("{table}.{k}"))
+        .collect()
+}
+
+/// Unknown keys of the section of command `cmd` (`prefix`): flags of it or
+/// of its subcommands, and sections of its subcommands.
+fn section_unknown(prefix: &str, cmd: &Command, t: &toml::Table, unknown: &mut Vec<String>) {
+    for (key, value) in t {
+        let name = format!("{prefix}.{key}");
+        match (cmd.find_subcommand(key), value) {
+            (Some(sub), toml::Value::Table(inner)) => section_unknown(&name, sub, inner, unknown),
+            _ if flag_anywhere(cmd, key) => {}
+            _ => unknown.push(name),
+        }
+    }
+}
+
+/// Whether `cmd` or one of its subcommands has a flag `--long`.
+fn flag_anywhere(cmd: &Command, long: &str) -> bool {
+    cmd.get_arguments().any(|a| a.get_long() == Some(long))
+        || cmd.get_subcommands().any(|c| flag_anywhere(c, long))
+}
+
+/// The table at `[a.b]` for the command path `a b`, if the file has one.
+fn section<'t>(top: &'t toml::Table, path: &[String]) -> Option<&'t toml::Table> {
+    let mut t = top;
+    for name in path {
+        t = t.get(name)?.as_table()?;
+    }
+    Some(t)
 }
 
 /// Refuses a config file holding secrets that others may read.
@@ -348,7 +566,7 @@ pub const DEFAULT_PARALLELISM: u32 = 16;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
+    use clap::{CommandFactory, Parser};
 
     fn settings(argv: &[&str], file: &str, env_coord: Option<&str>, env: EnvCreds) -> Settings {
         let cli = Cli::try_parse_from(argv).unwrap();
@@ -386,6 +604,15 @@ mod tests {
         std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = Config::load(Some(&config)).unwrap_err().to_string();
         assert!(err.contains("chmod 600") && !err.contains("SK"), "{err}");
+        // So does a password of the flags' keys, top level or in a section.
+        std::fs::write(&config, "[snapshot]\npassword = \"PW\"\n").unwrap();
+        let err = Config::load(Some(&config)).unwrap_err().to_string();
+        assert!(err.contains("chmod 600") && !err.contains("PW"), "{err}");
+        std::fs::write(
+            &config,
+            "[s3]\naccess_key_id = \"id\"\nsecret_access_key = \"SK\"\n",
+        )
+        .unwrap();
         std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(
             Config::load(Some(&config))
@@ -413,8 +640,103 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_are_errors() {
-        assert!(Config::parse("coordinater = \"a:1\"").is_err());
+    fn unknown_keys_are_named_not_refused() {
+        let c = Config::parse(
+            "coordinater = \"a:1\"\nhost = \"h\"\nrestore_path = \"/r\"\n\
+             [backup]\npth = \"x\"\npath = \"/b\"\n\
+             [snapshot]\nsname = \"sp\"\n[snapshot.show]\nbeginTs = \"2024-05-11 00:00:00\"\nlevel = 1\n\
+             [s3]\nregion = \"r\"\n[tls]\ndir = \"/pki\"\n",
+        )
+        .unwrap();
+        let mut unknown = c.unknown_keys(&Cli::command());
+        unknown.sort();
+        // `level` is a flag of `snapshot create`, not of `snapshot show`.
+        assert_eq!(
+            unknown,
+            [
+                "backup.pth",
+                "coordinater",
+                "s3.region",
+                "snapshot.show.level"
+            ]
+        );
+    }
+
+    /// The `--flag=value`s a file adds to `argv`, and the command line
+    /// parsed with them.
+    fn with_file(argv: &[&str], file: &str) -> (Vec<String>, Cli) {
+        let config = Config::parse(file).unwrap();
+        let matches = Cli::command().try_get_matches_from(argv).unwrap();
+        let extra = config.flag_args(&Cli::command(), &matches).unwrap();
+        let mut all: Vec<OsString> = argv.iter().map(OsString::from).collect();
+        all.extend(extra.iter().cloned());
+        let extra = extra
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        (extra, Cli::try_parse_from(all).unwrap())
+    }
+
+    #[test]
+    fn flag_names_are_keys_and_flags_win() {
+        let file = "host = \"10.0.0.1\"\nport = 6001\nuser = \"dump\"\n\
+                    [snapshot]\nuser = \"acc1#admin\"\n[snapshot.show]\naccount = \"acc1\"\n";
+        let (extra, cli) = with_file(&["mo_br", "snapshot", "show", "--host", "h"], file);
+        assert_eq!(
+            extra,
+            ["--port=6001", "--user=acc1#admin", "--account=acc1"]
+        );
+        let Some(crate::args::Command::Snapshot(crate::args::SnapshotCommand::Show(a))) =
+            cli.command
+        else {
+            panic!("not snapshot show")
+        };
+        assert_eq!(a.conn.host.as_deref(), Some("h"), "the flag wins");
+        assert_eq!(a.conn.port, Some(6001));
+        assert_eq!(a.conn.user.as_deref(), Some("acc1#admin"));
+
+        // A command without those flags takes none of them.
+        let (extra, _) = with_file(&["mo_br", "list"], file);
+        assert!(extra.is_empty(), "{extra:?}");
+
+        let file = "backup_dir = \"filesystem\"\npath = \"/b\"\nis_minio = true\n\
+                    parallelism = 4\nforce = true\njson = false\n";
+        let (extra, _) = with_file(&["mo_br", "backup"], file);
+        assert_eq!(
+            extra,
+            [
+                "--backup_dir=filesystem",
+                "--is_minio=true",
+                "--path=/b",
+                "--parallelism=4"
+            ]
+        );
+        let (extra, _) = with_file(&["mo_br", "delete", "id"], file);
+        assert_eq!(extra, ["--force"]);
+        let (extra, _) = with_file(&["mo_br", "list"], file);
+        assert!(extra.is_empty(), "json = false adds nothing: {extra:?}");
+    }
+
+    #[test]
+    fn a_typed_secret_file_overrides_the_files_secret() {
+        let (extra, _) = with_file(
+            &["mo_br", "snapshot", "drop", "--password_file", "/pw"],
+            "password = \"111\"\nsname = \"sp\"\n",
+        );
+        assert_eq!(extra, ["--sname=sp"]);
+    }
+
+    #[test]
+    fn values_of_the_wrong_shape_are_usage_errors() {
+        let config = Config::parse("[backup]\npath = [\"a\", \"b\"]\n").unwrap();
+        let matches = Cli::command()
+            .try_get_matches_from(["mo_br", "backup"])
+            .unwrap();
+        let err = config
+            .flag_args(&Cli::command(), &matches)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("path: takes one value"), "{err}");
     }
 
     #[test]

@@ -25,12 +25,35 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Connects to the configured coordinator, or starts the embedded one.
 /// `meta_path` and `parallelism` only matter in the embedded mode.
 pub async fn connect(s: &Settings, meta_path: &Path, parallelism: u32) -> Result<Client> {
+    connect_as(s, meta_path, parallelism, Catalog::Write).await
+}
+
+/// [`connect`] for commands that only read the catalog (list, check,
+/// snapshots): the embedded coordinator creates no catalog where there is
+/// none and takes over nothing.
+pub async fn connect_reader(s: &Settings, meta_path: &Path, parallelism: u32) -> Result<Client> {
+    connect_as(s, meta_path, parallelism, Catalog::Read).await
+}
+
+/// What a command does with the embedded coordinator's catalog.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Catalog {
+    Write,
+    Read,
+}
+
+async fn connect_as(
+    s: &Settings,
+    meta_path: &Path,
+    parallelism: u32,
+    catalog: Catalog,
+) -> Result<Client> {
     let (channel, token) = match s.coordinator.as_deref() {
         Some(list) => {
             let who = Credentials::resolve(&s.tls)?;
             (remote(list, &who).await?, who.token)
         }
-        None => (embedded(meta_path, parallelism).await?, None),
+        None => (embedded(meta_path, parallelism, catalog).await?, None),
     };
     Ok(client(channel, token.as_ref()))
 }
@@ -179,7 +202,7 @@ pub fn addresses(list: &str) -> Result<Vec<String>> {
 }
 
 #[cfg(feature = "embedded")]
-async fn embedded(meta_path: &Path, parallelism: u32) -> Result<Channel> {
+async fn embedded(meta_path: &Path, parallelism: u32, catalog: Catalog) -> Result<Channel> {
     tracing::debug!(
         "embedded mode: catalog {}, parallelism {parallelism}",
         meta_path.display()
@@ -188,13 +211,15 @@ async fn embedded(meta_path: &Path, parallelism: u32) -> Result<Channel> {
         "local",
         parallelism.max(1) as usize,
     ));
-    mo_br_coordinator::spawn_in_process(meta_path, vec![agent])
-        .await
-        .map_err(|e| anyhow!("{}: {}", meta_path.display(), chain(&e)))
+    let spawned = match catalog {
+        Catalog::Write => mo_br_coordinator::spawn_in_process(meta_path, vec![agent]).await,
+        Catalog::Read => mo_br_coordinator::spawn_reader_in_process(meta_path, vec![agent]).await,
+    };
+    spawned.map_err(|e| anyhow!("{}: {}", meta_path.display(), chain(&e)))
 }
 
 #[cfg(not(feature = "embedded"))]
-async fn embedded(_meta_path: &Path, _parallelism: u32) -> Result<Channel> {
+async fn embedded(_meta_path: &Path, _parallelism: u32, _catalog: Catalog) -> Result<Channel> {
     Err(usage!("this build has no embedded coordinator: give --coordinator host:port").into())
 }
 

@@ -20,6 +20,11 @@ pub struct Options {
     pub json: bool,
     /// Do not print `backups` events (already shown).
     pub skip_backups: bool,
+    /// The table also shows backups that are not complete (JSON lines
+    /// always do: each carries its state).
+    pub all: bool,
+    /// The table's KIND and STATE columns.
+    pub verbose: bool,
 }
 
 #[derive(Default)]
@@ -91,7 +96,12 @@ pub async fn drive(mut stream: Streaming<JobEvent>, opts: &Options) -> anyhow::R
                         }
                         return stdout.flush();
                     }
-                    writeln!(stdout, "{}", render::table(&b.backups))?;
+                    let shown: Vec<_> = b
+                        .backups
+                        .into_iter()
+                        .filter(|info| opts.all || render::is_complete(info))
+                        .collect();
+                    writeln!(stdout, "{}", render::table(&shown, opts.verbose))?;
                     if let Some(header) = opts.after_table {
                         writeln!(stdout, "\n{header}\n")?;
                     }

@@ -22,13 +22,18 @@ pub fn request(a: &ListArgs, s: &Settings) -> ListRequest {
 
 pub async fn run(a: &ListArgs, s: &Settings) -> Result<u8> {
     let req = request(a, s);
+    let id_given = !req.id.is_empty();
     let checks = !req.id.is_empty() && !req.not_check_data;
     let mut client =
-        connect::connect(s, &s.meta_path(a.meta_path.as_deref()), s.parallelism(None)).await?;
+        connect::connect_reader(s, &s.meta_path(a.meta_path.as_deref()), s.parallelism(None))
+            .await?;
     let stream = client.list(req).await?.into_inner();
     let opts = job::Options {
         after_table: (checks && !a.json).then_some(CHECKING),
         json: a.json,
+        // A backup asked for by its ID is shown whatever its state.
+        all: a.all || id_given,
+        verbose: a.verbose,
         ..Default::default()
     };
     let out = job::drive(stream, &opts).await?;

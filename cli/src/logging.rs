@@ -1,8 +1,10 @@
 //! Logs: tracing to stderr (`--log_file console`, the default) or appended to
 //! a file, at `--log_level` (debug, info, warn, error; fatal and panic mean
-//! error). Requests are never logged whole: they may carry S3 keys.
+//! error). Requests are never logged whole: they may carry S3 keys. Colour
+//! only on a terminal: logs piped or in a file are read by tools.
 
 use std::fs::OpenOptions;
+use std::io::IsTerminal;
 use std::sync::Mutex;
 
 use tracing_subscriber::filter::LevelFilter;
@@ -31,7 +33,10 @@ pub fn init(level_name: &str, file: &str) -> Result<(), UsageError> {
         .with_max_level(level)
         .with_target(false);
     let result = if file.is_empty() || file == "console" {
-        builder.with_writer(std::io::stderr).try_init()
+        builder
+            .with_ansi(colour(std::io::stderr().is_terminal()))
+            .with_writer(std::io::stderr)
+            .try_init()
     } else {
         let f = OpenOptions::new()
             .create(true)
@@ -46,6 +51,12 @@ pub fn init(level_name: &str, file: &str) -> Result<(), UsageError> {
     // Only fails if a subscriber is already set (tests): keep that one.
     let _ = result;
     Ok(())
+}
+
+/// Whether console logs may carry colour codes: on a terminal, unless
+/// NO_COLOR (no-color.org) says otherwise.
+fn colour(terminal: bool) -> bool {
+    terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 #[cfg(test)]

@@ -1,11 +1,13 @@
 //! `mo_br`, the backup and restore tool for the matrixone.
 //!
 //! The binary is glue: [`args`] parses what was typed, [`config`] merges it
-//! with the config file and the environment, each command module
+//! with the config file (whose keys are the flags' names) and the
+//! environment, each command module
 //! ([`backup`], [`list`], [`check`], [`delete`], [`restore`], [`snapshot`])
 //! builds its request and reads the job's event stream ([`job`]) through a
 //! coordinator ([`connect`]: remote, or embedded in this process), and
-//! [`render`] prints tables the way MatrixOne's mo_br does.
+//! [`render`] prints tables the way MatrixOne's mo_br does. [`completion`]
+//! and [`man`] describe the commands to shells and to `man`.
 //!
 //! Exit codes: 0 success, 1 the operation failed or a check found problems,
 //! 2 a usage error.
@@ -13,6 +15,7 @@
 mod args;
 mod backup;
 mod check;
+mod completion;
 mod config;
 mod connect;
 mod delete;
@@ -21,22 +24,34 @@ mod job;
 mod list;
 mod location;
 mod logging;
+mod man;
 mod pitr;
 mod progress;
 mod render;
 mod restore;
 mod snapshot;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::error::ErrorKind;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
 use crate::args::{CertsCommand, Cli, Command};
 use crate::config::{Config, EnvCreds, Settings};
+use crate::error::usage;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let code = match run(cli) {
+    completion::answer_the_shell();
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let parsed = Cli::command()
+        .try_get_matches_from(&argv)
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
+        Err(e) => return clap_failure(e),
+    };
+    let code = match run(cli, argv, &matches) {
         Ok(code) => code,
         Err(err) => {
             let (line, code) = error::report(&err);
@@ -49,34 +64,73 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-fn run(mut cli: Cli) -> anyhow::Result<u8> {
-    cli.read_secret_files()?;
-    let command = match &cli.command {
+/// clap's own report of a bad command line (with usage), except for a value
+/// a check of ours refused (`--parallelism 0`): one line, exit code 2, like
+/// every other usage error.
+fn clap_failure(e: clap::Error) -> ExitCode {
+    if e.kind() == ErrorKind::ValueValidation {
+        eprintln!("mo_br: {}", first_line(&e));
+        return ExitCode::from(2);
+    }
+    e.exit()
+}
+
+fn first_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let line = text.lines().next().unwrap_or_default();
+    line.strip_prefix("error: ").unwrap_or(line).to_string()
+}
+
+fn run(mut cli: Cli, mut argv: Vec<OsString>, matches: &ArgMatches) -> anyhow::Result<u8> {
+    // Refused whatever the command, also by those that log nothing.
+    if let Some(level) = &cli.log_level {
+        logging::level(level)?;
+    }
+    match &cli.command {
         None => {
             Cli::command().print_help()?;
             return Ok(0);
         }
         Some(Command::Completion(c)) => {
-            clap_complete::generate(
-                c.shell,
-                &mut Cli::command(),
-                "mo_br",
-                &mut std::io::stdout(),
-            );
+            completion::write_registration(c.shell, &mut std::io::stdout())?;
             return Ok(0);
         }
         Some(Command::Certs(CertsCommand::Init(a))) => {
             let written =
-                mo_br_security::certs::init(&a.out, &a.hosts).map_err(|e| error::usage!("{e}"))?;
+                mo_br_security::certs::init(&a.out, &a.hosts).map_err(|e| usage!("{e}"))?;
             for file in written.files() {
                 println!("{}", file.display());
             }
             return Ok(0);
         }
-        Some(c) => c,
-    };
+        Some(Command::Man(a)) => {
+            let written = man::write(&a.out).map_err(|e| usage!("{}: {e}", a.out.display()))?;
+            for page in written {
+                println!("{}", page.display());
+            }
+            return Ok(0);
+        }
+        Some(_) => {}
+    }
 
     let config = Config::load(cli.config.as_deref())?;
+    for key in config.unknown_keys(&Cli::command()) {
+        eprintln!(
+            "mo_br: warning: {}: unknown key \"{key}\" (ignored)",
+            config.name()
+        );
+    }
+    let from_file = config.flag_args(&Cli::command(), matches)?;
+    if !from_file.is_empty() {
+        argv.extend(from_file);
+        cli = Cli::try_parse_from(&argv)
+            .map_err(|e| usage!("{}: {}", config.name(), first_line(&e)))?;
+    }
+    cli.read_secret_files()?;
+    let Some(command) = &cli.command else {
+        unreachable!("a command was given")
+    };
+
     let env_coordinator = std::env::var("MO_BR_COORDINATOR").ok();
     let settings = Settings::resolve(&cli, config, env_coordinator, EnvCreds::from_env());
     logging::init(&settings.log_level, &settings.log_file)?;
@@ -94,7 +148,9 @@ fn run(mut cli: Cli) -> anyhow::Result<u8> {
                 Command::Restore(a) => restore::run(a, &settings, &cwd).await,
                 Command::Snapshot(c) => snapshot::run(c, &settings).await,
                 Command::Pitr(c) => pitr::run(c, &settings).await,
-                Command::Completion(_) | Command::Certs(_) => unreachable!("handled above"),
+                Command::Completion(_) | Command::Certs(_) | Command::Man(_) => {
+                    unreachable!("handled above")
+                }
             }
         };
         tokio::select! {

@@ -313,7 +313,8 @@ pub fn request(cmd: &PitrCommand, env_password: Option<String>) -> Result<PitrRe
 pub async fn run(cmd: &PitrCommand, s: &Settings) -> Result<u8> {
     let env_password = std::env::var(PASSWORD_ENV).ok();
     let req = request(cmd, env_password)?;
-    let mut client = connect::connect(s, &s.meta_path(None), s.parallelism(None)).await?;
+    // PITR statements touch no catalog: nothing is created for them.
+    let mut client = connect::connect_reader(s, &s.meta_path(None), s.parallelism(None)).await?;
     let stream = client.pitr(req).await?.into_inner();
     let out = job::drive(stream, &job::Options::default()).await?;
     if let Some(f) = out.finished.as_ref().filter(|f| !f.summary.is_empty()) {

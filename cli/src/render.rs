@@ -1,87 +1,223 @@
 //! What the user reads: the backup table of the reference (`ID | SIZE | PATH
-//! | AT TIME | DURATION | COMPLETE TIME`) plus a KIND column (full or
-//! incremental, cold or online, and the state when it is not complete, so a
-//! failed backup never reads like a good one), sizes in decimal units ("586 kB"),
-//! durations as Go prints them ("1.700945333s"), times as
+//! | AT TIME | DURATION | COMPLETE TIME`), laid out cell for cell as the Go
+//! tablewriter of MatrixOne's mo_br lays it out (scripts read it), with
+//! `KIND | STATE` after it under `list --verbose`; sizes in decimal units
+//! ("586 kB"), durations as Go prints them ("1.700945333s"), times as
 //! "2024-05-13 12:00:12 +0800" in local time, and the JSON lines of
 //! `list --json`.
 
 use chrono::{DateTime, Local, TimeZone};
-use comfy_table::{CellAlignment, ContentArrangement, Table};
 use mo_br_proto::coordinator::{BackupInfo, BackupState, BackupType, Consistency};
 use mo_br_proto::names::Named;
 use serde::Serialize;
 
-pub const HEADER: [&str; 7] = [
-    "ID",
-    "SIZE",
-    "PATH",
-    "AT TIME",
-    "DURATION",
-    "COMPLETE TIME",
-    "KIND",
-];
+pub const HEADER: [&str; 6] = ["ID", "SIZE", "PATH", "AT TIME", "DURATION", "COMPLETE TIME"];
 
-/// ASCII borders, '-' under the header, no lines between rows: the look of
-/// the Go tablewriter table in the reference.
-const STYLE: &str = "||--+-++|    ++++++";
+/// The columns `--verbose` adds: without them a failed backup would read
+/// like a good one, which is why only complete ones are listed by default.
+pub const VERBOSE_HEADER: [&str; 2] = ["KIND", "STATE"];
 
 /// The backup table, without a trailing newline.
-pub fn table(backups: &[BackupInfo]) -> String {
-    table_in(backups, &Local)
+pub fn table(backups: &[BackupInfo], verbose: bool) -> String {
+    table_in(backups, &Local, verbose)
 }
 
-pub fn table_in<Tz: TimeZone>(backups: &[BackupInfo], tz: &Tz) -> String
+pub fn table_in<Tz: TimeZone>(backups: &[BackupInfo], tz: &Tz, verbose: bool) -> String
 where
     Tz::Offset: std::fmt::Display,
 {
-    let mut t = Table::new();
-    t.load_preset(STYLE)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(HEADER);
-    for b in backups {
-        t.add_row(row_in(b, tz));
+    let mut header: Vec<&str> = HEADER.to_vec();
+    if verbose {
+        header.extend(VERBOSE_HEADER);
     }
-    for col in t.column_iter_mut() {
-        col.set_cell_alignment(CellAlignment::Center);
-    }
-    t.to_string()
+    let rows: Vec<Vec<String>> = backups
+        .iter()
+        .map(|b| {
+            let mut row = vec![
+                b.id.clone(),
+                size(b.size),
+                path(b),
+                time_in(&b.at_time, tz),
+                duration(b.duration_secs),
+                time_in(&b.complete_time, tz),
+            ];
+            if verbose {
+                row.push(kind(b));
+                row.push(state(b));
+            }
+            row
+        })
+        .collect();
+    tablewriter(&header, &rows)
 }
 
-fn row_in<Tz: TimeZone>(b: &BackupInfo, tz: &Tz) -> [String; 7]
-where
-    Tz::Offset: std::fmt::Display,
-{
-    [
-        b.id.clone(),
-        size(b.size),
-        path(b),
-        time_in(&b.at_time, tz),
-        duration(b.duration_secs),
-        time_in(&b.complete_time, tz),
-        kind(b),
-    ]
+/// Whether `list` shows a backup without `--all`.
+pub fn is_complete(b: &BackupInfo) -> bool {
+    // UNSPECIFIED: a coordinator from before backups had states, whose
+    // catalog held complete backups only.
+    matches!(
+        BackupState::try_from(b.state),
+        Ok(BackupState::Complete | BackupState::Unspecified)
+    )
 }
 
-/// "full cold", "incremental online", "full online (failed)".
+/// "full cold", "incremental online".
 pub fn kind(b: &BackupInfo) -> String {
-    let mut out = [BackupType::word(b.backup_type), Consistency::word(b.kind)]
+    [BackupType::word(b.backup_type), Consistency::word(b.kind)]
         .into_iter()
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
-        .join(" ");
+        .join(" ")
+}
+
+/// "complete", "failed", "running"; a newer coordinator's state as its
+/// number, so that it never reads like a complete backup.
+pub fn state(b: &BackupInfo) -> String {
     match BackupState::try_from(b.state) {
-        Ok(BackupState::Complete | BackupState::Unspecified) => {}
-        Ok(s) => out.push_str(&format!(" ({})", s.name())),
-        // A newer coordinator's state must not read like a complete backup.
-        Err(_) => out.push_str(&format!(" (state {})", b.state)),
+        Ok(s) => s.name().to_string(),
+        Err(_) => format!("state {}", b.state),
     }
-    out
 }
 
 /// "BackupDir: filesystem  Path: /data/backup", as the seed prints it.
 pub fn path(b: &BackupInfo) -> String {
     format!("BackupDir: {}  Path: {}", b.backup_dir, b.path)
+}
+
+/// Widest a cell's line gets before it wraps at spaces (tablewriter's
+/// MAX_ROW_WIDTH): why the reference's PATH cells take two lines.
+const MAX_CELL_WIDTH: usize = 30;
+
+/// A table as github.com/olekukonko/tablewriter renders it with MatrixOne's
+/// settings: ASCII borders, a rule under the header, every cell centred
+/// (left gap rounded down), long cells wrapped at spaces with the least
+/// raggedness, and no trailing newline.
+pub fn tablewriter(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths = vec![0usize; header.len()];
+    let mut wrap_row = |cells: Vec<&str>| -> Vec<Vec<String>> {
+        cells
+            .into_iter()
+            .zip(widths.iter_mut())
+            .map(|(cell, w)| {
+                let (lines, cell_width) = wrap_cell(cell);
+                *w = (*w).max(cell_width);
+                lines
+            })
+            .collect()
+    };
+    let header_cells = wrap_row(header.to_vec());
+    let row_cells: Vec<Vec<Vec<String>>> = rows
+        .iter()
+        .map(|r| wrap_row(r.iter().map(String::as_str).collect()))
+        .collect();
+    let rule = {
+        let mut s = String::from("+");
+        for w in &widths {
+            s.push_str(&"-".repeat(w + 2));
+            s.push('+');
+        }
+        s
+    };
+    let mut out = vec![rule.clone()];
+    push_row(&mut out, &widths, &header_cells);
+    out.push(rule.clone());
+    for cells in &row_cells {
+        push_row(&mut out, &widths, cells);
+    }
+    out.push(rule);
+    out.join("\n")
+}
+
+/// One row's lines: as many as its tallest cell, shorter cells blank below.
+fn push_row(out: &mut Vec<String>, widths: &[usize], cells: &[Vec<String>]) {
+    let height = cells.iter().map(Vec::len).max().unwrap_or(1);
+    for i in 0..height {
+        let mut line = String::from("|");
+        for (w, lines) in widths.iter().zip(cells) {
+            let text = lines.get(i).map(String::as_str).unwrap_or("");
+            line.push(' ');
+            line.push_str(&centre(text, *w));
+            line.push_str(" |");
+        }
+        out.push(line);
+    }
+}
+
+fn width(s: &str) -> usize {
+    s.chars().count()
+}
+
+fn centre(s: &str, w: usize) -> String {
+    let gap = w.saturating_sub(width(s));
+    let left = gap / 2;
+    format!("{}{s}{}", " ".repeat(left), " ".repeat(gap - left))
+}
+
+/// tablewriter's `parseDimension` + `WrapString`: the cell's lines and the
+/// width it claims. The limit is the cell's own width capped at
+/// [`MAX_CELL_WIDTH`], raised to its longest word; a wrapped cell claims the
+/// whole limit even when its lines are shorter, which is why the
+/// reference's PATH column is 30 wide for lines of 28.
+fn wrap_cell(cell: &str) -> (Vec<String>, usize) {
+    let mut lines = Vec::new();
+    let limit = cell
+        .lines()
+        .map(width)
+        .max()
+        .unwrap_or(0)
+        .min(MAX_CELL_WIDTH);
+    let mut claimed = limit;
+    for para in cell.split('\n') {
+        let words: Vec<&str> = para.split(' ').collect();
+        let lim = words.iter().map(|w| width(w)).fold(limit, usize::max);
+        for line in wrap_words(&words, lim) {
+            claimed = claimed.max(width(&line));
+            lines.push(line);
+        }
+    }
+    (lines, claimed)
+}
+
+/// tablewriter's `WrapWords`: line breaks minimising the sum of squared
+/// slack, a line over the limit paying a large penalty.
+fn wrap_words(words: &[&str], lim: usize) -> Vec<String> {
+    const PENALTY: i64 = 100_000;
+    let n = words.len();
+    let lim = lim as i64;
+    // len(i, j): words i..=j joined by single spaces.
+    let mut starts = Vec::with_capacity(n + 1);
+    starts.push(0i64);
+    for w in words {
+        starts.push(starts.last().copied().unwrap_or(0) + width(w) as i64);
+    }
+    let len = |i: usize, j: usize| starts[j + 1] - starts[i] + (j - i) as i64;
+    let mut cost = vec![i64::from(i32::MAX); n];
+    let mut next = vec![n; n];
+    for i in (0..n).rev() {
+        if len(i, n - 1) <= lim {
+            cost[i] = 0;
+            next[i] = n;
+            continue;
+        }
+        for j in i + 1..n {
+            let d = lim - len(i, j - 1);
+            let mut c = d * d + cost[j];
+            if len(i, j - 1) > lim {
+                c += PENALTY;
+            }
+            if c < cost[i] {
+                cost[i] = c;
+                next[i] = j;
+            }
+        }
+    }
+    let mut lines = Vec::new();
+    let mut i = 0;
+    while i < n {
+        lines.push(words[i..next[i]].join(" "));
+        i = next[i];
+    }
+    lines
 }
 
 /// Decimal units, as go-humanize's `Bytes`: "9 B", "586 kB", "8.3 MB", "126 MB".
@@ -273,39 +409,95 @@ mod tests {
         }
     }
 
+    /// The reference's `mo_br list` example, byte for byte.
     #[test]
-    fn table_has_the_reference_columns() {
+    fn table_is_the_references() {
         let tz = FixedOffset::east_opt(8 * 3600).unwrap();
-        let t = table_in(&[info()], &tz);
+        let second = BackupInfo {
+            id: "01108122-10f9-11ef-9359-26dd28356ef2".into(),
+            size: 8_300_000,
+            at_time: "2024-05-13T07:18:28Z".into(),
+            duration_secs: 3.394437375,
+            complete_time: "2024-05-13T07:18:32Z".into(),
+            ..info()
+        };
+        let want = "\
++--------------------------------------+--------+--------------------------------+---------------------------+--------------+---------------------------+
+|                  ID                  |  SIZE  |              PATH              |          AT TIME          |   DURATION   |       COMPLETE TIME       |
++--------------------------------------+--------+--------------------------------+---------------------------+--------------+---------------------------+
+| 4d21b228-10dd-11ef-9497-26dd28356ef2 | 586 kB |  BackupDir: filesystem  Path:  | 2024-05-13 12:00:12 +0800 | 1.700945333s | 2024-05-13 12:00:13 +0800 |
+|                                      |        |    /Users/admin/soft/backup    |                           |              |                           |
+| 01108122-10f9-11ef-9359-26dd28356ef2 | 8.3 MB |  BackupDir: filesystem  Path:  | 2024-05-13 15:18:28 +0800 | 3.394437375s | 2024-05-13 15:18:32 +0800 |
+|                                      |        |    /Users/admin/soft/backup    |                           |              |                           |
++--------------------------------------+--------+--------------------------------+---------------------------+--------------+---------------------------+";
+        assert_eq!(table_in(&[info(), second], &tz, false), want);
+    }
+
+    /// The reference's `mo_br check ID` example: a path wider than the
+    /// wrap limit widens its column, the odd gap going right.
+    #[test]
+    fn a_long_path_widens_its_column() {
+        let tz = FixedOffset::east_opt(8 * 3600).unwrap();
+        let b = BackupInfo {
+            id: "1614f462-126c-11ef-9af3-26dd28356ef3".into(),
+            size: 126_000_000,
+            path: "/Users/admin/soft/incbackup/back2".into(),
+            at_time: "2024-05-15T03:34:28Z".into(),
+            duration_secs: 22.455633916,
+            complete_time: "2024-05-15T03:34:50Z".into(),
+            ..info()
+        };
+        let want = "\
++--------------------------------------+--------+-----------------------------------+---------------------------+---------------+---------------------------+
+|                  ID                  |  SIZE  |               PATH                |          AT TIME          |   DURATION    |       COMPLETE TIME       |
++--------------------------------------+--------+-----------------------------------+---------------------------+---------------+---------------------------+
+| 1614f462-126c-11ef-9af3-26dd28356ef3 | 126 MB |   BackupDir: filesystem  Path:    | 2024-05-15 11:34:28 +0800 | 22.455633916s | 2024-05-15 11:34:50 +0800 |
+|                                      |        | /Users/admin/soft/incbackup/back2 |                           |               |                           |
++--------------------------------------+--------+-----------------------------------+---------------------------+---------------+---------------------------+";
+        assert_eq!(table_in(&[b], &tz, false), want);
+    }
+
+    #[test]
+    fn an_empty_table_is_its_header() {
+        let t = table_in(&[], &FixedOffset::east_opt(0).unwrap(), false);
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines.len(), 5, "{t}");
-        assert!(
-            lines[0].starts_with("+---") && lines[0].ends_with("-+"),
-            "{t}"
-        );
-        let header: Vec<&str> = lines[1]
-            .trim_matches('|')
-            .split('|')
-            .map(str::trim)
-            .collect();
-        assert_eq!(header, HEADER);
-        assert!(lines[2].starts_with("+---"), "{t}");
-        let row: Vec<&str> = lines[3]
-            .trim_matches('|')
-            .split('|')
-            .map(str::trim)
-            .collect();
+        assert_eq!(lines.len(), 4, "{t}");
         assert_eq!(
-            row,
-            [
-                "4d21b228-10dd-11ef-9497-26dd28356ef2",
-                "586 kB",
-                "BackupDir: filesystem  Path: /Users/admin/soft/backup",
-                "2024-05-13 12:00:12 +0800",
-                "1.700945333s",
-                "2024-05-13 12:00:13 +0800",
-                kind(&info()).as_str(),
-            ]
+            lines[1],
+            "| ID | SIZE | PATH | AT TIME | DURATION | COMPLETE TIME |"
+        );
+        assert_eq!(lines[0], lines[3]);
+    }
+
+    #[test]
+    fn verbose_adds_kind_and_state() {
+        let tz = FixedOffset::east_opt(0).unwrap();
+        let mut b = info();
+        b.set_backup_type(BackupType::Incremental);
+        b.set_kind(Consistency::Online);
+        b.set_state(BackupState::Failed);
+        let t = table_in(&[b], &tz, true);
+        let cells = |l: &str| -> Vec<String> {
+            l.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_string())
+                .collect()
+        };
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(cells(lines[1])[6..], ["KIND", "STATE"]);
+        assert_eq!(cells(lines[3])[6..], ["incremental online", "failed"]);
+    }
+
+    #[test]
+    fn wrapping_like_tablewriter() {
+        assert_eq!(wrap_cell("short"), (vec!["short".to_string()], 5));
+        assert_eq!(wrap_cell(""), (vec![String::new()], 0));
+        // One word longer than the limit stays whole.
+        let long = "x".repeat(40);
+        assert_eq!(wrap_cell(&long), (vec![long.clone()], 40));
+        assert_eq!(
+            wrap_cell("BackupDir: s3  Path: bucket/some/rather/long/prefix/b1").0,
+            ["BackupDir: s3  Path:", "bucket/some/rather/long/prefix/b1"]
         );
     }
 
@@ -324,7 +516,9 @@ mod tests {
         b.set_backup_type(BackupType::Incremental);
         b.set_kind(Consistency::Online);
         b.set_state(BackupState::Failed);
-        assert_eq!(kind(&b), "incremental online (failed)");
+        assert_eq!(kind(&b), "incremental online");
+        assert_eq!(state(&b), "failed");
+        assert!(!is_complete(&b));
         let v: serde_json::Value = serde_json::from_str(&json_line(&b)).unwrap();
         assert_eq!(
             (&v["backup_type"], &v["kind"], &v["state"]),
@@ -342,7 +536,9 @@ mod tests {
         assert_eq!(v["backup_type"], "full");
         assert_eq!(v["kind"], "cold");
         assert_eq!(v["state"], "complete");
+        assert!(is_complete(&b));
         b.state = 42;
-        assert_eq!(kind(&b), "full cold (state 42)");
+        assert_eq!(state(&b), "state 42");
+        assert!(!is_complete(&b));
     }
 }

@@ -183,7 +183,7 @@ pub fn request(
 pub async fn run(cmd: &SnapshotCommand, s: &Settings) -> Result<u8> {
     let env_password = std::env::var(PASSWORD_ENV).ok();
     let req = request(cmd, s, env_password)?;
-    let mut client = connect::connect(s, &s.meta_path(None), s.parallelism(None)).await?;
+    let mut client = connect::connect_reader(s, &s.meta_path(None), s.parallelism(None)).await?;
     let stream = client.snapshot(req).await?.into_inner();
     let out = job::drive(stream, &job::Options::default()).await?;
     if let Some(f) = out.finished.as_ref().filter(|f| !f.summary.is_empty()) {

@@ -133,6 +133,22 @@ impl Coordinator {
         Ok(c)
     }
 
+    /// A single coordinator for commands that only read the catalog (list,
+    /// check, snapshots): an absent catalog reads as empty and is not
+    /// created, and nothing is taken over: a backup marked running may be
+    /// driven by another process right now.
+    pub fn open_reader(
+        meta_path: &Path,
+        agents: Vec<(String, Channel)>,
+        security: Security,
+    ) -> Result<Coordinator> {
+        Ok(Coordinator::new(
+            CatalogHandle::open_if_present(meta_path)?,
+            Agents::fixed(agents),
+            security,
+        ))
+    }
+
     /// A replica of a raft group. Whichever replica leads adopts the running
     /// backups of the replicated state and carries them on.
     pub fn start_cluster(config: ClusterConfig) -> Result<Coordinator> {
@@ -245,12 +261,28 @@ pub async fn wait_idle(limit: Duration) -> bool {
 /// The embedded default: a coordinator in this process, reachable only
 /// through the returned channel (no port), over the same gRPC service.
 pub async fn spawn_in_process(meta_path: &Path, agents: Vec<Channel>) -> Result<Channel> {
-    let named = agents
+    let coordinator =
+        Coordinator::open(meta_path, local_agents(agents), Security::plaintext()).await?;
+    Ok(serve_in_process(coordinator))
+}
+
+/// [`spawn_in_process`] for commands that only read the catalog (see
+/// [`Coordinator::open_reader`]).
+pub async fn spawn_reader_in_process(meta_path: &Path, agents: Vec<Channel>) -> Result<Channel> {
+    let coordinator =
+        Coordinator::open_reader(meta_path, local_agents(agents), Security::plaintext())?;
+    Ok(serve_in_process(coordinator))
+}
+
+fn local_agents(agents: Vec<Channel>) -> Vec<(String, Channel)> {
+    agents
         .into_iter()
         .enumerate()
         .map(|(i, ch)| (format!("local-{i}"), ch))
-        .collect();
-    let coordinator = Coordinator::open(meta_path, named, Security::plaintext()).await?;
+        .collect()
+}
+
+fn serve_in_process(coordinator: Coordinator) -> Channel {
     {
         let mut embedded = EMBEDDED.lock().expect("embedded lock");
         // Those whose coordinator is gone are closed.
@@ -268,5 +300,5 @@ pub async fn spawn_in_process(meta_path: &Path, agents: Vec<Channel>) -> Result<
         coordinator.wait_idle(EMBEDDED_WIND_DOWN).await;
         coordinator.shutdown().await;
     });
-    Ok(channel)
+    channel
 }

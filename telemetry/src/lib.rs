@@ -1,5 +1,8 @@
 //! The Prometheus endpoint shared by the coordinator and the agent: one
-//! exporter setup, so both serve the same format with the same buckets.
+//! exporter setup, so both serve the same format with the same buckets;
+//! and their logs ([`logs`]).
+
+pub mod logs;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
@@ -17,6 +20,8 @@ pub enum Error {
     Address { addr: String, detail: String },
     #[error("cannot serve metrics on {addr}: {detail}")]
     Serve { addr: String, detail: String },
+    #[error("unknown --log_level \"{spec}\": {detail}")]
+    LogLevel { spec: String, detail: String },
 }
 
 /// `host:port` to the first address it resolves to.

@@ -159,6 +159,14 @@ fn list_and_delete() {
             .any(|l| l.contains("check:") && l.contains("tae/")),
         "list ID prints no check lines\n{one}"
     );
+    // In MatrixOne's order and spelling: the manifest, then mo_meta.
+    let checks: Vec<&str> = one
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("check: "))
+        .take(2)
+        .collect();
+    assert_eq!(checks, ["check: /backup_meta", "check: /mo_meta"], "{one}");
 
     // Catalog entry only.
     mobr.run(&["delete", &first, "--not_delete_data"])

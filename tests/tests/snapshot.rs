@@ -261,10 +261,27 @@ fn show_output_is_aligned_like_mo_br() {
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
     // Every cell padded to its column and followed by a tab; the timestamp
-    // (29 characters) is wider than its centred header.
+    // in microseconds, trailing zeros dropped ("02:29:23.07401"), as the
+    // reference shows it, its header centred over it.
+    let ts_cell = lines[1].split('\t').nth(1).unwrap();
+    let ts = ts_cell.trim_end();
+    let (secs, frac) = ts.split_once('.').unwrap_or((ts, ""));
+    assert_eq!(secs.len(), 19, "{ts:?}");
+    assert!(
+        frac.len() <= 6 && !frac.ends_with('0') && frac.chars().all(|c| c.is_ascii_digit()),
+        "{ts:?}"
+    );
+    let gap = ts_cell.len() - "TIMESTAMP".len();
+    let centred = format!(
+        "{}TIMESTAMP{}",
+        " ".repeat(gap / 2),
+        " ".repeat(gap - gap / 2)
+    );
     assert_eq!(
         lines[0],
-        "SNAPSHOT NAME\t          TIMESTAMP          \tSNAPSHOT LEVEL\tACCOUNT NAME\tDATABASE NAME\tTABLE NAME\t",
+        format!(
+            "SNAPSHOT NAME\t{centred}\tSNAPSHOT LEVEL\tACCOUNT NAME\tDATABASE NAME\tTABLE NAME\t"
+        ),
         "{out}"
     );
     assert!(lines[1].starts_with("snapshot_02  \t20"), "{:?}", lines[1]);

@@ -158,14 +158,23 @@ impl CatalogHandle {
     /// A local catalog: opens the log at `path`, replays it and starts the
     /// owning task.
     pub fn open(path: &Path) -> Result<CatalogHandle> {
-        let (log, catalog) = CommandLog::open(path)?;
+        Ok(CatalogHandle::local(CommandLog::open(path)?))
+    }
+
+    /// A local catalog for commands that only read: an absent one reads as
+    /// empty and is not created.
+    pub fn open_if_present(path: &Path) -> Result<CatalogHandle> {
+        Ok(CatalogHandle::local(CommandLog::open_if_present(path)?))
+    }
+
+    fn local((log, catalog): (CommandLog, Catalog)) -> CatalogHandle {
         let (tx, rx) = mpsc::channel(64);
         let (status_tx, status) = watch::channel(local_status(catalog.applied));
         // Owned by the handles: it ends when the last one drops its sender.
         tokio::spawn(run(log, catalog, rx, status_tx));
-        Ok(CatalogHandle {
+        CatalogHandle {
             backend: Backend::Local { tx, status },
-        })
+        }
     }
 
     /// A replica of a raft group.

@@ -25,7 +25,9 @@ enum Record {
 
 pub struct CommandLog {
     path: PathBuf,
-    file: File,
+    /// None: no catalog exists and none may be created (see
+    /// [`CommandLog::open_if_present`]).
+    file: Option<File>,
     records: u64,
 }
 
@@ -36,7 +38,30 @@ fn err(path: &Path, detail: impl std::fmt::Display) -> Error {
     }
 }
 
+fn absent(path: &Path) -> Error {
+    err(
+        path,
+        "no catalog here, and a command that only reads creates none",
+    )
+}
+
 impl CommandLog {
+    /// For commands that only read: an absent log is an empty catalog and
+    /// stays absent (`mo_br list` in the wrong directory must not leave a
+    /// catalog behind); appending to it fails. An existing one is opened as
+    /// by [`CommandLog::open`].
+    pub fn open_if_present(path: &Path) -> Result<(CommandLog, Catalog)> {
+        if path.exists() {
+            return CommandLog::open(path);
+        }
+        let log = CommandLog {
+            path: path.to_path_buf(),
+            file: None,
+            records: 0,
+        };
+        Ok((log, Catalog::default()))
+    }
+
     /// Opens (or creates) the log and returns it with the replayed catalog.
     pub fn open(path: &Path) -> Result<(CommandLog, Catalog)> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -102,7 +127,7 @@ impl CommandLog {
         file.seek(SeekFrom::End(0)).map_err(|e| err(path, e))?;
         let mut log = CommandLog {
             path: path.to_path_buf(),
-            file,
+            file: Some(file),
             records,
         };
         if records > COMPACT_AFTER {
@@ -113,15 +138,17 @@ impl CommandLog {
 
     /// Appends a command durably.
     pub fn append(&mut self, index: u64, command: &Command) -> Result<()> {
+        let Some(file) = self.file.as_mut() else {
+            return Err(absent(&self.path));
+        };
         let mut line = serde_json::to_string(&Record::Entry {
             index,
             command: command.clone(),
         })
         .map_err(|e| err(&self.path, e))?;
         line.push('\n');
-        self.file
-            .write_all(line.as_bytes())
-            .and_then(|_| self.file.sync_data())
+        file.write_all(line.as_bytes())
+            .and_then(|_| file.sync_data())
             .map_err(|e| err(&self.path, e))?;
         self.records += 1;
         Ok(())
@@ -129,6 +156,9 @@ impl CommandLog {
 
     /// Replaces the log by one snapshot of `catalog`.
     pub fn compact(&mut self, catalog: &Catalog) -> Result<()> {
+        if self.file.is_none() {
+            return Err(absent(&self.path));
+        }
         let tmp = self.path.with_extension("compact.tmp");
         let mut line = serde_json::to_string(&Record::Snapshot {
             snapshot: catalog.clone(),
@@ -147,10 +177,12 @@ impl CommandLog {
                 .and_then(|d| d.sync_all())
                 .map_err(|e| err(dir, e))?;
         }
-        self.file = OpenOptions::new()
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| err(&self.path, e))?;
+        self.file = Some(
+            OpenOptions::new()
+                .append(true)
+                .open(&self.path)
+                .map_err(|e| err(&self.path, e))?,
+        );
         self.records = 1;
         Ok(())
     }
@@ -192,6 +224,26 @@ mod tests {
         let (_, after) = CommandLog::open(&path).unwrap();
         assert!(after.backups.is_empty());
         assert_eq!(after.applied, 4);
+    }
+
+    #[test]
+    fn an_absent_log_read_only_is_empty_and_never_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/mo_br.meta");
+        let (mut log, cat) = CommandLog::open_if_present(&path).unwrap();
+        assert!(cat.backups.is_empty());
+        assert!(log
+            .append(1, &Command::BackupDeleted { id: "a".into() })
+            .is_err());
+        assert!(!dir.path().join("sub").exists());
+
+        CommandLog::open(&path)
+            .unwrap()
+            .0
+            .append(1, &Command::BackupStarted(Box::new(record("a", None))))
+            .unwrap();
+        let (_, cat) = CommandLog::open_if_present(&path).unwrap();
+        assert_eq!(cat.backups.len(), 1);
     }
 
     #[test]

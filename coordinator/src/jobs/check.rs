@@ -15,7 +15,7 @@ use mo_br_proto::coordinator::{job_event, CheckRequest, Finished, Problem, Start
 use mo_br_storage::Storage;
 
 use super::shards::{self, LocalLedger, Op, RunOptions};
-use super::{emit, entries, line, resolve, Events};
+use super::{check_name, emit, entries_in_check_order, line, resolve, Events};
 use crate::agents::Eligibility;
 use crate::{Coordinator, Result};
 
@@ -30,28 +30,33 @@ pub async fn run(c: &Coordinator, req: CheckRequest, events: &Events) -> Result<
     .await?;
     let meta = &backup.meta;
     let storage = backup.storage.as_ref();
-    let files = meta.file_count();
+    // MatrixOne's metadata files are verified like the data: its own tools
+    // trust them.
+    let metadata = meta.files.iter().filter(|f| f.kind == FileKind::Meta);
+    let files = meta.file_count() + metadata.clone().count() as u64;
+    let total_bytes = meta.total_size + metadata.map(|f| f.size).sum::<u64>();
     emit(
         events,
         job_event::Event::Started(Started {
             job_id: meta.id.clone(),
             backup_id: meta.id.clone(),
-            total_bytes: meta.total_size,
+            total_bytes,
             total_files: files,
             what: "check".into(),
         }),
     )
     .await;
-    line(events, format!("check: /{}", layout::BACKUP_META)).await;
+    // Read and verified against its sidecar by `resolve`.
+    line(
+        events,
+        format!("check: {}", check_name(layout::BACKUP_META)),
+    )
+    .await;
 
-    // Sidecars of MatrixOne's metadata files must agree with the manifest:
-    // MatrixOne's own tools trust them. (Configs' are checked as they come.)
+    // Problems the agents' verification cannot see: sidecars that disagree
+    // with the manifest (MatrixOne's own tools trust them), entries held by
+    // no backup of the chain.
     let extra = AtomicU64::new(0);
-    for f in meta.files.iter().filter(|f| has_sidecar(f)) {
-        if !sidecar_ok(storage, f, events).await {
-            extra.fetch_add(1, Ordering::Relaxed);
-        }
-    }
 
     // One pass per backup holding bytes: this one first, then its chain.
     let mut problems = 0u64;
@@ -60,7 +65,7 @@ pub async fn run(c: &Coordinator, req: CheckRequest, events: &Events) -> Result<
     for (pass, (holder, location)) in holders.enumerate() {
         let own = pass == 0;
         let (extra, holder_ref) = (&extra, &holder);
-        let tasks = entries(storage, meta)
+        let tasks = entries_in_check_order(storage, meta)
             .try_filter_map(move |f: FileEntry| async move {
                 let held_by = f.origin.clone().unwrap_or_else(|| meta.id.clone());
                 if own {
@@ -84,7 +89,7 @@ pub async fn run(c: &Coordinator, req: CheckRequest, events: &Events) -> Result<
                     return Ok(None);
                 }
                 if own {
-                    line(events, format!("check: {}", f.path)).await;
+                    line(events, format!("check: {}", check_name(&f.path))).await;
                 } else {
                     line(
                         events,

@@ -6,10 +6,10 @@ use mo_br_proto::common::ProblemKind;
 use mo_br_proto::coordinator::{job_event, Backups, Finished, ListRequest, Problem};
 
 use futures::{StreamExt, TryStreamExt};
-use mo_br_format::layout::FileKind;
+use mo_br_format::layout;
 use mo_br_format::manifest::FileEntry;
 
-use super::{emit, entries, info, line, resolve, Events};
+use super::{check_name, emit, entries_in_check_order, info, line, resolve, Events};
 
 /// Existence checks in flight at once.
 const HEAD_PARALLELISM: usize = 32;
@@ -45,18 +45,15 @@ pub async fn run(c: &Coordinator, req: ListRequest, events: &Events) -> Result<(
     if !req.id.is_empty() && !req.not_check_data {
         let backup = resolve(c, &req.id, None, &req.access_key_id, &req.secret_access_key).await?;
         // HEADs in parallel (each is one request's latency on S3), reported
-        // in manifest order, the manifest read a chunk at a time.
+        // in MatrixOne's order, the manifest read a chunk at a time.
         let storage: &dyn mo_br_storage::Storage = backup.storage.as_ref();
-        let meta_files: Vec<Result<FileEntry>> = backup
-            .meta
-            .files
-            .iter()
-            .filter(|f| f.kind == FileKind::Meta)
-            .cloned()
-            .map(Ok)
-            .collect();
-        let mut heads = entries(storage, &backup.meta)
-            .chain(futures::stream::iter(meta_files))
+        // Read and verified against its sidecar by `resolve`.
+        line(
+            events,
+            format!("check: {}", check_name(layout::BACKUP_META)),
+        )
+        .await;
+        let mut heads = entries_in_check_order(storage, &backup.meta)
             .try_filter_map(|f: FileEntry| futures::future::ready(Ok(f.need_copy.then_some(f))))
             .map_ok(|f: FileEntry| async move {
                 let found = storage.head(&f.path).await;
@@ -65,7 +62,7 @@ pub async fn run(c: &Coordinator, req: ListRequest, events: &Events) -> Result<(
             .try_buffered(HEAD_PARALLELISM);
         while let Some(head) = heads.next().await {
             let (path, expected, found) = head?;
-            line(events, format!("check: {path}")).await;
+            line(events, format!("check: {}", check_name(&path))).await;
             let trouble = match found? {
                 None => Some((ProblemKind::Missing, "not found".to_string())),
                 Some(size) if size != expected => Some((

@@ -150,6 +150,79 @@ pub fn entries<'a>(
     chunked.chain(futures::stream::iter(inline)).boxed()
 }
 
+/// Every file entry of a backup in the order MatrixOne's mo_br checks
+/// them, which scripts reading `check:` lines expect: `mo_meta`, `hk_data`,
+/// `tae_list`, `tae_sum`, then the configs, then the data. The chunks are
+/// read twice (configs are node-local, so they come last in the manifest)
+/// rather than held: memory stays flat however big the backup.
+pub fn entries_in_check_order<'a>(
+    storage: &'a dyn Storage,
+    meta: &'a BackupMeta,
+) -> BoxStream<'a, Result<FileEntry>> {
+    let is_metadata = |f: &FileEntry| matches!(f.kind, FileKind::Meta | FileKind::Hakeeper);
+    let mut first: Vec<FileEntry> = meta
+        .files
+        .iter()
+        .filter(|f| is_metadata(f))
+        .cloned()
+        .collect();
+    first.sort_by_key(|f| check_rank(&f.path));
+    // Format 1 keeps every entry inline.
+    let inline: Vec<FileEntry> = meta
+        .files
+        .iter()
+        .filter(|f| !is_metadata(f))
+        .cloned()
+        .collect();
+    let pass = move |configs: bool| {
+        let inline: Vec<Result<FileEntry>> = inline
+            .iter()
+            .filter(|f| (f.kind == FileKind::Config) == configs)
+            .cloned()
+            .map(Ok)
+            .collect();
+        futures::stream::iter(meta.chunks.iter())
+            .then(move |r| read_chunk::<FileEntry>(storage, r))
+            .map_ok(move |v| {
+                futures::stream::iter(
+                    v.into_iter()
+                        .filter(move |f| (f.kind == FileKind::Config) == configs)
+                        .map(Ok),
+                )
+            })
+            .try_flatten()
+            .chain(futures::stream::iter(inline))
+    };
+    futures::stream::iter(first.into_iter().map(Ok))
+        .chain(pass(true))
+        .chain(pass(false))
+        .boxed()
+}
+
+/// Where a metadata file comes in [`entries_in_check_order`].
+fn check_rank(path: &str) -> usize {
+    [
+        layout::MO_META,
+        layout::HK_DATA,
+        layout::TAE_LIST,
+        layout::TAE_SUM,
+    ]
+    .iter()
+    .position(|p| *p == path)
+    .unwrap_or(4)
+}
+
+/// A file as a `check:` line names it: files at the backup's root with a
+/// leading '/' (`/backup_meta`, `/mo_meta`), as MatrixOne's mo_br prints
+/// them, the others as they are (`tae/tae_list`).
+pub fn check_name(path: &str) -> String {
+    if path.contains('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    }
+}
+
 /// Removes everything under `prefix` ("" for all) of a place a job owns
 /// whole, `backup_meta` first so that an interrupted removal never leaves
 /// something that looks like a complete backup. Streams the listing: never
@@ -341,5 +414,30 @@ mod tests {
             ],
             ["incremental", "online", "failed"]
         );
+    }
+
+    /// The order and spelling of MatrixOne's mo_br `check:` lines.
+    #[test]
+    fn metadata_in_mo_br_order_root_files_with_a_slash() {
+        let mut names = [
+            layout::TAE_SUM,
+            "mo_meta.extra",
+            layout::HK_DATA,
+            layout::TAE_LIST,
+            layout::MO_META,
+        ];
+        names.sort_by_key(|n| check_rank(n));
+        let shown: Vec<String> = names.iter().map(|n| check_name(n)).collect();
+        assert_eq!(
+            shown,
+            [
+                "/mo_meta",
+                "hakeeper/hk_data",
+                "tae/tae_list",
+                "tae/tae_sum",
+                "/mo_meta.extra"
+            ]
+        );
+        assert_eq!(check_name(layout::BACKUP_META), "/backup_meta");
     }
 }

@@ -158,7 +158,12 @@ pub async fn run(_c: &Coordinator, req: SnapshotRequest, events: &Events) -> Res
             let mut conn = login.connect().await?;
             let rows = conn.rows(&sql).await;
             conn.close().await;
-            let rows = rows?;
+            let mut rows = rows?;
+            for row in &mut rows {
+                if let Some(ts) = row.get_mut(1) {
+                    *ts = show_ts(ts);
+                }
+            }
             for l in render(&rows) {
                 line(events, l).await;
             }
@@ -283,6 +288,42 @@ fn check_ts(flag: &str, ts: &str) -> Result<()> {
     }
 }
 
+/// A snapshot's time as mo_br shows it: MatrixOne gives nanoseconds
+/// (`2024-05-11 02:29:23.074010123`), mo_br prints microseconds without
+/// trailing zeros (`2024-05-11 02:29:23.07401`), as Go's
+/// `2006-01-02 15:04:05.999999` layout does (truncating). Anything else is
+/// shown as it came.
+pub fn show_ts(ts: &str) -> String {
+    let Some((secs, frac)) = ts.split_once('.') else {
+        return ts.to_string();
+    };
+    if !frac.chars().all(|c| c.is_ascii_digit()) {
+        return ts.to_string();
+    }
+    let micros = frac[..frac.len().min(6)].trim_end_matches('0');
+    if micros.is_empty() {
+        secs.to_string()
+    } else {
+        format!("{secs}.{micros}")
+    }
+}
+
+/// `--endTs` as the last nanosecond of the microsecond it names, so that a
+/// time copied from `snapshot show` (microseconds) includes that snapshot,
+/// whose stored time has nanoseconds past it. Only for a full
+/// `YYYY-MM-DD HH:MM:SS[.f]` time with at most six decimals.
+fn through_micro(ts: &str) -> String {
+    let (secs, frac) = ts.split_once('.').unwrap_or((ts, ""));
+    let full_time = secs.len() == 19
+        && secs.as_bytes()[10] == b' '
+        && secs.as_bytes()[13] == b':'
+        && secs.as_bytes()[16] == b':';
+    if !full_time || frac.len() > 6 || !frac.chars().all(|c| c.is_ascii_digit()) {
+        return ts.to_string();
+    }
+    format!("{secs}.{frac:0<6}999")
+}
+
 pub fn show_sql(req: &SnapshotRequest, login: &MoLogin) -> Result<String> {
     let mut conds = Vec::new();
     if req.cluster {
@@ -319,7 +360,7 @@ pub fn show_sql(req: &SnapshotRequest, login: &MoLogin) -> Result<String> {
     }
     if let Some(ts) = opt(&req.end_ts) {
         check_ts("--endTs", ts)?;
-        conds.push(format!("TIMESTAMP <= {}", quote(ts)));
+        conds.push(format!("TIMESTAMP <= {}", quote(&through_micro(ts))));
     }
     Ok(if conds.is_empty() {
         "SHOW SNAPSHOTS".to_string()
@@ -762,6 +803,38 @@ mod tests {
         assert_eq!(
             show_sql(&r, &login("acc1#admin")).unwrap_err().to_string(),
             "only the sys tenant can show cluster level snapshots (--cluster sys)"
+        );
+    }
+
+    #[test]
+    fn show_times_in_microseconds() {
+        assert_eq!(
+            show_ts("2024-05-11 02:29:23.074010123"),
+            "2024-05-11 02:29:23.07401"
+        );
+        assert_eq!(
+            show_ts("2024-05-11 02:26:03.462462999"),
+            "2024-05-11 02:26:03.462462"
+        );
+        assert_eq!(
+            show_ts("2024-05-11 02:26:03.000000999"),
+            "2024-05-11 02:26:03"
+        );
+        assert_eq!(show_ts("2024-05-11 02:26:03.5"), "2024-05-11 02:26:03.5");
+        assert_eq!(show_ts("2024-05-11 02:26:03"), "2024-05-11 02:26:03");
+        assert_eq!(show_ts(""), "");
+        assert_eq!(
+            through_micro("2024-05-11 02:29:23.07401"),
+            "2024-05-11 02:29:23.074010999"
+        );
+        assert_eq!(
+            through_micro("2024-05-11 00:00:00"),
+            "2024-05-11 00:00:00.000000999"
+        );
+        assert_eq!(through_micro("2030-01-01"), "2030-01-01");
+        assert_eq!(
+            through_micro("2024-05-11 02:29:23.074010123"),
+            "2024-05-11 02:29:23.074010123"
         );
     }
 

@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Local, TimeZone};
 use comfy_table::{CellAlignment, ContentArrangement, Table};
-use mo_br_proto::coordinator::{BackupInfo, BackupState, BackupType, Consistency};
+use mo_br_proto::coordinator::{BackupInfo, BackupMethod, BackupState, BackupType, Consistency};
 use mo_br_proto::names::Named;
 use serde::Serialize;
 
@@ -185,6 +185,8 @@ pub struct BackupRecord {
     pub state: String,
     pub backup_ts: String,
     pub files: u64,
+    /// Who copied the files: `agents` or `matrixone` (its BACKUP statement).
+    pub method: String,
 }
 
 impl From<&BackupInfo> for BackupRecord {
@@ -203,6 +205,7 @@ impl From<&BackupInfo> for BackupRecord {
             state: BackupState::word(b.state).into(),
             backup_ts: b.backup_ts.clone(),
             files: b.files,
+            method: BackupMethod::word(b.method).into(),
         }
     }
 }
@@ -316,6 +319,14 @@ mod tests {
         assert_eq!(v["size"], 586_000);
         assert_eq!(v["path"], "/Users/admin/soft/backup");
         assert!(v.get("state").is_some());
+        assert_eq!(
+            v["method"], "agents",
+            "what records from before the field say"
+        );
+        let mut b = info();
+        b.set_method(BackupMethod::Matrixone);
+        let v: serde_json::Value = serde_json::from_str(&json_line(&b)).unwrap();
+        assert_eq!(v["method"], "matrixone");
     }
 
     #[test]

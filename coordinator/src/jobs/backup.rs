@@ -147,8 +147,12 @@ pub async fn run(c: &Coordinator, mut req: BackupRequest, events: &Events) -> Re
         return drive(c, &id, &creds, &source_creds, None, true, events).await;
     };
 
-    // Online: the backup is on record before MatrixOne's GC is touched, so
-    // that whatever happens next, some leader releases it.
+    // Online: HAKeeper's watermarks come from MatrixOne's BACKUP into the
+    // target at the end; a target it cannot be given (temporary S3 keys)
+    // is refused now, not after every shard is copied.
+    super::mo_backup::into_location(&record.location, &creds, "")?;
+    // The backup is on record before MatrixOne's GC is touched, so that
+    // whatever happens next, some leader releases it.
     let mut conn = online::connect(&login).await?;
     c.catalog
         .propose(Command::BackupStarted(Box::new(record.clone())))

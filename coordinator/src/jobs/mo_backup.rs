@@ -248,6 +248,7 @@ async fn take(
         record,
         base: p.base.as_ref(),
         verify_at_once: (req.parallelism as usize).clamp(1, MAX_VERIFY),
+        sort_run: SORT_RUN,
         events,
     })
     .await?;
@@ -260,6 +261,8 @@ struct Index<'a> {
     record: &'a BackupRecord,
     base: Option<&'a Base>,
     verify_at_once: usize,
+    /// Rows sorted in memory before a run spills ([`SORT_RUN`]).
+    sort_run: usize,
     events: &'a Events,
 }
 
@@ -329,7 +332,7 @@ async fn index(ix: Index<'_>) -> Result<BackupMeta> {
     let hk = read_verified(target, layout::HK_DATA).await?;
     let tae_sum = read_verified(target, layout::TAE_SUM).await?;
     let backup_ts = cut_of(&tae_sum.bytes)?;
-    let list = sort_tae_list(target).await?;
+    let list = sort_tae_list(target, ix.sort_run).await?;
     emit(
         ix.events,
         job_event::Event::Started(Started {
@@ -741,7 +744,7 @@ struct SortedList {
 
 /// Streams `tae_list` into an external sort, hashing it on the way; its
 /// rows are handed on only once the whole list matched its sidecar.
-async fn sort_tae_list(target: &dyn Storage) -> Result<SortedList> {
+async fn sort_tae_list(target: &dyn Storage, sort_run: usize) -> Result<SortedList> {
     let name = layout::TAE_LIST;
     let sidecar = get_or_missing(target, &layout::sidecar(name)).await?;
     let mut stream = match target.get(name).await {
@@ -751,7 +754,7 @@ async fn sort_tae_list(target: &dyn Storage) -> Result<SortedList> {
         }
         Err(e) => return Err(e.into()),
     };
-    let mut sorter = Sorter::new();
+    let mut sorter = Sorter::new(sort_run);
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     let (mut copy_files, mut copy_bytes) = (0u64, 0u64);
@@ -811,9 +814,9 @@ struct Sorter {
 }
 
 impl Sorter {
-    fn new() -> Self {
+    fn new(run: usize) -> Self {
         Sorter {
-            sort: Some(ExternalSort::new(SORT_RUN)),
+            sort: Some(ExternalSort::new(run)),
             rows: Vec::new(),
         }
     }
@@ -1047,6 +1050,299 @@ mod tests {
         assert_eq!(kind_of("ckp/meta_0-0_1-0.ckp"), FileKind::Checkpoint);
         assert_eq!(kind_of("gc/gc_1-0_2-0.ckp"), FileKind::Gc);
         assert_eq!(kind_of("0191a2b3_00001"), FileKind::Object);
+    }
+
+    /// A place holding what MatrixOne's BACKUP writes, and a record for it.
+    struct Written {
+        _dir: tempfile::TempDir,
+        storage: Box<dyn Storage>,
+        record: BackupRecord,
+    }
+
+    async fn place(id: &str) -> Written {
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::Filesystem {
+            path: dir.path().to_path_buf(),
+        };
+        let storage = mo_br_storage::open(&location, &Credentials::default())
+            .await
+            .unwrap();
+        let record = BackupRecord {
+            id: id.into(),
+            location,
+            backup_type: mo_br_format::manifest::BackupType::Full,
+            consistency: Consistency::Online,
+            base_id: None,
+            state: BackupState::Running,
+            at_time: "2026-01-01T00:00:00Z".into(),
+            complete_time: None,
+            duration_secs: 0.0,
+            size: 0,
+            files: 0,
+            backup_ts: String::new(),
+            data_dir: String::new(),
+            method: BackupMethod::Matrixone,
+        };
+        Written {
+            _dir: dir,
+            storage,
+            record,
+        }
+    }
+
+    async fn put(w: &Written, name: &str, data: &[u8], sidecar: bool) {
+        w.storage
+            .put_bytes(name, Bytes::copy_from_slice(data))
+            .await
+            .unwrap();
+        if sidecar {
+            w.storage
+                .put_bytes(
+                    &layout::sidecar(name),
+                    Bytes::copy_from_slice(&mo::sha256(data)),
+                )
+                .await
+                .unwrap();
+        }
+    }
+
+    /// MatrixOne's metadata files, with `rows` as tae_list.
+    async fn metadata(w: &Written, rows: &str, cut: &str) {
+        put(
+            w,
+            layout::MO_META,
+            b"version,0823,\nbuildinfo,GoVersion: x,\nlaunchconfig,dn,tn.toml_0191a2b3-0000-7000-8000-00000000000f\n",
+            true,
+        )
+        .await;
+        put(
+            w,
+            "config/tn.toml_0191a2b3-0000-7000-8000-00000000000f",
+            b"[[fileservice]]\n",
+            true,
+        )
+        .await;
+        put(w, layout::HK_DATA, b"\x08\x80\x89\x7a", true).await;
+        put(
+            w,
+            layout::TAE_SUM,
+            format!("2026-01-01 00:00:00,10,{cut},full\n").as_bytes(),
+            true,
+        )
+        .await;
+        put(w, layout::TAE_LIST, rows.as_bytes(), true).await;
+    }
+
+    fn sha(data: &[u8]) -> String {
+        hex::encode(mo::sha256(data))
+    }
+
+    /// Runs `index` with tiny sort runs, so the rows spill and merge.
+    async fn run_index(w: &Written, base: Option<&Base>) -> Result<BackupMeta> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let out = index(Index {
+            target: w.storage.as_ref(),
+            record: &w.record,
+            base,
+            verify_at_once: 4,
+            sort_run: 7,
+            events: &tx,
+        })
+        .await;
+        drop(tx);
+        drain.await.unwrap();
+        out
+    }
+
+    async fn all_entries(storage: &dyn Storage, meta: &BackupMeta) -> Vec<FileEntry> {
+        let mut out = Vec::new();
+        for r in &meta.chunks {
+            out.extend(
+                super::super::read_chunk::<FileEntry>(storage, r)
+                    .await
+                    .unwrap(),
+            );
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn unordered_and_repeated_rows_become_sorted_chunks() {
+        let w = place("full").await;
+        // MatrixOne lists in the order its copy workers finish, and lists an
+        // object its GC metadata names a second time. 600 names twice and
+        // one once: a repeated pair straddles the 1024-row batches.
+        let mut rows = Vec::new();
+        for i in (0..600).rev() {
+            let name = format!("0190-{i:04}_00001");
+            let data = format!("object {i}");
+            put(&w, &format!("tae/{name}"), data.as_bytes(), false).await;
+            rows.push(format!(
+                "{name},{},{},true,1-0",
+                data.len(),
+                sha(data.as_bytes())
+            ));
+            // The second listing without a checksum, as for GC copies.
+            rows.insert(rows.len() / 2, format!("{name},{},,true,1-0", data.len()));
+        }
+        put(&w, "tae/0000-first_00001", b"first", false).await;
+        rows.push(format!("0000-first_00001,5,{},true,1-0", sha(b"first")));
+        // A checkpoint file MatrixOne rewrote at the cut: no checksum.
+        put(&w, "tae/ckp/meta_0-0_5-0.ckp", b"ckp", false).await;
+        rows.insert(7, "ckp/meta_0-0_5-0.ckp,3,,true,5-0".into());
+        metadata(&w, &(rows.join("\n") + "\n"), "5-0").await;
+
+        let meta = run_index(&w, None).await.unwrap();
+        assert_eq!(meta.backup_ts, "5-0");
+        assert_eq!(meta.shared_backend, "DISK-V2");
+        let entries = all_entries(w.storage.as_ref(), &meta).await;
+        assert_eq!(
+            entries.len(),
+            600 + 1 + 1 + 1,
+            "every path once, and the config"
+        );
+        let shared: Vec<&str> = entries
+            .iter()
+            .filter(|e| e.kind.is_shared())
+            .map(|e| e.name.as_str())
+            .collect();
+        let mut sorted = shared.clone();
+        sorted.sort();
+        assert_eq!(shared, sorted, "SHARED entries sorted by name");
+        assert_eq!(shared[0], "0000-first_00001");
+        let ckp = entries
+            .iter()
+            .find(|e| e.kind == FileKind::Checkpoint)
+            .unwrap();
+        assert_eq!(ckp.sha256, sha(b"ckp"), "the stored bytes' sha256");
+        let config = entries.last().unwrap();
+        assert_eq!(
+            (config.kind, config.name.as_str(), config.role.as_deref()),
+            (FileKind::Config, "tn.toml", Some("dn"))
+        );
+        assert!(entries.iter().all(|e| e.need_copy));
+        let kinds: Vec<FileKind> = meta.files.iter().map(|f| f.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                FileKind::Hakeeper,
+                FileKind::Meta,
+                FileKind::Meta,
+                FileKind::Meta
+            ]
+        );
+        assert_eq!(meta.file_count(), 603 + 1, "data files and hk_data");
+        // What restores and checks read back.
+        assert_eq!(BackupMeta::from_bytes(&meta.to_bytes()).unwrap(), meta);
+    }
+
+    #[tokio::test]
+    async fn an_incremental_takes_what_matrixone_did_not_copy_from_the_base() {
+        let base_place = place("base").await;
+        let mut rows = String::new();
+        for name in ["a_00001", "b_00001"] {
+            put(&base_place, &format!("tae/{name}"), name.as_bytes(), false).await;
+            rows.push_str(&format!("{name},7,{},true,1-0\n", sha(name.as_bytes())));
+        }
+        metadata(&base_place, &rows, "5-0").await;
+        let base_meta = run_index(&base_place, None).await.unwrap();
+        let base = Base {
+            meta: base_meta,
+            storage: mo_br_storage::open(&base_place.record.location, &Credentials::default())
+                .await
+                .unwrap(),
+        };
+
+        let w = place("inc").await;
+        put(&w, "tae/c_00001", b"c_00001", false).await;
+        let rows = format!(
+            "c_00001,7,{},true,9-0\nb_00001,7,,false,1-0\n",
+            sha(b"c_00001")
+        );
+        metadata(&w, &rows, "9-0").await;
+        let meta = run_index(&w, Some(&base)).await.unwrap();
+        let entries = all_entries(w.storage.as_ref(), &meta).await;
+        let b = entries.iter().find(|e| e.name == "b_00001").unwrap();
+        assert!(!b.need_copy);
+        assert_eq!(b.origin.as_deref(), Some("base"));
+        assert_eq!(b.sha256, sha(b"b_00001"), "the base's sha256, kept");
+        assert_eq!(meta.chain.len(), 1);
+        assert_eq!(meta.base_id.as_deref(), Some("base"));
+
+        // Not in the chain, or of another size: refused.
+        for rows in ["z_00001,7,,false,1-0\n", "a_00001,8,,false,1-0\n"] {
+            let w = place("inc2").await;
+            metadata(&w, rows, "9-0").await;
+            let e = run_index(&w, Some(&base)).await.unwrap_err();
+            assert!(
+                matches!(e, Error::Unverified(Unverified::NotInChain { .. })),
+                "{e}"
+            );
+        }
+        // Without a base nothing can be left uncopied.
+        let w = place("full2").await;
+        metadata(&w, "a_00001,7,,false,1-0\n", "9-0").await;
+        let e = run_index(&w, None).await.unwrap_err();
+        assert!(
+            matches!(e, Error::Unverified(Unverified::NotInChain { .. })),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn what_does_not_match_is_refused() {
+        let good = sha(b"object");
+        let cases: [(&str, &str, &[u8]); 4] = [
+            ("corrupt", "x_00001,6,{good},true,1-0\n", b"objecT"),
+            ("short", "x_00001,7,{good},true,1-0\n", b"object"),
+            ("missing", "x_00001,6,{good},true,1-0\n", b""),
+            ("ok", "x_00001,6,{good},true,1-0\n", b"object"),
+        ];
+        for (what, rows, stored) in cases {
+            let w = place(what).await;
+            if !stored.is_empty() {
+                put(&w, "tae/x_00001", stored, false).await;
+            }
+            metadata(&w, &rows.replace("{good}", &good), "5-0").await;
+            let got = run_index(&w, None).await;
+            match what {
+                "corrupt" => assert!(
+                    matches!(got, Err(Error::Unverified(Unverified::Corrupt { .. }))),
+                    "{got:?}"
+                ),
+                "short" => assert!(
+                    matches!(got, Err(Error::Unverified(Unverified::Size { .. }))),
+                    "{got:?}"
+                ),
+                "missing" => assert!(
+                    matches!(got, Err(Error::Unverified(Unverified::Missing { .. }))),
+                    "{got:?}"
+                ),
+                _ => assert!(got.is_ok(), "{got:?}"),
+            }
+        }
+        // A tae_list that is not what its sidecar says.
+        let w = place("list").await;
+        metadata(&w, "", "5-0").await;
+        put(&w, layout::TAE_LIST, b"x_00001,6,,true,1-0\n", false).await;
+        let e = run_index(&w, None).await.unwrap_err();
+        assert!(
+            matches!(e, Error::Unverified(Unverified::Sidecar { .. })),
+            "{e}"
+        );
+        // A framed (legacy DISK) sidecar.
+        let w = place("framed").await;
+        metadata(&w, "", "5-0").await;
+        let mut framed = vec![1, 2, 3, 4];
+        framed.extend_from_slice(&mo::sha256(b"\x08\x80\x89\x7a"));
+        put(&w, &layout::sidecar(layout::HK_DATA), &framed, false).await;
+        let e = run_index(&w, None).await.unwrap_err();
+        assert!(
+            matches!(e, Error::Unverified(Unverified::Framed { len: 36, .. })),
+            "{e}"
+        );
+        assert!(e.to_string().contains("agents"), "{e}");
     }
 
     #[test]

@@ -284,12 +284,22 @@ async fn read_verified(target: &dyn Storage, name: &str) -> Result<Verified> {
     })
 }
 
+/// The length of a 32-byte sidecar in MatrixOne's CRC-framed format: one
+/// block, a 4-byte CRC32C before the content.
+const FRAMED_SIDECAR: usize = 4 + 32;
+
 fn check_sidecar(name: &str, sidecar: &[u8], sha256: &[u8; 32]) -> Result<(), Unverified> {
-    if sidecar.len() != sha256.len() {
+    if sidecar.len() == FRAMED_SIDECAR {
         return Err(Unverified::Framed {
             file: name.to_string(),
             len: sidecar.len(),
         });
+    }
+    if sidecar.len() != sha256.len() {
+        return Err(malformed(
+            &layout::sidecar(name),
+            format!("{} bytes, not a raw 32-byte sha256", sidecar.len()),
+        ));
     }
     if sidecar != sha256 {
         return Err(Unverified::Sidecar {
@@ -1358,6 +1368,10 @@ mod tests {
         assert!(matches!(
             check_sidecar("f", &mo::sha256(b"y"), &sum),
             Err(Unverified::Sidecar { .. })
+        ));
+        assert!(matches!(
+            check_sidecar("f", &[], &sum),
+            Err(Unverified::Malformed { .. })
         ));
     }
 }

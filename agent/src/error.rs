@@ -18,6 +18,9 @@ pub enum Error {
     Shared(String),
     #[error(transparent)]
     Storage(#[from] mo_br_storage::Error),
+    /// Spilling or reading back a sorted run of the listing.
+    #[error(transparent)]
+    Sort(#[from] mo_br_extsort::Error),
     #[error("invalid request: {0}")]
     Request(String),
     #[error(

@@ -10,7 +10,7 @@
 //! bytewise, then the configs in `launch.toml` order, then logservice-data
 //! sorted by name. A SHARED directory is mostly one flat directory of
 //! millions of objects that `read_dir` lists in no order, so the listing is
-//! sorted with an external merge sort ([`crate::sorted`]): memory stays
+//! sorted with an external merge sort (`mo_br_extsort`): memory stays
 //! bounded by [`Options::run_size`], not by the number of files.
 
 use std::path::{Path, PathBuf};
@@ -23,8 +23,8 @@ use mo_br_format::mo::{self, Hlc};
 use mo_br_storage::{Credentials, Location, Storage};
 use serde::Deserialize;
 
-use crate::sorted::{codec, ExternalSort, Record, Sorted};
 use crate::{Error, Result};
+use mo_br_extsort::{codec, ExternalSort, Record, Sorted};
 
 /// Default [`Options::run_size`]: some tens of MiB of names and paths.
 pub const RUN_SIZE: usize = 200_000;
@@ -475,13 +475,13 @@ impl Lister {
             if self.stop.as_ref().is_some_and(|stop| stop()) {
                 return Err(Error::Cancelled);
             }
-            sorter.push(Listed {
+            Ok(sorter.push(Listed {
                 name: rel.to_string(),
                 source: path.to_path_buf(),
                 size,
-            })
+            })?)
         })?;
-        sorter.finish()
+        Ok(sorter.finish()?)
     }
 
     /// Lists a SHARED store on S3 sorted by key. S3 lists in key order
@@ -513,7 +513,7 @@ impl Lister {
                 size: entry.size,
             })?;
         }
-        sorter.finish()
+        Ok(sorter.finish()?)
     }
 }
 

@@ -3,7 +3,6 @@
 //! - [`inventory`]: what a backup takes from a node (SHARED objects, `ckp/`,
 //!   `gc/`, launch configs, `logservice-data`) and what it skips, listed in
 //!   a fixed order in bounded memory.
-//! - [`sorted`]: the external merge sort behind that order.
 //! - [`shard`]: copy, restore and verify a shard of files, in parallel,
 //!   streaming and hashing every byte once.
 //! - [`metrics`]: Prometheus metrics (exported with `--metrics_listen`).
@@ -18,7 +17,6 @@ pub mod registration;
 pub mod served;
 pub mod service;
 pub mod shard;
-pub mod sorted;
 pub mod throttle;
 
 mod error;

@@ -23,7 +23,7 @@
 
 use bytes::Bytes;
 use futures::StreamExt;
-use mo_br_agent::sorted::{codec, ExternalSort, Record, Sorted};
+use mo_br_extsort::{codec, ExternalSort, Record, Sorted};
 use mo_br_format::chunk::{self, ChunkRef};
 use mo_br_format::layout::{self, FileKind};
 use mo_br_format::manifest::{BackupMeta, ChainLink, Consistency, FileEntry};
@@ -845,7 +845,7 @@ impl Sorter {
             for row in rows {
                 sort.push(row)?;
             }
-            Ok::<_, mo_br_agent::Error>(sort)
+            Ok::<_, mo_br_extsort::Error>(sort)
         })
         .await
         .map_err(|e| Error::Failed(format!("sorting tae_list: {e}")))?
@@ -868,7 +868,7 @@ fn sort_lost() -> Error {
     Error::Failed("sorting tae_list: the sorter was lost to an earlier failure".into())
 }
 
-fn sort_failed(e: mo_br_agent::Error) -> Error {
+fn sort_failed(e: mo_br_extsort::Error) -> Error {
     Error::Failed(format!("sorting tae_list: {e}"))
 }
 
@@ -898,7 +898,7 @@ impl Unique {
             for row in sorted.by_ref().take(BATCH) {
                 raw.push(row?);
             }
-            Ok::<_, mo_br_agent::Error>((sorted, raw))
+            Ok::<_, mo_br_extsort::Error>((sorted, raw))
         })
         .await
         .map_err(|e| Error::Failed(format!("sorting tae_list: {e}")))?

@@ -20,7 +20,25 @@ use std::path::PathBuf;
 
 use tempfile::TempDir;
 
-use crate::{Error, Result};
+/// A run file could not be written or read back; the path says which.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct Error {
+    pub path: String,
+    #[source]
+    pub source: io::Error,
+}
+
+impl Error {
+    fn io(path: impl AsRef<std::path::Path>, source: io::Error) -> Self {
+        Error {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Runs merged at once. Past this many, the runs are merged into one before
 /// more are spilled, so the open files (and their read buffers) stay bounded

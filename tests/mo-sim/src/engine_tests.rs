@@ -1345,6 +1345,20 @@ fn restore_account_brings_back_its_users_and_passwords() {
     ok(&e, &sys(), "restore account acc1 from snapshot sys_s");
     let users = e.lock().accounts["acc1"].users.clone();
     assert_eq!(users.keys().collect::<Vec<_>>(), ["admin", "u1"]);
+
+    // To another account: restoreToAccount copies the source's mo_user into
+    // the target too, so the target's own admin is replaced.
+    ok(
+        &e,
+        &sys(),
+        "create account acc2 admin_name 'boss' identified by 'p2'",
+    );
+    ok(
+        &e,
+        &sys(),
+        "restore account acc1 from snapshot sys_s to account acc2",
+    );
+    assert_eq!(e.lock().accounts["acc2"].users, users);
 }
 
 #[test]

@@ -428,13 +428,18 @@ fn restore_to_a_new_account_with_either_spelling() {
             ("account", "sp_acc1", "acc1", to)
         );
     }
-    // The new admins log in with the given passwords and see acc1's data.
+    // The new accounts hold acc1's data and, as MatrixOne's restore copies
+    // mo_catalog.mo_user/mo_role/... of the source into the target
+    // (restoreToAccount -> restoreSystemDatabase in pkg/frontend/snapshot.go),
+    // acc1's users and passwords: the admins given at creation are replaced.
     let t = s
         .sim
-        .sql("acc2#admin", "p2", &["show tables from adb"])
+        .sql("acc2#admin", "111", &["show tables from adb"])
         .unwrap();
     assert_eq!(t, [["at"]]);
-    assert!(s.sim.sql("acc3#boss", "p3", &["show databases"]).is_ok());
+    assert!(s.sim.sql("acc2#admin", "p2", &["show databases"]).is_err());
+    assert!(s.sim.sql("acc3#admin", "111", &["show databases"]).is_ok());
+    assert!(s.sim.sql("acc3#boss", "p3", &["show databases"]).is_err());
 
     // Both spellings, disagreeing: a usage error, nothing sent.
     let before = s.state();

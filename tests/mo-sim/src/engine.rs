@@ -49,11 +49,36 @@ pub struct User {
 
 type Catalog = BTreeMap<String, BTreeSet<String>>;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     pub id: u32,
     pub users: BTreeMap<String, User>,
     pub dbs: Catalog,
+    /// `mo_account.admin_name`, `created_time` and `comments`, as SHOW
+    /// ACCOUNTS prints them.
+    #[serde(default)]
+    pub admin_name: String,
+    #[serde(default)]
+    pub created_ns: u64,
+    #[serde(default)]
+    pub comments: String,
+}
+
+/// A row of sys's `mo_catalog.mo_feature_limit` for feature SNAPSHOT, as
+/// `mo_feature_limit_upsert` writes it (pkg/frontend/feature_limit.go).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureLimit {
+    pub account_id: u32,
+    pub scope: String,
+    pub quota: i64,
+}
+
+/// A TN sync protection (pkg/vm/engine/tae/db/gc/v3/sync_protection.go):
+/// in memory only, as MatrixOne keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncProtection {
+    pub valid_ts: i64,
+    pub soft_deleted: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,6 +134,11 @@ pub struct State {
     pub next_id: u64,
     #[serde(default)]
     pub next_id_by_key: BTreeMap<String, u64>,
+    /// SNAPSHOT quotas set with `mo_feature_limit_upsert`.
+    #[serde(default)]
+    pub snapshot_limits: Vec<FeatureLimit>,
+    #[serde(skip)]
+    pub sync_protections: BTreeMap<String, SyncProtection>,
 }
 
 fn first_id() -> u64 {
@@ -134,6 +164,9 @@ impl Default for State {
                 id: 0,
                 users,
                 dbs: Catalog::new(),
+                admin_name: "root".into(),
+                created_ns: now_ns(),
+                comments: "system account".into(),
             },
         );
         State {
@@ -146,6 +179,8 @@ impl Default for State {
             next_account_id: 1,
             next_id: FIRST_ID,
             next_id_by_key: BTreeMap::new(),
+            snapshot_limits: Vec::new(),
+            sync_protections: BTreeMap::new(),
         }
     }
 }
@@ -178,7 +213,14 @@ impl State {
         let mut recreated = 0;
         for (name, then) in past {
             match self.accounts.get_mut(name) {
-                Some(acc) => acc.dbs = then.dbs.clone(),
+                Some(acc) => {
+                    acc.dbs = then.dbs.clone();
+                    // restoreToAccount copies mo_user, mo_role, ... of then
+                    // (an old state file's snapshot may not know them).
+                    if !then.users.is_empty() {
+                        acc.users = then.users.clone();
+                    }
+                }
                 None => {
                     self.recreate_account(name, then);
                     recreated += 1;
@@ -410,6 +452,35 @@ impl Engine {
             let v = self.mo_ctl(ses, &args[0], &args[1], &args[2])?;
             return Ok(one(&text, v));
         }
+        // select mo_feature_limit_upsert(account_id, 'snapshot', 'scope', quota)
+        if p.peek().is_some_and(|t| t.is_kw("mo_feature_limit_upsert")) {
+            let start = p.pos();
+            p.i += 1;
+            p.sym("(")?;
+            let num = |p: &mut P| -> Result<i64, SqlError> {
+                let neg = p.eat_sym("-");
+                let at = p.pos();
+                match p.next() {
+                    Some(Tok::Num(n)) => n
+                        .parse::<i64>()
+                        .map(|v| if neg { -v } else { v })
+                        .map_err(|_| syntax(p.sql, at)),
+                    _ => Err(syntax(p.sql, at)),
+                }
+            };
+            let account_id = num(p)?;
+            p.sym(",")?;
+            let code = p.string()?;
+            p.sym(",")?;
+            let scope = p.string()?;
+            p.sym(",")?;
+            let quota = num(p)?;
+            p.sym(")")?;
+            let text = p.sql[start..p.pos_prev_end()].to_string();
+            p.end()?;
+            let v = self.feature_limit_upsert(ses, account_id, &code, &scope, quota)?;
+            return Ok(one(&text, v));
+        }
         // select * from mo_sim.restores
         if p.eat_sym("*") {
             p.kw("from")?;
@@ -561,6 +632,161 @@ impl Engine {
         Reply::Rows { columns, rows }
     }
 
+    /// MatrixOne's `mo_feature_limit_upsert` (pkg/sql/plan/function/
+    /// func_feature_upsert.go) for feature SNAPSHOT, registered as MatrixOne
+    /// predefines it (allowed scopes account, database, table). Returns the
+    /// pretty JSON `{"now": row, "old": row or null}`.
+    fn feature_limit_upsert(
+        &self,
+        ses: &Session,
+        account_id: i64,
+        code: &str,
+        scope: &str,
+        quota: i64,
+    ) -> Result<String, SqlError> {
+        let invalid = |m: String| SqlError {
+            code: 20301,
+            state: "HY000",
+            message: format!("invalid input: {m}"),
+        };
+        if !ses.is_sys() {
+            return Err(SqlError {
+                code: 20105,
+                state: "HY000",
+                message: "not supported: only support sys account".into(),
+            });
+        }
+        if account_id < 0 {
+            return Err(invalid("account_id must be non-negative".into()));
+        }
+        if !(-1..=i16::MAX as i64).contains(&quota) {
+            return Err(invalid(format!("quota must be within [-1, {}]", i16::MAX)));
+        }
+        let code = code.trim().to_ascii_uppercase();
+        let scope = scope.trim().to_ascii_lowercase();
+        if code != "SNAPSHOT" {
+            if code == "BRANCH" {
+                return Err(internal("mo-sim does not simulate feature BRANCH"));
+            }
+            return Err(invalid(format!("unknown feature_code {code:?}")));
+        }
+        if !scope.is_empty() && !["account", "database", "table"].contains(&scope.as_str()) {
+            return Err(invalid(format!(
+                "scope {scope:?} is not allowed for feature {code:?}"
+            )));
+        }
+        let account_id = u32::try_from(account_id)
+            .map_err(|_| invalid("account_id must be non-negative".into()))?;
+        let mut st = self.lock();
+        let row = |l: &FeatureLimit| {
+            format!(
+                "{{\n    \"account_id\": {},\n    \"feature_code\": \"SNAPSHOT\",\n    \"scope\": {},\n    \"quota\": {}\n  }}",
+                l.account_id,
+                serde_json::Value::from(l.scope.clone()),
+                l.quota
+            )
+        };
+        let now = FeatureLimit {
+            account_id,
+            scope: scope.clone(),
+            quota,
+        };
+        let old = match st
+            .snapshot_limits
+            .iter_mut()
+            .find(|l| l.account_id == account_id && l.scope == scope)
+        {
+            Some(l) => {
+                let old = row(l);
+                l.quota = quota;
+                old
+            }
+            None => {
+                st.snapshot_limits.push(now.clone());
+                "null".into()
+            }
+        };
+        self.commit(&mut st)?;
+        Ok(format!(
+            "{{\n  \"now\": {},\n  \"old\": {old}\n}}\n",
+            row(&now)
+        ))
+    }
+
+    /// `mo_ctl('dn', 'diskcleaner', '<op>.<json>')` for the sync protection
+    /// ops of pkg/vm/engine/tae/rpc/handle_debug.go and
+    /// pkg/vm/engine/tae/db/gc/v3/sync_protection.go (what CCPR registers
+    /// before it reads upstream objects). `None` when `param` is no such op.
+    /// mo-sim checks the bloom filter only as MatrixOne does before
+    /// unmarshalling it (base64, at least 24 bytes) and does not apply it to
+    /// its GC.
+    fn sync_protection(&self, param: &str) -> Result<Option<String>, SqlError> {
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct Req {
+            job_id: Option<String>,
+            bf: Option<String>,
+            valid_ts: Option<i64>,
+        }
+        let (op, value) = param.split_once('.').unwrap_or((param, ""));
+        let op = op.to_ascii_lowercase();
+        if !matches!(
+            op.as_str(),
+            "register_sync_protection" | "renew_sync_protection" | "unregister_sync_protection"
+        ) {
+            return Ok(None);
+        }
+        let mo_err = |code: u16, message: String| SqlError {
+            code,
+            state: "HY000",
+            message,
+        };
+        let bad_value = |v: &str| mo_err(20203, format!("invalid argument {op}, bad value {v}"));
+        if value.is_empty() {
+            return Err(bad_value("empty value"));
+        }
+        let req: Req = serde_json::from_str(value).map_err(|_| bad_value(value))?;
+        let job = req.job_id.unwrap_or_default();
+        let not_found = || mo_err(20643, format!("sync protection not found: {job}"));
+        let mut st = self.lock();
+        match op.as_str() {
+            "register_sync_protection" => {
+                if st.sync_protections.contains_key(&job) {
+                    return Err(mo_err(
+                        20644,
+                        format!("sync protection already exists: {job}"),
+                    ));
+                }
+                let bf = req.bf.unwrap_or_default();
+                if base64_len(&bf).is_none_or(|n| n < 24) {
+                    return Err(mo_err(20647, "invalid sync protection request".into()));
+                }
+                st.sync_protections.insert(
+                    job,
+                    SyncProtection {
+                        valid_ts: req.valid_ts.unwrap_or_default(),
+                        soft_deleted: false,
+                    },
+                );
+            }
+            "renew_sync_protection" => {
+                let p = st.sync_protections.get_mut(&job).ok_or_else(not_found)?;
+                if p.soft_deleted {
+                    return Err(mo_err(
+                        20646,
+                        format!("sync protection is soft deleted: {job}"),
+                    ));
+                }
+                p.valid_ts = req.valid_ts.unwrap_or_default();
+            }
+            _ => {
+                let p = st.sync_protections.get_mut(&job).ok_or_else(not_found)?;
+                p.soft_deleted = true;
+            }
+        }
+        Ok(Some(r#"{"status": "ok"}"#.into()))
+    }
+
     fn mo_ctl(
         &self,
         ses: &Session,
@@ -616,10 +842,11 @@ impl Engine {
                     let mut st = self.lock();
                     st.checker = None;
                     self.commit(&mut st)?;
+                } else if let Some(ret) = self.sync_protection(param)? {
+                    return Ok(ok("DiskCleaner", ret));
                 } else {
-                    return Err(internal(format!(
-                        "unsupported DiskCleaner operation {param}"
-                    )));
+                    // IsValidArg in pkg/sql/plan/function/ctl/cmd_disk_cleaner.go
+                    return Err(internal("handleDiskCleaner: invalid operation!"));
                 }
                 Ok(ok("DiskCleaner", "OK".into()))
             }
@@ -684,14 +911,16 @@ impl Engine {
                 })
             }
             "accounts" => {
+                let like = if p.eat_kw("like") {
+                    Some(p.string()?)
+                } else {
+                    None
+                };
                 p.end()?;
-                if !ses.is_sys() {
+                if !ses.is_admin() {
                     return Err(no_priv());
                 }
-                Ok(Reply::Rows {
-                    columns: vec!["account_name".into()],
-                    rows: st.accounts.keys().map(|a| vec![Some(a.clone())]).collect(),
-                })
+                Ok(show_accounts(&st, ses, like.as_deref()))
             }
             "snapshots" => {
                 let filter = RowFilter::parse(p)?;
@@ -747,7 +976,13 @@ impl Engine {
                 p.kw("identified")?;
                 p.kw("by")?;
                 let pwd = p.string()?;
-                while p.next().is_some() {} // comment 'x', open, ...
+                let mut comments = String::new();
+                while let Some(t) = p.next() {
+                    // open | suspend | comment 'x'
+                    if t.is_kw("comment") {
+                        comments = p.string()?;
+                    }
+                }
                 if !(ses.is_sys() && ses.role == MOADMIN) {
                     return Err(no_priv());
                 }
@@ -762,7 +997,7 @@ impl Engine {
                 self.ids.alloc("account", 1);
                 let mut users = BTreeMap::new();
                 users.insert(
-                    admin,
+                    admin.clone(),
                     User {
                         password: pwd,
                         role: ACCOUNTADMIN.into(),
@@ -774,6 +1009,9 @@ impl Engine {
                         id,
                         users,
                         dbs: Catalog::new(),
+                        admin_name: admin,
+                        created_ns: now_ns(),
+                        comments,
                     },
                 );
                 self.commit(&mut st)?;
@@ -897,18 +1135,48 @@ impl Engine {
         if !ses.is_admin() {
             return Err(no_priv());
         }
-        if level != "cluster" && !ses.is_sys() {
+        // checkSnapshotQuota (pkg/frontend/feature_limit.go): the quota row
+        // of mo_feature_limit, or 50 (`--snapshot_quota`) for a tenant and
+        // unlimited (-1) for sys, written back on first use; 0 disables.
+        let mut default_limit = None;
+        if level != "cluster" {
+            let acc_id = st.accounts[&ses.account].id;
+            let quota = match st
+                .snapshot_limits
+                .iter()
+                .find(|l| l.account_id == acc_id && l.scope == level)
+            {
+                Some(l) => l.quota,
+                None => {
+                    let q = if ses.is_sys() {
+                        -1
+                    } else {
+                        self.cfg.snapshot_quota as i64
+                    };
+                    default_limit = Some(FeatureLimit {
+                        account_id: acc_id,
+                        scope: level.clone(),
+                        quota: q,
+                    });
+                    q
+                }
+            };
+            if quota == 0 {
+                return Err(internal(format!(
+                    "feature SNAPSHOT with scope {level} has disabled for account {}",
+                    ses.account
+                )));
+            }
             let used = st
                 .snapshots
                 .iter()
                 .filter(|s| {
                     s.owner == ses.account && s.account_name == ses.account && s.level == level
                 })
-                .count();
-            if used + 1 > self.cfg.snapshot_quota {
+                .count() as i64;
+            if quota > 0 && used + 1 > quota {
                 return Err(internal(format!(
-                    "feature SNAPSHOT with scope {level} has reached the limit of {}",
-                    self.cfg.snapshot_quota
+                    "feature SNAPSHOT with scope {level} has reached the limit of {quota}"
                 )));
             }
         }
@@ -987,6 +1255,7 @@ impl Engine {
             catalog,
             accounts,
         });
+        st.snapshot_limits.extend(default_limit);
         self.ids.alloc("snapshot", 1);
         self.commit(st)?;
         Ok(Reply::Ok { affected: 0 })
@@ -1051,8 +1320,18 @@ impl Engine {
                 if !(ses.is_sys() && ses.role == MOADMIN) || acc == SYS {
                     return Err(no_priv());
                 }
-                if st.accounts.remove(&acc).is_none() && !if_exists {
-                    return Err(internal(format!("there is no account {acc}")));
+                if st.accounts.remove(&acc).is_none() {
+                    if !if_exists {
+                        return Err(internal(format!("there is no account {acc}")));
+                    }
+                } else {
+                    // The tenant's mo_catalog.mo_snapshots goes with its
+                    // databases (doDropAccount drops every database of the
+                    // account), and its mo_pitr rows are deleted
+                    // (deletePitrFromMoPitrFormat). Snapshots sys took of
+                    // the tenant stay in sys's catalog.
+                    st.snapshots.retain(|s| s.owner != acc);
+                    st.pitrs.retain(|p| p.owner != acc);
                 }
                 self.commit(&mut st)?;
                 Ok(Reply::Ok { affected: 0 })
@@ -1257,11 +1536,7 @@ impl Engine {
                     .catalog
                     .iter()
                     .map(|(name, dbs)| {
-                        let mut then = snap.accounts.get(name).cloned().unwrap_or(Account {
-                            id: 0,
-                            users: BTreeMap::new(),
-                            dbs: Catalog::new(),
-                        });
+                        let mut then = snap.accounts.get(name).cloned().unwrap_or_default();
                         then.dbs = dbs.clone();
                         (name.clone(), then)
                     })
@@ -1270,7 +1545,13 @@ impl Engine {
             }
             "account" => {
                 let dbs = snap.catalog.get(&account).cloned().unwrap_or_default();
-                st.accounts.get_mut(&target).expect("checked").dbs = dbs;
+                let acc = st.accounts.get_mut(&target).expect("checked");
+                acc.dbs = dbs;
+                // restoreSystemDatabase copies mo_user, mo_role, mo_user_grant,
+                // ... of then (systemCatalogRestoreCopy in snapshot.go).
+                if let Some(then) = snap.accounts.get(&account) {
+                    acc.users = then.users.clone();
+                }
             }
             "database" => {
                 let tables = snap
@@ -1578,6 +1859,117 @@ pub(crate) const SYSTEM_DBS: [&str; 7] = [
 /// MatrixOne's `CAST_NANO_TO_TIMESTAMP`: UTC, Go layout
 /// `2006-01-02 15:04:05.999999999`, i.e. trailing zeros of the fraction
 /// (and a bare point) left out.
+/// SHOW ACCOUNTS' columns (pkg/frontend/show_account.go, getAccountInfoFormatV2).
+pub const ACCOUNT_COLUMNS: [&str; 10] = [
+    "account_name",
+    "admin_name",
+    "created_time",
+    "status",
+    "suspended_time",
+    "db_count",
+    "tbl_count",
+    "size",
+    "snapshot_size",
+    "comments",
+];
+
+/// The databases every account has (what SHOW DATABASES lists besides its own).
+const ACCOUNT_SYSTEM_DBS: [&str; 5] = [
+    "information_schema",
+    "mo_catalog",
+    "mysql",
+    "system",
+    "system_metrics",
+];
+
+/// MatrixOne's SHOW ACCOUNTS: sys sees every account (optionally `LIKE`),
+/// a tenant only its own and its LIKE is ignored (buildShowAccountsSQL).
+/// Rows in account_id order; status `open`, no suspended_time; db_count
+/// counts the system databases too, tbl_count only the tables mo-sim keeps
+/// (it has no system tables); size and snapshot_size are computed by
+/// storage usage, which mo-sim does not have: 0.
+fn show_accounts(st: &State, ses: &Session, like: Option<&str>) -> Reply {
+    let mut accs: Vec<(&String, &Account)> = st
+        .accounts
+        .iter()
+        .filter(|(name, _)| {
+            if ses.is_sys() {
+                like.is_none_or(|pat| like_match(pat, name))
+            } else {
+                **name == ses.account
+            }
+        })
+        .collect();
+    accs.sort_by_key(|(_, a)| a.id);
+    let rows = accs
+        .into_iter()
+        .map(|(name, a)| {
+            let created =
+                chrono::DateTime::from_timestamp((a.created_ns / 1_000_000_000) as i64, 0)
+                    .unwrap_or_default()
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string();
+            let tables: usize = a.dbs.values().map(BTreeSet::len).sum();
+            vec![
+                Some(name.clone()),
+                Some(a.admin_name.clone()),
+                Some(created),
+                Some("open".into()),
+                None,
+                Some((ACCOUNT_SYSTEM_DBS.len() + a.dbs.len()).to_string()),
+                Some(tables.to_string()),
+                Some("0".into()),
+                Some("0".into()),
+                Some(a.comments.clone()),
+            ]
+        })
+        .collect();
+    Reply::Rows {
+        columns: ACCOUNT_COLUMNS.map(String::from).to_vec(),
+        rows,
+    }
+}
+
+/// SQL LIKE: `%` any run, `_` one character, `\` escapes; case-insensitive
+/// as MatrixOne compares account names.
+fn like_match(pat: &str, s: &str) -> bool {
+    fn go(p: &[char], s: &[char]) -> bool {
+        match p.split_first() {
+            None => s.is_empty(),
+            Some(('%', rest)) => (0..=s.len()).any(|i| go(rest, &s[i..])),
+            Some(('_', rest)) => !s.is_empty() && go(rest, &s[1..]),
+            Some(('\\', rest)) if !rest.is_empty() => {
+                s.first() == Some(&rest[0]) && go(&rest[1..], &s[1..])
+            }
+            Some((c, rest)) => s.first() == Some(c) && go(rest, &s[1..]),
+        }
+    }
+    let p: Vec<char> = pat.to_lowercase().chars().collect();
+    let s: Vec<char> = s.to_lowercase().chars().collect();
+    go(&p, &s)
+}
+
+/// The decoded length of padded standard base64 (Go's
+/// `base64.StdEncoding`), or `None` when `s` is not such base64.
+fn base64_len(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    if !b.len().is_multiple_of(4) {
+        return None;
+    }
+    let pad = b.iter().rev().take_while(|&&c| c == b'=').count();
+    if pad > 2 {
+        return None;
+    }
+    let body = &b[..b.len() - pad];
+    if !body
+        .iter()
+        .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+    {
+        return None;
+    }
+    Some(b.len() / 4 * 3 - pad)
+}
+
 pub fn format_ts(ns: u64) -> String {
     let dt =
         chrono::DateTime::from_timestamp((ns / 1_000_000_000) as i64, (ns % 1_000_000_000) as u32)

@@ -1186,3 +1186,376 @@ fn backup_s3option_grammar_and_option_errors() {
 fn admin_of_sys_without_moadmin() -> Session {
     ses(SYS, "u1", PUBLIC)
 }
+
+// ------------------------------------------------ issue 9 item 8: fidelity
+
+/// An error with MatrixOne's code and exact text.
+#[track_caller]
+fn mo_err(e: &Engine, s: &Session, sql: &str, code: u16, text: &str) {
+    assert_eq!(err(e, s, sql), (code, text.to_string()), "{sql}");
+}
+
+#[test]
+fn show_accounts_has_matrixones_ten_columns() {
+    // pkg/frontend/show_account.go; test/distributed/cases/snapshot/cluster/
+    // restore_dropped_account_to_new.result prints the same header.
+    let e = engine();
+    ok(
+        &e,
+        &sys(),
+        "create account acc1 admin_name 'admin' identified by '111' comment 'first'",
+    );
+    with_accounts(&e, &["acc2"]);
+    oks(
+        &e,
+        &admin("acc1"),
+        &[
+            "create database d1",
+            "create table d1.t1 (a int)",
+            "create database d2",
+        ],
+    );
+    let (cols, all) = query(&e, &sys(), "show accounts");
+    assert_eq!(
+        cols,
+        [
+            "account_name",
+            "admin_name",
+            "created_time",
+            "status",
+            "suspended_time",
+            "db_count",
+            "tbl_count",
+            "size",
+            "snapshot_size",
+            "comments"
+        ]
+    );
+    let strip = |rows: Vec<Vec<String>>| -> Vec<Vec<String>> {
+        rows.into_iter()
+            .map(|mut r| {
+                assert!(
+                    chrono::NaiveDateTime::parse_from_str(&r[2], "%Y-%m-%d %H:%M:%S").is_ok(),
+                    "created_time {:?}",
+                    r[2]
+                );
+                r.remove(2);
+                r
+            })
+            .collect()
+    };
+    let row = |v: [&str; 9]| v.map(String::from).to_vec();
+    let sys_row = row([
+        "sys",
+        "root",
+        "open",
+        "",
+        "5",
+        "0",
+        "0",
+        "0",
+        "system account",
+    ]);
+    let acc1_row = row(["acc1", "admin", "open", "", "7", "1", "0", "0", "first"]);
+    let acc2_row = row(["acc2", "admin", "open", "", "5", "0", "0", "0", ""]);
+    assert_eq!(strip(all), [sys_row, acc1_row.clone(), acc2_row.clone()]);
+    // suspended_time is NULL, not ''.
+    match e.execute(&mut sys(), "show accounts like 'acc1'") {
+        Ok(Reply::Rows { rows, .. }) => assert_eq!(rows[0][4], None),
+        _ => panic!("show accounts like"),
+    }
+    assert_eq!(
+        strip(rows(&e, &sys(), "show accounts like 'ACC%'")),
+        [acc1_row.clone(), acc2_row.clone()]
+    );
+    // A tenant's admin sees only its own account; LIKE is ignored.
+    assert_eq!(
+        strip(rows(&e, &admin("acc1"), "show accounts like 'acc2'")),
+        [acc1_row]
+    );
+    oks(&e, &admin("acc1"), &["create user u1 identified by '111'"]);
+    let (code, _) = err(&e, &ses("acc1", "u1", PUBLIC), "show accounts");
+    assert_eq!(code, no_priv().code);
+}
+
+#[test]
+fn drop_account_drops_the_snapshots_and_pitrs_it_created() {
+    // The tenant's mo_catalog.mo_snapshots is dropped with its databases
+    // and its mo_pitr rows deleted (authenticate.go doDropAccount); what sys
+    // took of it stays, so sys can restore it.
+    let e = engine();
+    with_accounts(&e, &["acc1"]);
+    oks(
+        &e,
+        &admin("acc1"),
+        &[
+            "create snapshot own for account",
+            "create pitr p_own for account range 1 'd'",
+        ],
+    );
+    oks(
+        &e,
+        &sys(),
+        &[
+            "create snapshot of_acc1 for account acc1",
+            "create pitr p_sys for account acc1 range 1 'd'",
+        ],
+    );
+    ok(&e, &sys(), "drop account acc1");
+    with_accounts(&e, &["acc1"]);
+    assert!(rows(&e, &admin("acc1"), "show snapshots").is_empty());
+    assert!(rows(&e, &admin("acc1"), "show pitr").is_empty());
+    assert_eq!(first_col(&rows(&e, &sys(), "show snapshots")), ["of_acc1"]);
+    assert_eq!(first_col(&rows(&e, &sys(), "show pitr")), ["p_sys"]);
+}
+
+#[test]
+fn restore_account_brings_back_its_users_and_passwords() {
+    // restoreSystemDatabase copies mo_user, mo_role, mo_user_grant, ...
+    // (systemCatalogRestoreCopy in pkg/frontend/snapshot.go).
+    let e = engine();
+    with_accounts(&e, &["acc1"]);
+    oks(
+        &e,
+        &admin("acc1"),
+        &[
+            "create user u1 identified by 'p1'",
+            "create snapshot s1 for account",
+            "create user u2 identified by 'p2'",
+        ],
+    );
+    e.lock()
+        .accounts
+        .get_mut("acc1")
+        .unwrap()
+        .users
+        .get_mut("u1")
+        .unwrap()
+        .password = "changed".into();
+    ok(&e, &admin("acc1"), "restore account acc1 from snapshot s1");
+    let users = e.lock().accounts["acc1"].users.clone();
+    assert_eq!(users.keys().collect::<Vec<_>>(), ["admin", "u1"]);
+    assert_eq!(users["u1"].password, "p1");
+    assert_eq!(users["u1"].role, PUBLIC);
+    assert_eq!(users["admin"].role, ACCOUNTADMIN);
+
+    // Sys restoring the account from its own snapshot of it does the same.
+    ok(&e, &sys(), "create snapshot sys_s for account acc1");
+    ok(&e, &admin("acc1"), "create user u3 identified by 'p3'");
+    ok(&e, &sys(), "restore account acc1 from snapshot sys_s");
+    let users = e.lock().accounts["acc1"].users.clone();
+    assert_eq!(users.keys().collect::<Vec<_>>(), ["admin", "u1"]);
+
+    // To another account: restoreToAccount copies the source's mo_user into
+    // the target too, so the target's own admin is replaced.
+    ok(
+        &e,
+        &sys(),
+        "create account acc2 admin_name 'boss' identified by 'p2'",
+    );
+    ok(
+        &e,
+        &sys(),
+        "restore account acc1 from snapshot sys_s to account acc2",
+    );
+    assert_eq!(e.lock().accounts["acc2"].users, users);
+}
+
+#[test]
+fn snapshot_quotas_per_level_from_mo_feature_limit_upsert() {
+    // test/distributed/cases/feature_limit/feature_limit_snapshot_quota.result,
+    // pkg/frontend/feature_limit.go, func_feature_upsert.go.
+    let e = engine();
+    with_accounts(&e, &["acc1"]);
+    let a = admin("acc1");
+    let (cols, r) = query(
+        &e,
+        &sys(),
+        "select mo_feature_limit_upsert(1, 'snapshot', 'table', 1)",
+    );
+    assert_eq!(cols, ["mo_feature_limit_upsert(1, 'snapshot', 'table', 1)"]);
+    assert_eq!(
+        r,
+        [[
+            "{\n  \"now\": {\n    \"account_id\": 1,\n    \"feature_code\": \"SNAPSHOT\",\n    \"scope\": \"table\",\n    \"quota\": 1\n  },\n  \"old\": null\n}\n"
+        ]]
+    );
+    oks(
+        &e,
+        &sys(),
+        &[
+            "select mo_feature_limit_upsert(1, 'snapshot', 'database', 1)",
+            "select mo_feature_limit_upsert(1, 'snapshot', 'account', 2)",
+        ],
+    );
+    oks(&e, &a, &["create database d", "create table d.t (a int)"]);
+    ok(&e, &a, "create snapshot spt1 for table d t");
+    internal_err(
+        &e,
+        &a,
+        "create snapshot spt2 for table d t",
+        "feature SNAPSHOT with scope table has reached the limit of 1",
+    );
+    oks(
+        &e,
+        &a,
+        &["drop snapshot spt1", "create snapshot spt3 for table d t"],
+    );
+    ok(&e, &a, "create snapshot spd1 for database d");
+    internal_err(
+        &e,
+        &a,
+        "create snapshot spd2 for database d",
+        "feature SNAPSHOT with scope database has reached the limit of 1",
+    );
+    oks(
+        &e,
+        &a,
+        &[
+            "create snapshot spa1 for account",
+            "create snapshot spa2 for account",
+        ],
+    );
+    internal_err(
+        &e,
+        &a,
+        "create snapshot spa3 for account",
+        "feature SNAPSHOT with scope account has reached the limit of 2",
+    );
+    // The old row comes back; 0 disables, -1 lifts the limit.
+    let r = rows(
+        &e,
+        &sys(),
+        "select mo_feature_limit_upsert(1, 'snapshot', 'account', 0)",
+    );
+    assert_eq!(
+        r[0][0],
+        "{\n  \"now\": {\n    \"account_id\": 1,\n    \"feature_code\": \"SNAPSHOT\",\n    \"scope\": \"account\",\n    \"quota\": 0\n  },\n  \"old\": {\n    \"account_id\": 1,\n    \"feature_code\": \"SNAPSHOT\",\n    \"scope\": \"account\",\n    \"quota\": 2\n  }\n}\n"
+    );
+    internal_err(
+        &e,
+        &a,
+        "create snapshot spa3 for account",
+        "feature SNAPSHOT with scope account has disabled for account acc1",
+    );
+    ok(
+        &e,
+        &sys(),
+        "select mo_feature_limit_upsert(1, 'snapshot', 'account', -1)",
+    );
+    ok(&e, &a, "create snapshot spa3 for account");
+    // Sys has no limit by default but may be given one.
+    ok(
+        &e,
+        &sys(),
+        "select mo_feature_limit_upsert(0, 'snapshot', 'account', 1)",
+    );
+    ok(&e, &sys(), "create snapshot sa1 for account");
+    internal_err(
+        &e,
+        &sys(),
+        "create snapshot sa2 for account",
+        "feature SNAPSHOT with scope account has reached the limit of 1",
+    );
+    // The function's own checks.
+    mo_err(
+        &e,
+        &a,
+        "select mo_feature_limit_upsert(1, 'snapshot', 'table', 1)",
+        20105,
+        "not supported: only support sys account",
+    );
+    mo_err(
+        &e,
+        &sys(),
+        "select mo_feature_limit_upsert(1, 'snapshot', 'cluster', 1)",
+        20301,
+        "invalid input: scope \"cluster\" is not allowed for feature \"SNAPSHOT\"",
+    );
+    mo_err(
+        &e,
+        &sys(),
+        "select mo_feature_limit_upsert(1, 'nosuch', 'table', 1)",
+        20301,
+        "invalid input: unknown feature_code \"NOSUCH\"",
+    );
+    mo_err(
+        &e,
+        &sys(),
+        "select mo_feature_limit_upsert(1, 'snapshot', 'table', -2)",
+        20301,
+        "invalid input: quota must be within [-1, 32767]",
+    );
+    mo_err(
+        &e,
+        &sys(),
+        "select mo_feature_limit_upsert(-1, 'snapshot', 'table', 1)",
+        20301,
+        "invalid input: account_id must be non-negative",
+    );
+}
+
+#[test]
+fn mo_ctl_sync_protection_verbs() {
+    // test/distributed/cases/function/mo_ctl/mo_ctl_sync_protection.result,
+    // pkg/vm/engine/tae/rpc/handle_debug.go, tae/db/gc/v3/sync_protection.go.
+    let e = engine();
+    let s = sys();
+    let ctl = |p: &str| format!("select mo_ctl('dn', 'diskcleaner', '{p}')");
+    for (param, code, text) in [
+        (
+            "register_sync_protection.invalid_json",
+            20203,
+            "invalid argument register_sync_protection, bad value invalid_json",
+        ),
+        (
+            r#"register_sync_protection.{"job_id":"test-job-1"}"#,
+            20647,
+            "invalid sync protection request",
+        ),
+        (
+            r#"register_sync_protection.{"job_id":"test-job-2","bf":"invalid!!!","valid_ts":1234567890}"#,
+            20647,
+            "invalid sync protection request",
+        ),
+        (
+            r#"renew_sync_protection.{"job_id":"non-existent","valid_ts":1234567890}"#,
+            20643,
+            "sync protection not found: non-existent",
+        ),
+        (
+            r#"unregister_sync_protection.{"job_id":"non-existent"}"#,
+            20643,
+            "sync protection not found: non-existent",
+        ),
+        (
+            "register_sync_protection.",
+            20203,
+            "invalid argument register_sync_protection, bad value empty value",
+        ),
+        (
+            "unknown_sync_protection.{}",
+            ER_INTERNAL,
+            "internal error: handleDiskCleaner: invalid operation!",
+        ),
+    ] {
+        mo_err(&e, &s, &ctl(param), code, text);
+    }
+    // 24 bytes of filter, base64.
+    let bf = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let okay = r#"{"method":"DiskCleaner","result":[{"returnStr":"{\"status\": \"ok\"}"}]}"#;
+    let reg = ctl(&format!(
+        r#"register_sync_protection.{{"job_id": "j1", "bf": "{bf}", "ts": 0, "valid_ts": 5, "task_id": "t"}}"#
+    ));
+    assert_eq!(rows(&e, &s, &reg), [[okay]]);
+    mo_err(&e, &s, &reg, 20644, "sync protection already exists: j1");
+    let renew = ctl(r#"renew_sync_protection.{"job_id":"j1","valid_ts":9}"#);
+    assert_eq!(rows(&e, &s, &renew), [[okay]]);
+    assert_eq!(e.lock().sync_protections["j1"].valid_ts, 9);
+    let unreg = ctl(r#"unregister_sync_protection.{"job_id":"j1"}"#);
+    assert_eq!(rows(&e, &s, &unreg), [[okay]]);
+    mo_err(&e, &s, &renew, 20646, "sync protection is soft deleted: j1");
+    // Only sys's moadmin may call mo_ctl.
+    let (code, _) = err(&e, &admin_of_sys_without_moadmin(), &unreg);
+    assert_eq!(code, no_priv().code);
+}

@@ -44,6 +44,12 @@ struct Args {
     /// mo-data, MatrixOne's layout, if it is there).
     #[arg(long = "launch_config")]
     launch_config: Option<std::path::PathBuf>,
+    /// The MatrixOne cluster this node belongs to: `host:port` of its SQL
+    /// service, spelled as `mo_br backup --host H --port P` names it. A
+    /// backup given only --host then goes through the agents that name it
+    /// (else through MatrixOne's own BACKUP statement).
+    #[arg(long, value_name = "HOST:PORT", env = "MO_BR_AGENT_MATRIXONE")]
+    matrixone: Option<String>,
     /// Whether this agent can read the SHARED store (takes SHARED shards).
     #[arg(long = "reaches_shared", default_value_t = true, action = clap::ArgAction::Set)]
     reaches_shared: bool,
@@ -103,6 +109,21 @@ async fn main() -> anyhow::Result<()> {
                 .to_string(),
             None => String::new(),
         };
+        // The launch config served, as the coordinator passes it back in a
+        // backup that names no --data_dir: the given one, or MatrixOne's
+        // layout beside mo-data.
+        let launch_config = match &args.launch_config {
+            Some(l) => Some(
+                l.canonicalize()
+                    .with_context(|| format!("--launch_config {}", l.display()))?,
+            ),
+            None => args
+                .data_dir
+                .as_deref()
+                .and_then(|d| d.canonicalize().ok())
+                .and_then(|d| d.parent().map(|root| root.join("etc/launch/launch.toml")))
+                .filter(|l| l.is_file()),
+        };
         let me = mo_br_proto::coordinator::AgentRegistration {
             id,
             address: advertise,
@@ -112,6 +133,15 @@ async fn main() -> anyhow::Result<()> {
             data_dir,
             reaches_shared: args.reaches_shared,
             capacity: args.parallelism as u32,
+            matrixone: args
+                .matrixone
+                .clone()
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            launch_config: launch_config
+                .map(|l| l.display().to_string())
+                .unwrap_or_default(),
         };
         tokio::spawn(mo_br_agent::registration::run(
             args.coordinators.clone(),

@@ -119,8 +119,9 @@ pub struct CertsInitArgs {
     pub hosts: Vec<String>,
 }
 
-/// The MatrixOne connection flags of the reference. The physical backup of
-/// this version reads the node's files (`--data_dir`) and does not use them.
+/// The MatrixOne connection flags of the reference. A backup given them
+/// is an online one; with no `--data_dir` it goes through the agents
+/// registered for that MatrixOne, or else MatrixOne's own BACKUP statement.
 #[derive(Debug, Args, Default, Clone)]
 #[command(rename_all = "snake_case")]
 pub struct ConnFlags {
@@ -300,8 +301,8 @@ pub struct BackupArgs {
     /// A file holding --source_secret_access_key (keeps it out of `ps` and shell history)
     #[arg(long, value_name = "path", conflicts_with = "source_secret_access_key")]
     pub source_secret_access_key_file: Option<PathBuf>,
-    /// The node's mo-data directory (not needed for an online backup of a
-    /// SHARED store on S3)
+    /// The node's mo-data directory (not needed with --host: agents
+    /// registered for that MatrixOne know it, or MatrixOne backs itself up)
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// The node's etc/launch/launch.toml, to keep its configs with the backup

@@ -69,9 +69,12 @@ pub fn request(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<BackupRequest
     }
 
     let data_dir = a.data_dir.as_deref().filter(|d| !d.as_os_str().is_empty());
-    if data_dir.is_none() && a.launch_config.is_none() {
+    let login = mo_login(&a.conn)?;
+    // With --host alone the coordinator finds the node through agents
+    // registered for that MatrixOne, or has MatrixOne back itself up.
+    if data_dir.is_none() && a.launch_config.is_none() && login.is_none() {
         return Err(usage!(
-            "backup needs --data_dir (the node's mo-data directory), or --launch_config when the TN config puts SHARED on S3"
+            "backup needs --data_dir (the node's mo-data directory), or --launch_config when the TN config puts SHARED on S3, or --host to back up a running MatrixOne"
         ));
     }
     let source = Source {
@@ -91,7 +94,7 @@ pub fn request(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<BackupRequest
         a.source_secret_access_key.as_deref(),
     );
     Ok(BackupRequest {
-        login: mo_login(&a.conn)?,
+        login,
         target: Some(target),
         source: Some(source),
         backup_type: backup_type.into(),
@@ -349,6 +352,33 @@ mod tests {
             e.0,
             "unknown --backup_type \"differential\": use full or incremental"
         );
+    }
+
+    #[test]
+    fn host_alone_needs_no_data_dir() {
+        let r = build(
+            &[
+                "--backup_dir",
+                "filesystem",
+                "--path",
+                "/b",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "6001",
+                "--user",
+                "dump",
+                "--password",
+                "111",
+            ],
+            "",
+            EnvCreds::default(),
+        )
+        .unwrap();
+        let login = r.login.unwrap();
+        assert_eq!((login.host.as_str(), login.port), ("127.0.0.1", 6001));
+        let src = r.source.unwrap();
+        assert!(src.data_dir.is_empty() && src.launch_config.is_empty());
     }
 
     #[test]

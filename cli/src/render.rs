@@ -1,13 +1,13 @@
 //! What the user reads: the backup table of the reference (`ID | SIZE | PATH
 //! | AT TIME | DURATION | COMPLETE TIME`), laid out cell for cell as the Go
 //! tablewriter of MatrixOne's mo_br lays it out (scripts read it), with
-//! `KIND | STATE` after it under `list --verbose`; sizes in decimal units
+//! `KIND | STATE | METHOD` after it under `list --verbose`; sizes in decimal units
 //! ("586 kB"), durations as Go prints them ("1.700945333s"), times as
 //! "2024-05-13 12:00:12 +0800" in local time, and the JSON lines of
 //! `list --json`.
 
 use chrono::{DateTime, Local, TimeZone};
-use mo_br_proto::coordinator::{BackupInfo, BackupState, BackupType, Consistency};
+use mo_br_proto::coordinator::{BackupInfo, BackupMethod, BackupState, BackupType, Consistency};
 use mo_br_proto::names::Named;
 use serde::Serialize;
 
@@ -15,7 +15,9 @@ pub const HEADER: [&str; 6] = ["ID", "SIZE", "PATH", "AT TIME", "DURATION", "COM
 
 /// The columns `--verbose` adds: without them a failed backup would read
 /// like a good one, which is why only complete ones are listed by default.
-pub const VERBOSE_HEADER: [&str; 2] = ["KIND", "STATE"];
+/// METHOD says who copied the data: mo-br's agents, or MatrixOne's own
+/// BACKUP statement driven by mo-br.
+pub const VERBOSE_HEADER: [&str; 3] = ["KIND", "STATE", "METHOD"];
 
 /// The backup table, without a trailing newline.
 pub fn table(backups: &[BackupInfo], verbose: bool) -> String {
@@ -44,6 +46,7 @@ where
             if verbose {
                 row.push(kind(b));
                 row.push(state(b));
+                row.push(BackupMethod::word(b.method).to_string());
             }
             row
         })
@@ -321,6 +324,8 @@ pub struct BackupRecord {
     pub state: String,
     pub backup_ts: String,
     pub files: u64,
+    /// Who copied the files: `agents` or `matrixone` (its BACKUP statement).
+    pub method: String,
 }
 
 impl From<&BackupInfo> for BackupRecord {
@@ -339,6 +344,7 @@ impl From<&BackupInfo> for BackupRecord {
             state: BackupState::word(b.state).into(),
             backup_ts: b.backup_ts.clone(),
             files: b.files,
+            method: BackupMethod::word(b.method).into(),
         }
     }
 }
@@ -484,8 +490,11 @@ mod tests {
                 .collect()
         };
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(cells(lines[1])[6..], ["KIND", "STATE"]);
-        assert_eq!(cells(lines[3])[6..], ["incremental online", "failed"]);
+        assert_eq!(cells(lines[1])[6..], ["KIND", "STATE", "METHOD"]);
+        assert_eq!(
+            cells(lines[3])[6..],
+            ["incremental online", "failed", "agents"]
+        );
     }
 
     #[test]
@@ -508,6 +517,14 @@ mod tests {
         assert_eq!(v["size"], 586_000);
         assert_eq!(v["path"], "/Users/admin/soft/backup");
         assert!(v.get("state").is_some());
+        assert_eq!(
+            v["method"], "agents",
+            "what records from before the field say"
+        );
+        let mut b = info();
+        b.set_method(BackupMethod::Matrixone);
+        let v: serde_json::Value = serde_json::from_str(&json_line(&b)).unwrap();
+        assert_eq!(v["method"], "matrixone");
     }
 
     #[test]

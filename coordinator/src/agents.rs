@@ -33,6 +33,10 @@ pub struct AgentRef {
     /// A fixed agent reads every node's files (it runs where the CLI does).
     pub any_node: bool,
     pub reaches_shared: bool,
+    /// The MatrixOne cluster (`host:port`) its node belongs to, if said.
+    pub matrixone: String,
+    /// The node's launch config it serves, if any.
+    pub launch_config: String,
 }
 
 /// Which agents may take a shard.
@@ -95,6 +99,8 @@ impl Agents {
                         node: String::new(),
                         any_node: true,
                         reaches_shared: true,
+                        matrixone: String::new(),
+                        launch_config: String::new(),
                     },
                     address: String::new(),
                     lease_until: None,
@@ -141,6 +147,8 @@ impl Agents {
             k.agent.data_dir = record.data_dir.clone();
             k.agent.node = record.node.clone();
             k.agent.reaches_shared = record.reaches_shared;
+            k.agent.matrixone = record.matrixone.clone();
+            k.agent.launch_config = record.launch_config.clone();
             return Ok(());
         }
         let endpoint = self
@@ -159,6 +167,8 @@ impl Agents {
                     node: record.node.clone(),
                     any_node: false,
                     reaches_shared: record.reaches_shared,
+                    matrixone: record.matrixone.clone(),
+                    launch_config: record.launch_config.clone(),
                 },
                 address: record.address.clone(),
                 lease_until: until,
@@ -201,6 +211,25 @@ impl Agents {
             Eligibility::Any => true,
             Eligibility::Shared => agent.reaches_shared,
             Eligibility::Node { node } => agent.any_node || agent.node == *node,
+        }
+    }
+
+    /// A live agent among `candidates` (agent ids, as registered for one
+    /// MatrixOne), of `node` if given, the first by id; waits for one up to
+    /// the absence limit (a new leader grants leases as heartbeats come).
+    /// `None`: none of them is alive.
+    pub async fn live_one_of(&self, candidates: &[String], node: &str) -> Option<AgentRef> {
+        let deadline = Instant::now() + self.absence_limit.min(Duration::from_secs(30));
+        loop {
+            let found = self
+                .live()
+                .into_iter()
+                .filter(|a| candidates.contains(&a.name) && (node.is_empty() || a.node == node))
+                .min_by(|a, b| a.name.cmp(&b.name));
+            if found.is_some() || Instant::now() >= deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
@@ -254,7 +283,67 @@ impl Agents {
     }
 }
 
+/// Whether `registered` (an agent's `--matrixone`, `host[:port]`) names the
+/// MatrixOne at `host`:`port`. Host names compare without case, IPv6
+/// brackets dropped; no name is resolved, so say it the same way on both
+/// sides (`127.0.0.1` is not `localhost`). A missing port is 6001.
+pub fn names_matrixone(registered: &str, host: &str, port: u16) -> bool {
+    let registered = registered.trim();
+    if registered.is_empty() {
+        return false;
+    }
+    let (r_host, r_port) = split_host_port(registered);
+    let r_port = match r_port {
+        None => crate::matrixone::DEFAULT_PORT,
+        Some(p) => match p.parse::<u16>() {
+            Ok(p) => p,
+            Err(_) => return false,
+        },
+    };
+    let bare = |h: &str| {
+        h.trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase()
+    };
+    r_port == port && bare(r_host) == bare(host)
+}
+
+/// `host:port`, `[v6]:port`, `host`, or a bare IPv6 address.
+fn split_host_port(s: &str) -> (&str, Option<&str>) {
+    if let Some(rest) = s.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((h, tail)) => (h, tail.strip_prefix(':')),
+            None => (s, None),
+        };
+    }
+    match s.rsplit_once(':') {
+        // More than one ':' and no brackets: an IPv6 address alone.
+        Some((h, _)) if h.contains(':') => (s, None),
+        Some((h, p)) => (h, Some(p)),
+        None => (s, None),
+    }
+}
+
 /// Data dirs compare without trailing slashes.
 fn same_dir(a: &str, b: &str) -> bool {
     a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matrixone_addresses_compare_by_host_and_port() {
+        assert!(names_matrixone("127.0.0.1:6001", "127.0.0.1", 6001));
+        assert!(names_matrixone("MO-1.example:6001", "mo-1.EXAMPLE", 6001));
+        assert!(names_matrixone("mo-1", "mo-1", 6001), "no port: 6001");
+        assert!(names_matrixone("[::1]:7001", "::1", 7001));
+        assert!(names_matrixone("::1", "[::1]", 6001));
+        assert!(!names_matrixone("127.0.0.1:6001", "127.0.0.1", 6002));
+        assert!(!names_matrixone("127.0.0.1:6001", "localhost", 6001));
+        assert!(!names_matrixone("", "127.0.0.1", 6001));
+        assert!(!names_matrixone("h:notaport", "h", 6001));
+    }
 }

@@ -27,6 +27,9 @@ pub enum Error {
     Agent { agent: String, detail: String },
     #[error("{0}")]
     Failed(String),
+    /// What MatrixOne's own BACKUP statement wrote failed mo-br's checks.
+    #[error("what MatrixOne's BACKUP wrote does not verify: {0}")]
+    Unverified(#[from] crate::jobs::mo_backup::Unverified),
     #[error("the coordinator is shutting down")]
     Shutdown,
     #[error("this coordinator is not the leader{}", match .0 { Some(a) => format!("; the leader is at {a}"), None => "; no leader is known yet".into() })]

@@ -10,7 +10,8 @@
 //!   [`CatalogHandle::changes`](crate::catalog::CatalogHandle::changes)) or
 //!   a driven job ends, and while this replica leads it adopts running
 //!   backups nobody here drives, releases MatrixOne GC holds of ended
-//!   backups, and removes what restores of earlier terms wrote. A leader
+//!   backups, removes what restores of earlier terms wrote, and ends
+//!   backups MatrixOne's BACKUP wrote for a leader that is gone. A leader
 //!   just elected may not have applied its whole log yet: what it learns
 //!   late, it handles at the change that brings it.
 //! - [`take_over_local`]: the same duties, once, when a single coordinator
@@ -28,7 +29,7 @@ use tokio::task::JoinSet;
 use tokio::time::{sleep_until, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::BackupState;
+use crate::catalog::{BackupMethod, BackupState};
 use crate::matrixone::MoLogin;
 use crate::{jobs, metrics, online, Coordinator, Error, Result};
 
@@ -295,7 +296,42 @@ async fn round(c: &Coordinator, term: u64) -> bool {
     adopt_running(c).await;
     let held = release_ended_holds(c).await;
     abandon_orphaned_restores(c, term).await;
+    abandon_orphaned_mo_backups(c).await;
     held
+}
+
+/// Ends the running backups MatrixOne's BACKUP statement was writing for a
+/// coordinator that no longer drives them (a deposed or dead leader): a
+/// statement is bound to its session and cannot be carried on, so what it
+/// wrote is removed and the backup recorded as failed. The leader that
+/// drives one claims it before it is on record, so it is never taken here.
+async fn abandon_orphaned_mo_backups(c: &Coordinator) {
+    let running = c
+        .catalog
+        .read(|cat| {
+            cat.backups
+                .values()
+                .filter(|r| r.state == BackupState::Running && r.method == BackupMethod::Matrixone)
+                .map(|r| r.id.clone())
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+    for id in running {
+        let Some(guard) = c.supervisor.try_claim(&id) else {
+            continue;
+        };
+        let cleanup = {
+            let c = c.clone();
+            async move {
+                let _guard = guard;
+                jobs::backup::abandon(&c, &id).await;
+            }
+        };
+        if c.supervisor.spawn(cleanup).is_err() {
+            return;
+        }
+    }
 }
 
 /// Adopts the running backups whose target needs no credentials beyond

@@ -1,5 +1,6 @@
-//! The SQL connection to MatrixOne (MySQL protocol): snapshots and the
-//! online backup's `mo_ctl` calls.
+//! The SQL connection to MatrixOne (MySQL protocol): snapshots, the
+//! online backup's `mo_ctl` calls, and MatrixOne's own `BACKUP` statement
+//! ([`BackupStatement`]).
 //!
 //! Errors are typed here, from mysql_async's, so nobody downstream reads
 //! message text: a server that cannot be reached within [`CONNECT_TIMEOUT`]
@@ -290,6 +291,148 @@ fn text(v: Value) -> String {
     }
 }
 
+/// Where MatrixOne's own `BACKUP` statement writes.
+#[derive(Debug, Clone)]
+pub enum BackupInto {
+    /// A directory, as MatrixOne's TN sees it (the same host, or a shared
+    /// filesystem mounted at the same path).
+    Filesystem(String),
+    /// A bucket and key prefix, with the keys MatrixOne writes with.
+    S3(S3Option),
+}
+
+/// The options of `BACKUP ... S3OPTION {...}`, each a key MatrixOne's
+/// `getS3Config` (pkg/backup/utils.go) accepts; it refuses any other key.
+/// Debug hides the keys.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct S3Option {
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    /// The key prefix MatrixOne writes under.
+    pub filepath: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub role_arn: String,
+    pub compression: String,
+    pub is_minio: bool,
+}
+
+impl std::fmt::Debug for S3Option {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Option")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("filepath", &self.filepath)
+            .field("role_arn", &self.role_arn)
+            .field("is_minio", &self.is_minio)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Option {
+    /// The options for `filepath` under the bucket of `s3`, written with
+    /// `creds`. MatrixOne takes long-lived keys only: it has no option for
+    /// a session token, so temporary (STS) keys are refused here rather
+    /// than by a failed upload halfway through.
+    pub fn new(
+        s3: &mo_br_storage::S3Location,
+        creds: &mo_br_storage::Credentials,
+        filepath: String,
+    ) -> Result<S3Option> {
+        if !creds.session_token.is_empty() {
+            return Err(Error::InvalidArgument(
+                "MatrixOne's BACKUP ... S3OPTION takes no session token: give it long-lived keys"
+                    .into(),
+            ));
+        }
+        Ok(S3Option {
+            endpoint: s3.endpoint.clone(),
+            region: s3.region.clone(),
+            bucket: s3.bucket.clone(),
+            filepath,
+            access_key_id: creds.access_key_id.clone(),
+            secret_access_key: creds.secret_access_key.clone(),
+            role_arn: s3.role_arn.clone(),
+            compression: s3.compression.clone(),
+            is_minio: s3.is_minio,
+        })
+    }
+}
+
+/// MatrixOne's physical backup statement (facts §2; the grammar of
+/// `backup_stmt` in MatrixOne's `mysql_sql.y`):
+///
+/// ```text
+/// BACKUP '<label>' FILESYSTEM '<dir>' PARALLELISM '<n>' [TYPE '<t>'] [TIMESTAMP '<ts>']
+/// BACKUP '<label>' S3OPTION {'endpoint'='..', ..., 'parallelism'='<n>'} [TYPE '<t>'] [TIMESTAMP '<ts>']
+/// ```
+///
+/// With S3OPTION the parallelism is one of the options inside the braces:
+/// the grammar has no PARALLELISM clause there, and MatrixOne answers a
+/// syntax error to one.
+#[derive(Debug, Clone)]
+pub struct BackupStatement<'a> {
+    /// MatrixOne ignores it; mo-br passes the backup's ID.
+    pub label: &'a str,
+    pub into: &'a BackupInto,
+    /// Files MatrixOne copies at once; 0 lets it choose by CPU count.
+    pub parallelism: u32,
+    /// `TYPE`: what MatrixOne writes as the type in `tae_sum`.
+    pub backup_type: Option<&'a str>,
+    /// `TIMESTAMP`: a cut (`<physical>-<logical>`); objects created up to it
+    /// are listed in `tae_list` with `needCopy=false` and not copied.
+    pub timestamp: Option<&'a str>,
+}
+
+impl BackupStatement<'_> {
+    /// The statement, every value quoted. Holds the S3 keys: log it only
+    /// through [`redact`].
+    pub fn sql(&self) -> String {
+        let mut sql = format!("BACKUP {} ", quote(self.label));
+        match self.into {
+            BackupInto::Filesystem(dir) => {
+                sql.push_str(&format!(
+                    "FILESYSTEM {} PARALLELISM {}",
+                    quote(dir),
+                    quote(&self.parallelism.to_string())
+                ));
+            }
+            BackupInto::S3(o) => {
+                let mut opts = vec![
+                    ("endpoint", o.endpoint.clone()),
+                    ("region", o.region.clone()),
+                    ("access_key_id", o.access_key_id.clone()),
+                    ("secret_access_key", o.secret_access_key.clone()),
+                    ("bucket", o.bucket.clone()),
+                    ("filepath", o.filepath.clone()),
+                    ("compression", o.compression.clone()),
+                    ("role_arn", o.role_arn.clone()),
+                ];
+                // MatrixOne accepts only "true" or "false"; false is its default.
+                if o.is_minio {
+                    opts.push(("is_minio", "true".into()));
+                }
+                opts.push(("parallelism", self.parallelism.to_string()));
+                let opts: Vec<String> = opts
+                    .into_iter()
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(k, v)| format!("{}={}", quote(k), quote(&v)))
+                    .collect();
+                sql.push_str(&format!("S3OPTION {{{}}}", opts.join(",")));
+            }
+        }
+        if let Some(t) = self.backup_type {
+            sql.push_str(&format!(" TYPE {}", quote(t)));
+        }
+        if let Some(ts) = self.timestamp {
+            sql.push_str(&format!(" TIMESTAMP {}", quote(ts)));
+        }
+        sql
+    }
+}
+
 /// Checks a name given by a user (account, database, table, snapshot,
 /// user): letters, digits and `_ - . $` only, so that it can go into SQL
 /// without escaping. `what` names the flag in the error.
@@ -395,6 +538,120 @@ mod tests {
             redact("CREATE ACCOUNT a ADMIN_NAME 'x' IDENTIFIED BY 'pw'"),
             "CREATE ACCOUNT a ADMIN_NAME 'x' IDENTIFIED BY '<redacted>'"
         );
+    }
+
+    fn s3_option() -> S3Option {
+        S3Option {
+            endpoint: "http://127.0.0.1:9000".into(),
+            region: "us-east-1".into(),
+            bucket: "bucket1".into(),
+            filepath: "backups/b1".into(),
+            access_key_id: "AKID".into(),
+            secret_access_key: "s3cr3t".into(),
+            is_minio: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn backup_statement_to_a_filesystem() {
+        let into = BackupInto::Filesystem("/backups/b1".into());
+        let full = BackupStatement {
+            label: "0199-id",
+            into: &into,
+            parallelism: 8,
+            backup_type: None,
+            timestamp: None,
+        };
+        assert_eq!(
+            full.sql(),
+            "BACKUP '0199-id' FILESYSTEM '/backups/b1' PARALLELISM '8'"
+        );
+        let incremental = BackupStatement {
+            backup_type: Some("incremental"),
+            timestamp: Some("1732000000000000000-1"),
+            ..full
+        };
+        assert_eq!(
+            incremental.sql(),
+            "BACKUP '0199-id' FILESYSTEM '/backups/b1' PARALLELISM '8' TYPE 'incremental' TIMESTAMP '1732000000000000000-1'"
+        );
+        // A path is data, never SQL.
+        let odd = BackupInto::Filesystem("/b/it's\\here".into());
+        let sql = BackupStatement { into: &odd, ..full }.sql();
+        assert_eq!(
+            sql,
+            "BACKUP '0199-id' FILESYSTEM '/b/it''s\\\\here' PARALLELISM '8'"
+        );
+    }
+
+    #[test]
+    fn backup_statement_to_s3_has_parallelism_inside_the_braces() {
+        let into = BackupInto::S3(s3_option());
+        let st = BackupStatement {
+            label: "b1",
+            into: &into,
+            parallelism: 4,
+            backup_type: Some("incremental"),
+            timestamp: Some("5-0"),
+        };
+        let sql = st.sql();
+        assert_eq!(
+            sql,
+            "BACKUP 'b1' S3OPTION {'endpoint'='http://127.0.0.1:9000','region'='us-east-1',\
+             'access_key_id'='AKID','secret_access_key'='s3cr3t','bucket'='bucket1',\
+             'filepath'='backups/b1','is_minio'='true','parallelism'='4'} \
+             TYPE 'incremental' TIMESTAMP '5-0'"
+        );
+        assert!(!sql.contains("PARALLELISM"), "no trailing clause: {sql}");
+        // Empty options are left out; a quote in a value is escaped.
+        let mut o = s3_option();
+        o.region.clear();
+        o.is_minio = false;
+        o.secret_access_key = "a'b".into();
+        let into = BackupInto::S3(o);
+        let sql = BackupStatement {
+            into: &into,
+            backup_type: None,
+            timestamp: None,
+            ..st
+        }
+        .sql();
+        assert!(
+            !sql.contains("region") && !sql.contains("is_minio"),
+            "{sql}"
+        );
+        assert!(sql.contains("'secret_access_key'='a''b'"), "{sql}");
+        assert!(sql.ends_with(",'parallelism'='4'}"), "{sql}");
+    }
+
+    #[test]
+    fn backup_statements_log_without_keys() {
+        let into = BackupInto::S3(s3_option());
+        let sql = BackupStatement {
+            label: "b1",
+            into: &into,
+            parallelism: 1,
+            backup_type: None,
+            timestamp: Some("5-0"),
+        }
+        .sql();
+        let logged = redact(&sql);
+        assert_eq!(logged, "BACKUP 'b1' S3OPTION {<redacted>} TIMESTAMP '5-0'");
+        assert!(!format!("{:?}", s3_option()).contains("s3cr3t"));
+        let sts = mo_br_storage::Credentials {
+            access_key_id: "a".into(),
+            secret_access_key: "b".into(),
+            session_token: "t".into(),
+        };
+        let loc = mo_br_storage::S3Location {
+            bucket: "b".into(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            S3Option::new(&loc, &sts, "p".into()),
+            Err(Error::InvalidArgument(_))
+        ));
     }
 
     #[test]

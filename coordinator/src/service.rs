@@ -472,6 +472,8 @@ impl Registry for RegistryService {
             data_dir: reg.data_dir,
             reaches_shared: reg.reaches_shared,
             capacity: reg.capacity,
+            matrixone: reg.matrixone,
+            launch_config: reg.launch_config,
         };
         let want = record.id.clone();
         let known = self

@@ -5,7 +5,8 @@
 
 use crate::common::ProblemKind;
 use crate::coordinator::{
-    BackupState, BackupType, Consistency, PitrLevel, PitrUnit, RestoreGrammar, SnapshotLevel,
+    BackupMethod, BackupState, BackupType, Consistency, PitrLevel, PitrUnit, RestoreGrammar,
+    SnapshotLevel,
 };
 
 /// A wire enum with user-facing words.
@@ -67,6 +68,18 @@ impl Named for Consistency {
             Consistency::Unspecified => "",
             Consistency::Cold => "cold",
             Consistency::Online => "online",
+        }
+    }
+}
+
+impl Named for BackupMethod {
+    const NAMED: &'static [Self] = &[BackupMethod::Agents, BackupMethod::Matrixone];
+
+    /// Unspecified comes from coordinators that knew one way only: agents.
+    fn name(self) -> &'static str {
+        match self {
+            BackupMethod::Unspecified | BackupMethod::Agents => "agents",
+            BackupMethod::Matrixone => "matrixone",
         }
     }
 }
@@ -235,6 +248,8 @@ mod tests {
         assert_eq!(BackupType::word(BackupType::Unspecified as i32), "full");
         assert_eq!(RestoreGrammar::Unspecified.name(), "auto");
         assert_eq!(Consistency::word(0), "");
+        assert_eq!(BackupMethod::word(0), "agents");
+        assert_eq!(BackupMethod::word(2), "matrixone");
         assert_eq!(
             BackupState::word(99),
             "",

@@ -135,6 +135,17 @@ impl Group {
         rate: u64,
         parallelism: usize,
     ) -> anyhow::Result<usize> {
+        self.start_agent_args(data_dir, rate, parallelism, &[])
+    }
+
+    /// [`Self::start_agent_with`] and `extra` flags (`--matrixone h:p`).
+    pub fn start_agent_args(
+        &mut self,
+        data_dir: &Path,
+        rate: u64,
+        parallelism: usize,
+        extra: &[String],
+    ) -> anyhow::Result<usize> {
         let n = self.agents.len();
         let metrics = free_local_addr()?;
         let mut cmd = Command::new(bin("mo-br-agent"));
@@ -151,7 +162,8 @@ impl Group {
         .args(["--max_bytes_per_sec", &rate.to_string()])
         .args(["--parallelism", &parallelism.to_string()])
         .args(["--metrics_listen", &metrics])
-        .args(["--log_level", "warn"]);
+        .args(["--log_level", "warn"])
+        .args(extra);
         let log = self.dir.path().join(format!("agent-{}.log", n + 1));
         let (daemon, _) = start_daemon(cmd, "mo-br-agent listening on", log)?;
         self.agents.push(Agent {

@@ -135,9 +135,13 @@ fn list_shows_the_references_six_columns_and_complete_backups_only() {
     verbose.assert_ok("list --all --verbose");
     let (header, rows) = table(&verbose);
     assert_eq!(header[..6], HEADER);
-    assert_eq!(header[6..], ["KIND", "STATE"]);
+    assert_eq!(header[6..], ["KIND", "STATE", "METHOD"]);
     let row = |id: &str| rows.iter().find(|r| r[0] == id).unwrap().clone();
-    assert_eq!(row(&id)[6..], ["full cold", "complete"], "{verbose}");
+    assert_eq!(
+        row(&id)[6..],
+        ["full cold", "complete", "agents"],
+        "{verbose}"
+    );
     assert_eq!(row(UNFINISHED)[7], "running", "{verbose}");
 
     // JSON keeps every backup, each with its state.

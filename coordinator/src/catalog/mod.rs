@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use mo_br_format::chunk::ChunkRef;
 use mo_br_format::layout::FileKind;
 use mo_br_format::manifest::{BackupType, Consistency, FileEntry};
-use mo_br_proto::coordinator::BackupState as WireState;
+use mo_br_proto::coordinator::{BackupMethod as WireMethod, BackupState as WireState};
 use mo_br_proto::names::Named;
 use mo_br_storage::Location;
 use serde::{Deserialize, Serialize};
@@ -46,6 +46,35 @@ impl std::fmt::Display for BackupState {
     }
 }
 
+/// Who copied a backup's files. Either way the backup has the same layout
+/// and manifest, so list, check, restore, delete and incrementals treat it
+/// alike; only `list --json` tells them apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupMethod {
+    /// mo-br's agents, in shards (every backup before this field existed).
+    #[default]
+    Agents,
+    /// MatrixOne's own `BACKUP` statement, verified and indexed by the
+    /// coordinator (`backup --host` with no agent of that MatrixOne).
+    Matrixone,
+}
+
+impl BackupMethod {
+    fn is_agents(&self) -> bool {
+        *self == BackupMethod::Agents
+    }
+}
+
+impl From<BackupMethod> for WireMethod {
+    fn from(m: BackupMethod) -> Self {
+        match m {
+            BackupMethod::Agents => WireMethod::Agents,
+            BackupMethod::Matrixone => WireMethod::Matrixone,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackupRecord {
     pub id: String,
@@ -63,6 +92,10 @@ pub struct BackupRecord {
     pub files: u64,
     pub backup_ts: String,
     pub data_dir: String,
+    /// Left out when `agents`, so records of agent backups read and write
+    /// exactly as before the field existed (older replicas and catalogs).
+    #[serde(default, skip_serializing_if = "BackupMethod::is_agents")]
+    pub method: BackupMethod,
 }
 
 /// Every change to the catalog. Serialized into the log: add variants, never
@@ -205,6 +238,13 @@ pub struct AgentRecord {
     /// Whether it can read the SHARED store (and so take SHARED shards).
     pub reaches_shared: bool,
     pub capacity: u32,
+    /// The MatrixOne cluster its node belongs to (`host:port` of its SQL
+    /// service), if the agent was told.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub matrixone: String,
+    /// The node's launch config the agent serves, if any.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub launch_config: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -426,6 +466,7 @@ mod tests {
             files: 0,
             backup_ts: String::new(),
             data_dir: "/d".into(),
+            method: BackupMethod::Agents,
         }
     }
 

@@ -33,8 +33,10 @@ use super::{
     emit, info, now_rfc3339, read_chunk, read_manifest, remove_all, wire_enum, write_chunk, Events,
 };
 use crate::agents::Eligibility;
-use crate::catalog::{Applied, BackupJob, BackupRecord, BackupState, Command, ShardState};
-use crate::matrixone::{self, MoConn, MoLogin};
+use crate::catalog::{
+    Applied, BackupJob, BackupMethod, BackupRecord, BackupState, Command, ShardState,
+};
+use crate::matrixone::{BackupStatement, MoConn, MoLogin};
 use crate::{online, Coordinator, Error, Result};
 
 /// A shard closes at this many files to copy, or at the coordinator's
@@ -43,13 +45,27 @@ use crate::{online, Coordinator, Error, Result};
 const SHARD_FILES: u64 = shards::SHARD_FILES as u64;
 const CHUNK_ENTRIES: usize = 4096;
 
-pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result<()> {
+pub async fn run(c: &Coordinator, mut req: BackupRequest, events: &Events) -> Result<()> {
+    // `--host` without a node's files: agents registered for that MatrixOne
+    // name the node; without one, MatrixOne's own BACKUP takes it.
+    let no_files = req
+        .source
+        .as_ref()
+        .is_none_or(|s| s.data_dir.is_empty() && s.launch_config.is_empty());
+    let wire_login = req.login.clone().filter(|l| !l.host.is_empty());
+    if let (true, Some(wire_login)) = (no_files, wire_login) {
+        let login = MoLogin::from_wire(&wire_login)?;
+        let node = req
+            .source
+            .as_ref()
+            .map(|s| s.node.clone())
+            .unwrap_or_default();
+        match source_for_matrixone(c, &login, &node).await? {
+            Some(source) => req.source = Some(source),
+            None => return super::mo_backup::run(c, req, login, events).await,
+        }
+    }
     let at_time = now_rfc3339();
-    let target_wire = req
-        .target
-        .clone()
-        .ok_or_else(|| Error::InvalidArgument("--backup_dir is required".into()))?;
-    let (location, creds) = target_wire.to_location().map_err(Error::InvalidArgument)?;
     let source = req
         .source
         .clone()
@@ -59,6 +75,132 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
                 "--data_dir is required: the node's mo-data directory (with a SHARED store on S3, --launch_config is enough for an online backup)".into(),
             )
         })?;
+    let Prepared {
+        location,
+        creds,
+        target,
+        backup_type,
+        base,
+    } = prepare(c, &req).await?;
+
+    let source_creds = Credentials {
+        access_key_id: req.source_access_key_id.clone(),
+        secret_access_key: req.source_secret_access_key.clone(),
+        ..Default::default()
+    };
+    let id = uuid::Uuid::now_v7().to_string();
+    let login = req
+        .login
+        .as_ref()
+        .filter(|l| !l.host.is_empty())
+        .map(MoLogin::from_wire)
+        .transpose()?;
+    let record = BackupRecord {
+        id: id.clone(),
+        location,
+        backup_type,
+        consistency: if login.is_some() {
+            Consistency::Online
+        } else {
+            Consistency::Cold
+        },
+        base_id: base.as_ref().map(|b| b.meta.id.clone()),
+        state: BackupState::Running,
+        at_time,
+        complete_time: None,
+        duration_secs: 0.0,
+        size: 0,
+        files: 0,
+        backup_ts: String::new(),
+        data_dir: source.data_dir.clone(),
+        method: BackupMethod::Agents,
+    };
+    // Claimed before the plan is visible, so the supervisor does not adopt
+    // the job this call is about to drive itself.
+    let _claim = c.claim(&id);
+    let Some(login) = login else {
+        let planned = plan(
+            c,
+            &req,
+            &source,
+            &record,
+            base.as_ref(),
+            target.as_ref(),
+            None,
+        )
+        .await;
+        if let Err(e) = planned {
+            // Bad input fails before anything is recorded; a failure after
+            // the backup went on record must not leave it "running".
+            let want = id.clone();
+            let started = c
+                .catalog
+                .read(move |cat| cat.backups.contains_key(&want))
+                .await
+                .unwrap_or(false);
+            return Err(if started {
+                fail(c, &id, None, Some(target.as_ref()), e).await
+            } else {
+                e
+            });
+        }
+        return drive(c, &id, &creds, &source_creds, None, true, events).await;
+    };
+
+    // Online: HAKeeper's watermarks come from MatrixOne's BACKUP into the
+    // target at the end; a target it cannot be given (temporary S3 keys)
+    // is refused now, not after every shard is copied.
+    super::mo_backup::into_location(&record.location, &creds, "")?;
+    // The backup is on record before MatrixOne's GC is touched, so that
+    // whatever happens next, some leader releases it.
+    let mut conn = online::connect(&login).await?;
+    c.catalog
+        .propose(Command::BackupStarted(Box::new(record.clone())))
+        .await?;
+    let planned = async {
+        online::hold(c, &id, &login, &mut conn).await?;
+        online::checkpoint(&mut conn).await?;
+        plan(
+            c,
+            &req,
+            &source,
+            &record,
+            base.as_ref(),
+            target.as_ref(),
+            Some(&mut conn),
+        )
+        .await
+    }
+    .await;
+    if let Err(e) = planned {
+        return Err(fail(c, &id, Some(&login), Some(target.as_ref()), e).await);
+    }
+    drive(c, &id, &creds, &source_creds, Some(login), true, events).await
+}
+
+/// The backup an incremental builds on: its verified manifest header and
+/// where its chunks are read.
+pub(super) struct Base {
+    pub(super) meta: BackupMeta,
+    pub(super) storage: Box<dyn Storage>,
+}
+
+/// What every backup checks before anything is recorded: the target (open,
+/// reachable, empty), the type and, for an incremental, its base.
+pub(super) struct Prepared {
+    pub(super) location: Location,
+    pub(super) creds: Credentials,
+    pub(super) target: Box<dyn Storage>,
+    pub(super) backup_type: BackupType,
+    pub(super) base: Option<Base>,
+}
+
+pub(super) async fn prepare(c: &Coordinator, req: &BackupRequest) -> Result<Prepared> {
+    let target_wire = req
+        .target
+        .clone()
+        .ok_or_else(|| Error::InvalidArgument("--backup_dir is required".into()))?;
+    let (location, creds) = target_wire.to_location().map_err(Error::InvalidArgument)?;
     let backup_type: BackupType =
         wire_enum::<WireBackupType>("BackupRequest.backup_type", req.backup_type)?.into();
 
@@ -121,102 +263,58 @@ pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result
             Some(Base { meta, storage })
         }
     };
-
-    let source_creds = Credentials {
-        access_key_id: req.source_access_key_id.clone(),
-        secret_access_key: req.source_secret_access_key.clone(),
-        ..Default::default()
-    };
-    let id = uuid::Uuid::now_v7().to_string();
-    let login = req
-        .login
-        .as_ref()
-        .filter(|l| !l.host.is_empty())
-        .map(MoLogin::from_wire)
-        .transpose()?;
-    let record = BackupRecord {
-        id: id.clone(),
+    Ok(Prepared {
         location,
+        creds,
+        target,
         backup_type,
-        consistency: if login.is_some() {
-            Consistency::Online
-        } else {
-            Consistency::Cold
-        },
-        base_id: base.as_ref().map(|b| b.meta.id.clone()),
-        state: BackupState::Running,
-        at_time,
-        complete_time: None,
-        duration_secs: 0.0,
-        size: 0,
-        files: 0,
-        backup_ts: String::new(),
-        data_dir: source.data_dir.clone(),
-    };
-    // Claimed before the plan is visible, so the supervisor does not adopt
-    // the job this call is about to drive itself.
-    let _claim = c.claim(&id);
-    let Some(login) = login else {
-        let planned = plan(
-            c,
-            &req,
-            &source,
-            &record,
-            base.as_ref(),
-            target.as_ref(),
-            None,
-        )
-        .await;
-        if let Err(e) = planned {
-            // Bad input fails before anything is recorded; a failure after
-            // the backup went on record must not leave it "running".
-            let want = id.clone();
-            let started = c
-                .catalog
-                .read(move |cat| cat.backups.contains_key(&want))
-                .await
-                .unwrap_or(false);
-            return Err(if started {
-                fail(c, &id, None, Some(target.as_ref()), e).await
-            } else {
-                e
-            });
-        }
-        return drive(c, &id, &creds, &source_creds, None, true, events).await;
-    };
-
-    // Online: the backup is on record before MatrixOne's GC is touched, so
-    // that whatever happens next, some leader releases it.
-    let mut conn = online::connect(&login).await?;
-    c.catalog
-        .propose(Command::BackupStarted(Box::new(record.clone())))
-        .await?;
-    let planned = async {
-        online::hold(c, &id, &login, &mut conn).await?;
-        online::checkpoint(&mut conn).await?;
-        plan(
-            c,
-            &req,
-            &source,
-            &record,
-            base.as_ref(),
-            target.as_ref(),
-            Some(&mut conn),
-        )
-        .await
-    }
-    .await;
-    if let Err(e) = planned {
-        return Err(fail(c, &id, Some(&login), Some(target.as_ref()), e).await);
-    }
-    drive(c, &id, &creds, &source_creds, Some(login), true, events).await
+        base,
+    })
 }
 
-/// The backup an incremental builds on: its verified manifest header and
-/// where its chunks are read.
-struct Base {
-    meta: BackupMeta,
-    storage: Box<dyn Storage>,
+/// The node of the MatrixOne at `login` that agents registered for it
+/// serve (`mo-br-agent --matrixone host:port`), of `node` if given; `None`
+/// when no agent names that MatrixOne, or none of those is alive within the
+/// absence limit (the backup then goes through MatrixOne's own statement,
+/// and `list --json` says so).
+async fn source_for_matrixone(
+    c: &Coordinator,
+    login: &MoLogin,
+    node: &str,
+) -> Result<Option<Source>> {
+    let (host, port) = (login.host.clone(), login.port);
+    let registered: Vec<String> = c
+        .catalog
+        .read(move |cat| {
+            cat.agents
+                .values()
+                .filter(|a| crate::agents::names_matrixone(&a.matrixone, &host, port))
+                // An agent that serves no files of its node cannot back it up.
+                .filter(|a| !a.data_dir.is_empty() || !a.launch_config.is_empty())
+                .map(|a| a.id.clone())
+                .collect()
+        })
+        .await?;
+    if registered.is_empty() {
+        return Ok(None);
+    }
+    match c.agents.live_one_of(&registered, node).await {
+        Some(a) => Ok(Some(Source {
+            data_dir: a.data_dir,
+            launch_config: a.launch_config,
+            node: a.node,
+        })),
+        None => {
+            tracing::warn!(
+                "agents {} are registered for MatrixOne {}:{} but none{} is alive: backing up with MatrixOne's BACKUP statement",
+                registered.join(", "),
+                login.host,
+                login.port,
+                if node.is_empty() { String::new() } else { format!(" of node {node}") }
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// Inventories the node and records the plan of backup `record` (already
@@ -460,7 +558,7 @@ impl OrderCheck {
 
 /// The base chain's objects, read from the base manifest's chunks one at a
 /// time in name order, for a merge with the (sorted) inventory.
-struct BaseObjects<'a> {
+pub(super) struct BaseObjects<'a> {
     base: &'a Base,
     chunks: std::slice::Iter<'a, ChunkRef>,
     buffered: VecDeque<FileEntry>,
@@ -468,7 +566,7 @@ struct BaseObjects<'a> {
 }
 
 impl<'a> BaseObjects<'a> {
-    fn new(base: &'a Base) -> Self {
+    pub(super) fn new(base: &'a Base) -> Self {
         // A format 1 manifest lists its files inline, in no order; such
         // manifests were held whole already.
         let mut inline: Vec<FileEntry> = base
@@ -489,7 +587,7 @@ impl<'a> BaseObjects<'a> {
 
     /// The base's object named `name`, if it has one. Names asked for must
     /// grow: what lies before `name` is passed over for good.
-    async fn find(&mut self, name: &str) -> Result<Option<FileEntry>> {
+    pub(super) async fn find(&mut self, name: &str) -> Result<Option<FileEntry>> {
         loop {
             while let Some(front) = self.buffered.front() {
                 match front.name.as_str().cmp(name) {
@@ -741,28 +839,8 @@ pub async fn drive(
         }
     }
 
-    let duration_secs = chrono::DateTime::parse_from_rfc3339(&meta.completed_at)
-        .ok()
-        .zip(chrono::DateTime::parse_from_rfc3339(&meta.started_at).ok())
-        .map(|(end, start)| (end - start).num_nanoseconds().unwrap_or(0) as f64 / 1e9)
-        .unwrap_or(0.0);
+    let rec = record_complete(c, &meta).await?;
     let files = meta.file_count();
-    c.catalog
-        .propose(Command::BackupCompleted {
-            id: id.to_string(),
-            complete_time: meta.completed_at.clone(),
-            duration_secs,
-            size: meta.stored_size,
-            files,
-            backup_ts: meta.backup_ts.clone(),
-        })
-        .await?;
-    let want = id.to_string();
-    let rec = c
-        .catalog
-        .read(move |cat| cat.backups.get(&want).cloned())
-        .await?
-        .ok_or(Error::Shutdown)?;
     let copied = meta.chunks.iter().map(|r| r.copied_files).sum::<u64>()
         + meta
             .files
@@ -785,6 +863,31 @@ pub async fn drive(
     )
     .await;
     Ok(())
+}
+
+/// Records the backup of `meta` (committed: its `backup_meta` is stored) as
+/// complete in the catalog; returns its record.
+pub(super) async fn record_complete(c: &Coordinator, meta: &BackupMeta) -> Result<BackupRecord> {
+    let duration_secs = chrono::DateTime::parse_from_rfc3339(&meta.completed_at)
+        .ok()
+        .zip(chrono::DateTime::parse_from_rfc3339(&meta.started_at).ok())
+        .map(|(end, start)| (end - start).num_nanoseconds().unwrap_or(0) as f64 / 1e9)
+        .unwrap_or(0.0);
+    c.catalog
+        .propose(Command::BackupCompleted {
+            id: meta.id.clone(),
+            complete_time: meta.completed_at.clone(),
+            duration_secs,
+            size: meta.stored_size,
+            files: meta.file_count(),
+            backup_ts: meta.backup_ts.clone(),
+        })
+        .await?;
+    let want = meta.id.clone();
+    c.catalog
+        .read(move |cat| cat.backups.get(&want).cloned())
+        .await?
+        .ok_or(Error::Shutdown)
 }
 
 /// The shards of `job` not done yet, their files read from their plan
@@ -1004,9 +1107,16 @@ async fn copy_and_commit(
     meta.chunks = results;
     meta.completed_at = completed_at;
 
-    // The commit point: the sidecar first, so a present backup_meta always
-    // has one to be checked against. Deterministic from replicated state: a
-    // new leader redoing this writes the very same bytes.
+    // Deterministic from replicated state: a new leader redoing this writes
+    // the very same bytes.
+    write_manifest(target, &meta).await?;
+    Ok(meta)
+}
+
+/// The commit point: `backup_meta.sha256` first, so a present
+/// `backup_meta` always has a sidecar to be checked against, then
+/// `backup_meta`.
+pub(super) async fn write_manifest(target: &dyn Storage, meta: &BackupMeta) -> Result<()> {
     let bytes = meta.to_bytes();
     target
         .put_bytes(
@@ -1017,7 +1127,7 @@ async fn copy_and_commit(
     target
         .put_bytes(layout::BACKUP_META, Bytes::from(bytes))
         .await?;
-    Ok(meta)
+    Ok(())
 }
 
 /// `tae/tae_list` as a stream, rendered a manifest chunk at a time from the
@@ -1087,47 +1197,15 @@ async fn fetch_hakeeper(
     login: &MoLogin,
 ) -> Result<()> {
     let scratch = format!(".mo-hakeeper-{}", job.id);
-    let into = match &job.meta.location {
-        Location::Filesystem { path } => format!(
-            "FILESYSTEM {} PARALLELISM '1'",
-            matrixone::quote(&path.join(&scratch).to_string_lossy())
-        ),
-        Location::S3(s3) => {
-            let filepath = if s3.prefix.is_empty() {
-                scratch.clone()
-            } else {
-                format!("{}/{scratch}", s3.prefix)
-            };
-            let mut opts = vec![
-                ("endpoint", s3.endpoint.clone()),
-                ("bucket", s3.bucket.clone()),
-                ("filepath", filepath),
-                ("region", s3.region.clone()),
-                ("access_key_id", creds.access_key_id.clone()),
-                ("secret_access_key", creds.secret_access_key.clone()),
-            ];
-            if s3.is_minio {
-                opts.push(("is_minio", "true".into()));
-            }
-            if !s3.role_arn.is_empty() {
-                opts.push(("role_arn", s3.role_arn.clone()));
-            }
-            // MatrixOne's grammar takes parallelism as a key inside the
-            // braces; a PARALLELISM clause after them is a syntax error.
-            opts.push(("parallelism", "1".into()));
-            let opts: Vec<String> = opts
-                .into_iter()
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(k, v)| format!("'{k}'={}", matrixone::quote(&v)))
-                .collect();
-            format!("S3OPTION {{{}}}", opts.join(","))
-        }
-    };
-    let sql = format!(
-        "BACKUP {} {into} TIMESTAMP {}",
-        matrixone::quote(&job.id),
-        matrixone::quote(&job.meta.backup_ts)
-    );
+    let into = super::mo_backup::into_location(&job.meta.location, creds, &scratch)?;
+    let sql = BackupStatement {
+        label: &job.id,
+        into: &into,
+        parallelism: 1,
+        backup_type: None,
+        timestamp: Some(&job.meta.backup_ts),
+    }
+    .sql();
     let mut conn = login.connect().await?;
     conn.exec(&sql).await?;
     let hk_name = format!("{scratch}/{}", layout::HK_DATA);
@@ -1194,7 +1272,7 @@ pub(crate) async fn abandon(c: &Coordinator, id: &str) {
 
 /// Ends a backup that cannot finish: removes what it wrote, releases the GC
 /// it holds, records it as failed with its reason. Returns the error to report.
-async fn fail(
+pub(super) async fn fail(
     c: &Coordinator,
     id: &str,
     login: Option<&MoLogin>,

@@ -7,6 +7,7 @@ pub mod backup;
 pub mod check;
 pub mod delete;
 pub mod list;
+pub mod mo_backup;
 pub mod pitr;
 pub mod restore;
 pub mod shards;
@@ -18,8 +19,8 @@ use mo_br_format::chunk::{self, ChunkItem, ChunkRef};
 use mo_br_format::layout::{self, FileKind};
 use mo_br_format::manifest::{BackupMeta, FileEntry};
 use mo_br_proto::coordinator::{
-    job_event, BackupInfo, BackupState as WireState, BackupType as WireType,
-    Consistency as WireConsistency, JobEvent,
+    job_event, BackupInfo, BackupMethod as WireMethod, BackupState as WireState,
+    BackupType as WireType, Consistency as WireConsistency, JobEvent,
 };
 use mo_br_storage::{Location, Storage};
 use tokio::sync::mpsc;
@@ -76,6 +77,7 @@ pub fn info(rec: &BackupRecord) -> BackupInfo {
         state: WireState::from(&rec.state).into(),
         backup_ts: rec.backup_ts.clone(),
         files: rec.files,
+        method: WireMethod::from(rec.method).into(),
     }
 }
 
@@ -410,10 +412,19 @@ mod tests {
             [
                 WireType::word(b.backup_type),
                 WireConsistency::word(b.kind),
-                WireState::word(b.state)
+                WireState::word(b.state),
+                WireMethod::word(b.method)
             ],
-            ["incremental", "online", "failed"]
+            ["incremental", "online", "failed", "agents"]
         );
+
+        // One MatrixOne took says so, and reads back the same.
+        let mut by_mo = persisted;
+        by_mo["method"] = "matrixone".into();
+        let rec: BackupRecord = serde_json::from_value(by_mo.clone()).unwrap();
+        assert_eq!(rec.method, crate::catalog::BackupMethod::Matrixone);
+        assert_eq!(serde_json::to_value(&rec).unwrap(), by_mo);
+        assert_eq!(WireMethod::word(info(&rec).method), "matrixone");
     }
 
     /// The order and spelling of MatrixOne's mo_br `check:` lines.

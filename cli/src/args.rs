@@ -48,9 +48,8 @@ pub struct Cli {
     )]
     pub log_level: Option<String>,
 
-    /// coordinator(s) to use, host:port[,host:port]; without one, mo_br runs
-    /// the coordinator and an agent in this process (also MO_BR_COORDINATOR,
-    /// or `coordinator` in the config file)
+    /// coordinators, host:port[,...] (default: one in this process; also
+    /// MO_BR_COORDINATOR or `coordinator` in the config file)
     #[arg(
         long,
         global = true,

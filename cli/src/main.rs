@@ -20,6 +20,7 @@ mod config;
 mod connect;
 mod delete;
 mod error;
+mod help;
 mod job;
 mod list;
 mod location;
@@ -44,6 +45,10 @@ use crate::error::usage;
 fn main() -> ExitCode {
     completion::answer_the_shell();
     let argv: Vec<OsString> = std::env::args_os().collect();
+    if help::asked(&argv[1..]) {
+        print!("{}", help::top_level());
+        return ExitCode::SUCCESS;
+    }
     let parsed = Cli::command()
         .try_get_matches_from(&argv)
         .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));

@@ -270,7 +270,11 @@ const STEPS: &[Step] = &[
         doc: "./mo_br help",
         line: "./mo_br help",
         expect: Expect::Shape(HELP),
-        extra_ok: &[("entry: pitr", "the newer doc's `mo_br pitr`")],
+        extra_ok: &[
+            ("entry: pitr", "the newer doc's `mo_br pitr`"),
+            ("entry: certs", "`mo_br certs init` makes a TLS cluster's certificates"),
+            ("entry: --coordinator host:port", "mo-br's coordinators, when not in this process"),
+        ],
         ..CASE
     }),
     Step::Syntax(REF, "mo_br backup"),

@@ -130,7 +130,13 @@ fn host_only_backups_are_taken_by_matrixone_verified_and_restorable() {
     // HAKeeper has handed out IDs up to here before each backup starts.
     let ids_full = sim.node_number("next_id");
     let b1 = scene.path("b1");
-    let full = backup_id(&mobr.run(&host_backup_args(&sim, &b1)));
+    let out = mobr.run(&host_backup_args(&sim, &b1));
+    // A full backup takes nothing from a base chain.
+    assert!(
+        out.stdout.contains(", 0 taken from the base chain"),
+        "{out}"
+    );
+    let full = backup_id(&out);
     for f in ["backup_meta", "mo_meta", "hakeeper/hk_data", "tae/tae_list"] {
         assert!(b1.join(f).is_file(), "{f} missing in {}", b1.display());
     }

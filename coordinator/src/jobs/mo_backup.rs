@@ -177,6 +177,9 @@ pub async fn run(
     };
     let rec = record_complete(c, &meta).await?;
     let copied: u64 = meta.chunks.iter().map(|r| r.copied_files).sum();
+    // Files the manifest's chunks name but this backup did not copy; hk_data
+    // and the other files beside the chunks were all written by it.
+    let from_base: u64 = meta.chunks.iter().map(|r| r.files - r.copied_files).sum();
     emit(
         events,
         job_event::Event::Finished(Finished {
@@ -186,7 +189,7 @@ pub async fn run(
                 "backup {} complete: MatrixOne copied {} files, {} taken from the base chain, {} bytes stored; verified",
                 rec.id,
                 copied,
-                meta.file_count() - copied,
+                from_base,
                 meta.stored_size
             ),
         }),

@@ -241,3 +241,66 @@ pub struct Restore {
     /// `account#user` that ran it.
     pub by: String,
 }
+
+/// `mo_br <group> <op> --host .. --port .. --user .. --password .. <args>`
+/// against `sim`: how the snapshot and pitr commands are typed.
+pub fn run_sql_command(
+    br: &crate::procs::MoBr,
+    sim: &MoSim,
+    group: &str,
+    op: &str,
+    user: (&str, &str),
+    args: &[&str],
+) -> crate::procs::Output {
+    let port = sim.port_str();
+    let mut argv = vec![
+        group,
+        op,
+        "--host",
+        &sim.host,
+        "--port",
+        &port,
+        "--user",
+        user.0,
+        "--password",
+        user.1,
+    ];
+    argv.extend_from_slice(args);
+    br.run(&argv)
+}
+
+/// The rows of a `show` command's tab-separated table, cells trimmed, after
+/// checking its header is `header` (cells joined by tabs) and every row has
+/// as many cells.
+#[track_caller]
+pub fn parse_tab_table(out: &crate::procs::Output, header: &str) -> Vec<Vec<String>> {
+    let mut lines = out.stdout.lines();
+    let first = lines.next().unwrap_or_else(|| panic!("no header\n{out}"));
+    assert!(first.ends_with('\t'), "header {first:?}");
+    let cells: Vec<&str> = first
+        .trim_end_matches('\t')
+        .split('\t')
+        .map(str::trim)
+        .collect();
+    assert_eq!(cells.join("\t"), header, "header\n{out}");
+    let width = cells.len();
+    lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let cells: Vec<String> = l
+                .trim_end_matches('\t')
+                .split('\t')
+                .map(|c| c.trim().to_string())
+                .collect();
+            assert_eq!(cells.len(), width, "row {l:?}\n{out}");
+            cells
+        })
+        .collect()
+}
+
+/// The first cells (names) of table rows, sorted.
+pub fn sorted_names(rows: &[Vec<String>]) -> Vec<&str> {
+    let mut n: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    n.sort();
+    n
+}

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use mo_br_tests::mosim::{MoSim, DUMP};
+use mo_br_tests::mosim::{parse_tab_table, run_sql_command, sorted_names, MoSim, DUMP};
 use mo_br_tests::procs::{Cluster, MoBr, Output};
 
 const HEADER: &str = "PITR NAME\tCREATED TIME\tMODIFIED TIME\tPITR LEVEL\tACCOUNT NAME\tDATABASE NAME\tTABLE NAME\tPITR LENGTH\tPITR UNIT";
@@ -92,53 +92,17 @@ impl Scene {
 }
 
 fn run_with(br: &MoBr, sim: &MoSim, op: &str, user: (&str, &str), args: &[&str]) -> Output {
-    let port = sim.port_str();
-    let mut argv = vec![
-        "pitr",
-        op,
-        "--host",
-        &sim.host,
-        "--port",
-        &port,
-        "--user",
-        user.0,
-        "--password",
-        user.1,
-    ];
-    argv.extend_from_slice(args);
-    br.run(&argv)
+    run_sql_command(br, sim, "pitr", op, user, args)
 }
 
 /// The rows of `pitr show`'s table, cells trimmed; checks the header.
 #[track_caller]
 fn parse_show(out: &Output) -> Vec<Vec<String>> {
-    let mut lines = out.stdout.lines();
-    let header = lines.next().unwrap_or_else(|| panic!("no header\n{out}"));
-    assert!(header.ends_with('\t'), "header {header:?}");
-    let cells: Vec<&str> = header
-        .trim_end_matches('\t')
-        .split('\t')
-        .map(str::trim)
-        .collect();
-    assert_eq!(cells.join("\t"), HEADER, "header\n{out}");
-    lines
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let cells: Vec<String> = l
-                .trim_end_matches('\t')
-                .split('\t')
-                .map(|c| c.trim().to_string())
-                .collect();
-            assert_eq!(cells.len(), 9, "row {l:?}\n{out}");
-            cells
-        })
-        .collect()
+    parse_tab_table(out, HEADER)
 }
 
 fn names(rows: &[Vec<String>]) -> Vec<&str> {
-    let mut n: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
-    n.sort();
-    n
+    sorted_names(rows)
 }
 
 /// Whether a cell is a time as mo_br prints times: `YYYY-MM-DD HH:MM:SS`

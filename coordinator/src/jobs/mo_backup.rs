@@ -179,7 +179,11 @@ pub async fn run(
     let copied: u64 = meta.chunks.iter().map(|r| r.copied_files).sum();
     // Files the manifest's chunks name but this backup did not copy; hk_data
     // and the other files beside the chunks were all written by it.
-    let from_base: u64 = meta.chunks.iter().map(|r| r.files - r.copied_files).sum();
+    let from_base: u64 = meta
+        .chunks
+        .iter()
+        .map(|r| r.files.saturating_sub(r.copied_files))
+        .sum();
     emit(
         events,
         job_event::Event::Finished(Finished {

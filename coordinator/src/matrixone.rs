@@ -130,7 +130,7 @@ impl MoLogin {
     }
 
     pub async fn connect(&self) -> Result<MoConn> {
-        let opts = OptsBuilder::default()
+        let mut opts = OptsBuilder::default()
             .ip_or_hostname(self.host.clone())
             .tcp_port(self.port)
             .user(Some(self.user.clone()))
@@ -140,6 +140,9 @@ impl MoLogin {
             .max_allowed_packet(Some(64 << 20))
             .wait_timeout(Some(28_800))
             .stmt_cache_size(0);
+        if let Some(tls) = tls_required() {
+            opts = opts.ssl_opts(tls);
+        }
         let unreachable = |detail: String| Error::MatrixOneUnreachable {
             addr: format!("{}:{}", self.host, self.port),
             detail,
@@ -163,6 +166,32 @@ impl MoLogin {
             Ok(Err(e)) => Err(unreachable(plain(&e))),
         }
     }
+}
+
+/// TLS to MatrixOne's MySQL port, when `MO_BR_MATRIXONE_TLS=require`: the
+/// password (and, for `BACKUP ... S3OPTION`, S3 keys) then cross the network
+/// only encrypted, and a server without TLS is refused before anything is
+/// sent. `MO_BR_MATRIXONE_CA` names a PEM file of the CA to trust (else the
+/// system's roots). Read once per process.
+fn tls_required() -> Option<mysql_async::SslOpts> {
+    static TLS: std::sync::OnceLock<Option<mysql_async::SslOpts>> = std::sync::OnceLock::new();
+    TLS.get_or_init(|| {
+        let wanted = std::env::var("MO_BR_MATRIXONE_TLS").unwrap_or_default();
+        if !wanted.eq_ignore_ascii_case("require") {
+            if !wanted.is_empty() {
+                tracing::warn!(
+                    "MO_BR_MATRIXONE_TLS={wanted:?} is not \"require\"; connecting to MatrixOne without TLS"
+                );
+            }
+            return None;
+        }
+        let mut opts = mysql_async::SslOpts::default();
+        if let Some(ca) = std::env::var_os("MO_BR_MATRIXONE_CA").filter(|v| !v.is_empty()) {
+            opts = opts.with_root_certs(vec![std::path::PathBuf::from(ca).into()]);
+        }
+        Some(opts)
+    })
+    .clone()
 }
 
 /// A driver or I/O error as one plain line (without mysql_async's

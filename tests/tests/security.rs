@@ -305,3 +305,41 @@ fn a_sighup_rotates_the_daemons_certificates() {
     mo_br_security::certs::init(&stale, &[]).unwrap();
     assert!(info(&stale).is_err(), "a third CA was accepted");
 }
+
+/// With `MO_BR_MATRIXONE_TLS=require` the login to MatrixOne (and with it
+/// the password, and the S3 keys of a `BACKUP ... S3OPTION`) goes only over
+/// TLS: a MatrixOne that offers none (mo-sim offers none) is refused before
+/// anything is sent, on one line that says why; without it, the same
+/// command works.
+#[test]
+fn matrixone_logins_can_be_required_to_use_tls() {
+    let sim = mo_br_tests::mosim::MoSim::start().expect("start mo-sim");
+    let scene = Scene::new("mo-tls");
+    let cwd = scene.path("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let show = |tls: bool| {
+        let mut cmd = Command::new(bin("mo_br"));
+        cmd.current_dir(&cwd)
+            .env_remove("MO_BR_COORDINATOR")
+            .env_remove("MO_BR_MATRIXONE_TLS")
+            .args(["snapshot", "show", "--host", &sim.host, "--port"])
+            .arg(sim.port_str())
+            .args(["--user", "dump", "--password", "111"]);
+        if tls {
+            cmd.env("MO_BR_MATRIXONE_TLS", "require");
+        }
+        run_with_timeout(cmd, Duration::from_secs(60))
+    };
+    show(false).assert_ok("snapshot show without TLS");
+    let out = show(true);
+    assert!(
+        !out.success(),
+        "a login went to MatrixOne without TLS\n{out}"
+    );
+    let err = out.stderr.to_lowercase();
+    assert!(
+        err.contains("tls") || err.contains("ssl") || err.contains("secure"),
+        "the refusal does not say why\n{out}"
+    );
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{out}");
+}

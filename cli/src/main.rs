@@ -93,7 +93,7 @@ fn run(mut cli: Cli, mut argv: Vec<OsString>, matches: &ArgMatches) -> anyhow::R
     }
     match &cli.command {
         None => {
-            Cli::command().print_help()?;
+            print!("{}", help::top_level());
             return Ok(0);
         }
         Some(Command::Completion(c)) => {

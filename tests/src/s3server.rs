@@ -53,6 +53,19 @@ pub fn free_port() -> anyhow::Result<u16> {
 
 impl S3Server {
     pub fn start() -> anyhow::Result<S3Server> {
+        // The port is free when picked but not reserved: another server may
+        // take it first, and then ours exits. Try another one then.
+        let mut last = None;
+        for _ in 0..5 {
+            match S3Server::start_once() {
+                Ok(server) => return Ok(server),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    fn start_once() -> anyhow::Result<S3Server> {
         let bin = find_binary();
         let root = tempfile::Builder::new()
             .prefix("mo-br-s3s-")
@@ -76,10 +89,15 @@ impl S3Server {
             .spawn()
             .with_context(|| format!("start {}", bin.display()))?;
 
+        // Listening on the port is not enough: a server another test
+        // started on the same port answers too, with another root. Ours
+        // must hold the listening socket.
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+                && holds_listener(child.id(), port)
+            {
                 break;
             }
             if let Some(status) = child.try_wait()? {
@@ -167,4 +185,37 @@ impl Drop for S3Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether process `pid` holds the socket listening on loopback `port`
+/// (from /proc/net/tcp and the process's file descriptors).
+fn holds_listener(pid: u32, port: u16) -> bool {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address is HEXIP:HEXPORT; state 0A is LISTEN.
+            let listens_here = f.len() > 9
+                && f[3] == "0A"
+                && f[1]
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+                    == Some(port);
+            if listens_here {
+                inodes.push(format!("socket:[{}]", f[9]));
+            }
+        }
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .map(|l| inodes.iter().any(|i| l.as_os_str() == i.as_str()))
+            .unwrap_or(false)
+    })
 }

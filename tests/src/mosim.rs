@@ -304,3 +304,55 @@ pub fn sorted_names(rows: &[Vec<String>]) -> Vec<&str> {
     n.sort();
     n
 }
+
+/// A running mo-sim with tenant acc1 (admin/111; database adb with table
+/// at) and the sys statements given, and an embedded `mo_br` in its own
+/// directory: the scene of the SQL commands' tests (`snapshot`, `pitr`).
+pub struct SqlScene {
+    pub sim: MoSim,
+    pub br: crate::procs::MoBr,
+    /// The command group typed first: `snapshot` or `pitr`.
+    group: &'static str,
+    _dir: tempfile::TempDir,
+}
+
+impl SqlScene {
+    pub fn start(sim: MoSim, group: &'static str, sys: &[&str]) -> SqlScene {
+        let mut setup = vec!["create account acc1 admin_name 'admin' identified by '111'"];
+        setup.extend_from_slice(sys);
+        sim.sys(&setup);
+        sim.sql(
+            "acc1#admin",
+            "111",
+            &["create database adb", "create table adb.at (a int)"],
+        )
+        .expect("set up acc1");
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("mo-br-{group}-"))
+            .tempdir()
+            .expect("a scene directory");
+        let br = crate::procs::MoBr::embedded(&dir.path().join("cwd"));
+        SqlScene {
+            sim,
+            br,
+            group,
+            _dir: dir,
+        }
+    }
+
+    /// `mo_br <group> <op> --host --port --user --password <args>`.
+    pub fn run(&self, op: &str, user: (&str, &str), args: &[&str]) -> crate::procs::Output {
+        run_sql_command(&self.br, &self.sim, self.group, op, user, args)
+    }
+
+    #[track_caller]
+    pub fn ok(&self, op: &str, user: (&str, &str), args: &[&str]) -> crate::procs::Output {
+        let out = self.run(op, user, args);
+        out.assert_ok(&format!(
+            "{} {op} {args:?}\nmo-sim log:\n{}",
+            self.group,
+            self.sim.log()
+        ));
+        out
+    }
+}

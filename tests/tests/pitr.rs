@@ -4,57 +4,35 @@
 
 use std::time::Duration;
 
-use mo_br_tests::mosim::{parse_tab_table, run_sql_command, sorted_names, MoSim, DUMP};
+use mo_br_tests::mosim::{parse_tab_table, run_sql_command, sorted_names, MoSim, SqlScene, DUMP};
 use mo_br_tests::procs::{Cluster, MoBr, Output};
 
 const HEADER: &str = "PITR NAME\tCREATED TIME\tMODIFIED TIME\tPITR LEVEL\tACCOUNT NAME\tDATABASE NAME\tTABLE NAME\tPITR LENGTH\tPITR UNIT";
 const ACC1: (&str, &str) = ("acc1#admin", "111");
 
-struct Scene {
-    sim: MoSim,
-    br: MoBr,
-    _dir: tempfile::TempDir,
+/// The SQL scene with, in sys, databases abc and db1 with tables t1, t2.
+struct Scene(SqlScene);
+
+impl std::ops::Deref for Scene {
+    type Target = SqlScene;
+    fn deref(&self) -> &SqlScene {
+        &self.0
+    }
 }
 
 impl Scene {
-    /// mo-sim with acc1 (admin/111, database adb with table at), and in sys
-    /// databases abc and db1 with tables t1, t2.
     fn new() -> Scene {
         let sim = MoSim::start().expect("start mo-sim");
-        sim.sys(&[
-            "create account acc1 admin_name 'admin' identified by '111'",
-            "create database abc",
-            "create database db1",
-            "create table db1.t1 (a int)",
-            "create table db1.t2 (a int)",
-        ]);
-        sim.sql(
-            "acc1#admin",
-            "111",
-            &["create database adb", "create table adb.at (a int)"],
-        )
-        .expect("set up acc1");
-        let dir = tempfile::Builder::new()
-            .prefix("mo-br-pitr-")
-            .tempdir()
-            .unwrap();
-        let br = MoBr::embedded(&dir.path().join("cwd"));
-        Scene { sim, br, _dir: dir }
-    }
-
-    /// `mo_br pitr <op> --host --port --user --password <args>`.
-    fn run(&self, op: &str, user: (&str, &str), args: &[&str]) -> Output {
-        run_with(&self.br, &self.sim, op, user, args)
-    }
-
-    #[track_caller]
-    fn ok(&self, op: &str, user: (&str, &str), args: &[&str]) -> Output {
-        let out = self.run(op, user, args);
-        out.assert_ok(&format!(
-            "pitr {op} {args:?}\nmo-sim log:\n{}",
-            self.sim.log()
-        ));
-        out
+        Scene(SqlScene::start(
+            sim,
+            "pitr",
+            &[
+                "create database abc",
+                "create database db1",
+                "create table db1.t1 (a int)",
+                "create table db1.t2 (a int)",
+            ],
+        ))
     }
 
     /// `mo_br pitr show` as `user`, parsed.

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use mo_br_tests::mosim::{parse_tab_table, run_sql_command, sorted_names, MoSim, DUMP};
+use mo_br_tests::mosim::{parse_tab_table, run_sql_command, sorted_names, MoSim, SqlScene, DUMP};
 use mo_br_tests::procs::{Cluster, MoBr, Output};
 
 const HEADER: &str =
@@ -14,50 +14,28 @@ const HEADER: &str =
 /// Snapshots of sys and of acc1, the accounts, and how many restores ran.
 type State = (Vec<Vec<String>>, Vec<Vec<String>>, Vec<String>, usize);
 
-struct Scene {
-    sim: MoSim,
-    br: MoBr,
-    _dir: tempfile::TempDir,
+/// The SQL scene with, in sys, database db1 with tables t1, t2.
+struct Scene(SqlScene);
+
+impl std::ops::Deref for Scene {
+    type Target = SqlScene;
+    fn deref(&self) -> &SqlScene {
+        &self.0
+    }
 }
 
 impl Scene {
-    /// mo-sim with acc1 (admin/111, database adb with table at), and in sys
-    /// database db1 with tables t1, t2.
     fn new(grammar: &str) -> Scene {
         let sim = MoSim::with_grammar(grammar).expect("start mo-sim");
-        sim.sys(&[
-            "create account acc1 admin_name 'admin' identified by '111'",
-            "create database db1",
-            "create table db1.t1 (a int)",
-            "create table db1.t2 (a int)",
-        ]);
-        sim.sql(
-            "acc1#admin",
-            "111",
-            &["create database adb", "create table adb.at (a int)"],
-        )
-        .expect("set up acc1");
-        let dir = tempfile::Builder::new()
-            .prefix("mo-br-snapshot-")
-            .tempdir()
-            .unwrap();
-        let br = MoBr::embedded(&dir.path().join("cwd"));
-        Scene { sim, br, _dir: dir }
-    }
-
-    /// `mo_br snapshot <op> --host --port --user --password <args>`.
-    fn run(&self, op: &str, user: (&str, &str), args: &[&str]) -> Output {
-        run_with(&self.br, &self.sim, op, user, args)
-    }
-
-    #[track_caller]
-    fn ok(&self, op: &str, user: (&str, &str), args: &[&str]) -> Output {
-        let out = self.run(op, user, args);
-        out.assert_ok(&format!(
-            "snapshot {op} {args:?}\nmo-sim log:\n{}",
-            self.sim.log()
-        ));
-        out
+        Scene(SqlScene::start(
+            sim,
+            "snapshot",
+            &[
+                "create database db1",
+                "create table db1.t1 (a int)",
+                "create table db1.t2 (a int)",
+            ],
+        ))
     }
 
     /// `mo_br snapshot show` as `user`, parsed.

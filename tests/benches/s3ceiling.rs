@@ -1,0 +1,141 @@
+//! The raw request ceiling of an S3 endpoint, for scripts/bench.sh: PUTs
+//! then GETs objects with the sizes of a given tree's files, sent from one
+//! buffer in memory (no disk, no hashing, no signing of the payload), at
+//! several numbers of requests in flight. What mo-br and its peers do on
+//! the same tree is compared with the best of these.
+//!
+//! `cargo bench -p mo-br-tests --bench s3ceiling -- --endpoint URL --bucket B
+//! --key K --secret S --tree DIR [--inflight 16,32,64]`
+//! prints one line per in-flight count and a last line
+//! `best put_s=<s> get_s=<s> objects=<n> bytes=<b>`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as Key;
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload};
+
+struct Args {
+    endpoint: String,
+    bucket: String,
+    key: String,
+    secret: String,
+    tree: PathBuf,
+    inflight: Vec<usize>,
+}
+
+fn parse() -> Args {
+    let mut it = std::env::args().skip(1);
+    let (mut endpoint, mut bucket, mut key, mut secret, mut tree) = (None, None, None, None, None);
+    let mut inflight = vec![16, 32, 64];
+    while let Some(a) = it.next() {
+        let mut val = || it.next().unwrap_or_else(|| panic!("{a} needs a value"));
+        match a.as_str() {
+            "--endpoint" => endpoint = Some(val()),
+            "--bucket" => bucket = Some(val()),
+            "--key" => key = Some(val()),
+            "--secret" => secret = Some(val()),
+            "--tree" => tree = Some(PathBuf::from(val())),
+            "--inflight" => {
+                inflight = val()
+                    .split(',')
+                    .map(|n| n.parse().expect("--inflight takes numbers"))
+                    .collect()
+            }
+            // cargo bench passes --bench to every bench binary.
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    Args {
+        endpoint: endpoint.expect("--endpoint"),
+        bucket: bucket.expect("--bucket"),
+        key: key.expect("--key"),
+        secret: secret.expect("--secret"),
+        tree: tree.expect("--tree"),
+        inflight,
+    }
+}
+
+fn sizes(dir: &Path, out: &mut Vec<u64>) {
+    for e in std::fs::read_dir(dir).expect("read tree") {
+        let e = e.expect("dir entry");
+        let t = e.file_type().expect("file type");
+        if t.is_dir() {
+            sizes(&e.path(), out);
+        } else if t.is_file() {
+            out.push(e.metadata().expect("metadata").len());
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = parse();
+    let mut sz = Vec::new();
+    sizes(&args.tree, &mut sz);
+    let total: u64 = sz.iter().sum();
+    let max = sz.iter().copied().max().unwrap_or(0) as usize;
+    let buf = Bytes::from(vec![0x5au8; max]);
+    let store: Arc<dyn ObjectStore> = Arc::new(
+        AmazonS3Builder::new()
+            .with_endpoint(&args.endpoint)
+            .with_bucket_name(&args.bucket)
+            .with_region("us-east-1")
+            .with_access_key_id(&args.key)
+            .with_secret_access_key(&args.secret)
+            .with_allow_http(true)
+            .with_unsigned_payload(true)
+            .with_client_options(ClientOptions::new().with_allow_http(true))
+            .build()
+            .expect("S3 client"),
+    );
+    let (mut best_put, mut best_get) = (f64::MAX, f64::MAX);
+    for &n in &args.inflight {
+        let prefix = format!("ceiling-{n}");
+        let t = Instant::now();
+        futures::stream::iter(sz.iter().enumerate())
+            .map(|(i, &len)| {
+                let store = store.clone();
+                let body = buf.slice(..len as usize);
+                let key = Key::from(format!("{prefix}/{i}"));
+                async move { store.put(&key, PutPayload::from(body)).await.map(|_| ()) }
+            })
+            .buffer_unordered(n)
+            .try_collect::<Vec<()>>()
+            .await
+            .expect("put");
+        let put = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        futures::stream::iter(0..sz.len())
+            .map(|i| {
+                let store = store.clone();
+                let key = Key::from(format!("{prefix}/{i}"));
+                async move {
+                    let mut s = store.get(&key).await?.into_stream();
+                    let mut got = 0usize;
+                    while let Some(chunk) = s.next().await {
+                        got += chunk?.len();
+                    }
+                    Ok::<usize, object_store::Error>(got)
+                }
+            })
+            .buffer_unordered(n)
+            .try_fold(0u64, |acc, got| async move { Ok(acc + got as u64) })
+            .await
+            .map(|got| assert_eq!(got, total, "GETs returned fewer bytes than PUT"))
+            .expect("get");
+        let get = t.elapsed().as_secs_f64();
+        println!("inflight={n} put_s={put:.3} get_s={get:.3}");
+        best_put = best_put.min(put);
+        best_get = best_get.min(get);
+    }
+    println!(
+        "best put_s={best_put:.3} get_s={best_get:.3} objects={} bytes={total}",
+        sz.len()
+    );
+}

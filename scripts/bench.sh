@@ -14,6 +14,7 @@
 # highest memory (max RSS) each mo_br run took.
 #
 #   SIZE=1GiB SMALL=20000 TREES="mixed small" WORK=/tmp/mo-br-bench scripts/bench.sh
+#   PARALLELISM=N passes --parallelism N to mo_br.
 #   DROP_CACHES=1 also empties the page cache before each timed step (root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,6 +53,9 @@ export RCLONE_CONFIG_S3_TYPE=s3 RCLONE_CONFIG_S3_PROVIDER=Other RCLONE_CONFIG_S3
   RCLONE_CONFIG_S3_FORCE_PATH_STYLE=true
 unset AWS_CA_BUNDLE
 
+# PARALLELISM=N passes --parallelism N to every mo_br run (default: mo_br's own).
+par=()
+[ -n "${PARALLELISM:-}" ] && par=(--parallelism "$PARALLELISM")
 declare -A T RSS
 # measure KEY CMD...: wall seconds into T[KEY], the command's max RSS (MiB) into RSS[KEY].
 measure() {
@@ -136,28 +140,28 @@ run_tree() {
   fi
 
   rm -f mo_br.meta
-  measure "$t.backup_fs" "$bin/mo_br" backup --backup_dir filesystem --path "$d.fsbackup" --data_dir "$t/mo-data" --launch_config "$launch"
+  measure "$t.backup_fs" "$bin/mo_br" backup "${par[@]}" --backup_dir filesystem --path "$d.fsbackup" --data_dir "$t/mo-data" --launch_config "$launch"
   local fsid; fsid=$(id_of)
-  measure "$t.restore_fs" "$bin/mo_br" restore "$fsid" --restore_dir filesystem --restore_path "$d.fsrestore"
+  measure "$t.restore_fs" "$bin/mo_br" restore "${par[@]}" "$fsid" --restore_dir filesystem --restore_path "$d.fsrestore"
   diff -r -q -x '.tmp.*' "$t/mo-data/shared2" "$d.fsrestore/mo-data/shared2" >>"$log" || { echo "bench: restored tree differs" >&2; exit 1; }
   rm -rf "$d.fsrestore"
-  measure "$t.check_fs" "$bin/mo_br" check "$fsid"
+  measure "$t.check_fs" "$bin/mo_br" check "${par[@]}" "$fsid"
 
   bucket "mobr-$t"
   # shellcheck disable=SC2046
-  measure "$t.backup_s3" "$bin/mo_br" backup $(s3 "mobr-$t") --filepath /full --data_dir "$t/mo-data" --launch_config "$launch"
+  measure "$t.backup_s3" "$bin/mo_br" backup "${par[@]}" $(s3 "mobr-$t") --filepath /full --data_dir "$t/mo-data" --launch_config "$launch"
   local s3id; s3id=$(id_of)
-  measure "$t.restore_s3" "$bin/mo_br" restore "$s3id" --backup_access_key_id bench --backup_secret_access_key benchsecret \
+  measure "$t.restore_s3" "$bin/mo_br" restore "${par[@]}" "$s3id" --backup_access_key_id bench --backup_secret_access_key benchsecret \
     --restore_dir filesystem --restore_path "$d.s3restore"
   diff -r -q -x '.tmp.*' "$t/mo-data/shared2" "$d.s3restore/mo-data/shared2" >>"$log" || { echo "bench: restored tree differs" >&2; exit 1; }
   rm -rf "$d.s3restore"
-  measure "$t.check_s3" "$bin/mo_br" check "$s3id"
+  measure "$t.check_s3" "$bin/mo_br" check "${par[@]}" "$s3id"
 
   # 1 % new objects, then an incremental on the S3 backup.
   "$bin/mo-br-sample" grow --out "$t" --round 2 --count $(((files + 99) / 100)) --seed 2 >/dev/null
   find "$t/mo-data/logservice-data" -type f | awk 'length($0) > 120' | xargs -r rm -f
   # shellcheck disable=SC2046
-  measure "$t.incremental" "$bin/mo_br" backup $(s3 "mobr-$t") --filepath /incr --data_dir "$t/mo-data" --launch_config "$launch" \
+  measure "$t.incremental" "$bin/mo_br" backup "${par[@]}" $(s3 "mobr-$t") --filepath /incr --data_dir "$t/mo-data" --launch_config "$launch" \
     --backup_type incremental --base_id "$s3id"
   rm -rf "$d.fsbackup" "$WORK/s3root/mobr-$t" "$WORK/s3root/restic-$t" "$t" "$t.set"
 }

@@ -18,6 +18,7 @@ mod engine;
 mod ids;
 mod node;
 mod pitr;
+mod replay;
 mod sql;
 mod store;
 mod verify;
@@ -124,6 +125,24 @@ enum Cmd {
         #[arg(long = "snapshot_quota", default_value_t = 50)]
         snapshot_quota: usize,
     },
+    /// Replay mo-tester cases (`.sql`/`.test` + `.result`) against a fresh
+    /// in-process engine each and print how many in-scope statements agree.
+    Replay {
+        /// Read the paths at HEAD of this git dir (e.g. a bare mirror of
+        /// matrixorigin/matrixone) instead of the file system.
+        #[arg(long)]
+        repo: Option<PathBuf>,
+        /// Also print every divergence (statement, expected, mo-sim's answer).
+        #[arg(long)]
+        verbose: bool,
+        /// Print mo-sim's answers in result format instead (a draft for a
+        /// new case: check every line against MatrixOne before committing).
+        #[arg(long, conflicts_with_all = ["repo", "verbose"])]
+        genrs: bool,
+        /// Case directories or files (inside --repo when given).
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
     /// Check that a data dir holds, byte for byte, what the checkpoint chain at CUT needs.
     Verify {
         #[arg(long = "data_dir")]
@@ -142,6 +161,33 @@ enum Cmd {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Replay {
+            repo,
+            verbose,
+            genrs,
+            paths,
+        } => {
+            if genrs {
+                for p in &paths {
+                    let sql = std::fs::read_to_string(p).with_context(|| format!("reading {p}"))?;
+                    print!("{}", replay::genrs(&sql));
+                }
+                return Ok(());
+            }
+            let cases = match &repo {
+                Some(r) => replay::cases_from_git(r, &paths)?,
+                None => {
+                    let mut all = Vec::new();
+                    for p in &paths {
+                        all.extend(replay::cases_from_path(std::path::Path::new(p))?);
+                    }
+                    all
+                }
+            };
+            let reports: Vec<_> = cases.iter().map(replay::replay).collect();
+            print!("{}", replay::table(&reports, verbose));
+            Ok(())
+        }
         Cmd::Verify {
             data_dir,
             cut,

@@ -244,6 +244,9 @@ impl Session {
 }
 
 pub struct Config {
+    /// The launch configs BACKUP copies, by role (`launch`, `log`, `dn`,
+    /// `cn`, `proxy`), as mo-service's `-launch` file lists them.
+    pub launch_configs: Vec<(String, PathBuf)>,
     pub grammar: Grammar,
     pub state_path: Option<PathBuf>,
     pub snapshot_quota: usize,
@@ -1754,6 +1757,7 @@ impl Engine {
             hk: self.ids.backup_data(),
             buildinfo: self.cfg.version.clone(),
             parallelism,
+            configs: &self.cfg.launch_configs,
         };
         crate::backup::run(plan)
             .map_err(|e| internal(format!("mo-sim: BACKUP to {describe} failed: {e}")))?;

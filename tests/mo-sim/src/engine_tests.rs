@@ -10,6 +10,7 @@ use super::*;
 fn engine_at(state_path: Option<PathBuf>) -> Engine {
     Engine::new(
         Config {
+            launch_configs: Vec::new(),
             grammar: Grammar::Both,
             state_path,
             snapshot_quota: 50,
@@ -1043,6 +1044,7 @@ fn cluster_snapshot_create_show_restore() {
     );
     let cur = Engine::new(
         Config {
+            launch_configs: Vec::new(),
             grammar: Grammar::Current,
             state_path: None,
             snapshot_quota: 50,

@@ -121,6 +121,11 @@ enum Cmd {
         /// A backup checker protects for this long after its last renewal (MatrixOne: 20 min).
         #[arg(long = "checker_ttl_ms", default_value_t = 1_200_000)]
         checker_ttl_ms: u64,
+        /// mo-service's `-launch` file (`logservices`, `tnservices`,
+        /// `cnservices`, `proxy-services`: paths as given, like mo-service
+        /// reads them): BACKUP copies it and the files it lists into `config/`.
+        #[arg(long = "launch_config")]
+        launch_config: Option<PathBuf>,
         /// Snapshots per non-sys tenant and level (sys is unlimited, as in MatrixOne).
         #[arg(long = "snapshot_quota", default_value_t = 50)]
         snapshot_quota: usize,
@@ -156,6 +161,35 @@ enum Cmd {
         #[arg(long = "hk_data_min")]
         hk_data_min: Option<u64>,
     },
+}
+
+/// The launch file's config paths by role, as cmd/mo-service/launch.go
+/// hands them to pkg/backup (SaveLaunchConfigPath): the launch file itself
+/// (`launch`), then `log`, `dn`, `cn` and `proxy`.
+fn launch_configs(launch: &std::path::Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default)]
+    struct Launch {
+        logservices: Vec<PathBuf>,
+        tnservices: Vec<PathBuf>,
+        cnservices: Vec<PathBuf>,
+        #[serde(rename = "proxy-services")]
+        proxy_services: Vec<PathBuf>,
+    }
+    let text = std::fs::read_to_string(launch)
+        .with_context(|| format!("reading --launch_config {}", launch.display()))?;
+    let l: Launch = toml::from_str(&text)
+        .with_context(|| format!("parsing --launch_config {}", launch.display()))?;
+    let mut out = vec![("launch".to_string(), launch.to_path_buf())];
+    for (role, files) in [
+        ("log", l.logservices),
+        ("dn", l.tnservices),
+        ("cn", l.cnservices),
+        ("proxy", l.proxy_services),
+    ] {
+        out.extend(files.into_iter().map(|f| (role.to_string(), f)));
+    }
+    Ok(out)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -229,6 +263,7 @@ fn main() -> anyhow::Result<()> {
             global_every,
             merge_every,
             checker_ttl_ms,
+            launch_config,
             snapshot_quota,
         } => {
             let cfg = node::NodeConfig {
@@ -268,6 +303,10 @@ fn main() -> anyhow::Result<()> {
             };
             let engine = Engine::new(
                 engine::Config {
+                    launch_configs: match &launch_config {
+                        Some(p) => launch_configs(p)?,
+                        None => Vec::new(),
+                    },
                     grammar: match grammar {
                         GrammarArg::Current => Grammar::Current,
                         GrammarArg::Old => Grammar::Old,

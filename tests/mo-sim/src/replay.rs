@@ -276,6 +276,7 @@ pub struct FileReport {
 fn engine() -> Engine {
     Engine::new(
         Config {
+            launch_configs: Vec::new(),
             grammar: Grammar::Both,
             state_path: None,
             snapshot_quota: 50,

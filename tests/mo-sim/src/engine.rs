@@ -1333,16 +1333,26 @@ impl Engine {
                 accounts.insert(account_name.clone(), acc.clone());
             }
             _ => {
+                // doCreateSnapshot's texts: a table in a system database
+                // reads "pitr" there, and a table is looked up with its
+                // database in one query (no "database ... does not exist").
+                let is_table = level == "table";
                 if SYSTEM_DBS.contains(&db.as_str()) {
-                    return Err(internal(format!(
-                        "can not create snapshot for system database {db}"
-                    )));
+                    return Err(internal(if is_table {
+                        format!("can not create pitr for system table {db}.{table}")
+                    } else {
+                        format!("can not create snapshot for system database {db}")
+                    }));
                 }
                 account_name = ses.account.clone();
                 let dbs = &st.accounts[&ses.account].dbs;
-                let tables = dbs
-                    .get(&db)
-                    .ok_or_else(|| internal(format!("database {db} does not exist")))?;
+                let tables = dbs.get(&db).ok_or_else(|| {
+                    internal(if is_table {
+                        format!("table {db}.{table} does not exist")
+                    } else {
+                        format!("database {db} does not exist")
+                    })
+                })?;
                 let mut c = Catalog::new();
                 if level == "table" {
                     if !tables.contains(&table) {
@@ -1811,7 +1821,13 @@ impl Engine {
                 let then = snap
                     .accounts
                     .get(&account)
-                    .filter(|_| ses.is_sys() && snap.level == "account" && r.level == "account");
+                    // restoreToAccount and restoreToAccountUsingCluster
+                    // both create it again (createDroppedAccount).
+                    .filter(|_| {
+                        ses.is_sys()
+                            && (snap.level == "account" || snap.level == "cluster")
+                            && r.level == "account"
+                    });
                 let Some(then) = then.cloned() else {
                     return Err(internal(format!(
                         "no such account, account name: {account}"

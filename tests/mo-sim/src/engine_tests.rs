@@ -1775,3 +1775,46 @@ fn show_with_where_answers_in_lower_case_and_like_filters() {
     );
     ok(&e, &s, "use mo_catalog");
 }
+
+#[test]
+fn table_snapshots_name_the_table_when_its_database_is_missing() {
+    // doCreateSnapshot looks the table up with its database in one query.
+    let e = engine();
+    internal_err(
+        &e,
+        &sys(),
+        "create snapshot s1 for table nodb t1",
+        "table nodb.t1 does not exist",
+    );
+    internal_err(
+        &e,
+        &sys(),
+        "create snapshot s1 for database nodb",
+        "database nodb does not exist",
+    );
+    internal_err(
+        &e,
+        &sys(),
+        "create snapshot s1 for table mo_catalog mo_user",
+        "can not create pitr for system table mo_catalog.mo_user",
+    );
+}
+
+#[test]
+fn a_dropped_account_comes_back_from_a_cluster_snapshot_too() {
+    // restoreToAccountUsingCluster creates it again (createDroppedAccount).
+    let e = engine();
+    with_accounts(&e, &["acc1"]);
+    ok(&e, &admin("acc1"), "create database d1");
+    ok(&e, &sys(), "create snapshot c1 for cluster");
+    ok(&e, &sys(), "drop account acc1");
+    ok(&e, &sys(), "restore account acc1 {snapshot = 'c1'}");
+    assert_eq!(dbs(&e, "acc1"), ["d1"]);
+    assert!(e.login_password("acc1:admin", "111").is_ok());
+    // A tenant may not.
+    with_accounts(&e, &["acc2"]);
+    ok(&e, &sys(), "drop account acc1");
+    assert!(e
+        .execute(&mut admin("acc2"), "restore account acc1 {snapshot = 'c1'}")
+        .is_err());
+}

@@ -62,6 +62,8 @@ enum GrammarArg {
     Both,
 }
 
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Serve MySQL clients (and run the live node when --data_dir is given).
@@ -204,7 +206,7 @@ fn main() -> anyhow::Result<()> {
             if genrs {
                 for p in &paths {
                     let sql = std::fs::read_to_string(p).with_context(|| format!("reading {p}"))?;
-                    print!("{}", replay::genrs(&sql));
+                    print!("{}", replay::genrs(p, &sql));
                 }
                 return Ok(());
             }

@@ -434,6 +434,19 @@ pub fn agrees(cmd: &Command, expected: &[&str], actual: &Result<Reply, SqlError>
     }
 }
 
+/// mo-tester runs each case in a database named after the case, on its
+/// default connection (the recorded SHOW DATABASES of sys list it).
+fn case_database(e: &Engine, conns: &mut Connections, default: &SessionSpec, case: &str) {
+    if let Ok(ses) = conns.get(e, default) {
+        let stem = Path::new(case)
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        let _ = e.execute(ses, &format!("create database if not exists `{stem}`"));
+        let _ = e.execute(ses, &format!("use `{stem}`"));
+    }
+}
+
 /// Runs one case against a fresh engine.
 pub fn replay(case: &Case) -> FileReport {
     let script = parse_script(&case.sql);
@@ -457,6 +470,7 @@ pub fn replay(case: &Case) -> FileReport {
         user: DEFAULT_USER.into(),
         password: DEFAULT_PASSWORD.into(),
     };
+    case_database(&e, &mut conns, &default, &case.name);
     for (cmd, want) in script.commands.iter().zip(&expected) {
         if cmd.bvt {
             continue;
@@ -486,7 +500,7 @@ pub fn replay(case: &Case) -> FileReport {
 /// mo-tester's `-m genrs` against mo-sim: the script's statements, each
 /// followed by mo-sim's answer in the old result format. A draft for writing
 /// a case; every line must then be checked against MatrixOne.
-pub fn genrs(sql: &str) -> String {
+pub fn genrs(case: &str, sql: &str) -> String {
     let script = parse_script(sql);
     let e = engine();
     let mut conns = Connections {
@@ -497,6 +511,7 @@ pub fn genrs(sql: &str) -> String {
         user: DEFAULT_USER.into(),
         password: DEFAULT_PASSWORD.into(),
     };
+    case_database(&e, &mut conns, &default, case);
     let mut out = String::new();
     for cmd in script.commands.iter().filter(|c| !c.bvt) {
         let spec = cmd.session.as_ref().unwrap_or(&default);

@@ -34,6 +34,7 @@ use mo_br_proto::names::Named;
 
 use crate::jobs::snapshot::{
     create_account, finish, new_account_sql, opt, render_table, reset_new_admin, NewAccount,
+    NewAdmin,
 };
 use crate::jobs::{line, wire_enum, Events};
 use crate::matrixone::{self, ident, quote, MoConn, MoLogin};
@@ -651,7 +652,12 @@ async fn restore(
         }
         return Err(e);
     }
-    reset_new_admin(conn, acc2, &plan.new_admin, &plan.new_password, events).await;
+    let admin = NewAdmin {
+        account: acc2,
+        name: &plan.new_admin,
+        password: &plan.new_password,
+    };
+    reset_new_admin(conn, login, &admin, events).await;
     Ok(format!("{done} to the new account {acc2}"))
 }
 

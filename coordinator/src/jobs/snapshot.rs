@@ -174,7 +174,7 @@ pub async fn run(_c: &Coordinator, req: SnapshotRequest, events: &Events) -> Res
         Op::Restore => {
             let plan = restore_plan(&req, &login)?;
             let mut conn = login.connect().await?;
-            let r = restore(&mut conn, &plan, events).await;
+            let r = restore(&mut conn, &plan, &login, events).await;
             conn.close().await;
             let summary = r?;
             finish(events, summary).await;
@@ -529,7 +529,12 @@ pub fn restore_plan(req: &SnapshotRequest, login: &MoLogin) -> Result<RestorePla
 }
 
 /// Runs a restore plan; returns the summary.
-async fn restore(conn: &mut MoConn, plan: &RestorePlan, events: &Events) -> Result<String> {
+async fn restore(
+    conn: &mut MoConn,
+    plan: &RestorePlan,
+    login: &MoLogin,
+    events: &Events,
+) -> Result<String> {
     let Some((acc2, create)) = &plan.create_account else {
         if let Some((current, old)) = &plan.cluster {
             let level = snapshot_level(conn, &plan.sname).await?;
@@ -573,7 +578,12 @@ async fn restore(conn: &mut MoConn, plan: &RestorePlan, events: &Events) -> Resu
         }
         return Err(e);
     }
-    reset_new_admin(conn, acc2, &plan.new_admin, &plan.new_password, events).await;
+    let admin = NewAdmin {
+        account: acc2,
+        name: &plan.new_admin,
+        password: &plan.new_password,
+    };
+    reset_new_admin(conn, login, &admin, events).await;
     Ok(format!(
         "snapshot {} restored ({}) to the new account {acc2}",
         plan.sname, plan.what
@@ -591,37 +601,68 @@ pub fn reset_admin_sql(acc2: &str, admin: &str, pwd: &str) -> String {
     )
 }
 
+/// The admin a restore into a new account was asked to create.
+pub struct NewAdmin<'a> {
+    pub account: &'a str,
+    pub name: &'a str,
+    pub password: &'a str,
+}
+
 /// After a restore into a new account. MatrixOne's restore replaces the
 /// account's mo_user, mo_role, mo_user_grant, ... with the source's
 /// (restoreSystemDatabase, restoreSystemDatabaseWithPitr: copied, while
 /// mo_account is kept), so the admin `CREATE ACCOUNT` made is gone, or is
-/// now the source's user of that name with the source's password. Where a
-/// user of that name came back, its password is set to the one given;
-/// otherwise one warning line says what happened. The restore itself
-/// stands either way.
+/// now the source's user of that name with the source's password (and lock
+/// status). Where a user of that name came back, its password is set to
+/// the one given and a login as that admin proves it usable; otherwise one
+/// warning line says what happened. The restore itself stands either way.
 pub async fn reset_new_admin(
     conn: &mut MoConn,
-    acc2: &str,
-    admin: &str,
-    password: &str,
+    login: &MoLogin,
+    admin: &NewAdmin<'_>,
     events: &Events,
 ) {
-    let text = match conn.exec(&reset_admin_sql(acc2, admin, password)).await {
-        Ok(()) => format!(
-            "account {acc2} has the restored account's users now; the password of its admin {admin} was set again to the one given"
-        ),
-        Err(Error::MatrixOne { message, .. }) if message.contains("there is no user") => format!(
-            "warning: account {acc2} has the restored account's users now, and no user {admin} among them: log in as one of those users (--new_admin_name and --new_admin_password no longer apply)"
-        ),
-        Err(e) => {
-            let mut msg = e.to_string();
-            if !password.is_empty() {
-                msg = msg.replace(password, "<redacted>");
-            }
-            format!(
-                "warning: the restore replaced the users of account {acc2}, and setting the password of its admin {admin} again failed: {msg}"
-            )
+    let NewAdmin {
+        account: acc2,
+        name,
+        password,
+    } = *admin;
+    let redact = |e: Error| {
+        let msg = e.to_string();
+        if password.is_empty() {
+            msg
+        } else {
+            msg.replace(password, "<redacted>")
         }
+    };
+    let text = match conn.exec(&reset_admin_sql(acc2, name, password)).await {
+        Ok(()) => {
+            let as_admin = MoLogin {
+                host: login.host.clone(),
+                port: login.port,
+                user: format!("{acc2}#{name}"),
+                password: password.to_string(),
+            };
+            match as_admin.connect().await {
+                Ok(c) => {
+                    c.close().await;
+                    format!(
+                        "account {acc2} has the restored account's users now; the password of its admin {name} was set again to the one given"
+                    )
+                }
+                Err(e) => format!(
+                    "warning: account {acc2} has the restored account's users now; its admin {name} got the password given but cannot log in: {}",
+                    redact(e)
+                ),
+            }
+        }
+        Err(Error::MatrixOne { message, .. }) if message.contains("there is no user") => format!(
+            "warning: account {acc2} has the restored account's users now, and no user {name} among them: log in as one of those users (--new_admin_name and --new_admin_password no longer apply)"
+        ),
+        Err(e) => format!(
+            "warning: the restore replaced the users of account {acc2}, and setting the password of its admin {name} again failed: {}",
+            redact(e)
+        ),
     };
     line(events, text).await;
 }

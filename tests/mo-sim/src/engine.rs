@@ -45,6 +45,10 @@ pub enum Grammar {
 pub struct User {
     pub password: String,
     pub role: String,
+    /// `ALTER USER u LOCK` (mo_user.status `forbid`): no login until UNLOCK.
+    /// mo_user goes with a restore, so does this.
+    #[serde(default)]
+    pub locked: bool,
 }
 
 type Catalog = BTreeMap<String, BTreeSet<String>>;
@@ -154,6 +158,7 @@ impl Default for State {
                 User {
                     password: "111".into(),
                     role: MOADMIN.into(),
+                    locked: false,
                 },
             );
         }
@@ -384,6 +389,12 @@ impl Engine {
             .get(&account)
             .and_then(|a| a.users.get(&user))
             .filter(|u| matches(&u.password));
+        // Session.go checks the status after the password.
+        if found.is_some_and(|u| u.locked) {
+            return Err(internal(
+                "user is locked, please ask the administrator to unlock",
+            ));
+        }
         match found {
             Some(u) => Ok(Session {
                 account,
@@ -1105,6 +1116,7 @@ impl Engine {
                     User {
                         password: pwd,
                         role: ACCOUNTADMIN.into(),
+                        locked: false,
                     },
                 );
                 st.accounts.insert(
@@ -1156,6 +1168,7 @@ impl Engine {
                         User {
                             password: pwd,
                             role: PUBLIC.into(),
+                            locked: false,
                         },
                     );
                 }
@@ -1577,15 +1590,24 @@ impl Engine {
                 break;
             }
         }
-        if p.eat_kw("lock") || p.eat_kw("unlock") {
-            p.end()?;
-            return Err(internal("mo-sim does not simulate user locks"));
-        }
+        let lock = if p.eat_kw("lock") {
+            Some(true)
+        } else if p.eat_kw("unlock") {
+            Some(false)
+        } else {
+            None
+        };
+        // ACCOUNT LOCK / ACCOUNT UNLOCK are MySQL's spelling of the same.
         p.end()?;
         if users.len() != 1 {
             return Err(internal("can only alter one user at a time"));
         }
         let (name, pwd) = users.remove(0);
+        if lock == Some(true) && pwd.is_some() {
+            return Err(internal(
+                "not support identified with lock operation, use `alter user xx lock` instead",
+            ));
+        }
         let mut st = self.lock();
         let acc = st.accounts.get_mut(&ses.account).expect("session account");
         let Some(user) = acc.users.get_mut(&name) else {
@@ -1596,11 +1618,24 @@ impl Engine {
                 "Operation ALTER USER failed for '{name}'@'%', user does't exist"
             )));
         };
+        let target_admin = user.role == MOADMIN || user.role == ACCOUNTADMIN;
+        if let Some(lock) = lock {
+            if target_admin && !ses.is_admin() && ses.user != name {
+                return Err(internal(format!(
+                    "Operation ALTER USER failed for '{name}'@'%', don't have the privilege to alter"
+                )));
+            }
+            if !ses.is_admin() && ses.user != name {
+                return Err(no_priv());
+            }
+            user.locked = lock;
+            self.commit(&mut st)?;
+            return Ok(Reply::Ok { affected: 0 });
+        }
         let pwd = pwd.unwrap_or_default();
         if pwd.is_empty() {
             return Err(internal("password is empty string"));
         }
-        let target_admin = user.role == MOADMIN || user.role == ACCOUNTADMIN;
         if target_admin && !ses.is_admin() && ses.user != name {
             return Err(internal(format!(
                 "Operation ALTER USER failed for '{name}'@'%', don't have the privilege to alter"

@@ -1818,3 +1818,35 @@ fn a_dropped_account_comes_back_from_a_cluster_snapshot_too() {
         .execute(&mut admin("acc2"), "restore account acc1 {snapshot = 'c1'}")
         .is_err());
 }
+
+#[test]
+fn locked_users_cannot_log_in_and_restores_bring_the_lock_back() {
+    // authenticate.go doAlterUser (status `forbid`), session.go's login
+    // check; test/distributed/cases/snapshot/snapshot_restore_user_lock.
+    let e = engine();
+    with_accounts(&e, &["acc1"]);
+    let t = admin("acc1");
+    ok(&e, &t, "create user u1 identified by 'a'");
+    ok(&e, &t, "alter user u1 lock");
+    assert_eq!(
+        e.login_password("acc1:u1", "a").unwrap_err().message,
+        "internal error: user is locked, please ask the administrator to unlock"
+    );
+    ok(&e, &sys(), "create snapshot s1 for account acc1");
+    ok(&e, &t, "alter user u1 unlock");
+    assert!(e.login_password("acc1:u1", "a").is_ok());
+    ok(&e, &sys(), "restore account acc1 {snapshot = 's1'}");
+    assert!(e.login_password("acc1:u1", "a").is_err(), "locked again");
+    internal_err(
+        &e,
+        &t,
+        "alter user u1 identified by 'b' lock",
+        "not support identified with lock operation, use `alter user xx lock` instead",
+    );
+    internal_err(
+        &e,
+        &ses("acc1", "u2", PUBLIC),
+        "alter user admin lock",
+        "Operation ALTER USER failed for 'admin'@'%', don't have the privilege to alter",
+    );
+}

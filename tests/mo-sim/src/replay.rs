@@ -616,7 +616,7 @@ pub fn table(reports: &[FileReport], verbose: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<70} {:>10} {:>8} {:>6} {:>7} {:>7}",
+        "{:<90} {:>10} {:>8} {:>6} {:>7} {:>7}",
         "case", "statements", "in_scope", "agreed", "skipped", "agree%"
     );
     let mut total = Counts::default();
@@ -624,7 +624,7 @@ pub fn table(reports: &[FileReport], verbose: bool) -> String {
         let c = r.counts;
         let _ = writeln!(
             s,
-            "{:<70} {:>10} {:>8} {:>6} {:>7} {:>6.1}%",
+            "{:<90} {:>10} {:>8} {:>6} {:>7} {:>6.1}%",
             r.case,
             c.statements,
             c.in_scope,
@@ -650,7 +650,7 @@ pub fn table(reports: &[FileReport], verbose: bool) -> String {
     for (d, c) in by_dir {
         let _ = writeln!(
             s,
-            "{:<70} {:>10} {:>8} {:>6} {:>7} {:>6.1}%",
+            "{:<90} {:>10} {:>8} {:>6} {:>7} {:>6.1}%",
             d,
             c.statements,
             c.in_scope,

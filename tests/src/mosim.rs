@@ -39,8 +39,17 @@ impl MoSim {
 
     /// `mo-sim serve --listen 127.0.0.1:0 --state DIR/state.json <extra>`.
     pub fn start_with(extra: &[&str]) -> anyhow::Result<MoSim> {
+        MoSim::start_in(None, extra)
+    }
+
+    /// As [`MoSim::start_with`], run from `cwd` when given (as mo-service
+    /// runs from the MatrixOne directory its launch file's paths start at).
+    pub fn start_in(cwd: Option<&Path>, extra: &[&str]) -> anyhow::Result<MoSim> {
         let dir = tempfile::Builder::new().prefix("mo-sim-").tempdir()?;
         let mut cmd = Command::new(bin("mo-sim"));
+        if let Some(cwd) = cwd {
+            cmd.current_dir(cwd);
+        }
         cmd.args(["serve", "--listen", "127.0.0.1:0"])
             .arg("--state")
             .arg(dir.path().join("state.json"))

@@ -25,24 +25,31 @@ use mo_br_tests::procs::{bin, run_with_timeout, MoBr, Output};
 use mo_br_tests::s3server::S3Server;
 use mo_br_tests::trees::files_under;
 
-/// mo-sim's live node on `node`'s data dir, churning several times a second.
+/// mo-sim's live node on `node`'s data dir, churning several times a second;
+/// run from the node's root with its `etc/launch/launch.toml`, as
+/// mo-service is, so that BACKUP copies the launch configs.
 fn start_sim(node: &Sample, ledger: &Path) -> MoSim {
-    MoSim::start_with(&[
-        "--data_dir",
-        node.data_dir().to_str().unwrap(),
-        "--ledger",
-        ledger.to_str().unwrap(),
-        "--flush_ms",
-        "150",
-        "--ckp_ms",
-        "500",
-        "--gc_ms",
-        "1000",
-        "--merge_every",
-        "1",
-        "--global_every",
-        "3",
-    ])
+    MoSim::start_in(
+        Some(node.root()),
+        &[
+            "--launch_config",
+            "./etc/launch/launch.toml",
+            "--data_dir",
+            node.data_dir().to_str().unwrap(),
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "--flush_ms",
+            "150",
+            "--ckp_ms",
+            "500",
+            "--gc_ms",
+            "1000",
+            "--merge_every",
+            "1",
+            "--global_every",
+            "3",
+        ],
+    )
     .expect("start mo-sim")
 }
 
@@ -100,6 +107,26 @@ fn listed(mobr: &MoBr, id: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("{id} is not listed"))
 }
 
+/// The configs MatrixOne's BACKUP named in `mo_meta`
+/// (`launchconfig,<role>,<file>_<uuid>`): file name -> stored name.
+fn stored_configs(backup: &Path) -> std::collections::BTreeMap<String, String> {
+    std::fs::read_to_string(backup.join("mo_meta"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("launchconfig,"))
+        .map(|rest| {
+            let stored = rest.split_once(',').expect("role,file").1.to_string();
+            let name = stored.rsplit_once('_').expect("file_uuid").0.to_string();
+            (name, stored)
+        })
+        .collect()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
 /// Rows of a backup's tae_list MatrixOne did not copy (`needCopy=false`).
 fn not_copied(backup: &Path) -> Vec<String> {
     tae_list_rows(backup)
@@ -140,6 +167,25 @@ fn host_only_backups_are_taken_by_matrixone_verified_and_restorable() {
     for f in ["backup_meta", "mo_meta", "hakeeper/hk_data", "tae/tae_list"] {
         assert!(b1.join(f).is_file(), "{f} missing in {}", b1.display());
     }
+    // MatrixOne's BACKUP copies the launch configs into config/ (with
+    // sidecars) and names them in mo_meta; mo-br checks and indexes them.
+    let configs = stored_configs(&b1);
+    assert_eq!(
+        configs.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["cn.toml", "launch.toml", "log.toml", "tn.toml"],
+        "{}",
+        b1.display()
+    );
+    for (name, stored) in &configs {
+        let sidecar = std::fs::read(b1.join("config").join(format!("{stored}.sha256"))).unwrap();
+        let body = std::fs::read(b1.join("config").join(stored)).unwrap();
+        assert_eq!(
+            body,
+            std::fs::read(node.root().join("etc/launch").join(name)).unwrap(),
+            "{name} copied byte for byte"
+        );
+        assert_eq!(hex::encode(&sidecar), sha256_hex(&body), "{name}'s sidecar");
+    }
     assert!(
         not_copied(&b1).is_empty(),
         "a full backup relies on nothing"
@@ -172,11 +218,48 @@ fn host_only_backups_are_taken_by_matrixone_verified_and_restorable() {
         let out = mobr.run(&["check", id.as_str()]);
         out.assert_ok(&format!("check of {id}"));
         assert!(out.stdout.contains("intact"), "{out}");
+        // The configs' check lines come after tae/tae_sum, before the data.
+        let lines: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("check: "))
+            .collect();
+        let sum = lines
+            .iter()
+            .position(|l| *l == "check: tae/tae_sum")
+            .expect("tae_sum line");
+        let cfg: Vec<&str> = lines[sum + 1..]
+            .iter()
+            .take_while(|l| l.starts_with("check: config/"))
+            .copied()
+            .collect();
+        let dir = if id == &full { &b1 } else { &b2 };
+        let want: BTreeSet<String> = stored_configs(dir)
+            .values()
+            .map(|s| format!("check: config/{s}"))
+            .collect();
+        assert_eq!(
+            cfg.iter().map(|l| l.to_string()).collect::<BTreeSet<_>>(),
+            want,
+            "{out}"
+        );
     }
     assert_eq!(listed(mobr, &inc)["base_id"], full.as_str());
 
     restore_and_verify(&scene, mobr, &ledger, &full, ids_full);
     restore_and_verify(&scene, mobr, &ledger, &inc, ids_inc);
+    // The configs come back under etc/launch, as the node had them.
+    for id in [&full, &inc] {
+        let restored = scene.path(&format!("restored-{id}"));
+        for name in ["launch.toml", "tn.toml", "cn.toml", "log.toml"] {
+            let back = restored.join("etc/launch").join(name);
+            assert_eq!(
+                std::fs::read(&back).unwrap_or_else(|e| panic!("{}: {e}", back.display())),
+                std::fs::read(node.root().join("etc/launch").join(name)).unwrap(),
+                "{name} restored from {id}"
+            );
+        }
+    }
 
     // Delete takes every file MatrixOne wrote too.
     mobr.run(&["delete", &inc])

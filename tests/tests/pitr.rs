@@ -494,12 +494,20 @@ fn restore_cluster_account_database_table_and_new_account() {
     );
     assert!(out.stdout.contains("account acc2 created"), "{out}");
     assert!(out.stdout.contains("to the new account acc2"), "{out}");
+    // The restore brought acc1's users (restoreSystemDatabaseWithPitr copies
+    // mo_user), among them an `admin`: mo_br set its password to the one given.
+    assert!(
+        out.stdout
+            .contains("the password of its admin admin was set again to the one given"),
+        "{out}"
+    );
     let t = s
         .sim
         .sql("acc2#admin", "p2", &["show tables from adb"])
         .unwrap();
     assert_eq!(t, [["at"]], "acc1's data as of the time, in acc2");
-    s.ok(
+    assert!(s.sim.sql("acc2#admin", "111", &["show databases"]).is_err());
+    let out = s.ok(
         "restore",
         DUMP,
         &[
@@ -517,9 +525,26 @@ fn restore_cluster_account_database_table_and_new_account() {
             "p3",
         ],
     );
+    // acc1 has no user `boss`: the admin given is gone with the restore,
+    // and one warning line says so; acc1's users log in.
+    let warning: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains("warning:"))
+        .collect();
+    assert_eq!(
+        warning,
+        ["warning: account acc3 has the restored account's users now, and no user boss among them: log in as one of those users (--new_admin_name and --new_admin_password no longer apply)"],
+        "{out}"
+    );
+    assert!(
+        !out.stdout.contains("p3") && !out.stderr.contains("p3"),
+        "{out}"
+    );
+    assert!(s.sim.sql("acc3#boss", "p3", &["show databases"]).is_err());
     let t = s
         .sim
-        .sql("acc3#boss", "p3", &["show tables from adb"])
+        .sql("acc3#admin", "111", &["show tables from adb"])
         .unwrap();
     assert_eq!(t, [["at"]]);
 

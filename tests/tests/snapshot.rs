@@ -341,7 +341,7 @@ fn restore_to_a_new_account_with_either_spelling() {
         ],
     );
     assert!(out.stdout.contains("account acc2 created"), "{out}");
-    s.ok(
+    let out3 = s.ok(
         "restore",
         DUMP,
         &[
@@ -373,15 +373,84 @@ fn restore_to_a_new_account_with_either_spelling() {
     // The new accounts hold acc1's data and, as MatrixOne's restore copies
     // mo_catalog.mo_user/mo_role/... of the source into the target
     // (restoreToAccount -> restoreSystemDatabase in pkg/frontend/snapshot.go),
-    // acc1's users and passwords: the admins given at creation are replaced.
+    // acc1's users and passwords. mo_br then sets the given admin's password
+    // again (ALTER ACCOUNT ... ADMIN_NAME) where acc1 has a user of that
+    // name, and says in one line when it has not.
+    assert!(
+        out.stdout
+            .contains("the password of its admin admin was set again to the one given"),
+        "{out}"
+    );
     let t = s
         .sim
-        .sql("acc2#admin", "111", &["show tables from adb"])
+        .sql("acc2#admin", "p2", &["show tables from adb"])
         .unwrap();
     assert_eq!(t, [["at"]]);
-    assert!(s.sim.sql("acc2#admin", "p2", &["show databases"]).is_err());
+    assert!(s.sim.sql("acc2#admin", "111", &["show databases"]).is_err());
+    assert!(
+        out3.stdout.contains(
+            "warning: account acc3 has the restored account's users now, and no user boss among them"
+        ),
+        "{out3}"
+    );
+    assert!(
+        !out3.stdout.contains("p3") && !out3.stderr.contains("p3"),
+        "{out3}"
+    );
     assert!(s.sim.sql("acc3#admin", "111", &["show databases"]).is_ok());
     assert!(s.sim.sql("acc3#boss", "p3", &["show databases"]).is_err());
+
+    // A user of that name that was locked in the source comes back locked
+    // (mo_user's status is copied): the password is set, the login still
+    // fails, and the warning says so.
+    s.sim
+        .sql(
+            "acc1#admin",
+            "111",
+            &[
+                "create user boss identified by 'b1'",
+                "alter user boss lock",
+            ],
+        )
+        .unwrap();
+    s.ok("create", DUMP, &["--account", "acc1", "--sname", "sp_lock"]);
+    let out6 = s.ok(
+        "restore",
+        DUMP,
+        &[
+            "--account",
+            "acc1",
+            "--sname",
+            "sp_lock",
+            "--new_account",
+            "acc6",
+            "--new_admin_name",
+            "boss",
+            "--new_admin_password",
+            "p6secret",
+        ],
+    );
+    let warning: Vec<&str> = out6
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(warning.len(), 1, "{out6}");
+    assert!(
+        warning[0].starts_with(
+            "warning: account acc6 has the restored account's users now; its admin boss got the password given but cannot log in:"
+        ) && warning[0].contains("user is locked"),
+        "{out6}"
+    );
+    assert!(
+        !out6.stdout.contains("p6secret") && !out6.stderr.contains("p6secret"),
+        "{out6}"
+    );
+    let err = s
+        .sim
+        .sql("acc6#boss", "p6secret", &["show databases"])
+        .unwrap_err();
+    assert!(err.to_string().contains("user is locked"), "{err}");
 
     // Both spellings, disagreeing: a usage error, nothing sent.
     let before = s.state();

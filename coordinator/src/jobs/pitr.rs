@@ -26,13 +26,15 @@
 //!   `SHOW PITR WHERE PITR_NAME = 'p'` first. MatrixOne has no `TO ACCOUNT`
 //!   for PITRs: a new account is created first
 //!   (`CREATE ACCOUNT acc2 ADMIN_NAME 'admin' IDENTIFIED BY 'pwd'`) and is
-//!   the restore's target.
+//!   the restore's target; after it, whose users are the source's now,
+//!   `ALTER ACCOUNT acc2 ADMIN_NAME 'admin' IDENTIFIED BY 'pwd'`.
 
 use mo_br_proto::coordinator::{PitrLevel, PitrOp, PitrRequest, PitrUnit};
 use mo_br_proto::names::Named;
 
 use crate::jobs::snapshot::{
-    create_account, finish, new_account_sql, opt, render_table, NewAccount,
+    create_account, finish, new_account_sql, opt, render_table, reset_new_admin, NewAccount,
+    NewAdmin,
 };
 use crate::jobs::{line, wire_enum, Events};
 use crate::matrixone::{self, ident, quote, MoConn, MoLogin};
@@ -399,6 +401,8 @@ pub struct RestorePlan {
     pub create_account: Option<(String, String)>,
     /// The new account's admin password, to keep it out of error messages.
     pub new_password: String,
+    /// The new account's admin (`--new_admin_name`), set again after the restore.
+    pub new_admin: String,
 }
 
 impl std::fmt::Debug for RestorePlan {
@@ -526,6 +530,7 @@ pub fn restore_plan(req: &PitrRequest, login: &MoLogin) -> Result<RestorePlan> {
         } else {
             String::new()
         },
+        new_admin: admin.unwrap_or_default().to_string(),
     })
 }
 
@@ -647,6 +652,12 @@ async fn restore(
         }
         return Err(e);
     }
+    let admin = NewAdmin {
+        account: acc2,
+        name: &plan.new_admin,
+        password: &plan.new_password,
+    };
+    reset_new_admin(conn, login, &admin, events).await;
     Ok(format!("{done} to the new account {acc2}"))
 }
 

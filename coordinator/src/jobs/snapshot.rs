@@ -17,7 +17,9 @@
 //!   `TO ACCOUNT acc2`; old grammar (servers before 2025-11):
 //!   `RESTORE ACCOUNT acc [DATABASE db [TABLE tbl]] FROM SNAPSHOT sp
 //!   [TO ACCOUNT acc2]`. With a new account, first
-//!   `CREATE ACCOUNT acc2 ADMIN_NAME 'admin' IDENTIFIED BY 'pwd'`.
+//!   `CREATE ACCOUNT acc2 ADMIN_NAME 'admin' IDENTIFIED BY 'pwd'`, and
+//!   after the restore (which brings the source's users)
+//!   `ALTER ACCOUNT acc2 ADMIN_NAME 'admin' IDENTIFIED BY 'pwd'`.
 //! - restore naming no account, database, table or new account, of a
 //!   snapshot `SHOW SNAPSHOTS` lists as cluster level: the whole cluster,
 //!   `RESTORE CLUSTER {SNAPSHOT = 'sp'}` (old grammar:
@@ -172,7 +174,7 @@ pub async fn run(_c: &Coordinator, req: SnapshotRequest, events: &Events) -> Res
         Op::Restore => {
             let plan = restore_plan(&req, &login)?;
             let mut conn = login.connect().await?;
-            let r = restore(&mut conn, &plan, events).await;
+            let r = restore(&mut conn, &plan, &login, events).await;
             conn.close().await;
             let summary = r?;
             finish(events, summary).await;
@@ -422,6 +424,8 @@ pub struct RestorePlan {
     pub grammar: Grammar,
     /// The new account's admin password, to keep it out of error messages.
     pub new_password: String,
+    /// The new account's admin (`--new_admin_name`), set again after the restore.
+    pub new_admin: String,
     /// For the summary: "account acc1", "database db1", ...
     pub what: String,
 }
@@ -519,12 +523,18 @@ pub fn restore_plan(req: &SnapshotRequest, login: &MoLogin) -> Result<RestorePla
         } else {
             String::new()
         },
+        new_admin: admin.unwrap_or_default().to_string(),
         what,
     })
 }
 
 /// Runs a restore plan; returns the summary.
-async fn restore(conn: &mut MoConn, plan: &RestorePlan, events: &Events) -> Result<String> {
+async fn restore(
+    conn: &mut MoConn,
+    plan: &RestorePlan,
+    login: &MoLogin,
+    events: &Events,
+) -> Result<String> {
     let Some((acc2, create)) = &plan.create_account else {
         if let Some((current, old)) = &plan.cluster {
             let level = snapshot_level(conn, &plan.sname).await?;
@@ -568,10 +578,93 @@ async fn restore(conn: &mut MoConn, plan: &RestorePlan, events: &Events) -> Resu
         }
         return Err(e);
     }
+    let admin = NewAdmin {
+        account: acc2,
+        name: &plan.new_admin,
+        password: &plan.new_password,
+    };
+    reset_new_admin(conn, login, &admin, events).await;
     Ok(format!(
         "snapshot {} restored ({}) to the new account {acc2}",
         plan.sname, plan.what
     ))
+}
+
+/// `ALTER ACCOUNT acc2 ADMIN_NAME 'admin' IDENTIFIED BY 'pwd'`: MatrixOne
+/// (doAlterAccount) sets the password of that existing user of the
+/// account; it creates or renames no user.
+pub fn reset_admin_sql(acc2: &str, admin: &str, pwd: &str) -> String {
+    format!(
+        "ALTER ACCOUNT {acc2} ADMIN_NAME {} IDENTIFIED BY {}",
+        quote(admin),
+        quote(pwd)
+    )
+}
+
+/// The admin a restore into a new account was asked to create.
+pub struct NewAdmin<'a> {
+    pub account: &'a str,
+    pub name: &'a str,
+    pub password: &'a str,
+}
+
+/// After a restore into a new account. MatrixOne's restore replaces the
+/// account's mo_user, mo_role, mo_user_grant, ... with the source's
+/// (restoreSystemDatabase, restoreSystemDatabaseWithPitr: copied, while
+/// mo_account is kept), so the admin `CREATE ACCOUNT` made is gone, or is
+/// now the source's user of that name with the source's password (and lock
+/// status). Where a user of that name came back, its password is set to
+/// the one given and a login as that admin proves it usable; otherwise one
+/// warning line says what happened. The restore itself stands either way.
+pub async fn reset_new_admin(
+    conn: &mut MoConn,
+    login: &MoLogin,
+    admin: &NewAdmin<'_>,
+    events: &Events,
+) {
+    let NewAdmin {
+        account: acc2,
+        name,
+        password,
+    } = *admin;
+    let redact = |e: Error| {
+        let msg = e.to_string();
+        if password.is_empty() {
+            msg
+        } else {
+            msg.replace(password, "<redacted>")
+        }
+    };
+    let text = match conn.exec(&reset_admin_sql(acc2, name, password)).await {
+        Ok(()) => {
+            let as_admin = MoLogin {
+                host: login.host.clone(),
+                port: login.port,
+                user: format!("{acc2}#{name}"),
+                password: password.to_string(),
+            };
+            match as_admin.connect().await {
+                Ok(c) => {
+                    c.close().await;
+                    format!(
+                        "account {acc2} has the restored account's users now; the password of its admin {name} was set again to the one given"
+                    )
+                }
+                Err(e) => format!(
+                    "warning: account {acc2} has the restored account's users now; its admin {name} got the password given but cannot log in: {}",
+                    redact(e)
+                ),
+            }
+        }
+        Err(Error::MatrixOne { message, .. }) if message.contains("there is no user") => format!(
+            "warning: account {acc2} has the restored account's users now, and no user {name} among them: log in as one of those users (--new_admin_name and --new_admin_password no longer apply)"
+        ),
+        Err(e) => format!(
+            "warning: the restore replaced the users of account {acc2}, and setting the password of its admin {name} again failed: {}",
+            redact(e)
+        ),
+    };
+    line(events, text).await;
 }
 
 /// The level `SHOW SNAPSHOTS` lists a snapshot with (`cluster`,
@@ -967,5 +1060,27 @@ mod tests {
         ] {
             assert_eq!(Grammar::from_wire(g.into()).unwrap(), want);
         }
+    }
+
+    #[test]
+    fn new_admin_is_set_again_with_alter_account() {
+        assert_eq!(
+            reset_admin_sql("acc2", "admin", "p'w"),
+            "ALTER ACCOUNT acc2 ADMIN_NAME 'admin' IDENTIFIED BY 'p''w'"
+        );
+        let mut r = req(SnapshotOp::Restore);
+        r.account = "acc1".into();
+        r.new_account = "acc2".into();
+        r.new_admin_name = "boss".into();
+        r.new_admin_password = "pw".into();
+        let plan = restore_plan(&r, &login("dump")).unwrap();
+        assert_eq!(
+            (plan.new_admin.as_str(), plan.new_password.as_str()),
+            ("boss", "pw")
+        );
+        assert!(
+            !format!("{plan:?}").contains("pw\""),
+            "no password in Debug"
+        );
     }
 }

@@ -4,7 +4,8 @@
 //! byte for byte from SHARED (on the node's disk or in its bucket).
 //!
 //! ```text
-//! mo_meta (+ .sha256)                  version,0823 / buildinfo,...
+//! mo_meta (+ .sha256)                  version,0823 / buildinfo,... / launchconfig,<role>,<file>_<uuidv7>
+//! config/<file>_<uuidv7> (+ .sha256)   the launch configs (pkg/backup backupConfigs)
 //! tae/<object>                         objects created after TIMESTAMP (all without one)
 //! tae/ckp/..., tae/gc/...              ckp/gc files with end <= the backup ts
 //! tae/tae_list (+ .sha256)             path,size,sha256_hex,needCopy,create_ts
@@ -73,6 +74,9 @@ pub struct Plan<'a> {
     pub hk: BackupData,
     pub buildinfo: String,
     pub parallelism: usize,
+    /// Launch configs by role; one that cannot be read is left out, as
+    /// MatrixOne's backupConfigFile neglects the error.
+    pub configs: &'a [(String, PathBuf)],
 }
 
 /// Writes `data` to `rel` and the raw sha256 to `rel.sha256`.
@@ -99,6 +103,24 @@ pub fn run(plan: Plan<'_>) -> io::Result<usize> {
     if let Target::Dir(dir) = &plan.target {
         fs::create_dir_all(dir.join("tae"))?;
         fs::create_dir_all(dir.join("hakeeper"))?;
+    }
+    // Configs first, as MatrixOne's Backup does (backupConfigs before backupTae).
+    let mut launch_lines = String::new();
+    for (role, path) in plan.configs {
+        let Ok(data) = fs::read(path) else {
+            eprintln!(
+                "mo-sim: BACKUP: cannot read config {}: left out",
+                path.display()
+            );
+            continue;
+        };
+        let file = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let stored = format!("{file}_{}", uuid::Uuid::now_v7());
+        write_with_sidecar(&plan.target, &format!("config/{stored}"), &data)?;
+        launch_lines.push_str(&format!("launchconfig,{role},{stored}\n"));
     }
 
     // (path, created, copy?)
@@ -168,7 +190,7 @@ pub fn run(plan: Plan<'_>) -> io::Result<usize> {
     write_with_sidecar(&plan.target, "hakeeper/hk_data", &plan.hk.encode())?;
     // mo_meta last: its presence marks a finished backup.
     let meta = format!(
-        "version,0823\nbuildinfo,{}\n",
+        "version,0823\nbuildinfo,{}\n{launch_lines}",
         plan.buildinfo.replace([',', '\n'], ";")
     );
     write_with_sidecar(&plan.target, "mo_meta", meta.as_bytes())?;

@@ -45,6 +45,10 @@ pub enum Grammar {
 pub struct User {
     pub password: String,
     pub role: String,
+    /// `ALTER USER u LOCK` (mo_user.status `forbid`): no login until UNLOCK.
+    /// mo_user goes with a restore, so does this.
+    #[serde(default)]
+    pub locked: bool,
 }
 
 type Catalog = BTreeMap<String, BTreeSet<String>>;
@@ -154,6 +158,7 @@ impl Default for State {
                 User {
                     password: "111".into(),
                     role: MOADMIN.into(),
+                    locked: false,
                 },
             );
         }
@@ -192,6 +197,8 @@ pub struct Session {
     pub user: String,
     pub role: String,
     pub db: Option<String>,
+    /// User variables (`SET @v = ...`).
+    pub vars: BTreeMap<String, String>,
 }
 
 impl State {
@@ -242,6 +249,9 @@ impl Session {
 }
 
 pub struct Config {
+    /// The launch configs BACKUP copies, by role (`launch`, `log`, `dn`,
+    /// `cn`, `proxy`), as mo-service's `-launch` file lists them.
+    pub launch_configs: Vec<(String, PathBuf)>,
     pub grammar: Grammar,
     pub state_path: Option<PathBuf>,
     pub snapshot_quota: usize,
@@ -353,19 +363,45 @@ impl Engine {
     }
 
     pub fn login(&self, login: &str, salt: &[u8; 20], auth: &[u8]) -> Result<Session, SqlError> {
+        self.login_if(login, |pwd| native_password_matches(pwd, salt, auth))
+    }
+
+    /// A login with the password in clear, for the in-process replay of
+    /// mo-tester cases (which log in with `user=acc:user&password=p`).
+    pub fn login_password(&self, login: &str, password: &str) -> Result<Session, SqlError> {
+        self.login_if(login, |pwd| pwd == password)
+    }
+
+    /// Whether the session's account and user still exist (MatrixOne
+    /// closes the connections of a dropped tenant or user).
+    pub fn session_alive(&self, ses: &Session) -> bool {
+        self.lock()
+            .accounts
+            .get(&ses.account)
+            .is_some_and(|a| a.users.contains_key(&ses.user))
+    }
+
+    fn login_if(&self, login: &str, matches: impl Fn(&str) -> bool) -> Result<Session, SqlError> {
         let (account, user) = split_login(login);
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let found = st
             .accounts
             .get(&account)
             .and_then(|a| a.users.get(&user))
-            .filter(|u| native_password_matches(&u.password, salt, auth));
+            .filter(|u| matches(&u.password));
+        // Session.go checks the status after the password.
+        if found.is_some_and(|u| u.locked) {
+            return Err(internal(
+                "user is locked, please ask the administrator to unlock",
+            ));
+        }
         match found {
             Some(u) => Ok(Session {
                 account,
                 user,
                 role: u.role.clone(),
                 db: None,
+                vars: BTreeMap::new(),
             }),
             None => Err(SqlError {
                 code: ER_ACCESS_DENIED,
@@ -401,16 +437,66 @@ impl Engine {
                 let db = p.ident()?;
                 p.end()?;
                 let st = self.lock();
-                if !st.accounts[&ses.account].dbs.contains_key(&db) {
-                    return Err(internal(format!("Unknown database {db}")));
+                if !SYSTEM_DBS.contains(&db.as_str())
+                    && !st.accounts[&ses.account].dbs.contains_key(&db)
+                {
+                    // ER_BAD_DB_ERROR, without the internal-error prefix.
+                    return Err(SqlError {
+                        code: 1049,
+                        state: "42000",
+                        message: format!("Unknown database {db}"),
+                    });
                 }
                 ses.db = Some(db);
                 Ok(Reply::Ok { affected: 0 })
             }
-            "set" | "begin" | "commit" | "rollback" | "start" => Ok(Reply::Ok { affected: 0 }),
+            "set" => self.set(ses, &mut p),
+            "begin" | "commit" | "rollback" | "start" => Ok(Reply::Ok { affected: 0 }),
             "insert" | "update" | "delete" => Ok(Reply::Ok { affected: 1 }),
             _ => Err(syntax(sql, 0)),
         }
+    }
+
+    /// `SET @v = <literal>` and the one query MatrixOne's feature-limit
+    /// cases use, `SET @v = (SELECT account_id FROM mo_catalog.mo_account
+    /// WHERE account_name = 'a')` (NULL when there is no such account);
+    /// any other SET is accepted and ignored.
+    fn set(&self, ses: &mut Session, p: &mut P) -> Result<Reply, SqlError> {
+        let Some(Tok::Word(var)) = p.peek().cloned() else {
+            p.skip_rest();
+            return Ok(Reply::Ok { affected: 0 });
+        };
+        if !var.starts_with('@') || var.starts_with("@@") {
+            p.skip_rest();
+            return Ok(Reply::Ok { affected: 0 });
+        }
+        p.i += 1;
+        p.sym("=")?;
+        let value = if p.eat_sym("(") {
+            p.kw("select")?;
+            p.kw("account_id")?;
+            p.kw("from")?;
+            p.kw("mo_catalog")?;
+            p.sym(".")?;
+            p.kw("mo_account")?;
+            p.kw("where")?;
+            p.kw("account_name")?;
+            p.sym("=")?;
+            let name = p.string()?;
+            p.sym(")")?;
+            self.lock().accounts.get(&name).map(|a| a.id.to_string())
+        } else {
+            let neg = p.eat_sym("-");
+            let v = p.next().and_then(Tok::value).ok_or_else(|| p.error())?;
+            Some(if neg { format!("-{v}") } else { v })
+        };
+        p.end()?;
+        let var = var.to_ascii_lowercase();
+        match value {
+            Some(v) => ses.vars.insert(var, v),
+            None => ses.vars.remove(&var),
+        };
+        Ok(Reply::Ok { affected: 0 })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -444,7 +530,10 @@ impl Engine {
                 p.sym(")")?;
                 break;
             }
-            let text = p.sql[start..p.pos_prev_end()].to_string();
+            // MatrixOne names the column after the call with its string
+            // literals unquoted: mo_ctl(dn, diskcleaner, ...).
+            let text = format!("mo_ctl({})", args.join(", "));
+            let _ = start;
             p.end()?;
             if args.len() != 3 {
                 return Err(internal("mo_ctl needs three arguments"));
@@ -457,26 +546,40 @@ impl Engine {
             let start = p.pos();
             p.i += 1;
             p.sym("(")?;
-            let num = |p: &mut P| -> Result<i64, SqlError> {
+            let _ = start;
+            // An integer, or a user variable holding one; also its text for
+            // the column name.
+            let num = |p: &mut P| -> Result<(i64, String), SqlError> {
                 let neg = p.eat_sym("-");
                 let at = p.pos();
+                let sign = if neg { "-" } else { "" };
                 match p.next() {
                     Some(Tok::Num(n)) => n
                         .parse::<i64>()
-                        .map(|v| if neg { -v } else { v })
+                        .map(|v| (if neg { -v } else { v }, format!("{sign}{n}")))
                         .map_err(|_| syntax(p.sql, at)),
+                    Some(Tok::Word(w)) if w.starts_with('@') && !neg => {
+                        let v = ses
+                            .vars
+                            .get(&w.to_ascii_lowercase())
+                            .and_then(|v| v.parse::<i64>().ok())
+                            .ok_or_else(|| {
+                                internal(format!("mo_feature_limit_upsert: {w} is NULL"))
+                            })?;
+                        Ok((v, w.clone()))
+                    }
                     _ => Err(syntax(p.sql, at)),
                 }
             };
-            let account_id = num(p)?;
+            let (account_id, id_text) = num(p)?;
             p.sym(",")?;
             let code = p.string()?;
             p.sym(",")?;
             let scope = p.string()?;
             p.sym(",")?;
-            let quota = num(p)?;
+            let (quota, quota_text) = num(p)?;
             p.sym(")")?;
-            let text = p.sql[start..p.pos_prev_end()].to_string();
+            let text = format!("mo_feature_limit_upsert({id_text}, {code}, {scope}, {quota_text})");
             p.end()?;
             let v = self.feature_limit_upsert(ses, account_id, &code, &scope, quota)?;
             return Ok(one(&text, v));
@@ -876,17 +979,20 @@ impl Engine {
         let st = self.lock();
         match what.as_str() {
             "databases" => {
+                let like = if p.eat_kw("like") {
+                    Some(p.string()?)
+                } else {
+                    None
+                };
                 p.end()?;
-                let mut names: Vec<String> = [
-                    "information_schema",
-                    "mo_catalog",
-                    "mysql",
-                    "system",
-                    "system_metrics",
-                ]
-                .map(String::from)
-                .to_vec();
+                // mo_task and mo_debug are sys's only (SYSTEM_DBS has them all).
+                let mut names: Vec<String> = SYSTEM_DBS
+                    .iter()
+                    .filter(|d| ses.is_sys() || !["mo_task", "mo_debug"].contains(d))
+                    .map(|d| d.to_string())
+                    .collect();
                 names.extend(st.accounts[&ses.account].dbs.keys().cloned());
+                names.retain(|n| like.as_deref().is_none_or(|pat| like_match(pat, n)));
                 names.sort();
                 Ok(Reply::Rows {
                     columns: vec!["Database".into()],
@@ -899,6 +1005,11 @@ impl Engine {
                 } else {
                     ses.db.clone()
                 };
+                let like = if p.eat_kw("like") {
+                    Some(p.string()?)
+                } else {
+                    None
+                };
                 p.end()?;
                 let db = db.ok_or_else(|| internal("No database selected"))?;
                 let tables = st.accounts[&ses.account]
@@ -907,7 +1018,11 @@ impl Engine {
                     .ok_or_else(|| internal(format!("Unknown database {db}")))?;
                 Ok(Reply::Rows {
                     columns: vec![format!("Tables_in_{db}")],
-                    rows: tables.iter().map(|t| vec![Some(t.clone())]).collect(),
+                    rows: tables
+                        .iter()
+                        .filter(|t| like.as_deref().is_none_or(|pat| like_match(pat, t)))
+                        .map(|t| vec![Some(t.clone())])
+                        .collect(),
                 })
             }
             "accounts" => {
@@ -947,7 +1062,7 @@ impl Engine {
                     }
                 }
                 Ok(Reply::Rows {
-                    columns: SNAPSHOT_COLUMNS.map(String::from).to_vec(),
+                    columns: filter.columns(&SNAPSHOT_COLUMNS),
                     rows,
                 })
             }
@@ -1001,6 +1116,7 @@ impl Engine {
                     User {
                         password: pwd,
                         role: ACCOUNTADMIN.into(),
+                        locked: false,
                     },
                 );
                 st.accounts.insert(
@@ -1018,33 +1134,45 @@ impl Engine {
                 Ok(Reply::Ok { affected: 0 })
             }
             "user" => {
+                // CREATE USER [IF NOT EXISTS] u IDENTIFIED BY 'p' [, u2 IDENTIFIED BY 'p2' ...]
                 let if_not = p.if_not_exists()?;
-                let user = p
-                    .next()
-                    .and_then(Tok::value)
-                    .ok_or_else(|| syntax(p.sql, p.pos_prev()))?;
-                p.kw("identified")?;
-                p.kw("by")?;
-                let pwd = p.string()?;
+                let mut users = Vec::new();
+                loop {
+                    let user = p
+                        .next()
+                        .and_then(Tok::value)
+                        .ok_or_else(|| syntax(p.sql, p.pos_prev()))?;
+                    p.kw("identified")?;
+                    p.kw("by")?;
+                    users.push((user, p.string()?));
+                    if !p.eat_sym(",") {
+                        break;
+                    }
+                }
                 while p.next().is_some() {}
                 if !ses.is_admin() {
                     return Err(no_priv());
                 }
                 let acc = st.accounts.get_mut(&ses.account).expect("session account");
-                if acc.users.contains_key(&user) {
+                // One transaction: an existing user fails them all.
+                if let Some((user, _)) = users.iter().find(|(u, _)| acc.users.contains_key(u)) {
                     if if_not {
                         return Ok(Reply::Ok { affected: 0 });
                     }
                     return Err(internal(format!("the user {user} exists")));
                 }
-                acc.users.insert(
-                    user,
-                    User {
-                        password: pwd,
-                        role: PUBLIC.into(),
-                    },
-                );
-                self.ids.alloc("user", 1);
+                let n = users.len() as u64;
+                for (user, pwd) in users {
+                    acc.users.insert(
+                        user,
+                        User {
+                            password: pwd,
+                            role: PUBLIC.into(),
+                            locked: false,
+                        },
+                    );
+                }
+                self.ids.alloc("user", n);
                 self.commit(&mut st)?;
                 Ok(Reply::Ok { affected: 0 })
             }
@@ -1218,16 +1346,26 @@ impl Engine {
                 accounts.insert(account_name.clone(), acc.clone());
             }
             _ => {
+                // doCreateSnapshot's texts: a table in a system database
+                // reads "pitr" there, and a table is looked up with its
+                // database in one query (no "database ... does not exist").
+                let is_table = level == "table";
                 if SYSTEM_DBS.contains(&db.as_str()) {
-                    return Err(internal(format!(
-                        "can not create snapshot for system database {db}"
-                    )));
+                    return Err(internal(if is_table {
+                        format!("can not create pitr for system table {db}.{table}")
+                    } else {
+                        format!("can not create snapshot for system database {db}")
+                    }));
                 }
                 account_name = ses.account.clone();
                 let dbs = &st.accounts[&ses.account].dbs;
-                let tables = dbs
-                    .get(&db)
-                    .ok_or_else(|| internal(format!("database {db} does not exist")))?;
+                let tables = dbs.get(&db).ok_or_else(|| {
+                    internal(if is_table {
+                        format!("table {db}.{table} does not exist")
+                    } else {
+                        format!("database {db} does not exist")
+                    })
+                })?;
                 let mut c = Catalog::new();
                 if level == "table" {
                     if !tables.contains(&table) {
@@ -1270,6 +1408,7 @@ impl Engine {
                 self.commit(&mut st)?;
                 Ok(Reply::Ok { affected: 0 })
             }
+            "user" => self.drop_user(ses, p, &mut st),
             "snapshot" => {
                 let if_exists = p.if_exists()?;
                 let name = p.ident()?;
@@ -1340,8 +1479,14 @@ impl Engine {
         }
     }
 
-    /// Only `ALTER PITR` is simulated.
+    /// `ALTER PITR`, `ALTER ACCOUNT` and `ALTER USER ... IDENTIFIED BY`.
     fn alter(&self, ses: &Session, p: &mut P) -> Result<Reply, SqlError> {
+        if p.eat_kw("account") {
+            return self.alter_account(ses, p);
+        }
+        if p.eat_kw("user") {
+            return self.alter_user(ses, p);
+        }
         if !p.eat_kw("pitr") {
             return Err(p.error());
         }
@@ -1349,6 +1494,197 @@ impl Engine {
         let mut st = self.lock();
         pitr::alter(&mut st, ses, a, now_ns() as i64)?;
         self.commit(&mut st)?;
+        Ok(Reply::Ok { affected: 0 })
+    }
+
+    /// MatrixOne's doAlterAccount (pkg/frontend/authenticate.go): sys only,
+    /// exactly one of `ADMIN_NAME [=] 'u' IDENTIFIED BY 'p'` (which sets the
+    /// password of that existing user of the account: it neither creates
+    /// nor renames one), `OPEN | SUSPEND | RESTRICTED` and `COMMENT 'c'`.
+    fn alter_account(&self, ses: &Session, p: &mut P) -> Result<Reply, SqlError> {
+        let if_exists = p.if_exists()?;
+        let acc = p.ident()?;
+        let mut auth: Option<(String, String)> = None;
+        let mut comment: Option<String> = None;
+        let mut status = false;
+        let mut options = 0;
+        while !p.at_end() {
+            options += 1;
+            if p.eat_kw("admin_name") {
+                p.eat_sym("=");
+                let admin = p
+                    .next()
+                    .and_then(Tok::value)
+                    .ok_or_else(|| syntax(p.sql, p.pos_prev()))?;
+                p.kw("identified")?;
+                p.kw("by")?;
+                auth = Some((admin, p.string()?));
+            } else if p.eat_kw("comment") {
+                comment = Some(p.string()?);
+            } else if p.eat_kw("open") || p.eat_kw("suspend") || p.eat_kw("restricted") {
+                status = true;
+            } else {
+                return Err(p.error());
+            }
+        }
+        if !ses.is_sys() {
+            return Err(internal(format!(
+                "tenant {} user {} role {} do not have the privilege to alter the account",
+                ses.account, ses.user, ses.role
+            )));
+        }
+        match options {
+            0 => return Err(internal("at least one option at a time")),
+            1 => {}
+            _ => return Err(internal("at most one option at a time")),
+        }
+        if auth.as_ref().is_some_and(|(_, pwd)| pwd.is_empty()) {
+            return Err(internal("password is empty string"));
+        }
+        if status {
+            if acc == SYS {
+                return Err(internal("account sys can not be suspended"));
+            }
+            return Err(internal("mo-sim does not simulate account status"));
+        }
+        let mut st = self.lock();
+        let Some(account) = st.accounts.get_mut(&acc) else {
+            if if_exists {
+                return Ok(Reply::Ok { affected: 0 });
+            }
+            return Err(internal(format!("there is no account {acc}")));
+        };
+        if let Some((admin, pwd)) = auth {
+            let user = account
+                .users
+                .get_mut(&admin)
+                .ok_or_else(|| internal(format!("there is no user {admin}")))?;
+            user.password = pwd;
+        }
+        if let Some(c) = comment {
+            account.comments = c;
+        }
+        self.commit(&mut st)?;
+        Ok(Reply::Ok { affected: 0 })
+    }
+
+    /// MatrixOne's doAlterUser: one user, `IDENTIFIED BY 'p'`; an admin's
+    /// password only by an admin or the user itself. LOCK/UNLOCK are not
+    /// simulated.
+    fn alter_user(&self, ses: &Session, p: &mut P) -> Result<Reply, SqlError> {
+        let if_exists = p.if_exists()?;
+        let mut users = Vec::new();
+        loop {
+            let name = p
+                .next()
+                .and_then(Tok::value)
+                .ok_or_else(|| syntax(p.sql, p.pos_prev()))?;
+            let pwd = if p.eat_kw("identified") {
+                p.kw("by")?;
+                Some(p.string()?)
+            } else {
+                None
+            };
+            users.push((name, pwd));
+            if !p.eat_sym(",") {
+                break;
+            }
+        }
+        let lock = if p.eat_kw("lock") {
+            Some(true)
+        } else if p.eat_kw("unlock") {
+            Some(false)
+        } else {
+            None
+        };
+        // ACCOUNT LOCK / ACCOUNT UNLOCK are MySQL's spelling of the same.
+        p.end()?;
+        if users.len() != 1 {
+            return Err(internal("can only alter one user at a time"));
+        }
+        let (name, pwd) = users.remove(0);
+        if lock == Some(true) && pwd.is_some() {
+            return Err(internal(
+                "not support identified with lock operation, use `alter user xx lock` instead",
+            ));
+        }
+        let mut st = self.lock();
+        let acc = st.accounts.get_mut(&ses.account).expect("session account");
+        let Some(user) = acc.users.get_mut(&name) else {
+            if if_exists {
+                return Ok(Reply::Ok { affected: 0 });
+            }
+            return Err(internal(format!(
+                "Operation ALTER USER failed for '{name}'@'%', user does't exist"
+            )));
+        };
+        let target_admin = user.role == MOADMIN || user.role == ACCOUNTADMIN;
+        if let Some(lock) = lock {
+            if target_admin && !ses.is_admin() && ses.user != name {
+                return Err(internal(format!(
+                    "Operation ALTER USER failed for '{name}'@'%', don't have the privilege to alter"
+                )));
+            }
+            if !ses.is_admin() && ses.user != name {
+                return Err(no_priv());
+            }
+            user.locked = lock;
+            self.commit(&mut st)?;
+            return Ok(Reply::Ok { affected: 0 });
+        }
+        let pwd = pwd.unwrap_or_default();
+        if pwd.is_empty() {
+            return Err(internal("password is empty string"));
+        }
+        if target_admin && !ses.is_admin() && ses.user != name {
+            return Err(internal(format!(
+                "Operation ALTER USER failed for '{name}'@'%', don't have the privilege to alter"
+            )));
+        }
+        if !target_admin && !ses.is_admin() && ses.user != name {
+            return Err(no_priv());
+        }
+        user.password = pwd;
+        self.commit(&mut st)?;
+        Ok(Reply::Ok { affected: 0 })
+    }
+
+    /// MatrixOne's doDropUser: all or nothing (one transaction); an admin
+    /// user (moadmin in sys, accountadmin elsewhere) can not be dropped.
+    fn drop_user(&self, ses: &Session, p: &mut P, st: &mut State) -> Result<Reply, SqlError> {
+        let if_exists = p.if_exists()?;
+        let mut names = Vec::new();
+        loop {
+            names.push(
+                p.next()
+                    .and_then(Tok::value)
+                    .ok_or_else(|| syntax(p.sql, p.pos_prev()))?,
+            );
+            if !p.eat_sym(",") {
+                break;
+            }
+        }
+        p.end()?;
+        if !ses.is_admin() {
+            return Err(no_priv());
+        }
+        let acc = st.accounts.get_mut(&ses.account).expect("session account");
+        let admin_role = if ses.is_sys() { MOADMIN } else { ACCOUNTADMIN };
+        let mut gone = Vec::new();
+        for n in &names {
+            match acc.users.get(n) {
+                None if if_exists => {}
+                None => return Err(internal(format!("there is no user {n}"))),
+                Some(u) if u.role == admin_role => {
+                    return Err(internal(format!("can not delete the user {n}")))
+                }
+                Some(_) => gone.push(n.clone()),
+            }
+        }
+        for n in gone {
+            acc.users.remove(&n);
+        }
+        self.commit(st)?;
         Ok(Reply::Ok { affected: 0 })
     }
 
@@ -1466,6 +1802,7 @@ impl Engine {
             hk: self.ids.backup_data(),
             buildinfo: self.cfg.version.clone(),
             parallelism,
+            configs: &self.cfg.launch_configs,
         };
         crate::backup::run(plan)
             .map_err(|e| internal(format!("mo-sim: BACKUP to {describe} failed: {e}")))?;
@@ -1519,7 +1856,13 @@ impl Engine {
                 let then = snap
                     .accounts
                     .get(&account)
-                    .filter(|_| ses.is_sys() && snap.level == "account" && r.level == "account");
+                    // restoreToAccount and restoreToAccountUsingCluster
+                    // both create it again (createDroppedAccount).
+                    .filter(|_| {
+                        ses.is_sys()
+                            && (snap.level == "account" || snap.level == "cluster")
+                            && r.level == "account"
+                    });
                 let Some(then) = then.cloned() else {
                     return Err(internal(format!(
                         "no such account, account name: {account}"
@@ -1772,6 +2115,22 @@ pub struct RowFilter {
 }
 
 impl RowFilter {
+    /// MatrixOne answers a SHOW with WHERE as `SELECT * FROM (<show>) tbl
+    /// WHERE ...` (returnByWhereAndBaseSQL), whose columns come back in
+    /// lower case.
+    pub fn columns(&self, names: &[&str]) -> Vec<String> {
+        names
+            .iter()
+            .map(|n| {
+                if self.conds.is_empty() {
+                    n.to_string()
+                } else {
+                    n.to_ascii_lowercase()
+                }
+            })
+            .collect()
+    }
+
     pub fn parse(p: &mut P) -> Result<RowFilter, SqlError> {
         let mut f = RowFilter::default();
         if !p.eat_kw("where") {

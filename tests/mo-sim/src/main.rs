@@ -18,6 +18,7 @@ mod engine;
 mod ids;
 mod node;
 mod pitr;
+mod replay;
 mod sql;
 mod store;
 mod verify;
@@ -61,6 +62,8 @@ enum GrammarArg {
     Both,
 }
 
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Serve MySQL clients (and run the live node when --data_dir is given).
@@ -120,9 +123,32 @@ enum Cmd {
         /// A backup checker protects for this long after its last renewal (MatrixOne: 20 min).
         #[arg(long = "checker_ttl_ms", default_value_t = 1_200_000)]
         checker_ttl_ms: u64,
+        /// mo-service's `-launch` file (`logservices`, `tnservices`,
+        /// `cnservices`, `proxy-services`: paths as given, like mo-service
+        /// reads them): BACKUP copies it and the files it lists into `config/`.
+        #[arg(long = "launch_config")]
+        launch_config: Option<PathBuf>,
         /// Snapshots per non-sys tenant and level (sys is unlimited, as in MatrixOne).
         #[arg(long = "snapshot_quota", default_value_t = 50)]
         snapshot_quota: usize,
+    },
+    /// Replay mo-tester cases (`.sql`/`.test` + `.result`) against a fresh
+    /// in-process engine each and print how many in-scope statements agree.
+    Replay {
+        /// Read the paths at HEAD of this git dir (e.g. a bare mirror of
+        /// matrixorigin/matrixone) instead of the file system.
+        #[arg(long)]
+        repo: Option<PathBuf>,
+        /// Also print every divergence (statement, expected, mo-sim's answer).
+        #[arg(long)]
+        verbose: bool,
+        /// Print mo-sim's answers in result format instead (a draft for a
+        /// new case: check every line against MatrixOne before committing).
+        #[arg(long, conflicts_with_all = ["repo", "verbose"])]
+        genrs: bool,
+        /// Case directories or files (inside --repo when given).
+        #[arg(required = true)]
+        paths: Vec<String>,
     },
     /// Check that a data dir holds, byte for byte, what the checkpoint chain at CUT needs.
     Verify {
@@ -139,9 +165,65 @@ enum Cmd {
     },
 }
 
+/// The launch file's config paths by role, as cmd/mo-service/launch.go
+/// hands them to pkg/backup (SaveLaunchConfigPath): the launch file itself
+/// (`launch`), then `log`, `dn`, `cn` and `proxy`.
+fn launch_configs(launch: &std::path::Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default)]
+    struct Launch {
+        logservices: Vec<PathBuf>,
+        tnservices: Vec<PathBuf>,
+        cnservices: Vec<PathBuf>,
+        #[serde(rename = "proxy-services")]
+        proxy_services: Vec<PathBuf>,
+    }
+    let text = std::fs::read_to_string(launch)
+        .with_context(|| format!("reading --launch_config {}", launch.display()))?;
+    let l: Launch = toml::from_str(&text)
+        .with_context(|| format!("parsing --launch_config {}", launch.display()))?;
+    let mut out = vec![("launch".to_string(), launch.to_path_buf())];
+    for (role, files) in [
+        ("log", l.logservices),
+        ("dn", l.tnservices),
+        ("cn", l.cnservices),
+        ("proxy", l.proxy_services),
+    ] {
+        out.extend(files.into_iter().map(|f| (role.to_string(), f)));
+    }
+    Ok(out)
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Replay {
+            repo,
+            verbose,
+            genrs,
+            paths,
+        } => {
+            if genrs {
+                for p in &paths {
+                    let sql = std::fs::read_to_string(p).with_context(|| format!("reading {p}"))?;
+                    print!("{}", replay::genrs(p, &sql));
+                }
+                return Ok(());
+            }
+            let cases = match &repo {
+                Some(r) => replay::cases_from_git(r, &paths)?,
+                None => {
+                    let mut all = Vec::new();
+                    for p in &paths {
+                        all.extend(replay::cases_from_path(std::path::Path::new(p))?);
+                    }
+                    all
+                }
+            };
+            let reports: Vec<_> = cases.iter().map(replay::replay).collect();
+            print!("{}", replay::table(&reports, verbose));
+            Ok(())
+        }
         Cmd::Verify {
             data_dir,
             cut,
@@ -183,6 +265,7 @@ fn main() -> anyhow::Result<()> {
             global_every,
             merge_every,
             checker_ttl_ms,
+            launch_config,
             snapshot_quota,
         } => {
             let cfg = node::NodeConfig {
@@ -222,6 +305,10 @@ fn main() -> anyhow::Result<()> {
             };
             let engine = Engine::new(
                 engine::Config {
+                    launch_configs: match &launch_config {
+                        Some(p) => launch_configs(p)?,
+                        None => Vec::new(),
+                    },
                     grammar: match grammar {
                         GrammarArg::Current => Grammar::Current,
                         GrammarArg::Old => Grammar::Old,

@@ -640,7 +640,7 @@ pub fn show(st: &State, ses: &Session, filter: &RowFilter) -> Result<Reply, SqlE
         }
     }
     Ok(Reply::Rows {
-        columns: COLUMNS.map(String::from).to_vec(),
+        columns: filter.columns(&COLUMNS),
         rows,
     })
 }
@@ -885,6 +885,16 @@ fn check_in_range(ts: i64, pitr: &Pitr, now: i64) -> Result<(), SqlError> {
     Ok(())
 }
 
+/// An account's databases and, as restoreSystemDatabaseWithPitr copies
+/// mo_user, mo_role, mo_user_grant, ... (pitr.go), its users of then.
+fn restore_account(acc: &mut crate::engine::Account, past: crate::engine::Account) {
+    acc.dbs = past.dbs;
+    // A version recorded by an old state file may not know the users.
+    if !past.users.is_empty() {
+        acc.users = past.users;
+    }
+}
+
 /// What a PITR restore did, for `mo_sim.restores`.
 pub struct Restored {
     pub pitr_level: String,
@@ -940,7 +950,7 @@ pub fn restore(st: &mut State, ses: &Session, r: &Restore, now: i64) -> Result<R
             st.recreate_account(&r.account, &past);
             done.recreated = 1;
         }
-        st.accounts.get_mut(&r.account).expect("present").dbs = past.dbs;
+        restore_account(st.accounts.get_mut(&r.account).expect("present"), past);
         done.account = from;
         done.to_account = r.account.clone();
         return Ok(done);
@@ -961,7 +971,7 @@ pub fn restore(st: &mut State, ses: &Session, r: &Restore, now: i64) -> Result<R
             done.to_account = String::new();
         }
         "account" => {
-            st.accounts.get_mut(&ses.account).expect("session").dbs = past.dbs;
+            restore_account(st.accounts.get_mut(&ses.account).expect("session"), past);
         }
         "database" => {
             let tables = past.dbs.get(&r.database).cloned().ok_or_else(|| {

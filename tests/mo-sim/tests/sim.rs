@@ -897,7 +897,26 @@ async fn backup_statement_writes_mo_layout_with_hk_data() {
     let data_dir = dir.path().join("mo-data");
     let ledger = dir.path().join("ledger.jsonl");
     let state = dir.path().join("state.json");
+    // The launch file and the configs it lists (one missing: MatrixOne's
+    // backupConfigFile leaves a config it cannot read out).
+    let etc = dir.path().join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(etc.join("tn.toml"), "service-type = \"TN\"\n").unwrap();
+    std::fs::write(etc.join("cn.toml"), "service-type = \"CN\"\n").unwrap();
+    let launch = etc.join("launch.toml");
+    std::fs::write(
+        &launch,
+        format!(
+            "tnservices = [{:?}]\ncnservices = [{:?}]\nlogservices = [{:?}]\n",
+            etc.join("tn.toml"),
+            etc.join("cn.toml"),
+            etc.join("gone.toml")
+        ),
+    )
+    .unwrap();
     let sim = start(&[
+        "--launch_config",
+        launch.to_str().unwrap(),
         "--data_dir",
         data_dir.to_str().unwrap(),
         "--ledger",
@@ -944,6 +963,39 @@ async fn backup_statement_writes_mo_layout_with_hk_data() {
     }
     let meta = String::from_utf8(with_sidecar(&b1.join("mo_meta"))).unwrap();
     assert!(meta.starts_with("version,0823\nbuildinfo,"), "{meta}");
+    // launchconfig,<role>,<file>_<uuidv7>, each stored under config/ with
+    // its sidecar, byte for byte.
+    let launch_rows: Vec<(String, String)> = meta
+        .lines()
+        .filter_map(|l| l.strip_prefix("launchconfig,"))
+        .map(|r| {
+            let (role, stored) = r.split_once(',').unwrap();
+            (role.to_string(), stored.to_string())
+        })
+        .collect();
+    let roles: Vec<(&str, &str)> = launch_rows
+        .iter()
+        .map(|(r, s)| (r.as_str(), s.rsplit_once('_').unwrap().0))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            ("launch", "launch.toml"),
+            ("dn", "tn.toml"),
+            ("cn", "cn.toml")
+        ],
+        "{meta}"
+    );
+    for (_, stored) in &launch_rows {
+        let uuid = stored.rsplit_once('_').unwrap().1;
+        assert_eq!(uuid::Uuid::parse_str(uuid).unwrap().get_version_num(), 7);
+        let name = stored.rsplit_once('_').unwrap().0;
+        assert_eq!(
+            with_sidecar(&b1.join("config").join(stored)),
+            std::fs::read(etc.join(name)).unwrap(),
+            "{stored}"
+        );
+    }
     let sum = String::from_utf8(with_sidecar(&b1.join("tae/tae_sum"))).unwrap();
     let sum: Vec<&str> = sum.trim_end().split(',').collect();
     assert_eq!(sum.len(), 4, "{sum:?}");

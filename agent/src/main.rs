@@ -53,9 +53,13 @@ struct Args {
     /// Whether this agent can read the SHARED store (takes SHARED shards).
     #[arg(long = "reaches_shared", default_value_t = true, action = clap::ArgAction::Set)]
     reaches_shared: bool,
-    /// error, warn, info, debug, trace.
+    /// error, warn, info, debug, trace (debug and trace for mo-br's own
+    /// code), or a filter such as `debug,h2=debug,raft=debug`.
     #[arg(long = "log_level", default_value = "info")]
     log_level: String,
+    /// text, or json (one object a line).
+    #[arg(long = "log_format", default_value = "text")]
+    log_format: mo_br_telemetry::logs::LogFormat,
     #[command(flatten)]
     tls: mo_br_security::TlsArgs,
 }
@@ -63,11 +67,15 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    mo_br_telemetry::logs::init(&args.log_level)?;
-    if let Some(addr) = &args.metrics_listen {
-        let addr = mo_br_agent::metrics::install(addr)?;
-        tracing::info!("metrics on http://{addr}/metrics");
-    }
+    mo_br_telemetry::logs::init(&args.log_level, args.log_format)?;
+    let _exporter = match &args.metrics_listen {
+        Some(addr) => {
+            let exporter = mo_br_agent::metrics::install(addr)?;
+            tracing::info!("metrics on http://{}/metrics", exporter.addr);
+            Some(exporter)
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -87,6 +87,20 @@ pub async fn serve(
     }
 }
 
+/// Serves only the standard health service (always SERVING), in plaintext,
+/// on `listener` until `shutdown`: for kubelet's gRPC probes, which speak
+/// neither TLS nor tokens.
+pub async fn serve_health(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    let (_reporter, health) = mo_br_proto::standard::health();
+    tonic::transport::Server::builder()
+        .add_service(health)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}
+
 /// Starts the agent on in-process pipes and returns a channel to it: the
 /// embedded default's agent, same service, no port.
 pub fn spawn_in_process(service: AgentService) -> tonic::transport::Channel {

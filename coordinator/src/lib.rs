@@ -233,6 +233,24 @@ impl Coordinator {
         }
     }
 
+    /// Serves only the standard health service, in plaintext, on `listener`
+    /// until `shutdown`: for kubelet's gRPC probes, which speak neither TLS
+    /// nor tokens. It says no more than SERVING or NOT_SERVING, as open as
+    /// the metrics port.
+    pub async fn serve_health(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), tonic::transport::Error> {
+        let (reporter, health) = mo_br_proto::standard::health();
+        // Fails only once shut down, when nothing is served anyway.
+        let _ = self.supervisor.spawn(report_health(self.clone(), reporter));
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await
+    }
+
     /// Stops the coordinator: every task it started (jobs, adopted backups,
     /// clean-ups, the leader's duties) is stopped where it stands, waiting
     /// up to a few seconds before aborting; then the raft node stops. What

@@ -60,6 +60,11 @@ struct Args {
     /// path, e.g. /metrics). Off by default.
     #[arg(long = "metrics_listen", env = "MO_BR_COORDINATOR_METRICS_LISTEN")]
     metrics_listen: Option<String>,
+    /// Also serve the gRPC health service alone, in plaintext, on this
+    /// address (host:port): for Kubernetes' gRPC probes, which cannot do
+    /// TLS. Off by default; the main port serves health too.
+    #[arg(long = "health_listen", env = "MO_BR_COORDINATOR_HEALTH_LISTEN")]
+    health_listen: Option<String>,
     /// error, warn, info, debug, trace (debug and trace for mo-br's own
     /// code), or a filter such as `debug,h2=debug,raft=debug`.
     #[arg(long = "log_level", default_value = "info")]
@@ -192,6 +197,21 @@ async fn main() -> anyhow::Result<()> {
         "mo-br-coordinator listening on {addr}{}",
         if security.is_tls() { " (TLS)" } else { "" }
     );
+    let health = match &args.health_listen {
+        Some(a) => {
+            let l = tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on --health_listen {a}"))?;
+            println!("mo-br-coordinator health on {}", l.local_addr()?);
+            let stop = shutdown.clone();
+            Some(tokio::spawn(
+                coordinator
+                    .clone()
+                    .serve_health(l, async move { stop.cancelled().await }),
+            ))
+        }
+        None => None,
+    };
     let served = coordinator
         .clone()
         .serve(listener, async {
@@ -199,6 +219,10 @@ async fn main() -> anyhow::Result<()> {
             shutdown.cancel();
         })
         .await;
+    shutdown.cancel();
+    if let Some(h) = health {
+        h.await??;
+    }
     // Jobs, adopted backups and the leader's duties stop where they stand
     // (the catalog keeps what is left for the next leader); raft's storage
     // is closed cleanly.

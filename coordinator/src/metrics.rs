@@ -179,8 +179,8 @@ pub fn describe() {
 /// Marks a job running until dropped. [`JobGuard::finish`] records its
 /// result; a guard dropped without it (an error path, a panic, a client that
 /// went away) counts the job as failed.
-/// It also logs the job's start and end (at info: id, kind, target, bytes,
-/// files, duration, result).
+/// It also logs the job's start and end (at info: id, kind, location (the
+/// `target` label), bytes, files, duration, result).
 #[must_use = "the job counts as running only while the guard lives"]
 pub struct JobGuard {
     kind: JobKind,
@@ -203,7 +203,8 @@ pub fn job_started(kind: JobKind, target: Option<String>) -> JobGuard {
     running.increment(1.0);
     tracing::info!(
         kind = kind.as_str(),
-        target = target.as_deref().unwrap_or(""),
+        // Not `target`: JSON logs have the module there.
+        location = target.as_deref().unwrap_or(""),
         "job started"
     );
     JobGuard {
@@ -265,7 +266,7 @@ impl Drop for JobGuard {
         tracing::info!(
             id = %self.id,
             kind,
-            target = self.target.as_deref().unwrap_or(""),
+            location = self.target.as_deref().unwrap_or(""),
             bytes = self.bytes,
             files = self.files,
             duration_ms = took.as_millis() as u64,

@@ -357,6 +357,12 @@ fn serve_in_process(coordinator: Coordinator) -> Channel {
 /// NOT_SERVING while it knows none. A single coordinator always serves.
 async fn report_health(c: Coordinator, reporter: tonic_health::server::HealthReporter) {
     const SERVICES: [&str; 2] = ["mobr.coordinator.Coordinator", "mobr.coordinator.Registry"];
+    reporter
+        .set_service_status(
+            mo_br_proto::standard::LIVENESS,
+            tonic_health::ServingStatus::Serving,
+        )
+        .await;
     let mut changes = c.catalog.changes();
     let mut last = None;
     loop {

@@ -566,3 +566,33 @@ impl Registry for RegistryService {
         Ok(Response::new(self.granted()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mo_br_security::auth::{HEALTH_METHODS, REFLECTION_METHODS};
+
+    /// Health is open to kubelet; reflection is a read; every CLI method
+    /// needs a credential.
+    #[test]
+    fn the_standard_services_have_rules() {
+        let p = policy();
+        for m in HEALTH_METHODS {
+            assert!(p.is_public(m), "{m}");
+        }
+        for m in REFLECTION_METHODS {
+            assert!(!p.is_public(m), "{m}");
+            assert_eq!(
+                p.get(m).map(|(perm, _)| perm),
+                Some(Permission::Read),
+                "{m}"
+            );
+        }
+        assert!(!p.is_public("/mobr.coordinator.Coordinator/List"));
+        assert_eq!(
+            p.get("/mobr.coordinator.Coordinator/Backup")
+                .map(|(perm, _)| perm),
+            Some(Permission::Mutate)
+        );
+    }
+}

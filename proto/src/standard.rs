@@ -11,6 +11,11 @@ use tonic_health::server::{health_reporter, HealthReporter};
 /// Our services' encoded descriptors (every .proto of this crate).
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("mobr_descriptor");
 
+/// A service name whose status is SERVING while the process runs, whatever
+/// the whole server's ("") status says: for liveness probes, which must not
+/// restart a coordinator replica only because its group lost its quorum.
+pub const LIVENESS: &str = "liveness";
+
 /// The health service and its reporter ("" -- the whole server -- starts
 /// SERVING; set it with [`set`]).
 pub fn health() -> (

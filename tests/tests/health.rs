@@ -157,6 +157,11 @@ fn a_replica_without_quorum_reports_not_serving() {
                 .unwrap(),
             ServingStatus::NotServing
         );
+        // Alive all the same: a liveness probe must not restart it.
+        assert_eq!(
+            status(plaintext(&g.addrs[0]), "liveness").await.unwrap(),
+            ServingStatus::Serving
+        );
     });
     // And serves again once a peer is back.
     g.start_replica(1).expect("restart replica 2");

@@ -191,3 +191,38 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TokenFiles;
+
+    fn service() -> AuthService<()> {
+        let policy = MethodPolicy::new()
+            .method("/p.S/Read", Permission::Read, "read")
+            .standard_services(Permission::Read);
+        AuthLayer::new(
+            Authenticator::new(TokenFiles::default()).expect("an authenticator"),
+            policy,
+        )
+        .layer(())
+    }
+
+    fn call(path: &str) -> Result<Option<Caller>, Status> {
+        let request = http::Request::builder().uri(path).body(()).unwrap();
+        service().decide(&request)
+    }
+
+    #[test]
+    fn health_is_open_reflection_and_the_rest_need_credentials() {
+        for path in HEALTH_METHODS {
+            assert_eq!(call(path).expect(path), None, "{path}");
+        }
+        for path in REFLECTION_METHODS.into_iter().chain(["/p.S/Read"]) {
+            let e = call(path).expect_err(path);
+            assert_eq!(e.code(), tonic::Code::Unauthenticated, "{path}");
+        }
+        let e = call("/p.S/Other").expect_err("a method outside the policy");
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    }
+}

@@ -26,7 +26,7 @@ pub fn level(name: &str) -> Result<LevelFilter, UsageError> {
         "off" | "none" => LevelFilter::OFF,
         other => {
             return Err(usage!(
-                "unknown --log_level \"{other}\": use debug, info, warn or error"
+                "unknown --log_level \"{other}\": use debug, info, warn or error, or a filter like info,mo_br=debug"
             ))
         }
     })
@@ -41,8 +41,18 @@ fn spec(name: &str) -> Result<String, UsageError> {
     Ok(level(name)?.to_string().to_ascii_lowercase())
 }
 
+/// `--log_level` as a filter, or a one-line usage error.
+fn filter(level_name: &str) -> Result<tracing_subscriber::EnvFilter, UsageError> {
+    logs::filter(&spec(level_name)?).map_err(|e| usage!("{e}"))
+}
+
+/// Refuses a `--log_level` that is neither a level nor a filter.
+pub fn check(level_name: &str) -> Result<(), UsageError> {
+    filter(level_name).map(|_| ())
+}
+
 pub fn init(level_name: &str, format: &str, file: &str) -> Result<(), UsageError> {
-    let filter = logs::filter(&spec(level_name)?).map_err(|e| usage!("{e}"))?;
+    let filter = filter(level_name)?;
     let format: LogFormat = format.parse().map_err(|e| usage!("{e}"))?;
     let result = if file.is_empty() || file == "console" {
         logs::install(
@@ -83,6 +93,8 @@ mod tests {
         assert_eq!(spec("Warning").unwrap(), "warn");
         assert_eq!(spec("debug,h2=debug").unwrap(), "debug,h2=debug");
         assert!(spec("loud").is_err());
+        assert!(check("trace,object_store=trace").is_ok());
+        assert!(check("info,loud").is_err());
         assert!(init("info", "yaml", "console").is_err());
     }
 }

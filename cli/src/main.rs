@@ -89,7 +89,7 @@ fn first_line(e: &clap::Error) -> String {
 fn run(mut cli: Cli, mut argv: Vec<OsString>, matches: &ArgMatches) -> anyhow::Result<u8> {
     // Refused whatever the command, also by those that log nothing.
     if let Some(level) = &cli.log_level {
-        logging::level(level)?;
+        logging::check(level)?;
     }
     match &cli.command {
         None => {

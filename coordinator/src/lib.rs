@@ -136,6 +136,26 @@ impl Coordinator {
         Ok(c)
     }
 
+    /// Exports the last successful backup per target from the catalog (see
+    /// [`metrics::seed_last_success`]).
+    pub async fn seed_backup_metrics(&self) {
+        let completed = self
+            .catalog
+            .read(|cat| {
+                cat.backups
+                    .values()
+                    .filter(|b| b.state == catalog::BackupState::Complete)
+                    .filter_map(|b| {
+                        let at = b.complete_time.clone()?;
+                        Some((metrics::location_label(&b.location), at, b.size, b.files))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+        metrics::seed_last_success(completed);
+    }
+
     /// Keeps `mo_br_coordinator_live_agents` current for a fixed fleet (a
     /// single coordinator started with `--agents`) by asking each agent who
     /// it is every few seconds; the task is the supervisor's.

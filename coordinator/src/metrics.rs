@@ -321,6 +321,40 @@ fn set_renewal(id: u64, at: Option<f64>) {
     gauge!(GC_OLDEST_RENEWAL).set(oldest.unwrap_or(0.0));
 }
 
+/// The `target` label of a catalog location (as [`target_label`] makes it
+/// from a request).
+pub fn location_label(location: &mo_br_storage::Location) -> String {
+    match location {
+        mo_br_storage::Location::S3(s3) => format!("s3:{}", s3.bucket),
+        mo_br_storage::Location::Filesystem { .. } => "fs".into(),
+    }
+}
+
+/// Sets the last-success gauges from the catalog's completed backups, so a
+/// coordinator that (re)starts, or a replica that starts leading, exports
+/// the age of the last backup rather than nothing until the next one.
+/// `backups` are (target label, completion time as RFC 3339, bytes, files).
+pub fn seed_last_success(backups: impl IntoIterator<Item = (String, String, u64, u64)>) {
+    let mut newest: BTreeMap<String, (f64, u64, u64)> = BTreeMap::new();
+    for (target, complete, bytes, files) in backups {
+        let Ok(at) = chrono::DateTime::parse_from_rfc3339(&complete) else {
+            continue;
+        };
+        let at = at.timestamp_millis() as f64 / 1000.0;
+        let e = newest.entry(target).or_insert((at, bytes, files));
+        if at > e.0 {
+            *e = (at, bytes, files);
+        }
+    }
+    for (target, (at, bytes, files)) in newest {
+        let labels = [("target", target), ("schedule", String::new())];
+        let last = gauge!(BACKUP_LAST_SUCCESS, &labels);
+        last.set(at);
+        gauge!(BACKUP_LAST_BYTES, &labels).set(bytes as f64);
+        gauge!(BACKUP_LAST_FILES, &labels).set(files as f64);
+    }
+}
+
 /// The `target` label of a backup location: its kind, and the bucket for
 /// S3 (bounded: a deployment has a few), never a path.
 pub fn target_label(storage: Option<&mo_br_proto::common::Storage>) -> String {
@@ -382,6 +416,10 @@ mod tests {
         shard_reassigned();
         set_live_agents(3);
         set_raft(2, true, 1, 10, 9);
+        seed_last_success([
+            ("fs".into(), "2026-01-02T03:04:05Z".into(), 5, 1),
+            ("fs".into(), "not a time".into(), 5, 1),
+        ]);
         let g = GcRenewal::start();
         g.renewed(true);
         drop(g);

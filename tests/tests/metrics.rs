@@ -812,4 +812,35 @@ fn prometheus_fires_the_failure_alert_and_finds_every_metric() {
         missing.is_empty(),
         "used by the dashboard or the rules but in no scrape: {missing:?}\nscraped: {scraped:?}"
     );
+
+    // The last success survives a restart: the replica exports it from its
+    // catalog when it leads again (so "no recent backup" keeps working).
+    let before = value(
+        &parse(&scrape(&coord)),
+        r#"mo_br_backup_last_success_timestamp_seconds{schedule="",target="fs"}"#,
+        "",
+    );
+    group.kill_replica(0);
+    group.start_replica(0).expect("restart the replica");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let m = parse(&scrape(&coord));
+        if let Some(v) = get(
+            &m,
+            r#"mo_br_backup_last_success_timestamp_seconds{schedule="",target="fs"}"#,
+        ) {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no last success after a restart\n{}",
+            group.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The catalog's completion time is taken a moment before the job ends.
+    assert!(
+        after <= before && before - after < 5.0,
+        "last success {after} after the restart, {before} before"
+    );
 }

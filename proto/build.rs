@@ -7,7 +7,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // SAFETY: build scripts are single-threaded.
         unsafe { std::env::set_var("PROTOC", protoc) };
     }
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
+        // For server reflection (grpcurl, grpcui).
+        .file_descriptor_set_path(out.join("mobr_descriptor.bin"))
         // Its Debug is written by hand so secrets never reach a log line.
         .skip_debug([
             "mobr.common.S3Storage",

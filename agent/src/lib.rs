@@ -49,6 +49,9 @@ fn policy() -> MethodPolicy {
             action,
         )
     })
+    // Reflection: a replica's or an operator's certificate (agents take no
+    // tokens).
+    .standard_services(Permission::Read)
 }
 
 /// Serves the agent on `listener` until `shutdown` completes, with TLS and
@@ -59,9 +62,16 @@ pub async fn serve(
     security: &Security,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
+    // An agent serves as long as it runs: it has no state of its own that
+    // could make it unable to work (its coordinator decides what it does).
+    let (_health_reporter, health) = mo_br_proto::standard::health();
+    let (reflection, reflection_v1alpha) = mo_br_proto::standard::reflection();
     let router = tonic::transport::Server::builder()
         .layer(security.layer(policy()))
-        .add_service(AgentServer::new(service));
+        .add_service(AgentServer::new(service))
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(reflection_v1alpha);
     match security.server_tls() {
         Some(tls) => {
             let incoming = mo_br_security::tls::incoming(listener, tls.clone());
@@ -75,6 +85,20 @@ pub async fn serve(
                 .await
         }
     }
+}
+
+/// Serves only the standard health service (always SERVING), in plaintext,
+/// on `listener` until `shutdown`: for kubelet's gRPC probes, which speak
+/// neither TLS nor tokens.
+pub async fn serve_health(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    let (_reporter, health) = mo_br_proto::standard::health();
+    tonic::transport::Server::builder()
+        .add_service(health)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
 }
 
 /// Starts the agent on in-process pipes and returns a channel to it: the

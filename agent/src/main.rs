@@ -53,9 +53,18 @@ struct Args {
     /// Whether this agent can read the SHARED store (takes SHARED shards).
     #[arg(long = "reaches_shared", default_value_t = true, action = clap::ArgAction::Set)]
     reaches_shared: bool,
-    /// error, warn, info, debug, trace.
+    /// Also serve the gRPC health service alone, in plaintext, on this
+    /// address (host:port): for Kubernetes' gRPC probes, which cannot do
+    /// TLS. Off by default; the main port serves health too.
+    #[arg(long = "health_listen", env = "MO_BR_AGENT_HEALTH_LISTEN")]
+    health_listen: Option<String>,
+    /// error, warn, info, debug, trace (debug and trace for mo-br's own
+    /// code), or a filter such as `debug,h2=debug,raft=debug`.
     #[arg(long = "log_level", default_value = "info")]
     log_level: String,
+    /// text, or json (one object a line).
+    #[arg(long = "log_format", default_value = "text")]
+    log_format: mo_br_telemetry::logs::LogFormat,
     #[command(flatten)]
     tls: mo_br_security::TlsArgs,
 }
@@ -63,11 +72,15 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    mo_br_telemetry::logs::init(&args.log_level)?;
-    if let Some(addr) = &args.metrics_listen {
-        let addr = mo_br_agent::metrics::install(addr)?;
-        tracing::info!("metrics on http://{addr}/metrics");
-    }
+    mo_br_telemetry::logs::init(&args.log_level, args.log_format)?;
+    let _exporter = match &args.metrics_listen {
+        Some(addr) => {
+            let exporter = mo_br_agent::metrics::install(addr)?;
+            tracing::info!("metrics on http://{}/metrics", exporter.addr);
+            Some(exporter)
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -150,10 +163,27 @@ async fn main() -> anyhow::Result<()> {
             fence,
         ));
     }
+    let health = match &args.health_listen {
+        Some(a) => {
+            let l = tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on --health_listen {a}"))?;
+            println!("mo-br-agent health on {}", l.local_addr()?);
+            let stop = shutdown.clone();
+            Some(tokio::spawn(mo_br_agent::serve_health(l, async move {
+                stop.cancelled().await
+            })))
+        }
+        None => None,
+    };
     mo_br_agent::serve(listener, service, &security, async {
         let _ = tokio::signal::ctrl_c().await;
         shutdown.cancel();
     })
     .await?;
+    shutdown.cancel();
+    if let Some(h) = health {
+        h.await??;
+    }
     Ok(())
 }

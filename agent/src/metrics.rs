@@ -8,8 +8,12 @@
 //! Labels are bounded: `op` is one of copy/restore/verify, `result` ok or
 //! problem, `kind` one of the six problem kinds. Never a label per file, job
 //! or backup.
+//!
+//! Every counter is set to 0 for all its label values at start
+//! ([`describe`]): a series born at its first increment hides that
+//! increment from `rate()` and `increase()` (the first backup after a start
+//! was undercounted, the first error never alerted).
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
@@ -35,6 +39,13 @@ pub enum OpLabel {
 }
 
 impl OpLabel {
+    pub const ALL: [OpLabel; 4] = [
+        OpLabel::Copy,
+        OpLabel::Restore,
+        OpLabel::Verify,
+        OpLabel::Reread,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             OpLabel::Copy => "copy",
@@ -60,15 +71,26 @@ pub fn problem_kind(kind: i32) -> &'static str {
 
 /// Installs the Prometheus exporter on `addr` and describes this crate's
 /// metrics. Call once, inside the runtime.
-pub fn install(addr: &str) -> Result<SocketAddr, mo_br_telemetry::Error> {
-    let sock = mo_br_telemetry::install(addr)?;
+pub fn install(addr: &str) -> Result<mo_br_telemetry::Exporter, mo_br_telemetry::Error> {
+    let exporter = mo_br_telemetry::install(addr, env!("CARGO_PKG_VERSION"))?;
     describe();
-    Ok(sock)
+    Ok(exporter)
 }
 
-/// Help texts for every agent metric (a no-op without a recorder).
 const SERVER_COPIED_BYTES_TOTAL: &str = "mo_br_agent_server_copied_bytes_total";
 
+/// Every problem kind's label.
+const PROBLEM_KINDS: [&str; 6] = [
+    "missing",
+    "truncated",
+    "corrupt",
+    "size_mismatch",
+    "unsafe_path",
+    "io",
+];
+
+/// Help texts for every agent metric, and every counter at 0 (a no-op
+/// without a recorder).
 pub fn describe() {
     describe_counter!(
         BYTES_TOTAL,
@@ -102,6 +124,18 @@ pub fn describe() {
         LAST_SHARD_THROUGHPUT,
         "Bytes per second of the last shard this agent finished."
     );
+    counter!(SERVER_COPIED_BYTES_TOTAL).absolute(0);
+    gauge!(SHARDS_RUNNING).set(0.0);
+    for op in OpLabel::ALL.map(OpLabel::as_str) {
+        counter!(BYTES_TOTAL, "op" => op).absolute(0);
+        counter!(FILE_RETRIES_TOTAL, "op" => op).absolute(0);
+        for result in ["ok", "problem"] {
+            counter!(FILES_TOTAL, "op" => op, "result" => result).absolute(0);
+        }
+        for kind in PROBLEM_KINDS {
+            counter!(ERRORS_TOTAL, "op" => op, "kind" => kind).absolute(0);
+        }
+    }
 }
 
 /// Adds `n` bytes the S3 server copied (not moved by this agent).
@@ -191,6 +225,9 @@ mod tests {
 
     #[test]
     fn problem_kinds_are_bounded() {
+        for kind in 0..10 {
+            assert!(PROBLEM_KINDS.contains(&problem_kind(kind)), "{kind}");
+        }
         assert_eq!(
             problem_kind(ProblemKind::SizeMismatch as i32),
             "size_mismatch"

@@ -48,6 +48,15 @@ pub struct Cli {
     )]
     pub log_level: Option<String>,
 
+    /// log format: text or json, one object a line (default "text")
+    #[arg(
+        long,
+        global = true,
+        value_name = "string",
+        help_heading = "Global Flags"
+    )]
+    pub log_format: Option<String>,
+
     /// coordinators, host:port[,...] (default: one in this process; also
     /// MO_BR_COORDINATOR or `coordinator` in the config file)
     #[arg(

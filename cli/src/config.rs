@@ -12,6 +12,7 @@
 //! meta_path = "/var/lib/mo_br/mo_br.meta"
 //! log_level = "info"
 //! log_file = "/var/log/mo_br.log"
+//! log_format = "json"
 //! parallelism = 8
 //! restore_grammar = "auto"   # mo_br snapshot restore: auto, current or old
 //! host = "127.0.0.1"          # any flag: --host, --port, --backup_dir, ...
@@ -57,6 +58,7 @@ pub struct Config {
     pub meta_path: Option<PathBuf>,
     pub log_level: Option<String>,
     pub log_file: Option<String>,
+    pub log_format: Option<String>,
     pub parallelism: Option<u32>,
     /// `mo_br snapshot restore`'s grammar: auto, current or old.
     pub restore_grammar: Option<String>,
@@ -87,11 +89,12 @@ impl std::fmt::Debug for Keys {
 }
 
 /// Keys with a meaning of their own, beside the flags' names.
-const FILE_KEYS: [&str; 9] = [
+const FILE_KEYS: [&str; 10] = [
     "coordinator",
     "meta_path",
     "log_level",
     "log_file",
+    "log_format",
     "parallelism",
     "restore_grammar",
     "s3",
@@ -455,6 +458,7 @@ pub struct Settings {
     pub meta_path: PathBuf,
     pub log_level: String,
     pub log_file: String,
+    pub log_format: String,
     pub parallelism: Option<u32>,
     /// The config file's `restore_grammar` (snapshot restore).
     pub restore_grammar: Option<String>,
@@ -492,6 +496,11 @@ impl Settings {
                 .clone()
                 .or(config.log_file)
                 .unwrap_or_else(|| args::DEFAULT_LOG_FILE.to_string()),
+            log_format: cli
+                .log_format
+                .clone()
+                .or(config.log_format)
+                .unwrap_or_else(|| "text".to_string()),
             parallelism: config.parallelism,
             restore_grammar: config.restore_grammar,
             tls: config.tls.or_env(),

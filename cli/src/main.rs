@@ -89,7 +89,7 @@ fn first_line(e: &clap::Error) -> String {
 fn run(mut cli: Cli, mut argv: Vec<OsString>, matches: &ArgMatches) -> anyhow::Result<u8> {
     // Refused whatever the command, also by those that log nothing.
     if let Some(level) = &cli.log_level {
-        logging::level(level)?;
+        logging::check(level)?;
     }
     match &cli.command {
         None => {
@@ -138,7 +138,11 @@ fn run(mut cli: Cli, mut argv: Vec<OsString>, matches: &ArgMatches) -> anyhow::R
 
     let env_coordinator = std::env::var("MO_BR_COORDINATOR").ok();
     let settings = Settings::resolve(&cli, config, env_coordinator, EnvCreds::from_env());
-    logging::init(&settings.log_level, &settings.log_file)?;
+    logging::init(
+        &settings.log_level,
+        &settings.log_format,
+        &settings.log_file,
+    )?;
     let cwd = std::env::current_dir()?;
 
     let runtime = tokio::runtime::Runtime::new()?;

@@ -190,6 +190,25 @@ impl Agents {
             .collect()
     }
 
+    /// How many of a fixed fleet answer `Info` within `timeout` now: a fixed
+    /// fleet is always taken as alive for work, but operators need to see
+    /// one that is down (`mo_br_coordinator_live_agents` in single mode).
+    pub async fn reachable(&self, timeout: Duration) -> usize {
+        let clients: Vec<_> = {
+            let map = self.inner.lock().expect("agents lock");
+            map.values().map(|k| k.agent.client.clone()).collect()
+        };
+        let calls = clients.into_iter().map(|mut client| async move {
+            let call = client.info(mo_br_proto::agent::InfoRequest {});
+            matches!(tokio::time::timeout(timeout, call).await, Ok(Ok(_)))
+        });
+        futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .filter(|ok| *ok)
+            .count()
+    }
+
     pub fn is_live(&self, name: &str) -> bool {
         let map = self.inner.lock().expect("agents lock");
         map.get(name)

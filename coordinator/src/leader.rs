@@ -265,6 +265,7 @@ async fn duties(c: Coordinator) {
         if l.is_leader {
             if !was_leader {
                 tracing::info!("leading (term {})", l.term);
+                c.seed_backup_metrics().await;
             }
             if round(&c, l.term).await {
                 retry = Some(Instant::now() + RELEASE_RETRY);

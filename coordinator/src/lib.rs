@@ -56,6 +56,9 @@ use tower::layer::util::{Identity, Stack};
 
 /// gRPC message size limit between CLI and coordinator.
 const MAX_MESSAGE: usize = 64 << 20;
+/// How often a single coordinator asks its fixed agents whether they answer
+/// (for `mo_br_coordinator_live_agents`).
+const FIXED_AGENTS_EVERY: Duration = Duration::from_secs(5);
 /// How long [`Coordinator::shutdown`] waits for its tasks to stop before it
 /// aborts them.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
@@ -133,6 +136,42 @@ impl Coordinator {
         Ok(c)
     }
 
+    /// Exports the last successful backup per target from the catalog (see
+    /// [`metrics::seed_last_success`]).
+    pub async fn seed_backup_metrics(&self) {
+        let completed = self
+            .catalog
+            .read(|cat| {
+                cat.backups
+                    .values()
+                    .filter(|b| b.state == catalog::BackupState::Complete)
+                    .filter_map(|b| {
+                        let at = b.complete_time.clone()?;
+                        Some((metrics::location_label(&b.location), at, b.size, b.files))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+        metrics::seed_last_success(completed);
+    }
+
+    /// Keeps `mo_br_coordinator_live_agents` current for a fixed fleet (a
+    /// single coordinator started with `--agents`) by asking each agent who
+    /// it is every few seconds; the task is the supervisor's.
+    pub fn watch_fixed_agents(&self) -> Result<()> {
+        let agents = self.agents.clone();
+        self.supervisor.spawn(async move {
+            let mut every = tokio::time::interval(FIXED_AGENTS_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                every.tick().await;
+                let n = agents.reachable(FIXED_AGENTS_EVERY).await;
+                metrics::set_live_agents(n);
+            }
+        })
+    }
+
     /// A single coordinator for commands that only read the catalog (list,
     /// check, snapshots): an absent catalog reads as empty and is not
     /// created, and nothing is taken over: a backup marked running may be
@@ -164,7 +203,9 @@ impl Coordinator {
         Ok(c)
     }
 
-    fn router(&self) -> Router<Stack<AuthLayer, Identity>> {
+    /// Every service of this coordinator; `standard` adds the standard
+    /// health and reflection services (not in-process: nobody probes those).
+    fn router(&self, standard: bool) -> Router<Stack<AuthLayer, Identity>> {
         let cli = CoordinatorServer::new(service::CoordinatorService::new(self.clone()))
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
@@ -173,6 +214,16 @@ impl Coordinator {
             .layer(self.security.layer(service::policy()))
             .add_service(cli)
             .add_service(registry);
+        if standard {
+            let (reporter, health) = mo_br_proto::standard::health();
+            // Fails only once shut down, when nothing is served anyway.
+            let _ = self.supervisor.spawn(report_health(self.clone(), reporter));
+            let (reflection, reflection_v1alpha) = mo_br_proto::standard::reflection();
+            router = router
+                .add_service(health)
+                .add_service(reflection)
+                .add_service(reflection_v1alpha);
+        }
         if let Some(node) = self.catalog.raft_node() {
             router = router.add_service(node.service());
         }
@@ -186,7 +237,7 @@ impl Coordinator {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), tonic::transport::Error> {
-        let router = self.router();
+        let router = self.router(true);
         match self.security.server_tls() {
             Some(tls) => {
                 let incoming = mo_br_security::tls::incoming(listener, tls.clone());
@@ -200,6 +251,24 @@ impl Coordinator {
                     .await
             }
         }
+    }
+
+    /// Serves only the standard health service, in plaintext, on `listener`
+    /// until `shutdown`: for kubelet's gRPC probes, which speak neither TLS
+    /// nor tokens. It says no more than SERVING or NOT_SERVING, as open as
+    /// the metrics port.
+    pub async fn serve_health(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), tonic::transport::Error> {
+        let (reporter, health) = mo_br_proto::standard::health();
+        // Fails only once shut down, when nothing is served anyway.
+        let _ = self.supervisor.spawn(report_health(self.clone(), reporter));
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await
     }
 
     /// Stops the coordinator: every task it started (jobs, adopted backups,
@@ -290,7 +359,7 @@ fn serve_in_process(coordinator: Coordinator) -> Channel {
         embedded.push(coordinator.supervisor.running());
     }
     let (channel, incoming) = mo_br_proto::inproc::pair();
-    let router = coordinator.router();
+    let router = coordinator.router(false);
     // Ends when the last clone of the channel is dropped.
     tokio::spawn(async move {
         if let Err(e) = router.serve_with_incoming(incoming).await {
@@ -301,4 +370,38 @@ fn serve_in_process(coordinator: Coordinator) -> Channel {
         coordinator.shutdown().await;
     });
     channel
+}
+
+/// Keeps the health service's status current: SERVING while this replica
+/// knows a leader (its group has a quorum, so calls to it can succeed),
+/// NOT_SERVING while it knows none. A single coordinator always serves.
+async fn report_health(c: Coordinator, reporter: tonic_health::server::HealthReporter) {
+    const SERVICES: [&str; 2] = ["mobr.coordinator.Coordinator", "mobr.coordinator.Registry"];
+    reporter
+        .set_service_status(
+            mo_br_proto::standard::LIVENESS,
+            tonic_health::ServingStatus::Serving,
+        )
+        .await;
+    let mut changes = c.catalog.changes();
+    let mut last = None;
+    loop {
+        let serving =
+            c.catalog.raft_node().is_none() || changes.borrow_and_update().leader.is_some();
+        if last != Some(serving) {
+            mo_br_proto::standard::set(&reporter, &SERVICES, serving).await;
+            tracing::info!(
+                "health: {}",
+                if serving {
+                    "SERVING"
+                } else {
+                    "NOT_SERVING (no quorum)"
+                }
+            );
+            last = Some(serving);
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
 }

@@ -60,9 +60,18 @@ struct Args {
     /// path, e.g. /metrics). Off by default.
     #[arg(long = "metrics_listen", env = "MO_BR_COORDINATOR_METRICS_LISTEN")]
     metrics_listen: Option<String>,
-    /// error, warn, info, debug, trace.
+    /// Also serve the gRPC health service alone, in plaintext, on this
+    /// address (host:port): for Kubernetes' gRPC probes, which cannot do
+    /// TLS. Off by default; the main port serves health too.
+    #[arg(long = "health_listen", env = "MO_BR_COORDINATOR_HEALTH_LISTEN")]
+    health_listen: Option<String>,
+    /// error, warn, info, debug, trace (debug and trace for mo-br's own
+    /// code), or a filter such as `debug,h2=debug,raft=debug`.
     #[arg(long = "log_level", default_value = "info")]
     log_level: String,
+    /// text, or json (one object a line).
+    #[arg(long = "log_format", default_value = "text")]
+    log_format: mo_br_telemetry::logs::LogFormat,
     #[command(flatten)]
     tls: mo_br_security::TlsArgs,
     /// The operators' bearer token (a file holding it); default
@@ -120,11 +129,15 @@ fn parse_peers(list: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    mo_br_telemetry::logs::init(&args.log_level)?;
-    if let Some(addr) = &args.metrics_listen {
-        let addr = mo_br_coordinator::metrics::install(addr)?;
-        tracing::info!("metrics on http://{addr}/metrics");
-    }
+    mo_br_telemetry::logs::init(&args.log_level, args.log_format)?;
+    let _exporter = match &args.metrics_listen {
+        Some(addr) => {
+            let exporter = mo_br_coordinator::metrics::install(addr)?;
+            tracing::info!("metrics on http://{}/metrics", exporter.addr);
+            Some(exporter)
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -157,6 +170,10 @@ async fn main() -> anyhow::Result<()> {
             mo_br_coordinator::Coordinator::open(&args.meta_path, agents, security.clone()).await?;
         c.shard_bytes = args.shard_bytes;
         c.gc_renew = Duration::from_millis(args.gc_renew_ms);
+        if args.metrics_listen.is_some() {
+            c.watch_fixed_agents()?;
+            c.seed_backup_metrics().await;
+        }
         c
     } else {
         let id = args.id.context("--peers needs --id")?;
@@ -181,6 +198,21 @@ async fn main() -> anyhow::Result<()> {
         "mo-br-coordinator listening on {addr}{}",
         if security.is_tls() { " (TLS)" } else { "" }
     );
+    let health = match &args.health_listen {
+        Some(a) => {
+            let l = tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on --health_listen {a}"))?;
+            println!("mo-br-coordinator health on {}", l.local_addr()?);
+            let stop = shutdown.clone();
+            Some(tokio::spawn(
+                coordinator
+                    .clone()
+                    .serve_health(l, async move { stop.cancelled().await }),
+            ))
+        }
+        None => None,
+    };
     let served = coordinator
         .clone()
         .serve(listener, async {
@@ -188,6 +220,10 @@ async fn main() -> anyhow::Result<()> {
             shutdown.cancel();
         })
         .await;
+    shutdown.cancel();
+    if let Some(h) = health {
+        h.await??;
+    }
     // Jobs, adopted backups and the leader's duties stop where they stand
     // (the catalog keeps what is left for the next leader); raft's storage
     // is closed cleanly.

@@ -128,6 +128,7 @@ pub fn renew(login: MoLogin, ts: String, every: Duration) -> RenewGuard {
         // The first renewal at once: a new leader adopting the backup may
         // take over a checker close to expiry.
         let mut first = true;
+        let renewal = crate::metrics::GcRenewal::start();
         loop {
             if !first {
                 tokio::time::sleep(every).await;
@@ -141,11 +142,11 @@ pub fn renew(login: MoLogin, ts: String, every: Duration) -> RenewGuard {
             .await;
             match renewed {
                 Ok(_) => {
-                    crate::metrics::gc_renewed(true);
+                    renewal.renewed(true);
                     tracing::debug!("renewed the backup checker at {ts}")
                 }
                 Err(e) => {
-                    crate::metrics::gc_renewed(false);
+                    renewal.renewed(false);
                     tracing::warn!("renewing the backup checker at {ts}: {e}")
                 }
             }

@@ -100,11 +100,12 @@ pub(crate) fn policy() -> MethodPolicy {
     let policy = registry.into_iter().fold(policy, |p, (m, perm, what)| {
         p.method(format!("/mobr.coordinator.Registry/{m}"), perm, what)
     });
-    policy.method(
+    let policy = policy.method(
         mo_br_replication::SEND_METHOD,
         Permission::Raft,
         "send raft messages",
-    )
+    );
+    policy.standard_services(Read)
 }
 
 fn leader_client(c: &Coordinator, addr: &str) -> Result<CoordinatorClient<Channel>, Status> {
@@ -136,8 +137,14 @@ fn boxed(s: tonic::Streaming<JobEvent>) -> Response<JobStream> {
 
 /// Starts `job` on its own task, owned by the coordinator's supervisor;
 /// its error, if any, ends the stream as a status the CLI prints as one
-/// line.
-fn start<F, Fut>(c: &Coordinator, kind: JobKind, job: F) -> Result<Response<JobStream>, Status>
+/// line. Its events pass through here on their way to the client, for the
+/// job's metrics and its end line in the log (id, bytes, files).
+fn start<F, Fut>(
+    c: &Coordinator,
+    kind: JobKind,
+    target: Option<String>,
+    job: F,
+) -> Result<Response<JobStream>, Status>
 where
     F: FnOnce(Coordinator, Events) -> Fut + Send + 'static,
     Fut: Future<Output = Result<()>> + Send + 'static,
@@ -146,9 +153,27 @@ where
     let task = {
         let c = c.clone();
         async move {
-            let running = metrics::job_started(kind);
-            let events = tx.clone();
-            match job(c, events).await {
+            let mut running = metrics::job_started(kind, target);
+            let (inner, mut events) = mpsc::channel(256);
+            let work = job(c, inner);
+            tokio::pin!(work);
+            let result = loop {
+                tokio::select! {
+                    result = &mut work => break result,
+                    Some(event) = events.recv() => {
+                        observe(&mut running, &event);
+                        let _ = tx.send(event).await;
+                    }
+                    // The client went away: the job sees its events closed,
+                    // as it would without this relay.
+                    () = tx.closed(), if !events.is_closed() => events.close(),
+                }
+            };
+            while let Ok(event) = events.try_recv() {
+                observe(&mut running, &event);
+                let _ = tx.send(event).await;
+            }
+            match result {
                 Ok(()) => running.finish(true),
                 Err(e) => {
                     running.finish(false);
@@ -162,9 +187,33 @@ where
     Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
 }
 
+/// What a job's event tells its metrics: its id, and how much it did.
+fn observe(job: &mut metrics::JobGuard, event: &Result<JobEvent, Status>) {
+    match event.as_ref().ok().and_then(|e| e.event.as_ref()) {
+        Some(job_event::Event::Started(s)) => {
+            job.id = s.job_id.clone();
+            tracing::info!(
+                id = %s.job_id,
+                backup = %s.backup_id,
+                planned_bytes = s.total_bytes,
+                planned_files = s.total_files,
+                "job planned"
+            );
+        }
+        Some(job_event::Event::Progress(p)) => {
+            job.bytes = job.bytes.max(p.bytes);
+            job.files = job.files.max(p.files);
+        }
+        _ => {}
+    }
+}
+
 /// Forwards to the leader or runs `$job` here.
 macro_rules! serve_job {
-    ($self:ident, $r:ident, $method:ident, $kind:expr, $job:path) => {{
+    ($self:ident, $r:ident, $method:ident, $kind:expr, $job:path) => {
+        serve_job!($self, $r, $method, $kind, $job, |_| None)
+    };
+    ($self:ident, $r:ident, $method:ident, $kind:expr, $job:path, $target:expr) => {{
         if let Some(addr) = route(&$self.c, is_forwarded(&$r)).await? {
             let mut client = leader_client(&$self.c, &addr)?;
             return client
@@ -173,11 +222,10 @@ macro_rules! serve_job {
                 .map(|r| boxed(r.into_inner()));
         }
         let req = $r.into_inner();
-        start(
-            &$self.c,
-            $kind,
-            |c, tx| async move { $job(&c, req, &tx).await },
-        )
+        let target: Option<String> = ($target)(&req);
+        start(&$self.c, $kind, target, |c, tx| async move {
+            $job(&c, req, &tx).await
+        })
     }};
 }
 
@@ -193,7 +241,14 @@ impl CoordinatorApi for CoordinatorService {
     type PitrStream = JobStream;
 
     async fn backup(&self, r: Request<BackupRequest>) -> Result<Response<JobStream>, Status> {
-        serve_job!(self, r, backup, JobKind::Backup, jobs::backup::run)
+        serve_job!(
+            self,
+            r,
+            backup,
+            JobKind::Backup,
+            jobs::backup::run,
+            |req: &BackupRequest| Some(metrics::target_label(req.target.as_ref()))
+        )
     }
 
     async fn list(&self, r: Request<ListRequest>) -> Result<Response<JobStream>, Status> {
@@ -509,5 +564,35 @@ impl Registry for RegistryService {
             .ok_or_else(|| Status::not_found(format!("agent {id} is not registered")))?;
         self.c.agents.heartbeat(&record)?;
         Ok(Response::new(self.granted()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mo_br_security::auth::{HEALTH_METHODS, REFLECTION_METHODS};
+
+    /// Health is open to kubelet; reflection is a read; every CLI method
+    /// needs a credential.
+    #[test]
+    fn the_standard_services_have_rules() {
+        let p = policy();
+        for m in HEALTH_METHODS {
+            assert!(p.is_public(m), "{m}");
+        }
+        for m in REFLECTION_METHODS {
+            assert!(!p.is_public(m), "{m}");
+            assert_eq!(
+                p.get(m).map(|(perm, _)| perm),
+                Some(Permission::Read),
+                "{m}"
+            );
+        }
+        assert!(!p.is_public("/mobr.coordinator.Coordinator/List"));
+        assert_eq!(
+            p.get("/mobr.coordinator.Coordinator/Backup")
+                .map(|(perm, _)| perm),
+            Some(Permission::Mutate)
+        );
     }
 }

@@ -1,17 +1,41 @@
 //! The Prometheus endpoint shared by the coordinator and the agent: one
-//! exporter setup, so both serve the same format with the same buckets;
-//! and their logs ([`logs`]).
+//! exporter setup, so both serve the same format with the same buckets,
+//! the same `mo_br_build_info` and the same `process_*` metrics; and their
+//! logs ([`logs`]).
 
 pub mod logs;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
+use std::time::Duration;
+
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+
+/// `mo_br_build_info{version, git_commit}`, always 1: joins any series to
+/// the build that produced it.
+pub const BUILD_INFO: &str = "mo_br_build_info";
+
+/// The commit this binary was built from (see build.rs), "unknown" when
+/// built from a tarball.
+pub const GIT_COMMIT: &str = env!("MO_BR_GIT_COMMIT");
+
+/// How often the `process_*` metrics are refreshed: the exporter has no
+/// scrape hook, and a few seconds stale is fine for CPU and memory.
+const PROCESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Histogram buckets of every `*_duration_seconds` metric: a shard takes
 /// from tens of milliseconds to minutes on slow S3.
 pub const DURATION_BUCKETS: &[f64] = &[
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
+/// The whole-job duration histogram: its own buckets, as a backup takes
+/// from seconds to a day. A `Full` matcher wins over the `duration_seconds`
+/// suffix (the exporter tries full names first).
+pub const JOB_DURATION_SECONDS: &str = "mo_br_coordinator_job_duration_seconds";
+pub const JOB_DURATION_BUCKETS: &[f64] = &[
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0,
+    28800.0, 86400.0,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +46,10 @@ pub enum Error {
     Serve { addr: String, detail: String },
     #[error("unknown --log_level \"{spec}\": {detail}")]
     LogLevel { spec: String, detail: String },
+    #[error("unknown --log_format \"{format}\": use text or json")]
+    LogFormat { format: String },
+    #[error("cannot install the logger: {0}")]
+    Logger(String),
 }
 
 /// `host:port` to the first address it resolves to.
@@ -36,10 +64,25 @@ pub fn resolve(addr: &str) -> Result<SocketAddr, Error> {
         .ok_or_else(|| bad("resolves to no address".into()))
 }
 
+/// What [`install`] started: the refresher of the process metrics, stopped
+/// when this is dropped.
+pub struct Exporter {
+    pub addr: SocketAddr,
+    process: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        self.process.abort();
+    }
+}
+
 /// Installs the global Prometheus recorder with an HTTP listener on `addr`
-/// serving the text format on any path (so `/metrics`). Call once, inside a
-/// tokio runtime.
-pub fn install(addr: &str) -> Result<SocketAddr, Error> {
+/// serving the text format on any path (so `/metrics`), records
+/// `mo_br_build_info` for `version`, and keeps the `process_*` metrics
+/// (CPU, memory, open files, threads) current. Call once, inside a tokio
+/// runtime; keep the returned [`Exporter`] for the process's life.
+pub fn install(addr: &str, version: &'static str) -> Result<Exporter, Error> {
     let sock = resolve(addr)?;
     let serve = |detail: String| Error::Serve {
         addr: addr.to_string(),
@@ -49,7 +92,34 @@ pub fn install(addr: &str) -> Result<SocketAddr, Error> {
         .with_http_listener(sock)
         .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), DURATION_BUCKETS)
         .map_err(|e| serve(e.to_string()))?
+        .set_buckets_for_metric(
+            Matcher::Full(JOB_DURATION_SECONDS.into()),
+            JOB_DURATION_BUCKETS,
+        )
+        .map_err(|e| serve(e.to_string()))?
         .install()
         .map_err(|e| serve(e.to_string()))?;
-    Ok(sock)
+    build_info(version);
+    let collector = metrics_process::Collector::default();
+    collector.describe();
+    let process = tokio::spawn(async move {
+        let mut every = tokio::time::interval(PROCESS_EVERY);
+        loop {
+            every.tick().await;
+            collector.collect();
+        }
+    });
+    Ok(Exporter {
+        addr: sock,
+        process,
+    })
+}
+
+/// Records `mo_br_build_info` (a no-op without a recorder).
+pub fn build_info(version: &'static str) {
+    metrics::describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the labels say which build this process runs."
+    );
+    metrics::gauge!(BUILD_INFO, "version" => version, "git_commit" => GIT_COMMIT).set(1.0);
 }

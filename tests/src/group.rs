@@ -38,6 +38,8 @@ impl Default for GroupOptions {
 pub struct Agent {
     daemon: Option<Daemon>,
     pub metrics: String,
+    /// Its gRPC address.
+    pub addr: String,
 }
 
 pub struct Group {
@@ -165,10 +167,11 @@ impl Group {
         .args(["--log_level", "warn"])
         .args(extra);
         let log = self.dir.path().join(format!("agent-{}.log", n + 1));
-        let (daemon, _) = start_daemon(cmd, "mo-br-agent listening on", log)?;
+        let (daemon, addr) = start_daemon(cmd, "mo-br-agent listening on", log)?;
         self.agents.push(Agent {
             daemon: Some(daemon),
             metrics,
+            addr,
         });
         Ok(n)
     }

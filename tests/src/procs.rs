@@ -394,7 +394,25 @@ impl Cluster {
         Cluster::start_inner(true, data_dir)
     }
 
+    /// [`Cluster::start_with_metrics`] with the coordinator's log flags
+    /// (e.g. `--log_level info --log_format json`) instead of
+    /// `--log_level warn`.
+    pub fn start_with_metrics_and_logs(
+        data_dir: Option<&Path>,
+        coordinator_log: &[&str],
+    ) -> anyhow::Result<Cluster> {
+        Cluster::start_logged(true, data_dir, coordinator_log)
+    }
+
     fn start_inner(metrics: bool, data_dir: Option<&Path>) -> anyhow::Result<Cluster> {
+        Cluster::start_logged(metrics, data_dir, &["--log_level", "warn"])
+    }
+
+    fn start_logged(
+        metrics: bool,
+        data_dir: Option<&Path>,
+        coordinator_log: &[&str],
+    ) -> anyhow::Result<Cluster> {
         let dir = tempfile::Builder::new()
             .prefix("mo-br-cluster-")
             .tempdir()?;
@@ -414,14 +432,8 @@ impl Cluster {
         )?;
         let mut coord_cmd = Command::new(bin("mo-br-coordinator"));
         coord_cmd
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--agents",
-                &agent_addr,
-                "--log_level",
-                "warn",
-            ])
+            .args(["--listen", "127.0.0.1:0", "--agents", &agent_addr])
+            .args(coordinator_log)
             .arg("--meta_path")
             .arg(dir.path().join("coordinator.meta"));
         let coordinator_metrics = metrics.then(free_local_addr).transpose()?;
@@ -465,6 +477,11 @@ impl Cluster {
     /// The coordinator's catalog file.
     pub fn meta_path(&self) -> PathBuf {
         self.dir.path().join("coordinator.meta")
+    }
+
+    /// The coordinator's stderr.
+    pub fn coordinator_log(&self) -> String {
+        std::fs::read_to_string(&self.coordinator.log).unwrap_or_default()
     }
 
     /// Both daemons' stderr, for failure messages.

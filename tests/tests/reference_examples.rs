@@ -274,6 +274,7 @@ const STEPS: &[Step] = &[
             ("entry: pitr", "the newer doc's `mo_br pitr`"),
             ("entry: certs", "`mo_br certs init` makes a TLS cluster's certificates"),
             ("entry: --coordinator host:port", "mo-br's coordinators, when not in this process"),
+            ("entry: --log_format string", "logs as JSON lines for log shippers"),
         ],
         ..CASE
     }),

@@ -2,7 +2,9 @@
 //! `Server::builder().layer(AuthLayer::new(authenticator, policy))`.
 //!
 //! Methods not in the [`MethodPolicy`] are refused: a method added to a
-//! service without a decision about who may call it must not be open.
+//! service without a decision about who may call it must not be open. A
+//! method open to anyone is declared so, with the reason
+//! ([`MethodPolicy::public`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,11 +17,25 @@ use tower::{Layer, Service};
 use super::{Authenticator, Caller, Permission};
 use crate::tls::ConnectInfo;
 
+/// Paths of the standard health service's methods.
+pub const HEALTH_METHODS: [&str; 2] = [
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+];
+
+/// Paths of the standard reflection services' one method (v1 and v1alpha).
+pub const REFLECTION_METHODS: [&str; 2] = [
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+];
+
 /// The permission each gRPC method needs, keyed by its full path
 /// (`/package.Service/Method`), with a verb for refusal messages.
 #[derive(Clone, Debug, Default)]
 pub struct MethodPolicy {
     methods: HashMap<String, (Permission, String)>,
+    /// Methods anyone may call, with why that is safe.
+    public: HashMap<String, String>,
 }
 
 impl MethodPolicy {
@@ -38,6 +54,36 @@ impl MethodPolicy {
         self.methods
             .insert(path.into(), (permission, action.into()));
         self
+    }
+
+    /// `path` may be called without any credential: only for read-only
+    /// methods that reveal nothing (health checks, which kubelet and load
+    /// balancers call with no credential). `why` records the decision.
+    pub fn public(mut self, path: impl Into<String>, why: impl Into<String>) -> MethodPolicy {
+        self.public.insert(path.into(), why.into());
+        self
+    }
+
+    /// The rules of the standard gRPC services both daemons serve. Health
+    /// (grpc.health.v1) is open to anyone: kubelet's gRPC probes and load
+    /// balancers carry no credential, and it is read-only and answers one
+    /// status word (with TLS on it is still only served over TLS).
+    /// Reflection lists every method and message, a map for an attacker, so
+    /// it needs `reflection` (the permission of reading).
+    pub fn standard_services(self, reflection: Permission) -> MethodPolicy {
+        let policy = HEALTH_METHODS.into_iter().fold(self, |p, m| {
+            p.public(
+                m,
+                "health checks come from kubelet and load balancers, which hold no credential",
+            )
+        });
+        REFLECTION_METHODS.into_iter().fold(policy, |p, m| {
+            p.method(m, reflection, "list this server's methods")
+        })
+    }
+
+    pub fn is_public(&self, path: &str) -> bool {
+        self.public.contains_key(path)
     }
 
     pub fn get(&self, path: &str) -> Option<(Permission, &str)> {
@@ -84,8 +130,13 @@ pub struct AuthService<S> {
 }
 
 impl<S> AuthService<S> {
-    fn decide<B>(&self, request: &http::Request<B>) -> Result<Caller, Status> {
+    /// The caller, or `None` for a public method (nobody was identified:
+    /// the handler gets no [`Caller`]).
+    fn decide<B>(&self, request: &http::Request<B>) -> Result<Option<Caller>, Status> {
         let path = request.uri().path();
+        if self.policy.is_public(path) {
+            return Ok(None);
+        }
         let connect_info = request.extensions().get::<ConnectInfo>();
         let result = match self.policy.get(path) {
             Some((permission, action)) => {
@@ -111,7 +162,7 @@ impl<S> AuthService<S> {
                 status.message()
             );
         }
-        result
+        result.map(Some)
     }
 }
 
@@ -131,10 +182,47 @@ where
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         match self.decide(&request) {
             Ok(caller) => {
-                request.extensions_mut().insert(caller);
+                if let Some(caller) = caller {
+                    request.extensions_mut().insert(caller);
+                }
                 Either::Right(self.inner.call(request))
             }
             Err(status) => Either::Left(future::ready(Ok(status.into_http()))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TokenFiles;
+
+    fn service() -> AuthService<()> {
+        let policy = MethodPolicy::new()
+            .method("/p.S/Read", Permission::Read, "read")
+            .standard_services(Permission::Read);
+        AuthLayer::new(
+            Authenticator::new(TokenFiles::default()).expect("an authenticator"),
+            policy,
+        )
+        .layer(())
+    }
+
+    fn call(path: &str) -> Result<Option<Caller>, Status> {
+        let request = http::Request::builder().uri(path).body(()).unwrap();
+        service().decide(&request)
+    }
+
+    #[test]
+    fn health_is_open_reflection_and_the_rest_need_credentials() {
+        for path in HEALTH_METHODS {
+            assert_eq!(call(path).expect(path), None, "{path}");
+        }
+        for path in REFLECTION_METHODS.into_iter().chain(["/p.S/Read"]) {
+            let e = call(path).expect_err(path);
+            assert_eq!(e.code(), tonic::Code::Unauthenticated, "{path}");
+        }
+        let e = call("/p.S/Other").expect_err("a method outside the policy");
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
     }
 }

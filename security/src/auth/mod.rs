@@ -12,7 +12,7 @@
 mod layer;
 mod token;
 
-pub use layer::{AuthLayer, AuthService, MethodPolicy};
+pub use layer::{AuthLayer, AuthService, MethodPolicy, HEALTH_METHODS, REFLECTION_METHODS};
 pub use token::{BearerToken, TokenInterceptor};
 
 use std::fmt;

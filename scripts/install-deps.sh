@@ -20,6 +20,7 @@ elif command -v apt-get >/dev/null 2>&1; then
   echo "prometheus: installing Debian's package"
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get install -y --no-install-recommends prometheus >/dev/null \
     || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y --no-install-recommends prometheus >/dev/null; }
 else

@@ -53,7 +53,19 @@ pub struct ChunkRef {
     pub bytes: u64,
     /// Entries whose bytes this backup copies (`need_copy`).
     pub copied_files: u64,
+    /// Their original bytes.
     pub copied_bytes: u64,
+    /// The bytes they take in the backup, when some are stored compressed
+    /// (absent: `copied_bytes`, all stored as they are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_bytes: Option<u64>,
+}
+
+impl ChunkRef {
+    /// The bytes the chunk's copied entries take in the backup.
+    pub fn stored_bytes(&self) -> u64 {
+        self.stored_bytes.unwrap_or(self.copied_bytes)
+    }
 }
 
 /// An entry of a plan chunk: a manifest entry and where the agent reads it.
@@ -92,6 +104,8 @@ pub fn encode<T: ChunkItem>(name: &str, items: &[T]) -> (Bytes, ChunkRef) {
         name: name.to_string(),
         ..Default::default()
     };
+    let mut stored = 0u64;
+    let mut compressed = false;
     for item in items {
         // Plain data with string keys: serializing cannot fail.
         serde_json::to_writer(&mut out, item).expect("chunk entry serializes");
@@ -102,8 +116,16 @@ pub fn encode<T: ChunkItem>(name: &str, items: &[T]) -> (Bytes, ChunkRef) {
         if f.need_copy {
             r.copied_files += 1;
             r.copied_bytes += f.size;
+            match &f.stored {
+                Some(s) => {
+                    compressed = true;
+                    stored += s.size;
+                }
+                None => stored += f.size,
+            }
         }
     }
+    r.stored_bytes = compressed.then_some(stored);
     r.size = out.len() as u64;
     r.sha256 = hex::encode(crate::mo::sha256(&out));
     (Bytes::from(out), r)
@@ -158,6 +180,7 @@ mod tests {
             need_copy,
             origin: (!need_copy).then(|| "base".into()),
             role: None,
+            stored: None,
         }
     }
 

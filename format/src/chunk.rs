@@ -205,6 +205,38 @@ mod tests {
     }
 
     #[test]
+    fn stored_bytes_count_compressed_files_as_stored() {
+        let mut a = entry("a", 100, true);
+        a.stored = Some(crate::compression::Stored {
+            codec: crate::compression::Codec::Zstd,
+            size: 30,
+            sha256: "cd".into(),
+        });
+        let items = vec![a, entry("b", 50, true), entry("c", 7, false)];
+        let (bytes, r) = encode("manifest/000000-1", &items);
+        assert_eq!((r.copied_bytes, r.stored_bytes), (150, Some(80)));
+        assert_eq!(r.stored_bytes(), 80);
+        assert_eq!(decode::<FileEntry>(&r, &bytes).unwrap(), items);
+        // Without a compressed file nothing new is written.
+        let (bytes, r) = encode("manifest/000000-1", &items[1..]);
+        assert_eq!((r.stored_bytes, r.stored_bytes()), (None, 50));
+        assert!(!String::from_utf8_lossy(&bytes).contains("stored"));
+    }
+
+    /// A chunk line and a chunk reference as written before compression
+    /// existed read as raw files, and are written back byte for byte.
+    #[test]
+    fn chunks_written_before_compression_read_as_raw() {
+        let line = r#"{"kind":"object","name":"a_00000","path":"tae/a_00000","size":3,"sha256":"ab","need_copy":true}"#;
+        let e: FileEntry = serde_json::from_str(line).unwrap();
+        assert!(e.stored.is_none());
+        assert_eq!(serde_json::to_string(&e).unwrap(), line);
+        let r = r#"{"name":"manifest/000000-7","size":1,"sha256":"ab","files":1,"bytes":3,"copied_files":1,"copied_bytes":3}"#;
+        let r: ChunkRef = serde_json::from_str(r).unwrap();
+        assert_eq!(r.stored_bytes(), 3);
+    }
+
+    #[test]
     fn refuses_what_was_not_recorded() {
         let (bytes, r) = encode("manifest/000000-1", &[entry("a", 3, true)]);
         let mut flipped = bytes.to_vec();

@@ -16,7 +16,7 @@ use std::io;
 use bytes::Bytes;
 use futures::StreamExt;
 use mo_br_storage::{ByteStream, Error as StorageError};
-use zstd::stream::raw::{Decoder, Encoder, InBuffer, Operation, OutBuffer};
+use zstd::stream::raw::{CParameter, Decoder, Encoder, InBuffer, Operation, OutBuffer};
 
 /// Bytes compressed before deciding whether a file is worth compressing.
 pub const PROBE: usize = 1 << 20;
@@ -59,22 +59,18 @@ pub enum Probed {
 }
 
 /// Reads up to [`PROBE`] bytes of `body` and decides; `name` names the
-/// file in errors.
+/// file in errors. A file that ends within the probe is compressed in one
+/// call that knows its size, so zstd sizes its tables to the file (many
+/// MatrixOne files are a few KiB: a context sized for megabytes would cost
+/// more than the file).
 pub async fn probe(mut body: ByteStream, level: i32, name: &str) -> Result<Probed, StorageError> {
-    let mut enc = Encoder::new(level).map_err(|e| encoder_error(name, e))?;
-    // The frame carries an XXH64 of the content: a damaged object fails to
-    // decode even where the manifest's sha256 is not at hand.
-    enc.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
-        .map_err(|e| encoder_error(name, e))?;
     let mut read = Vec::new();
     let mut read_len = 0usize;
-    let mut out = Vec::new();
     let mut ended = false;
     while read_len < PROBE {
         match body.next().await {
             Some(chunk) => {
                 let chunk = chunk?;
-                compress_into(&mut enc, &chunk, &mut out).map_err(|e| encoder_error(name, e))?;
                 read_len += chunk.len();
                 read.push(chunk);
             }
@@ -84,24 +80,46 @@ pub async fn probe(mut body: ByteStream, level: i32, name: &str) -> Result<Probe
             }
         }
     }
-    if ended {
-        finish_into(&mut enc, &mut out).map_err(|e| encoder_error(name, e))?;
-    } else {
-        flush_into(&mut enc, &mut out).map_err(|e| encoder_error(name, e))?;
-    }
-    if (out.len() as f64) > read_len as f64 * KEEP_RATIO {
+    let worth = |out: usize| (out as f64) <= read_len as f64 * KEEP_RATIO;
+    let raw = |read: Vec<Bytes>, body: ByteStream| -> Probed {
         let head = futures::stream::iter(read.into_iter().map(Ok));
-        return Ok(Probed::Raw(Box::pin(head.chain(body))));
+        Probed::Raw(Box::pin(head.chain(body)))
+    };
+    if ended {
+        let frame = compress_whole(&read.concat(), level).map_err(|e| encoder_error(name, e))?;
+        if !worth(frame.len()) {
+            return Ok(raw(read, body));
+        }
+        return Ok(Probed::Zstd(Box::pin(futures::stream::iter([Ok(
+            Bytes::from(frame),
+        )]))));
+    }
+    let mut enc = Encoder::new(level).map_err(|e| encoder_error(name, e))?;
+    // The frame carries an XXH64 of the content: a damaged object fails to
+    // decode even where the manifest's sha256 is not at hand.
+    enc.set_parameter(CParameter::ChecksumFlag(true))
+        .map_err(|e| encoder_error(name, e))?;
+    let mut out = Vec::new();
+    for chunk in &read {
+        compress_into(&mut enc, chunk, &mut out).map_err(|e| encoder_error(name, e))?;
+    }
+    flush_into(&mut enc, &mut out).map_err(|e| encoder_error(name, e))?;
+    if !worth(out.len()) {
+        return Ok(raw(read, body));
     }
     let head = futures::stream::iter([Ok(Bytes::from(out))]);
-    if ended {
-        return Ok(Probed::Zstd(Box::pin(head)));
-    }
     Ok(Probed::Zstd(Box::pin(head.chain(compress_rest(
         body,
         enc,
         name.to_string(),
     )))))
+}
+
+/// One frame of `data`, with its size and checksum in the header.
+fn compress_whole(data: &[u8], level: i32) -> io::Result<Vec<u8>> {
+    let mut c = zstd::bulk::Compressor::new(level)?;
+    c.set_parameter(CParameter::ChecksumFlag(true))?;
+    c.compress(data)
 }
 
 /// The rest of a frame: each chunk of `body` through `enc`, then its end.

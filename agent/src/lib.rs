@@ -5,11 +5,14 @@
 //!   a fixed order in bounded memory.
 //! - [`shard`]: copy, restore and verify a shard of files, in parallel,
 //!   streaming and hashing every byte once.
+//! - [`codec`]: zstd on the copy path (one frame per file, streamed; files
+//!   that do not shrink stay raw) and back on restore and verify.
 //! - [`metrics`]: Prometheus metrics (exported with `--metrics_listen`).
 //! - [`service`]: the gRPC service; handlers only start shard work and stream
 //!   its events back.
 //! - [`serve`]: runs the service on a listener or on in-process pipes.
 
+pub mod codec;
 pub mod fence;
 pub mod inventory;
 pub mod metrics;

@@ -79,6 +79,11 @@ pub fn install(addr: &str) -> Result<mo_br_telemetry::Exporter, mo_br_telemetry:
 
 const SERVER_COPIED_BYTES_TOTAL: &str = "mo_br_agent_server_copied_bytes_total";
 
+/// Files a backup asked to compress, by how they were stored.
+pub const COMPRESSION_FILES_TOTAL: &str = "mo_br_agent_compression_files_total";
+/// Bytes of the files stored compressed: original and stored.
+pub const COMPRESSION_BYTES_TOTAL: &str = "mo_br_agent_compression_bytes_total";
+
 /// Every problem kind's label.
 const PROBLEM_KINDS: [&str; 6] = [
     "missing",
@@ -92,6 +97,15 @@ const PROBLEM_KINDS: [&str; 6] = [
 /// Help texts for every agent metric, and every counter at 0 (a no-op
 /// without a recorder).
 pub fn describe() {
+    describe_counter!(
+        COMPRESSION_FILES_TOTAL,
+        "Files a backup asked to compress, by how they were stored (zstd, or raw when they did not shrink)."
+    );
+    describe_counter!(
+        COMPRESSION_BYTES_TOTAL,
+        Unit::Bytes,
+        "Bytes of the files stored with zstd: side=original before, side=stored after."
+    );
     describe_counter!(
         BYTES_TOTAL,
         Unit::Bytes,
@@ -126,6 +140,12 @@ pub fn describe() {
     );
     counter!(SERVER_COPIED_BYTES_TOTAL).absolute(0);
     gauge!(SHARDS_RUNNING).set(0.0);
+    for stored in ["raw", "zstd"] {
+        counter!(COMPRESSION_FILES_TOTAL, "stored" => stored).absolute(0);
+    }
+    for side in ["original", "stored"] {
+        counter!(COMPRESSION_BYTES_TOTAL, "side" => side).absolute(0);
+    }
     for op in OpLabel::ALL.map(OpLabel::as_str) {
         counter!(BYTES_TOTAL, "op" => op).absolute(0);
         counter!(FILE_RETRIES_TOTAL, "op" => op).absolute(0);
@@ -143,6 +163,18 @@ pub fn server_copied(n: u64) {
     if n > 0 {
         counter!(SERVER_COPIED_BYTES_TOTAL).increment(n);
     }
+}
+
+/// A file asked to be compressed was stored raw (it did not shrink).
+pub fn stored_raw() {
+    counter!(COMPRESSION_FILES_TOTAL, "stored" => "raw").increment(1);
+}
+
+/// A file of `original` bytes was stored as `stored` bytes of zstd.
+pub fn stored_zstd(original: u64, stored: u64) {
+    counter!(COMPRESSION_FILES_TOTAL, "stored" => "zstd").increment(1);
+    counter!(COMPRESSION_BYTES_TOTAL, "side" => "original").increment(original);
+    counter!(COMPRESSION_BYTES_TOTAL, "side" => "stored").increment(stored);
 }
 
 /// Adds `n` moved bytes.

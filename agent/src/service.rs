@@ -335,10 +335,17 @@ impl Agent for AgentService {
         let (dst_loc, dst_creds) = target_wire
             .to_location()
             .map_err(Status::invalid_argument)?;
-        // One endpoint, one identity: the server copies, no byte comes here.
+        // One endpoint, one identity: the server copies, no byte comes here
+        // (unless the files are to be compressed on the way).
+        let compress = req.files.iter().any(|f| {
+            f.compression
+                .as_ref()
+                .is_some_and(|c| c.codec != mo_br_proto::common::Codec::None as i32)
+        });
         let server_copy = match (&src_loc, &dst_loc) {
             (Location::S3(src), Location::S3(dst))
-                if can_copy_server_side(&src_loc, &src_creds, &dst_loc, &dst_creds) =>
+                if !compress
+                    && can_copy_server_side(&src_loc, &src_creds, &dst_loc, &dst_creds) =>
             {
                 Some(Arc::new(
                     ServerSideCopier::new(src, dst, &dst_creds, CopyOptions::default())

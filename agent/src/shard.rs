@@ -1,7 +1,10 @@
 //! Shard work: copy (node -> backup), restore (backups -> restore target)
 //! and verify (re-read and re-hash). Files of a shard run `parallelism` at a
 //! time; every byte is streamed once and hashed on the way, so memory stays
-//! bounded by parallelism x chunk size whatever the file sizes.
+//! bounded by parallelism x chunk size whatever the file sizes. A copy task
+//! may ask for zstd, and a restore or verify task may name a source stored
+//! compressed: [`crate::codec`] sits in the stream then, and the sha256
+//! checked end to end is always that of the original bytes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,11 +13,12 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use mo_br_proto::agent::{shard_event, FileDone, FileProblem, FileTask, ShardEvent};
-use mo_br_proto::common::ProblemKind;
+use mo_br_proto::common::{Codec, ProblemKind, Stored};
 use mo_br_storage::{ByteStream, Error as StorageError, ServerSideCopier, Storage};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use crate::codec::{self, Probed};
 use crate::metrics::{self, OpLabel};
 
 /// How often accumulated byte counts are reported.
@@ -131,16 +135,125 @@ fn problem(index: u32, kind: ProblemKind, detail: String, epoch: u64) -> ShardEv
 }
 
 fn done(index: u32, size: u64, sha256: [u8; 32], epoch: u64) -> ShardEvent {
+    done_stored(index, size, sha256, None, epoch)
+}
+
+fn done_stored(
+    index: u32,
+    size: u64,
+    sha256: [u8; 32],
+    stored: Option<Stored>,
+    epoch: u64,
+) -> ShardEvent {
     event(shard_event::Event::Done(FileDone {
         index,
         size,
         sha256: hex::encode(sha256),
         epoch,
+        stored,
     }))
 }
 
 fn retryable(e: &StorageError) -> bool {
-    matches!(e, StorageError::Io { .. } | StorageError::S3 { .. })
+    matches!(e, StorageError::Io { .. } | StorageError::S3 { .. }) && !codec::is_corrupt(e)
+}
+
+/// The zstd level a copy task asks for, if it asks for compression.
+fn zstd_level(task: &FileTask) -> Option<i32> {
+    task.compression
+        .as_ref()
+        .filter(|c| c.codec == Codec::Zstd as i32)
+        .map(|c| c.level)
+}
+
+/// How a restore or verify task's source is stored, if not raw.
+fn stored_zstd(task: &FileTask) -> Option<&Stored> {
+    task.stored
+        .as_ref()
+        .filter(|s| s.codec == Codec::Zstd as i32)
+}
+
+/// The original bytes of `task.src`: decompressed as they stream when the
+/// task says it is stored compressed.
+async fn read_original(source: &dyn Storage, task: &FileTask) -> Result<ByteStream, StorageError> {
+    let body = source.get(&task.src).await?;
+    Ok(match stored_zstd(task) {
+        Some(_) => codec::decompress(body, &task.src),
+        None => body,
+    })
+}
+
+/// What a copy stored: the original bytes' size and sha256, and how they
+/// are stored when not raw.
+struct Copied {
+    size: u64,
+    sha256: [u8; 32],
+    stored: Option<Stored>,
+}
+
+/// A running sha256 and byte count of what streams through [`hashed`].
+type Tally = Arc<std::sync::Mutex<(Sha256, u64)>>;
+
+fn hashed(body: ByteStream, tally: Tally) -> ByteStream {
+    Box::pin(body.inspect_ok(move |chunk| {
+        let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+        t.0.update(chunk);
+        t.1 += chunk.len() as u64;
+    }))
+}
+
+fn finish_tally(tally: &Tally) -> ([u8; 32], u64) {
+    let t = tally.lock().unwrap_or_else(|p| p.into_inner());
+    (t.0.clone().finalize().into(), t.1)
+}
+
+/// Writes `body` (original bytes) to `task.dst` as one zstd frame, or raw
+/// when the probe says it does not shrink, or when the whole frame turns
+/// out no smaller than the file (then the file is read again and rewritten
+/// raw).
+async fn put_compressed(
+    source: &dyn Storage,
+    target: &dyn Storage,
+    task: &FileTask,
+    body: ByteStream,
+    level: i32,
+) -> Result<Copied, StorageError> {
+    let tally: Tally = Arc::default();
+    let frame = match codec::probe(hashed(body, tally.clone()), level, &task.src).await? {
+        Probed::Raw(raw) => {
+            let w = target.put(&task.dst, raw, None).await?;
+            metrics::stored_raw();
+            return Ok(Copied {
+                size: w.size,
+                sha256: w.sha256,
+                stored: None,
+            });
+        }
+        Probed::Zstd(frame) => frame,
+    };
+    let w = target.put(&task.dst, frame, None).await?;
+    let (sha256, size) = finish_tally(&tally);
+    if w.size >= size {
+        let w = target
+            .put(&task.dst, source.get(&task.src).await?, None)
+            .await?;
+        metrics::stored_raw();
+        return Ok(Copied {
+            size: w.size,
+            sha256: w.sha256,
+            stored: None,
+        });
+    }
+    metrics::stored_zstd(size, w.size);
+    Ok(Copied {
+        size,
+        sha256,
+        stored: Some(Stored {
+            codec: Codec::Zstd as i32,
+            size: w.size,
+            sha256: hex::encode(w.sha256),
+        }),
+    })
 }
 
 fn parse_sha(hex_sha: &str) -> Option<[u8; 32]> {
@@ -280,14 +393,19 @@ async fn transfer(
     for attempt_no in 1..=ATTEMPTS {
         let attempt = Arc::new(AtomicU64::new(0));
         let result = async {
-            let body = source.get(&task.src).await?;
-            target
-                .put(
-                    &task.dst,
-                    counted(body, moved.clone(), attempt.clone()),
-                    expect,
-                )
-                .await
+            let body = counted(
+                read_original(source, task).await?,
+                moved.clone(),
+                attempt.clone(),
+            );
+            match zstd_level(task) {
+                Some(level) => put_compressed(source, target, task, body, level).await,
+                None => target.put(&task.dst, body, expect).await.map(|w| Copied {
+                    size: w.size,
+                    sha256: w.sha256,
+                    stored: None,
+                }),
+            }
         }
         .await;
         match result {
@@ -311,7 +429,7 @@ async fn transfer(
                     epoch,
                 );
             }
-            Ok(w) => return done(index, w.size, w.sha256, epoch),
+            Ok(w) => return done_stored(index, w.size, w.sha256, w.stored, epoch),
             Err(e) => {
                 moved.fetch_sub(attempt.load(Ordering::Relaxed), Ordering::Relaxed);
                 if retryable(&e) && attempt_no < ATTEMPTS {
@@ -328,6 +446,7 @@ async fn transfer(
     }
     let e = last.expect("at least one attempt ran");
     let kind = match &e {
+        e if codec::is_corrupt(e) => ProblemKind::Corrupt,
         StorageError::NotFound(_) => ProblemKind::Missing,
         StorageError::ChecksumMismatch { .. } => ProblemKind::Corrupt,
         StorageError::BadName(_) => ProblemKind::UnsafePath,
@@ -343,12 +462,19 @@ async fn verify(
     epoch: u64,
     moved: &Arc<AtomicU64>,
 ) -> ShardEvent {
-    let mut body = match storage.get(&task.src).await {
+    let body = match storage.get(&task.src).await {
         Ok(b) => b,
         Err(StorageError::NotFound(_)) => {
             return problem(index, ProblemKind::Missing, "not found".to_string(), epoch)
         }
         Err(e) => return problem(index, ProblemKind::Io, e.to_string(), epoch),
+    };
+    // A compressed file: the stored bytes are hashed as they come, then
+    // decoded, and the original bytes checked like any file's.
+    let stored_tally: Tally = Arc::default();
+    let mut body = match stored_zstd(task) {
+        Some(_) => codec::decompress(hashed(body, stored_tally.clone()), &task.src),
+        None => body,
     };
     let mut hasher = Sha256::new();
     let mut size = 0u64;
@@ -359,10 +485,29 @@ async fn verify(
                 size += c.len() as u64;
                 moved.fetch_add(c.len() as u64, Ordering::Relaxed);
             }
+            Err(e) if codec::is_corrupt(&e) => {
+                return problem(index, ProblemKind::Corrupt, e.to_string(), epoch)
+            }
             Err(e) => return problem(index, ProblemKind::Io, e.to_string(), epoch),
         }
     }
     let sha: [u8; 32] = hasher.finalize().into();
+    if let Some(stored) = stored_zstd(task) {
+        let (stored_sha, stored_size) = finish_tally(&stored_tally);
+        if stored_size != stored.size || hex::encode(stored_sha) != stored.sha256 {
+            return problem(
+                index,
+                ProblemKind::Corrupt,
+                format!(
+                    "stored zstd bytes: {stored_size} bytes with sha256 {} instead of {} bytes with {}",
+                    hex::encode(stored_sha),
+                    stored.size,
+                    stored.sha256
+                ),
+                epoch,
+            );
+        }
+    }
     if size < task.size {
         return problem(
             index,

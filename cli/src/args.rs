@@ -175,7 +175,7 @@ pub struct S3Flags {
     /// Backup to s3's object storage service area
     #[arg(long, value_name = "string")]
     pub region: Option<String>,
-    /// The compressed format of the files backed up to s3
+    /// How the backed-up files are stored, on s3 or a filesystem: none (default), zstd (level 3) or zstd:<level 1-19>. Each file that does not shrink is stored as it is. Only mo_br restores a compressed backup (MatrixOne's own tools read raw files)
     #[arg(long, value_name = "string")]
     pub compression: Option<String>,
     /// The resource name of the role backed up to s3
@@ -212,7 +212,7 @@ pub struct BackupS3Flags {
     /// Backup service area in s3
     #[arg(long, value_name = "string")]
     pub backup_region: Option<String>,
-    /// The compressed format of the files backed up in s3
+    /// The compressed format of the files backed up: none, zstd or zstd:<level>. Informational: each file's manifest entry says how it is stored
     #[arg(long, value_name = "string")]
     pub backup_compression: Option<String>,
     /// The resource name of the role backed up in s3
@@ -253,7 +253,7 @@ pub struct RestoreS3Flags {
     /// Restore the object storage service area to s3
     #[arg(long, value_name = "string")]
     pub restore_region: Option<String>,
-    /// The compressed format of the S3 file restored to s3
+    /// The compressed format of the files restored: none only (MatrixOne reads the original files; compressed backups are decompressed on the way)
     #[arg(long, value_name = "string")]
     pub restore_compression: Option<String>,
     /// Resource name of the role restored to s3

@@ -12,7 +12,7 @@ use crate::args::{BackupArgs, ConnFlags};
 use crate::config::Settings;
 use crate::error::{usage, UsageError};
 use crate::location::{self, FlagNames, S3Parts};
-use crate::{connect, job, render, snapshot};
+use crate::{compression, connect, job, render, snapshot};
 
 /// The MatrixOne login of an online backup (`--host ...`); none for a cold
 /// backup. The password may come from MO_BR_PASSWORD instead of the command line.
@@ -104,6 +104,7 @@ pub fn request(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<BackupRequest
         base_secret_access_key: a.base_secret_access_key.clone().unwrap_or_default(),
         source_access_key_id: source_creds.access_key_id,
         source_secret_access_key: source_creds.secret_access_key,
+        compression: compression::backup(a.s3.compression.as_deref())?,
     })
 }
 

@@ -11,7 +11,7 @@ use crate::args::CheckArgs;
 use crate::config::Settings;
 use crate::error::{usage, UsageError};
 use crate::location::{self, FlagNames, S3Parts};
-use crate::{connect, job};
+use crate::{compression, connect, job};
 
 pub const CHECKING: &str = "Checking the backup data...";
 
@@ -56,6 +56,7 @@ pub fn request(a: &CheckArgs, s: &Settings, cwd: &Path) -> Result<CheckRequest, 
             )?)
         }
     };
+    compression::of_backup(a.s3.backup_compression.as_deref())?;
     Ok(CheckRequest {
         id: id.to_string(),
         storage,

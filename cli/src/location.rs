@@ -35,7 +35,6 @@ pub struct S3Parts {
     pub bucket: Option<String>,
     pub filepath: Option<String>,
     pub region: Option<String>,
-    pub compression: Option<String>,
     pub role_arn: Option<String>,
     pub is_minio: bool,
 }
@@ -50,7 +49,6 @@ impl S3Parts {
             ("bucket", self.bucket.is_some()),
             ("filepath", self.filepath.is_some()),
             ("region", self.region.is_some()),
-            ("compression", self.compression.is_some()),
             ("role_arn", self.role_arn.is_some()),
             ("is_minio", self.is_minio),
         ] {
@@ -69,7 +67,6 @@ impl From<&S3Flags> for S3Parts {
             bucket: f.bucket.clone(),
             filepath: f.filepath.clone(),
             region: f.region.clone(),
-            compression: f.compression.clone(),
             role_arn: f.role_arn.clone(),
             is_minio: f.is_minio,
         }
@@ -83,7 +80,6 @@ impl From<&BackupS3Flags> for S3Parts {
             bucket: f.backup_bucket.clone(),
             filepath: f.backup_filepath.clone(),
             region: f.backup_region.clone(),
-            compression: f.backup_compression.clone(),
             role_arn: f.backup_role_arn.clone(),
             is_minio: f.backup_is_minio,
         }
@@ -97,7 +93,6 @@ impl From<&RestoreS3Flags> for S3Parts {
             bucket: f.restore_bucket.clone(),
             filepath: f.restore_filepath.clone(),
             region: f.restore_region.clone(),
-            compression: f.restore_compression.clone(),
             role_arn: f.restore_role_arn.clone(),
             is_minio: f.restore_is_minio,
         }
@@ -154,7 +149,6 @@ pub fn storage(
                 prefix: prefix(s3.filepath.as_deref().unwrap_or("")),
                 role_arn: s3.role_arn.clone().unwrap_or_default(),
                 is_minio: s3.is_minio,
-                compression: s3.compression.clone().unwrap_or_default(),
                 access_key_id: creds.access_key_id.clone(),
                 secret_access_key: creds.secret_access_key.clone(),
                 ..Default::default()
@@ -213,7 +207,6 @@ mod tests {
             bucket: Some("bucket1".into()),
             filepath: Some("/backup1".into()),
             region: Some("us-east-1".into()),
-            compression: Some("zstd".into()),
             role_arn: Some("arn:aws:iam::1:role/r".into()),
             is_minio: true,
         };
@@ -225,7 +218,6 @@ mod tests {
         assert_eq!(s3.bucket, "bucket1");
         assert_eq!(s3.prefix, "backup1");
         assert_eq!(s3.region, "us-east-1");
-        assert_eq!(s3.compression, "zstd");
         assert_eq!(s3.role_arn, "arn:aws:iam::1:role/r");
         assert!(s3.is_minio);
         assert_eq!(s3.access_key_id, "AK");

@@ -16,6 +16,7 @@ mod args;
 mod backup;
 mod check;
 mod completion;
+mod compression;
 mod config;
 mod connect;
 mod delete;

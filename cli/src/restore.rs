@@ -11,7 +11,7 @@ use crate::args::RestoreArgs;
 use crate::config::Settings;
 use crate::error::{usage, UsageError};
 use crate::location::{self, FlagNames, S3Parts};
-use crate::{connect, job};
+use crate::{compression, connect, job};
 
 pub fn request(a: &RestoreArgs, s: &Settings, cwd: &Path) -> Result<RestoreRequest, UsageError> {
     let backup_creds = s.creds(
@@ -53,6 +53,9 @@ pub fn request(a: &RestoreArgs, s: &Settings, cwd: &Path) -> Result<RestoreReque
             cwd,
         )?),
     };
+
+    compression::of_backup(a.backup_s3.backup_compression.as_deref())?;
+    compression::of_restore(a.restore_s3.restore_compression.as_deref())?;
 
     let Some(restore_dir) = a.restore_dir.as_deref() else {
         return Err(usage!(
@@ -214,7 +217,6 @@ mod tests {
         assert_eq!((t.bucket.as_str(), t.prefix.as_str()), ("dst", "r1"));
         assert_eq!(t.endpoint, "http://m:9000");
         assert_eq!((t.region.as_str(), t.role_arn.as_str()), ("r", "arn"));
-        assert_eq!(t.compression, "none");
         assert!(t.is_minio);
         assert_eq!(
             (t.access_key_id.as_str(), t.secret_access_key.as_str()),

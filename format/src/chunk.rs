@@ -53,7 +53,19 @@ pub struct ChunkRef {
     pub bytes: u64,
     /// Entries whose bytes this backup copies (`need_copy`).
     pub copied_files: u64,
+    /// Their original bytes.
     pub copied_bytes: u64,
+    /// The bytes they take in the backup, when some are stored compressed
+    /// (absent: `copied_bytes`, all stored as they are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_bytes: Option<u64>,
+}
+
+impl ChunkRef {
+    /// The bytes the chunk's copied entries take in the backup.
+    pub fn stored_bytes(&self) -> u64 {
+        self.stored_bytes.unwrap_or(self.copied_bytes)
+    }
 }
 
 /// An entry of a plan chunk: a manifest entry and where the agent reads it.
@@ -92,6 +104,8 @@ pub fn encode<T: ChunkItem>(name: &str, items: &[T]) -> (Bytes, ChunkRef) {
         name: name.to_string(),
         ..Default::default()
     };
+    let mut stored = 0u64;
+    let mut compressed = false;
     for item in items {
         // Plain data with string keys: serializing cannot fail.
         serde_json::to_writer(&mut out, item).expect("chunk entry serializes");
@@ -102,8 +116,16 @@ pub fn encode<T: ChunkItem>(name: &str, items: &[T]) -> (Bytes, ChunkRef) {
         if f.need_copy {
             r.copied_files += 1;
             r.copied_bytes += f.size;
+            match &f.stored {
+                Some(s) => {
+                    compressed = true;
+                    stored += s.size;
+                }
+                None => stored += f.size,
+            }
         }
     }
+    r.stored_bytes = compressed.then_some(stored);
     r.size = out.len() as u64;
     r.sha256 = hex::encode(crate::mo::sha256(&out));
     (Bytes::from(out), r)
@@ -158,6 +180,7 @@ mod tests {
             need_copy,
             origin: (!need_copy).then(|| "base".into()),
             role: None,
+            stored: None,
         }
     }
 
@@ -179,6 +202,38 @@ mod tests {
         assert_eq!(decode::<PlanEntry>(&r, &bytes).unwrap(), plan);
         // A plan entry read as a manifest entry loses only its source.
         assert_eq!(decode::<FileEntry>(&r, &bytes).unwrap()[0], plan[0].entry);
+    }
+
+    #[test]
+    fn stored_bytes_count_compressed_files_as_stored() {
+        let mut a = entry("a", 100, true);
+        a.stored = Some(crate::compression::Stored {
+            codec: crate::compression::Codec::Zstd,
+            size: 30,
+            sha256: "cd".into(),
+        });
+        let items = vec![a, entry("b", 50, true), entry("c", 7, false)];
+        let (bytes, r) = encode("manifest/000000-1", &items);
+        assert_eq!((r.copied_bytes, r.stored_bytes), (150, Some(80)));
+        assert_eq!(r.stored_bytes(), 80);
+        assert_eq!(decode::<FileEntry>(&r, &bytes).unwrap(), items);
+        // Without a compressed file nothing new is written.
+        let (bytes, r) = encode("manifest/000000-1", &items[1..]);
+        assert_eq!((r.stored_bytes, r.stored_bytes()), (None, 50));
+        assert!(!String::from_utf8_lossy(&bytes).contains("stored"));
+    }
+
+    /// A chunk line and a chunk reference as written before compression
+    /// existed read as raw files, and are written back byte for byte.
+    #[test]
+    fn chunks_written_before_compression_read_as_raw() {
+        let line = r#"{"kind":"object","name":"a_00000","path":"tae/a_00000","size":3,"sha256":"ab","need_copy":true}"#;
+        let e: FileEntry = serde_json::from_str(line).unwrap();
+        assert!(e.stored.is_none());
+        assert_eq!(serde_json::to_string(&e).unwrap(), line);
+        let r = r#"{"name":"manifest/000000-7","size":1,"sha256":"ab","files":1,"bytes":3,"copied_files":1,"copied_bytes":3}"#;
+        let r: ChunkRef = serde_json::from_str(r).unwrap();
+        assert_eq!(r.stored_bytes(), 3);
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //!   is the commit point of a backup.
 //! - [`chunk`]: the manifest and plan chunks that hold a backup's file
 //!   entries, a few thousand each, so nothing holds all of them at once.
+//! - [`compression`]: what a backup asked for (`--compression`) and how
+//!   each file is stored (raw, or one zstd frame), beside its original
+//!   size and sha256.
 //! - [`fileservice`]: where a TN config keeps SHARED (a directory, or an
 //!   S3/MinIO bucket and key-prefix), read as MatrixOne reads it.
 //! - [`mo`]: MatrixOne's own files in a backup (`mo_meta`, `tae_list`,
@@ -16,6 +19,7 @@
 //!   anything that could land outside it.
 
 pub mod chunk;
+pub mod compression;
 pub mod fileservice;
 pub mod layout;
 pub mod manifest;

@@ -13,6 +13,7 @@ use mo_br_storage::Location;
 use serde::{Deserialize, Serialize};
 
 use crate::chunk::ChunkRef;
+use crate::compression::{Compression, Stored};
 use crate::layout::FileKind;
 use crate::{Error, Result};
 
@@ -54,6 +55,8 @@ pub struct FileEntry {
     pub path: String,
     pub size: u64,
     /// Hex sha256 of the bytes (known for every file, also those in the base).
+    /// `size` and `sha256` are of the original bytes, also for a file
+    /// stored compressed.
     pub sha256: String,
     /// False when the bytes are in a backup of the chain, not in this one.
     pub need_copy: bool,
@@ -63,6 +66,10 @@ pub struct FileEntry {
     /// For configs: launch, cn, dn, log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// How the bytes are stored when not as they are (compressed); absent
+    /// in manifests written before compression existed: stored raw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored: Option<Stored>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,6 +107,10 @@ pub struct BackupMeta {
     /// order: SHARED files sorted by name first, then node-local files.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chunks: Vec<ChunkRef>,
+    /// What the backup asked for (`--compression`); each file's entry says
+    /// how it is really stored. Absent: nothing is compressed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<Compression>,
 }
 
 impl FileEntry {
@@ -195,6 +206,7 @@ mod tests {
             total_size: 0,
             files,
             chunks: vec![],
+            compression: None,
         }
     }
 
@@ -208,6 +220,7 @@ mod tests {
             need_copy: true,
             origin: None,
             role: None,
+            stored: None,
         }
     }
 

@@ -5,10 +5,10 @@
 use std::marker::PhantomData;
 use std::path::PathBuf;
 
-use mo_br_format::manifest;
+use mo_br_format::{compression as fmt, manifest};
 use mo_br_storage::{Credentials, Location, S3Location};
 
-use crate::common::{storage, FsStorage, S3Storage, Storage};
+use crate::common::{storage, Codec, Compression, FsStorage, S3Storage, Storage, Stored};
 use crate::coordinator::{
     BackupType, Consistency, PitrLevel, PitrOp, PitrUnit, RestoreGrammar, SnapshotLevel, SnapshotOp,
 };
@@ -37,6 +37,63 @@ impl From<manifest::Consistency> for Consistency {
         match c {
             manifest::Consistency::Cold => Consistency::Cold,
             manifest::Consistency::Online => Consistency::Online,
+        }
+    }
+}
+
+impl Compression {
+    /// What a request asks for; `Ok(None)`: no compression.
+    pub fn to_format(&self) -> Result<Option<fmt::Compression>, String> {
+        match Codec::try_from(self.codec) {
+            Ok(Codec::None) => Ok(None),
+            Ok(Codec::Zstd) if fmt::ZSTD_LEVELS.contains(&self.level) => {
+                Ok(Some(fmt::Compression::zstd(self.level)))
+            }
+            Ok(Codec::Zstd) => Err(format!(
+                "zstd level {} is not one of {}-{}",
+                self.level,
+                fmt::ZSTD_LEVELS.start(),
+                fmt::ZSTD_LEVELS.end()
+            )),
+            Err(_) => Err(format!("unknown compression codec {}", self.codec)),
+        }
+    }
+
+    pub fn from_format(c: &fmt::Compression) -> Compression {
+        Compression {
+            codec: Codec::from(c.codec) as i32,
+            level: c.level,
+        }
+    }
+}
+
+impl From<fmt::Codec> for Codec {
+    fn from(c: fmt::Codec) -> Self {
+        match c {
+            fmt::Codec::Zstd => Codec::Zstd,
+        }
+    }
+}
+
+impl Stored {
+    /// How a file is stored; `Ok(None)`: raw.
+    pub fn to_format(&self) -> Result<Option<fmt::Stored>, String> {
+        match Codec::try_from(self.codec) {
+            Ok(Codec::None) => Ok(None),
+            Ok(Codec::Zstd) => Ok(Some(fmt::Stored {
+                codec: fmt::Codec::Zstd,
+                size: self.size,
+                sha256: self.sha256.clone(),
+            })),
+            Err(_) => Err(format!("unknown stored codec {}", self.codec)),
+        }
+    }
+
+    pub fn from_format(s: &fmt::Stored) -> Stored {
+        Stored {
+            codec: Codec::from(s.codec) as i32,
+            size: s.size,
+            sha256: s.sha256.clone(),
         }
     }
 }

@@ -576,6 +576,7 @@ impl Agent for FakeAgent {
                     size: f.size,
                     sha256: FAKE_SHA256.into(),
                     epoch,
+                    stored: None,
                 })),
             })
         }));

@@ -6,6 +6,7 @@
 //! node flushing, merging, checkpointing and collecting garbage meanwhile.
 //! Either way the backup is listed, checked, restored, deleted and built on
 //! by incrementals alike; `list --json` says which way it was taken.
+//! MatrixOne's own BACKUP cannot compress: `--compression zstd` is refused.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -153,6 +154,21 @@ fn host_only_backups_are_taken_by_matrixone_verified_and_restorable() {
     let ledger = scene.path("mo-sim-ledger.jsonl");
     let sim = start_sim(&node, &ledger);
     let mobr = &scene.mobr;
+
+    // MatrixOne's BACKUP stores files as they are: compression is refused
+    // in one line before anything is written.
+    let b0 = scene.path("b0");
+    let mut args = host_backup_args(&sim, &b0);
+    args.extend(strings(&["--compression", "zstd"]));
+    let out = mobr.run(&args);
+    out.assert_failed("backup --host --compression zstd without agents");
+    assert_eq!(out.stderr_lines().len(), 1, "{out}");
+    assert!(
+        out.stderr.contains("--compression zstd:3") && out.stderr.contains("BACKUP"),
+        "{out}"
+    );
+    assert!(files_under(&b0).is_empty(), "{out}");
+    assert!(mobr.list_json().is_empty(), "{:?}", mobr.list_json());
 
     // HAKeeper has handed out IDs up to here before each backup starts.
     let ids_full = sim.node_number("next_id");

@@ -399,6 +399,7 @@ impl Catalog {
                     need_copy: true,
                     origin: None,
                     role: None,
+                    stored: None,
                 });
             }
             Command::GcHeld(hold) => {
@@ -608,6 +609,7 @@ mod tests {
             bytes: 3,
             copied_files: 1,
             copied_bytes: 3,
+            stored_bytes: None,
         }
     }
 

@@ -16,13 +16,16 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use futures::StreamExt;
 use mo_br_format::chunk::{self, ChunkRef, PlanEntry};
+use mo_br_format::compression::Compression;
 use mo_br_format::layout::{self, FileKind};
 use mo_br_format::manifest::{
     BackupMeta, BackupType, ChainLink, Consistency, FileEntry, FORMAT_VERSION,
 };
 use mo_br_format::mo::{self, Hlc};
 use mo_br_proto::agent::{FileDone, FileKind as WireKind, FileTask, InventoryRequest};
-use mo_br_proto::common::{storage, FsStorage, Source, Storage as WireStorage};
+use mo_br_proto::common::{
+    storage, Compression as WireCompression, FsStorage, Source, Storage as WireStorage,
+};
 use mo_br_proto::coordinator::{
     job_event, BackupRequest, BackupType as WireBackupType, Finished, Started,
 };
@@ -45,7 +48,18 @@ use crate::{online, Coordinator, Error, Result};
 const SHARD_FILES: u64 = shards::SHARD_FILES as u64;
 const CHUNK_ENTRIES: usize = 4096;
 
+/// What `req` asks for with `--compression`; `None`: store files raw.
+pub(super) fn requested_compression(req: &BackupRequest) -> Result<Option<Compression>> {
+    match &req.compression {
+        None => Ok(None),
+        Some(c) => c
+            .to_format()
+            .map_err(|e| Error::InvalidArgument(format!("--compression: {e}"))),
+    }
+}
+
 pub async fn run(c: &Coordinator, mut req: BackupRequest, events: &Events) -> Result<()> {
+    let compression = requested_compression(&req)?;
     // `--host` without a node's files: agents registered for that MatrixOne
     // name the node; without one, MatrixOne's own BACKUP takes it.
     let no_files = req
@@ -62,7 +76,14 @@ pub async fn run(c: &Coordinator, mut req: BackupRequest, events: &Events) -> Re
             .unwrap_or_default();
         match source_for_matrixone(c, &login, &node).await? {
             Some(source) => req.source = Some(source),
-            None => return super::mo_backup::run(c, req, login, events).await,
+            None => {
+                if let Some(asked) = compression {
+                    return Err(Error::InvalidArgument(format!(
+                        "--compression {asked}: no agent serves this MatrixOne's files, so its own BACKUP statement would take the backup, and it stores files as they are (it takes a 'compression' option and ignores it); start agents with --matrixone, or back up with --compression none"
+                    )));
+                }
+                return super::mo_backup::run(c, req, login, events).await;
+            }
         }
     }
     let at_time = now_rfc3339();
@@ -449,6 +470,7 @@ async fn plan(
                         need_copy: true,
                         origin: None,
                         role: (!f.role.is_empty()).then_some(f.role),
+                        stored: None,
                     },
                     source: f.source_path,
                 },
@@ -490,6 +512,7 @@ async fn plan(
         total_size: 0,
         files: vec![],
         chunks: vec![],
+        compression: requested_compression(req)?,
     };
     let job = BackupJob {
         id: record.id.clone(),
@@ -750,6 +773,12 @@ impl shards::Ledger for JobLedger<'_> {
             };
             f.size = d.size;
             f.sha256 = d.sha256.clone();
+            f.stored = match &d.stored {
+                Some(s) => s
+                    .to_format()
+                    .map_err(|e| Error::Failed(format!("{}: {e}", f.path)))?,
+                None => None,
+            };
         }
         if let Some(f) = files.iter().find(|f| f.need_copy && f.sha256.is_empty()) {
             return Err(Error::Failed(format!("{} was never copied", f.path)));
@@ -915,6 +944,11 @@ fn pending_shards<'a>(job: &'a BackupJob, target: &'a dyn Storage) -> shards::Sh
                 if !p.entry.need_copy {
                     continue;
                 }
+                let compression = job
+                    .meta
+                    .compression
+                    .filter(|_| Compression::applies_to(p.entry.kind))
+                    .map(|c| WireCompression::from_format(&c));
                 shard.indexes.push(i);
                 shard.files.push(FileTask {
                     src: p.source,
@@ -922,6 +956,8 @@ fn pending_shards<'a>(job: &'a BackupJob, target: &'a dyn Storage) -> shards::Sh
                     size: p.entry.size,
                     sha256: String::new(),
                     source_id: String::new(),
+                    compression,
+                    stored: None,
                 });
             }
             Ok(shard)
@@ -1094,10 +1130,11 @@ async fn copy_and_commit(
             need_copy: true,
             origin: None,
             role: None,
+            stored: None,
         });
     }
     meta.files.extend(extra);
-    meta.stored_size = results.iter().map(|r| r.copied_bytes).sum::<u64>()
+    meta.stored_size = results.iter().map(|r| r.stored_bytes()).sum::<u64>()
         + meta
             .files
             .iter()

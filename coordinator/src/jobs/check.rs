@@ -10,7 +10,7 @@ use futures::{StreamExt, TryStreamExt};
 use mo_br_format::layout::{self, FileKind};
 use mo_br_format::manifest::FileEntry;
 use mo_br_proto::agent::FileTask;
-use mo_br_proto::common::{ProblemKind, Storage as WireStorage};
+use mo_br_proto::common::{ProblemKind, Storage as WireStorage, Stored};
 use mo_br_proto::coordinator::{job_event, CheckRequest, Finished, Problem, Started};
 use mo_br_storage::Storage;
 
@@ -103,6 +103,8 @@ pub async fn run(c: &Coordinator, req: CheckRequest, events: &Events) -> Result<
                     size: f.size,
                     sha256: f.sha256,
                     source_id: held_by,
+                    compression: None,
+                    stored: f.stored.as_ref().map(Stored::from_format),
                 }))
             })
             .boxed();

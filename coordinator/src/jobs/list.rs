@@ -57,7 +57,9 @@ pub async fn run(c: &Coordinator, req: ListRequest, events: &Events) -> Result<(
             .try_filter_map(|f: FileEntry| futures::future::ready(Ok(f.need_copy.then_some(f))))
             .map_ok(|f: FileEntry| async move {
                 let found = storage.head(&f.path).await;
-                Ok::<_, Error>((f.path, f.size, found))
+                // A compressed file takes its stored size.
+                let expected = f.stored.as_ref().map_or(f.size, |s| s.size);
+                Ok::<_, Error>((f.path, expected, found))
             })
             .try_buffered(HEAD_PARALLELISM);
         while let Some(head) = heads.next().await {

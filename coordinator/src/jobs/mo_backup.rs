@@ -338,6 +338,7 @@ fn meta_entry(kind: FileKind, name: &str, path: &str, v: &Verified) -> FileEntry
         need_copy: true,
         origin: None,
         role: None,
+        stored: None,
     }
 }
 
@@ -468,6 +469,7 @@ async fn index(ix: Index<'_>) -> Result<BackupMeta> {
         need_copy: true,
         origin: None,
         role: None,
+        stored: None,
     };
     let files = vec![
         hk_entry.clone(),
@@ -503,6 +505,8 @@ async fn index(ix: Index<'_>) -> Result<BackupMeta> {
         total_size: results.iter().map(|r| r.bytes).sum::<u64>() + hk_entry.size,
         files,
         chunks: results,
+        // MatrixOne's BACKUP stores files as they are.
+        compression: None,
     })
 }
 
@@ -563,6 +567,7 @@ async fn verify_stored(target: &dyn Storage, row: TaeRow, kind: FileKind) -> Res
         need_copy: true,
         origin: None,
         role: None,
+        stored: None,
     })
 }
 

@@ -13,7 +13,7 @@ use mo_br_format::fileservice::{self, SharedService};
 use mo_br_format::layout;
 use mo_br_format::manifest::{BackupMeta, FileEntry};
 use mo_br_proto::agent::FileTask;
-use mo_br_proto::common::Storage as WireStorage;
+use mo_br_proto::common::{Storage as WireStorage, Stored};
 use mo_br_proto::coordinator::{job_event, Finished, RestoreRequest, Started};
 use mo_br_storage::{Credentials, Location, Storage};
 
@@ -63,6 +63,9 @@ impl Mapping<'_> {
             size: f.size,
             sha256: f.sha256,
             source_id: holder,
+            compression: None,
+            // Decompressed on the way: the restore holds the original bytes.
+            stored: f.stored.as_ref().map(Stored::from_format),
         })
     }
 }

@@ -6,7 +6,7 @@
 //! swallows every call, so recording is always safe and nearly free.
 //!
 //! Labels are bounded: `op` is one of copy/restore/verify, `result` ok or
-//! problem, `kind` one of the six problem kinds. Never a label per file, job
+//! problem, `kind` one of the seven problem kinds. Never a label per file, job
 //! or backup.
 
 use std::net::SocketAddr;
@@ -53,6 +53,7 @@ pub fn problem_kind(kind: i32) -> &'static str {
         ProblemKind::Corrupt => "corrupt",
         ProblemKind::SizeMismatch => "size_mismatch",
         ProblemKind::UnsafePath => "unsafe_path",
+        ProblemKind::Unavailable => "unavailable",
         // Unspecified does not happen; count it with I/O rather than add a label.
         ProblemKind::Io | ProblemKind::Unspecified => "io",
     }
@@ -70,6 +71,8 @@ pub fn install(addr: &str) -> Result<SocketAddr, mo_br_telemetry::Error> {
 const SERVER_COPIED_BYTES_TOTAL: &str = "mo_br_agent_server_copied_bytes_total";
 
 pub fn describe() {
+    // S3 requests go through the storage crate, which records them.
+    mo_br_storage::metrics::describe();
     describe_counter!(
         BYTES_TOTAL,
         Unit::Bytes,

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use mo_br_proto::agent::{shard_event, FileDone, FileProblem, FileTask, ShardEvent};
@@ -19,9 +19,12 @@ use crate::metrics::{self, OpLabel};
 
 /// How often accumulated byte counts are reported.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
-/// Attempts per file for errors that may be transient (I/O, S3 5xx after the
-/// client's own retries, a dropped connection).
+/// Attempts per file for errors that might not happen again (a local I/O
+/// error, an S3 error that is not an outage).
 const ATTEMPTS: u32 = 3;
+/// Backoff between attempts of a file during an outage: doubling from the
+/// first, up to the last, each with jitter so files retry apart.
+const OUTAGE_BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(5));
 
 pub type Events = mpsc::Sender<Result<ShardEvent, tonic::Status>>;
 
@@ -58,7 +61,16 @@ impl Op {
 
 /// Runs a shard, sending progress and one `done` or `problem` per file.
 /// Stops early when the receiver goes away (the coordinator cancelled).
-pub async fn run(op: Op, files: Vec<FileTask>, parallelism: usize, epoch: u64, tx: Events) {
+/// `window`: how long a file's transient storage failures (see
+/// [`StorageError::is_transient`]) are retried before it is given up.
+pub async fn run(
+    op: Op,
+    files: Vec<FileTask>,
+    parallelism: usize,
+    epoch: u64,
+    window: Duration,
+    tx: Events,
+) {
     let label = op.label();
     // Counts the shard as running; records duration and throughput when
     // dropped, however the shard ends.
@@ -69,7 +81,7 @@ pub async fn run(op: Op, files: Vec<FileTask>, parallelism: usize, epoch: u64, t
         .map(|(index, task)| {
             let op = op.clone();
             let moved = moved.clone();
-            async move { one(&op, index as u32, task, epoch, &moved).await }
+            async move { one(&op, index as u32, task, epoch, window, &moved).await }
         })
         .buffer_unordered(parallelism);
 
@@ -139,8 +151,61 @@ fn done(index: u32, size: u64, sha256: [u8; 32], epoch: u64) -> ShardEvent {
     }))
 }
 
-fn retryable(e: &StorageError) -> bool {
-    matches!(e, StorageError::Io { .. } | StorageError::S3 { .. })
+/// Decides whether a failed attempt at a file is followed by another.
+struct Retries {
+    window: Duration,
+    /// Start of the first attempt that failed with an outage: the window
+    /// runs from there (the client's own retries of that attempt count).
+    failing_since: Option<Instant>,
+    attempts: u32,
+    outage_attempts: u32,
+}
+
+impl Retries {
+    fn new(window: Duration) -> Self {
+        Retries {
+            window,
+            failing_since: None,
+            attempts: 0,
+            outage_attempts: 0,
+        }
+    }
+
+    /// How long to wait before the next attempt, `None` to give up.
+    fn after(&mut self, e: &StorageError, attempt_started: Instant) -> Option<Duration> {
+        self.attempts += 1;
+        if e.is_transient() {
+            let since = *self.failing_since.get_or_insert(attempt_started);
+            let left = self.window.checked_sub(since.elapsed())?;
+            let (first, max) = OUTAGE_BACKOFF;
+            let exp = first.saturating_mul(1 << self.outage_attempts.min(8)).min(max);
+            self.outage_attempts += 1;
+            // Full jitter over the upper half: spread, never zero.
+            let wait = exp.mul_f64(rand::random_range(0.5..=1.0));
+            return (!left.is_zero()).then(|| wait.min(left));
+        }
+        let again = matches!(e, StorageError::Io { .. } | StorageError::S3 { .. })
+            && self.attempts < ATTEMPTS;
+        again.then(|| Duration::from_millis(200 * u64::from(self.attempts)))
+    }
+
+    /// The problem to report for the error the file was given up on.
+    fn problem(&self, e: &StorageError) -> (ProblemKind, String) {
+        let kind = match e {
+            StorageError::NotFound(_) => ProblemKind::Missing,
+            StorageError::ChecksumMismatch { .. } => ProblemKind::Corrupt,
+            StorageError::BadName(_) => ProblemKind::UnsafePath,
+            e if e.is_transient() => ProblemKind::Unavailable,
+            _ => ProblemKind::Io,
+        };
+        let detail = match kind {
+            ProblemKind::Unavailable => {
+                format!("still failing after the {:?} retry window: {e}", self.window)
+            }
+            _ => e.to_string(),
+        };
+        (kind, detail)
+    }
 }
 
 fn parse_sha(hex_sha: &str) -> Option<[u8; 32]> {
@@ -163,17 +228,48 @@ async fn one(
     index: u32,
     task: FileTask,
     epoch: u64,
+    window: Duration,
     moved: &Arc<AtomicU64>,
 ) -> ShardEvent {
     if let Err(e) = mo_br_storage::check_name(&task.dst).and(mo_br_storage::check_name(&task.src)) {
         return problem(index, ProblemKind::UnsafePath, e.to_string(), epoch);
     }
     match op {
-        Op::Verify { storage } => verify(storage.as_ref(), index, &task, epoch, moved).await,
+        Op::Verify { storage } => {
+            let mut retries = Retries::new(window);
+            loop {
+                let started = Instant::now();
+                let before = moved.load(Ordering::Relaxed);
+                match verify(storage.as_ref(), index, &task, epoch, moved).await {
+                    Ok(ev) => return ev,
+                    Err(e) => {
+                        let read = moved.load(Ordering::Relaxed).saturating_sub(before);
+                        moved.fetch_sub(read, Ordering::Relaxed);
+                        match retries.after(&e, started) {
+                            Some(wait) if e.is_transient() => {
+                                tracing::warn!(file = %task.src, "retrying in {wait:?} after: {e}");
+                                metrics::file_retry(OpLabel::Verify);
+                                tokio::time::sleep(wait).await;
+                            }
+                            _ => {
+                                let (kind, detail) = match &e {
+                                    StorageError::NotFound(_) => {
+                                        (ProblemKind::Missing, "not found".to_string())
+                                    }
+                                    e if e.is_transient() => retries.problem(e),
+                                    e => (ProblemKind::Io, e.to_string()),
+                                };
+                                return problem(index, kind, detail, epoch);
+                            }
+                        }
+                    }
+                }
+            }
+        }
         Op::Copy {
             server_copy: Some(copier),
             ..
-        } => server_copy(copier, index, &task, epoch).await,
+        } => server_copy(copier, index, &task, epoch, window).await,
         Op::Copy { source, target, .. } => {
             transfer(
                 source.as_ref(),
@@ -181,7 +277,7 @@ async fn one(
                 index,
                 &task,
                 None,
-                epoch,
+                (epoch, window),
                 moved,
                 OpLabel::Copy,
             )
@@ -223,7 +319,7 @@ async fn one(
                 index,
                 &task,
                 expect,
-                epoch,
+                (epoch, window),
                 moved,
                 OpLabel::Restore,
             )
@@ -240,16 +336,17 @@ async fn server_copy(
     index: u32,
     task: &FileTask,
     epoch: u64,
+    window: Duration,
 ) -> ShardEvent {
-    let mut last = None;
-    for _ in 1..=ATTEMPTS {
+    let mut retries = Retries::new(window);
+    loop {
+        let started = Instant::now();
         match copier.copy(&task.src, &task.dst, task.size).await {
             Ok(outcome) => {
                 metrics::bytes(OpLabel::Reread, outcome.reread_bytes);
                 metrics::server_copied(outcome.copied_bytes);
                 return done(index, outcome.size, outcome.sha256, epoch);
             }
-            Err(e) if retryable(&e) => last = Some(e),
             Err(StorageError::NotFound(_)) => {
                 return problem(
                     index,
@@ -258,11 +355,23 @@ async fn server_copy(
                     epoch,
                 )
             }
-            Err(e) => return problem(index, ProblemKind::Io, e.to_string(), epoch),
+            Err(e) => match retries.after(&e, started) {
+                Some(wait) => {
+                    tracing::warn!(file = %task.src, "retrying in {wait:?} after: {e}");
+                    metrics::file_retry(OpLabel::Copy);
+                    tokio::time::sleep(wait).await;
+                }
+                None => {
+                    let (kind, detail) = retries.problem(&e);
+                    let kind = match kind {
+                        ProblemKind::Unavailable => kind,
+                        _ => ProblemKind::Io,
+                    };
+                    return problem(index, kind, detail, epoch);
+                }
+            },
         }
     }
-    let e = last.map(|e| e.to_string()).unwrap_or_default();
-    problem(index, ProblemKind::Io, e, epoch)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -272,12 +381,13 @@ async fn transfer(
     index: u32,
     task: &FileTask,
     expect: Option<[u8; 32]>,
-    epoch: u64,
+    (epoch, window): (u64, Duration),
     moved: &Arc<AtomicU64>,
     label: OpLabel,
 ) -> ShardEvent {
-    let mut last = None;
-    for attempt_no in 1..=ATTEMPTS {
+    let mut retries = Retries::new(window);
+    loop {
+        let started = Instant::now();
         let attempt = Arc::new(AtomicU64::new(0));
         let result = async {
             let body = source.get(&task.src).await?;
@@ -314,26 +424,20 @@ async fn transfer(
             Ok(w) => return done(index, w.size, w.sha256, epoch),
             Err(e) => {
                 moved.fetch_sub(attempt.load(Ordering::Relaxed), Ordering::Relaxed);
-                if retryable(&e) && attempt_no < ATTEMPTS {
-                    tracing::warn!(file = %task.src, attempt = attempt_no, "retrying after: {e}");
-                    metrics::file_retry(label);
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt_no))).await;
-                    last = Some(e);
-                    continue;
+                match retries.after(&e, started) {
+                    Some(wait) => {
+                        tracing::warn!(file = %task.src, "retrying in {wait:?} after: {e}");
+                        metrics::file_retry(label);
+                        tokio::time::sleep(wait).await;
+                    }
+                    None => {
+                        let (kind, detail) = retries.problem(&e);
+                        return problem(index, kind, detail, epoch);
+                    }
                 }
-                last = Some(e);
-                break;
             }
         }
     }
-    let e = last.expect("at least one attempt ran");
-    let kind = match &e {
-        StorageError::NotFound(_) => ProblemKind::Missing,
-        StorageError::ChecksumMismatch { .. } => ProblemKind::Corrupt,
-        StorageError::BadName(_) => ProblemKind::UnsafePath,
-        _ => ProblemKind::Io,
-    };
-    problem(index, kind, e.to_string(), epoch)
 }
 
 async fn verify(
@@ -342,14 +446,8 @@ async fn verify(
     task: &FileTask,
     epoch: u64,
     moved: &Arc<AtomicU64>,
-) -> ShardEvent {
-    let mut body = match storage.get(&task.src).await {
-        Ok(b) => b,
-        Err(StorageError::NotFound(_)) => {
-            return problem(index, ProblemKind::Missing, "not found".to_string(), epoch)
-        }
-        Err(e) => return problem(index, ProblemKind::Io, e.to_string(), epoch),
-    };
+) -> Result<ShardEvent, StorageError> {
+    let mut body = storage.get(&task.src).await?;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     while let Some(chunk) = body.next().await {
@@ -359,33 +457,33 @@ async fn verify(
                 size += c.len() as u64;
                 moved.fetch_add(c.len() as u64, Ordering::Relaxed);
             }
-            Err(e) => return problem(index, ProblemKind::Io, e.to_string(), epoch),
+            Err(e) => return Err(e),
         }
     }
     let sha: [u8; 32] = hasher.finalize().into();
     if size < task.size {
-        return problem(
+        return Ok(problem(
             index,
             ProblemKind::Truncated,
             format!("{size} of {} bytes", task.size),
             epoch,
-        );
+        ));
     }
     if size > task.size {
-        return problem(
+        return Ok(problem(
             index,
             ProblemKind::SizeMismatch,
             format!("{size} bytes, expected {}", task.size),
             epoch,
-        );
+        ));
     }
     if !task.sha256.is_empty() && hex::encode(sha) != task.sha256.to_ascii_lowercase() {
-        return problem(
+        return Ok(problem(
             index,
             ProblemKind::Corrupt,
             format!("sha256 {} instead of {}", hex::encode(sha), task.sha256),
             epoch,
-        );
+        ));
     }
-    done(index, size, sha, epoch)
+    Ok(done(index, size, sha, epoch))
 }

@@ -104,6 +104,8 @@ pub fn request(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<BackupRequest
         base_secret_access_key: a.base_secret_access_key.clone().unwrap_or_default(),
         source_access_key_id: source_creds.access_key_id,
         source_secret_access_key: source_creds.secret_access_key,
+        retry_window_ms: a.limits.retry_window_ms(),
+        max_requests_per_sec: a.limits.max_requests_per_sec.unwrap_or(0),
     })
 }
 

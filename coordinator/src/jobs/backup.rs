@@ -498,6 +498,8 @@ async fn plan(
         source_keys: shared_source.is_some() && !req.source_access_key_id.is_empty(),
         shared_source,
         parallelism: req.parallelism,
+        retry_window_ms: req.retry_window_ms,
+        max_requests_per_sec: req.max_requests_per_sec,
         node: agent.node.clone(),
         committing: None,
     };
@@ -807,7 +809,11 @@ pub async fn drive(
         .clone()
         .filter(|_| online)
         .map(|l| online::renew(l, job.meta.backup_ts.clone(), c.gc_renew));
-    let target = mo_br_storage::open(&job.meta.location, creds).await?;
+    // The coordinator's own writes (plan and manifest chunks) ride out an
+    // outage for as long as the agents' copies do.
+    let target =
+        mo_br_storage::open_with(&job.meta.location, creds, &super::open_options(job.retry_window_ms))
+            .await?;
     let result = copy_and_commit(
         c,
         &job,
@@ -979,6 +985,8 @@ async fn copy_and_commit(
             stop_without_client: watched,
             report_problems: false,
             base: (totals.bytes_done, totals.files_done),
+            retry_window_ms: job.retry_window_ms,
+            max_requests_per_sec: job.max_requests_per_sec,
         },
         events,
     )

@@ -367,7 +367,7 @@ impl Agent for AgentService {
                         CopyOptions::default(),
                         &opts,
                     )
-                        .map_err(|e| Status::from(Error::from(e)))?,
+                    .map_err(|e| Status::from(Error::from(e)))?,
                 ))
             }
             _ => None,

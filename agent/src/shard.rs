@@ -178,7 +178,9 @@ impl Retries {
             let since = *self.failing_since.get_or_insert(attempt_started);
             let left = self.window.checked_sub(since.elapsed())?;
             let (first, max) = OUTAGE_BACKOFF;
-            let exp = first.saturating_mul(1 << self.outage_attempts.min(8)).min(max);
+            let exp = first
+                .saturating_mul(1 << self.outage_attempts.min(8))
+                .min(max);
             self.outage_attempts += 1;
             // Full jitter over the upper half: spread, never zero.
             let wait = exp.mul_f64(rand::random_range(0.5..=1.0));
@@ -200,7 +202,10 @@ impl Retries {
         };
         let detail = match kind {
             ProblemKind::Unavailable => {
-                format!("still failing after the {:?} retry window: {e}", self.window)
+                format!(
+                    "still failing after the {:?} retry window: {e}",
+                    self.window
+                )
             }
             _ => e.to_string(),
         };

@@ -53,8 +53,8 @@ pub use limit::{
     set_endpoint_request_limit, EndpointUsage, DEFAULT_REQUESTS_PER_ENDPOINT,
     REQUESTS_PER_ENDPOINT_ENV,
 };
-pub use pace::{set_process_requests_per_sec, Pacer};
 pub use location::{Credentials, Location, S3Location};
+pub use pace::{set_process_requests_per_sec, Pacer};
 pub use s3copy::{
     can_copy_server_side, same_endpoint, server_side_copy, ChecksumSource, CopyOptions,
     CopyOutcome, ServerSideCopier, Verify, MAX_SINGLE_COPY, MIN_PART_SIZE,

@@ -32,8 +32,8 @@
 //! - the status of the last failed attempt is kept for the task (see
 //!   [`observe`]), so a failure can be classified by status, not by text.
 
-use std::collections::HashMap;
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};

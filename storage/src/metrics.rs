@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics::Unit;
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use object_store::client::{HttpErrorKind, HttpRequest};
 
 pub const REQUESTS_TOTAL: &str = "mo_br_s3_requests_total";
@@ -127,19 +127,28 @@ mod tests {
         if copy {
             b = b.header("x-amz-copy-source", "/b/k");
         }
-        b.body(Default::default()).unwrap()
+        b.body(bytes::Bytes::new().into()).unwrap()
     }
 
     #[test]
     fn ops() {
         let u = "http://h:1/b/k";
         assert_eq!(op_of(&req("GET", u, false)), "get");
-        assert_eq!(op_of(&req("GET", "http://h:1/b?list-type=2", false)), "list");
+        assert_eq!(
+            op_of(&req("GET", "http://h:1/b?list-type=2", false)),
+            "list"
+        );
         assert_eq!(op_of(&req("HEAD", u, false)), "head");
         assert_eq!(op_of(&req("PUT", u, false)), "put");
         assert_eq!(op_of(&req("PUT", u, true)), "copy");
-        assert_eq!(op_of(&req("PUT", "http://h:1/b/k?partNumber=1&uploadId=x", true)), "multipart");
-        assert_eq!(op_of(&req("POST", "http://h:1/b/k?uploads", false)), "multipart");
+        assert_eq!(
+            op_of(&req("PUT", "http://h:1/b/k?partNumber=1&uploadId=x", true)),
+            "multipart"
+        );
+        assert_eq!(
+            op_of(&req("POST", "http://h:1/b/k?uploads", false)),
+            "multipart"
+        );
         assert_eq!(op_of(&req("POST", "http://h:1/b?delete", false)), "delete");
         assert_eq!(op_of(&req("DELETE", u, false)), "delete");
         assert_eq!(retry_reason(Outcome::Status(503)), Some("slowdown"));

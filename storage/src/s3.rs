@@ -225,7 +225,9 @@ impl S3Storage {
         // and jitter (object_store's) for as long as the retry window lasts,
         // so an endpoint that restarts mid-job is waited for. Only probe()
         // fails fast on a dead endpoint.
-        let window = opts.retry_window.unwrap_or_else(crate::default_retry_window);
+        let window = opts
+            .retry_window
+            .unwrap_or_else(crate::default_retry_window);
         let retry = RetryConfig {
             backoff: BackoffConfig {
                 init_backoff: Duration::from_millis(100),
@@ -582,7 +584,10 @@ fn is_interrupted(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cur {
         if let Some(h) = c.downcast_ref::<HttpError>() {
-            if matches!(h.kind(), HttpErrorKind::Request | HttpErrorKind::Interrupted) {
+            if matches!(
+                h.kind(),
+                HttpErrorKind::Request | HttpErrorKind::Interrupted
+            ) {
                 return true;
             }
         }

@@ -289,7 +289,9 @@ impl ServerSideCopier {
                 ..options
             },
             ask_checksum: AtomicBool::new(true),
-            retry_window: open.retry_window.unwrap_or_else(crate::default_retry_window),
+            retry_window: open
+                .retry_window
+                .unwrap_or_else(crate::default_retry_window),
         })
     }
 
@@ -1374,9 +1376,19 @@ mod tests {
             format!("http://{}", l.local_addr().unwrap())
         };
         let (src, dst, creds) = locations(&dead);
-        let copier = ServerSideCopier::new(&src, &dst, &creds, CopyOptions::default()).unwrap();
+        // Retried for the retry window, then unreachable.
+        let open = crate::OpenOptions {
+            retry_window: Some(Duration::from_millis(500)),
+            ..Default::default()
+        };
+        let copier =
+            ServerSideCopier::with_open_options(&src, &dst, &creds, CopyOptions::default(), &open)
+                .unwrap();
+        let started = std::time::Instant::now();
         let err = copier.copy("a_00001", "a_00001", 1).await.unwrap_err();
         assert!(matches!(err, Error::Unreachable { .. }), "{err}");
+        assert!(err.is_transient());
+        assert!(started.elapsed() >= Duration::from_millis(500), "{err}");
     }
 
     #[test]

@@ -394,12 +394,29 @@ impl Cluster {
         Cluster::start_inner(true, data_dir)
     }
 
+    /// Like [`Cluster::start_with_metrics`], with more agent flags.
+    pub fn start_with_agent_args(
+        data_dir: Option<&Path>,
+        agent_args: &[&str],
+    ) -> anyhow::Result<Cluster> {
+        Cluster::start_inner_with(true, data_dir, agent_args)
+    }
+
     fn start_inner(metrics: bool, data_dir: Option<&Path>) -> anyhow::Result<Cluster> {
+        Cluster::start_inner_with(metrics, data_dir, &[])
+    }
+
+    fn start_inner_with(
+        metrics: bool,
+        data_dir: Option<&Path>,
+        agent_args: &[&str],
+    ) -> anyhow::Result<Cluster> {
         let dir = tempfile::Builder::new()
             .prefix("mo-br-cluster-")
             .tempdir()?;
         let mut agent_cmd = Command::new(bin("mo-br-agent"));
         agent_cmd.args(["--listen", "127.0.0.1:0", "--log_level", "warn"]);
+        agent_cmd.args(agent_args);
         if let Some(d) = data_dir {
             agent_cmd.arg("--data_dir").arg(d);
         }

@@ -811,9 +811,12 @@ pub async fn drive(
         .map(|l| online::renew(l, job.meta.backup_ts.clone(), c.gc_renew));
     // The coordinator's own writes (plan and manifest chunks) ride out an
     // outage for as long as the agents' copies do.
-    let target =
-        mo_br_storage::open_with(&job.meta.location, creds, &super::open_options(job.retry_window_ms))
-            .await?;
+    let target = mo_br_storage::open_with(
+        &job.meta.location,
+        creds,
+        &super::open_options(job.retry_window_ms),
+    )
+    .await?;
     let result = copy_and_commit(
         c,
         &job,

@@ -361,8 +361,13 @@ pub async fn run(
                 Err(e) => break 'sched Err(e),
             };
             // The run's request rate, shared by every shard that can run
-            // at once, so that together they keep to it.
-            let slots = (live.len() * SHARDS_PER_AGENT).max(1) as u64;
+            // at once, so that together they keep to it: the agents' slots,
+            // or fewer once the last shards are known.
+            let mut slots = (live.len() * SHARDS_PER_AGENT).max(1);
+            if exhausted {
+                slots = slots.min(running.len() + queue.len() + 1);
+            }
+            let slots = slots as u64;
             let limits = ShardLimits {
                 retry_window_ms,
                 max_requests_per_sec: match max_requests_per_sec {
@@ -458,7 +463,9 @@ pub async fn run(
                         eligibility: shard.eligibility.clone(),
                     };
                     for (i, _) in &problems {
-                        if let (Some(&global), Some(f)) = (shard.indexes.get(*i), shard.files.get(*i)) {
+                        if let (Some(&global), Some(f)) =
+                            (shard.indexes.get(*i), shard.files.get(*i))
+                        {
                             rest.indexes.push(global);
                             rest.files.push(f.clone());
                         }

@@ -492,3 +492,60 @@ async fn verify(
     }
     Ok(done(index, size, sha, epoch))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unreachable() -> StorageError {
+        StorageError::Unreachable {
+            endpoint: "http://127.0.0.1:1".into(),
+            detail: "connection refused".into(),
+        }
+    }
+
+    #[test]
+    fn outages_are_retried_for_the_window_from_the_first_failure() {
+        let window = Duration::from_millis(300);
+        let mut r = Retries::new(window);
+        let first = Instant::now();
+        for _ in 0..20 {
+            let wait = r.after(&unreachable(), first).expect("within the window");
+            // Jittered, never zero, never past the window.
+            assert!(wait > Duration::ZERO && wait <= window, "{wait:?}");
+        }
+        // An attempt that started before the window began to count (its
+        // request was already retried for a while) leaves none of it.
+        let mut late = Retries::new(window);
+        let long_ago = Instant::now() - window;
+        assert_eq!(late.after(&unreachable(), long_ago), None);
+        let (kind, detail) = late.problem(&unreachable());
+        assert_eq!(kind, ProblemKind::Unavailable);
+        assert!(
+            detail.contains("retry window") && detail.contains("127.0.0.1"),
+            "{detail}"
+        );
+    }
+
+    #[test]
+    fn other_errors_get_a_few_attempts_or_none() {
+        let mut r = Retries::new(Duration::from_secs(60));
+        let now = Instant::now();
+        let io = || StorageError::Io {
+            path: "p".into(),
+            source: std::io::Error::other("disk"),
+        };
+        assert!(r.after(&io(), now).is_some());
+        assert!(r.after(&io(), now).is_some());
+        assert_eq!(r.after(&io(), now), None);
+        let mut r = Retries::new(Duration::from_secs(60));
+        assert_eq!(r.after(&StorageError::NotFound("a".into()), now), None);
+        let mismatch = StorageError::ChecksumMismatch {
+            name: "a".into(),
+            expected: "00".into(),
+            actual: "11".into(),
+        };
+        assert_eq!(r.after(&mismatch, now), None);
+        assert_eq!(r.problem(&mismatch).0, ProblemKind::Corrupt);
+    }
+}

@@ -181,6 +181,11 @@ fn backup_fails_cleanly_when_s3_stays_down() {
         .into_iter()
         .filter(|l| l.contains(&endpoint))
         .collect();
+    eprintln!(
+        "S3 down for good: failed after {:?}: {}",
+        stopped.elapsed(),
+        why.first().unwrap_or(&"")
+    );
     assert_eq!(
         why.len(),
         1,

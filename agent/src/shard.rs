@@ -77,11 +77,27 @@ pub async fn run(
     let mut timer = metrics::ShardTimer::start(label);
     let moved = Arc::new(AtomicU64::new(0));
     let parallelism = parallelism.max(1);
+    // Once a file has outlasted the retry window, the outage is taken as
+    // the shard's: files not started yet are reported with it at once
+    // rather than each waiting out a window of its own.
+    let outage = Arc::new(std::sync::OnceLock::<String>::new());
     let mut results = futures::stream::iter(files.into_iter().enumerate())
         .map(|(index, task)| {
             let op = op.clone();
             let moved = moved.clone();
-            async move { one(&op, index as u32, task, epoch, window, &moved).await }
+            let outage = outage.clone();
+            async move {
+                if let Some(why) = outage.get() {
+                    return problem(index as u32, ProblemKind::Unavailable, why.clone(), epoch);
+                }
+                let ev = one(&op, index as u32, task, epoch, window, &moved).await;
+                if let Some(shard_event::Event::Problem(p)) = &ev.event {
+                    if p.kind == ProblemKind::Unavailable as i32 {
+                        let _ = outage.set(p.detail.clone());
+                    }
+                }
+                ev
+            }
         })
         .buffer_unordered(parallelism);
 

@@ -233,7 +233,9 @@ pub(super) async fn prepare(c: &Coordinator, req: &BackupRequest) -> Result<Prep
         }
     };
 
-    let target = mo_br_storage::open(&location, &creds).await?;
+    let target =
+        mo_br_storage::open_with(&location, &creds, &super::open_options(req.retry_window_ms))
+            .await?;
     target.probe().await?;
     if let Some(first) = target.list("").next().await {
         let first = first?;

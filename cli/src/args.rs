@@ -309,6 +309,8 @@ pub struct BackupArgs {
     /// A file holding --source_secret_access_key (keeps it out of `ps` and shell history)
     #[arg(long, value_name = "path", conflicts_with = "source_secret_access_key")]
     pub source_secret_access_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: JobLimits,
     /// The node's mo-data directory (not needed with --host: agents
     /// registered for that MatrixOne know it, or MatrixOne backs itself up)
     #[arg(long, value_name = "DIR")]
@@ -440,6 +442,42 @@ pub struct RestoreArgs {
     /// parallelism
     #[arg(long, value_name = "int", value_parser = parallelism, allow_negative_numbers = true)]
     pub parallelism: Option<u32>,
+    #[command(flatten)]
+    pub limits: JobLimits,
+}
+
+/// How a copying job rides out S3 outages and how hard it may press S3.
+#[derive(Debug, Args, Default, Clone)]
+#[command(rename_all = "snake_case")]
+pub struct JobLimits {
+    /// How long a file's transient S3 failures (endpoint unreachable,
+    /// connection reset, 5xx, SlowDown) are retried before the job fails,
+    /// e.g. 30s, 5m (default: the agents' --retry_window, 2m)
+    #[arg(long, value_name = "duration", value_parser = retry_window)]
+    pub retry_window: Option<std::time::Duration>,
+    /// At most this many S3 requests per second over the whole job (default:
+    /// no limit of its own; S3's SlowDown lowers the rate on its own)
+    #[arg(long, value_name = "int", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_requests_per_sec: Option<u64>,
+}
+
+impl JobLimits {
+    /// The request's `retry_window_ms` (0: the agents' default).
+    pub fn retry_window_ms(&self) -> u64 {
+        self.retry_window
+            .map(|d| (d.as_millis() as u64).max(1))
+            .unwrap_or(0)
+    }
+}
+
+/// `--retry_window`: a duration such as 90s or 2m, at least 1 ms.
+fn retry_window(v: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(v.trim())
+        .map_err(|e| format!("not a duration such as 30s or 2m ({e})"))?;
+    if d.is_zero() {
+        return Err("give a duration above zero, such as 30s or 2m".into());
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Args)]

@@ -105,6 +105,8 @@ pub fn request(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<BackupRequest
         source_access_key_id: source_creds.access_key_id,
         source_secret_access_key: source_creds.secret_access_key,
         compression: compression::backup(a.s3.compression.as_deref())?,
+        retry_window_ms: a.limits.retry_window_ms(),
+        max_requests_per_sec: a.limits.max_requests_per_sec.unwrap_or(0),
     })
 }
 

@@ -92,6 +92,8 @@ pub fn request(a: &RestoreArgs, s: &Settings, cwd: &Path) -> Result<RestoreReque
             .unwrap_or_default(),
         checksum: a.checksum,
         parallelism: s.parallelism(a.parallelism),
+        retry_window_ms: a.limits.retry_window_ms(),
+        max_requests_per_sec: a.limits.max_requests_per_sec.unwrap_or(0),
     })
 }
 

@@ -275,7 +275,7 @@ use crate::coordinator::{
 };
 
 redacted_debug!(BackupRequest {
-    target, source, base_id, parallelism, login
+    target, source, base_id, parallelism, login, retry_window_ms, max_requests_per_sec
 } enums { backup_type: BackupType } secrets {
     base_access_key_id, base_secret_access_key, source_access_key_id, source_secret_access_key
 });
@@ -288,7 +288,8 @@ redacted_debug!(DeleteRequest {
     id, not_delete_data, force
 } secrets { access_key_id, secret_access_key });
 redacted_debug!(RestoreRequest {
-    id, backup, target, dn_config_path, checksum, parallelism
+    id, backup, target, dn_config_path, checksum, parallelism, retry_window_ms,
+    max_requests_per_sec
 } secrets { backup_access_key_id, backup_secret_access_key });
 redacted_debug!(AttachRequest { job_id } secrets {
     access_key_id, secret_access_key, mo_password, source_access_key_id, source_secret_access_key

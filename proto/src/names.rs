@@ -203,6 +203,7 @@ impl Named for ProblemKind {
         ProblemKind::SizeMismatch,
         ProblemKind::Io,
         ProblemKind::UnsafePath,
+        ProblemKind::Unavailable,
     ];
 
     fn name(self) -> &'static str {
@@ -214,6 +215,7 @@ impl Named for ProblemKind {
             ProblemKind::SizeMismatch => "size mismatch",
             ProblemKind::Io => "io",
             ProblemKind::UnsafePath => "unsafe path",
+            ProblemKind::Unavailable => "unavailable",
         }
     }
 }

@@ -595,6 +595,8 @@ mod tests {
             shared_source: None,
             source_keys: false,
             parallelism: 1,
+            retry_window_ms: 0,
+            max_requests_per_sec: 0,
             node: String::new(),
             committing: None,
         }

@@ -254,7 +254,9 @@ pub(super) async fn prepare(c: &Coordinator, req: &BackupRequest) -> Result<Prep
         }
     };
 
-    let target = mo_br_storage::open(&location, &creds).await?;
+    let target =
+        mo_br_storage::open_with(&location, &creds, &super::open_options(req.retry_window_ms))
+            .await?;
     target.probe().await?;
     if let Some(first) = target.list("").next().await {
         let first = first?;
@@ -521,6 +523,8 @@ async fn plan(
         source_keys: shared_source.is_some() && !req.source_access_key_id.is_empty(),
         shared_source,
         parallelism: req.parallelism,
+        retry_window_ms: req.retry_window_ms,
+        max_requests_per_sec: req.max_requests_per_sec,
         node: agent.node.clone(),
         committing: None,
     };
@@ -836,7 +840,14 @@ pub async fn drive(
         .clone()
         .filter(|_| online)
         .map(|l| online::renew(l, job.meta.backup_ts.clone(), c.gc_renew));
-    let target = mo_br_storage::open(&job.meta.location, creds).await?;
+    // The coordinator's own writes (plan and manifest chunks) ride out an
+    // outage for as long as the agents' copies do.
+    let target = mo_br_storage::open_with(
+        &job.meta.location,
+        creds,
+        &super::open_options(job.retry_window_ms),
+    )
+    .await?;
     let result = copy_and_commit(
         c,
         &job,
@@ -1015,6 +1026,8 @@ async fn copy_and_commit(
             stop_without_client: watched,
             report_problems: false,
             base: (totals.bytes_done, totals.files_done),
+            retry_window_ms: job.retry_window_ms,
+            max_requests_per_sec: job.max_requests_per_sec,
         },
         events,
     )

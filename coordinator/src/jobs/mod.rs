@@ -42,6 +42,16 @@ pub async fn line(tx: &Events, text: impl Into<String>) {
 
 /// A request's enum field as its enum; a number this build does not know
 /// is refused, naming the field (`"BackupRequest.backup_type"`).
+/// How a job opens its S3 storages: with its retry window (ms, 0: the
+/// process default).
+pub fn open_options(retry_window_ms: u64) -> mo_br_storage::OpenOptions {
+    mo_br_storage::OpenOptions {
+        retry_window: (retry_window_ms > 0)
+            .then(|| std::time::Duration::from_millis(retry_window_ms)),
+        pacer: None,
+    }
+}
+
 pub fn wire_enum<E: TryFrom<i32>>(field: &'static str, value: i32) -> Result<E> {
     E::try_from(value).map_err(|_| Error::UnknownValue { field, value })
 }

@@ -146,13 +146,14 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
     }
     drop(all);
 
-    let target = mo_br_storage::open(&target_location, &target_creds).await?;
+    let opts = super::open_options(req.retry_window_ms);
+    let target = mo_br_storage::open_with(&target_location, &target_creds, &opts).await?;
     target.probe().await?;
     refuse_non_empty(target.as_ref(), &owned, &loose).await?;
     // A SHARED store of its own is owned whole: its key-prefix must be empty.
     let shared_store = match &shared_target {
         Some((location, creds)) => {
-            let store = mo_br_storage::open(location, creds).await?;
+            let store = mo_br_storage::open_with(location, creds, &opts).await?;
             store.probe().await?;
             refuse_non_empty(store.as_ref(), &[String::new()], &[]).await?;
             Some(store)
@@ -234,6 +235,8 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
                 stop_without_client: true,
                 report_problems: false,
                 base: done,
+                retry_window_ms: req.retry_window_ms,
+                max_requests_per_sec: req.max_requests_per_sec,
             },
             events,
         );

@@ -86,12 +86,13 @@ pub const COMPRESSION_FILES_TOTAL: &str = "mo_br_agent_compression_files_total";
 pub const COMPRESSION_BYTES_TOTAL: &str = "mo_br_agent_compression_bytes_total";
 
 /// Every problem kind's label.
-const PROBLEM_KINDS: [&str; 6] = [
+const PROBLEM_KINDS: [&str; 7] = [
     "missing",
     "truncated",
     "corrupt",
     "size_mismatch",
     "unsafe_path",
+    "unavailable",
     "io",
 ];
 

@@ -43,7 +43,32 @@ pub fn describe() {
         ALLOWED_RATE,
         "Requests per second an S3 endpoint is held to after its SlowDowns; 0 when it is not held to any."
     );
+    // Every counter at 0 for its known labels, so that increase() and
+    // alerts see the first error after a start as an increase.
+    counter!(SLOWDOWNS_TOTAL).absolute(0);
+    for op in OPS {
+        for status in STATUSES {
+            counter!(REQUESTS_TOTAL, "op" => op, "status" => status).absolute(0);
+        }
+        for reason in REASONS {
+            counter!(RETRIES_TOTAL, "op" => op, "reason" => reason).absolute(0);
+        }
+    }
 }
+
+/// The values of the `op`, `status` and `reason` labels.
+const OPS: [&str; 8] = [
+    "get",
+    "put",
+    "head",
+    "list",
+    "delete",
+    "copy",
+    "multipart",
+    "other",
+];
+const STATUSES: [&str; 5] = ["2xx", "3xx", "4xx", "5xx", "error"];
+const REASONS: [&str; 5] = ["unreachable", "timeout", "reset", "slowdown", "5xx"];
 
 /// What an attempt came to.
 #[derive(Debug, Clone, Copy)]

@@ -865,14 +865,19 @@ pub async fn drive(
     Ok(())
 }
 
-/// Records the backup of `meta` (committed: its `backup_meta` is stored) as
-/// complete in the catalog; returns its record.
-pub(super) async fn record_complete(c: &Coordinator, meta: &BackupMeta) -> Result<BackupRecord> {
-    let duration_secs = chrono::DateTime::parse_from_rfc3339(&meta.completed_at)
+/// How long the backup of `meta` took, from its manifest's times.
+pub(super) fn duration_secs(meta: &BackupMeta) -> f64 {
+    chrono::DateTime::parse_from_rfc3339(&meta.completed_at)
         .ok()
         .zip(chrono::DateTime::parse_from_rfc3339(&meta.started_at).ok())
         .map(|(end, start)| (end - start).num_nanoseconds().unwrap_or(0) as f64 / 1e9)
-        .unwrap_or(0.0);
+        .unwrap_or(0.0)
+}
+
+/// Records the backup of `meta` (committed: its `backup_meta` is stored) as
+/// complete in the catalog; returns its record.
+pub(super) async fn record_complete(c: &Coordinator, meta: &BackupMeta) -> Result<BackupRecord> {
+    let duration_secs = duration_secs(meta);
     c.catalog
         .propose(Command::BackupCompleted {
             id: meta.id.clone(),

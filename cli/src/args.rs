@@ -329,6 +329,9 @@ pub struct RestoreS3Flags {
 pub struct BackupArgs {
     #[command(flatten)]
     pub conn: ConnFlags,
+    /// Print files, bytes, requests and an estimated time; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
     /// Destination path type for backups. s3 or filesystem
     #[arg(long, value_name = "string")]
     pub backup_dir: Option<String>,
@@ -462,6 +465,9 @@ pub struct DeleteArgs {
     /// Also delete the incremental backups that depend on this one
     #[arg(long)]
     pub force: bool,
+    /// Print files, bytes, requests and (no time: deletes are not measured); change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -470,6 +476,9 @@ pub struct RestoreArgs {
     /// ID to be recovered
     #[arg(value_name = "ID")]
     pub id: Option<String>,
+    /// Print files, bytes, requests and an estimated time; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
     /// Type of the path holding the backup, without an ID. s3 or filesystem
     #[arg(long, value_name = "string")]
     pub backup_dir: Option<String>,

@@ -104,6 +104,7 @@ pub fn request(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<BackupRequest
         base_secret_access_key: a.base_secret_access_key.clone().unwrap_or_default(),
         source_access_key_id: source_creds.access_key_id,
         source_secret_access_key: source_creds.secret_access_key,
+        dry_run: a.dry_run,
     })
 }
 
@@ -125,8 +126,13 @@ pub async fn run(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<u8> {
             .map(location::describe)
             .unwrap_or_default()
     );
-    let mut client =
-        connect::connect(s, &s.meta_path(a.meta_path.as_deref()), req.parallelism).await?;
+    let meta_path = s.meta_path(a.meta_path.as_deref());
+    // A dry run leaves no catalog behind where there was none.
+    let mut client = if req.dry_run {
+        connect::connect_reader(s, &meta_path, req.parallelism).await?
+    } else {
+        connect::connect(s, &meta_path, req.parallelism).await?
+    };
     let mo_password = req
         .login
         .as_ref()

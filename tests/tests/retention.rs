@@ -233,7 +233,7 @@ fn expire_keeps_by_rule_and_chain() {
     assert_eq!(before[&b]["at_time"], "2026-01-31T10:00:00Z");
 
     // Dry run: monthly keeps b (January) and so its base a; c goes.
-    let catalog_bytes = std::fs::read(&catalog).unwrap();
+    let catalog_bytes = std::fs::read_to_string(&catalog).unwrap();
     let out = mobr.run(&[
         "expire",
         "--keep_last",
@@ -256,7 +256,7 @@ fn expire_keeps_by_rule_and_chain() {
     assert_line(&out, &["would remove", &c, "kept by no rule"]);
     assert_line(&out, &["would remove 1 backup(s)", "nothing changed"]);
     assert_eq!(
-        std::fs::read(&catalog).unwrap(),
+        std::fs::read_to_string(&catalog).unwrap(),
         catalog_bytes,
         "a dry run changed the catalog"
     );
@@ -322,4 +322,129 @@ fn expire_keeps_by_rule_and_chain() {
     let out = mobr.run(&["expire"]);
     out.assert_failed("expire without a rule");
     assert!(out.stderr.contains("at least one keep rule"), "{out}");
+}
+
+/// The number a dry run printed as `<label>: <n>`.
+#[track_caller]
+fn number(out: &Output, label: &str) -> u64 {
+    let prefix = format!("{label}: ");
+    out.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no `{label}: N` line\n{out}"))
+}
+
+/// `backup_meta` of a filesystem backup, as JSON.
+fn manifest(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("backup_meta")).unwrap()).unwrap()
+}
+
+#[test]
+fn dry_runs_change_nothing_and_count_what_the_real_run_does() {
+    let scene = Scene::new("dry-runs");
+    let mobr = &scene.mobr;
+    let sample = scene.sample("node", 44, 2 * MIB, Backend::DiskV2);
+    let catalog = mobr.meta_path.clone().unwrap();
+    let dir = |n: &str| scene.path(&format!("backups/{n}"));
+    let with_dry = |mut args: Vec<String>| {
+        args.push("--dry_run".into());
+        args
+    };
+
+    // A full backup: nothing written, not even a catalog.
+    let out = mobr.run(&with_dry(sample.fs_backup_args(&dir("full"))));
+    out.assert_ok("backup --dry_run");
+    assert!(!dir("full").exists(), "a dry run wrote the backup\n{out}");
+    assert!(!catalog.exists(), "a dry run created the catalog\n{out}");
+    assert_line(&out, &["no time estimate"]);
+    let (files, copy, bytes) = (
+        number(&out, "files"),
+        number(&out, "files to copy"),
+        number(&out, "bytes to copy"),
+    );
+    let full = backup(mobr, &sample.fs_backup_args(&dir("full")));
+    let rec = &listed(mobr)[&full];
+    assert_eq!(Some(files), rec["files"].as_u64(), "{out}");
+    assert_eq!(copy, files, "a full backup copies every file");
+    // What the real run stored, less the metadata files it generates.
+    let meta = manifest(&dir("full"));
+    let generated: u64 = meta["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["size"].as_u64().unwrap())
+        .sum();
+    assert_eq!(bytes, meta["stored_size"].as_u64().unwrap() - generated);
+
+    // An incremental: only the new objects, the rest from the base; the
+    // estimate now comes from the full backup's measured throughput.
+    sample.grow(1, 3);
+    let incr_args = incremental_of(sample.fs_backup_args(&dir("incr")), &full);
+    let out = mobr.run(&with_dry(incr_args.clone()));
+    out.assert_ok("incremental backup --dry_run");
+    assert_line(&out, &["estimated", "MB/s", "the last 1 backup(s)"]);
+    let (copy, reused) = (
+        number(&out, "files to copy"),
+        number(&out, "files from the base chain"),
+    );
+    let before = std::fs::read_to_string(&catalog).unwrap();
+    assert!(!dir("incr").exists());
+    let real = mobr.run(&incr_args);
+    let incr = mo_br_tests::fixtures::backup_id(&real);
+    assert!(
+        real.stdout.contains(&format!(
+            "{copy} files copied, {reused} taken from the base chain"
+        )),
+        "the dry run said {copy} to copy and {reused} from the base\n{real}"
+    );
+    assert_ne!(std::fs::read_to_string(&catalog).unwrap(), before);
+
+    // Restore: the files and bytes the real restore writes.
+    let r = scene.path("restores/r");
+    let before = std::fs::read_to_string(&catalog).unwrap();
+    let out = mobr.run(&with_dry(restore_by_id_args(&incr, &r)));
+    out.assert_ok("restore --dry_run");
+    assert!(!r.exists(), "a dry run wrote the restore\n{out}");
+    assert_eq!(std::fs::read_to_string(&catalog).unwrap(), before);
+    let (files, bytes) = (number(&out, "files"), number(&out, "bytes"));
+    mobr.run(&restore_by_id_args(&incr, &r))
+        .assert_ok("restore");
+    let written = mo_br_tests::trees::files_under(&r);
+    let written_bytes: u64 = written
+        .values()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert_eq!((files, bytes), (written.len() as u64, written_bytes));
+
+    // Delete: the base with its incremental (--force): the objects each holds.
+    let before = std::fs::read_to_string(&catalog).unwrap();
+    let out = mobr.run(&["delete", &full, "--force", "--dry_run"]);
+    out.assert_ok("delete --dry_run");
+    assert_line(&out, &["would delete", &incr]);
+    assert_line(&out, &["would delete", &full]);
+    assert_eq!(std::fs::read_to_string(&catalog).unwrap(), before);
+    assert!(dir("full").join("backup_meta").is_file() && dir("incr").join("backup_meta").is_file());
+    let stored = |n: &str| {
+        let files = mo_br_tests::trees::files_under(&dir(n));
+        let bytes: u64 = files
+            .values()
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .sum();
+        (files.len() as u64, bytes)
+    };
+    let ((full_files, _), (incr_files, _)) = (stored("full"), stored("incr"));
+    let bytes = number(&out, "bytes");
+    let want_bytes = manifest(&dir("full"))["stored_size"].as_u64().unwrap()
+        + manifest(&dir("incr"))["stored_size"].as_u64().unwrap();
+    assert_eq!(bytes, want_bytes);
+    let files = number(&out, "files");
+    assert!(
+        files < full_files + incr_files,
+        "data files counted ({files}) must be fewer than all files stored"
+    );
+    mobr.run(&["delete", &full, "--force"])
+        .assert_ok("delete --force");
+    assert!(!dir("full").exists() && !dir("incr").exists());
 }

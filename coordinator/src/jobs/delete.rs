@@ -35,6 +35,9 @@ pub async fn run(c: &Coordinator, req: DeleteRequest, events: &Events) -> Result
         secret_access_key: req.secret_access_key.clone(),
         ..Default::default()
     };
+    if req.dry_run {
+        return dry_run(c, &order, &creds, !req.not_delete_data, events).await;
+    }
     for id in &order {
         let want = id.clone();
         let Some(rec) = c
@@ -121,6 +124,67 @@ pub(super) async fn remove(
         .await?;
     line(events, format!("deleted backup {id}")).await;
     Ok(())
+}
+
+/// What a delete would remove, from each backup's manifest (its own
+/// objects only: those its chain holds are not its to delete).
+async fn dry_run(
+    c: &Coordinator,
+    order: &[String],
+    creds: &mo_br_storage::Credentials,
+    delete_data: bool,
+    events: &Events,
+) -> Result<()> {
+    let (mut files, mut bytes, mut requests) = (0u64, 0u64, 0u64);
+    for id in order {
+        let want = id.clone();
+        let Some(rec) = c
+            .catalog
+            .read(move |cat| cat.backups.get(&want).cloned())
+            .await?
+        else {
+            continue;
+        };
+        if !delete_data {
+            line(events, format!("would delete {id} from the catalog only")).await;
+            continue;
+        }
+        let storage = mo_br_storage::open(&rec.location, creds).await?;
+        storage.probe().await?;
+        match read_manifest(storage.as_ref()).await {
+            Ok(meta) => {
+                let own = meta.chunks.iter().map(|r| r.copied_files).sum::<u64>()
+                    + meta.files.iter().filter(|f| f.need_copy).count() as u64;
+                files += own;
+                bytes += meta.stored_size;
+                // A DELETE per file (and per metadata file's sidecar), per
+                // chunk, backup_meta and its sidecar; the set-aside
+                // manifest's PUT and DELETE.
+                requests += own
+                    + meta.files.iter().filter(|f| f.need_copy).count() as u64
+                    + meta.chunks.len() as u64
+                    + 4;
+                line(
+                    events,
+                    format!(
+                        "would delete {id}: {own} files, {} bytes at {}",
+                        meta.stored_size, rec.location
+                    ),
+                )
+                .await;
+            }
+            Err(e) => line(events, format!("would delete {id}: no data to delete: {e}")).await,
+        }
+    }
+    for l in [
+        format!("files: {files}"),
+        format!("bytes: {bytes}"),
+        format!("requests: about {requests}"),
+        "no time estimate: deletes are not measured".to_string(),
+    ] {
+        line(events, l).await;
+    }
+    super::dry_run::finish(events, "dry run: nothing was deleted".into()).await
 }
 
 /// The manifest of a backup being deleted, set aside so that a delete

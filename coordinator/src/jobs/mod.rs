@@ -6,6 +6,7 @@
 pub mod backup;
 pub mod check;
 pub mod delete;
+pub mod dry_run;
 pub mod expire;
 pub mod list;
 pub mod mo_backup;

@@ -528,3 +528,21 @@ impl Registry for RegistryService {
         Ok(Response::new(self.granted()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use mo_br_security::{Permission, Role};
+
+    #[test]
+    fn rebuilding_the_catalog_and_expiring_are_for_operators() {
+        let policy = super::policy();
+        for method in ["Rebuild", "Expire"] {
+            let (needs, _) = policy
+                .get(&format!("/mobr.coordinator.Coordinator/{method}"))
+                .unwrap_or_else(|| panic!("{method} has no policy"));
+            assert_eq!(needs, Permission::Mutate, "{method}");
+            assert!(Role::Operator.may(needs));
+            assert!(!Role::Reader.may(needs), "a reader may {method}");
+        }
+    }
+}

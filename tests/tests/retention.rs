@@ -448,3 +448,34 @@ fn dry_runs_change_nothing_and_count_what_the_real_run_does() {
         .assert_ok("delete --force");
     assert!(!dir("full").exists() && !dir("incr").exists());
 }
+
+/// A lost coordinator: a fresh one (its own catalog empty) is given the
+/// backups back over gRPC, and lists and restores them.
+#[test]
+fn rebuild_into_a_new_coordinator() {
+    let scene = Scene::new("rebuild-remote");
+    let sample = scene.sample("node", 45, 2 * MIB, Backend::DiskV2);
+    let root = scene.path("backups");
+    let full = backup(&scene.mobr, &sample.fs_backup_args(&root.join("full")));
+    sample.grow(1, 2);
+    let incr = backup(
+        &scene.mobr,
+        &incremental_of(sample.fs_backup_args(&root.join("incr")), &full),
+    );
+    let before = listed(&scene.mobr);
+
+    let cluster = mo_br_tests::procs::Cluster::start(None).expect("start a coordinator");
+    let remote = MoBr::remote(&scene.path("remote"), cluster.coordinator_addr());
+    assert!(listed(&remote).is_empty());
+    let mut rebuild = strings(&["catalog", "rebuild", "--backup_dir", "filesystem"]);
+    rebuild.extend(strings(&["--backup_path", &root.display().to_string()]));
+    let out = remote.run(&rebuild);
+    out.assert_ok("catalog rebuild --coordinator");
+    assert_line(&out, &["2 backup(s) added"]);
+    assert_eq!(listed(&remote), before);
+    let r = scene.path("restores/r");
+    remote
+        .run(&restore_by_id_args(&incr, &r))
+        .assert_ok("restore through the new coordinator");
+    assert_restored(sample.root(), &r);
+}

@@ -255,6 +255,13 @@ fn expire_keeps_by_rule_and_chain() {
     );
     assert_line(&out, &["would remove", &c, "kept by no rule"]);
     assert_line(&out, &["would remove 1 backup(s)", "nothing changed"]);
+    // What would go is c's own objects, read from its manifest.
+    assert_line(&out, &["would delete", &c]);
+    assert_eq!(
+        number(&out, "bytes"),
+        manifest(&dir("c"))["stored_size"].as_u64().unwrap(),
+        "{out}"
+    );
     assert_eq!(
         std::fs::read_to_string(&catalog).unwrap(),
         catalog_bytes,

@@ -135,8 +135,27 @@ async fn dry_run(
     delete_data: bool,
     events: &Events,
 ) -> Result<()> {
+    if delete_data {
+        would_remove(c, order, creds, events).await?;
+    } else {
+        for id in order {
+            line(events, format!("would delete {id} from the catalog only")).await;
+        }
+    }
+    super::dry_run::finish(events, "dry run: nothing was deleted".into()).await
+}
+
+/// Prints what removing `ids` deletes: each backup's own files and bytes
+/// (read from its manifest), then `files:`, `bytes:` and `requests:`
+/// totals. Reads only.
+pub(super) async fn would_remove(
+    c: &Coordinator,
+    ids: &[String],
+    creds: &mo_br_storage::Credentials,
+    events: &Events,
+) -> Result<()> {
     let (mut files, mut bytes, mut requests) = (0u64, 0u64, 0u64);
-    for id in order {
+    for id in ids {
         let want = id.clone();
         let Some(rec) = c
             .catalog
@@ -145,36 +164,35 @@ async fn dry_run(
         else {
             continue;
         };
-        if !delete_data {
-            line(events, format!("would delete {id} from the catalog only")).await;
-            continue;
-        }
         let storage = mo_br_storage::open(&rec.location, creds).await?;
         storage.probe().await?;
-        match read_manifest(storage.as_ref()).await {
-            Ok(meta) => {
-                let own = meta.chunks.iter().map(|r| r.copied_files).sum::<u64>()
-                    + meta.files.iter().filter(|f| f.need_copy).count() as u64;
-                files += own;
-                bytes += meta.stored_size;
-                // A DELETE per file (and per metadata file's sidecar), per
-                // chunk, backup_meta and its sidecar; the set-aside
-                // manifest's PUT and DELETE.
-                requests += own
-                    + meta.files.iter().filter(|f| f.need_copy).count() as u64
-                    + meta.chunks.len() as u64
-                    + 4;
-                line(
-                    events,
-                    format!(
-                        "would delete {id}: {own} files, {} bytes at {}",
-                        meta.stored_size, rec.location
-                    ),
-                )
-                .await;
-            }
-            Err(e) => line(events, format!("would delete {id}: no data to delete: {e}")).await,
-        }
+        let meta = match read_manifest(storage.as_ref()).await {
+            Ok(meta) => meta,
+            // An interrupted delete: what it set aside says what is left.
+            Err(e) => match storage.get_bytes(TOMBSTONE).await {
+                Ok(data) => BackupMeta::from_bytes(&data)?,
+                Err(_) => {
+                    line(events, format!("would delete {id}: no data to delete: {e}")).await;
+                    continue;
+                }
+            },
+        };
+        let inline = meta.files.iter().filter(|f| f.need_copy).count() as u64;
+        let own = meta.chunks.iter().map(|r| r.copied_files).sum::<u64>() + inline;
+        files += own;
+        bytes += meta.stored_size;
+        // A DELETE per file and per metadata file's sidecar, per chunk,
+        // backup_meta and its sidecar; the set-aside manifest's PUT and
+        // DELETE.
+        requests += own + inline + meta.chunks.len() as u64 + 4;
+        line(
+            events,
+            format!(
+                "would delete {id}: {own} files, {} bytes at {}",
+                meta.stored_size, rec.location
+            ),
+        )
+        .await;
     }
     for l in [
         format!("files: {files}"),
@@ -184,7 +202,7 @@ async fn dry_run(
     ] {
         line(events, l).await;
     }
-    super::dry_run::finish(events, "dry run: nothing was deleted".into()).await
+    Ok(())
 }
 
 /// The manifest of a backup being deleted, set aside so that a delete

@@ -54,36 +54,28 @@ pub async fn run(c: &Coordinator, req: ExpireRequest, events: &Events) -> Result
         let at = backups.get(id).map(|r| r.at_time.as_str()).unwrap_or("");
         line(events, format!("keep {id} ({at}): {}", why.join("; "))).await;
     }
-    let (mut files, mut bytes) = (0u64, 0u64);
     for (id, why) in &plan.remove {
-        let Some(r) = backups.get(id) else { continue };
-        files += r.files;
-        bytes += r.size;
-        line(
-            events,
-            format!(
-                "{verb} {id} ({}): {why}; {} files, {} bytes",
-                r.at_time, r.files, r.size
-            ),
-        )
-        .await;
+        let at = backups.get(id).map(|r| r.at_time.as_str()).unwrap_or("");
+        line(events, format!("{verb} {id} ({at}): {why}")).await;
     }
     for (id, why) in &plan.ignored {
         line(events, format!("leave {id}: {why}")).await;
-    }
-    if req.dry_run {
-        let summary = format!(
-            "dry run: would remove {} backup(s) ({files} files, {bytes} bytes), keep {}; nothing changed",
-            plan.remove.len(),
-            plan.keep.len()
-        );
-        return finish(events, summary).await;
     }
     let creds = mo_br_storage::Credentials {
         access_key_id: req.access_key_id.clone(),
         secret_access_key: req.secret_access_key.clone(),
         ..Default::default()
     };
+    if req.dry_run {
+        let ids: Vec<String> = plan.remove.iter().map(|(id, _)| id.clone()).collect();
+        super::delete::would_remove(c, &ids, &creds, events).await?;
+        let summary = format!(
+            "dry run: would remove {} backup(s), keep {}; nothing changed",
+            plan.remove.len(),
+            plan.keep.len()
+        );
+        return finish(events, summary).await;
+    }
     let mut removed = 0;
     for (id, _) in &plan.remove {
         let want = id.clone();

@@ -106,6 +106,18 @@ fn rebuild_from_a_filesystem_root() {
     out.assert_ok("catalog rebuild again");
     assert_line(&out, &["0 backup(s) added", "3 already in the catalog"]);
     assert_eq!(listed(mobr), before);
+
+    // Without its base an incremental cannot be restored: skipped, saying so.
+    std::fs::remove_file(root.join("full/backup_meta")).unwrap();
+    std::fs::remove_file(&catalog).unwrap();
+    let out = mobr.run(&rebuild);
+    out.assert_ok("catalog rebuild without the base");
+    assert_line(
+        &out,
+        &["skipped", &incr, &format!("its base {full} was not found")],
+    );
+    assert_line(&out, &["added", &other]);
+    assert_eq!(mobr.complete_ids(), vec![other.clone()]);
 }
 
 #[test]

@@ -89,6 +89,7 @@ impl Named for BackupState {
         BackupState::Running,
         BackupState::Complete,
         BackupState::Failed,
+        BackupState::Deleting,
     ];
 
     fn name(self) -> &'static str {
@@ -97,6 +98,7 @@ impl Named for BackupState {
             BackupState::Running => "running",
             BackupState::Complete => "complete",
             BackupState::Failed => "failed",
+            BackupState::Deleting => "deleting",
         }
     }
 }

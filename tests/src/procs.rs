@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Subcommands that take `--meta_path`.
-const META_PATH_COMMANDS: [&str; 5] = ["backup", "check", "delete", "list", "restore"];
+const META_PATH_COMMANDS: [&str; 7] = [
+    "backup", "catalog", "check", "delete", "expire", "list", "restore",
+];
 
 /// Path of a workspace binary, next to the test executable's `deps/`.
 pub fn bin(name: &str) -> PathBuf {

@@ -6,9 +6,12 @@
 pub mod backup;
 pub mod check;
 pub mod delete;
+pub mod dry_run;
+pub mod expire;
 pub mod list;
 pub mod mo_backup;
 pub mod pitr;
+pub mod rebuild;
 pub mod restore;
 pub mod shards;
 pub mod snapshot;
@@ -358,6 +361,11 @@ pub async fn resolve(
             .read_linearizable(move |cat| cat.backups.get(&want).cloned())
             .await?
             .ok_or_else(|| Error::UnknownBackup(id.to_string()))?;
+        if rec.state == crate::catalog::BackupState::Deleting {
+            return Err(Error::FailedPrecondition(format!(
+                "backup {id} is being deleted (run delete {id} again to finish)"
+            )));
+        }
         (rec.location, mo_br_storage::Credentials::default())
     } else {
         let wire = storage.ok_or_else(|| {

@@ -161,6 +161,23 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
         None => None,
     };
 
+    if req.dry_run {
+        drop(shared_store);
+        let rate = super::dry_run::throughput(c).await?;
+        for l in [
+            format!("files: {total_files}"),
+            format!("bytes: {total_bytes}"),
+            // A read of the backup and a write of the target per file.
+            format!("requests: {} reads, {total_files} writes", total_files),
+            format!(
+                "{} (backups' throughput; restores are not measured)",
+                super::dry_run::estimate(total_bytes, rate)
+            ),
+        ] {
+            line(events, l).await;
+        }
+        return super::dry_run::finish(events, "dry run: nothing was written".into()).await;
+    }
     // On record before anything is written, so a coordinator that outlives
     // this job's driver removes what it wrote.
     let places = owned_places(&owned, &loose);

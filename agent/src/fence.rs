@@ -24,7 +24,10 @@ impl Fence {
     pub fn admit(&self, term: u64) -> Result<(), Status> {
         let newest = self.0.fetch_max(term, Ordering::SeqCst);
         if term < newest {
-            return Err(Status::failed_precondition(format!(
+            // Aborted, not a refusal of the request: the coordinator's run
+            // of that term ends, and the leader of the newer term (maybe the
+            // same replica) carries the job on.
+            return Err(Status::aborted(format!(
                 "work from a deposed leader (term {term}; this agent has seen term {newest})"
             )));
         }
@@ -43,7 +46,7 @@ mod tests {
         assert!(f.admit(3).is_ok());
         f.observe(5);
         let err = f.admit(4).unwrap_err();
-        assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(err.code(), tonic::Code::Aborted);
         assert!(err.message().contains("term 4"), "{}", err.message());
         assert!(f.admit(5).is_ok() && f.admit(6).is_ok());
         assert!(f.admit(5).is_err());

@@ -588,6 +588,7 @@ impl Registry for RegistryService {
 mod tests {
     use super::*;
     use mo_br_security::auth::{HEALTH_METHODS, REFLECTION_METHODS};
+    use mo_br_security::Role;
 
     /// Health is open to kubelet; reflection is a read; every CLI method
     /// needs a credential.

@@ -257,6 +257,18 @@ enum Msg {
         agent: String,
         reason: String,
     },
+    /// The agent has seen a leader of a newer term than this run's: this
+    /// run's leadership is over, even when this replica leads again (at
+    /// the newer term, where the job is adopted afresh).
+    Superseded {
+        reason: String,
+    },
+}
+
+/// Why a shard's agent call ended without an answer for every file.
+enum Interrupted {
+    Lost(String),
+    Superseded(String),
 }
 
 struct Running {
@@ -513,6 +525,10 @@ pub async fn run(
                     files_done += done.len() as u64;
                 }
             }
+            Some(Msg::Superseded { reason }) => {
+                tracing::info!("run of term {term} ends: {reason}");
+                break Err(Error::NotLeader(None));
+            }
             Some(Msg::Lost {
                 shard,
                 agent,
@@ -594,11 +610,12 @@ async fn run_shard(
             problems,
             took: started.elapsed(),
         },
-        Err(reason) => Msg::Lost {
+        Err(Interrupted::Lost(reason)) => Msg::Lost {
             shard,
             agent: agent.name.clone(),
             reason,
         },
+        Err(Interrupted::Superseded(reason)) => Msg::Superseded { reason },
     };
     let _ = tx.send(msg).await;
 }
@@ -613,7 +630,7 @@ async fn stream_shard(
     tx: &mpsc::Sender<Msg>,
     done: &mut Vec<(usize, FileDone)>,
     problems: &mut Vec<(usize, FileProblem)>,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), Interrupted> {
     let mut client = agent.client.clone();
     let files = shard.files.clone();
     let job_id = String::new();
@@ -679,6 +696,10 @@ async fn stream_shard(
     };
     let mut stream = match response {
         Ok(r) => r.into_inner(),
+        // The agent's fence: it has seen a newer leader.
+        Err(status) if status.code() == tonic::Code::Aborted => {
+            return Err(Interrupted::Superseded(status.message().to_string()))
+        }
         // A refusal of the request itself (bad storage, bad credentials) is
         // not a lost agent: every agent would refuse it the same way.
         Err(status)
@@ -700,10 +721,10 @@ async fn stream_shard(
             }
             return Ok(());
         }
-        Err(status) => return Err(status.message().to_string()),
+        Err(status) => return Err(Interrupted::Lost(status.message().to_string())),
     };
     while let Some(ev) = stream.next().await {
-        let ev = ev.map_err(|s| s.message().to_string())?;
+        let ev = ev.map_err(|s| Interrupted::Lost(s.message().to_string()))?;
         match ev.event {
             Some(shard_event::Event::Bytes(n)) => {
                 let _ = tx.send(Msg::Bytes(n)).await;
@@ -724,10 +745,10 @@ async fn stream_shard(
     }
     let answered = done.len() + problems.len();
     if answered < shard.files.len() {
-        return Err(format!(
+        return Err(Interrupted::Lost(format!(
             "stream ended after {answered} of {} files",
             shard.files.len()
-        ));
+        )));
     }
     Ok(())
 }

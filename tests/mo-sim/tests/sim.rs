@@ -661,13 +661,25 @@ async fn live_node_checker_gc_and_verify() {
         "1",
     ]);
     let mut sys = connect(&sim, "root", "111").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
 
-    // A backup's protection: checker at the newest ckp end after a forced checkpoint.
-    sys.query_drop("select mo_ctl('dn','checkpoint','')")
-        .await
-        .unwrap();
-    let metas = ckp_ends(&shared);
+    // A backup's protection: checker at the newest ckp end after a forced
+    // checkpoint, taken once the node has merged something away (its
+    // background work runs at its own pace on a busy machine).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let metas = loop {
+        sys.query_drop("select mo_ctl('dn','checkpoint','')")
+            .await
+            .unwrap();
+        let metas = ckp_ends(&shared);
+        if !merged_away(&shared, &metas).is_empty() {
+            break metas;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node merged nothing within a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let cut = metas.last().unwrap().0.clone();
     sys.query_drop(format!(
         "select mo_ctl('dn','DiskCleaner','add_checker.backup.{cut}')"

@@ -31,6 +31,7 @@ mod pitr;
 mod progress;
 mod render;
 mod restore;
+mod schedule;
 mod snapshot;
 
 use std::ffi::OsString;
@@ -158,6 +159,7 @@ fn run(mut cli: Cli, mut argv: Vec<OsString>, matches: &ArgMatches) -> anyhow::R
                 Command::Restore(a) => restore::run(a, &settings, &cwd).await,
                 Command::Snapshot(c) => snapshot::run(c, &settings).await,
                 Command::Pitr(c) => pitr::run(c, &settings).await,
+                Command::Schedule(c) => schedule::run(c, &settings, &cwd).await,
                 Command::Completion(_) | Command::Certs(_) | Command::Man(_) => {
                     unreachable!("handled above")
                 }

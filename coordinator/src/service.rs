@@ -18,7 +18,8 @@ use mo_br_proto::coordinator::registry_server::Registry;
 use mo_br_proto::coordinator::{
     job_event, AgentHeartbeat, AgentRegistration, AttachRequest, BackupRequest, CheckRequest,
     DeleteRequest, Finished, InspectReply, InspectRequest, JobEvent, ListRequest, PitrRequest,
-    Progress, RegistryReply, RestoreRequest, SnapshotRequest, Started,
+    Progress, RegistryReply, RestoreRequest, ScheduleListRequest, ScheduleRequest, SnapshotRequest,
+    Started,
 };
 use mo_br_security::auth::MethodPolicy;
 use mo_br_security::{Caller, Permission};
@@ -87,6 +88,12 @@ pub(crate) fn policy() -> MethodPolicy {
         ("Inspect", Read, "inspect a replica"),
         ("Snapshot", Read, "use snapshots"),
         ("Pitr", Read, "use PITRs"),
+        (
+            "ScheduleChange",
+            Mutate,
+            "create, drop, pause or resume schedules",
+        ),
+        ("ScheduleList", Read, "list schedules"),
     ];
     let registry = [
         ("Register", Register, "register an agent"),
@@ -223,7 +230,7 @@ macro_rules! serve_job {
         }
         let req = $r.into_inner();
         let target: Option<String> = ($target)(&req);
-        start(&$self.c, $kind, target, |c, tx| async move {
+        start(&$self.c, $kind, target, move |c, tx| async move {
             $job(&c, req, &tx).await
         })
     }};
@@ -239,6 +246,28 @@ impl CoordinatorApi for CoordinatorService {
     type AttachStream = JobStream;
     type SnapshotStream = JobStream;
     type PitrStream = JobStream;
+    type ScheduleChangeStream = JobStream;
+    type ScheduleListStream = JobStream;
+
+    async fn schedule_change(
+        &self,
+        r: Request<ScheduleRequest>,
+    ) -> Result<Response<JobStream>, Status> {
+        serve_job!(
+            self,
+            r,
+            schedule_change,
+            JobKind::Backup,
+            jobs::schedule::change
+        )
+    }
+
+    async fn schedule_list(
+        &self,
+        r: Request<ScheduleListRequest>,
+    ) -> Result<Response<JobStream>, Status> {
+        serve_job!(self, r, schedule_list, JobKind::List, jobs::schedule::list)
+    }
 
     async fn backup(&self, r: Request<BackupRequest>) -> Result<Response<JobStream>, Status> {
         serve_job!(

@@ -7,9 +7,11 @@
 mod handle;
 mod job;
 mod log;
+pub mod schedule;
 
 pub use handle::CatalogHandle;
 pub use job::{Assignment, BackupJob, ShardState, Totals};
+pub use schedule::{FiredRun, Retention, RunResult, Schedule, ScheduleSpec};
 
 use std::collections::BTreeMap;
 
@@ -96,6 +98,9 @@ pub struct BackupRecord {
     /// exactly as before the field existed (older replicas and catalogs).
     #[serde(default, skip_serializing_if = "BackupMethod::is_agents")]
     pub method: BackupMethod,
+    /// The schedule that ran it; none for a backup asked for by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
 }
 
 /// Every change to the catalog. Serialized into the log: add variants, never
@@ -174,6 +179,36 @@ pub enum Command {
     /// The restore ended (finished, or failed and cleaned up).
     RestoreEnded {
         id: String,
+    },
+    /// A schedule is added (rejected if its name is taken).
+    ScheduleCreated(Box<Schedule>),
+    ScheduleDropped {
+        name: String,
+    },
+    /// Paused or resumed at `at` (Unix seconds): slots that passed while
+    /// paused, up to `at`, are not run on resume.
+    SchedulePaused {
+        name: String,
+        paused: bool,
+        #[serde(default)]
+        at: i64,
+    },
+    /// Slot `slot` (Unix seconds) of a schedule is taken: accepted only if
+    /// later than the last one fired (see [`schedule`] for the rule). With a
+    /// `backup_id` the run starts with that id; without, the slot is skipped
+    /// (the previous run is still going).
+    ScheduleFired {
+        name: String,
+        slot: i64,
+        backup_id: Option<String>,
+        term: u64,
+    },
+    /// A scheduled run ended before its backup went on record (its target
+    /// was refused, say); a run whose backup is on record ends with it.
+    ScheduleRunEnded {
+        name: String,
+        backup_id: String,
+        reason: String,
     },
 }
 
@@ -266,6 +301,13 @@ pub struct Catalog {
     /// Restores being written, by restore id.
     #[serde(default)]
     pub restores: BTreeMap<String, RestoreRecord>,
+    /// Backup schedules, by name.
+    #[serde(default)]
+    pub schedules: BTreeMap<String, Schedule>,
+    /// Bumped by every schedule command, so the scheduler re-plans only
+    /// when a schedule changed.
+    #[serde(default)]
+    pub schedules_rev: u64,
     /// Index of the last applied command.
     pub applied: u64,
 }
@@ -304,6 +346,7 @@ impl Catalog {
                         rec.backup_ts = backup_ts.clone();
                     }
                 }
+                self.end_scheduled_run(id, true, String::new());
             }
             Command::BackupFailed { id, reason } => {
                 self.jobs.remove(id);
@@ -314,8 +357,10 @@ impl Catalog {
                         };
                     }
                 }
+                self.end_scheduled_run(id, false, reason.clone());
             }
             Command::BackupDeleted { id } => {
+                self.end_scheduled_run(id, false, "deleted".into());
                 self.backups.remove(id);
                 self.jobs.remove(id);
             }
@@ -421,8 +466,96 @@ impl Catalog {
             Command::RestoreEnded { id } => {
                 self.restores.remove(id);
             }
+            Command::ScheduleCreated(sched) => {
+                if self.schedules.contains_key(&sched.name) {
+                    return Applied::Rejected(format!("schedule {} exists", sched.name));
+                }
+                self.schedules.insert(sched.name.clone(), (**sched).clone());
+                self.schedules_rev += 1;
+            }
+            Command::ScheduleDropped { name } => {
+                if self.schedules.remove(name).is_none() {
+                    return Applied::Rejected(format!("no schedule {name}"));
+                }
+                self.schedules_rev += 1;
+            }
+            Command::SchedulePaused { name, paused, at } => {
+                let Some(s) = self.schedules.get_mut(name) else {
+                    return Applied::Rejected(format!("no schedule {name}"));
+                };
+                if s.paused && !*paused {
+                    s.last_fired = Some(s.last_fired.map_or(*at, |l| l.max(*at)));
+                }
+                s.paused = *paused;
+                self.schedules_rev += 1;
+            }
+            Command::ScheduleFired {
+                name,
+                slot,
+                backup_id,
+                term,
+            } => {
+                let Some(s) = self.schedules.get_mut(name) else {
+                    return Applied::Rejected(format!("no schedule {name}"));
+                };
+                if !s.accepts(*slot) {
+                    return Applied::Rejected(format!(
+                        "slot {slot} of schedule {name} was already fired"
+                    ));
+                }
+                s.last_fired = Some(*slot);
+                match backup_id {
+                    Some(id) => {
+                        s.running = Some(FiredRun {
+                            slot: *slot,
+                            backup_id: id.clone(),
+                            term: *term,
+                        })
+                    }
+                    None => s.skipped += 1,
+                }
+                self.schedules_rev += 1;
+            }
+            Command::ScheduleRunEnded {
+                name,
+                backup_id,
+                reason,
+            } => {
+                let Some(s) = self.schedules.get_mut(name) else {
+                    return Applied::Rejected(format!("no schedule {name}"));
+                };
+                let Some(run) = s.running.take_if(|r| r.backup_id == *backup_id) else {
+                    return Applied::Rejected(format!("no run {backup_id} of schedule {name}"));
+                };
+                s.last_run = Some(RunResult {
+                    slot: run.slot,
+                    backup_id: run.backup_id,
+                    ok: false,
+                    reason: reason.clone(),
+                });
+                self.schedules_rev += 1;
+            }
         }
         Applied::Ok
+    }
+
+    /// Ends the run of the schedule that ran backup `id`, if it is one.
+    fn end_scheduled_run(&mut self, id: &str, ok: bool, reason: String) {
+        let Some(name) = self.backups.get(id).and_then(|r| r.schedule.clone()) else {
+            return;
+        };
+        let Some(s) = self.schedules.get_mut(&name) else {
+            return;
+        };
+        if let Some(run) = s.running.take_if(|r| r.backup_id == id) {
+            s.last_run = Some(RunResult {
+                slot: run.slot,
+                backup_id: run.backup_id,
+                ok,
+                reason,
+            });
+            self.schedules_rev += 1;
+        }
     }
 
     /// Incrementals whose chain passes through `id`, nearest first.
@@ -468,6 +601,7 @@ mod tests {
             backup_ts: String::new(),
             data_dir: "/d".into(),
             method: BackupMethod::Agents,
+            schedule: None,
         }
     }
 

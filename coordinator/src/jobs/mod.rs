@@ -10,6 +10,7 @@ pub mod list;
 pub mod mo_backup;
 pub mod pitr;
 pub mod restore;
+pub mod schedule;
 pub mod shards;
 pub mod snapshot;
 
@@ -78,6 +79,7 @@ pub fn info(rec: &BackupRecord) -> BackupInfo {
         backup_ts: rec.backup_ts.clone(),
         files: rec.files,
         method: WireMethod::from(rec.method).into(),
+        schedule: rec.schedule.clone().unwrap_or_default(),
     }
 }
 

@@ -330,7 +330,7 @@ pub struct BackupArgs {
 pub enum ScheduleCommand {
     /// Create a schedule: a backup (the `backup` flags) the leading
     /// coordinator takes at every time a cron expression names
-    Create(ScheduleCreateArgs),
+    Create(Box<ScheduleCreateArgs>),
     /// List the schedules: next run, last run and its result
     List(ScheduleListArgs),
     /// Drop a schedule (its backups stay)
@@ -392,7 +392,9 @@ fn cron_expr(s: &str) -> Result<String, String> {
     cron::Schedule::from_str(s.trim())
         .map(|_| s.trim().to_string())
         .map_err(|e| {
-            format!("{s:?} is not a cron expression (sec min hour day-of-month month day-of-week [year]): {e}")
+            // The parser's message spans lines (a caret under the spot).
+            let why = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+            format!("{s:?} is not a cron expression (sec min hour day-of-month month day-of-week [year]): {why}")
         })
 }
 

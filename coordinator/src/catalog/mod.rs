@@ -815,4 +815,120 @@ mod tests {
             "the first commit time wins"
         );
     }
+
+    fn schedule(name: &str) -> Schedule {
+        Schedule {
+            name: name.into(),
+            cron: "*/2 * * * * *".into(),
+            spec: ScheduleSpec {
+                target: Location::Filesystem {
+                    path: PathBuf::from("/b"),
+                },
+                data_dir: "/d".into(),
+                launch_config: String::new(),
+                node: String::new(),
+                backup_type: BackupType::Full,
+                parallelism: 0,
+                compression: None,
+            },
+            retention: Retention::default(),
+            paused: false,
+            created: 100,
+            last_fired: None,
+            running: None,
+            last_run: None,
+            skipped: 0,
+        }
+    }
+
+    /// The exactly-once rule: a slot is fired once, later slots only; the
+    /// run ends with its backup; a resume does not bring back paused slots.
+    #[test]
+    fn a_slot_fires_once_and_its_run_ends_with_its_backup() {
+        let mut c = Catalog::default();
+        let mut i = 0;
+        let mut apply = |c: &mut Catalog, cmd: Command| {
+            i += 1;
+            c.apply(i, &cmd)
+        };
+        apply(&mut c, Command::ScheduleCreated(Box::new(schedule("s"))));
+        assert!(matches!(
+            apply(&mut c, Command::ScheduleCreated(Box::new(schedule("s")))),
+            Applied::Rejected(_)
+        ));
+        let fire = |slot: i64, id: Option<&str>, term: u64| Command::ScheduleFired {
+            name: "s".into(),
+            slot,
+            backup_id: id.map(str::to_string),
+            term,
+        };
+        // Before the schedule existed: never.
+        assert!(matches!(
+            apply(&mut c, fire(98, Some("b0"), 1)),
+            Applied::Rejected(_)
+        ));
+        assert_eq!(apply(&mut c, fire(102, Some("b1"), 1)), Applied::Ok);
+        // The same slot again (a second leader): rejected, the run unchanged.
+        assert!(matches!(
+            apply(&mut c, fire(102, Some("b2"), 2)),
+            Applied::Rejected(_)
+        ));
+        assert_eq!(c.schedules["s"].running.as_ref().unwrap().backup_id, "b1");
+        // The next slot while b1 runs: skipped.
+        assert_eq!(apply(&mut c, fire(104, None, 1)), Applied::Ok);
+        assert_eq!(c.schedules["s"].skipped, 1);
+        let mut rec = record("b1", None);
+        rec.schedule = Some("s".into());
+        apply(&mut c, Command::BackupStarted(Box::new(rec)));
+        apply(
+            &mut c,
+            Command::BackupCompleted {
+                id: "b1".into(),
+                complete_time: "t".into(),
+                duration_secs: 1.0,
+                size: 1,
+                files: 1,
+                backup_ts: String::new(),
+            },
+        );
+        let s = &c.schedules["s"];
+        assert!(s.running.is_none());
+        assert_eq!(
+            s.last_run,
+            Some(RunResult {
+                slot: 102,
+                backup_id: "b1".into(),
+                ok: true,
+                reason: String::new()
+            })
+        );
+        // A run refused before its backup went on record ends by itself.
+        apply(&mut c, fire(106, Some("b3"), 1));
+        apply(
+            &mut c,
+            Command::ScheduleRunEnded {
+                name: "s".into(),
+                backup_id: "b3".into(),
+                reason: "not empty".into(),
+            },
+        );
+        assert!(!c.schedules["s"].last_run.as_ref().unwrap().ok);
+        // Paused at 107, resumed at 120: slots up to 120 are gone.
+        let pause = |paused, at| Command::SchedulePaused {
+            name: "s".into(),
+            paused,
+            at,
+        };
+        apply(&mut c, pause(true, 107));
+        apply(&mut c, pause(false, 120));
+        assert!(matches!(
+            apply(&mut c, fire(118, Some("b4"), 1)),
+            Applied::Rejected(_)
+        ));
+        assert_eq!(apply(&mut c, fire(122, Some("b5"), 1)), Applied::Ok);
+        let rev = c.schedules_rev;
+        apply(&mut c, Command::ScheduleDropped { name: "s".into() });
+        assert!(c.schedules.is_empty());
+        assert!(c.schedules_rev > rev);
+    }
 }

@@ -20,7 +20,12 @@ use crate::{Coordinator, Error, Result};
 pub fn parse_cron(expr: &str) -> Result<cron::Schedule> {
     cron::Schedule::from_str(expr.trim()).map_err(|e| Error::BadCron {
         expr: expr.to_string(),
-        detail: e.to_string(),
+        // The parser's message spans lines (a caret under the spot).
+        detail: e
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
     })
 }
 
@@ -30,34 +35,13 @@ pub fn next_slot(cron: &cron::Schedule, after: i64) -> Option<i64> {
     cron.after(&from).next().map(|t| t.timestamp())
 }
 
-/// How many slots a schedule far behind (a long outage, an every-second
-/// expression) is walked through to find its latest passed slot; past this
-/// the walk restarts from a day ago.
-const CATCH_UP_WALK: usize = 10_000;
-
 /// The latest slot after `after` and at or before `now`, if any: the one a
-/// schedule that missed slots runs (once).
+/// schedule that missed slots runs (once). Found backwards from `now`, so a
+/// schedule far behind costs no walk through the slots it missed.
 pub fn latest_due(cron: &cron::Schedule, after: i64, now: i64) -> Option<i64> {
-    let mut from = after;
-    if now - after > 86_400 {
-        // Slots more than a day old are never the latest unless nothing
-        // came since; check that cheaply first.
-        if let Some(s) = next_slot(cron, now - 86_400).filter(|s| *s <= now) {
-            from = s - 1;
-        }
-    }
-    let mut latest = None;
-    let mut cur = from;
-    for _ in 0..CATCH_UP_WALK {
-        match next_slot(cron, cur) {
-            Some(s) if s <= now => {
-                latest = Some(s);
-                cur = s;
-            }
-            _ => return latest,
-        }
-    }
-    latest.or_else(|| next_slot(cron, now - 1).filter(|s| *s <= now))
+    let from = DateTime::<Utc>::from_timestamp(now + 1, 0)?;
+    let latest = cron.after(&from).next_back()?.timestamp();
+    (latest > after && latest <= now).then_some(latest)
 }
 
 fn rfc3339(secs: i64) -> String {

@@ -65,6 +65,12 @@ pub fn create_request(
 }
 
 pub async fn run(cmd: &ScheduleCommand, s: &Settings, cwd: &Path) -> Result<u8> {
+    if s.coordinator.is_none() && !matches!(cmd, ScheduleCommand::List(_)) {
+        return Err(usage!(
+            "schedules run in a coordinator daemon: give --coordinator (or MO_BR_COORDINATOR, or `coordinator` in the config file)"
+        )
+        .into());
+    }
     let (op, name) = match cmd {
         ScheduleCommand::List(a) => return list(s, a.json).await,
         ScheduleCommand::Create(a) => {

@@ -184,12 +184,27 @@ fn a_slot_runs_once_across_a_leader_kill() {
     g.start_agent(sample.data_dir(), 2 * MIB).unwrap();
     let mobr = MoBr::remote(&scene.path("cwd"), &g.list());
 
-    // One slot, a few seconds ahead (the year field makes it the only one).
+    // One slot, a few seconds ahead (the year field makes it the only
+    // one); another a second later, which falls in the election that
+    // follows the kill below (or just before it).
+    let one_slot = |at: chrono::DateTime<chrono::Utc>| at.format("%S %M %H %d %m * %Y").to_string();
     let slot = chrono::Utc::now() + chrono::Duration::seconds(4);
-    let cron = slot.format("%S %M %H %d %m * %Y").to_string();
-    let mut args = create_args("once", &cron, &scene.path("backups"), sample.data_dir());
+    let late_slot = slot + chrono::Duration::seconds(1);
+    let mut args = create_args(
+        "once",
+        &one_slot(slot),
+        &scene.path("backups"),
+        sample.data_dir(),
+    );
     args.extend(strings(&["--keep_last", "2"]));
     mobr.run(&args).assert_ok("schedule create");
+    let late = create_args(
+        "late",
+        &one_slot(late_slot),
+        &scene.path("backups"),
+        sample.data_dir(),
+    );
+    mobr.run(&late).assert_ok("schedule create late");
 
     // The run starts: kill the leader that fired it.
     wait_until(
@@ -198,8 +213,8 @@ fn a_slot_runs_once_across_a_leader_kill() {
         || g.logs(),
         || {
             schedules(&mobr)
-                .first()
-                .is_some_and(|s| s["running_backup_id"] != "")
+                .iter()
+                .any(|s| s["name"] == "once" && s["running_backup_id"] != "")
         },
     );
     let leader = g.wait_leader(Duration::from_secs(5)).expect("a leader");
@@ -220,11 +235,34 @@ fn a_slot_runs_once_across_a_leader_kill() {
         Duration::from_secs(10),
         "the schedule never saw its run end",
         || g.logs(),
-        || schedules(&mobr)[0]["last_result"] == "ok",
+        || {
+            schedules(&mobr)
+                .iter()
+                .any(|s| s["name"] == "once" && s["last_result"] == "ok")
+        },
     );
     let runs = scheduled(&mobr, "once");
     assert_eq!(runs.len(), 1, "one slot, one backup: {runs:?}");
-    assert_eq!(schedules(&mobr)[0]["retention"], "keep_last 2");
+    let once = schedules(&mobr)
+        .into_iter()
+        .find(|s| s["name"] == "once")
+        .unwrap();
+    assert_eq!(once["retention"], "keep_last 2");
+
+    // The slot due around the failover runs once too, for its own slot.
+    wait_until(
+        Duration::from_secs(25),
+        "the late slot never ran",
+        || g.logs(),
+        || {
+            scheduled(&mobr, "late")
+                .iter()
+                .any(|b| b["state"] == "complete")
+        },
+    );
+    let runs = scheduled(&mobr, "late");
+    assert_eq!(runs.len(), 1, "one slot, one backup: {runs:?}");
+    assert_eq!(slot_of(&runs[0]).timestamp(), late_slot.timestamp());
     for (_, catalog) in g.converged_catalogs(Duration::from_secs(10)) {
         assert_eq!(catalog["schedules"]["once"]["last_run"]["ok"], true);
     }

@@ -23,6 +23,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "mobr.coordinator.DeleteRequest",
             "mobr.coordinator.RestoreRequest",
             "mobr.coordinator.AttachRequest",
+            "mobr.coordinator.RebuildRequest",
+            "mobr.coordinator.ExpireRequest",
             "mobr.agent.InventoryRequest",
         ])
         .compile_protos(

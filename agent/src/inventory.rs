@@ -26,6 +26,9 @@ use serde::Deserialize;
 use crate::{Error, Result};
 use mo_br_extsort::{codec, ExternalSort, Record, Sorted};
 
+/// How long the listing of a SHARED store on S3 retries a failing request.
+const INVENTORY_RETRY_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Default [`Options::run_size`]: some tens of MiB of names and paths.
 pub const RUN_SIZE: usize = 200_000;
 
@@ -216,8 +219,15 @@ pub fn inventory(
         let location = Location::S3(s3.location());
         let creds = s3_credentials(&s3, &options.source_creds);
         let runtime = tokio::runtime::Handle::current();
+        // The inventory is the start of a job: a store that cannot be read
+        // (down, a refused certificate) fails it in seconds, not after the
+        // retry window that running copies get.
+        let opts = mo_br_storage::OpenOptions {
+            retry_window: Some(INVENTORY_RETRY_WINDOW),
+            ..Default::default()
+        };
         let store: Arc<dyn Storage> =
-            Arc::from(runtime.block_on(mo_br_storage::open(&location, &creds))?);
+            Arc::from(runtime.block_on(mo_br_storage::open_with(&location, &creds, &opts))?);
         let backup_ts = runtime.block_on(s3_cut(store.as_ref()))?;
         return Ok(Inventory {
             shared_backend: s3.backend.clone(),

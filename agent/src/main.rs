@@ -26,6 +26,15 @@ struct Args {
     /// Read at most this many bytes per second over all shards (0: no limit).
     #[arg(long = "max_bytes_per_sec", default_value_t = 0)]
     max_bytes_per_sec: u64,
+    /// Send at most this many S3 requests per second over all shards (0: no
+    /// limit). S3's SlowDown lowers the rate further on its own.
+    #[arg(long = "max_requests_per_sec", default_value_t = 0)]
+    max_requests_per_sec: u64,
+    /// How long a file's transient S3 failures (endpoint unreachable,
+    /// connection reset, 5xx, SlowDown) are retried before the file fails,
+    /// when the job does not say (e.g. 30s, 2m, 1h).
+    #[arg(long = "retry_window", default_value = "2m", value_parser = humantime::parse_duration)]
+    retry_window: std::time::Duration,
     /// Coordinator replicas to register with, host:port, comma-separated.
     /// Without it the agent only serves a coordinator started with --agents.
     #[arg(long, value_delimiter = ',', env = "MO_BR_COORDINATORS")]
@@ -110,6 +119,8 @@ async fn main() -> anyhow::Result<()> {
     let mut service = mo_br_agent::AgentService::new(id.clone(), args.parallelism)
         .serving(served)
         .with_fence(fence.clone());
+    mo_br_storage::set_default_retry_window(args.retry_window);
+    mo_br_storage::set_process_requests_per_sec(args.max_requests_per_sec);
     if args.max_bytes_per_sec > 0 {
         service = service.with_rate_limit(args.max_bytes_per_sec);
     }

@@ -6,7 +6,7 @@
 //! swallows every call, so recording is always safe and nearly free.
 //!
 //! Labels are bounded: `op` is one of copy/restore/verify, `result` ok or
-//! problem, `kind` one of the six problem kinds. Never a label per file, job
+//! problem, `kind` one of the seven problem kinds. Never a label per file, job
 //! or backup.
 //!
 //! Every counter is set to 0 for all its label values at start
@@ -64,6 +64,7 @@ pub fn problem_kind(kind: i32) -> &'static str {
         ProblemKind::Corrupt => "corrupt",
         ProblemKind::SizeMismatch => "size_mismatch",
         ProblemKind::UnsafePath => "unsafe_path",
+        ProblemKind::Unavailable => "unavailable",
         // Unspecified does not happen; count it with I/O rather than add a label.
         ProblemKind::Io | ProblemKind::Unspecified => "io",
     }
@@ -85,18 +86,21 @@ pub const COMPRESSION_FILES_TOTAL: &str = "mo_br_agent_compression_files_total";
 pub const COMPRESSION_BYTES_TOTAL: &str = "mo_br_agent_compression_bytes_total";
 
 /// Every problem kind's label.
-const PROBLEM_KINDS: [&str; 6] = [
+const PROBLEM_KINDS: [&str; 7] = [
     "missing",
     "truncated",
     "corrupt",
     "size_mismatch",
     "unsafe_path",
+    "unavailable",
     "io",
 ];
 
 /// Help texts for every agent metric, and every counter at 0 (a no-op
 /// without a recorder).
 pub fn describe() {
+    // S3 requests go through the storage crate, which records them.
+    mo_br_storage::metrics::describe();
     describe_counter!(
         COMPRESSION_FILES_TOTAL,
         "Files a backup asked to compress, by how they were stored (zstd, or raw when they did not shrink)."

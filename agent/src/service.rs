@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::Stream;
 use mo_br_format::layout::FileKind;
@@ -15,7 +16,9 @@ use mo_br_proto::agent::{
 };
 use mo_br_proto::common::storage;
 use mo_br_proto::common::Storage as WireStorage;
-use mo_br_storage::{can_copy_server_side, CopyOptions, Location, ServerSideCopier, Storage};
+use mo_br_storage::{
+    can_copy_server_side, CopyOptions, Location, OpenOptions, Pacer, ServerSideCopier, Storage,
+};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -120,10 +123,24 @@ impl AgentService {
 
 type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-async fn open(wire: Option<&WireStorage>) -> Result<Arc<dyn Storage>, Status> {
+/// A shard's retry window and the options its storages open with: the
+/// request's window and request rate, else the agent's default window.
+fn shard_limits(retry_window_ms: u64, max_requests_per_sec: u64) -> (Duration, OpenOptions) {
+    let window = match retry_window_ms {
+        0 => mo_br_storage::default_retry_window(),
+        ms => Duration::from_millis(ms),
+    };
+    let opts = OpenOptions {
+        retry_window: Some(window),
+        pacer: (max_requests_per_sec > 0).then(|| Arc::new(Pacer::new(max_requests_per_sec))),
+    };
+    (window, opts)
+}
+
+async fn open(wire: Option<&WireStorage>, opts: &OpenOptions) -> Result<Arc<dyn Storage>, Status> {
     let wire = wire.ok_or_else(|| Status::invalid_argument("no storage given"))?;
     let (location, creds) = wire.to_location().map_err(Status::invalid_argument)?;
-    let storage = mo_br_storage::open(&location, &creds)
+    let storage = mo_br_storage::open_with(&location, &creds, opts)
         .await
         .map_err(|e| Status::from(Error::from(e)))?;
     Ok(Arc::from(storage))
@@ -207,9 +224,10 @@ fn start(
     files: Vec<mo_br_proto::agent::FileTask>,
     parallelism: usize,
     epoch: u64,
+    window: Duration,
 ) -> Response<EventStream<ShardEvent>> {
     let (tx, rx) = mpsc::channel(256);
-    tokio::spawn(shard::run(op, files, parallelism, epoch, tx));
+    tokio::spawn(shard::run(op, files, parallelism, epoch, window, tx));
     Response::new(Box::pin(ReceiverStream::new(rx)))
 }
 
@@ -290,6 +308,7 @@ impl Agent for AgentService {
     ) -> Result<Response<Self::CopyShardStream>, Status> {
         let mut req = request.into_inner();
         self.fence.admit(req.term)?;
+        let (window, opts) = shard_limits(req.retry_window_ms, req.max_requests_per_sec);
         let mut source_wire = req
             .source
             .clone()
@@ -348,14 +367,20 @@ impl Agent for AgentService {
                     && can_copy_server_side(&src_loc, &src_creds, &dst_loc, &dst_creds) =>
             {
                 Some(Arc::new(
-                    ServerSideCopier::new(src, dst, &dst_creds, CopyOptions::default())
-                        .map_err(|e| Status::from(Error::from(e)))?,
+                    ServerSideCopier::with_open_options(
+                        src,
+                        dst,
+                        &dst_creds,
+                        CopyOptions::default(),
+                        &opts,
+                    )
+                    .map_err(|e| Status::from(Error::from(e)))?,
                 ))
             }
             _ => None,
         };
-        let source = self.throttled(open(Some(&source_wire)).await?);
-        let target = open(Some(&target_wire)).await?;
+        let source = self.throttled(open(Some(&source_wire), &opts).await?);
+        let target = open(Some(&target_wire), &opts).await?;
         let parallelism = self.parallelism(req.parallelism);
         Ok(start(
             Op::Copy {
@@ -366,6 +391,7 @@ impl Agent for AgentService {
             req.files,
             parallelism,
             req.epoch,
+            window,
         ))
     }
 
@@ -375,11 +401,12 @@ impl Agent for AgentService {
     ) -> Result<Response<Self::RestoreShardStream>, Status> {
         let req = request.into_inner();
         self.fence.admit(req.term)?;
+        let (window, opts) = shard_limits(req.retry_window_ms, req.max_requests_per_sec);
         let mut sources = HashMap::new();
         for (id, wire) in &req.sources {
-            sources.insert(id.clone(), self.throttled(open(Some(wire)).await?));
+            sources.insert(id.clone(), self.throttled(open(Some(wire), &opts).await?));
         }
-        let target = open(req.target.as_ref()).await?;
+        let target = open(req.target.as_ref(), &opts).await?;
         if req.checksum {
             if let Some(f) = req.files.iter().find(|f| f.sha256.is_empty()) {
                 return Err(Status::failed_precondition(format!(
@@ -394,6 +421,7 @@ impl Agent for AgentService {
             req.files,
             parallelism,
             req.epoch,
+            window,
         ))
     }
 
@@ -403,13 +431,15 @@ impl Agent for AgentService {
     ) -> Result<Response<Self::VerifyShardStream>, Status> {
         let req = request.into_inner();
         self.fence.admit(req.term)?;
-        let storage = self.throttled(open(req.storage.as_ref()).await?);
+        let (window, opts) = shard_limits(req.retry_window_ms, req.max_requests_per_sec);
+        let storage = self.throttled(open(req.storage.as_ref(), &opts).await?);
         let parallelism = self.parallelism(req.parallelism);
         Ok(start(
             Op::Verify { storage },
             req.files,
             parallelism,
             req.epoch,
+            window,
         ))
     }
 }

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use mo_br_proto::agent::{shard_event, FileDone, FileProblem, FileTask, ShardEvent};
@@ -23,9 +23,12 @@ use crate::metrics::{self, OpLabel};
 
 /// How often accumulated byte counts are reported.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
-/// Attempts per file for errors that may be transient (I/O, S3 5xx after the
-/// client's own retries, a dropped connection).
+/// Attempts per file for errors that might not happen again (a local I/O
+/// error, an S3 error that is not an outage).
 const ATTEMPTS: u32 = 3;
+/// Backoff between attempts of a file during an outage: doubling from the
+/// first, up to the last, each with jitter so files retry apart.
+const OUTAGE_BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(5));
 
 pub type Events = mpsc::Sender<Result<ShardEvent, tonic::Status>>;
 
@@ -62,18 +65,43 @@ impl Op {
 
 /// Runs a shard, sending progress and one `done` or `problem` per file.
 /// Stops early when the receiver goes away (the coordinator cancelled).
-pub async fn run(op: Op, files: Vec<FileTask>, parallelism: usize, epoch: u64, tx: Events) {
+/// `window`: how long a file's transient storage failures (see
+/// [`StorageError::is_transient`]) are retried before it is given up.
+pub async fn run(
+    op: Op,
+    files: Vec<FileTask>,
+    parallelism: usize,
+    epoch: u64,
+    window: Duration,
+    tx: Events,
+) {
     let label = op.label();
     // Counts the shard as running; records duration and throughput when
     // dropped, however the shard ends.
     let mut timer = metrics::ShardTimer::start(label);
     let moved = Arc::new(AtomicU64::new(0));
     let parallelism = parallelism.max(1);
+    // Once a file has outlasted the retry window, the outage is taken as
+    // the shard's: files not started yet are reported with it at once
+    // rather than each waiting out a window of its own.
+    let outage = Arc::new(std::sync::OnceLock::<String>::new());
     let mut results = futures::stream::iter(files.into_iter().enumerate())
         .map(|(index, task)| {
             let op = op.clone();
             let moved = moved.clone();
-            async move { one(&op, index as u32, task, epoch, &moved).await }
+            let outage = outage.clone();
+            async move {
+                if let Some(why) = outage.get() {
+                    return problem(index as u32, ProblemKind::Unavailable, why.clone(), epoch);
+                }
+                let ev = one(&op, index as u32, task, epoch, window, &moved).await;
+                if let Some(shard_event::Event::Problem(p)) = &ev.event {
+                    if p.kind == ProblemKind::Unavailable as i32 {
+                        let _ = outage.set(p.detail.clone());
+                    }
+                }
+                ev
+            }
         })
         .buffer_unordered(parallelism);
 
@@ -152,10 +180,6 @@ fn done_stored(
         epoch,
         stored,
     }))
-}
-
-fn retryable(e: &StorageError) -> bool {
-    matches!(e, StorageError::Io { .. } | StorageError::S3 { .. }) && !codec::is_corrupt(e)
 }
 
 /// The zstd level a copy task asks for, if it asks for compression.
@@ -256,6 +280,71 @@ async fn put_compressed(
     })
 }
 
+/// Decides whether a failed attempt at a file is followed by another.
+struct Retries {
+    window: Duration,
+    /// Start of the first attempt that failed with an outage: the window
+    /// runs from there (the client's own retries of that attempt count).
+    failing_since: Option<Instant>,
+    attempts: u32,
+    outage_attempts: u32,
+}
+
+impl Retries {
+    fn new(window: Duration) -> Self {
+        Retries {
+            window,
+            failing_since: None,
+            attempts: 0,
+            outage_attempts: 0,
+        }
+    }
+
+    /// How long to wait before the next attempt, `None` to give up.
+    fn after(&mut self, e: &StorageError, attempt_started: Instant) -> Option<Duration> {
+        self.attempts += 1;
+        if e.is_transient() {
+            let since = *self.failing_since.get_or_insert(attempt_started);
+            let left = self.window.checked_sub(since.elapsed())?;
+            let (first, max) = OUTAGE_BACKOFF;
+            let exp = first
+                .saturating_mul(1 << self.outage_attempts.min(8))
+                .min(max);
+            self.outage_attempts += 1;
+            // Full jitter over the upper half: spread, never zero.
+            let wait = exp.mul_f64(rand::random_range(0.5..=1.0));
+            return (!left.is_zero()).then(|| wait.min(left));
+        }
+        // A damaged zstd frame reads the same every time.
+        let again = matches!(e, StorageError::Io { .. } | StorageError::S3 { .. })
+            && !codec::is_corrupt(e)
+            && self.attempts < ATTEMPTS;
+        again.then(|| Duration::from_millis(200 * u64::from(self.attempts)))
+    }
+
+    /// The problem to report for the error the file was given up on.
+    fn problem(&self, e: &StorageError) -> (ProblemKind, String) {
+        let kind = match e {
+            e if codec::is_corrupt(e) => ProblemKind::Corrupt,
+            StorageError::NotFound(_) => ProblemKind::Missing,
+            StorageError::ChecksumMismatch { .. } => ProblemKind::Corrupt,
+            StorageError::BadName(_) => ProblemKind::UnsafePath,
+            e if e.is_transient() => ProblemKind::Unavailable,
+            _ => ProblemKind::Io,
+        };
+        let detail = match kind {
+            ProblemKind::Unavailable => {
+                format!(
+                    "still failing after the {:?} retry window: {e}",
+                    self.window
+                )
+            }
+            _ => e.to_string(),
+        };
+        (kind, detail)
+    }
+}
+
 fn parse_sha(hex_sha: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(hex_sha, &mut out).ok()?;
@@ -276,17 +365,48 @@ async fn one(
     index: u32,
     task: FileTask,
     epoch: u64,
+    window: Duration,
     moved: &Arc<AtomicU64>,
 ) -> ShardEvent {
     if let Err(e) = mo_br_storage::check_name(&task.dst).and(mo_br_storage::check_name(&task.src)) {
         return problem(index, ProblemKind::UnsafePath, e.to_string(), epoch);
     }
     match op {
-        Op::Verify { storage } => verify(storage.as_ref(), index, &task, epoch, moved).await,
+        Op::Verify { storage } => {
+            let mut retries = Retries::new(window);
+            loop {
+                let started = Instant::now();
+                let before = moved.load(Ordering::Relaxed);
+                match verify(storage.as_ref(), index, &task, epoch, moved).await {
+                    Ok(ev) => return ev,
+                    Err(e) => {
+                        let read = moved.load(Ordering::Relaxed).saturating_sub(before);
+                        moved.fetch_sub(read, Ordering::Relaxed);
+                        match retries.after(&e, started) {
+                            Some(wait) if e.is_transient() => {
+                                tracing::warn!(file = %task.src, "retrying in {wait:?} after: {e}");
+                                metrics::file_retry(OpLabel::Verify);
+                                tokio::time::sleep(wait).await;
+                            }
+                            _ => {
+                                let (kind, detail) = match &e {
+                                    StorageError::NotFound(_) => {
+                                        (ProblemKind::Missing, "not found".to_string())
+                                    }
+                                    e if e.is_transient() => retries.problem(e),
+                                    e => (ProblemKind::Io, e.to_string()),
+                                };
+                                return problem(index, kind, detail, epoch);
+                            }
+                        }
+                    }
+                }
+            }
+        }
         Op::Copy {
             server_copy: Some(copier),
             ..
-        } => server_copy(copier, index, &task, epoch).await,
+        } => server_copy(copier, index, &task, epoch, window).await,
         Op::Copy { source, target, .. } => {
             transfer(
                 source.as_ref(),
@@ -294,7 +414,7 @@ async fn one(
                 index,
                 &task,
                 None,
-                epoch,
+                (epoch, window),
                 moved,
                 OpLabel::Copy,
             )
@@ -336,7 +456,7 @@ async fn one(
                 index,
                 &task,
                 expect,
-                epoch,
+                (epoch, window),
                 moved,
                 OpLabel::Restore,
             )
@@ -353,16 +473,17 @@ async fn server_copy(
     index: u32,
     task: &FileTask,
     epoch: u64,
+    window: Duration,
 ) -> ShardEvent {
-    let mut last = None;
-    for _ in 1..=ATTEMPTS {
+    let mut retries = Retries::new(window);
+    loop {
+        let started = Instant::now();
         match copier.copy(&task.src, &task.dst, task.size).await {
             Ok(outcome) => {
                 metrics::bytes(OpLabel::Reread, outcome.reread_bytes);
                 metrics::server_copied(outcome.copied_bytes);
                 return done(index, outcome.size, outcome.sha256, epoch);
             }
-            Err(e) if retryable(&e) => last = Some(e),
             Err(StorageError::NotFound(_)) => {
                 return problem(
                     index,
@@ -371,11 +492,23 @@ async fn server_copy(
                     epoch,
                 )
             }
-            Err(e) => return problem(index, ProblemKind::Io, e.to_string(), epoch),
+            Err(e) => match retries.after(&e, started) {
+                Some(wait) => {
+                    tracing::warn!(file = %task.src, "retrying in {wait:?} after: {e}");
+                    metrics::file_retry(OpLabel::Copy);
+                    tokio::time::sleep(wait).await;
+                }
+                None => {
+                    let (kind, detail) = retries.problem(&e);
+                    let kind = match kind {
+                        ProblemKind::Unavailable => kind,
+                        _ => ProblemKind::Io,
+                    };
+                    return problem(index, kind, detail, epoch);
+                }
+            },
         }
     }
-    let e = last.map(|e| e.to_string()).unwrap_or_default();
-    problem(index, ProblemKind::Io, e, epoch)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -385,12 +518,13 @@ async fn transfer(
     index: u32,
     task: &FileTask,
     expect: Option<[u8; 32]>,
-    epoch: u64,
+    (epoch, window): (u64, Duration),
     moved: &Arc<AtomicU64>,
     label: OpLabel,
 ) -> ShardEvent {
-    let mut last = None;
-    for attempt_no in 1..=ATTEMPTS {
+    let mut retries = Retries::new(window);
+    loop {
+        let started = Instant::now();
         let attempt = Arc::new(AtomicU64::new(0));
         let result = async {
             let body = counted(
@@ -432,27 +566,20 @@ async fn transfer(
             Ok(w) => return done_stored(index, w.size, w.sha256, w.stored, epoch),
             Err(e) => {
                 moved.fetch_sub(attempt.load(Ordering::Relaxed), Ordering::Relaxed);
-                if retryable(&e) && attempt_no < ATTEMPTS {
-                    tracing::warn!(file = %task.src, attempt = attempt_no, "retrying after: {e}");
-                    metrics::file_retry(label);
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt_no))).await;
-                    last = Some(e);
-                    continue;
+                match retries.after(&e, started) {
+                    Some(wait) => {
+                        tracing::warn!(file = %task.src, "retrying in {wait:?} after: {e}");
+                        metrics::file_retry(label);
+                        tokio::time::sleep(wait).await;
+                    }
+                    None => {
+                        let (kind, detail) = retries.problem(&e);
+                        return problem(index, kind, detail, epoch);
+                    }
                 }
-                last = Some(e);
-                break;
             }
         }
     }
-    let e = last.expect("at least one attempt ran");
-    let kind = match &e {
-        e if codec::is_corrupt(e) => ProblemKind::Corrupt,
-        StorageError::NotFound(_) => ProblemKind::Missing,
-        StorageError::ChecksumMismatch { .. } => ProblemKind::Corrupt,
-        StorageError::BadName(_) => ProblemKind::UnsafePath,
-        _ => ProblemKind::Io,
-    };
-    problem(index, kind, e.to_string(), epoch)
 }
 
 async fn verify(
@@ -461,14 +588,8 @@ async fn verify(
     task: &FileTask,
     epoch: u64,
     moved: &Arc<AtomicU64>,
-) -> ShardEvent {
-    let body = match storage.get(&task.src).await {
-        Ok(b) => b,
-        Err(StorageError::NotFound(_)) => {
-            return problem(index, ProblemKind::Missing, "not found".to_string(), epoch)
-        }
-        Err(e) => return problem(index, ProblemKind::Io, e.to_string(), epoch),
-    };
+) -> Result<ShardEvent, StorageError> {
+    let body = storage.get(&task.src).await?;
     // A compressed file: the stored bytes are hashed as they come, then
     // decoded, and the original bytes checked like any file's.
     let stored_tally: Tally = Arc::default();
@@ -486,16 +607,16 @@ async fn verify(
                 moved.fetch_add(c.len() as u64, Ordering::Relaxed);
             }
             Err(e) if codec::is_corrupt(&e) => {
-                return problem(index, ProblemKind::Corrupt, e.to_string(), epoch)
+                return Ok(problem(index, ProblemKind::Corrupt, e.to_string(), epoch))
             }
-            Err(e) => return problem(index, ProblemKind::Io, e.to_string(), epoch),
+            Err(e) => return Err(e),
         }
     }
     let sha: [u8; 32] = hasher.finalize().into();
     if let Some(stored) = stored_zstd(task) {
         let (stored_sha, stored_size) = finish_tally(&stored_tally);
         if stored_size != stored.size || hex::encode(stored_sha) != stored.sha256 {
-            return problem(
+            return Ok(problem(
                 index,
                 ProblemKind::Corrupt,
                 format!(
@@ -505,32 +626,89 @@ async fn verify(
                     stored.sha256
                 ),
                 epoch,
-            );
+            ));
         }
     }
     if size < task.size {
-        return problem(
+        return Ok(problem(
             index,
             ProblemKind::Truncated,
             format!("{size} of {} bytes", task.size),
             epoch,
-        );
+        ));
     }
     if size > task.size {
-        return problem(
+        return Ok(problem(
             index,
             ProblemKind::SizeMismatch,
             format!("{size} bytes, expected {}", task.size),
             epoch,
-        );
+        ));
     }
     if !task.sha256.is_empty() && hex::encode(sha) != task.sha256.to_ascii_lowercase() {
-        return problem(
+        return Ok(problem(
             index,
             ProblemKind::Corrupt,
             format!("sha256 {} instead of {}", hex::encode(sha), task.sha256),
             epoch,
+        ));
+    }
+    Ok(done(index, size, sha, epoch))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unreachable() -> StorageError {
+        StorageError::Unreachable {
+            endpoint: "http://127.0.0.1:1".into(),
+            detail: "connection refused".into(),
+        }
+    }
+
+    #[test]
+    fn outages_are_retried_for_the_window_from_the_first_failure() {
+        let window = Duration::from_millis(300);
+        let mut r = Retries::new(window);
+        let first = Instant::now();
+        for _ in 0..20 {
+            let wait = r.after(&unreachable(), first).expect("within the window");
+            // Jittered, never zero, never past the window.
+            assert!(wait > Duration::ZERO && wait <= window, "{wait:?}");
+        }
+        // An attempt that started before the window began to count (its
+        // request was already retried for a while) leaves none of it.
+        let mut late = Retries::new(window);
+        let long_ago = Instant::now() - window;
+        assert_eq!(late.after(&unreachable(), long_ago), None);
+        let (kind, detail) = late.problem(&unreachable());
+        assert_eq!(kind, ProblemKind::Unavailable);
+        assert!(
+            detail.contains("retry window") && detail.contains("127.0.0.1"),
+            "{detail}"
         );
     }
-    done(index, size, sha, epoch)
+
+    #[test]
+    fn other_errors_get_a_few_attempts_or_none() {
+        let mut r = Retries::new(Duration::from_secs(60));
+        let now = Instant::now();
+        let io = || StorageError::Io {
+            path: "p".into(),
+            source: std::io::Error::other("disk"),
+        };
+        assert!(r.after(&io(), now).is_some());
+        assert!(r.after(&io(), now).is_some());
+        assert_eq!(r.after(&io(), now), None);
+        let mut r = Retries::new(Duration::from_secs(60));
+        assert_eq!(r.after(&StorageError::NotFound("a".into()), now), None);
+        let mismatch = StorageError::ChecksumMismatch {
+            name: "a".into(),
+            expected: "00".into(),
+            actual: "11".into(),
+        };
+        assert_eq!(r.after(&mismatch, now), None);
+        assert_eq!(r.problem(&mismatch).0, ProblemKind::Corrupt);
+    }
 }

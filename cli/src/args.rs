@@ -86,6 +86,11 @@ pub enum Command {
     List(ListArgs),
     /// restore the matrixone data
     Restore(RestoreArgs),
+    /// Remove the backups a retention policy does not keep (chain-aware)
+    Expire(ExpireArgs),
+    /// Recover the catalog from the backups in a filesystem root or bucket
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
     /// Manage snapshots
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -101,6 +106,69 @@ pub enum Command {
     /// Write the man pages (mo_br.1, mo_br-backup.1, ...) into a directory
     #[command(hide = true)]
     Man(ManArgs),
+}
+
+#[derive(Debug, Subcommand)]
+#[command(rename_all = "snake_case")]
+pub enum CatalogCommand {
+    /// Scan a filesystem root or an S3 bucket/prefix for backups (each
+    /// location's verified backup_meta) and add those the catalog lacks,
+    /// chains included; backups already in the catalog are left as they are
+    Rebuild(RebuildArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(rename_all = "snake_case")]
+pub struct RebuildArgs {
+    /// The type of path to scan. s3 or filesystem
+    #[arg(long, value_name = "string")]
+    pub backup_dir: Option<String>,
+    #[command(flatten)]
+    pub s3: BackupS3Flags,
+    /// Local directory to scan
+    #[arg(long, value_name = "string")]
+    pub backup_path: Option<PathBuf>,
+    /// Specifies the location of the meta file (default "./mo_br.meta"); created if absent
+    #[arg(long, value_name = "string")]
+    pub meta_path: Option<PathBuf>,
+    /// Print what would be added; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(rename_all = "snake_case")]
+pub struct ExpireArgs {
+    /// Keep the N newest backups
+    #[arg(long, value_name = "int")]
+    pub keep_last: Option<u32>,
+    /// Keep backups started within this long of the newest one (e.g. 7d, 36h, 1w2d)
+    #[arg(long, value_name = "duration")]
+    pub keep_within: Option<String>,
+    /// Keep the newest backup of each of the N newest days that have one
+    #[arg(long, value_name = "int")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest backup of each of the N newest weeks that have one
+    #[arg(long, value_name = "int")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest backup of each of the N newest months that have one
+    #[arg(long, value_name = "int")]
+    pub keep_monthly: Option<u32>,
+    /// Print what would be removed and kept, and why; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Access key ID of the backups in s3
+    #[arg(long, value_name = "string")]
+    pub access_key_id: Option<String>,
+    /// Secret access key of the backups in s3
+    #[arg(long, value_name = "string")]
+    pub secret_access_key: Option<String>,
+    /// A file holding --secret_access_key (keeps it out of `ps` and shell history)
+    #[arg(long, value_name = "path", conflicts_with = "secret_access_key")]
+    pub secret_access_key_file: Option<PathBuf>,
+    /// Specifies the location of the meta file (default "./mo_br.meta")
+    #[arg(long, value_name = "string")]
+    pub meta_path: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -273,6 +341,9 @@ pub struct RestoreS3Flags {
 pub struct BackupArgs {
     #[command(flatten)]
     pub conn: ConnFlags,
+    /// Print files, bytes, requests and an estimated time; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
     /// Destination path type for backups. s3 or filesystem
     #[arg(long, value_name = "string")]
     pub backup_dir: Option<String>,
@@ -312,6 +383,8 @@ pub struct BackupArgs {
     /// A file holding --source_secret_access_key (keeps it out of `ps` and shell history)
     #[arg(long, value_name = "path", conflicts_with = "source_secret_access_key")]
     pub source_secret_access_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: JobLimits,
     /// The node's mo-data directory (not needed with --host: agents
     /// registered for that MatrixOne know it, or MatrixOne backs itself up)
     #[arg(long, value_name = "DIR")]
@@ -485,6 +558,9 @@ pub struct DeleteArgs {
     /// Also delete the incremental backups that depend on this one
     #[arg(long)]
     pub force: bool,
+    /// Print files, bytes, requests and (no time: deletes are not measured); change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -493,6 +569,9 @@ pub struct RestoreArgs {
     /// ID to be recovered
     #[arg(value_name = "ID")]
     pub id: Option<String>,
+    /// Print files, bytes, requests and an estimated time; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
     /// Type of the path holding the backup, without an ID. s3 or filesystem
     #[arg(long, value_name = "string")]
     pub backup_dir: Option<String>,
@@ -522,6 +601,42 @@ pub struct RestoreArgs {
     /// parallelism
     #[arg(long, value_name = "int", value_parser = parallelism, allow_negative_numbers = true)]
     pub parallelism: Option<u32>,
+    #[command(flatten)]
+    pub limits: JobLimits,
+}
+
+/// How a copying job rides out S3 outages and how hard it may press S3.
+#[derive(Debug, Args, Default, Clone)]
+#[command(rename_all = "snake_case")]
+pub struct JobLimits {
+    /// How long a file's transient S3 failures (endpoint unreachable,
+    /// connection reset, 5xx, SlowDown) are retried before the job fails,
+    /// e.g. 30s, 5m (default: the agents' --retry_window, 2m)
+    #[arg(long, value_name = "duration", value_parser = retry_window)]
+    pub retry_window: Option<std::time::Duration>,
+    /// At most this many S3 requests per second over the whole job (default:
+    /// no limit of its own; S3's SlowDown lowers the rate on its own)
+    #[arg(long, value_name = "int", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_requests_per_sec: Option<u64>,
+}
+
+impl JobLimits {
+    /// The request's `retry_window_ms` (0: the agents' default).
+    pub fn retry_window_ms(&self) -> u64 {
+        self.retry_window
+            .map(|d| (d.as_millis() as u64).max(1))
+            .unwrap_or(0)
+    }
+}
+
+/// `--retry_window`: a duration such as 90s or 2m, at least 1 ms.
+fn retry_window(v: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(v.trim())
+        .map_err(|e| format!("not a duration such as 30s or 2m ({e})"))?;
+    if d.is_zero() {
+        return Err("give a duration above zero, such as 30s or 2m".into());
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Args)]
@@ -1004,6 +1119,12 @@ impl Cli {
                 "secret_access_key",
             ),
             Some(Command::Check(a)) => a.s3.read_secret_files(),
+            Some(Command::Catalog(CatalogCommand::Rebuild(a))) => a.s3.read_secret_files(),
+            Some(Command::Expire(a)) => read_secret(
+                &mut a.secret_access_key,
+                &a.secret_access_key_file,
+                "secret_access_key",
+            ),
             Some(Command::Restore(a)) => {
                 a.backup_s3.read_secret_files()?;
                 a.restore_s3.read_secret_files()

@@ -123,6 +123,9 @@ pub fn request_for(
         source_access_key_id: source_creds.access_key_id,
         source_secret_access_key: source_creds.secret_access_key,
         compression: compression::backup(a.s3.compression.as_deref())?,
+        retry_window_ms: a.limits.retry_window_ms(),
+        max_requests_per_sec: a.limits.max_requests_per_sec.unwrap_or(0),
+        dry_run: a.dry_run,
     })
 }
 
@@ -144,8 +147,13 @@ pub async fn run(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<u8> {
             .map(location::describe)
             .unwrap_or_default()
     );
-    let mut client =
-        connect::connect(s, &s.meta_path(a.meta_path.as_deref()), req.parallelism).await?;
+    let meta_path = s.meta_path(a.meta_path.as_deref());
+    // A dry run leaves no catalog behind where there was none.
+    let mut client = if req.dry_run {
+        connect::connect_reader(s, &meta_path, req.parallelism).await?
+    } else {
+        connect::connect(s, &meta_path, req.parallelism).await?
+    };
     let mo_password = req
         .login
         .as_ref()

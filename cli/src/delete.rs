@@ -19,6 +19,7 @@ pub fn request(a: &DeleteArgs, s: &Settings) -> Result<DeleteRequest, UsageError
         id: id.to_string(),
         not_delete_data: a.not_delete_data,
         force: a.force,
+        dry_run: a.dry_run,
         access_key_id: creds.access_key_id,
         secret_access_key: creds.secret_access_key,
     })

@@ -21,6 +21,7 @@ mod config;
 mod connect;
 mod delete;
 mod error;
+mod expire;
 mod help;
 mod job;
 mod list;
@@ -29,6 +30,7 @@ mod logging;
 mod man;
 mod pitr;
 mod progress;
+mod rebuild;
 mod render;
 mod restore;
 mod schedule;
@@ -40,7 +42,7 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
-use crate::args::{CertsCommand, Cli, Command};
+use crate::args::{CatalogCommand, CertsCommand, Cli, Command};
 use crate::config::{Config, EnvCreds, Settings};
 use crate::error::usage;
 
@@ -156,6 +158,10 @@ fn run(mut cli: Cli, mut argv: Vec<OsString>, matches: &ArgMatches) -> anyhow::R
                 Command::List(a) => list::run(a, &settings).await,
                 Command::Check(a) => check::run(a, &settings, &cwd).await,
                 Command::Delete(a) => delete::run(a, &settings).await,
+                Command::Expire(a) => expire::run(a, &settings).await,
+                Command::Catalog(CatalogCommand::Rebuild(a)) => {
+                    rebuild::run(a, &settings, &cwd).await
+                }
                 Command::Restore(a) => restore::run(a, &settings, &cwd).await,
                 Command::Snapshot(c) => snapshot::run(c, &settings).await,
                 Command::Pitr(c) => pitr::run(c, &settings).await,

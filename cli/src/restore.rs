@@ -92,6 +92,9 @@ pub fn request(a: &RestoreArgs, s: &Settings, cwd: &Path) -> Result<RestoreReque
             .unwrap_or_default(),
         checksum: a.checksum,
         parallelism: s.parallelism(a.parallelism),
+        retry_window_ms: a.limits.retry_window_ms(),
+        max_requests_per_sec: a.limits.max_requests_per_sec.unwrap_or(0),
+        dry_run: a.dry_run,
     })
 }
 
@@ -112,8 +115,12 @@ pub async fn run(a: &RestoreArgs, s: &Settings, cwd: &Path) -> Result<u8> {
             .map(location::describe)
             .unwrap_or_default()
     );
-    let mut client =
-        connect::connect(s, &s.meta_path(a.meta_path.as_deref()), req.parallelism).await?;
+    let meta_path = s.meta_path(a.meta_path.as_deref());
+    let mut client = if req.dry_run {
+        connect::connect_reader(s, &meta_path, req.parallelism).await?
+    } else {
+        connect::connect(s, &meta_path, req.parallelism).await?
+    };
     let stream = client.restore(req).await?.into_inner();
     let out = job::drive(stream, &job::Options::default()).await?;
     job::conclude(&out, "restore")

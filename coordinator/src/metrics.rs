@@ -85,6 +85,8 @@ pub fn install(addr: &str) -> Result<mo_br_telemetry::Exporter, mo_br_telemetry:
 
 /// Help texts for every coordinator metric (a no-op without a recorder).
 pub fn describe() {
+    // S3 requests go through the storage crate, which records them.
+    mo_br_storage::metrics::describe();
     describe_gauge!(JOBS_RUNNING, "Jobs running now, by kind.");
     describe_counter!(
         JOBS_TOTAL,

@@ -112,7 +112,7 @@ async fn pass(c: &Coordinator, term: u64) -> Option<Option<Instant>> {
     let mut next: Option<i64> = None;
     for v in views {
         let s = &v.schedule;
-        let mut busy = s.running.is_some();
+        let busy = s.running.is_some();
         if let Some(run) = &s.running {
             let driven = c.supervisor.is_driving(&run.backup_id);
             match &v.run_record {
@@ -133,17 +133,16 @@ async fn pass(c: &Coordinator, term: u64) -> Option<Option<Instant>> {
                     );
                 }
                 // On record but never planned, and nobody drives it: its
-                // leader died in between; nothing was copied, so it ends
-                // as failed and the schedule goes on.
+                // leader died in between. It cannot be carried on (no plan),
+                // so it is ended like any backup whose driver is gone (what
+                // it wrote removed, recorded failed) and the schedule goes on.
                 Some((BackupState::Running, false)) if !driven && run.term < term => {
-                    let _ = c
-                        .catalog
-                        .propose(Command::BackupFailed {
-                            id: run.backup_id.clone(),
-                            reason: "its leader was lost before it was planned".into(),
-                        })
-                        .await;
-                    busy = false;
+                    let guard = c.supervisor.claim(&run.backup_id);
+                    let (c2, id) = (c.clone(), run.backup_id.clone());
+                    let _ = c.supervisor.spawn(async move {
+                        let _guard = guard;
+                        jobs::backup::abandon(&c2, &id).await;
+                    });
                 }
                 _ => {}
             }
@@ -227,6 +226,7 @@ fn start(c: &Coordinator, s: &Schedule, slot: i64, id: String, base: Option<Stri
         ..Default::default()
     };
     let name = s.name.clone();
+    let retention = jobs::schedule::policy(&s.retention);
     let label = metrics::location_label(&location);
     let task = {
         let c = c.clone();
@@ -263,6 +263,22 @@ fn start(c: &Coordinator, s: &Schedule, slot: i64, id: String, base: Option<Stri
                 Ok(()) => {
                     tracing::info!(schedule = %name, backup = %id, "scheduled backup completed");
                     job.finish(true);
+                    if let Some(policy) = retention {
+                        let (tx, mut rx) = mpsc::channel(64);
+                        let drain = async move { while rx.recv().await.is_some() {} };
+                        let expire = async {
+                            let r = jobs::schedule::expire(&c, &name, policy, &tx).await;
+                            drop(tx);
+                            r
+                        };
+                        match tokio::join!(expire, drain).0 {
+                            Ok(0) => {}
+                            Ok(n) => {
+                                tracing::info!(schedule = %name, "retention removed {n} backup(s)")
+                            }
+                            Err(e) => tracing::warn!(schedule = %name, "retention: {e}"),
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(schedule = %name, backup = %id, "scheduled backup failed: {e}");

@@ -17,9 +17,9 @@ use mo_br_proto::coordinator::coordinator_server::Coordinator as CoordinatorApi;
 use mo_br_proto::coordinator::registry_server::Registry;
 use mo_br_proto::coordinator::{
     job_event, AgentHeartbeat, AgentRegistration, AttachRequest, BackupRequest, CheckRequest,
-    DeleteRequest, Finished, InspectReply, InspectRequest, JobEvent, ListRequest, PitrRequest,
-    Progress, RegistryReply, RestoreRequest, ScheduleListRequest, ScheduleRequest, SnapshotRequest,
-    Started,
+    DeleteRequest, ExpireRequest, Finished, InspectReply, InspectRequest, JobEvent, ListRequest,
+    PitrRequest, Progress, RebuildRequest, RegistryReply, RestoreRequest, ScheduleListRequest,
+    ScheduleRequest, SnapshotRequest, Started,
 };
 use mo_br_security::auth::MethodPolicy;
 use mo_br_security::{Caller, Permission};
@@ -94,6 +94,9 @@ pub(crate) fn policy() -> MethodPolicy {
             "create, drop, pause or resume schedules",
         ),
         ("ScheduleList", Read, "list schedules"),
+        // Both change the catalog (a dry run shows what an operator would do).
+        ("Rebuild", Mutate, "rebuild the catalog"),
+        ("Expire", Mutate, "expire backups"),
     ];
     let registry = [
         ("Register", Register, "register an agent"),
@@ -268,6 +271,8 @@ impl CoordinatorApi for CoordinatorService {
     ) -> Result<Response<JobStream>, Status> {
         serve_job!(self, r, schedule_list, JobKind::List, jobs::schedule::list)
     }
+    type RebuildStream = JobStream;
+    type ExpireStream = JobStream;
 
     async fn backup(&self, r: Request<BackupRequest>) -> Result<Response<JobStream>, Status> {
         serve_job!(
@@ -339,6 +344,15 @@ impl CoordinatorApi for CoordinatorService {
             Ok(PitrOp::Create | PitrOp::Alter) | Err(_) => JobKind::Backup,
         };
         serve_job!(self, r, pitr, kind, jobs::pitr::run)
+    }
+
+    async fn rebuild(&self, r: Request<RebuildRequest>) -> Result<Response<JobStream>, Status> {
+        // Counted as a check: it reads and verifies manifests.
+        serve_job!(self, r, rebuild, JobKind::Check, jobs::rebuild::run)
+    }
+
+    async fn expire(&self, r: Request<ExpireRequest>) -> Result<Response<JobStream>, Status> {
+        serve_job!(self, r, expire, JobKind::Delete, jobs::expire::run)
     }
 
     async fn attach(&self, r: Request<AttachRequest>) -> Result<Response<JobStream>, Status> {
@@ -474,6 +488,9 @@ async fn follow(c: &Coordinator, req: AttachRequest, events: &Events) -> Result<
             }
             BackupState::Failed { reason } => {
                 return Err(Error::Failed(format!("backup {id} failed: {reason}")));
+            }
+            BackupState::Deleting => {
+                return Err(Error::Failed(format!("backup {id} is being deleted")));
             }
             BackupState::Running => {}
         }
@@ -623,5 +640,18 @@ mod tests {
                 .map(|(perm, _)| perm),
             Some(Permission::Mutate)
         );
+    }
+
+    #[test]
+    fn rebuilding_the_catalog_and_expiring_are_for_operators() {
+        let policy = super::policy();
+        for method in ["Rebuild", "Expire"] {
+            let (needs, _) = policy
+                .get(&format!("/mobr.coordinator.Coordinator/{method}"))
+                .unwrap_or_else(|| panic!("{method} has no policy"));
+            assert_eq!(needs, Permission::Mutate, "{method}");
+            assert!(Role::Operator.may(needs));
+            assert!(!Role::Reader.may(needs), "a reader may {method}");
+        }
     }
 }

@@ -11,6 +11,7 @@
 //! logservice-data/<path>         cold backups only: the node's log service dir
 //! hakeeper/hk_data (+ .sha256)   online backups (HAKeeper ID watermarks)
 //! backup_meta.sha256, backup_meta   our manifest, written LAST
+//! backup_meta.deleting           only while a delete runs (see docs/FORMAT.md)
 //! ```
 
 use serde::{Deserialize, Serialize};

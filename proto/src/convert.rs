@@ -271,11 +271,12 @@ macro_rules! redacted_debug {
 }
 
 use crate::coordinator::{
-    AttachRequest, BackupRequest, CheckRequest, DeleteRequest, ListRequest, RestoreRequest,
+    AttachRequest, BackupRequest, CheckRequest, DeleteRequest, ExpireRequest, ListRequest,
+    RebuildRequest, RestoreRequest,
 };
 
 redacted_debug!(BackupRequest {
-    target, source, base_id, parallelism, login
+    target, source, base_id, parallelism, login, retry_window_ms, max_requests_per_sec, dry_run
 } enums { backup_type: BackupType } secrets {
     base_access_key_id, base_secret_access_key, source_access_key_id, source_secret_access_key
 });
@@ -285,11 +286,16 @@ redacted_debug!(crate::agent::InventoryRequest {
 redacted_debug!(ListRequest { id, not_check_data } secrets { access_key_id, secret_access_key });
 redacted_debug!(CheckRequest { id, storage, parallelism } secrets { access_key_id, secret_access_key });
 redacted_debug!(DeleteRequest {
-    id, not_delete_data, force
+    id, not_delete_data, force, dry_run
 } secrets { access_key_id, secret_access_key });
 redacted_debug!(RestoreRequest {
-    id, backup, target, dn_config_path, checksum, parallelism
+    id, backup, target, dn_config_path, checksum, parallelism, retry_window_ms,
+    max_requests_per_sec, dry_run
 } secrets { backup_access_key_id, backup_secret_access_key });
+redacted_debug!(RebuildRequest { storage, dry_run } secrets { access_key_id, secret_access_key });
+redacted_debug!(ExpireRequest {
+    keep_last, keep_within_secs, keep_daily, keep_weekly, keep_monthly, dry_run
+} secrets { access_key_id, secret_access_key });
 redacted_debug!(AttachRequest { job_id } secrets {
     access_key_id, secret_access_key, mo_password, source_access_key_id, source_secret_access_key
 });

@@ -89,6 +89,7 @@ impl Named for BackupState {
         BackupState::Running,
         BackupState::Complete,
         BackupState::Failed,
+        BackupState::Deleting,
     ];
 
     fn name(self) -> &'static str {
@@ -97,6 +98,7 @@ impl Named for BackupState {
             BackupState::Running => "running",
             BackupState::Complete => "complete",
             BackupState::Failed => "failed",
+            BackupState::Deleting => "deleting",
         }
     }
 }
@@ -203,6 +205,7 @@ impl Named for ProblemKind {
         ProblemKind::SizeMismatch,
         ProblemKind::Io,
         ProblemKind::UnsafePath,
+        ProblemKind::Unavailable,
     ];
 
     fn name(self) -> &'static str {
@@ -214,6 +217,7 @@ impl Named for ProblemKind {
             ProblemKind::SizeMismatch => "size mismatch",
             ProblemKind::Io => "io",
             ProblemKind::UnsafePath => "unsafe path",
+            ProblemKind::Unavailable => "unavailable",
         }
     }
 }

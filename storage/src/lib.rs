@@ -14,7 +14,19 @@
 //!   endpoint without the bytes passing through this process, recording
 //!   the sha256 of what the target holds.
 //! - `limit`: a bound on concurrent requests per S3 endpoint, shared by every
-//!   S3 client of the process, that cannot deadlock a reader that writes.
+//!   S3 client of the process, that cannot deadlock a reader that writes;
+//!   every request passes there, through
+//! - `pace`: request-rate limits (per process, per job) and the adaptive
+//!   per-endpoint rate that backs off on S3's SlowDown, and
+//! - `metrics`: `mo_br_s3_*` request counters and durations.
+//!
+//! # Outages
+//! Once a job runs, a failed S3 request that may succeed later (endpoint
+//! unreachable, connection reset, 5xx, SlowDown) is retried with backoff
+//! and jitter for the retry window ([`OpenOptions::retry_window`], default
+//! [`DEFAULT_RETRY_WINDOW`]); what is still failing then comes back as an
+//! error for which [`Error::is_transient`] holds, for callers that retry
+//! whole objects. [`Storage::probe`] alone fails fast.
 //!
 //! Object names are always relative, '/'-separated, with no empty, `.` or
 //! `..` component: [`check_name`] enforces it so no name can escape a root.
@@ -23,20 +35,26 @@ mod error;
 mod fs;
 mod limit;
 mod location;
+pub mod metrics;
+mod pace;
 mod s3;
 mod s3copy;
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
 
 pub use error::{Error, Result};
 pub use limit::{
-    endpoint_usage, set_default_requests_per_endpoint, set_endpoint_request_limit, EndpointUsage,
-    DEFAULT_REQUESTS_PER_ENDPOINT, REQUESTS_PER_ENDPOINT_ENV,
+    endpoint_allowed_rate, endpoint_usage, set_default_requests_per_endpoint,
+    set_endpoint_request_limit, EndpointUsage, DEFAULT_REQUESTS_PER_ENDPOINT,
+    REQUESTS_PER_ENDPOINT_ENV,
 };
 pub use location::{Credentials, Location, S3Location};
+pub use pace::{set_process_requests_per_sec, Pacer};
 pub use s3copy::{
     can_copy_server_side, same_endpoint, server_side_copy, ChecksumSource, CopyOptions,
     CopyOutcome, ServerSideCopier, Verify, MAX_SINGLE_COPY, MIN_PART_SIZE,
@@ -114,11 +132,52 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     async fn probe(&self) -> Result<()>;
 }
 
+/// How long a failing S3 request is retried once a job runs, unless the
+/// job or the process says otherwise: long enough for a server to restart.
+pub const DEFAULT_RETRY_WINDOW: Duration = Duration::from_secs(120);
+
+/// Milliseconds; u64::MAX: not set by the program.
+static RETRY_WINDOW_MS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// The retry window of storages opened without one (an agent's
+/// `--retry_window`).
+pub fn set_default_retry_window(window: Duration) {
+    RETRY_WINDOW_MS.store(window.as_millis() as u64, Ordering::Relaxed);
+}
+
+pub fn default_retry_window() -> Duration {
+    match RETRY_WINDOW_MS.load(Ordering::Relaxed) {
+        u64::MAX => DEFAULT_RETRY_WINDOW,
+        ms => Duration::from_millis(ms),
+    }
+}
+
+/// How a storage is opened for one job.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// How long a failing request is retried; `None`: the process default
+    /// ([`default_retry_window`]).
+    pub retry_window: Option<Duration>,
+    /// Paces this storage's S3 requests (a job's requests-per-second
+    /// limit, shared by every storage the job opens), on top of the
+    /// process's limit.
+    pub pacer: Option<std::sync::Arc<Pacer>>,
+}
+
 /// Opens the backend for `location`.
 pub async fn open(location: &Location, creds: &Credentials) -> Result<Box<dyn Storage>> {
+    open_with(location, creds, &OpenOptions::default()).await
+}
+
+/// Opens the backend for `location` as `opts` says.
+pub async fn open_with(
+    location: &Location,
+    creds: &Credentials,
+    opts: &OpenOptions,
+) -> Result<Box<dyn Storage>> {
     match location {
         Location::Filesystem { path } => Ok(Box::new(fs::FsStorage::new(path.clone()))),
-        Location::S3(s3) => Ok(Box::new(s3::S3Storage::new(s3, creds)?)),
+        Location::S3(s3) => Ok(Box::new(s3::S3Storage::with_options(s3, creds, opts)?)),
     }
 }
 

@@ -21,12 +21,25 @@
 //!
 //! Endpoints are told apart by `scheme://host:port` of each request, so two
 //! storages on one server share one bound whatever their bucket.
+//!
+//! Every request also passes here, before its permit:
+//! - the request-rate pacers ([`crate::pace`]): the process's (an agent's
+//!   `--max_requests_per_sec`), the job's (from [`crate::OpenOptions`]) and
+//!   the endpoint's own adaptive one, which halves the allowed rate on a
+//!   `503`/`429` (S3's `SlowDown`) and recovers gradually;
+//! - the request metrics ([`crate::metrics`]), one attempt at a time, so
+//!   the client's own retries count too;
+//! - the status of the last failed attempt is kept for the task (see
+//!   [`observe`]), so a failure can be classified by status, not by text.
 
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Method, Uri};
@@ -38,7 +51,27 @@ use object_store::client::{
 use object_store::ClientOptions;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::metrics::{self, Outcome};
+use crate::pace::{Adaptive, Pacer};
 use crate::{Error, Result};
+
+tokio::task_local! {
+    /// The HTTP status of the last attempt that failed with one, in the
+    /// task running [`observe`].
+    static LAST_STATUS: Cell<Option<u16>>;
+}
+
+/// Runs `fut`, returning with its output the status of its last attempt
+/// that the server answered with an error status (5xx, 429...), if any: an
+/// object_store error carries the status only in its text.
+pub(crate) async fn observe<F: Future>(fut: F) -> (F::Output, Option<u16>) {
+    LAST_STATUS
+        .scope(Cell::new(None), async move {
+            let out = fut.await;
+            (out, LAST_STATUS.with(|c| c.get()))
+        })
+        .await
+}
 
 /// Concurrent requests per endpoint unless set otherwise: well under the
 /// connection limits S3-compatible servers and proxies commonly have.
@@ -62,6 +95,8 @@ struct Limiter {
     limit: usize,
     in_flight: AtomicUsize,
     peak: AtomicUsize,
+    /// The request rate this endpoint tolerates, learnt from its SlowDowns.
+    adaptive: Arc<Adaptive>,
 }
 
 /// What one endpoint's bound looks like now.
@@ -96,11 +131,13 @@ fn default_limit() -> usize {
 pub fn set_endpoint_request_limit(endpoint: &str, limit: usize) -> Result<()> {
     let key = endpoint_key(endpoint)
         .ok_or_else(|| Error::Config(format!("invalid S3 endpoint {endpoint:?}")))?;
-    let limiter = Arc::new(Limiter::new(limit.max(1)));
-    registry()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(key, limiter);
+    let mut map = registry().lock().unwrap_or_else(|p| p.into_inner());
+    // The rate learnt so far stays: the server has not changed.
+    let adaptive = map
+        .get(&key)
+        .map(|l| l.adaptive.clone())
+        .unwrap_or_else(|| Arc::new(Adaptive::new(&key)));
+    map.insert(key, Arc::new(Limiter::new(limit.max(1), adaptive)));
     Ok(())
 }
 
@@ -121,18 +158,28 @@ fn registry() -> &'static Mutex<HashMap<String, Arc<Limiter>>> {
 
 fn limiter_for(key: String) -> Arc<Limiter> {
     let mut map = registry().lock().unwrap_or_else(|p| p.into_inner());
-    map.entry(key)
-        .or_insert_with(|| Arc::new(Limiter::new(default_limit())))
+    map.entry(key.clone())
+        .or_insert_with(|| Arc::new(Limiter::new(default_limit(), Arc::new(Adaptive::new(&key)))))
         .clone()
 }
 
+/// The request rate an endpoint is held to after its SlowDowns (requests
+/// per second), `None` while it is not held to any; `None` too for an
+/// endpoint not used yet.
+pub fn endpoint_allowed_rate(endpoint: &str) -> Option<f64> {
+    let key = endpoint_key(endpoint)?;
+    let map = registry().lock().unwrap_or_else(|p| p.into_inner());
+    map.get(&key)?.adaptive.allowed()
+}
+
 impl Limiter {
-    fn new(limit: usize) -> Self {
+    fn new(limit: usize, adaptive: Arc<Adaptive>) -> Self {
         Limiter {
             semaphore: Arc::new(Semaphore::new(limit)),
             limit,
             in_flight: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
+            adaptive,
         }
     }
 }
@@ -181,31 +228,64 @@ async fn acquire(limiter: Arc<Limiter>) -> Permit {
 }
 
 /// Builds object_store's usual reqwest client, with every request going
-/// through its endpoint's bound.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct LimitedConnector;
+/// through its endpoint's bound, the request-rate pacers and the metrics.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct LimitedConnector {
+    /// The job's own request rate, on top of the process's.
+    pub(crate) job_pacer: Option<Arc<Pacer>>,
+}
 
 impl HttpConnector for LimitedConnector {
     fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
         let inner = ReqwestConnector::default().connect(options)?;
-        Ok(HttpClient::new(LimitedService { inner }))
+        Ok(HttpClient::new(LimitedService {
+            inner,
+            job_pacer: self.job_pacer.clone(),
+        }))
     }
 }
 
 #[derive(Debug)]
 struct LimitedService {
     inner: HttpClient,
+    job_pacer: Option<Arc<Pacer>>,
 }
 
 #[async_trait::async_trait]
 impl HttpService for LimitedService {
     async fn call(&self, req: HttpRequest) -> std::result::Result<HttpResponse, HttpError> {
+        let op = metrics::op_of(&req);
         let Some(key) = uri_key(req.uri()) else {
             return self.inner.execute(req).await;
         };
         let streamed_by_caller = req.method() == Method::GET && req.uri().query().is_none();
-        let permit = acquire(limiter_for(key)).await;
-        let res = self.inner.execute(req).await?;
+        let limiter = limiter_for(key);
+        // Paced before the permit is taken: a request waiting for its turn
+        // holds no connection slot.
+        if let Some(p) = crate::pace::process_pacer() {
+            p.take().await;
+        }
+        if let Some(p) = &self.job_pacer {
+            p.take().await;
+        }
+        limiter.adaptive.take().await;
+        let permit = acquire(limiter.clone()).await;
+        let started = Instant::now();
+        let res = self.inner.execute(req).await;
+        let outcome = match &res {
+            Ok(r) => Outcome::Status(r.status().as_u16()),
+            Err(e) => Outcome::Transport(e.kind()),
+        };
+        metrics::request(op, outcome, started.elapsed());
+        if let Outcome::Status(status) = outcome {
+            if status == 503 || status == 429 {
+                limiter.adaptive.slow_down();
+            }
+            if status >= 400 {
+                let _ = LAST_STATUS.try_with(|c| c.set(Some(status)));
+            }
+        }
+        let res = res?;
         if streamed_by_caller {
             drop(permit);
             return Ok(res);
@@ -275,6 +355,7 @@ mod tests {
         let key = "http://limit-test.invalid:1".to_string();
         set_endpoint_request_limit(&key, 2).unwrap();
         let l = limiter_for(endpoint_key(&key).unwrap());
+        assert_eq!(endpoint_allowed_rate(&key), None);
         let a = acquire(l.clone()).await;
         let b = acquire(l.clone()).await;
         // A third waits until one is returned.

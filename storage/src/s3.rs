@@ -6,6 +6,7 @@
 //! with a bounded number of parts in flight so memory stays bounded.
 
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,10 +22,10 @@ use object_store::{
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 
-use crate::limit::LimitedConnector;
+use crate::limit::{observe, LimitedConnector};
 use crate::{
-    check_name, ByteStream, Credentials, Entry, Error, Location, Result, S3Location, Storage,
-    Written,
+    check_name, ByteStream, Credentials, Entry, Error, Location, OpenOptions, Result, S3Location,
+    Storage, Written,
 };
 
 /// Bodies up to this size are sent as one PUT; it is also the first part size.
@@ -50,6 +51,9 @@ pub struct S3Storage {
     /// Extra roots from the location's CA files, for clients made elsewhere
     /// (the server-side copier) to trust what this one trusts.
     ca_certs: Vec<Certificate>,
+    /// The connector of every client, for clients made elsewhere (the
+    /// server-side copier) to be paced like this one.
+    connector: LimitedConnector,
     virtual_hosted: bool,
     endpoint: String,
     /// The signing region.
@@ -118,7 +122,12 @@ fn load_ca_files(files: &[String]) -> Result<Vec<Certificate>> {
     Ok(certs)
 }
 
-fn builder(loc: &S3Location, creds: &Credentials, region: &str) -> Result<AmazonS3Builder> {
+fn builder(
+    loc: &S3Location,
+    creds: &Credentials,
+    region: &str,
+    connector: LimitedConnector,
+) -> Result<AmazonS3Builder> {
     // Never from_env(): the environment may carry settings (AWS_CA_BUNDLE,
     // AWS_ENDPOINT...) meant for other tools; only what is read below counts.
     let mut b = AmazonS3Builder::new()
@@ -132,7 +141,7 @@ fn builder(loc: &S3Location, creds: &Credentials, region: &str) -> Result<Amazon
         // second time.
         .with_unsigned_payload(true)
         // Every request counts against its endpoint's bound (limit.rs).
-        .with_http_connector(LimitedConnector);
+        .with_http_connector(connector);
     if !loc.endpoint.is_empty() {
         b = b.with_endpoint(base_url(&loc.endpoint, &loc.bucket, loc.virtual_hosted));
     }
@@ -183,7 +192,12 @@ fn builder(loc: &S3Location, creds: &Credentials, region: &str) -> Result<Amazon
 }
 
 impl S3Storage {
+    #[cfg(test)]
     pub fn new(loc: &S3Location, creds: &Credentials) -> Result<Self> {
+        Self::with_options(loc, creds, &OpenOptions::default())
+    }
+
+    pub fn with_options(loc: &S3Location, creds: &Credentials, opts: &OpenOptions) -> Result<Self> {
         match loc.compression.as_str() {
             "" | "none" => {}
             other => {
@@ -206,17 +220,26 @@ impl S3Storage {
                 .map_err(|_| Error::Config(format!("invalid S3 prefix {:?}", loc.prefix)))?;
         }
 
-        // Transient failures (5xx, SlowDown, resets) are retried with
-        // backoff, but bounded well below object_store's 3 minute default so
-        // a dead endpoint surfaces as an error.
+        // Transient failures (connection refused, 5xx, SlowDown, resets
+        // before a request was sent) are retried with exponential backoff
+        // and jitter (object_store's) for as long as the retry window lasts,
+        // so an endpoint that restarts mid-job is waited for. Only probe()
+        // fails fast on a dead endpoint.
+        let window = opts
+            .retry_window
+            .unwrap_or_else(crate::default_retry_window);
         let retry = RetryConfig {
             backoff: BackoffConfig {
-                init_backoff: Duration::from_millis(200),
+                init_backoff: Duration::from_millis(100),
                 max_backoff: Duration::from_secs(5),
                 base: 2.0,
             },
-            max_retries: 5,
-            retry_timeout: Duration::from_secs(30),
+            // The window bounds the retries, not their count.
+            max_retries: if window.is_zero() { 0 } else { 100_000 },
+            retry_timeout: window,
+        };
+        let connector = LimitedConnector {
+            job_pacer: opts.pacer.clone(),
         };
         let ca_certs = load_ca_files(&loc.ca_files)?;
         let base_opts = with_roots(
@@ -226,7 +249,7 @@ impl S3Storage {
             &ca_certs,
         );
         let build = |retry: RetryConfig, opts: ClientOptions| -> Result<Arc<AmazonS3>> {
-            let s = builder(loc, creds, &region)?
+            let s = builder(loc, creds, &region, connector.clone())?
                 .with_retry(retry)
                 .with_client_options(opts)
                 // After the client options, which carry (and would reset)
@@ -271,6 +294,7 @@ impl S3Storage {
             reader,
             prober,
             ca_certs,
+            connector,
             virtual_hosted: loc.virtual_hosted,
             endpoint,
             region,
@@ -293,6 +317,10 @@ impl S3Storage {
         } else {
             format!("{}/{bucket}/{key}", self.endpoint)
         }
+    }
+
+    pub(crate) fn connector(&self) -> LimitedConnector {
+        self.connector.clone()
     }
 
     /// `options` trusting what this location's clients trust.
@@ -324,12 +352,31 @@ impl S3Storage {
         Path::parse(&full).map_err(|_| Error::BadName(name.to_string()))
     }
 
-    /// Turns an object_store error into ours, looking through the error
-    /// chain because S3 error codes only appear in the response body text.
-    fn map_err(&self, name: &str, e: object_store::Error) -> Error {
+    /// Runs an object_store call, turning its error into ours with the
+    /// status of its last failed attempt.
+    async fn call<T>(
+        &self,
+        name: &str,
+        fut: impl Future<Output = object_store::Result<T>>,
+    ) -> Result<T> {
+        let (r, status) = observe(fut).await;
+        r.map_err(|e| self.map_err(name, e, status))
+    }
+
+    /// Turns an object_store error into ours: transport failures by the
+    /// kind of their `HttpError`, "try later" answers by the status of the
+    /// last attempt (`status`, from [`observe`]); S3 error codes otherwise
+    /// only appear in the response body text.
+    fn map_err(&self, name: &str, e: object_store::Error, status: Option<u16>) -> Error {
         let detail = error_chain(&e);
         if is_unreachable(&e) {
             return Error::Unreachable {
+                endpoint: self.endpoint.clone(),
+                detail,
+            };
+        }
+        if is_interrupted(&e) {
+            return Error::Interrupted {
                 endpoint: self.endpoint.clone(),
                 detail,
             };
@@ -364,6 +411,14 @@ impl S3Storage {
         if matches!(e, object_store::Error::NotFound { .. }) {
             return Error::NotFound(name.to_string());
         }
+        if let Some(status) = status.filter(|s| *s >= 500 || *s == 429 || *s == 408) {
+            return Error::Unavailable {
+                endpoint: self.endpoint.clone(),
+                name: name.to_string(),
+                status,
+                detail,
+            };
+        }
         Error::S3 {
             name: name.to_string(),
             detail,
@@ -382,7 +437,7 @@ impl S3Storage {
         let mut part = PartBuf::default();
         let mut part_index = 0usize;
         let mut upload = AbortOnDrop(None);
-        let mut in_flight: JoinSet<object_store::Result<()>> = JoinSet::new();
+        let mut in_flight: JoinSet<(object_store::Result<()>, Option<u16>)> = JoinSet::new();
 
         let outcome: Result<()> = async {
             while let Some(chunk) = body.next().await {
@@ -395,18 +450,14 @@ impl S3Storage {
                     // body of exactly SINGLE_PUT_MAX still goes as one PUT.
                     if part.len == target {
                         if upload.0.is_none() {
-                            let u = self
-                                .store
-                                .put_multipart(path)
-                                .await
-                                .map_err(|e| self.map_err(name, e))?;
+                            let u = self.call(name, self.store.put_multipart(path)).await?;
                             upload.0 = Some(u);
                         }
                         while in_flight.len() >= MAX_IN_FLIGHT {
                             self.join_one(name, &mut in_flight).await?;
                         }
                         if let Some(u) = upload.0.as_mut() {
-                            in_flight.spawn(u.put_part(part.take()));
+                            in_flight.spawn(observe(u.put_part(part.take())));
                         }
                         part_index += 1;
                         continue;
@@ -434,10 +485,7 @@ impl S3Storage {
             if let Some(e) = mismatch {
                 return Err(e);
             }
-            self.store
-                .put(path, part.take())
-                .await
-                .map_err(|e| self.map_err(name, e))?;
+            self.call(name, self.store.put(path, part.take())).await?;
             return Ok(Written { size, sha256 });
         }
 
@@ -448,12 +496,12 @@ impl S3Storage {
                 return Err(e);
             }
             if part.len > 0 {
-                in_flight.spawn(upload.put_part(part.take()));
+                in_flight.spawn(observe(upload.put_part(part.take())));
             }
             while !in_flight.is_empty() {
                 self.join_one(name, &mut in_flight).await?;
             }
-            upload.complete().await.map_err(|e| self.map_err(name, e))?;
+            self.call(name, upload.complete()).await?;
             Ok(())
         }
         .await;
@@ -484,11 +532,11 @@ impl S3Storage {
     async fn join_one(
         &self,
         name: &str,
-        set: &mut JoinSet<object_store::Result<()>>,
+        set: &mut JoinSet<(object_store::Result<()>, Option<u16>)>,
     ) -> Result<()> {
         match set.join_next().await {
             None => Ok(()),
-            Some(Ok(r)) => r.map_err(|e| self.map_err(name, e)),
+            Some(Ok((r, status))) => r.map_err(|e| self.map_err(name, e, status)),
             Some(Err(join)) => Err(Error::S3 {
                 name: name.to_string(),
                 detail: format!("part upload task failed: {join}"),
@@ -528,6 +576,46 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     s
+}
+
+/// A connection that broke under a request: reset, closed, cut short.
+fn is_interrupted(e: &(dyn std::error::Error + 'static)) -> bool {
+    use object_store::client::{HttpError, HttpErrorKind};
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(h) = c.downcast_ref::<HttpError>() {
+            if matches!(
+                h.kind(),
+                HttpErrorKind::Request | HttpErrorKind::Interrupted
+            ) {
+                return true;
+            }
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            ) {
+                return true;
+            }
+        }
+        cur = c.source();
+    }
+    false
+}
+
+/// Whether the chain holds a transport error (no answer, or a body cut
+/// short), as opposed to an answer the server gave.
+fn is_transport(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if c.is::<object_store::client::HttpError>() || c.is::<std::io::Error>() {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
 }
 
 fn is_unreachable(e: &(dyn std::error::Error + 'static)) -> bool {
@@ -580,11 +668,7 @@ impl Storage for S3Storage {
 
     async fn get(&self, name: &str) -> Result<ByteStream> {
         let path = self.key(name)?;
-        let res = self
-            .reader
-            .get(&path)
-            .await
-            .map_err(|e| self.map_err(name, e))?;
+        let res = self.call(name, self.reader.get(&path)).await?;
         let endpoint = self.endpoint.clone();
         let bucket = self.bucket.clone();
         let name = name.to_string();
@@ -594,6 +678,11 @@ impl Storage for S3Storage {
             let detail = error_chain(&e);
             if is_unreachable(&e) {
                 Error::Unreachable {
+                    endpoint: endpoint.clone(),
+                    detail,
+                }
+            } else if is_interrupted(&e) || is_transport(&e) {
+                Error::Interrupted {
                     endpoint: endpoint.clone(),
                     detail,
                 }
@@ -612,18 +701,18 @@ impl Storage for S3Storage {
 
     async fn head(&self, name: &str) -> Result<Option<u64>> {
         let path = self.key(name)?;
-        match self.store.head(&path).await {
-            Ok(meta) => Ok(Some(meta.size)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.map_err(name, e)),
+        match observe(self.store.head(&path)).await {
+            (Ok(meta), _) => Ok(Some(meta.size)),
+            (Err(object_store::Error::NotFound { .. }), _) => Ok(None),
+            (Err(e), status) => Err(self.map_err(name, e, status)),
         }
     }
 
     async fn delete(&self, name: &str) -> Result<()> {
         let path = self.key(name)?;
-        match self.store.delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.map_err(name, e)),
+        match observe(self.store.delete(&path)).await {
+            (Ok(()), _) | (Err(object_store::Error::NotFound { .. }), _) => Ok(()),
+            (Err(e), status) => Err(self.map_err(name, e, status)),
         }
     }
 
@@ -669,7 +758,7 @@ impl Storage for S3Storage {
         Box::pin(
             self.store
                 .list(list_path.as_ref())
-                .map_err(move |e| self.map_err(&err_name, e))
+                .map_err(move |e| self.map_err(&err_name, e, None))
                 .try_filter_map(move |meta| {
                     let key = meta.location.to_string();
                     let keep = key
@@ -696,7 +785,7 @@ impl Storage for S3Storage {
         let fut = self.prober.list_with_delimiter(path.as_ref());
         match tokio::time::timeout(PROBE_DEADLINE, fut).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => match self.map_err(&self.prefix, e) {
+            Ok(Err(e)) => match self.map_err(&self.prefix, e, None) {
                 Error::NotFound(_) => Ok(()),
                 other => Err(other),
             },

@@ -34,7 +34,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::limit::{endpoint_key, LimitedConnector};
+use crate::limit::endpoint_key;
 use crate::s3::{error_chain, S3Storage};
 use crate::{check_name, Credentials, Error, Location, Result, S3Location, Storage};
 
@@ -45,7 +45,8 @@ pub const MIN_PART_SIZE: u64 = 5 << 20;
 const MAX_PARTS: u64 = 10_000;
 
 /// Transient failures are retried with backoff like object_store's requests
-/// (s3.rs): a few times, not for minutes.
+/// (s3.rs): at least this many times, then for as long as the retry window
+/// lasts.
 const MAX_RETRIES: u32 = 5;
 const INIT_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -203,6 +204,7 @@ pub struct ServerSideCopier {
     /// Cleared when the server refuses `x-amz-checksum-algorithm` on a
     /// copy, so later copies do not ask again.
     ask_checksum: AtomicBool,
+    retry_window: Duration,
 }
 
 impl std::fmt::Debug for ServerSideCopier {
@@ -224,6 +226,17 @@ impl ServerSideCopier {
         dst: &S3Location,
         dst_creds: &Credentials,
         options: CopyOptions,
+    ) -> Result<Self> {
+        Self::with_open_options(src, dst, dst_creds, options, &crate::OpenOptions::default())
+    }
+
+    /// Like [`ServerSideCopier::new`], with a job's retry window and pacer.
+    pub fn with_open_options(
+        src: &S3Location,
+        dst: &S3Location,
+        dst_creds: &Credentials,
+        options: CopyOptions,
+        open: &crate::OpenOptions,
     ) -> Result<Self> {
         if !same_endpoint(&Location::S3(src.clone()), &Location::S3(dst.clone())) {
             return Err(Error::Config(format!(
@@ -251,7 +264,7 @@ impl ServerSideCopier {
             check_name(&src_prefix)
                 .map_err(|_| Error::Config(format!("invalid S3 prefix {:?}", src.prefix)))?;
         }
-        let dst_storage = S3Storage::new(dst, dst_creds)?;
+        let dst_storage = S3Storage::with_options(dst, dst_creds, open)?;
         // A CopyObject answers only when the server has copied: minutes for
         // gigabytes on a server that sends no keep-alive whitespace. The
         // read timeout still catches a connection that went silent.
@@ -262,7 +275,8 @@ impl ServerSideCopier {
                 .with_timeout(Duration::from_secs(3600))
                 .with_allow_http(dst_storage.endpoint().starts_with("http://")),
         );
-        let http = LimitedConnector
+        let http = dst_storage
+            .connector()
             .connect(&client_options)
             .map_err(|e| Error::Config(format!("S3 copy client: {e}")))?;
         Ok(ServerSideCopier {
@@ -275,6 +289,9 @@ impl ServerSideCopier {
                 ..options
             },
             ask_checksum: AtomicBool::new(true),
+            retry_window: open
+                .retry_window
+                .unwrap_or_else(crate::default_retry_window),
         })
     }
 
@@ -580,6 +597,7 @@ impl ServerSideCopier {
     ) -> std::result::Result<Response, Failure> {
         let creds = self.dst.credential_provider();
         let mut attempt = 0u32;
+        let started = std::time::Instant::now();
         loop {
             let res = send_once(
                 &self.http,
@@ -602,7 +620,9 @@ impl ServerSideCopier {
                 }
                 Err(f) => f,
             };
-            if !failure.retryable() || attempt >= MAX_RETRIES {
+            if !failure.retryable()
+                || (attempt >= MAX_RETRIES && started.elapsed() >= self.retry_window)
+            {
                 return Err(failure);
             }
             let backoff = INIT_BACKOFF
@@ -624,6 +644,20 @@ impl ServerSideCopier {
             return Error::Unreachable {
                 endpoint: self.dst.endpoint().to_string(),
                 detail: f.to_string(),
+            };
+        }
+        if f.transient {
+            return Error::Interrupted {
+                endpoint: self.dst.endpoint().to_string(),
+                detail: f.to_string(),
+            };
+        }
+        if let Some(status) = f.status.filter(|_| f.retryable()) {
+            return Error::Unavailable {
+                endpoint: self.dst.endpoint().to_string(),
+                name: job.dst_desc.clone(),
+                status: status.as_u16(),
+                detail: format!("copy from {}: {f}", job.src_desc),
             };
         }
         match f.code.as_str() {
@@ -1342,9 +1376,19 @@ mod tests {
             format!("http://{}", l.local_addr().unwrap())
         };
         let (src, dst, creds) = locations(&dead);
-        let copier = ServerSideCopier::new(&src, &dst, &creds, CopyOptions::default()).unwrap();
+        // Retried for the retry window, then unreachable.
+        let open = crate::OpenOptions {
+            retry_window: Some(Duration::from_millis(500)),
+            ..Default::default()
+        };
+        let copier =
+            ServerSideCopier::with_open_options(&src, &dst, &creds, CopyOptions::default(), &open)
+                .unwrap();
+        let started = std::time::Instant::now();
         let err = copier.copy("a_00001", "a_00001", 1).await.unwrap_err();
         assert!(matches!(err, Error::Unreachable { .. }), "{err}");
+        assert!(err.is_transient());
+        assert!(started.elapsed() >= Duration::from_millis(500), "{err}");
     }
 
     #[test]

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Subcommands that take `--meta_path`.
-const META_PATH_COMMANDS: [&str; 5] = ["backup", "check", "delete", "list", "restore"];
+const META_PATH_COMMANDS: [&str; 7] = [
+    "backup", "catalog", "check", "delete", "expire", "list", "restore",
+];
 
 /// Path of a workspace binary, next to the test executable's `deps/`.
 pub fn bin(name: &str) -> PathBuf {
@@ -401,23 +403,33 @@ impl Cluster {
         data_dir: Option<&Path>,
         coordinator_log: &[&str],
     ) -> anyhow::Result<Cluster> {
-        Cluster::start_logged(true, data_dir, coordinator_log)
+        Cluster::start_with(true, data_dir, coordinator_log, &[])
+    }
+
+    /// Like [`Cluster::start_with_metrics`], with more agent flags.
+    pub fn start_with_agent_args(
+        data_dir: Option<&Path>,
+        agent_args: &[&str],
+    ) -> anyhow::Result<Cluster> {
+        Cluster::start_with(true, data_dir, &["--log_level", "warn"], agent_args)
     }
 
     fn start_inner(metrics: bool, data_dir: Option<&Path>) -> anyhow::Result<Cluster> {
-        Cluster::start_logged(metrics, data_dir, &["--log_level", "warn"])
+        Cluster::start_with(metrics, data_dir, &["--log_level", "warn"], &[])
     }
 
-    fn start_logged(
+    fn start_with(
         metrics: bool,
         data_dir: Option<&Path>,
         coordinator_log: &[&str],
+        agent_args: &[&str],
     ) -> anyhow::Result<Cluster> {
         let dir = tempfile::Builder::new()
             .prefix("mo-br-cluster-")
             .tempdir()?;
         let mut agent_cmd = Command::new(bin("mo-br-agent"));
         agent_cmd.args(["--listen", "127.0.0.1:0", "--log_level", "warn"]);
+        agent_cmd.args(agent_args);
         if let Some(d) = data_dir {
             agent_cmd.arg("--data_dir").arg(d);
         }

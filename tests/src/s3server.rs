@@ -13,7 +13,8 @@ const ACCESS_KEY: &str = "mobrtestkey";
 const SECRET_KEY: &str = "mobrtestsecret";
 
 pub struct S3Server {
-    child: Child,
+    /// `None` while stopped (see [`S3Server::stop`]).
+    child: Option<Child>,
     port: u16,
     // Declared after `child` so the server is killed before its files go.
     root: tempfile::TempDir,
@@ -66,53 +67,91 @@ impl S3Server {
     }
 
     fn start_once() -> anyhow::Result<S3Server> {
-        let bin = find_binary();
         let root = tempfile::Builder::new()
             .prefix("mo-br-s3s-")
             .tempdir()
             .context("create the s3s-fs root")?;
         std::fs::create_dir(root.path().join(BUCKET)).context("create the test bucket")?;
         let port = free_port()?;
-        let mut child = Command::new(&bin)
-            .arg("--host")
-            .arg("127.0.0.1")
-            .arg("--port")
-            .arg(port.to_string())
-            .arg("--access-key")
-            .arg(ACCESS_KEY)
-            .arg("--secret-key")
-            .arg(SECRET_KEY)
-            .arg(root.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("start {}", bin.display()))?;
-
-        // Listening on the port is not enough: a server another test
-        // started on the same port answers too, with another root. Ours
-        // must hold the listening socket.
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-                && holds_listener(child.id(), port)
-            {
-                break;
-            }
-            if let Some(status) = child.try_wait()? {
-                bail!("s3s-fs exited before listening on {addr}: {status}");
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("s3s-fs did not listen on {addr} within 10 s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(S3Server { child, port, root })
+        let child = spawn(root.path(), port)?;
+        Ok(S3Server {
+            child: Some(child),
+            port,
+            root,
+        })
     }
 
+    /// Kills the server (SIGKILL), as a crash would; its objects stay.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and root, after [`Self::stop`].
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        // The port was ours a moment ago; a client retrying its connects
+        // does not take it, so a few tries are enough.
+        let mut last = None;
+        for _ in 0..5 {
+            match spawn(self.root.path(), self.port) {
+                Ok(child) => {
+                    self.child = Some(child);
+                    return Ok(());
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+}
+
+/// Starts s3s-fs on `port` serving `root` and waits until it listens there.
+fn spawn(root: &Path, port: u16) -> anyhow::Result<Child> {
+    let bin = find_binary();
+    let mut child = Command::new(&bin)
+        .arg("--host")
+        .arg("127.0.0.1")
+        .arg("--port")
+        .arg(port.to_string())
+        .arg("--access-key")
+        .arg(ACCESS_KEY)
+        .arg("--secret-key")
+        .arg(SECRET_KEY)
+        .arg(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("start {}", bin.display()))?;
+
+    // Listening on the port is not enough: a server another test
+    // started on the same port answers too, with another root. Ours
+    // must hold the listening socket.
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            && holds_listener(child.id(), port)
+        {
+            break;
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("s3s-fs exited before listening on {addr}: {status}");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("s3s-fs did not listen on {addr} within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(child)
+}
+
+impl S3Server {
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -182,8 +221,7 @@ impl S3Server {
 
 impl Drop for S3Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 

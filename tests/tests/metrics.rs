@@ -478,15 +478,11 @@ fn deploy_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
 }
 
-/// Metric names the S3 request metrics of storage/ will have; until they
-/// land on this branch a scrape does not hold them, and the dashboard and
-/// rules may use them anyway. Exactly these four, by name.
-const S3_METRICS_NOT_YET_RECORDED: [&str; 4] = [
-    "mo_br_s3_requests_total",
-    "mo_br_s3_request_duration_seconds",
-    "mo_br_s3_retries_total",
-    "mo_br_s3_slowdowns_total",
-];
+/// The S3 request duration histogram appears at a daemon's first S3
+/// request (a histogram has no zero to start from, unlike the counters),
+/// and the Prometheus test backs up to a filesystem: the one metric the
+/// dashboard may use that its scrapes do not hold.
+const S3_METRICS_NOT_YET_RECORDED: [&str; 1] = ["mo_br_s3_request_duration_seconds"];
 
 /// The names of mo-br's and the process metrics in a PromQL expression
 /// (label names and values never start with these prefixes followed by
@@ -513,8 +509,8 @@ fn metric_names(expr: &str) -> Vec<String> {
     names
 }
 
-/// Whether `name` (as used in an expression) is one of the S3 metrics not
-/// recorded yet, histogram suffixes included.
+/// Whether `name` (as used in an expression) is a metric not recorded
+/// before a first S3 request, histogram suffixes included.
 fn s3_not_yet(name: &str) -> bool {
     S3_METRICS_NOT_YET_RECORDED.iter().any(|m| {
         name == *m
@@ -555,7 +551,7 @@ fn metric_names_in_expressions() {
         ["mo_br_agent_bytes_total", "process_cpu_seconds_total"]
     );
     assert!(s3_not_yet("mo_br_s3_request_duration_seconds_bucket"));
-    assert!(!s3_not_yet("mo_br_s3_other_total"));
+    assert!(!s3_not_yet("mo_br_s3_requests_total"));
     let exprs = dashboard_exprs();
     assert!(exprs.len() >= 20, "{exprs:?}");
 }

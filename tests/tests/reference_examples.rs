@@ -273,6 +273,8 @@ const STEPS: &[Step] = &[
         extra_ok: &[
             ("entry: pitr", "the newer doc's `mo_br pitr`"),
             ("entry: certs", "`mo_br certs init` makes a TLS cluster's certificates"),
+            ("entry: catalog", "`mo_br catalog rebuild` recovers a lost catalog from the backups"),
+            ("entry: expire", "`mo_br expire` applies a retention policy"),
             ("entry: --coordinator host:port", "mo-br's coordinators, when not in this process"),
             ("entry: --log_format string", "logs as JSON lines for log shippers"),
         ],

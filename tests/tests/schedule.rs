@@ -84,13 +84,9 @@ fn a_schedule_fires_pauses_resumes_and_drops() {
     assert_eq!(bad.stderr.trim().lines().count(), 1, "{bad}");
     assert!(bad.stderr.contains("cron expression"), "{bad}");
 
-    mobr.run(&create_args(
-        "every2",
-        "*/2 * * * * *",
-        &target,
-        sample.data_dir(),
-    ))
-    .assert_ok("schedule create");
+    let mut every2 = create_args("every2", "*/2 * * * * *", &target, sample.data_dir());
+    every2.extend(strings(&["--keep_last", "1"]));
+    mobr.run(&every2).assert_ok("schedule create");
     let dup = mobr.run(&create_args(
         "every2",
         "*/2 * * * * *",
@@ -111,6 +107,29 @@ fn a_schedule_fires_pauses_resumes_and_drops() {
     );
     let list = mobr.run(&["list"]);
     assert!(list.stdout.contains("every2-"), "{list}");
+    let first = scheduled(&mobr, "every2")
+        .into_iter()
+        .find(|b| b["state"] == "complete")
+        .unwrap();
+
+    // Retention after each success (--keep_last 1): the next success
+    // removes the first, record and files.
+    wait_until(
+        Duration::from_secs(20),
+        "the first backup was never expired",
+        logs,
+        || {
+            let now = scheduled(&mobr, "every2");
+            !now.iter().any(|b| b["id"] == first["id"])
+                && now.iter().any(|b| b["state"] == "complete")
+        },
+    );
+    let first_dir = Path::new(first["path"].as_str().unwrap());
+    assert!(
+        !first_dir.join("backup_meta").exists(),
+        "{} still holds a backup",
+        first_dir.display()
+    );
     let table = mobr.run(&["schedule", "list"]);
     table.assert_ok("schedule list");
     assert!(table.stdout.contains("NEXT RUN"), "{table}");
@@ -156,7 +175,11 @@ fn a_schedule_fires_pauses_resumes_and_drops() {
         Duration::from_secs(20),
         "no backup after resume",
         logs,
-        || scheduled(&mobr, "every2").len() > before,
+        || {
+            scheduled(&mobr, "every2")
+                .iter()
+                .any(|b| slot_of(b) >= resumed_at - chrono::Duration::seconds(1))
+        },
     );
     for b in scheduled(&mobr, "every2") {
         let slot = slot_of(&b);
@@ -222,7 +245,7 @@ fn a_slot_runs_once_across_a_leader_kill() {
 
     // The new leader carries the run on; it ends once, complete.
     wait_until(
-        Duration::from_secs(25),
+        Duration::from_secs(60),
         "the run never completed",
         || g.logs(),
         || {
@@ -251,7 +274,7 @@ fn a_slot_runs_once_across_a_leader_kill() {
 
     // The slot due around the failover runs once too, for its own slot.
     wait_until(
-        Duration::from_secs(25),
+        Duration::from_secs(60),
         "the late slot never ran",
         || g.logs(),
         || {

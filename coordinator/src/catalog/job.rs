@@ -29,6 +29,13 @@ pub struct BackupJob {
     #[serde(default)]
     pub source_keys: bool,
     pub parallelism: u32,
+    /// How long agents retry a file through a storage outage, in ms (0:
+    /// their default); replicated so a new leader drives it the same way.
+    #[serde(default)]
+    pub retry_window_ms: u64,
+    /// S3 requests per second over the whole backup (0: no limit of its own).
+    #[serde(default)]
+    pub max_requests_per_sec: u64,
     /// The MatrixOne node whose node-local files this backup copies ("" for
     /// the embedded default's agent, which reads everything).
     #[serde(default)]

@@ -7,6 +7,7 @@
 mod handle;
 mod job;
 mod log;
+pub mod retention;
 pub mod schedule;
 
 pub use handle::CatalogHandle;
@@ -28,7 +29,12 @@ use serde::{Deserialize, Serialize};
 pub enum BackupState {
     Running,
     Complete,
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
+    /// Its objects are being removed (`delete`, `expire`): no longer
+    /// restorable nor a base; a delete or expire run again finishes it.
+    Deleting,
 }
 
 impl From<&BackupState> for WireState {
@@ -37,6 +43,7 @@ impl From<&BackupState> for WireState {
             BackupState::Running => WireState::Running,
             BackupState::Complete => WireState::Complete,
             BackupState::Failed { .. } => WireState::Failed,
+            BackupState::Deleting => WireState::Deleting,
         }
     }
 }
@@ -124,6 +131,14 @@ pub enum Command {
     BackupDeleted {
         id: String,
     },
+    /// A backup's objects are about to be removed: recorded first, so a
+    /// crash midway leaves a record saying so, and a run again finishes.
+    BackupDeleting {
+        id: String,
+    },
+    /// A complete backup found in storage by `catalog rebuild`: added as
+    /// given unless the catalog has that id already.
+    BackupRecovered(Box<BackupRecord>),
     /// An agent joined (or re-joined with a new address).
     AgentRegistered(AgentRecord),
     /// A backup's plan as one entry with every file (before manifest
@@ -363,6 +378,18 @@ impl Catalog {
                 self.end_scheduled_run(id, false, "deleted".into());
                 self.backups.remove(id);
                 self.jobs.remove(id);
+            }
+            Command::BackupDeleting { id } => match self.backups.get_mut(id) {
+                Some(rec) if rec.state != BackupState::Running => {
+                    rec.state = BackupState::Deleting;
+                }
+                _ => return Applied::Rejected(format!("backup {id} cannot be deleted now")),
+            },
+            Command::BackupRecovered(rec) => {
+                if self.backups.contains_key(&rec.id) {
+                    return Applied::Rejected(format!("backup {} is in the catalog", rec.id));
+                }
+                self.backups.insert(rec.id.clone(), (**rec).clone());
             }
             Command::AgentRegistered(agent) => {
                 self.agents.insert(agent.id.clone(), agent.clone());
@@ -729,6 +756,8 @@ mod tests {
             shared_source: None,
             source_keys: false,
             parallelism: 1,
+            retry_window_ms: 0,
+            max_requests_per_sec: 0,
             node: String::new(),
             committing: None,
         }

@@ -33,7 +33,8 @@ use mo_br_storage::{Credentials, Location, Storage};
 
 use super::shards::{self, CopyOp, Op, RunOptions, Shard};
 use super::{
-    emit, info, now_rfc3339, read_chunk, read_manifest, remove_all, wire_enum, write_chunk, Events,
+    emit, info, line, now_rfc3339, read_chunk, read_manifest, remove_all, wire_enum, write_chunk,
+    Events,
 };
 use crate::agents::Eligibility;
 use crate::catalog::{
@@ -84,6 +85,12 @@ pub async fn run_as(
         .as_ref()
         .is_none_or(|s| s.data_dir.is_empty() && s.launch_config.is_empty());
     let wire_login = req.login.clone().filter(|l| !l.host.is_empty());
+    if req.dry_run && wire_login.is_some() {
+        // Its cut needs MatrixOne's GC held and a checkpoint forced.
+        return Err(Error::InvalidArgument(
+            "--dry_run is for backups of a stopped node's files (without --host) for now".into(),
+        ));
+    }
     if let (true, Some(wire_login)) = (no_files, wire_login) {
         let login = MoLogin::from_wire(&wire_login)?;
         let node = req
@@ -121,6 +128,9 @@ pub async fn run_as(
         base,
     } = prepare(c, &req).await?;
 
+    if req.dry_run {
+        return dry_run(c, &req, &source, base.as_ref(), events).await;
+    }
     let source_creds = Credentials {
         access_key_id: req.source_access_key_id.clone(),
         secret_access_key: req.source_secret_access_key.clone(),
@@ -219,6 +229,88 @@ pub async fn run_as(
     drive(c, &id, &creds, &source_creds, Some(login), true, events).await
 }
 
+/// A backup's plan without the backup: the node's inventory compared with
+/// the base chain as [`plan`] does, counted, and nothing recorded or
+/// written.
+async fn dry_run(
+    c: &Coordinator,
+    req: &BackupRequest,
+    source: &Source,
+    base: Option<&Base>,
+    events: &Events,
+) -> Result<()> {
+    let agent = c.agents.node_agent(&source.data_dir, &source.node).await?;
+    let agent_err = |detail: String| Error::Agent {
+        agent: agent.name.clone(),
+        detail,
+    };
+    let mut inv = agent
+        .client
+        .clone()
+        .inventory(InventoryRequest {
+            source: Some(source.clone()),
+            online: false,
+            source_access_key_id: req.source_access_key_id.clone(),
+            source_secret_access_key: req.source_secret_access_key.clone(),
+            term: c.catalog.leadership().term,
+        })
+        .await
+        .map_err(|s| agent_err(s.message().to_string()))?
+        .into_inner();
+    let mut base_objects = base.map(BaseObjects::new);
+    let (mut copy, mut copy_bytes, mut reused, mut reused_bytes, mut configs) =
+        (0u64, 0, 0u64, 0, 0);
+    while let Some(batch) = inv
+        .next()
+        .await
+        .transpose()
+        .map_err(|s| agent_err(s.message().to_string()))?
+    {
+        for f in batch.files {
+            let kind = WireKind::try_from(f.kind);
+            let from_base = match (&mut base_objects, kind) {
+                (Some(objects), Ok(WireKind::Object)) => objects
+                    .find(&f.name)
+                    .await?
+                    .filter(|prev| prev.size == f.size),
+                _ => None,
+            };
+            if from_base.is_some() {
+                reused += 1;
+                reused_bytes += f.size;
+            } else {
+                copy += 1;
+                copy_bytes += f.size;
+                configs += u64::from(kind == Ok(WireKind::Config));
+            }
+        }
+    }
+    // One PUT per copied file and per config's sidecar; a plan and a
+    // manifest chunk per shard; mo_meta, tae_list, tae_sum and
+    // backup_meta with their sidecars.
+    let shards = copy
+        .div_ceil(SHARD_FILES)
+        .max(copy_bytes.div_ceil(c.shard_bytes.max(1)))
+        .max(1);
+    let requests = copy + configs + 2 * shards + 8;
+    let rate = super::dry_run::throughput(c).await?;
+    for l in [
+        format!("files: {}", copy + reused),
+        format!("files to copy: {copy}"),
+        format!("bytes to copy: {copy_bytes}"),
+        format!("files from the base chain: {reused} ({reused_bytes} bytes)"),
+        format!("write requests: about {requests}"),
+        super::dry_run::estimate(copy_bytes, rate),
+    ] {
+        line(events, l).await;
+    }
+    super::dry_run::finish(
+        events,
+        "dry run: nothing was recorded or written".to_string(),
+    )
+    .await
+}
+
 /// The backup an incremental builds on: its verified manifest header and
 /// where its chunks are read.
 pub(super) struct Base {
@@ -274,7 +366,9 @@ pub(super) async fn prepare(c: &Coordinator, req: &BackupRequest) -> Result<Prep
         }
     };
 
-    let target = mo_br_storage::open(&location, &creds).await?;
+    let target =
+        mo_br_storage::open_with(&location, &creds, &super::open_options(req.retry_window_ms))
+            .await?;
     target.probe().await?;
     if let Some(first) = target.list("").next().await {
         let first = first?;
@@ -541,6 +635,8 @@ async fn plan(
         source_keys: shared_source.is_some() && !req.source_access_key_id.is_empty(),
         shared_source,
         parallelism: req.parallelism,
+        retry_window_ms: req.retry_window_ms,
+        max_requests_per_sec: req.max_requests_per_sec,
         node: agent.node.clone(),
         committing: None,
     };
@@ -856,7 +952,14 @@ pub async fn drive(
         .clone()
         .filter(|_| online)
         .map(|l| online::renew(l, job.meta.backup_ts.clone(), c.gc_renew));
-    let target = mo_br_storage::open(&job.meta.location, creds).await?;
+    // The coordinator's own writes (plan and manifest chunks) ride out an
+    // outage for as long as the agents' copies do.
+    let target = mo_br_storage::open_with(
+        &job.meta.location,
+        creds,
+        &super::open_options(job.retry_window_ms),
+    )
+    .await?;
     let result = copy_and_commit(
         c,
         &job,
@@ -914,14 +1017,19 @@ pub async fn drive(
     Ok(())
 }
 
-/// Records the backup of `meta` (committed: its `backup_meta` is stored) as
-/// complete in the catalog; returns its record.
-pub(super) async fn record_complete(c: &Coordinator, meta: &BackupMeta) -> Result<BackupRecord> {
-    let duration_secs = chrono::DateTime::parse_from_rfc3339(&meta.completed_at)
+/// How long the backup of `meta` took, from its manifest's times.
+pub(super) fn duration_secs(meta: &BackupMeta) -> f64 {
+    chrono::DateTime::parse_from_rfc3339(&meta.completed_at)
         .ok()
         .zip(chrono::DateTime::parse_from_rfc3339(&meta.started_at).ok())
         .map(|(end, start)| (end - start).num_nanoseconds().unwrap_or(0) as f64 / 1e9)
-        .unwrap_or(0.0);
+        .unwrap_or(0.0)
+}
+
+/// Records the backup of `meta` (committed: its `backup_meta` is stored) as
+/// complete in the catalog; returns its record.
+pub(super) async fn record_complete(c: &Coordinator, meta: &BackupMeta) -> Result<BackupRecord> {
+    let duration_secs = duration_secs(meta);
     c.catalog
         .propose(Command::BackupCompleted {
             id: meta.id.clone(),
@@ -1035,6 +1143,8 @@ async fn copy_and_commit(
             stop_without_client: watched,
             report_problems: false,
             base: (totals.bytes_done, totals.files_done),
+            retry_window_ms: job.retry_window_ms,
+            max_requests_per_sec: job.max_requests_per_sec,
         },
         events,
     )

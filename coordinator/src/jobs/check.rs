@@ -122,6 +122,8 @@ pub async fn run(c: &Coordinator, req: CheckRequest, events: &Events) -> Result<
                 stop_without_client: true,
                 report_problems: true,
                 base: (0, 0),
+                retry_window_ms: 0,
+                max_requests_per_sec: 0,
             },
             events,
         )

@@ -6,9 +6,12 @@
 pub mod backup;
 pub mod check;
 pub mod delete;
+pub mod dry_run;
+pub mod expire;
 pub mod list;
 pub mod mo_backup;
 pub mod pitr;
+pub mod rebuild;
 pub mod restore;
 pub mod schedule;
 pub mod shards;
@@ -43,6 +46,16 @@ pub async fn line(tx: &Events, text: impl Into<String>) {
 
 /// A request's enum field as its enum; a number this build does not know
 /// is refused, naming the field (`"BackupRequest.backup_type"`).
+/// How a job opens its S3 storages: with its retry window (ms, 0: the
+/// process default).
+pub fn open_options(retry_window_ms: u64) -> mo_br_storage::OpenOptions {
+    mo_br_storage::OpenOptions {
+        retry_window: (retry_window_ms > 0)
+            .then(|| std::time::Duration::from_millis(retry_window_ms)),
+        pacer: None,
+    }
+}
+
 pub fn wire_enum<E: TryFrom<i32>>(field: &'static str, value: i32) -> Result<E> {
     E::try_from(value).map_err(|_| Error::UnknownValue { field, value })
 }
@@ -350,6 +363,11 @@ pub async fn resolve(
             .read_linearizable(move |cat| cat.backups.get(&want).cloned())
             .await?
             .ok_or_else(|| Error::UnknownBackup(id.to_string()))?;
+        if rec.state == crate::catalog::BackupState::Deleting {
+            return Err(Error::FailedPrecondition(format!(
+                "backup {id} is being deleted (run delete {id} again to finish)"
+            )));
+        }
         (rec.location, mo_br_storage::Credentials::default())
     } else {
         let wire = storage.ok_or_else(|| {

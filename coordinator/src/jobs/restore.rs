@@ -146,13 +146,14 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
     }
     drop(all);
 
-    let target = mo_br_storage::open(&target_location, &target_creds).await?;
+    let opts = super::open_options(req.retry_window_ms);
+    let target = mo_br_storage::open_with(&target_location, &target_creds, &opts).await?;
     target.probe().await?;
     refuse_non_empty(target.as_ref(), &owned, &loose).await?;
     // A SHARED store of its own is owned whole: its key-prefix must be empty.
     let shared_store = match &shared_target {
         Some((location, creds)) => {
-            let store = mo_br_storage::open(location, creds).await?;
+            let store = mo_br_storage::open_with(location, creds, &opts).await?;
             store.probe().await?;
             refuse_non_empty(store.as_ref(), &[String::new()], &[]).await?;
             Some(store)
@@ -160,6 +161,23 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
         None => None,
     };
 
+    if req.dry_run {
+        drop(shared_store);
+        let rate = super::dry_run::throughput(c).await?;
+        for l in [
+            format!("files: {total_files}"),
+            format!("bytes: {total_bytes}"),
+            // A read of the backup and a write of the target per file.
+            format!("requests: {} reads, {total_files} writes", total_files),
+            format!(
+                "{} (backups' throughput; restores are not measured)",
+                super::dry_run::estimate(total_bytes, rate)
+            ),
+        ] {
+            line(events, l).await;
+        }
+        return super::dry_run::finish(events, "dry run: nothing was written".into()).await;
+    }
     // On record before anything is written, so a coordinator that outlives
     // this job's driver removes what it wrote.
     let places = owned_places(&owned, &loose);
@@ -234,6 +252,8 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
                 stop_without_client: true,
                 report_problems: false,
                 base: done,
+                retry_window_ms: req.retry_window_ms,
+                max_requests_per_sec: req.max_requests_per_sec,
             },
             events,
         );

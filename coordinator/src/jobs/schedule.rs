@@ -10,9 +10,11 @@ use mo_br_proto::coordinator::{
     ScheduleOp, ScheduleRequest, Schedules,
 };
 use mo_br_proto::names::Named;
+use mo_br_storage::Credentials;
 
 use super::backup::requested_compression;
 use super::{describe, emit, wire_enum, Events};
+use crate::catalog::retention::{self, Policy};
 use crate::catalog::{Applied, Command, Retention, Schedule, ScheduleSpec};
 use crate::{Coordinator, Error, Result};
 
@@ -248,6 +250,59 @@ pub fn info(s: &Schedule, now: i64) -> ScheduleInfo {
         retention: retention_summary(&s.retention),
         skipped: s.skipped,
     }
+}
+
+/// A schedule's retention as `expire`'s policy; `None` if it keeps all.
+pub fn policy(r: &Retention) -> Option<Policy> {
+    let keep_within = r
+        .keep_within
+        .as_deref()
+        .and_then(|w| humantime::parse_duration(w).ok())
+        .and_then(|d| chrono::Duration::from_std(d).ok());
+    let policy = Policy {
+        keep_last: r.keep_last.unwrap_or(0),
+        keep_within,
+        keep_daily: r.keep_daily.unwrap_or(0),
+        keep_weekly: r.keep_weekly.unwrap_or(0),
+        keep_monthly: r.keep_monthly.unwrap_or(0),
+    };
+    (!policy.is_empty()).then_some(policy)
+}
+
+/// Applies `policy` to the backups schedule `name` took (no others), as
+/// `expire` does: chain-aware, incrementals first, each removal
+/// crash-safe; a backup something else now builds on is kept. Keys are
+/// this process's own. Returns how many were removed.
+pub async fn expire(c: &Coordinator, name: &str, policy: Policy, events: &Events) -> Result<usize> {
+    let own = name.to_string();
+    let plan = c
+        .catalog
+        .read_linearizable(move |cat| {
+            let taken = cat
+                .backups
+                .iter()
+                .filter(|(_, b)| b.schedule.as_deref() == Some(own.as_str()))
+                .map(|(id, b)| (id.clone(), b.clone()))
+                .collect();
+            retention::plan(&taken, &policy)
+        })
+        .await?;
+    let mut removed = 0;
+    for (id, why) in plan.remove {
+        let want = id.clone();
+        let (rec, dependents) = c
+            .catalog
+            .read_linearizable(move |cat| (cat.backups.get(&want).cloned(), cat.dependents(&want)))
+            .await?;
+        let Some(rec) = rec else { continue };
+        if !dependents.is_empty() {
+            continue;
+        }
+        tracing::info!(schedule = %name, backup = %id, "expiring: {why}");
+        super::delete::remove(c, &rec, &Credentials::default(), true, events).await?;
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 fn retention_summary(r: &Retention) -> String {

@@ -7,6 +7,12 @@
 //! been handed to someone else since (fencing). A shard whose agent fails,
 //! or whose lease expires, goes to another eligible agent.
 //!
+//! An agent retries each file through a storage outage for the job's retry
+//! window; files it still could not move (problem `UNAVAILABLE`) go once
+//! more, as a shard of only those files, preferably to another agent (its
+//! network path may differ). The files the first agent finished are kept
+//! and reported with the rest: they are not copied again.
+//!
 //! Shards come from a stream pulled only as agents have room for them, so
 //! a job over millions of files holds the files of the shards in flight,
 //! never all of them.
@@ -40,6 +46,9 @@ pub const SHARD_FILES: usize = 1000;
 const SHARDS_PER_AGENT: usize = 2;
 /// Attempts of a shard whose agent call failed (transport error, lost agent).
 const SHARD_ATTEMPTS: u32 = 5;
+/// Runs of a shard whose files outlasted an agent's retry window: the first
+/// and one more, on another agent when there is one.
+const OUTAGE_ATTEMPTS: u32 = 2;
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 /// How often the scheduler looks at agent liveness when nothing else happens.
 const SCHEDULE_EVERY: Duration = Duration::from_millis(250);
@@ -146,6 +155,19 @@ pub struct RunOptions {
     /// The raft term this replica leads in (0 outside a group): agents
     /// refuse work from a term older than one they have seen.
     pub term: u64,
+    /// How long agents retry a file through a storage outage (0: their
+    /// default).
+    pub retry_window_ms: u64,
+    /// S3 requests per second over the whole run (0: no limit of its own),
+    /// split evenly over the shards that can run at once.
+    pub max_requests_per_sec: u64,
+}
+
+/// What an agent is told about retries and request rate for one shard.
+#[derive(Debug, Clone, Copy, Default)]
+struct ShardLimits {
+    retry_window_ms: u64,
+    max_requests_per_sec: u64,
 }
 
 /// Groups files into shards of one eligibility as they stream in, bounded
@@ -260,11 +282,18 @@ pub async fn run(
         report_problems,
         base,
         term,
+        retry_window_ms,
+        max_requests_per_sec,
     } = opts;
     let mut outcome = Outcome::default();
     let mut queue: VecDeque<Shard> = VecDeque::new();
     let mut exhausted = false;
     let mut attempts: HashMap<usize, u32> = HashMap::new();
+    // Shards that outlasted an agent's retry window: their runs so far, the
+    // agent to avoid, and the files already done (by the caller's index).
+    let mut outage_runs: HashMap<usize, u32> = HashMap::new();
+    let mut avoid: HashMap<usize, String> = HashMap::new();
+    let mut partial: HashMap<usize, Vec<(usize, FileDone)>> = HashMap::new();
     let mut running: HashMap<usize, Running> = HashMap::new();
     let mut waiting_since: Option<Instant> = None;
     let (tx, mut rx) = mpsc::channel::<Msg>(1024);
@@ -309,12 +338,13 @@ pub async fn run(
         let mut i = 0;
         while i < queue.len() {
             let shard = &queue[i];
+            let avoided = avoid.get(&shard.id);
             let candidate = live
                 .iter()
                 .filter(|a| agents.eligible(a, &shard.eligibility))
                 .map(|a| (a, running.values().filter(|r| r.agent == a.name).count()))
                 .filter(|(_, n)| *n < SHARDS_PER_AGENT)
-                .min_by_key(|(_, n)| *n)
+                .min_by_key(|(a, n)| (Some(&a.name) == avoided, *n))
                 .map(|(a, _)| a.clone());
             let Some(agent) = candidate else {
                 if !live.iter().any(|a| agents.eligible(a, &shard.eligibility)) {
@@ -330,12 +360,27 @@ pub async fn run(
                 Ok(epoch) => epoch,
                 Err(e) => break 'sched Err(e),
             };
+            // The run's request rate, shared by every shard that can run
+            // at once, so that together they keep to it: the agents' slots,
+            // or fewer once the last shards are known.
+            let mut slots = (live.len() * SHARDS_PER_AGENT).max(1);
+            if exhausted {
+                slots = slots.min(running.len() + queue.len() + 1);
+            }
+            let slots = slots as u64;
+            let limits = ShardLimits {
+                retry_window_ms,
+                max_requests_per_sec: match max_requests_per_sec {
+                    0 => 0,
+                    n => (n / slots).max(1),
+                },
+            };
             let task = tokio::spawn(run_shard(
                 agent.clone(),
                 op.clone(),
                 shard.clone(),
                 parallelism,
-                (epoch, term),
+                (epoch, term, limits),
                 tx.clone(),
             ));
             running.insert(
@@ -387,6 +432,54 @@ pub async fn run(
                 }
                 running.remove(&shard.id);
                 metrics::shard_finished(op.label(), took);
+                let mut done = done;
+                let outage = !problems.is_empty()
+                    && problems
+                        .iter()
+                        .all(|(_, p)| p.kind == ProblemKind::Unavailable as i32);
+                let runs = if outage {
+                    let runs = outage_runs.entry(shard.id).or_default();
+                    *runs += 1;
+                    *runs
+                } else {
+                    0
+                };
+                if outage && runs < OUTAGE_ATTEMPTS {
+                    // Keep what was done; run the rest again elsewhere.
+                    let detail = &problems[0].1.detail;
+                    tracing::warn!(
+                        "shard {}: {} file(s) still failing on agent {agent} after the retry \
+                         window; trying them once more, on another agent if there is one: {detail}",
+                        shard.id,
+                        problems.len()
+                    );
+                    metrics::shard_reassigned();
+                    files_done += done.len() as u64;
+                    partial.entry(shard.id).or_default().append(&mut done);
+                    let mut rest = Shard {
+                        id: shard.id,
+                        indexes: Vec::new(),
+                        files: Vec::new(),
+                        eligibility: shard.eligibility.clone(),
+                    };
+                    for (i, _) in &problems {
+                        if let (Some(&global), Some(f)) =
+                            (shard.indexes.get(*i), shard.files.get(*i))
+                        {
+                            rest.indexes.push(global);
+                            rest.files.push(f.clone());
+                        }
+                    }
+                    avoid.insert(shard.id, agent);
+                    queue.push_back(rest);
+                    continue;
+                }
+                // Files an earlier run of this shard finished count now.
+                outage_runs.remove(&shard.id);
+                avoid.remove(&shard.id);
+                let earlier = partial.remove(&shard.id).unwrap_or_default();
+                files_done = files_done.saturating_sub(earlier.len() as u64);
+                done.extend(earlier);
                 if !problems.is_empty() {
                     outcome.problems += problems.len() as u64;
                     for (i, p) in problems {
@@ -475,7 +568,7 @@ async fn run_shard(
     op: Op,
     shard: Shard,
     parallelism: u32,
-    (epoch, term): (u64, u64),
+    (epoch, term, limits): (u64, u64, ShardLimits),
     tx: mpsc::Sender<Msg>,
 ) {
     let started = Instant::now();
@@ -486,7 +579,7 @@ async fn run_shard(
         &op,
         &shard,
         parallelism,
-        (epoch, term),
+        (epoch, term, limits),
         &tx,
         &mut done,
         &mut problems,
@@ -516,7 +609,7 @@ async fn stream_shard(
     op: &Op,
     shard: &Shard,
     parallelism: u32,
-    (epoch, term): (u64, u64),
+    (epoch, term, limits): (u64, u64, ShardLimits),
     tx: &mpsc::Sender<Msg>,
     done: &mut Vec<(usize, FileDone)>,
     problems: &mut Vec<(usize, FileProblem)>,
@@ -542,6 +635,8 @@ async fn stream_shard(
                     parallelism,
                     launch_config: copy.launch_config.clone(),
                     term,
+                    retry_window_ms: limits.retry_window_ms,
+                    max_requests_per_sec: limits.max_requests_per_sec,
                 })
                 .await
         }
@@ -561,6 +656,8 @@ async fn stream_shard(
                     parallelism,
                     checksum: *checksum,
                     term,
+                    retry_window_ms: limits.retry_window_ms,
+                    max_requests_per_sec: limits.max_requests_per_sec,
                 })
                 .await
         }
@@ -574,6 +671,8 @@ async fn stream_shard(
                     files,
                     parallelism,
                     term,
+                    retry_window_ms: limits.retry_window_ms,
+                    max_requests_per_sec: limits.max_requests_per_sec,
                 })
                 .await
         }

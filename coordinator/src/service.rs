@@ -617,6 +617,7 @@ impl Registry for RegistryService {
 mod tests {
     use super::*;
     use mo_br_security::auth::{HEALTH_METHODS, REFLECTION_METHODS};
+    use mo_br_security::Role;
 
     /// Health is open to kubelet; reflection is a read; every CLI method
     /// needs a credential.
@@ -653,5 +654,19 @@ mod tests {
             assert!(Role::Operator.may(needs));
             assert!(!Role::Reader.may(needs), "a reader may {method}");
         }
+    }
+
+    #[test]
+    fn changing_schedules_is_for_operators_listing_them_for_readers() {
+        let policy = super::policy();
+        let needs = |m: &str| {
+            policy
+                .get(&format!("/mobr.coordinator.Coordinator/{m}"))
+                .unwrap_or_else(|| panic!("{m} has no policy"))
+                .0
+        };
+        assert!(Role::Operator.may(needs("ScheduleChange")));
+        assert!(!Role::Reader.may(needs("ScheduleChange")));
+        assert!(Role::Reader.may(needs("ScheduleList")));
     }
 }

@@ -167,7 +167,6 @@ fn a_schedule_fires_pauses_resumes_and_drops() {
     wait_until(Duration::from_secs(10), "clock", logs, || {
         chrono::Utc::now() > paused_at + chrono::Duration::seconds(4)
     });
-    let before = scheduled(&mobr, "every2").len();
     mobr.run(&["schedule", "resume", "every2"])
         .assert_ok("resume");
     let resumed_at = chrono::Utc::now();

@@ -18,6 +18,8 @@
 //!   latest passed slot runs at once, earlier ones are not run.
 //! - A slot that comes while the previous run is still going is recorded as
 //!   fired with no run (skipped).
+//! - A paused schedule fires nothing; resuming it at `t` moves `last_fired`
+//!   to `t`, so the slots that passed while it was paused are not caught up.
 
 use mo_br_format::compression::Compression;
 use mo_br_format::manifest::BackupType;

@@ -10,6 +10,9 @@
 //! holds none. A run on record whose leader died is carried on by the
 //! leader's duties like any running backup.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
 use chrono::Utc;
 use mo_br_format::manifest::BackupType;
 use mo_br_proto::common::{Compression as WireCompression, Source, Storage as WireStorage};
@@ -27,12 +30,34 @@ use crate::{jobs, Coordinator};
 /// When reading the catalog failed (no quorum for a moment), the next try.
 const RETRY: Duration = Duration::from_secs(1);
 
+/// The runs this process's scheduler started and whose task has not ended
+/// (until after it has recorded how the run ended). A fired run that is in
+/// neither this set nor the catalog lost its driver: a previous leader, or
+/// this process before a restart.
+#[derive(Clone, Default)]
+struct Mine(Arc<Mutex<HashSet<String>>>);
+
+impl Mine {
+    fn has(&self, id: &str) -> bool {
+        self.0.lock().expect("runs lock").contains(id)
+    }
+
+    fn add(&self, id: &str) {
+        self.0.lock().expect("runs lock").insert(id.to_string());
+    }
+
+    fn remove(&self, id: &str) {
+        self.0.lock().expect("runs lock").remove(id);
+    }
+}
+
 /// Runs for as long as the supervisor does.
 pub(crate) async fn run(c: Coordinator) {
     let mut changes = c.catalog.changes();
     // What the last pass planned from: (schedules revision, term).
     let mut planned = None;
     let mut wake: Option<Instant> = None;
+    let mine = Mine::default();
     loop {
         changes.borrow_and_update();
         let l = c.catalog.leadership();
@@ -41,7 +66,7 @@ pub(crate) async fn run(c: Coordinator) {
             let due = wake.is_some_and(|w| w <= Instant::now());
             if rev.is_none() || planned != Some((rev, l.term)) || due {
                 planned = Some((rev, l.term));
-                wake = match pass(&c, l.term).await {
+                wake = match pass(&c, &mine, l.term).await {
                     Some(next) => next,
                     None => {
                         planned = None;
@@ -77,7 +102,7 @@ struct View {
 /// One pass over every schedule: fires what is due, restarts a fired run
 /// whose leader died before it went on record. Returns when to wake next
 /// (`Some(None)`: no slot ahead), or `None` if the catalog could not be read.
-async fn pass(c: &Coordinator, term: u64) -> Option<Option<Instant>> {
+async fn pass(c: &Coordinator, mine: &Mine, term: u64) -> Option<Option<Instant>> {
     let views = c
         .catalog
         .read_linearizable(|cat| {
@@ -114,18 +139,20 @@ async fn pass(c: &Coordinator, term: u64) -> Option<Option<Instant>> {
         let s = &v.schedule;
         let busy = s.running.is_some();
         if let Some(run) = &s.running {
-            let driven = c.supervisor.is_driving(&run.backup_id);
+            let driven = mine.has(&run.backup_id) || c.supervisor.is_driving(&run.backup_id);
             match &v.run_record {
-                // Fired by a leader that died before the backup went on
-                // record: this one starts it, with the fired id.
-                None if !driven && run.term < term => {
+                // Fired by a leader (or this process before a restart) that
+                // died before the backup went on record: started here, with
+                // the fired id.
+                None if !driven => {
                     tracing::info!(
                         schedule = %s.name,
                         backup = %run.backup_id,
-                        "starting the run a previous leader fired"
+                        "starting a fired run whose driver is gone"
                     );
                     start(
                         c,
+                        mine,
                         s,
                         run.slot,
                         run.backup_id.clone(),
@@ -136,7 +163,7 @@ async fn pass(c: &Coordinator, term: u64) -> Option<Option<Instant>> {
                 // leader died in between. It cannot be carried on (no plan),
                 // so it is ended like any backup whose driver is gone (what
                 // it wrote removed, recorded failed) and the schedule goes on.
-                Some((BackupState::Running, false)) if !driven && run.term < term => {
+                Some((BackupState::Running, false)) if !driven => {
                     let guard = c.supervisor.claim(&run.backup_id);
                     let (c2, id) = (c.clone(), run.backup_id.clone());
                     let _ = c.supervisor.spawn(async move {
@@ -155,7 +182,7 @@ async fn pass(c: &Coordinator, term: u64) -> Option<Option<Instant>> {
         };
         let anchor = s.last_fired.unwrap_or(s.created - 1);
         if let Some(slot) = latest_due(&cron, anchor, now) {
-            fire(c, &v, slot, busy, term).await;
+            fire(c, mine, &v, slot, busy, term).await;
         }
         if let Some(n) = next_slot(&cron, anchor.max(now)) {
             next = Some(next.map_or(n, |m| m.min(n)));
@@ -170,7 +197,7 @@ async fn pass(c: &Coordinator, term: u64) -> Option<Option<Instant>> {
 
 /// Fires `slot` of a schedule: skipped if its previous run is going, else
 /// a run with a fresh backup id, started here once the slot is on record.
-async fn fire(c: &Coordinator, v: &View, slot: i64, busy: bool, term: u64) {
+async fn fire(c: &Coordinator, mine: &Mine, v: &View, slot: i64, busy: bool, term: u64) {
     let s = &v.schedule;
     let backup_id = (!busy).then(|| uuid::Uuid::now_v7().to_string());
     let cmd = Command::ScheduleFired {
@@ -185,7 +212,7 @@ async fn fire(c: &Coordinator, v: &View, slot: i64, busy: bool, term: u64) {
         Ok(_) | Err(_) => return,
     }
     match backup_id {
-        Some(id) => start(c, s, slot, id, v.last_complete.clone()),
+        Some(id) => start(c, mine, s, slot, id, v.last_complete.clone()),
         None => {
             metrics::schedule_skipped(&s.name);
             tracing::info!(
@@ -198,8 +225,10 @@ async fn fire(c: &Coordinator, v: &View, slot: i64, busy: bool, term: u64) {
 }
 
 /// Starts the run of `slot` as backup `id` on the supervisor.
-fn start(c: &Coordinator, s: &Schedule, slot: i64, id: String, base: Option<String>) {
-    // Claimed before the task runs, so no later pass starts it again.
+fn start(c: &Coordinator, mine: &Mine, s: &Schedule, slot: i64, id: String, base: Option<String>) {
+    // Marked before the task runs, so no later pass starts it again; the
+    // claim counts it among the jobs driven here.
+    mine.add(&id);
     let guard = c.supervisor.claim(&id);
     let spec = &s.spec;
     let (backup_type, base_id) = match (spec.backup_type, base) {
@@ -226,12 +255,17 @@ fn start(c: &Coordinator, s: &Schedule, slot: i64, id: String, base: Option<Stri
         ..Default::default()
     };
     let name = s.name.clone();
+    let id_for_err = id.clone();
     let retention = jobs::schedule::policy(&s.retention);
     let label = metrics::location_label(&location);
     let task = {
         let c = c.clone();
+        let mine = mine.clone();
         async move {
             let _guard = guard;
+            // Unmarked last, once the run's end is on record (or this task
+            // is dropped on shutdown).
+            let _mark = Unmark(mine, id.clone());
             let mut job = metrics::job_started(JobKind::Backup, Some(label));
             job.schedule = name.clone();
             job.id = id.clone();
@@ -298,6 +332,16 @@ fn start(c: &Coordinator, s: &Schedule, slot: i64, id: String, base: Option<Stri
         }
     };
     if c.supervisor.spawn(task).is_err() {
+        mine.remove(&id_for_err);
         tracing::debug!("scheduled run not started: the coordinator is shutting down");
+    }
+}
+
+/// Takes a run out of [`Mine`] when its task ends, however it ends.
+struct Unmark(Mine, String);
+
+impl Drop for Unmark {
+    fn drop(&mut self) {
+        self.0.remove(&self.1);
     }
 }

@@ -10,10 +10,11 @@
 //!   its deposition, and a new one) at most one gets `t` accepted.
 //! - The fired record names the backup id the run will use, decided before
 //!   it is on record. A leader that finds a fired run whose backup is not in
-//!   the catalog, fired in an earlier term (its leader died between firing
-//!   and starting the backup), starts it with that same id; a backup that is
-//!   on record is carried on like any running backup. So a slot never gets
-//!   two backups.
+//!   the catalog and that no task of its own runs (its driver died between
+//!   firing and starting the backup: a previous leader, or this coordinator
+//!   before a restart) starts it with that same id; a backup that is on
+//!   record is carried on like any running backup (or, never planned, ended
+//!   as failed). So a slot never gets two backups.
 //! - Slots that passed with no leader to fire them are caught up once: the
 //!   latest passed slot runs at once, earlier ones are not run.
 //! - A slot that comes while the previous run is still going is recorded as

@@ -97,6 +97,9 @@ pub enum Command {
     /// Manage point-in-time recovery (PITR) ranges
     #[command(subcommand)]
     Pitr(PitrCommand),
+    /// Manage backup schedules the coordinator runs
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// Certificates and tokens for a mo-br cluster with TLS
     #[command(subcommand)]
     Certs(CertsCommand),
@@ -393,6 +396,85 @@ pub struct BackupArgs {
     /// when agents of several nodes serve a --data_dir of the same path.
     #[arg(long)]
     pub node: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+#[command(rename_all = "snake_case")]
+pub enum ScheduleCommand {
+    /// Create a schedule: a backup (the `backup` flags) the leading
+    /// coordinator takes at every time a cron expression names
+    Create(Box<ScheduleCreateArgs>),
+    /// List the schedules: next run, last run and its result
+    List(ScheduleListArgs),
+    /// Drop a schedule (its backups stay)
+    Drop(ScheduleNameArgs),
+    /// Pause a schedule: it does not fire until resumed
+    Pause(ScheduleNameArgs),
+    /// Resume a paused schedule
+    Resume(ScheduleNameArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(rename_all = "snake_case")]
+pub struct ScheduleCreateArgs {
+    /// The schedule's name: letters, digits, '-' and '_'
+    #[arg(long, value_name = "string")]
+    pub name: String,
+    /// When to run, in UTC: sec min hour day-of-month month day-of-week
+    /// [year], e.g. "0 30 2 * * *" (02:30:00 every day)
+    #[arg(long, value_name = "expr", value_parser = cron_expr)]
+    pub cron: String,
+    #[command(flatten)]
+    pub backup: BackupArgs,
+    /// Retention after each success: keep the last N backups
+    #[arg(long, value_name = "int")]
+    pub keep_last: Option<u32>,
+    /// Retention: keep the backups taken within this duration (7d, 36h)
+    #[arg(long, value_name = "duration", value_parser = duration_text)]
+    pub keep_within: Option<String>,
+    /// Retention: keep the last backup of each of the last N days
+    #[arg(long, value_name = "int")]
+    pub keep_daily: Option<u32>,
+    /// Retention: keep the last backup of each of the last N weeks
+    #[arg(long, value_name = "int")]
+    pub keep_weekly: Option<u32>,
+    /// Retention: keep the last backup of each of the last N months
+    #[arg(long, value_name = "int")]
+    pub keep_monthly: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+#[command(rename_all = "snake_case")]
+pub struct ScheduleListArgs {
+    /// One JSON object a line instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(rename_all = "snake_case")]
+pub struct ScheduleNameArgs {
+    /// The schedule's name
+    #[arg(value_name = "NAME")]
+    pub name: String,
+}
+
+/// A cron expression with a seconds field, checked as typed.
+fn cron_expr(s: &str) -> Result<String, String> {
+    use std::str::FromStr;
+    cron::Schedule::from_str(s.trim())
+        .map(|_| s.trim().to_string())
+        .map_err(|e| {
+            // The parser's message spans lines (a caret under the spot).
+            let why = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+            format!("{s:?} is not a cron expression (sec min hour day-of-month month day-of-week [year]): {why}")
+        })
+}
+
+fn duration_text(s: &str) -> Result<String, String> {
+    humantime::parse_duration(s.trim())
+        .map(|_| s.trim().to_string())
+        .map_err(|e| format!("{s:?}: {e}"))
 }
 
 #[derive(Debug, Args)]
@@ -1047,6 +1129,8 @@ impl Cli {
                 a.backup_s3.read_secret_files()?;
                 a.restore_s3.read_secret_files()
             }
+            // A schedule takes no secret: `schedule create` refuses them.
+            Some(Command::Schedule(_)) => Ok(()),
             Some(Command::Snapshot(c)) => match c {
                 SnapshotCommand::Create(a) => a.conn.read_secret_files(),
                 SnapshotCommand::Show(a) => a.conn.read_secret_files(),

@@ -29,6 +29,17 @@ pub fn mo_login(c: &ConnFlags) -> Result<Option<MoLogin>, UsageError> {
 }
 
 pub fn request(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<BackupRequest, UsageError> {
+    request_for(a, s, cwd, false)
+}
+
+/// A backup request, or with `scheduled` a schedule's spec: an incremental
+/// then builds on the schedule's own last backup (no `--base_id`).
+pub fn request_for(
+    a: &BackupArgs,
+    s: &Settings,
+    cwd: &Path,
+    scheduled: bool,
+) -> Result<BackupRequest, UsageError> {
     let Some(dir) = a.backup_dir.as_deref() else {
         return Err(usage!("backup needs --backup_dir s3|filesystem"));
     };
@@ -57,6 +68,13 @@ pub fn request(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<BackupRequest
         BackupType::Full | BackupType::Unspecified => {
             if !base_id.is_empty() {
                 return Err(usage!("--base_id is for --backup_type incremental"));
+            }
+        }
+        BackupType::Incremental if scheduled => {
+            if !base_id.is_empty() {
+                return Err(usage!(
+                    "--base_id: an incremental schedule builds on its own last backup"
+                ));
             }
         }
         BackupType::Incremental => {

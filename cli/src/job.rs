@@ -108,6 +108,8 @@ pub async fn drive(mut stream: Streaming<JobEvent>, opts: &Options) -> anyhow::R
                     stdout.flush()
                 })?;
             }
+            // Read by `schedule list` itself.
+            job_event::Event::Schedules(_) => {}
             job_event::Event::Finished(f) => {
                 bar.finish();
                 out.finished = Some(f);

@@ -33,6 +33,7 @@ mod progress;
 mod rebuild;
 mod render;
 mod restore;
+mod schedule;
 mod snapshot;
 
 use std::ffi::OsString;
@@ -164,6 +165,7 @@ fn run(mut cli: Cli, mut argv: Vec<OsString>, matches: &ArgMatches) -> anyhow::R
                 Command::Restore(a) => restore::run(a, &settings, &cwd).await,
                 Command::Snapshot(c) => snapshot::run(c, &settings).await,
                 Command::Pitr(c) => pitr::run(c, &settings).await,
+                Command::Schedule(c) => schedule::run(c, &settings, &cwd).await,
                 Command::Completion(_) | Command::Certs(_) | Command::Man(_) => {
                     unreachable!("handled above")
                 }

@@ -326,6 +326,9 @@ pub struct BackupRecord {
     pub files: u64,
     /// Who copied the files: `agents` or `matrixone` (its BACKUP statement).
     pub method: String,
+    /// The schedule that took it; absent for a backup taken by hand.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub schedule: String,
 }
 
 impl From<&BackupInfo> for BackupRecord {
@@ -345,6 +348,7 @@ impl From<&BackupInfo> for BackupRecord {
             backup_ts: b.backup_ts.clone(),
             files: b.files,
             method: BackupMethod::word(b.method).into(),
+            schedule: b.schedule.clone(),
         }
     }
 }

@@ -11,6 +11,10 @@ pub enum Error {
     UnknownBackup(String),
     #[error("{0}")]
     InvalidArgument(String),
+    #[error("no schedule {0}")]
+    UnknownSchedule(String),
+    #[error("cron expression {expr:?}: {detail} (sec min hour day-of-month month day-of-week [year], UTC)")]
+    BadCron { expr: String, detail: String },
     /// An enum field holding a number this coordinator does not know: sent
     /// by a newer client, or garbage.
     #[error("{field}: unknown value {value}")]
@@ -52,7 +56,8 @@ impl From<Error> for tonic::Status {
         use mo_br_storage::Error as S;
         let msg = e.to_string();
         match &e {
-            Error::UnknownBackup(_) => tonic::Status::not_found(msg),
+            Error::UnknownBackup(_) | Error::UnknownSchedule(_) => tonic::Status::not_found(msg),
+            Error::BadCron { .. } => tonic::Status::invalid_argument(msg),
             Error::InvalidArgument(_) | Error::UnknownValue { .. } | Error::Format(_) => {
                 tonic::Status::invalid_argument(msg)
             }

@@ -27,6 +27,7 @@ pub mod leader;
 pub mod matrixone;
 pub mod metrics;
 pub mod online;
+mod scheduler;
 pub mod service;
 
 mod error;
@@ -147,7 +148,13 @@ impl Coordinator {
                     .filter(|b| b.state == catalog::BackupState::Complete)
                     .filter_map(|b| {
                         let at = b.complete_time.clone()?;
-                        Some((metrics::location_label(&b.location), at, b.size, b.files))
+                        Some((
+                            metrics::location_label(&b.location),
+                            b.schedule.clone().unwrap_or_default(),
+                            at,
+                            b.size,
+                            b.files,
+                        ))
                     })
                     .collect::<Vec<_>>()
             })
@@ -200,7 +207,14 @@ impl Coordinator {
         c.shard_bytes = config.shard_bytes;
         c.gc_renew = config.gc_renew;
         c.supervisor.lead(c.clone())?;
+        c.run_schedules()?;
         Ok(c)
+    }
+
+    /// Starts the scheduler (see [`scheduler`]): a daemon's, not the
+    /// embedded default's, whose process lives for one command.
+    pub fn run_schedules(&self) -> Result<()> {
+        self.supervisor.spawn(scheduler::run(self.clone()))
     }
 
     /// Every service of this coordinator; `standard` adds the standard

@@ -172,6 +172,7 @@ async fn main() -> anyhow::Result<()> {
         c.gc_renew = Duration::from_millis(args.gc_renew_ms);
         if args.metrics_listen.is_some() {
             c.watch_fixed_agents()?;
+            c.run_schedules()?;
             c.seed_backup_metrics().await;
         }
         c

@@ -37,6 +37,7 @@ pub const BACKUP_LAST_FAILURE: &str = "mo_br_backup_last_failure_timestamp_secon
 pub const BACKUP_LAST_BYTES: &str = "mo_br_backup_last_size_bytes";
 pub const BACKUP_LAST_FILES: &str = "mo_br_backup_last_size_files";
 pub const GC_OLDEST_RENEWAL: &str = "mo_br_coordinator_gc_hold_oldest_renewal_timestamp_seconds";
+pub const SCHEDULE_SKIPPED_TOTAL: &str = "mo_br_schedule_skipped_total";
 pub const RAFT_HAS_QUORUM: &str = "mo_br_raft_has_quorum";
 pub const RAFT_TERM: &str = "mo_br_raft_term";
 pub const RAFT_IS_LEADER: &str = "mo_br_raft_is_leader";
@@ -155,6 +156,10 @@ pub fn describe() {
         GC_RENEWALS_TOTAL,
         "Renewals of MatrixOne's backup checker by online backups, by result."
     );
+    describe_counter!(
+        SCHEDULE_SKIPPED_TOTAL,
+        "Slots of a schedule skipped because its previous run was still going, by schedule."
+    );
     describe_gauge!(
         GC_HOLDS,
         "MatrixOne GC holds of online backups not yet released."
@@ -193,6 +198,8 @@ pub struct JobGuard {
     result: Option<bool>,
     /// The job's id, once its `Started` event names it.
     pub id: String,
+    /// The schedule that started it ("" for a job asked for by hand).
+    pub schedule: String,
     /// Bytes and files done so far, from its progress events.
     pub bytes: u64,
     pub files: u64,
@@ -216,6 +223,7 @@ pub fn job_started(kind: JobKind, target: Option<String>) -> JobGuard {
         running,
         result: None,
         id: String::new(),
+        schedule: String::new(),
         bytes: 0,
         files: 0,
     }
@@ -255,8 +263,10 @@ impl Drop for JobGuard {
         counter!(JOB_BYTES_TOTAL, "kind" => kind).increment(self.bytes);
         counter!(JOB_FILES_TOTAL, "kind" => kind).increment(self.files);
         if let (JobKind::Backup, Some(target)) = (self.kind, &self.target) {
-            // Schedules do not exist yet: every backup is a manual one.
-            let labels = [("target", target.clone()), ("schedule", String::new())];
+            let labels = [
+                ("target", target.clone()),
+                ("schedule", self.schedule.clone()),
+            ];
             if ok {
                 gauge!(BACKUP_LAST_SUCCESS, &labels).set(unix_now());
                 gauge!(BACKUP_LAST_BYTES, &labels).set(self.bytes as f64);
@@ -335,21 +345,24 @@ pub fn location_label(location: &mo_br_storage::Location) -> String {
 /// Sets the last-success gauges from the catalog's completed backups, so a
 /// coordinator that (re)starts, or a replica that starts leading, exports
 /// the age of the last backup rather than nothing until the next one.
-/// `backups` are (target label, completion time as RFC 3339, bytes, files).
-pub fn seed_last_success(backups: impl IntoIterator<Item = (String, String, u64, u64)>) {
-    let mut newest: BTreeMap<String, (f64, u64, u64)> = BTreeMap::new();
-    for (target, complete, bytes, files) in backups {
+/// `backups` are (target label, schedule ("" for none), completion time as
+/// RFC 3339, bytes, files).
+pub fn seed_last_success(backups: impl IntoIterator<Item = (String, String, String, u64, u64)>) {
+    let mut newest: BTreeMap<(String, String), (f64, u64, u64)> = BTreeMap::new();
+    for (target, schedule, complete, bytes, files) in backups {
         let Ok(at) = chrono::DateTime::parse_from_rfc3339(&complete) else {
             continue;
         };
         let at = at.timestamp_millis() as f64 / 1000.0;
-        let e = newest.entry(target).or_insert((at, bytes, files));
+        let e = newest
+            .entry((target, schedule))
+            .or_insert((at, bytes, files));
         if at > e.0 {
             *e = (at, bytes, files);
         }
     }
-    for (target, (at, bytes, files)) in newest {
-        let labels = [("target", target), ("schedule", String::new())];
+    for ((target, schedule), (at, bytes, files)) in newest {
+        let labels = [("target", target), ("schedule", schedule)];
         let last = gauge!(BACKUP_LAST_SUCCESS, &labels);
         last.set(at);
         gauge!(BACKUP_LAST_BYTES, &labels).set(bytes as f64);
@@ -376,6 +389,11 @@ pub fn shard_finished(op: &'static str, elapsed: Duration) {
 /// A shard goes back to the queue after its agent failed.
 pub fn shard_reassigned() {
     counter!(SHARD_REASSIGNMENTS_TOTAL).increment(1);
+}
+
+/// A slot of `schedule` skipped: its previous run was still going.
+pub fn schedule_skipped(schedule: &str) {
+    counter!(SCHEDULE_SKIPPED_TOTAL, "schedule" => schedule.to_string()).increment(1);
 }
 
 /// A renewal of an online backup's GC checker, by outcome.
@@ -419,8 +437,14 @@ mod tests {
         set_live_agents(3);
         set_raft(2, true, 1, 10, 9);
         seed_last_success([
-            ("fs".into(), "2026-01-02T03:04:05Z".into(), 5, 1),
-            ("fs".into(), "not a time".into(), 5, 1),
+            (
+                "fs".into(),
+                String::new(),
+                "2026-01-02T03:04:05Z".into(),
+                5,
+                1,
+            ),
+            ("fs".into(), "nightly".into(), "not a time".into(), 5, 1),
         ]);
         let g = GcRenewal::start();
         g.renewed(true);

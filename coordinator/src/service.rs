@@ -18,7 +18,8 @@ use mo_br_proto::coordinator::registry_server::Registry;
 use mo_br_proto::coordinator::{
     job_event, AgentHeartbeat, AgentRegistration, AttachRequest, BackupRequest, CheckRequest,
     DeleteRequest, ExpireRequest, Finished, InspectReply, InspectRequest, JobEvent, ListRequest,
-    PitrRequest, Progress, RebuildRequest, RegistryReply, RestoreRequest, SnapshotRequest, Started,
+    PitrRequest, Progress, RebuildRequest, RegistryReply, RestoreRequest, ScheduleListRequest,
+    ScheduleRequest, SnapshotRequest, Started,
 };
 use mo_br_security::auth::MethodPolicy;
 use mo_br_security::{Caller, Permission};
@@ -87,6 +88,12 @@ pub(crate) fn policy() -> MethodPolicy {
         ("Inspect", Read, "inspect a replica"),
         ("Snapshot", Read, "use snapshots"),
         ("Pitr", Read, "use PITRs"),
+        (
+            "ScheduleChange",
+            Mutate,
+            "create, drop, pause or resume schedules",
+        ),
+        ("ScheduleList", Read, "list schedules"),
         // Both change the catalog (a dry run shows what an operator would do).
         ("Rebuild", Mutate, "rebuild the catalog"),
         ("Expire", Mutate, "expire backups"),
@@ -226,7 +233,7 @@ macro_rules! serve_job {
         }
         let req = $r.into_inner();
         let target: Option<String> = ($target)(&req);
-        start(&$self.c, $kind, target, |c, tx| async move {
+        start(&$self.c, $kind, target, move |c, tx| async move {
             $job(&c, req, &tx).await
         })
     }};
@@ -242,6 +249,28 @@ impl CoordinatorApi for CoordinatorService {
     type AttachStream = JobStream;
     type SnapshotStream = JobStream;
     type PitrStream = JobStream;
+    type ScheduleChangeStream = JobStream;
+    type ScheduleListStream = JobStream;
+
+    async fn schedule_change(
+        &self,
+        r: Request<ScheduleRequest>,
+    ) -> Result<Response<JobStream>, Status> {
+        serve_job!(
+            self,
+            r,
+            schedule_change,
+            JobKind::Backup,
+            jobs::schedule::change
+        )
+    }
+
+    async fn schedule_list(
+        &self,
+        r: Request<ScheduleListRequest>,
+    ) -> Result<Response<JobStream>, Status> {
+        serve_job!(self, r, schedule_list, JobKind::List, jobs::schedule::list)
+    }
     type RebuildStream = JobStream;
     type ExpireStream = JobStream;
 
@@ -625,5 +654,19 @@ mod tests {
             assert!(Role::Operator.may(needs));
             assert!(!Role::Reader.may(needs), "a reader may {method}");
         }
+    }
+
+    #[test]
+    fn changing_schedules_is_for_operators_listing_them_for_readers() {
+        let policy = super::policy();
+        let needs = |m: &str| {
+            policy
+                .get(&format!("/mobr.coordinator.Coordinator/{m}"))
+                .unwrap_or_else(|| panic!("{m} has no policy"))
+                .0
+        };
+        assert!(Role::Operator.may(needs("ScheduleChange")));
+        assert!(!Role::Reader.may(needs("ScheduleChange")));
+        assert!(Role::Reader.may(needs("ScheduleList")));
     }
 }

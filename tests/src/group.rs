@@ -21,6 +21,8 @@ pub struct GroupOptions {
     pub extra_args: Vec<String>,
     /// Environment of every replica.
     pub env: Vec<(String, String)>,
+    /// Environment of every agent.
+    pub agent_env: Vec<(String, String)>,
 }
 
 impl Default for GroupOptions {
@@ -31,6 +33,7 @@ impl Default for GroupOptions {
             agent_lease_ms: 1500,
             extra_args: vec![],
             env: vec![],
+            agent_env: vec![],
         }
     }
 }
@@ -165,7 +168,8 @@ impl Group {
         .args(["--parallelism", &parallelism.to_string()])
         .args(["--metrics_listen", &metrics])
         .args(["--log_level", "warn"])
-        .args(extra);
+        .args(extra)
+        .envs(self.opts.agent_env.iter().map(|(k, v)| (k, v)));
         let log = self.dir.path().join(format!("agent-{}.log", n + 1));
         let (daemon, addr) = start_daemon(cmd, "mo-br-agent listening on", log)?;
         self.agents.push(Agent {

@@ -8,9 +8,11 @@ mod handle;
 mod job;
 mod log;
 pub mod retention;
+pub mod schedule;
 
 pub use handle::CatalogHandle;
 pub use job::{Assignment, BackupJob, ShardState, Totals};
+pub use schedule::{FiredRun, Retention, RunResult, Schedule, ScheduleSpec};
 
 use std::collections::BTreeMap;
 
@@ -103,6 +105,9 @@ pub struct BackupRecord {
     /// exactly as before the field existed (older replicas and catalogs).
     #[serde(default, skip_serializing_if = "BackupMethod::is_agents")]
     pub method: BackupMethod,
+    /// The schedule that ran it; none for a backup asked for by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
 }
 
 /// Every change to the catalog. Serialized into the log: add variants, never
@@ -189,6 +194,36 @@ pub enum Command {
     /// The restore ended (finished, or failed and cleaned up).
     RestoreEnded {
         id: String,
+    },
+    /// A schedule is added (rejected if its name is taken).
+    ScheduleCreated(Box<Schedule>),
+    ScheduleDropped {
+        name: String,
+    },
+    /// Paused or resumed at `at` (Unix seconds): slots that passed while
+    /// paused, up to `at`, are not run on resume.
+    SchedulePaused {
+        name: String,
+        paused: bool,
+        #[serde(default)]
+        at: i64,
+    },
+    /// Slot `slot` (Unix seconds) of a schedule is taken: accepted only if
+    /// later than the last one fired (see [`schedule`] for the rule). With a
+    /// `backup_id` the run starts with that id; without, the slot is skipped
+    /// (the previous run is still going).
+    ScheduleFired {
+        name: String,
+        slot: i64,
+        backup_id: Option<String>,
+        term: u64,
+    },
+    /// A scheduled run ended before its backup went on record (its target
+    /// was refused, say); a run whose backup is on record ends with it.
+    ScheduleRunEnded {
+        name: String,
+        backup_id: String,
+        reason: String,
     },
 }
 
@@ -281,6 +316,13 @@ pub struct Catalog {
     /// Restores being written, by restore id.
     #[serde(default)]
     pub restores: BTreeMap<String, RestoreRecord>,
+    /// Backup schedules, by name.
+    #[serde(default)]
+    pub schedules: BTreeMap<String, Schedule>,
+    /// Bumped by every schedule command, so the scheduler re-plans only
+    /// when a schedule changed.
+    #[serde(default)]
+    pub schedules_rev: u64,
     /// Index of the last applied command.
     pub applied: u64,
 }
@@ -319,6 +361,7 @@ impl Catalog {
                         rec.backup_ts = backup_ts.clone();
                     }
                 }
+                self.end_scheduled_run(id, true, String::new());
             }
             Command::BackupFailed { id, reason } => {
                 self.jobs.remove(id);
@@ -329,8 +372,10 @@ impl Catalog {
                         };
                     }
                 }
+                self.end_scheduled_run(id, false, reason.clone());
             }
             Command::BackupDeleted { id } => {
+                self.end_scheduled_run(id, false, "deleted".into());
                 self.backups.remove(id);
                 self.jobs.remove(id);
             }
@@ -448,8 +493,96 @@ impl Catalog {
             Command::RestoreEnded { id } => {
                 self.restores.remove(id);
             }
+            Command::ScheduleCreated(sched) => {
+                if self.schedules.contains_key(&sched.name) {
+                    return Applied::Rejected(format!("schedule {} exists", sched.name));
+                }
+                self.schedules.insert(sched.name.clone(), (**sched).clone());
+                self.schedules_rev += 1;
+            }
+            Command::ScheduleDropped { name } => {
+                if self.schedules.remove(name).is_none() {
+                    return Applied::Rejected(format!("no schedule {name}"));
+                }
+                self.schedules_rev += 1;
+            }
+            Command::SchedulePaused { name, paused, at } => {
+                let Some(s) = self.schedules.get_mut(name) else {
+                    return Applied::Rejected(format!("no schedule {name}"));
+                };
+                if s.paused && !*paused {
+                    s.last_fired = Some(s.last_fired.map_or(*at, |l| l.max(*at)));
+                }
+                s.paused = *paused;
+                self.schedules_rev += 1;
+            }
+            Command::ScheduleFired {
+                name,
+                slot,
+                backup_id,
+                term,
+            } => {
+                let Some(s) = self.schedules.get_mut(name) else {
+                    return Applied::Rejected(format!("no schedule {name}"));
+                };
+                if !s.accepts(*slot) {
+                    return Applied::Rejected(format!(
+                        "slot {slot} of schedule {name} was already fired"
+                    ));
+                }
+                s.last_fired = Some(*slot);
+                match backup_id {
+                    Some(id) => {
+                        s.running = Some(FiredRun {
+                            slot: *slot,
+                            backup_id: id.clone(),
+                            term: *term,
+                        })
+                    }
+                    None => s.skipped += 1,
+                }
+                self.schedules_rev += 1;
+            }
+            Command::ScheduleRunEnded {
+                name,
+                backup_id,
+                reason,
+            } => {
+                let Some(s) = self.schedules.get_mut(name) else {
+                    return Applied::Rejected(format!("no schedule {name}"));
+                };
+                let Some(run) = s.running.take_if(|r| r.backup_id == *backup_id) else {
+                    return Applied::Rejected(format!("no run {backup_id} of schedule {name}"));
+                };
+                s.last_run = Some(RunResult {
+                    slot: run.slot,
+                    backup_id: run.backup_id,
+                    ok: false,
+                    reason: reason.clone(),
+                });
+                self.schedules_rev += 1;
+            }
         }
         Applied::Ok
+    }
+
+    /// Ends the run of the schedule that ran backup `id`, if it is one.
+    fn end_scheduled_run(&mut self, id: &str, ok: bool, reason: String) {
+        let Some(name) = self.backups.get(id).and_then(|r| r.schedule.clone()) else {
+            return;
+        };
+        let Some(s) = self.schedules.get_mut(&name) else {
+            return;
+        };
+        if let Some(run) = s.running.take_if(|r| r.backup_id == id) {
+            s.last_run = Some(RunResult {
+                slot: run.slot,
+                backup_id: run.backup_id,
+                ok,
+                reason,
+            });
+            self.schedules_rev += 1;
+        }
     }
 
     /// Incrementals whose chain passes through `id`, nearest first.
@@ -495,6 +628,7 @@ mod tests {
             backup_ts: String::new(),
             data_dir: "/d".into(),
             method: BackupMethod::Agents,
+            schedule: None,
         }
     }
 
@@ -709,5 +843,121 @@ mod tests {
             Some("t1"),
             "the first commit time wins"
         );
+    }
+
+    fn schedule(name: &str) -> Schedule {
+        Schedule {
+            name: name.into(),
+            cron: "*/2 * * * * *".into(),
+            spec: ScheduleSpec {
+                target: Location::Filesystem {
+                    path: PathBuf::from("/b"),
+                },
+                data_dir: "/d".into(),
+                launch_config: String::new(),
+                node: String::new(),
+                backup_type: BackupType::Full,
+                parallelism: 0,
+                compression: None,
+            },
+            retention: Retention::default(),
+            paused: false,
+            created: 100,
+            last_fired: None,
+            running: None,
+            last_run: None,
+            skipped: 0,
+        }
+    }
+
+    /// The exactly-once rule: a slot is fired once, later slots only; the
+    /// run ends with its backup; a resume does not bring back paused slots.
+    #[test]
+    fn a_slot_fires_once_and_its_run_ends_with_its_backup() {
+        let mut c = Catalog::default();
+        let mut i = 0;
+        let mut apply = |c: &mut Catalog, cmd: Command| {
+            i += 1;
+            c.apply(i, &cmd)
+        };
+        apply(&mut c, Command::ScheduleCreated(Box::new(schedule("s"))));
+        assert!(matches!(
+            apply(&mut c, Command::ScheduleCreated(Box::new(schedule("s")))),
+            Applied::Rejected(_)
+        ));
+        let fire = |slot: i64, id: Option<&str>, term: u64| Command::ScheduleFired {
+            name: "s".into(),
+            slot,
+            backup_id: id.map(str::to_string),
+            term,
+        };
+        // Before the schedule existed: never.
+        assert!(matches!(
+            apply(&mut c, fire(98, Some("b0"), 1)),
+            Applied::Rejected(_)
+        ));
+        assert_eq!(apply(&mut c, fire(102, Some("b1"), 1)), Applied::Ok);
+        // The same slot again (a second leader): rejected, the run unchanged.
+        assert!(matches!(
+            apply(&mut c, fire(102, Some("b2"), 2)),
+            Applied::Rejected(_)
+        ));
+        assert_eq!(c.schedules["s"].running.as_ref().unwrap().backup_id, "b1");
+        // The next slot while b1 runs: skipped.
+        assert_eq!(apply(&mut c, fire(104, None, 1)), Applied::Ok);
+        assert_eq!(c.schedules["s"].skipped, 1);
+        let mut rec = record("b1", None);
+        rec.schedule = Some("s".into());
+        apply(&mut c, Command::BackupStarted(Box::new(rec)));
+        apply(
+            &mut c,
+            Command::BackupCompleted {
+                id: "b1".into(),
+                complete_time: "t".into(),
+                duration_secs: 1.0,
+                size: 1,
+                files: 1,
+                backup_ts: String::new(),
+            },
+        );
+        let s = &c.schedules["s"];
+        assert!(s.running.is_none());
+        assert_eq!(
+            s.last_run,
+            Some(RunResult {
+                slot: 102,
+                backup_id: "b1".into(),
+                ok: true,
+                reason: String::new()
+            })
+        );
+        // A run refused before its backup went on record ends by itself.
+        apply(&mut c, fire(106, Some("b3"), 1));
+        apply(
+            &mut c,
+            Command::ScheduleRunEnded {
+                name: "s".into(),
+                backup_id: "b3".into(),
+                reason: "not empty".into(),
+            },
+        );
+        assert!(!c.schedules["s"].last_run.as_ref().unwrap().ok);
+        // Paused at 107, resumed at 120: slots up to 120 are gone.
+        let pause = |paused, at| Command::SchedulePaused {
+            name: "s".into(),
+            paused,
+            at,
+        };
+        apply(&mut c, pause(true, 107));
+        apply(&mut c, pause(false, 120));
+        assert!(matches!(
+            apply(&mut c, fire(118, Some("b4"), 1)),
+            Applied::Rejected(_)
+        ));
+        assert_eq!(apply(&mut c, fire(122, Some("b5"), 1)), Applied::Ok);
+        let rev = c.schedules_rev;
+        apply(&mut c, Command::ScheduleDropped { name: "s".into() });
+        assert!(c.schedules.is_empty());
+        assert!(c.schedules_rev > rev);
     }
 }

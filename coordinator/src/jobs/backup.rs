@@ -59,7 +59,24 @@ pub(super) fn requested_compression(req: &BackupRequest) -> Result<Option<Compre
     }
 }
 
-pub async fn run(c: &Coordinator, mut req: BackupRequest, events: &Events) -> Result<()> {
+pub async fn run(c: &Coordinator, req: BackupRequest, events: &Events) -> Result<()> {
+    run_as(c, req, Origin::default(), events).await
+}
+
+/// Who asked for a backup: by hand (a fresh id, no schedule), or a
+/// schedule's run, whose id was decided when its slot was fired.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub id: Option<String>,
+    pub schedule: Option<String>,
+}
+
+pub async fn run_as(
+    c: &Coordinator,
+    mut req: BackupRequest,
+    origin: Origin,
+    events: &Events,
+) -> Result<()> {
     let compression = requested_compression(&req)?;
     // `--host` without a node's files: agents registered for that MatrixOne
     // name the node; without one, MatrixOne's own BACKUP takes it.
@@ -119,7 +136,9 @@ pub async fn run(c: &Coordinator, mut req: BackupRequest, events: &Events) -> Re
         secret_access_key: req.source_secret_access_key.clone(),
         ..Default::default()
     };
-    let id = uuid::Uuid::now_v7().to_string();
+    let id = origin
+        .id
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let login = req
         .login
         .as_ref()
@@ -145,6 +164,7 @@ pub async fn run(c: &Coordinator, mut req: BackupRequest, events: &Events) -> Re
         backup_ts: String::new(),
         data_dir: source.data_dir.clone(),
         method: BackupMethod::Agents,
+        schedule: origin.schedule,
     };
     // Claimed before the plan is visible, so the supervisor does not adopt
     // the job this call is about to drive itself.

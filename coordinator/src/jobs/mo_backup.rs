@@ -149,6 +149,7 @@ pub async fn run(
         backup_ts: String::new(),
         data_dir: String::new(),
         method: BackupMethod::Matrixone,
+        schedule: None,
     };
     // Claimed before it is on record: a leader never takes a backup it
     // drives itself for one whose driver is gone.
@@ -1104,6 +1105,7 @@ mod tests {
             backup_ts: String::new(),
             data_dir: String::new(),
             method: BackupMethod::Matrixone,
+            schedule: None,
         };
         Written {
             _dir: dir,

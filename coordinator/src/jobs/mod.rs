@@ -13,6 +13,7 @@ pub mod mo_backup;
 pub mod pitr;
 pub mod rebuild;
 pub mod restore;
+pub mod schedule;
 pub mod shards;
 pub mod snapshot;
 
@@ -91,6 +92,7 @@ pub fn info(rec: &BackupRecord) -> BackupInfo {
         backup_ts: rec.backup_ts.clone(),
         files: rec.files,
         method: WireMethod::from(rec.method).into(),
+        schedule: rec.schedule.clone().unwrap_or_default(),
     }
 }
 

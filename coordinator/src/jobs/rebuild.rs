@@ -253,6 +253,8 @@ fn record(meta: &BackupMeta, location: Location) -> BackupRecord {
         } else {
             BackupMethod::Agents
         },
+        // The manifest does not say which schedule took it.
+        schedule: None,
     }
 }
 

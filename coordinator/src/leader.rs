@@ -444,10 +444,10 @@ async fn release_ended_holds(c: &Coordinator) -> bool {
 /// A single coordinator opening the catalog a previous process left: that
 /// process's client and credentials are gone, so its running backups cannot
 /// be finished here and are marked failed; its restores are carried on in
-/// the background when its environment reaches their places (else what they
-/// wrote goes); GC it left stopped is released if a password is
+/// the background when its environment reaches their places (else, and in
+/// the embedded coordinator, what they wrote goes); GC it left stopped is released if a password is
 /// at hand.
-pub(crate) async fn take_over_local(c: &Coordinator) -> Result<()> {
+pub(crate) async fn take_over_local(c: &Coordinator, resume_restores: bool) -> Result<()> {
     let stale = c
         .catalog
         .read(|cat| {
@@ -466,7 +466,11 @@ pub(crate) async fn take_over_local(c: &Coordinator) -> Result<()> {
         .read(|cat| cat.restores.values().cloned().collect::<Vec<_>>())
         .await?;
     for rec in restores {
-        jobs::restore::take_over_in_background(c, rec, None);
+        if resume_restores {
+            jobs::restore::take_over_in_background(c, rec, None);
+        } else {
+            jobs::restore::abandon(c, &rec).await;
+        }
     }
     release_ended_holds(c).await;
     Ok(())

@@ -194,6 +194,7 @@ pub async fn run(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<u8> {
                     mo_password: mo_password.clone(),
                     source_access_key_id: source_access_key_id.clone(),
                     source_secret_access_key: source_secret_access_key.clone(),
+                    restore: None,
                 })
                 .await?
                 .into_inner();

@@ -155,7 +155,7 @@ pub fn problem_line(p: &Problem) -> String {
 pub fn conclude(out: &Outcome, what: &str) -> anyhow::Result<u8> {
     if let (None, Some(status)) = (&out.finished, &out.interrupted) {
         let next = if what == "restore" {
-            "a restore is not resumed: the coordinator, restarted, or the next leader removes what it wrote; then run it again"
+            "the coordinator, restarted, or the next leader carries the restore on from the files already written and verified"
         } else {
             "run it again"
         };

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::Result;
-use mo_br_proto::coordinator::RestoreRequest;
+use mo_br_proto::coordinator::{AttachRequest, RestoreRequest};
 
 use crate::args::RestoreArgs;
 use crate::config::Settings;
@@ -121,10 +121,64 @@ pub async fn run(a: &RestoreArgs, s: &Settings, cwd: &Path) -> Result<u8> {
     } else {
         connect::connect(s, &meta_path, req.parallelism).await?
     };
+    let again = req.clone();
     let stream = client.restore(req).await?.into_inner();
-    let out = job::drive(stream, &job::Options::default()).await?;
+    let mut out = job::drive(stream, &job::Options::default()).await?;
+    // The replica driving the restore went away: a new leader carries it on
+    // from the files already written and verified; follow it there.
+    let mut reattach_until = std::time::Instant::now() + REATTACH_FOR;
+    while let (Some(status), Some(id)) = (out.interrupted.take(), out.job_id.clone()) {
+        tracing::warn!(
+            "lost the coordinator while restore {id} ran ({}); following it on another replica",
+            status.message()
+        );
+        if std::time::Instant::now() >= reattach_until || s.coordinator.is_none() {
+            return Err(status.into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let attached = async {
+            let mut client = connect::connect(s, Path::new(""), 0).await?;
+            let stream = client
+                .attach(AttachRequest {
+                    job_id: id.clone(),
+                    restore: Some(again.clone()),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            job::drive(stream, &job::Options::default()).await
+        }
+        .await;
+        out = match attached {
+            Ok(o) => {
+                reattach_until = std::time::Instant::now() + REATTACH_FOR;
+                job::Outcome {
+                    job_id: o.job_id.or(Some(id)),
+                    ..o
+                }
+            }
+            Err(e) => {
+                if let Some(status) = e.downcast_ref::<tonic::Status>() {
+                    if !job::transient(status) {
+                        // The restore itself failed (or is unknown there).
+                        return Err(e);
+                    }
+                }
+                tracing::warn!("following restore {id}: {e:#}");
+                job::Outcome {
+                    job_id: Some(id),
+                    interrupted: Some(tonic::Status::unavailable(format!("{e:#}"))),
+                    ..Default::default()
+                }
+            }
+        };
+    }
     job::conclude(&out, "restore")
 }
+
+/// How long the CLI keeps trying to re-attach to a restore whose
+/// coordinator went away (an election takes seconds).
+const REATTACH_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[cfg(test)]
 mod tests {

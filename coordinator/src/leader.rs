@@ -10,7 +10,7 @@
 //!   [`CatalogHandle::changes`](crate::catalog::CatalogHandle::changes)) or
 //!   a driven job ends, and while this replica leads it adopts running
 //!   backups nobody here drives, releases MatrixOne GC holds of ended
-//!   backups, removes what restores of earlier terms wrote, and ends
+//!   backups, carries on restores of earlier terms, and ends
 //!   backups MatrixOne's BACKUP wrote for a leader that is gone. A leader
 //!   just elected may not have applied its whole log yet: what it learns
 //!   late, it handles at the change that brings it.
@@ -296,7 +296,7 @@ async fn duties(c: Coordinator) {
 async fn round(c: &Coordinator, term: u64) -> bool {
     adopt_running(c).await;
     let held = release_ended_holds(c).await;
-    abandon_orphaned_restores(c, term).await;
+    take_over_orphaned_restores(c, term).await;
     abandon_orphaned_mo_backups(c).await;
     held
 }
@@ -377,9 +377,10 @@ async fn adopt_running(c: &Coordinator) {
     }
 }
 
-/// Removes what restores of earlier terms wrote: their leader was deposed
-/// (and stopped them) or died. Each is cleaned once, in the background.
-async fn abandon_orphaned_restores(c: &Coordinator, term: u64) {
+/// Takes over restores of earlier terms: their leader was deposed (and
+/// stopped them) or died. Each is carried on (or, when it cannot be,
+/// cleaned up) once, in the background.
+async fn take_over_orphaned_restores(c: &Coordinator, term: u64) {
     let orphans = c
         .catalog
         .read(move |cat| {
@@ -392,19 +393,7 @@ async fn abandon_orphaned_restores(c: &Coordinator, term: u64) {
         .await
         .unwrap_or_default();
     for rec in orphans {
-        let Some(guard) = c.supervisor.try_claim(&rec.id) else {
-            continue;
-        };
-        let cleanup = {
-            let c = c.clone();
-            async move {
-                let _guard = guard;
-                jobs::restore::abandon(&c, &rec).await;
-            }
-        };
-        if c.supervisor.spawn(cleanup).is_err() {
-            return;
-        }
+        jobs::restore::take_over_in_background(c, rec, None);
     }
 }
 
@@ -454,10 +443,11 @@ async fn release_ended_holds(c: &Coordinator) -> bool {
 
 /// A single coordinator opening the catalog a previous process left: that
 /// process's client and credentials are gone, so its running backups cannot
-/// be finished here and are marked failed; its restores are not resumed
-/// (what they wrote goes); GC it left stopped is released if a password is
+/// be finished here and are marked failed; its restores are carried on in
+/// the background when its environment reaches their places (else, and in
+/// the embedded coordinator, what they wrote goes); GC it left stopped is released if a password is
 /// at hand.
-pub(crate) async fn take_over_local(c: &Coordinator) -> Result<()> {
+pub(crate) async fn take_over_local(c: &Coordinator, resume_restores: bool) -> Result<()> {
     let stale = c
         .catalog
         .read(|cat| {
@@ -475,8 +465,12 @@ pub(crate) async fn take_over_local(c: &Coordinator) -> Result<()> {
         .catalog
         .read(|cat| cat.restores.values().cloned().collect::<Vec<_>>())
         .await?;
-    for rec in &restores {
-        jobs::restore::abandon(c, rec).await;
+    for rec in restores {
+        if resume_restores {
+            jobs::restore::take_over_in_background(c, rec, None);
+        } else {
+            jobs::restore::abandon(c, &rec).await;
+        }
     }
     release_ended_holds(c).await;
     Ok(())

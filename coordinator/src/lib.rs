@@ -128,12 +128,24 @@ impl Coordinator {
         agents: Vec<(String, Channel)>,
         security: Security,
     ) -> Result<Coordinator> {
+        Coordinator::open_local(meta_path, agents, security, true).await
+    }
+
+    /// [`Coordinator::open`]; `resume_restores` is false for the embedded
+    /// one, which lives only as long as one command: nobody could follow a
+    /// restore it carried on, so what its predecessor wrote is removed.
+    async fn open_local(
+        meta_path: &Path,
+        agents: Vec<(String, Channel)>,
+        security: Security,
+        resume_restores: bool,
+    ) -> Result<Coordinator> {
         let c = Coordinator::new(
             CatalogHandle::open(meta_path)?,
             Agents::fixed(agents),
             security,
         );
-        leader::take_over_local(&c).await?;
+        leader::take_over_local(&c, resume_restores).await?;
         Ok(c)
     }
 
@@ -344,8 +356,13 @@ pub async fn wait_idle(limit: Duration) -> bool {
 /// The embedded default: a coordinator in this process, reachable only
 /// through the returned channel (no port), over the same gRPC service.
 pub async fn spawn_in_process(meta_path: &Path, agents: Vec<Channel>) -> Result<Channel> {
-    let coordinator =
-        Coordinator::open(meta_path, local_agents(agents), Security::plaintext()).await?;
+    let coordinator = Coordinator::open_local(
+        meta_path,
+        local_agents(agents),
+        Security::plaintext(),
+        false,
+    )
+    .await?;
     Ok(serve_in_process(coordinator))
 }
 

@@ -404,7 +404,10 @@ impl CoordinatorApi for CoordinatorService {
 /// Streams a running backup's progress from the replicated state until it
 /// ends, adopting it here (with the caller's credentials) if no one drives
 /// it. The state is read again each time this replica applies commands.
-async fn follow(c: &Coordinator, req: AttachRequest, events: &Events) -> Result<()> {
+async fn follow(c: &Coordinator, mut req: AttachRequest, events: &Events) -> Result<()> {
+    if let Some(restore) = req.restore.take() {
+        return jobs::restore::follow(c, &req.job_id, Some(restore), events).await;
+    }
     // Watched from before the first read, so no change after it is missed.
     let mut changes = c.catalog.changes();
     changes.borrow_and_update();

@@ -296,7 +296,7 @@ redacted_debug!(RebuildRequest { storage, dry_run } secrets { access_key_id, sec
 redacted_debug!(ExpireRequest {
     keep_last, keep_within_secs, keep_daily, keep_weekly, keep_monthly, dry_run
 } secrets { access_key_id, secret_access_key });
-redacted_debug!(AttachRequest { job_id } secrets {
+redacted_debug!(AttachRequest { job_id, restore } secrets {
     access_key_id, secret_access_key, mo_password, source_access_key_id, source_secret_access_key
 });
 
@@ -329,9 +329,11 @@ mod tests {
         let attach = AttachRequest {
             job_id: "j".into(),
             mo_password: "PW-SECRET".into(),
+            restore: Some(req),
             ..Default::default()
         };
-        assert!(!format!("{attach:?}").contains("SECRET"));
+        let text = format!("{attach:?}");
+        assert!(text.contains("bk") && !text.contains("SECRET"), "{text}");
         let backup = BackupRequest {
             backup_type: BackupType::Incremental.into(),
             base_access_key_id: "AKID-SECRET-5".into(),

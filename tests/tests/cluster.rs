@@ -11,9 +11,7 @@ use mo_br_tests::fixtures::{backup_id, restore_by_id_args, Sample, Scene, MIB};
 use mo_br_tests::group::{scrape_sum, Group, GroupOptions};
 use mo_br_tests::procs::{MoBr, Output};
 use mo_br_tests::s3server::S3Server;
-use mo_br_tests::trees::{
-    assert_left_nothing, assert_restored, files_under, finished_files, temp_files,
-};
+use mo_br_tests::trees::{assert_restored, files_under, finished_files, temp_files};
 
 /// Sum of the bytes of the files a backup copied (not the metadata written
 /// at commit), read from its manifest.
@@ -250,10 +248,35 @@ fn restores_on_record(g: &Group, i: usize) -> usize {
     cat["restores"].as_object().map_or(0, |r| r.len())
 }
 
-/// Restores are not resumed: the new leader removes what the restore of
-/// its dead predecessor wrote, and the same restore then succeeds.
+/// Shards of the restore on record in replica `i`'s catalog that are
+/// written and verified, and the files they hold.
+fn restore_done(g: &Group, i: usize) -> Option<(usize, u64)> {
+    let view = g.inspect(i)?;
+    let cat: serde_json::Value = serde_json::from_str(&view.catalog_json).unwrap();
+    let r = cat["restores"].as_object()?.values().next()?.clone();
+    Some((
+        r["done"].as_array().map_or(0, Vec::len),
+        r["done_files"].as_u64().unwrap_or(0),
+    ))
+}
+
+/// Inode and modification time of every finished file under `dir`.
+fn identities(dir: &Path) -> std::collections::BTreeMap<String, (u64, std::time::SystemTime)> {
+    use std::os::unix::fs::MetadataExt;
+    finished_files(dir)
+        .into_iter()
+        .filter_map(|rel| {
+            let m = std::fs::metadata(dir.join(&rel)).ok()?;
+            Some((rel, (m.ino(), m.modified().ok()?)))
+        })
+        .collect()
+}
+
+/// A restore carries on under the new leader from the shards already
+/// written and verified: the CLI follows it there and succeeds, and the
+/// files of those shards are not written again.
 #[test]
-fn leader_killed_mid_restore_the_new_leader_removes_it() {
+fn leader_killed_mid_restore_the_new_leader_carries_it_on() {
     let scene = Scene::new("cluster-restore");
     let node = sample(&scene, 12 * MIB);
     let mut g = throttled_group(&node, 2, 2_000_000);
@@ -261,33 +284,56 @@ fn leader_killed_mid_restore_the_new_leader_removes_it() {
     let id = backup_id(&mobr.run(&backup_args(&node, &scene.path("b1"))));
     let r = scene.path("restored");
     let runner = in_background(&mobr, restore_by_id_args(&id, &r));
+    // Killed once two shards are on record as done.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while finished_files(&r).len() < 3 {
-        assert!(Instant::now() < deadline, "the restore wrote nothing");
-        thread::sleep(Duration::from_millis(20));
-    }
-    let leader = g.wait_leader(Duration::from_secs(5)).unwrap();
-    assert_eq!(restores_on_record(&g, leader), 1, "{}", g.logs());
-    g.kill_replica(leader);
-    let out = runner.join().unwrap();
-    out.assert_failed("restore whose leader died");
-    assert!(out.stderr.contains("a restore is not resumed"), "{out}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let new_leader = g.wait_leader(Duration::from_secs(10)).expect("a leader");
-        let left = finished_files(&r);
-        if left.is_empty() && restores_on_record(&g, new_leader) == 0 {
-            break;
-        }
+    let (leader, done_files) = loop {
         assert!(
             Instant::now() < deadline,
-            "left behind: {left:?}\n{}",
+            "the restore recorded no shard\n{}",
             g.logs()
         );
-        thread::sleep(Duration::from_millis(100));
-    }
-    assert_left_nothing(&r);
-    assert_restores(&mobr, &scene, &node, &id);
+        let leader = g.wait_leader(Duration::from_secs(5)).unwrap();
+        if let Some((shards, files)) = restore_done(&g, leader) {
+            if shards >= 2 {
+                break (leader, files);
+            }
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let before = identities(&r);
+    g.kill_replica(leader);
+    let out = runner.join().unwrap();
+    out.assert_ok("restore whose leader died");
+    // Followed on the new leader, by the restore's id.
+    assert!(
+        out.stdout.contains("restore ") && !out.stdout.contains("restore complete:"),
+        "{out}"
+    );
+    assert_restored(node.root(), &r);
+    assert!(temp_files(&r).is_empty(), "{:?}", temp_files(&r));
+    // Files of the shards done before the kill keep their inode and mtime
+    // (a file written again is a new inode: temp file, then rename).
+    let after = identities(&r);
+    let kept = before
+        .iter()
+        .filter(|(rel, id)| after.get(*rel) == Some(*id))
+        .count() as u64;
+    assert!(
+        done_files > 0 && kept >= done_files,
+        "{kept} of the {done_files} files done before the kill were kept\n{}",
+        g.logs()
+    );
+    assert!(
+        before.len() < after.len(),
+        "the restore had finished before the kill"
+    );
+    let new_leader = g.wait_leader(Duration::from_secs(10)).expect("a leader");
+    assert_eq!(restores_on_record(&g, new_leader), 0, "{}", g.logs());
+    assert!(
+        g.logs().contains("carrying restore"),
+        "the new leader did not carry it on\n{}",
+        g.logs()
+    );
 }
 
 #[test]

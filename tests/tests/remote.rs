@@ -148,10 +148,10 @@ fn coordinator_restarted_mid_backup_abandons_it_cleanly() {
 }
 
 /// A single coordinator killed mid-restore and started again on its catalog
-/// removes what the restore wrote (a half-restored MatrixOne directory must
-/// not look restored); the same restore then succeeds into the same place.
+/// carries the restore on from its done shards; the CLI, which lost its
+/// coordinator, follows it there and returns success.
 #[test]
-fn coordinator_restarted_mid_restore_removes_what_it_wrote() {
+fn coordinator_restarted_mid_restore_carries_it_on() {
     let scene = Scene::new("remote-restore-abandon");
     let sample = scene.sample("node", 43, 16 * MIB, Backend::DiskV2);
     let b = scene.path("b1");
@@ -180,14 +180,15 @@ fn coordinator_restarted_mid_restore_removes_what_it_wrote() {
     };
     wait_for_files(&r, 3);
     drop(first);
-    let out = runner.join().unwrap();
-    out.assert_failed("restore whose coordinator died");
-    assert!(out.stderr.contains("a restore is not resumed"), "{out}");
     let _second = daemons.coordinator(&scene);
-    // Cleaned up as the restarted coordinator opens its catalog; the agent
-    // stops writing when its caller is gone.
-    std::thread::sleep(Duration::from_secs(3));
-    assert_left_nothing(&r);
-    remote.run(&args).assert_ok("the same restore again");
+    let out = runner.join().unwrap();
+    out.assert_ok("restore whose coordinator was restarted");
+    // Followed on the restarted coordinator, by the restore's id.
+    assert!(
+        out.stdout.contains("restore ") && !out.stdout.contains("restore complete:"),
+        "{out}"
+    );
     assert_restored(sample.root(), &r);
+    let log = std::fs::read_to_string(scene.path("coordinator.log")).unwrap_or_default();
+    assert!(log.contains("carrying restore"), "{log}");
 }

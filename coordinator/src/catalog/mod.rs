@@ -14,7 +14,7 @@ pub use handle::CatalogHandle;
 pub use job::{Assignment, BackupJob, ShardState, Totals};
 pub use schedule::{FiredRun, Retention, RunResult, Schedule, ScheduleSpec};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use mo_br_format::chunk::ChunkRef;
 use mo_br_format::layout::FileKind;
@@ -194,6 +194,26 @@ pub enum Command {
     /// The restore ended (finished, or failed and cleaned up).
     RestoreEnded {
         id: String,
+        /// Why it failed; `None` when it completed. Kept a while for a CLI
+        /// that re-attaches after its end.
+        #[serde(default)]
+        failure: Option<String>,
+    },
+    /// A shard of a restore is written and every file of it verified: a
+    /// driver taking the restore over does not write it again. One entry
+    /// per shard, never per file.
+    RestoreShardDone {
+        id: String,
+        pass: u8,
+        shard: usize,
+        bytes: u64,
+        files: u64,
+    },
+    /// A leader of `term` (or a restarted coordinator) drives the restore
+    /// now, so it is not taken over again in that term.
+    RestoreResumed {
+        id: String,
+        term: u64,
     },
     /// A schedule is added (rejected if its name is taken).
     ScheduleCreated(Box<Schedule>),
@@ -227,10 +247,33 @@ pub enum Command {
     },
 }
 
-/// A restore being written. Restores are not resumed: a coordinator that
-/// finds one whose driver is gone (itself before a restart, or a deposed
-/// leader) removes what it wrote, so a half-restored place never looks like
-/// a restored one.
+/// What a driver needs to carry a restore on, besides credentials (which
+/// the catalog never holds: its environment's, or a re-attaching CLI's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreSpec {
+    /// The backup by catalog id, or else by location.
+    pub backup_id: String,
+    pub backup_location: Option<Location>,
+    pub dn_config_path: String,
+    pub checksum: bool,
+    pub parallelism: u32,
+    pub retry_window_ms: u64,
+    pub max_requests_per_sec: u64,
+    /// Shard bounds the shards were cut with: the same manifest cut the
+    /// same way gives the same shards, so done ones are known by number.
+    pub shard_bytes: u64,
+    pub total_bytes: u64,
+    pub total_files: u64,
+}
+
+/// How many ended restores are remembered for re-attaching CLIs.
+pub const ENDED_RESTORES_KEPT: usize = 64;
+
+/// A restore being written. A coordinator that finds one whose driver is
+/// gone (itself before a restart, or a deposed leader) carries it on from
+/// its done shards when it has a `spec` and can reach both places with its
+/// environment's credentials; otherwise it removes what it wrote, so a
+/// half-restored place never looks like a restored one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RestoreRecord {
     pub id: String,
@@ -252,6 +295,16 @@ pub struct RestoreRecord {
     /// whole like `owned`.
     #[serde(default)]
     pub shared_target: Option<Location>,
+    /// How to carry it on; `None` for restores recorded before resuming.
+    #[serde(default)]
+    pub spec: Option<RestoreSpec>,
+    /// Done shards, by pass and shard number.
+    #[serde(default)]
+    pub done: BTreeSet<(u8, usize)>,
+    #[serde(default)]
+    pub done_bytes: u64,
+    #[serde(default)]
+    pub done_files: u64,
 }
 
 /// MatrixOne's GC held by an online backup (facts §3). No password: the
@@ -323,6 +376,10 @@ pub struct Catalog {
     /// when a schedule changed.
     #[serde(default)]
     pub schedules_rev: u64,
+    /// The last [`ENDED_RESTORES_KEPT`] ended restores and why they failed
+    /// (`None`: completed), by restore id (time-ordered uuids).
+    #[serde(default)]
+    pub restores_ended: BTreeMap<String, Option<String>>,
     /// Index of the last applied command.
     pub applied: u64,
 }
@@ -490,8 +547,34 @@ impl Catalog {
                     .entry(rec.id.clone())
                     .or_insert_with(|| (**rec).clone());
             }
-            Command::RestoreEnded { id } => {
-                self.restores.remove(id);
+            Command::RestoreEnded { id, failure } => {
+                if self.restores.remove(id).is_some() {
+                    self.restores_ended.insert(id.clone(), failure.clone());
+                    while self.restores_ended.len() > ENDED_RESTORES_KEPT {
+                        self.restores_ended.pop_first();
+                    }
+                }
+            }
+            Command::RestoreShardDone {
+                id,
+                pass,
+                shard,
+                bytes,
+                files,
+            } => {
+                let Some(r) = self.restores.get_mut(id) else {
+                    return Applied::Rejected(format!("no restore {id}"));
+                };
+                if r.done.insert((*pass, *shard)) {
+                    r.done_bytes += bytes;
+                    r.done_files += files;
+                }
+            }
+            Command::RestoreResumed { id, term } => {
+                let Some(r) = self.restores.get_mut(id) else {
+                    return Applied::Rejected(format!("no restore {id}"));
+                };
+                r.term = r.term.max(*term);
             }
             Command::ScheduleCreated(sched) => {
                 if self.schedules.contains_key(&sched.name) {
@@ -680,6 +763,10 @@ mod tests {
             places: vec!["mo-data/".into(), "etc/launch/".into()],
             owned: vec!["mo-data/".into()],
             shared_target: None,
+            spec: None,
+            done: BTreeSet::new(),
+            done_bytes: 0,
+            done_files: 0,
         };
         let mut c = Catalog::default();
         c.apply(1, &Command::RestoreStarted(Box::new(rec.clone())));
@@ -689,14 +776,65 @@ mod tests {
         old.as_object_mut().unwrap().remove("restores");
         let old: Catalog = serde_json::from_value(old).unwrap();
         assert!(old.restores.is_empty());
-        c.apply(2, &Command::RestoreEnded { id: "r1".into() });
+        // Done shards count once, however often they are reported.
+        let done = |pass, shard| Command::RestoreShardDone {
+            id: "r1".into(),
+            pass,
+            shard,
+            bytes: 10,
+            files: 2,
+        };
+        c.apply(2, &done(0, 0));
+        c.apply(3, &done(0, 0));
+        c.apply(4, &done(1, 0));
+        let r = &c.restores["r1"];
+        assert_eq!((r.done.len(), r.done_bytes, r.done_files), (2, 20, 4));
+        c.apply(
+            5,
+            &Command::RestoreResumed {
+                id: "r1".into(),
+                term: 4,
+            },
+        );
+        assert_eq!(c.restores["r1"].term, 4);
+        let failure = Some("boom".to_string());
+        c.apply(
+            6,
+            &Command::RestoreEnded {
+                id: "r1".into(),
+                failure: failure.clone(),
+            },
+        );
         assert!(c.restores.is_empty());
+        assert_eq!(c.restores_ended.get("r1"), Some(&failure));
         // Ending it again (a deposed leader and its successor both do) is
-        // harmless.
+        // harmless and keeps the first outcome.
         assert_eq!(
-            c.apply(3, &Command::RestoreEnded { id: "r1".into() }),
+            c.apply(
+                7,
+                &Command::RestoreEnded {
+                    id: "r1".into(),
+                    failure: None
+                }
+            ),
             Applied::Ok
         );
+        assert_eq!(c.restores_ended.get("r1"), Some(&failure));
+        assert!(matches!(c.apply(8, &done(0, 1)), Applied::Rejected(_)));
+        // Only the last few outcomes are kept.
+        for i in 0..(ENDED_RESTORES_KEPT as u64 + 5) {
+            let mut r = rec.clone();
+            r.id = format!("x{i:04}");
+            c.apply(100 + 2 * i, &Command::RestoreStarted(Box::new(r)));
+            c.apply(
+                101 + 2 * i,
+                &Command::RestoreEnded {
+                    id: format!("x{i:04}"),
+                    failure: None,
+                },
+            );
+        }
+        assert_eq!(c.restores_ended.len(), ENDED_RESTORES_KEPT);
     }
 
     #[test]

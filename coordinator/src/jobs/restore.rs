@@ -1,31 +1,39 @@
 //! Restore: read the manifest, map every file to its place under the
 //! restore root (refusing anything that would land outside it), refuse a
 //! non-empty target, then copy in shards, each file checked against its
-//! recorded sha256 as it streams. A failed restore removes what it wrote;
-//! so does the coordinator that finds one whose driver died (the restore is
-//! on record in the catalog while it writes).
+//! recorded sha256 as it streams. A failed restore removes what it wrote.
+//!
+//! A restore is on record in the catalog while it writes, with each shard
+//! whose files are all written and verified (agents write to a temp name
+//! and rename, so a file is either whole or absent). A coordinator that
+//! finds one whose driver died (a new leader, or a single coordinator
+//! restarted) carries it on from there: the shards are cut again the same
+//! way and the done ones skipped. It is reported complete only when every
+//! shard is done and it is taken off record; a CLI that lost its
+//! coordinator re-attaches by the restore's id.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use futures::{StreamExt, TryStreamExt};
 use mo_br_format::fileservice::{self, SharedService};
 use mo_br_format::layout;
-use mo_br_format::manifest::{BackupMeta, FileEntry};
+use mo_br_format::manifest::FileEntry;
 use mo_br_proto::agent::FileTask;
 use mo_br_proto::common::{Storage as WireStorage, Stored};
-use mo_br_proto::coordinator::{job_event, Finished, RestoreRequest, Started};
+use mo_br_proto::coordinator::{job_event, Finished, Progress, RestoreRequest, Started};
 use mo_br_storage::{Credentials, Location, Storage};
 
 use super::shards::{self, LocalLedger, Op, RunOptions};
 use super::{emit, entries, line, remove_all, remove_incomplete, resolve, sweep, Events};
 use crate::agents::Eligibility;
-use crate::catalog::{Command, RestoreRecord};
+use crate::catalog::{Command, RestoreRecord, RestoreSpec};
 use crate::{Coordinator, Error, Result};
 
 /// Where a backup's files go under the restore root.
-struct Mapping<'a> {
-    meta: &'a BackupMeta,
+struct Mapping {
+    backup_id: String,
     shared_dir: String,
     /// SHARED goes to its own S3 store (a TN config put it there): its
     /// files' destinations are keys relative to that store's key-prefix.
@@ -35,7 +43,7 @@ struct Mapping<'a> {
     checksum: bool,
 }
 
-impl Mapping<'_> {
+impl Mapping {
     fn task(&self, f: FileEntry) -> Result<FileTask> {
         let dst = if self.shared_on_s3 && f.kind.is_shared() {
             f.name.clone()
@@ -44,7 +52,7 @@ impl Mapping<'_> {
                 .ok_or_else(|| Error::Failed(format!("{} has no restore place", f.path)))?
         };
         mo_br_format::check_relative(&dst)?;
-        let holder = f.origin.unwrap_or_else(|| self.meta.id.clone());
+        let holder = f.origin.unwrap_or_else(|| self.backup_id.clone());
         if !self.holders.contains_key(&holder) {
             return Err(Error::FailedPrecondition(format!(
                 "{} is held by backup {holder}, which is not in this backup's chain",
@@ -70,7 +78,21 @@ impl Mapping<'_> {
     }
 }
 
-pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Result<()> {
+/// A restore worked out from its request, before anything is written.
+struct Plan {
+    backup: super::Resolved,
+    mapping: Mapping,
+    target_wire: WireStorage,
+    target_location: Location,
+    target_creds: Credentials,
+    shared_target: Option<(Location, Credentials)>,
+    owned: Vec<String>,
+    loose: Vec<String>,
+    total_bytes: u64,
+    total_files: u64,
+}
+
+async fn plan(c: &Coordinator, req: &RestoreRequest) -> Result<Plan> {
     let backup = resolve(
         c,
         &req.id,
@@ -117,7 +139,7 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
         );
     }
     let mapping = Mapping {
-        meta,
+        backup_id: meta.id.clone(),
         shared_dir,
         shared_on_s3: shared_target.is_some(),
         holders,
@@ -128,8 +150,8 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
     // a manifest naming a place outside the root, or a holder outside the
     // chain, is refused before anything is written. The chunks are verified
     // against backup_meta each time they are read, so the second reading
-    // below is the same. Only the few files outside the places the restore
-    // owns whole are kept.
+    // is the same. Only the few files outside the places the restore owns
+    // whole are kept.
     let owned = owned_prefixes(&target_location, &mapping.shared_dir);
     let mut loose = Vec::new();
     let (mut total_bytes, mut total_files) = (0u64, 0u64);
@@ -145,13 +167,29 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
         }
     }
     drop(all);
+    Ok(Plan {
+        backup,
+        mapping,
+        target_wire,
+        target_location,
+        target_creds,
+        shared_target,
+        owned,
+        loose,
+        total_bytes,
+        total_files,
+    })
+}
 
+pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Result<()> {
+    let plan = plan(c, &req).await?;
+    let meta = &plan.backup.meta;
     let opts = super::open_options(req.retry_window_ms);
-    let target = mo_br_storage::open_with(&target_location, &target_creds, &opts).await?;
+    let target = mo_br_storage::open_with(&plan.target_location, &plan.target_creds, &opts).await?;
     target.probe().await?;
-    refuse_non_empty(target.as_ref(), &owned, &loose).await?;
+    refuse_non_empty(target.as_ref(), &plan.owned, &plan.loose).await?;
     // A SHARED store of its own is owned whole: its key-prefix must be empty.
-    let shared_store = match &shared_target {
+    let shared_store = match &plan.shared_target {
         Some((location, creds)) => {
             let store = mo_br_storage::open_with(location, creds, &opts).await?;
             store.probe().await?;
@@ -163,6 +201,7 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
 
     if req.dry_run {
         drop(shared_store);
+        let (total_bytes, total_files) = (plan.total_bytes, plan.total_files);
         let rate = super::dry_run::throughput(c).await?;
         for l in [
             format!("files: {total_files}"),
@@ -179,28 +218,66 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
         return super::dry_run::finish(events, "dry run: nothing was written".into()).await;
     }
     // On record before anything is written, so a coordinator that outlives
-    // this job's driver removes what it wrote.
-    let places = owned_places(&owned, &loose);
+    // this job's driver carries it on, or removes what it wrote.
     let record = RestoreRecord {
         id: uuid::Uuid::now_v7().to_string(),
         backup_id: meta.id.clone(),
-        target: target_location.clone(),
+        target: plan.target_location.clone(),
         term: c.catalog.leadership().term,
-        written: loose.clone(),
-        places: places.clone(),
-        owned: owned.clone(),
-        shared_target: shared_target.as_ref().map(|(l, _)| l.clone()),
+        written: plan.loose.clone(),
+        places: owned_places(&plan.owned, &plan.loose),
+        owned: plan.owned.clone(),
+        shared_target: plan.shared_target.as_ref().map(|(l, _)| l.clone()),
+        spec: Some(RestoreSpec {
+            backup_id: req.id.clone(),
+            backup_location: if req.id.is_empty() {
+                Some(plan.backup.location.clone())
+            } else {
+                None
+            },
+            dn_config_path: req.dn_config_path.clone(),
+            checksum: req.checksum,
+            parallelism: req.parallelism,
+            retry_window_ms: req.retry_window_ms,
+            max_requests_per_sec: req.max_requests_per_sec,
+            shard_bytes: c.shard_bytes,
+            total_bytes: plan.total_bytes,
+            total_files: plan.total_files,
+        }),
+        done: BTreeSet::new(),
+        done_bytes: 0,
+        done_files: 0,
     };
-    let (restore_id, term) = (record.id.clone(), record.term);
     c.catalog
-        .propose(Command::RestoreStarted(Box::new(record)))
+        .propose(Command::RestoreStarted(Box::new(record.clone())))
         .await?;
-    let _driving = c.claim(&restore_id);
+    let _driving = c.claim(&record.id);
+    execute(c, &plan, &record, target, shared_store, events).await
+}
 
+/// Writes what `rec` has not done yet. Done shards are skipped; each shard
+/// finished here is recorded as soon as its agent reports every file of it
+/// written and verified. A deposed driver leaves everything as it is, for
+/// the next leader to carry on.
+async fn execute(
+    c: &Coordinator,
+    plan: &Plan,
+    rec: &RestoreRecord,
+    target: Box<dyn Storage>,
+    shared_store: Option<Box<dyn Storage>>,
+    events: &Events,
+) -> Result<()> {
+    let meta = &plan.backup.meta;
+    let spec = rec
+        .spec
+        .as_ref()
+        .ok_or_else(|| Error::Failed(format!("restore {} was recorded without a plan", rec.id)))?;
+    let (total_bytes, total_files) = (plan.total_bytes, plan.total_files);
+    let term = c.catalog.leadership().term;
     emit(
         events,
         job_event::Event::Started(Started {
-            job_id: meta.id.clone(),
+            job_id: rec.id.clone(),
             backup_id: meta.id.clone(),
             total_bytes,
             total_files,
@@ -208,21 +285,39 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
         }),
     )
     .await;
+    if !rec.done.is_empty() {
+        line(
+            events,
+            format!(
+                "restore {} carried on: {} files ({} bytes) were already written and verified",
+                rec.id, rec.done_files, rec.done_bytes
+            ),
+        )
+        .await;
+    }
     // With SHARED in a store of its own, its files go there in a pass of
     // their own; everything else goes to the restore target.
-    let mut passes = vec![(target_wire.clone(), Pass::All)];
-    if let Some((location, creds)) = &shared_target {
+    let mut passes = vec![(plan.target_wire.clone(), Pass::All)];
+    if let Some((location, creds)) = &plan.shared_target {
         passes = vec![
             (WireStorage::from_location(location, creds), Pass::Shared),
-            (target_wire.clone(), Pass::NodeLocal),
+            (plan.target_wire.clone(), Pass::NodeLocal),
         ];
     }
-    let ledger = LocalLedger::default();
     let mut outcome = Ok(shards::Outcome::default());
-    let mut done = (0u64, 0u64);
-    for (to, pass) in passes {
-        let mapping = &mapping;
-        let tasks = entries(backup.storage.as_ref(), meta)
+    let mut done = (rec.done_bytes, rec.done_files);
+    for (pass_no, (to, pass)) in passes.into_iter().enumerate() {
+        let pass_no = pass_no as u8;
+        let ledger = RestoreLedger {
+            c,
+            id: rec.id.clone(),
+            pass: pass_no,
+            epochs: LocalLedger::default(),
+            expected: Mutex::new(HashMap::new()),
+            written: Mutex::new((0, 0)),
+        };
+        let mapping = &plan.mapping;
+        let tasks = entries(plan.backup.storage.as_ref(), meta)
             .try_filter_map(move |f: FileEntry| {
                 let take = match pass {
                     Pass::All => true,
@@ -236,63 +331,84 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
                 })
             })
             .boxed();
+        let ledger_ref = &ledger;
+        let already = &rec.done;
+        // Shards are cut as they were the first time (same manifest, same
+        // bounds), so a done one is known by its number.
+        let todo = shards::batch(tasks, Eligibility::Any, spec.shard_bytes)
+            .try_filter(move |s| {
+                let skip = already.contains(&(pass_no, s.id));
+                if !skip {
+                    ledger_ref.expect(s.id, s.files.len());
+                }
+                futures::future::ready(!skip)
+            })
+            .boxed();
         let copy = shards::run(
             &c.agents,
             &ledger,
             Op::Restore {
-                sources: mapping.holders.clone(),
+                sources: plan.mapping.holders.clone(),
                 target: to,
-                checksum: req.checksum,
+                checksum: plan.mapping.checksum,
             },
-            shards::batch(tasks, Eligibility::Any, c.shard_bytes),
+            todo,
             RunOptions {
-                term: c.catalog.leadership().term,
-                parallelism: req.parallelism,
+                term,
+                parallelism: spec.parallelism,
                 fail_fast: true,
+                // A client that goes away cancels the restore, which then
+                // removes what it wrote, as before it could be resumed.
                 stop_without_client: true,
                 report_problems: false,
                 base: done,
-                retry_window_ms: req.retry_window_ms,
-                max_requests_per_sec: req.max_requests_per_sec,
+                retry_window_ms: spec.retry_window_ms,
+                max_requests_per_sec: spec.max_requests_per_sec,
             },
             events,
         );
-        // A deposed leader stops: the new one removes what was written.
-        outcome = tokio::select! {
+        // A deposed leader stops where it stands: the new one carries on.
+        let o = tokio::select! {
             o = copy => o,
-            () = c.catalog.deposed(term) => Err(Error::Failed(
-                "this coordinator stopped leading; the new leader removes what was restored".into(),
-            )),
+            () = c.catalog.deposed(term) => {
+                return Err(Error::Failed(format!(
+                    "this coordinator stopped leading; the new leader carries restore {} on",
+                    rec.id
+                )));
+            }
         };
+        let written = *ledger.written.lock().expect("written lock");
+        done = (done.0 + written.0, done.1 + written.1);
+        outcome = o;
         match &outcome {
             Ok(o) if o.first_problem.is_none() => {}
             _ => break,
         }
-        done = (total_bytes, total_files);
     }
     let failure = match &outcome {
         Err(e) => Some(e.to_string()),
         Ok(o) => o.first_problem.as_ref().map(|(_, p)| p.detail.clone()),
     };
     if let Some(reason) = failure {
-        remove_restored(target.as_ref(), &owned, &loose, &places).await;
+        remove_restored(target.as_ref(), &rec.owned, &rec.written, &rec.places).await;
         if let Some(store) = &shared_store {
             remove_restored(store.as_ref(), &[String::new()], &[], &[]).await;
         }
-        let _ = end(c, &restore_id).await;
-        return Err(Error::Failed(format!(
+        let reason = format!(
             "restore of backup {} failed, nothing was left in {}: {reason}",
             meta.id,
             target.describe()
-        )));
+        );
+        let _ = end(c, &rec.id, Some(reason.clone())).await;
+        return Err(Error::Failed(reason));
     }
-    remove_incomplete(target.as_ref(), &places).await;
-    // Off record, or whoever leads next would remove it: only then complete.
+    remove_incomplete(target.as_ref(), &rec.places).await;
+    // Off record, or whoever leads next would carry it on: only then complete.
     if let Some(store) = &shared_store {
         remove_incomplete(store.as_ref(), &[String::new()]).await;
     }
-    if let Err(e) = end(c, &restore_id).await {
-        remove_restored(target.as_ref(), &owned, &loose, &places).await;
+    if let Err(e) = end(c, &rec.id, None).await {
+        remove_restored(target.as_ref(), &rec.owned, &rec.written, &rec.places).await;
         if let Some(store) = &shared_store {
             remove_restored(store.as_ref(), &[String::new()], &[], &[]).await;
         }
@@ -302,6 +418,7 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
             target.describe()
         )));
     }
+    tracing::info!("restore {} of backup {} complete", rec.id, meta.id);
     line(
         events,
         format!("restored backup {} into {}", meta.id, target.describe()),
@@ -317,6 +434,299 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
     )
     .await;
     Ok(())
+}
+
+/// Records a restore's shards as they finish, in the replicated state.
+struct RestoreLedger<'a> {
+    c: &'a Coordinator,
+    id: String,
+    pass: u8,
+    epochs: LocalLedger,
+    /// Files of each shard handed out, so a shard is recorded done only
+    /// when every one of its files is.
+    expected: Mutex<HashMap<usize, usize>>,
+    /// Bytes and files of the shards recorded here.
+    written: Mutex<(u64, u64)>,
+}
+
+impl RestoreLedger<'_> {
+    fn expect(&self, shard: usize, files: usize) {
+        self.expected
+            .lock()
+            .expect("expected lock")
+            .insert(shard, files);
+    }
+}
+
+#[async_trait::async_trait]
+impl shards::Ledger for RestoreLedger<'_> {
+    async fn assign(&self, shard: usize, agent: &str) -> Result<u64> {
+        self.epochs.assign(shard, agent).await
+    }
+
+    async fn finish(
+        &self,
+        shard: usize,
+        _epoch: u64,
+        done: &[(usize, mo_br_proto::agent::FileDone)],
+    ) -> Result<bool> {
+        let expected = self
+            .expected
+            .lock()
+            .expect("expected lock")
+            .get(&shard)
+            .copied();
+        if expected != Some(done.len()) {
+            return Ok(true); // a shard with problems: the restore fails anyway
+        }
+        let bytes = done.iter().map(|(_, d)| d.size).sum();
+        let files = done.len() as u64;
+        let cmd = Command::RestoreShardDone {
+            id: self.id.clone(),
+            pass: self.pass,
+            shard,
+            bytes,
+            files,
+        };
+        match self.c.catalog.propose(cmd).await {
+            Ok(_) => {
+                tracing::info!(
+                    "restore {}: shard {shard} of pass {} done ({files} files, {bytes} bytes)",
+                    self.id,
+                    self.pass
+                );
+                let mut w = self.written.lock().expect("written lock");
+                w.0 += bytes;
+                w.1 += files;
+            }
+            // Written but not on record: carried on, it is written again.
+            Err(e) => tracing::warn!("restore {}: recording shard {shard}: {e}", self.id),
+        }
+        Ok(true)
+    }
+}
+
+/// Whether this process's environment reaches `location` without keys
+/// from a client.
+fn reachable_here(location: &Location) -> bool {
+    matches!(location, Location::Filesystem { .. })
+        || std::env::var_os("AWS_ACCESS_KEY_ID").is_some()
+}
+
+/// Takes over a restore whose driver is gone (this coordinator before a
+/// restart, a deposed or dead leader): carries it on from its done shards
+/// when it can, with `req`'s credentials (a re-attaching CLI's) or this
+/// process's environment; otherwise removes what it wrote.
+pub(crate) async fn take_over(
+    c: &Coordinator,
+    rec: &RestoreRecord,
+    req: Option<RestoreRequest>,
+    events: &Events,
+) -> Result<()> {
+    let Some(spec) = rec.spec.clone() else {
+        abandon(c, rec).await;
+        return Ok(());
+    };
+    let req = match req {
+        Some(req) => req,
+        None => {
+            let places = std::iter::once(&rec.target)
+                .chain(&spec.backup_location)
+                .chain(&rec.shared_target);
+            if !places.clone().all(reachable_here) {
+                tracing::warn!(
+                    "restore {} needs keys this coordinator does not have to carry on",
+                    rec.id
+                );
+                abandon(c, rec).await;
+                return Ok(());
+            }
+            let none = Credentials::default();
+            RestoreRequest {
+                id: spec.backup_id.clone(),
+                backup: spec
+                    .backup_location
+                    .as_ref()
+                    .map(|l| WireStorage::from_location(l, &none)),
+                target: Some(WireStorage::from_location(&rec.target, &none)),
+                dn_config_path: spec.dn_config_path.clone(),
+                checksum: spec.checksum,
+                parallelism: spec.parallelism,
+                retry_window_ms: spec.retry_window_ms,
+                max_requests_per_sec: spec.max_requests_per_sec,
+                ..Default::default()
+            }
+        }
+    };
+    let resumed = async {
+        let plan = plan(c, &req).await?;
+        if plan.target_location != rec.target
+            || (plan.total_bytes, plan.total_files) != (spec.total_bytes, spec.total_files)
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "restore {} no longer matches its backup or target",
+                rec.id
+            )));
+        }
+        let opts = super::open_options(spec.retry_window_ms);
+        let target =
+            mo_br_storage::open_with(&plan.target_location, &plan.target_creds, &opts).await?;
+        let shared_store = match &plan.shared_target {
+            Some((location, creds)) => {
+                Some(mo_br_storage::open_with(location, creds, &opts).await?)
+            }
+            None => None,
+        };
+        let term = c.catalog.leadership().term;
+        c.catalog
+            .propose(Command::RestoreResumed {
+                id: rec.id.clone(),
+                term,
+            })
+            .await?;
+        tracing::info!(
+            "carrying restore {} of backup {} on: {} of {} files done",
+            rec.id,
+            rec.backup_id,
+            rec.done_files,
+            spec.total_files
+        );
+        Ok((plan, target, shared_store))
+    }
+    .await;
+    match resumed {
+        Ok((plan, target, shared_store)) => {
+            execute(c, &plan, rec, target, shared_store, events).await
+        }
+        Err(e @ (Error::NotLeader(_) | Error::Shutdown | Error::NoQuorum)) => Err(e),
+        Err(e) => {
+            tracing::warn!("restore {} cannot be carried on: {e}", rec.id);
+            abandon(c, rec).await;
+            Err(e)
+        }
+    }
+}
+
+/// [`take_over`] on a task of its own, unless `rec` is driven here already.
+/// Nobody watches its events: a CLI follows it through the catalog.
+pub(crate) fn take_over_in_background(
+    c: &Coordinator,
+    rec: RestoreRecord,
+    req: Option<RestoreRequest>,
+) {
+    let Some(guard) = c.supervisor.try_claim(&rec.id) else {
+        return;
+    };
+    let c2 = c.clone();
+    let job = async move {
+        let _guard = guard;
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        let drain = async move { while rx.recv().await.is_some() {} };
+        let drive = async {
+            let r = take_over(&c2, &rec, req, &tx).await;
+            drop(tx);
+            r
+        };
+        if let Err(e) = tokio::join!(drive, drain).0 {
+            tracing::warn!("restore {}: {e}", rec.id);
+        }
+    };
+    if c.supervisor.spawn(job).is_err() {
+        tracing::debug!("restore not taken over: the coordinator is shutting down");
+    }
+}
+
+/// Follows restore `id` for a re-attaching CLI until it ends, carrying it
+/// on here with the CLI's request if nobody drives it.
+pub(crate) async fn follow(
+    c: &Coordinator,
+    id: &str,
+    req: Option<RestoreRequest>,
+    events: &Events,
+) -> Result<()> {
+    let mut changes = c.catalog.changes();
+    changes.borrow_and_update();
+    let want = id.to_string();
+    let read = move |cat: &crate::catalog::Catalog| {
+        (
+            cat.restores.get(&want).cloned(),
+            cat.restores_ended.get(&want).cloned(),
+        )
+    };
+    let (mut running, mut ended) = c.catalog.read_linearizable(read.clone()).await?;
+    let mut totals = None;
+    if let Some(rec) = &running {
+        let spec = rec.spec.clone().unwrap_or_else(|| RestoreSpec {
+            backup_id: rec.backup_id.clone(),
+            backup_location: None,
+            dn_config_path: String::new(),
+            checksum: false,
+            parallelism: 0,
+            retry_window_ms: 0,
+            max_requests_per_sec: 0,
+            shard_bytes: 0,
+            total_bytes: 0,
+            total_files: 0,
+        });
+        totals = Some((spec.total_files, spec.total_bytes));
+        emit(
+            events,
+            job_event::Event::Started(Started {
+                job_id: rec.id.clone(),
+                backup_id: rec.backup_id.clone(),
+                total_bytes: spec.total_bytes,
+                total_files: spec.total_files,
+                what: "restore".into(),
+            }),
+        )
+        .await;
+        if req.is_some() && !c.supervisor.is_driving(id) {
+            // Nobody drives it here (the leader's duties have not got to it):
+            // the CLI's request, with its keys, carries it on.
+            take_over_in_background(c, rec.clone(), req);
+        }
+    }
+    loop {
+        if let Some(outcome) = &ended {
+            return match outcome {
+                None => {
+                    emit(
+                        events,
+                        job_event::Event::Finished(Finished {
+                            backup: None,
+                            problems: 0,
+                            summary: match totals {
+                                Some((files, bytes)) => {
+                                    format!("restore {id} complete: {files} files, {bytes} bytes")
+                                }
+                                None => format!("restore {id} complete"),
+                            },
+                        }),
+                    )
+                    .await;
+                    Ok(())
+                }
+                Some(failure) => Err(Error::Failed(failure.clone())),
+            };
+        }
+        let Some(rec) = &running else {
+            return Err(Error::FailedPrecondition(format!(
+                "no restore {id} is running or recently ended"
+            )));
+        };
+        emit(
+            events,
+            job_event::Event::Progress(Progress {
+                bytes: rec.done_bytes,
+                files: rec.done_files,
+            }),
+        )
+        .await;
+        if changes.changed().await.is_err() {
+            return Err(Error::Shutdown);
+        }
+        (running, ended) = c.catalog.read(read.clone()).await?;
+    }
 }
 
 /// Removes what a restore wrote: everything under the places it owns whole,
@@ -361,10 +771,13 @@ fn owned_prefixes(target: &Location, shared_dir: &str) -> Vec<String> {
 /// Takes a restore off record. One left on record (no quorum) is removed by
 /// the next leader, so a restore is reported complete only once this got
 /// through.
-async fn end(c: &Coordinator, id: &str) -> Result<()> {
+async fn end(c: &Coordinator, id: &str, failure: Option<String>) -> Result<()> {
     let ended = c
         .catalog
-        .propose(Command::RestoreEnded { id: id.to_string() })
+        .propose(Command::RestoreEnded {
+            id: id.to_string(),
+            failure,
+        })
         .await;
     if let Err(e) = &ended {
         tracing::warn!("restore {id}: taking it off record: {e}");
@@ -400,7 +813,11 @@ pub(crate) async fn abandon(c: &Coordinator, rec: &RestoreRecord) {
             rec.backup_id
         ),
     }
-    let _ = end(c, &rec.id).await;
+    let failure = format!(
+        "restore {} of backup {} was interrupted and could not be carried on; what it wrote was removed",
+        rec.id, rec.backup_id
+    );
+    let _ = end(c, &rec.id, Some(failure)).await;
 }
 
 /// Where a restore may remove temp files of unfinished writes: the places

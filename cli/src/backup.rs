@@ -148,12 +148,8 @@ pub async fn run(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<u8> {
             .unwrap_or_default()
     );
     let meta_path = s.meta_path(a.meta_path.as_deref());
-    // A dry run leaves no catalog behind where there was none.
-    let mut client = if req.dry_run {
-        connect::connect_reader(s, &meta_path, req.parallelism).await?
-    } else {
-        connect::connect(s, &meta_path, req.parallelism).await?
-    };
+    let mut client =
+        connect::connect_unless_dry(s, &meta_path, req.parallelism, req.dry_run).await?;
     let mo_password = req
         .login
         .as_ref()
@@ -201,29 +197,11 @@ pub async fn run(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<u8> {
             job::drive(stream, &job::Options::default()).await
         }
         .await;
-        out = match attached {
-            Ok(o) => {
-                reattach_until = std::time::Instant::now() + REATTACH_FOR;
-                job::Outcome {
-                    job_id: o.job_id.or(Some(id)),
-                    ..o
-                }
-            }
-            Err(e) => {
-                if let Some(status) = e.downcast_ref::<tonic::Status>() {
-                    if !job::transient(status) {
-                        // The backup itself failed (or is unknown there).
-                        return Err(e);
-                    }
-                }
-                tracing::warn!("following backup {id}: {e:#}");
-                job::Outcome {
-                    job_id: Some(id),
-                    interrupted: Some(tonic::Status::unavailable(format!("{e:#}"))),
-                    ..Default::default()
-                }
-            }
-        };
+        let answered;
+        (out, answered) = job::followed(attached, &id, "backup")?;
+        if answered {
+            reattach_until = std::time::Instant::now() + REATTACH_FOR;
+        }
     }
     let Some(finished) = out.finished else {
         anyhow::bail!("the coordinator ended the backup without a result");

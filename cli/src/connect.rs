@@ -35,6 +35,22 @@ pub async fn connect_reader(s: &Settings, meta_path: &Path, parallelism: u32) ->
     connect_as(s, meta_path, parallelism, Catalog::Read).await
 }
 
+/// [`connect`], or [`connect_reader`] for a dry run, which leaves no
+/// catalog behind where there was none.
+pub async fn connect_unless_dry(
+    s: &Settings,
+    meta_path: &Path,
+    parallelism: u32,
+    dry_run: bool,
+) -> Result<Client> {
+    let catalog = if dry_run {
+        Catalog::Read
+    } else {
+        Catalog::Write
+    };
+    connect_as(s, meta_path, parallelism, catalog).await
+}
+
 /// What a command does with the embedded coordinator's catalog.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Catalog {

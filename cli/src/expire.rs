@@ -68,11 +68,7 @@ pub async fn run(a: &ExpireArgs, s: &Settings) -> Result<u8> {
     let req = request(a, s)?;
     let meta_path = s.meta_path(a.meta_path.as_deref());
     let parallelism = s.parallelism(None);
-    let mut client = if req.dry_run {
-        connect::connect_reader(s, &meta_path, parallelism).await?
-    } else {
-        connect::connect(s, &meta_path, parallelism).await?
-    };
+    let mut client = connect::connect_unless_dry(s, &meta_path, parallelism, req.dry_run).await?;
     let stream = client.expire(req).await?.into_inner();
     let out = job::drive(stream, &job::Options::default()).await?;
     job::conclude(&out, "expire")

@@ -49,6 +49,43 @@ pub fn transient(status: &tonic::Status) -> bool {
         || status.message().contains("transport error")
 }
 
+/// One attempt at following job `id` (a `what`) on another replica after
+/// the one driving it went away: its outcome, and whether a replica
+/// answered (which restarts the caller's re-attach deadline). A transient
+/// error becomes an interruption to try again after; a refusal of the job
+/// itself (it failed, or is unknown there) ends the command.
+pub fn followed(
+    attached: anyhow::Result<Outcome>,
+    id: &str,
+    what: &str,
+) -> anyhow::Result<(Outcome, bool)> {
+    match attached {
+        Ok(o) => Ok((
+            Outcome {
+                job_id: o.job_id.or(Some(id.to_string())),
+                ..o
+            },
+            true,
+        )),
+        Err(e) => {
+            if let Some(status) = e.downcast_ref::<tonic::Status>() {
+                if !transient(status) {
+                    return Err(e);
+                }
+            }
+            tracing::warn!("following {what} {id}: {e:#}");
+            Ok((
+                Outcome {
+                    job_id: Some(id.to_string()),
+                    interrupted: Some(tonic::Status::unavailable(format!("{e:#}"))),
+                    ..Default::default()
+                },
+                false,
+            ))
+        }
+    }
+}
+
 /// Reads the stream to its end. A status error ends it: the caller reports
 /// it. Output errors (a closed pipe) are returned as such.
 pub async fn drive(mut stream: Streaming<JobEvent>, opts: &Options) -> anyhow::Result<Outcome> {

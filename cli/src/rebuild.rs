@@ -50,12 +50,7 @@ pub async fn run(a: &RebuildArgs, s: &Settings, cwd: &Path) -> Result<u8> {
     let req = request(a, s, cwd)?;
     let meta_path = s.meta_path(a.meta_path.as_deref());
     let parallelism = s.parallelism(None);
-    // A dry run leaves no catalog behind where there was none.
-    let mut client = if req.dry_run {
-        connect::connect_reader(s, &meta_path, parallelism).await?
-    } else {
-        connect::connect(s, &meta_path, parallelism).await?
-    };
+    let mut client = connect::connect_unless_dry(s, &meta_path, parallelism, req.dry_run).await?;
     let stream = client.rebuild(req).await?.into_inner();
     let out = job::drive(stream, &job::Options::default()).await?;
     job::conclude(&out, "catalog rebuild")

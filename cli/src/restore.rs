@@ -116,11 +116,8 @@ pub async fn run(a: &RestoreArgs, s: &Settings, cwd: &Path) -> Result<u8> {
             .unwrap_or_default()
     );
     let meta_path = s.meta_path(a.meta_path.as_deref());
-    let mut client = if req.dry_run {
-        connect::connect_reader(s, &meta_path, req.parallelism).await?
-    } else {
-        connect::connect(s, &meta_path, req.parallelism).await?
-    };
+    let mut client =
+        connect::connect_unless_dry(s, &meta_path, req.parallelism, req.dry_run).await?;
     let again = req.clone();
     let stream = client.restore(req).await?.into_inner();
     let mut out = job::drive(stream, &job::Options::default()).await?;
@@ -149,29 +146,11 @@ pub async fn run(a: &RestoreArgs, s: &Settings, cwd: &Path) -> Result<u8> {
             job::drive(stream, &job::Options::default()).await
         }
         .await;
-        out = match attached {
-            Ok(o) => {
-                reattach_until = std::time::Instant::now() + REATTACH_FOR;
-                job::Outcome {
-                    job_id: o.job_id.or(Some(id)),
-                    ..o
-                }
-            }
-            Err(e) => {
-                if let Some(status) = e.downcast_ref::<tonic::Status>() {
-                    if !job::transient(status) {
-                        // The restore itself failed (or is unknown there).
-                        return Err(e);
-                    }
-                }
-                tracing::warn!("following restore {id}: {e:#}");
-                job::Outcome {
-                    job_id: Some(id),
-                    interrupted: Some(tonic::Status::unavailable(format!("{e:#}"))),
-                    ..Default::default()
-                }
-            }
-        };
+        let answered;
+        (out, answered) = job::followed(attached, &id, "restore")?;
+        if answered {
+            reattach_until = std::time::Instant::now() + REATTACH_FOR;
+        }
     }
     job::conclude(&out, "restore")
 }

@@ -82,11 +82,10 @@ struct Temp {
 /// filesystem allows.
 async fn open_temp(dir: &Path) -> Result<Temp> {
     let d = dir.to_path_buf();
-    let unnamed = blocking(dir, move || {
-        std::fs::create_dir_all(&d)?;
-        Ok(open_unnamed(&d))
-    })
-    .await?;
+    // The open itself, not a `create_dir_all` first: that is a mkdir, under
+    // the parent directory's lock, for every file even when the directory
+    // exists.
+    let unnamed = blocking(dir, move || Ok(open_unnamed(&d))).await?;
     match unnamed {
         Ok(file) => {
             return Ok(Temp {
@@ -114,8 +113,8 @@ fn open_unnamed(dir: &Path) -> std::io::Result<std::fs::File> {
             Mode::from_raw_mode(0o666),
         ) {
             Ok(fd) => return Ok(std::fs::File::from(fd)),
-            // A concurrent `delete` may remove a directory that just became
-            // empty; `open_temp` created it a moment ago.
+            // The directory is missing: created here, and again if a
+            // concurrent `delete` removes it as it becomes empty.
             Err(e) if e == rustix::io::Errno::NOENT && attempts < 3 => {
                 attempts += 1;
                 std::fs::create_dir_all(dir)?;

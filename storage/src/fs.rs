@@ -1,8 +1,15 @@
 //! Local directory backend.
 //!
-//! Writes go to `<dir>/.tmp.<uuid>` beside the destination, are fsynced, then
-//! renamed into place and the directory fsynced: after a crash an object is
-//! either whole or absent, and a leftover temp file is never listed.
+//! Writes go to an unnamed file (`O_TMPFILE`) in the destination's directory,
+//! are fsynced, then linked into place and the directory fsynced: after a
+//! crash an object is either whole or absent. Where the filesystem has no
+//! `O_TMPFILE` the file is a named `<dir>/.tmp.<uuid>` renamed into place
+//! instead; such leftovers are never listed.
+//!
+//! Why unnamed: a restore creates many files in the same directories at
+//! once, and create + rename are two operations under the directory's lock
+//! where link is one; an unnamed file also vanishes by itself when a write
+//! is cancelled or the process dies, with nothing to clean up.
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -10,7 +17,7 @@ use std::pin::Pin;
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use crate::{check_name, ByteStream, Entry, Error, Result, Storage, Written};
 
@@ -19,6 +26,9 @@ const TMP_PREFIX: &str = ".tmp.";
 /// Read chunk size: large enough for throughput, small enough that many
 /// concurrent readers stay within a bounded amount of memory.
 const READ_CHUNK: usize = 1 << 20;
+/// Bytes gathered before one write: a network stream yields chunks of a few
+/// KiB, and each write is a trip to a blocking thread and a syscall.
+const WRITE_CHUNK: usize = 1 << 20;
 
 #[derive(Debug, Clone)]
 pub struct FsStorage {
@@ -59,21 +69,141 @@ impl FsStorage {
                 })?
         }
     }
+}
 
-    async fn write_temp(tmp: &Path, mut body: ByteStream) -> Result<(u64, [u8; 32])> {
-        let mut file = create_file(tmp).await?;
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk?;
-            hasher.update(&chunk);
-            size += chunk.len() as u64;
-            file.write_all(&chunk).await.map_err(|e| io_err(tmp, e))?;
+/// A file being written, not yet at its name.
+struct Temp {
+    file: std::fs::File,
+    /// Its temp name when it has one (no `O_TMPFILE`); removed unless renamed.
+    guard: TempGuard,
+}
+
+/// Opens the temp file in `dir` (created if missing), unnamed where the
+/// filesystem allows.
+async fn open_temp(dir: &Path) -> Result<Temp> {
+    let d = dir.to_path_buf();
+    // The open itself, not a `create_dir_all` first: that is a mkdir, under
+    // the parent directory's lock, for every file even when the directory
+    // exists.
+    let unnamed = blocking(dir, move || Ok(open_unnamed(&d))).await?;
+    match unnamed {
+        Ok(file) => {
+            return Ok(Temp {
+                file,
+                guard: TempGuard(None),
+            })
         }
-        file.flush().await.map_err(|e| io_err(tmp, e))?;
-        file.sync_all().await.map_err(|e| io_err(tmp, e))?;
-        Ok((size, hasher.finalize().into()))
+        Err(e) if unnamed_unsupported(&e) => {}
+        Err(e) => return Err(io_err(dir, e)),
     }
+    let tmp = dir.join(format!("{TMP_PREFIX}{}", uuid::Uuid::new_v4()));
+    let guard = TempGuard(Some(tmp.clone()));
+    let file = create_file(&tmp).await?.into_std().await;
+    Ok(Temp { file, guard })
+}
+
+#[cfg(target_os = "linux")]
+fn open_unnamed(dir: &Path) -> std::io::Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags};
+    let mut attempts = 0;
+    loop {
+        match rustix::fs::open(
+            dir,
+            OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o666),
+        ) {
+            Ok(fd) => return Ok(std::fs::File::from(fd)),
+            // The directory is missing: created here, and again if a
+            // concurrent `delete` removes it as it becomes empty.
+            Err(e) if e == rustix::io::Errno::NOENT && attempts < 3 => {
+                attempts += 1;
+                std::fs::create_dir_all(dir)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_unnamed(_dir: &Path) -> std::io::Result<std::fs::File> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}
+
+/// The errors of a filesystem (or kernel) without `O_TMPFILE`.
+fn unnamed_unsupported(e: &std::io::Error) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::io::Errno;
+        let errno = e.raw_os_error().map(Errno::from_raw_os_error);
+        matches!(
+            errno,
+            Some(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOSYS)
+        ) || e.kind() == std::io::ErrorKind::Unsupported
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        e.kind() == std::io::ErrorKind::Unsupported
+    }
+}
+
+/// Gives the unnamed `file` the name `dest`. `linkat` will not replace an
+/// existing file, so an overwrite links under a temp name first and renames.
+#[cfg(target_os = "linux")]
+fn link_unnamed(file: &std::fs::File, dir: &Path, dest: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // Through /proc rather than AT_EMPTY_PATH, which needs CAP_DAC_READ_SEARCH.
+    let proc = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let link = |to: &Path| {
+        rustix::fs::linkat(
+            rustix::fs::CWD,
+            proc.as_str(),
+            rustix::fs::CWD,
+            to,
+            rustix::fs::AtFlags::SYMLINK_FOLLOW,
+        )
+    };
+    match link(dest) {
+        Ok(()) => Ok(()),
+        Err(e) if e == rustix::io::Errno::EXIST => {
+            let tmp = dir.join(format!("{TMP_PREFIX}{}", uuid::Uuid::new_v4()));
+            let mut guard = TempGuard(Some(tmp.clone()));
+            link(&tmp)?;
+            std::fs::rename(&tmp, dest)?;
+            guard.0 = None;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn link_unnamed(_file: &std::fs::File, _dir: &Path, _dest: &Path) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}
+
+/// Runs `f` on a blocking thread, its errors about `path`.
+async fn blocking<T: Send + 'static>(
+    path: &Path,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| io_err(path, std::io::Error::other(e)))?
+        .map_err(|e| io_err(path, e))
+}
+
+/// Writes `data` to `file` on a blocking thread and hands the file back.
+async fn write_blocking(
+    path: &Path,
+    mut file: std::fs::File,
+    data: Bytes,
+) -> Result<std::fs::File> {
+    use std::io::Write;
+    blocking(path, move || {
+        file.write_all(&data)?;
+        Ok(file)
+    })
+    .await
 }
 
 fn name_path(root: &Path, name: &str) -> PathBuf {
@@ -145,14 +275,6 @@ fn create_file_blocking(tmp: &Path) -> std::io::Result<std::fs::File> {
             Err(e) => return Err(e),
         }
     }
-}
-
-async fn sync_dir(dir: &Path) -> Result<()> {
-    let d = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || std::fs::File::open(&d)?.sync_all())
-        .await
-        .map_err(|e| io_err(dir, std::io::Error::other(e)))?
-        .map_err(|e| io_err(dir, e))
 }
 
 /// A list prefix may end in a partial component, but must not climb out of
@@ -241,14 +363,32 @@ impl Storage for FsStorage {
     async fn put(
         &self,
         name: &str,
-        body: ByteStream,
+        mut body: ByteStream,
         expect_sha256: Option<[u8; 32]>,
     ) -> Result<Written> {
         let dest = self.path_of(name)?;
         let dir = dest.parent().unwrap_or(&self.root).to_path_buf();
-        let tmp = dir.join(format!("{TMP_PREFIX}{}", uuid::Uuid::new_v4()));
-        let mut guard = TempGuard(Some(tmp.clone()));
-        let (size, sha256) = Self::write_temp(&tmp, body).await?;
+        let Temp {
+            mut file,
+            mut guard,
+        } = open_temp(&dir).await?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut pending = BytesMut::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            if pending.is_empty() && chunk.len() >= WRITE_CHUNK {
+                file = write_blocking(&dest, file, chunk).await?;
+                continue;
+            }
+            pending.extend_from_slice(&chunk);
+            if pending.len() >= WRITE_CHUNK {
+                file = write_blocking(&dest, file, pending.split().freeze()).await?;
+            }
+        }
+        let sha256: [u8; 32] = hasher.finalize().into();
         if let Some(expected) = expect_sha256 {
             if expected != sha256 {
                 return Err(Error::ChecksumMismatch {
@@ -258,11 +398,24 @@ impl Storage for FsStorage {
                 });
             }
         }
-        tokio::fs::rename(&tmp, &dest)
-            .await
-            .map_err(|e| io_err(&dest, e))?;
+        // The rest, the fsync, the name and the directory's fsync in one trip:
+        // the object gets its name only once its bytes are durable, and `put`
+        // returns only once the name is.
+        let tail = pending.freeze();
+        let named = guard.0.clone();
+        let (at, d) = (dest.clone(), dir.clone());
+        blocking(&dest, move || {
+            use std::io::Write;
+            file.write_all(&tail)?;
+            file.sync_all()?;
+            match named {
+                Some(tmp) => std::fs::rename(&tmp, &at)?,
+                None => link_unnamed(&file, &d, &at)?,
+            }
+            std::fs::File::open(&d)?.sync_all()
+        })
+        .await?;
         guard.0 = None;
-        sync_dir(&dir).await?;
         Ok(Written { size, sha256 })
     }
 

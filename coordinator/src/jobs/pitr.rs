@@ -33,7 +33,7 @@ use mo_br_proto::coordinator::{PitrLevel, PitrOp, PitrRequest, PitrUnit};
 use mo_br_proto::names::Named;
 
 use crate::jobs::snapshot::{
-    create_account, finish, new_account_sql, opt, render_table, reset_new_admin, NewAccount,
+    finish, new_account_sql, open_new_account, opt, render_table, settle_new_account, NewAccount,
     NewAdmin,
 };
 use crate::jobs::{line, wire_enum, Events};
@@ -636,28 +636,14 @@ async fn restore(
         conn.exec(&sql).await?;
         return Ok(done);
     };
-    create_account(conn, create, &plan.new_password).await?;
-    line(events, format!("account {acc2} created")).await;
-    if let Err(e) = conn.exec(&sql).await {
-        // Leave nothing behind: the account was made for this restore only.
-        match conn.exec(&format!("DROP ACCOUNT {acc2}")).await {
-            Ok(()) => {
-                line(
-                    events,
-                    format!("the restore failed: account {acc2} was dropped again"),
-                )
-                .await
-            }
-            Err(d) => tracing::warn!("dropping account {acc2} after a failed restore: {d}"),
-        }
-        return Err(e);
-    }
     let admin = NewAdmin {
         account: acc2,
         name: &plan.new_admin,
         password: &plan.new_password,
     };
-    reset_new_admin(conn, login, &admin, events).await;
+    open_new_account(conn, create, &admin, events).await?;
+    let restored = conn.exec(&sql).await;
+    settle_new_account(conn, restored, &admin, login, events).await?;
     Ok(format!("{done} to the new account {acc2}"))
 }
 

@@ -562,28 +562,14 @@ async fn restore(
             plan.sname
         )));
     }
-    create_account(conn, create, &plan.new_password).await?;
-    line(events, format!("account {acc2} created")).await;
-    if let Err(e) = restore_statement(conn, plan.grammar, &plan.current, &plan.old).await {
-        // Leave nothing behind: the account was made for this restore only.
-        match conn.exec(&format!("DROP ACCOUNT {acc2}")).await {
-            Ok(()) => {
-                line(
-                    events,
-                    format!("the restore failed: account {acc2} was dropped again"),
-                )
-                .await
-            }
-            Err(d) => tracing::warn!("dropping account {acc2} after a failed restore: {d}"),
-        }
-        return Err(e);
-    }
     let admin = NewAdmin {
         account: acc2,
         name: &plan.new_admin,
         password: &plan.new_password,
     };
-    reset_new_admin(conn, login, &admin, events).await;
+    open_new_account(conn, create, &admin, events).await?;
+    let restored = restore_statement(conn, plan.grammar, &plan.current, &plan.old).await;
+    settle_new_account(conn, restored, &admin, login, events).await?;
     Ok(format!(
         "snapshot {} restored ({}) to the new account {acc2}",
         plan.sname, plan.what
@@ -599,6 +585,46 @@ pub fn reset_admin_sql(acc2: &str, admin: &str, pwd: &str) -> String {
         quote(admin),
         quote(pwd)
     )
+}
+
+/// Creates the account a restore goes into, for that restore only.
+pub async fn open_new_account(
+    conn: &mut MoConn,
+    create: &str,
+    admin: &NewAdmin<'_>,
+    events: &Events,
+) -> Result<()> {
+    create_account(conn, create, admin.password).await?;
+    line(events, format!("account {} created", admin.account)).await;
+    Ok(())
+}
+
+/// After the restore into an account [`open_new_account`] made: a failed
+/// restore drops the account again (it was made for this restore only); a
+/// restore that worked leaves its admin usable ([`reset_new_admin`]).
+pub async fn settle_new_account(
+    conn: &mut MoConn,
+    restored: Result<()>,
+    admin: &NewAdmin<'_>,
+    login: &MoLogin,
+    events: &Events,
+) -> Result<()> {
+    let acc2 = admin.account;
+    if let Err(e) = restored {
+        match conn.exec(&format!("DROP ACCOUNT {acc2}")).await {
+            Ok(()) => {
+                line(
+                    events,
+                    format!("the restore failed: account {acc2} was dropped again"),
+                )
+                .await
+            }
+            Err(d) => tracing::warn!("dropping account {acc2} after a failed restore: {d}"),
+        }
+        return Err(e);
+    }
+    reset_new_admin(conn, login, admin, events).await;
+    Ok(())
 }
 
 /// The admin a restore into a new account was asked to create.

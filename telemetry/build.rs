@@ -1,6 +1,8 @@
-//! The git commit the daemons report in `mo_br_build_info`: taken from
-//! `MO_BR_GIT_COMMIT` when the builder sets it (a Docker build without .git),
-//! else from `git`, else "unknown" (a source tarball).
+//! The git commit the daemons report in `mo_br_build_info` and every binary
+//! prints with `--version`: taken from `MO_BR_GIT_COMMIT` when the builder
+//! sets it (a Docker build without .git), else from `git`, else "unknown" (a
+//! source tarball). The build date is `SOURCE_DATE_EPOCH`'s when set (a
+//! reproducible build), else today's in UTC.
 
 use std::process::Command;
 
@@ -33,4 +35,15 @@ fn main() {
         }
     }
     println!("cargo:rustc-env=MO_BR_GIT_COMMIT={commit}");
+
+    println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    let built = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+        .unwrap_or_else(chrono::Utc::now);
+    println!(
+        "cargo:rustc-env=MO_BR_BUILD_DATE={}",
+        built.format("%Y-%m-%d")
+    );
 }

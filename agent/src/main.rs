@@ -6,7 +6,7 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 #[command(
     name = "mo-br-agent",
-    version,
+    version = mo_br_telemetry::VERSION,
     about = "mo-br agent: copies a MatrixOne node's files for the coordinator"
 )]
 struct Args {

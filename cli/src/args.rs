@@ -19,7 +19,7 @@ pub const DEFAULT_LOG_FILE: &str = "console";
 pub const DEFAULT_LOG_LEVEL: &str = "error";
 
 #[derive(Debug, Parser)]
-#[command(name = "mo_br", about = ABOUT, version, rename_all = "snake_case")]
+#[command(name = "mo_br", about = ABOUT, version = mo_br_telemetry::VERSION, rename_all = "snake_case")]
 pub struct Cli {
     /// config file (default "./mo_br.toml")
     #[arg(

@@ -15,7 +15,7 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 #[command(
     name = "mo-br-coordinator",
-    version,
+    version = mo_br_telemetry::VERSION,
     about = "mo-br coordinator: backup catalog and job planner"
 )]
 struct Args {

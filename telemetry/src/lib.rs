@@ -19,6 +19,17 @@ pub const BUILD_INFO: &str = "mo_br_build_info";
 /// built from a tarball.
 pub const GIT_COMMIT: &str = env!("MO_BR_GIT_COMMIT");
 
+/// What `--version` prints after the binary's name, the same for the CLI
+/// and both daemons: an operator filing a bug can name the exact build.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("MO_BR_GIT_COMMIT"),
+    ", built ",
+    env!("MO_BR_BUILD_DATE"),
+    ")"
+);
+
 /// How often the `process_*` metrics are refreshed: the exporter has no
 /// scrape hook, and a few seconds stale is fine for CPU and memory.
 const PROCESS_EVERY: Duration = Duration::from_secs(5);

@@ -532,3 +532,36 @@ fn man_pages_for_every_command() {
         "{help}"
     );
 }
+
+/// `--version` of every binary names the build an operator runs (issue 11,
+/// item 9): the package version, the git commit it was built from and the
+/// build date, the same for the CLI and both daemons.
+#[test]
+fn every_binary_prints_its_commit_and_build_date() {
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    for name in ["mo_br", "mo-br-coordinator", "mo-br-agent"] {
+        let out = Command::new(bin(name)).arg("--version").output().unwrap();
+        assert!(out.status.success(), "{name} --version failed");
+        let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let rest = line
+            .strip_prefix(&format!("{name} {} (commit ", env!("CARGO_PKG_VERSION")))
+            .unwrap_or_else(|| panic!("{name}: unexpected {line:?}"));
+        let (commit, rest) = rest.split_once(", built ").expect(&line);
+        match &head {
+            // Binaries are rebuilt when HEAD moves (telemetry/build.rs).
+            Some(head) => assert_eq!(commit, head, "{line}"),
+            None => assert!(!commit.is_empty(), "{line}"),
+        }
+        let date = rest.strip_suffix(')').expect(&line);
+        assert!(
+            chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok(),
+            "{name}: build date {date:?} is not a date"
+        );
+    }
+}

@@ -163,6 +163,7 @@ where
     let task = {
         let c = c.clone();
         async move {
+            let live = c.live.start(kind.as_str(), target.clone());
             let mut running = metrics::job_started(kind, target);
             let (inner, mut events) = mpsc::channel(256);
             let work = job(c, inner);
@@ -171,7 +172,7 @@ where
                 tokio::select! {
                     result = &mut work => break result,
                     Some(event) = events.recv() => {
-                        observe(&mut running, &event);
+                        observe(&mut running, &live, &event);
                         let _ = tx.send(event).await;
                     }
                     // The client went away: the job sees its events closed,
@@ -180,7 +181,7 @@ where
                 }
             };
             while let Ok(event) = events.try_recv() {
-                observe(&mut running, &event);
+                observe(&mut running, &live, &event);
                 let _ = tx.send(event).await;
             }
             match result {
@@ -197,11 +198,23 @@ where
     Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
 }
 
-/// What a job's event tells its metrics: its id, and how much it did.
-fn observe(job: &mut metrics::JobGuard, event: &Result<JobEvent, Status>) {
+/// What a job's event tells its metrics and the status page: its id, and
+/// how much it did.
+fn observe(
+    job: &mut metrics::JobGuard,
+    live: &crate::status::LiveGuard,
+    event: &Result<JobEvent, Status>,
+) {
     match event.as_ref().ok().and_then(|e| e.event.as_ref()) {
         Some(job_event::Event::Started(s)) => {
             job.id = s.job_id.clone();
+            live.started(
+                &s.job_id,
+                &s.backup_id,
+                &s.what,
+                s.total_bytes,
+                s.total_files,
+            );
             tracing::info!(
                 id = %s.job_id,
                 backup = %s.backup_id,
@@ -213,6 +226,7 @@ fn observe(job: &mut metrics::JobGuard, event: &Result<JobEvent, Status>) {
         Some(job_event::Event::Progress(p)) => {
             job.bytes = job.bytes.max(p.bytes);
             job.files = job.files.max(p.files);
+            live.progress(p.bytes, p.files);
         }
         _ => {}
     }

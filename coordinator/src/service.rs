@@ -205,16 +205,10 @@ fn observe(
     live: &crate::status::LiveGuard,
     event: &Result<JobEvent, Status>,
 ) {
+    live.observe(event);
     match event.as_ref().ok().and_then(|e| e.event.as_ref()) {
         Some(job_event::Event::Started(s)) => {
             job.id = s.job_id.clone();
-            live.started(
-                &s.job_id,
-                &s.backup_id,
-                &s.what,
-                s.total_bytes,
-                s.total_files,
-            );
             tracing::info!(
                 id = %s.job_id,
                 backup = %s.backup_id,
@@ -226,7 +220,6 @@ fn observe(
         Some(job_event::Event::Progress(p)) => {
             job.bytes = job.bytes.max(p.bytes);
             job.files = job.files.max(p.files);
-            live.progress(p.bytes, p.files);
         }
         _ => {}
     }

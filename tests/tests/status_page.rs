@@ -17,7 +17,7 @@ use mo_br_tests::browser::Browser;
 use mo_br_tests::fixtures::{backup_id, strings, Scene, MIB};
 use mo_br_tests::procs::{bin, free_local_addr, start_daemon, Daemon, MoBr};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 /// The agent's read rate: the full backup takes a few seconds, long
 /// enough for the page to show it at several points.
@@ -29,30 +29,62 @@ struct Answer {
     body: String,
 }
 
-/// `GET path` over HTTPS (HTTP/1.1, the test CA trusted), with
-/// `Authorization: Bearer <token>` when given.
-fn get(addr: &str, ca: &Path, path: &str, token: Option<&str>) -> anyhow::Result<Answer> {
+/// How a request to the page presents itself.
+#[derive(Default)]
+struct Ask<'a> {
+    token: Option<&'a str>,
+    cookie: Option<&'a str>,
+    /// The role whose client certificate (from the test's `pki`) is shown.
+    certificate: Option<&'a str>,
+    /// A `POST` of this form body instead of a `GET`.
+    form: Option<String>,
+}
+
+/// A request over HTTPS (HTTP/1.1, the test CA trusted).
+fn request(addr: &str, pki: &Path, path: &str, ask: Ask) -> anyhow::Result<Answer> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca)? {
+    for cert in CertificateDer::pem_file_iter(pki.join("ca.pem"))? {
         roots.add(cert?)?;
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut config = match ask.certificate {
+        None => builder.with_no_client_auth(),
+        Some(role) => {
+            let chain = CertificateDer::pem_file_iter(pki.join(format!("{role}.pem")))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let key = PrivateKeyDer::from_pem_file(pki.join(format!("{role}.key")))?;
+            builder.with_client_auth_cert(chain, key)?
+        }
+    };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let name = ServerName::try_from("localhost")?;
     let conn = rustls::ClientConnection::new(Arc::new(config), name)?;
     let tcp = TcpStream::connect(addr)?;
     tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
+    let mut head = String::new();
+    if let Some(t) = ask.token {
+        head += &format!("Authorization: Bearer {t}\r\n");
+    }
+    if let Some(c) = ask.cookie {
+        head += &format!("Cookie: {c}\r\n");
+    }
+    let (method, body) = match ask.form {
+        Some(form) => {
+            head += &format!(
+                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+                form.len()
+            );
+            ("POST", form)
+        }
+        None => ("GET", String::new()),
+    };
     write!(
         tls,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{head}Connection: close\r\n\r\n{body}"
     )?;
     let mut raw = Vec::new();
     // A peer that closes without close_notify still gave us everything.
@@ -75,10 +107,33 @@ fn get(addr: &str, ca: &Path, path: &str, token: Option<&str>) -> anyhow::Result
     })
 }
 
+/// `GET path`, with a bearer token when given.
+fn get(addr: &str, pki: &Path, path: &str, token: Option<&str>) -> anyhow::Result<Answer> {
+    request(
+        addr,
+        pki,
+        path,
+        Ask {
+            token,
+            ..Default::default()
+        },
+    )
+}
+
+impl Answer {
+    /// The value of header `name` (case-insensitive).
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
 /// Asks `/api/status` (as a reader) until `ready` holds of its JSON.
 fn wait_status(
     addr: &str,
-    ca: &Path,
+    pki: &Path,
     token: &str,
     what: &str,
     ready: impl Fn(&serde_json::Value) -> bool,
@@ -86,7 +141,7 @@ fn wait_status(
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut last = String::new();
     while Instant::now() < deadline {
-        match get(addr, ca, "/api/status", Some(token)) {
+        match get(addr, pki, "/api/status", Some(token)) {
             Ok(a) if a.status == 200 => {
                 let v: serde_json::Value = serde_json::from_str(&a.body)
                     .unwrap_or_else(|e| panic!("/api/status is not JSON: {e}\n{}", a.body));
@@ -177,14 +232,13 @@ fn the_status_page_shows_progress_chains_agents_and_raft_role() {
     let scene = Scene::new("status-page");
     let pki = scene.path("pki");
     mo_br_security::certs::init(&pki, &[]).unwrap();
-    let ca = pki.join("ca.pem");
     let reader = read_token(&pki, "reader");
     let node = scene.sample("node", 41, 10 * MIB, Backend::DiskV2);
     let r = start(&scene, &pki, node.data_dir());
 
     // Plain HTTP: no credential, no page; a reader's token opens it, with
     // a strict CSP. Once it answers, it shows a leader and the live agent.
-    let ready = wait_status(&r.status, &ca, &reader, "a leader and a live agent", |s| {
+    let ready = wait_status(&r.status, &pki, &reader, "a leader and a live agent", |s| {
         s["replica"]["role"] == "leader"
             && s["agents"]
                 .as_array()
@@ -193,28 +247,59 @@ fn the_status_page_shows_progress_chains_agents_and_raft_role() {
     assert_eq!(ready["replica"]["mode"], "cluster", "{ready}");
     assert_eq!(ready["replica"]["healthy"], true, "{ready}");
     for path in ["/", "/api/status"] {
-        let anonymous = get(&r.status, &ca, path, None).unwrap();
+        let anonymous = get(&r.status, &pki, path, None).unwrap();
         assert_eq!(
             anonymous.status, 401,
             "anonymous {path}:\n{}",
             anonymous.head
         );
-        let wrong = get(&r.status, &ca, path, Some(&"0".repeat(64))).unwrap();
+        let wrong = get(&r.status, &pki, path, Some(&"0".repeat(64))).unwrap();
         assert_eq!(
             wrong.status, 401,
             "a wrong token on {path}:\n{}",
             wrong.head
         );
-        let ok = get(&r.status, &ca, path, Some(&reader)).unwrap();
+        let ok = get(&r.status, &pki, path, Some(&reader)).unwrap();
         assert_eq!(ok.status, 200, "reader on {path}:\n{}", ok.head);
+        let csp = ok.header("content-security-policy").unwrap_or("");
         assert!(
-            ok.head
-                .to_ascii_lowercase()
-                .contains("content-security-policy: default-src 'none'"),
+            csp.starts_with("default-src 'none'") && !csp.contains("unsafe"),
             "{path} has no strict CSP:\n{}",
             ok.head
         );
     }
+    // Client certificates: a person's opens it, an agent's may not read.
+    let by_cert = |role| {
+        let ask = Ask {
+            certificate: Some(role),
+            ..Default::default()
+        };
+        request(&r.status, &pki, "/api/status", ask).unwrap().status
+    };
+    assert_eq!(by_cert("operator"), 200);
+    assert_eq!(by_cert("agent"), 403);
+    // The login form: a wrong token is refused, a right one gets a session
+    // cookie a script cannot read, sent over TLS only, to this site only.
+    let login = |token: &str| {
+        let ask = Ask {
+            form: Some(format!("token={token}")),
+            ..Default::default()
+        };
+        request(&r.status, &pki, "/login", ask).unwrap()
+    };
+    assert_eq!(login(&"0".repeat(64)).status, 401);
+    let session = login(&reader);
+    assert_eq!(session.status, 303, "{}", session.head);
+    let cookie = session.header("set-cookie").expect("a session cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Secure"] {
+        assert!(cookie.contains(attribute), "{cookie} is not {attribute}");
+    }
+    let cookie = cookie.split(';').next().unwrap();
+    let ask = Ask {
+        cookie: Some(cookie),
+        ..Default::default()
+    };
+    assert_eq!(request(&r.status, &pki, "/", ask).unwrap().status, 200);
 
     // A browser logs in with the reader's token.
     let mut browser = Browser::launch(&scene.path("chromium")).expect("headless chromium");

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use mo_br_proto::coordinator::{job_event, JobEvent};
+
 use super::meter::RateMeter;
 
 #[derive(Clone, Default)]
@@ -81,6 +83,21 @@ pub struct LiveGuard {
 }
 
 impl LiveGuard {
+    /// What a job's event says of its progress.
+    pub fn observe(&self, event: &Result<JobEvent, tonic::Status>) {
+        match event.as_ref().ok().and_then(|e| e.event.as_ref()) {
+            Some(job_event::Event::Started(s)) => self.started(
+                &s.job_id,
+                &s.backup_id,
+                &s.what,
+                s.total_bytes,
+                s.total_files,
+            ),
+            Some(job_event::Event::Progress(p)) => self.progress(p.bytes, p.files),
+            _ => {}
+        }
+    }
+
     /// The job planned its work.
     pub fn started(&self, job_id: &str, backup_id: &str, what: &str, bytes: u64, files: u64) {
         if let Some(j) = self.jobs.lock().get_mut(&self.key) {

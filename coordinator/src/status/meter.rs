@@ -58,14 +58,18 @@ impl RateMeter {
     fn rate_at(&self, now: u64) -> f64 {
         let ring = self.inner.lock().expect("meter lock");
         let from = now.saturating_sub(WINDOW);
-        let bytes: u64 = ring
-            .buckets
-            .iter()
-            .filter(|(s, _)| *s >= from && *s < now)
-            .map(|(_, b)| b)
-            .sum();
-        let seconds = (now - from).max(1);
-        bytes as f64 / seconds as f64
+        let counted = || {
+            ring.buckets
+                .iter()
+                .filter(|(s, b)| *s >= from && *s < now && *b > 0)
+        };
+        let bytes: u64 = counted().map(|(_, b)| b).sum();
+        // From the first second with bytes: an agent that starts copying
+        // after a quiet while is not averaged with the quiet seconds.
+        match counted().map(|(s, _)| *s).min() {
+            Some(first) => bytes as f64 / (now - first) as f64,
+            None => 0.0,
+        }
     }
 }
 
@@ -81,10 +85,16 @@ mod tests {
         m.add_at(2, 999); // the second being filled: not yet counted
         assert_eq!(m.rate_at(2), 200.0);
         assert_eq!(m.total(), 1399);
-        // Ten seconds later the early buckets have left the window, and a
-        // bucket reused for a new second starts from nothing.
+        assert_eq!(m.rate_at(11), (300 + 999) as f64 / 10.0);
+        // Later the early buckets have left the window, and a bucket reused
+        // for a new second starts from nothing.
         m.add_at(12, 50);
-        assert_eq!(m.rate_at(13), (999 + 50) as f64 / 10.0);
+        assert_eq!(m.rate_at(13), 50.0);
         assert_eq!(m.rate_at(40), 0.0);
+        // Quiet seconds before the first bytes do not dilute the rate.
+        let late = RateMeter::default();
+        late.add_at(30, 500);
+        late.add_at(31, 500);
+        assert_eq!(late.rate_at(32), 500.0);
     }
 }

@@ -319,3 +319,70 @@ fn node(
         base_id: b.base_id,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::tests::record;
+    use crate::catalog::Command;
+
+    fn at(mut b: BackupRecord, minute: u32) -> BackupRecord {
+        b.at_time = format!("2026-01-01T00:{minute:02}:00Z");
+        b
+    }
+
+    #[test]
+    fn incrementals_hang_under_their_base_and_orphans_are_roots() {
+        let chains = chains(vec![
+            at(record("a", None), 1),
+            at(record("c", Some("b")), 3),
+            at(record("b", Some("a")), 2),
+            at(record("d", None), 4),
+            // Its base is older than any shown.
+            at(record("e", Some("gone")), 5),
+        ]);
+        let roots: Vec<_> = chains.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(roots, ["e", "d", "a"]);
+        assert!(!chains[0].base_shown);
+        let a = &chains[2];
+        assert_eq!(a.children.len(), 1);
+        let b = &a.children[0];
+        assert_eq!(
+            (b.id.as_str(), b.backup_type.as_str()),
+            ("b", "incremental")
+        );
+        assert!(b.base_shown);
+        assert_eq!(b.children[0].id, "c");
+    }
+
+    #[tokio::test]
+    async fn the_catalog_view_keeps_to_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Coordinator::open(
+            &dir.path().join("mo_br.meta"),
+            vec![],
+            mo_br_security::Security::plaintext(),
+        )
+        .await
+        .unwrap();
+        let n = CATALOG_LIMIT + 50;
+        for i in 0..n {
+            let mut b = record(&format!("b{i:04}"), None);
+            b.at_time = format!("2026-01-01T00:00:00.{i:04}Z");
+            c.catalog
+                .propose(Command::BackupStarted(Box::new(b)))
+                .await
+                .unwrap();
+        }
+        let status = collect(&c).await.unwrap();
+        assert_eq!(status.catalog.backups, n);
+        assert_eq!(status.catalog.shown, CATALOG_LIMIT);
+        assert_eq!(status.catalog.chains.len(), CATALOG_LIMIT);
+        assert_eq!(status.catalog.chains[0].id, format!("b{:04}", n - 1));
+        assert_eq!(status.catalog.chains[CATALOG_LIMIT - 1].id, "b0050");
+        assert_eq!(status.replica.mode, "single");
+        assert_eq!(status.replica.role, "leader");
+        assert!(status.replica.healthy);
+        assert!(status.jobs.is_empty() && status.agents.is_empty());
+    }
+}

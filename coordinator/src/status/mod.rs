@@ -28,6 +28,7 @@ pub use meter::RateMeter;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -37,7 +38,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use futures::StreamExt;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use mo_br_security::tls::{ConnectInfo, IncomingOptions};
@@ -58,6 +59,10 @@ const ICON: &str = include_str!("assets/icon.svg");
 const MAX_CONNECTIONS: usize = 64;
 /// A login form is one token: anything longer is not one.
 const MAX_LOGIN_BODY: usize = 4096;
+/// How long a client has to send a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection is kept before it is closed between requests.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 
 /// Nothing but this server's own script, style and JSON; no frames.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -67,8 +72,6 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
 struct Page {
     c: Coordinator,
     sessions: session::Sessions,
-    /// Served over TLS: session cookies are `Secure`.
-    tls: bool,
 }
 
 /// Serves the status page on `listener` until `shutdown`, with the
@@ -80,7 +83,6 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let local_addr = listener.local_addr()?;
     let page = Arc::new(Page {
-        tls: c.security.server_tls().is_some(),
         c,
         sessions: session::Sessions::default(),
     });
@@ -109,11 +111,18 @@ pub async fn serve(
             tokio::select! {
                 () = &mut shutdown => break,
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                accepted = listener.accept(), if connections.len() < MAX_CONNECTIONS => {
-                    let Ok((tcp, remote_addr)) = accepted else { continue };
-                    let info = ConnectInfo { remote_addr, local_addr: Some(local_addr), peer: None };
-                    connections.spawn(serve_connection(app.clone(), tcp, info));
-                }
+                accepted = listener.accept(), if connections.len() < MAX_CONNECTIONS => match accepted {
+                    Ok((tcp, remote_addr)) => {
+                        let info = ConnectInfo { remote_addr, local_addr: Some(local_addr), peer: None };
+                        connections.spawn(serve_connection(app.clone(), tcp, info));
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: accepting
+                        // again at once would spin.
+                        tracing::warn!("status page: accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
             }
         },
     }
@@ -131,9 +140,24 @@ where
         r.extensions_mut().insert(info.clone());
         r
     });
-    let served = auto::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
-        .await;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A client that sends its headers slowly, or not at all, does not keep
+    // one of the few connection slots.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    let connection = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+    tokio::pin!(connection);
+    // Nor does an idle keep-alive connection: after a while it is closed
+    // between requests, and the browser opens another.
+    let served = tokio::select! {
+        served = connection.as_mut() => served,
+        () = tokio::time::sleep(CONNECTION_LIFETIME) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
     if let Err(e) = served {
         tracing::debug!(%remote, "status page connection: {e}");
     }
@@ -275,12 +299,13 @@ async fn login(State(page): State<Arc<Page>>, body: Bytes) -> Response {
         tracing::info!("status page login refused: {}", status.message());
         return failed("That token is not valid here.");
     }
+    // Only a server with tokens gets here, and tokens need TLS: the
+    // cookie is always Secure (and `__Host-`, so bound to this origin).
     let id = page.sessions.create(&token);
     let cookie = format!(
-        "{}={id}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{}",
+        "{}={id}; Path=/; Max-Age={}; HttpOnly; Secure; SameSite=Strict",
         session::COOKIE,
         session::TTL.as_secs(),
-        if page.tls { "; Secure" } else { "" }
     );
     redirect_home(Some(cookie))
 }
@@ -316,4 +341,62 @@ async fn style() -> impl IntoResponse {
 
 async fn icon() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "image/svg+xml")], ICON)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn ask(addr: SocketAddr, request: &str) -> String {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        tcp.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    /// Without auth (a plaintext daemon on loopback) the page is open, as
+    /// the gRPC port is; it is read-only and strict either way.
+    #[tokio::test]
+    async fn an_open_daemon_serves_the_page_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Coordinator::open(
+            &dir.path().join("mo_br.meta"),
+            vec![],
+            mo_br_security::Security::plaintext(),
+        )
+        .await
+        .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let server = tokio::spawn(serve(c, listener, stop.clone().cancelled_owned()));
+
+        let get =
+            |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let status = ask(addr, &get("/api/status")).await;
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        assert!(status.contains("\"role\":\"leader\""), "{status}");
+        assert!(
+            status
+                .to_ascii_lowercase()
+                .contains("content-security-policy: default-src 'none'"),
+            "{status}"
+        );
+        let page = ask(addr, &get("/")).await;
+        assert!(page.starts_with("HTTP/1.1 200") && page.contains("/assets/status.js"));
+        let post = ask(
+            addr,
+            "POST /api/status HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+        assert!(ask(addr, &get("/nothing"))
+            .await
+            .starts_with("HTTP/1.1 404"));
+
+        stop.cancel();
+        server.await.unwrap().unwrap();
+    }
 }

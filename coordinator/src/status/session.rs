@@ -15,7 +15,8 @@ use rand::RngCore;
 pub const TTL: Duration = Duration::from_secs(12 * 3600);
 /// Sessions kept at once; past that the one closest to expiring goes.
 const MAX_SESSIONS: usize = 1024;
-pub const COOKIE: &str = "mo_br_session";
+/// `__Host-`: browsers take it only over https, for this host, path `/`.
+pub const COOKIE: &str = "__Host-mo_br_session";
 
 #[derive(Default)]
 pub struct Sessions {

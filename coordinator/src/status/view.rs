@@ -72,9 +72,9 @@ pub struct AgentView {
     pub id: String,
     pub address: String,
     pub node: String,
-    /// Its lease holds (leases are kept by the leader; a fixed agent is
-    /// always taken as live).
-    pub live: bool,
+    /// Its lease holds; `None` on a follower, which keeps no leases (the
+    /// leader does). A fixed agent (`--agents`) is always taken as live.
+    pub live: Option<bool>,
     /// Bytes it copied for jobs this replica drove since it started.
     pub bytes_copied: u64,
     pub bytes_per_sec: f64,
@@ -235,6 +235,7 @@ fn jobs(c: &Coordinator, running: &[(String, String, crate::catalog::Totals)]) -
 }
 
 fn agents(c: &Coordinator, registered: &[AgentRecord]) -> Vec<AgentView> {
+    let knows_leases = c.catalog.is_leader();
     let mut out: BTreeMap<String, AgentView> = BTreeMap::new();
     for r in registered {
         out.insert(
@@ -243,7 +244,7 @@ fn agents(c: &Coordinator, registered: &[AgentRecord]) -> Vec<AgentView> {
                 id: r.id.clone(),
                 address: r.address.clone(),
                 node: r.node.clone(),
-                live: false,
+                live: knows_leases.then_some(false),
                 bytes_copied: 0,
                 bytes_per_sec: 0.0,
             },
@@ -259,11 +260,11 @@ fn agents(c: &Coordinator, registered: &[AgentRecord]) -> Vec<AgentView> {
                 address
             },
             node: agent.node.clone(),
-            live,
+            live: None,
             bytes_copied: 0,
             bytes_per_sec: 0.0,
         });
-        view.live = live;
+        view.live = knows_leases.then_some(live);
         view.bytes_copied = agent.meter.total();
         view.bytes_per_sec = agent.meter.rate();
     }

@@ -96,11 +96,13 @@ function drawAgents(agents) {
     agents.map((a) =>
       el(
         "tr",
-        { "data-agent": a.id, "data-live": a.live },
+        { "data-agent": a.id, "data-live": String(a.live) },
         el("td", {}, a.id),
         el("td", {}, a.address || "–"),
         el("td", {}, a.node || "–"),
-        el("td", { class: a.live ? "ok" : "bad" }, a.live ? "live" : "down"),
+        a.live === null
+          ? el("td", { class: "muted", title: "leases are kept by the leader" }, "ask the leader")
+          : el("td", { class: a.live ? "ok" : "bad" }, a.live ? "live" : "down"),
         el("td", {}, bytes(a.bytes_copied)),
         el("td", {}, rate(a.bytes_per_sec)),
       ),

@@ -136,6 +136,11 @@ impl Browser {
         &self.errors
     }
 
+    /// Takes the errors recorded so far.
+    pub fn take_errors(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.errors)
+    }
+
     pub fn navigate(&mut self, url: &str) -> anyhow::Result<()> {
         let r = self.call("Page.navigate", json!({"url": url}))?;
         if let Some(e) = r["errorText"].as_str() {

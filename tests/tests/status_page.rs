@@ -303,6 +303,22 @@ fn the_status_page_shows_progress_chains_agents_and_raft_role() {
 
     // A browser logs in with the reader's token.
     let mut browser = Browser::launch(&scene.path("chromium")).expect("headless chromium");
+    // Errors are seen: a console error and an exception of a probe are
+    // recorded (so none later means none happened).
+    browser
+        .evaluate("console.error('probe error'); setTimeout(() => { throw new Error('probe exception'); }); true")
+        .unwrap();
+    browser
+        .wait_for(
+            "new Promise(r => setTimeout(() => r(true), 10))",
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    let probes = browser.take_errors().join("\n");
+    assert!(
+        probes.contains("probe error") && probes.contains("probe exception"),
+        "the browser's errors are not recorded: {probes:?}"
+    );
     let base = format!("https://localhost:{}", r.status.rsplit(':').next().unwrap());
     browser.navigate(&format!("{base}/login")).unwrap();
     browser

@@ -27,3 +27,18 @@ else
   echo "prometheus: not found and no apt-get; install prometheus and promtool (2.x) by hand" >&2
   exit 1
 fi
+# Chromium (Debian's package): the status page's test drives it headless
+# over the DevTools protocol.
+if command -v chromium >/dev/null 2>&1; then
+  echo "chromium: present"
+elif command -v apt-get >/dev/null 2>&1; then
+  echo "chromium: installing Debian's package"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y --no-install-recommends chromium >/dev/null \
+    || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y --no-install-recommends chromium >/dev/null; }
+else
+  echo "chromium: not found and no apt-get; install chromium by hand" >&2
+  exit 1
+fi

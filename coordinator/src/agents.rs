@@ -16,6 +16,7 @@ use mo_br_security::Security;
 use tonic::transport::Channel;
 
 use crate::catalog::AgentRecord;
+use crate::status::RateMeter;
 use crate::{Error, Result};
 
 /// gRPC message size limit for agent calls: shards carry up to
@@ -37,6 +38,9 @@ pub struct AgentRef {
     pub matrixone: String,
     /// The node's launch config it serves, if any.
     pub launch_config: String,
+    /// Bytes it copied for this replica's jobs (the status page's
+    /// throughput); kept across re-registrations.
+    pub meter: Arc<RateMeter>,
 }
 
 /// Which agents may take a shard.
@@ -101,6 +105,7 @@ impl Agents {
                         reaches_shared: true,
                         matrixone: String::new(),
                         launch_config: String::new(),
+                        meter: Arc::default(),
                     },
                     address: String::new(),
                     lease_until: None,
@@ -157,6 +162,10 @@ impl Agents {
             .map_err(|e| Error::InvalidArgument(format!("agent address {}: {e}", record.address)))?
             .connect_timeout(Duration::from_secs(2));
         let channel = self.security.connect_lazy(endpoint);
+        let meter = map
+            .get(&record.id)
+            .map(|k| k.agent.meter.clone())
+            .unwrap_or_default();
         map.insert(
             record.id.clone(),
             Known {
@@ -169,6 +178,7 @@ impl Agents {
                     reaches_shared: record.reaches_shared,
                     matrixone: record.matrixone.clone(),
                     launch_config: record.launch_config.clone(),
+                    meter,
                 },
                 address: record.address.clone(),
                 lease_until: until,
@@ -179,6 +189,16 @@ impl Agents {
 
     fn alive(k: &Known, now: Instant) -> bool {
         k.lease_until.is_none_or(|t| t > now)
+    }
+
+    /// Every agent this replica knows, with its address and whether its
+    /// lease holds (for the status page).
+    pub fn known(&self) -> Vec<(AgentRef, String, bool)> {
+        let now = Instant::now();
+        let map = self.inner.lock().expect("agents lock");
+        map.values()
+            .map(|k| (k.agent.clone(), k.address.clone(), Self::alive(k, now)))
+            .collect()
     }
 
     pub fn live(&self) -> Vec<AgentRef> {

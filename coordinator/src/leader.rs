@@ -223,10 +223,15 @@ pub(crate) fn adopt(
         let id = id.to_string();
         async move {
             let _guard = guard;
-            // Nobody watches an adopted job's events; `Attach` reads progress
-            // from the replicated state instead.
+            // No client watches an adopted job's events (`Attach` reads
+            // progress from the replicated state); the status page does.
+            let live = c.live.start(metrics::JobKind::Backup.as_str(), None);
             let (tx, mut rx) = mpsc::channel(64);
-            let drain = async move { while rx.recv().await.is_some() {} };
+            let drain = async move {
+                while let Some(event) = rx.recv().await {
+                    live.observe(&event);
+                }
+            };
             let drive = async {
                 // Empty source keys: the agent reads an S3 SHARED with the
                 // TN config's or its environment's keys.

@@ -14,6 +14,7 @@
 //! - [`service`]: the gRPC services: the CLI's (followers forward to the
 //!   leader) and the agents' registry.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`status`]: the read-only status page (`--status_listen`).
 //! - [`matrixone`]: the SQL connection to MatrixOne (snapshots, online
 //!   backup); [`online`]: holding MatrixOne's GC during an online backup.
 //!
@@ -29,6 +30,7 @@ pub mod metrics;
 pub mod online;
 mod scheduler;
 pub mod service;
+pub mod status;
 
 mod error;
 
@@ -82,6 +84,8 @@ pub struct Coordinator {
     pub(crate) passwords: online::Passwords,
     /// How this replica serves and calls the leader, peers and agents.
     pub(crate) security: Security,
+    /// The jobs running here and their progress, for the status page.
+    pub(crate) live: status::LiveJobs,
 }
 
 /// A replica of a coordinator cluster.
@@ -114,6 +118,7 @@ impl Coordinator {
             supervisor: Supervisor::default(),
             passwords: online::Passwords::default(),
             security,
+            live: status::LiveJobs::default(),
         }
     }
 

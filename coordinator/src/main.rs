@@ -65,6 +65,12 @@ struct Args {
     /// TLS. Off by default; the main port serves health too.
     #[arg(long = "health_listen", env = "MO_BR_COORDINATOR_HEALTH_LISTEN")]
     health_listen: Option<String>,
+    /// Serve the read-only status page (running jobs, catalog chains,
+    /// agents, raft role) on this address (host:port), with the same TLS
+    /// and tokens as `--listen`: open https://host:port/ and log in with
+    /// the reader or operator token. Off by default.
+    #[arg(long = "status_listen", env = "MO_BR_COORDINATOR_STATUS_LISTEN")]
+    status_listen: Option<String>,
     /// error, warn, info, debug, trace (debug and trace for mo-br's own
     /// code), or a filter such as `debug,h2=debug,raft=debug`.
     #[arg(long = "log_level", default_value = "info")]
@@ -214,6 +220,37 @@ async fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
+    let status = match &args.status_listen {
+        Some(a) => {
+            let l = tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on --status_listen {a}"))?;
+            let status_addr = l.local_addr()?;
+            // The page shows the catalog: off loopback it needs TLS and
+            // auth like the gRPC port (or --insecure).
+            if let Some(w) = mo_br_security::policy::check_listen(
+                status_addr,
+                security.server_tls().is_some(),
+                !security.authenticator().is_allow_all(),
+                args.tls.insecure,
+            )? {
+                tracing::warn!("--status_listen: {w}");
+            }
+            let scheme = if security.server_tls().is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            println!("mo-br-coordinator status page on {scheme}://{status_addr}/");
+            let stop = shutdown.clone();
+            Some(tokio::spawn(mo_br_coordinator::status::serve(
+                coordinator.clone(),
+                l,
+                async move { stop.cancelled().await },
+            )))
+        }
+        None => None,
+    };
     let served = coordinator
         .clone()
         .serve(listener, async {
@@ -224,6 +261,9 @@ async fn main() -> anyhow::Result<()> {
     shutdown.cancel();
     if let Some(h) = health {
         h.await??;
+    }
+    if let Some(s) = status {
+        s.await??;
     }
     // Jobs, adopted backups and the leader's duties stop where they stand
     // (the catalog keeps what is left for the next leader); raft's storage

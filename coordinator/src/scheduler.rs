@@ -266,6 +266,7 @@ fn start(c: &Coordinator, mine: &Mine, s: &Schedule, slot: i64, id: String, base
             // Unmarked last, once the run's end is on record (or this task
             // is dropped on shutdown).
             let _mark = Unmark(mine, id.clone());
+            let live = c.live.start(JobKind::Backup.as_str(), Some(label.clone()));
             let mut job = metrics::job_started(JobKind::Backup, Some(label));
             job.schedule = name.clone();
             job.id = id.clone();
@@ -283,6 +284,7 @@ fn start(c: &Coordinator, mine: &Mine, s: &Schedule, slot: i64, id: String, base
             let watch = async {
                 let (mut bytes, mut files) = (0, 0);
                 while let Some(event) = rx.recv().await {
+                    live.observe(&event);
                     if let Some(job_event::Event::Progress(p)) = event.ok().and_then(|e| e.event) {
                         bytes = bytes.max(p.bytes);
                         files = files.max(p.files);

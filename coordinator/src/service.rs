@@ -163,6 +163,7 @@ where
     let task = {
         let c = c.clone();
         async move {
+            let live = c.live.start(kind.as_str(), target.clone());
             let mut running = metrics::job_started(kind, target);
             let (inner, mut events) = mpsc::channel(256);
             let work = job(c, inner);
@@ -171,7 +172,7 @@ where
                 tokio::select! {
                     result = &mut work => break result,
                     Some(event) = events.recv() => {
-                        observe(&mut running, &event);
+                        observe(&mut running, &live, &event);
                         let _ = tx.send(event).await;
                     }
                     // The client went away: the job sees its events closed,
@@ -180,7 +181,7 @@ where
                 }
             };
             while let Ok(event) = events.try_recv() {
-                observe(&mut running, &event);
+                observe(&mut running, &live, &event);
                 let _ = tx.send(event).await;
             }
             match result {
@@ -197,8 +198,14 @@ where
     Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
 }
 
-/// What a job's event tells its metrics: its id, and how much it did.
-fn observe(job: &mut metrics::JobGuard, event: &Result<JobEvent, Status>) {
+/// What a job's event tells its metrics and the status page: its id, and
+/// how much it did.
+fn observe(
+    job: &mut metrics::JobGuard,
+    live: &crate::status::LiveGuard,
+    event: &Result<JobEvent, Status>,
+) {
+    live.observe(event);
     match event.as_ref().ok().and_then(|e| e.event.as_ref()) {
         Some(job_event::Event::Started(s)) => {
             job.id = s.job_id.clone();

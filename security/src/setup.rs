@@ -140,6 +140,12 @@ impl Security {
         self.server.is_some() || self.client.is_some()
     }
 
+    /// Who the server lets in, for servers other than gRPC (the
+    /// coordinator's status page).
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.auth
+    }
+
     pub fn server_tls(&self) -> Option<&ServerTls> {
         self.server.as_ref()
     }

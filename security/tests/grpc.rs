@@ -336,6 +336,7 @@ async fn a_silent_client_blocks_no_one_and_is_dropped_after_the_timeout() {
     let options = IncomingOptions {
         handshake_timeout: Duration::from_millis(300),
         max_handshakes: 4,
+        ..Default::default()
     };
     let (_reporter, health) = tonic_health::server::health_reporter();
     let shutdown = tokio_util::sync::CancellationToken::new();

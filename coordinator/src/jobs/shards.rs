@@ -727,6 +727,7 @@ async fn stream_shard(
         let ev = ev.map_err(|s| Interrupted::Lost(s.message().to_string()))?;
         match ev.event {
             Some(shard_event::Event::Bytes(n)) => {
+                agent.meter.add(n);
                 let _ = tx.send(Msg::Bytes(n)).await;
             }
             Some(shard_event::Event::Done(d)) if d.epoch == epoch => {

@@ -15,6 +15,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tonic::transport::server::Connected;
@@ -38,6 +40,9 @@ pub struct IncomingOptions {
     /// Handshakes in progress at once; past that, new connections wait in
     /// the kernel's accept queue.
     pub max_handshakes: usize,
+    /// Offer HTTP/1.1 besides h2 (ALPN): for a web page, which browsers and
+    /// plain HTTP clients may fetch over either. gRPC needs h2 only.
+    pub http1: bool,
 }
 
 impl Default for IncomingOptions {
@@ -45,6 +50,7 @@ impl Default for IncomingOptions {
         IncomingOptions {
             handshake_timeout: Duration::from_secs(10),
             max_handshakes: 128,
+            http1: false,
         }
     }
 }
@@ -186,7 +192,7 @@ async fn accept_loop(
             Some(_) = handshakes.join_next(), if !handshakes.is_empty() => {}
             accepted = listener.accept(), if may_accept => match accepted {
                 Ok((tcp, remote_addr)) => {
-                    let acceptor = TlsAcceptor::from(tls.current());
+                    let acceptor = TlsAcceptor::from(config(&tls, options.http1));
                     let tx = tx.clone();
                     handshakes.spawn(async move {
                         let info = ConnectInfo { remote_addr, local_addr, peer: None };
@@ -211,6 +217,18 @@ async fn accept_loop(
             }
         }
     }
+}
+
+/// The config a new connection gets: the current one, with HTTP/1.1 added
+/// to its protocols when asked.
+fn config(tls: &ServerTls, http1: bool) -> Arc<ServerConfig> {
+    let current = tls.current();
+    if !http1 {
+        return current;
+    }
+    let mut config = (*current).clone();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(config)
 }
 
 fn is_per_connection(e: &io::Error) -> bool {

@@ -133,7 +133,10 @@ mod tests {
             ("ak2", "sk2")
         );
         assert!(s3.is_minio);
-        assert_eq!((r.access_key_id.as_str(), r.secret_access_key.as_str()), ("ak1", "sk1"));
+        assert_eq!(
+            (r.access_key_id.as_str(), r.secret_access_key.as_str()),
+            ("ak1", "sk1")
+        );
         assert!(r.dry_run);
     }
 
@@ -149,15 +152,26 @@ mod tests {
             "--to_dir filesystem needs --to_path (the directory to use)"
         );
         assert_eq!(
-            build(&["b1", "--to_dir", "filesystem", "--to_path", "/p", "--to_bucket", "b"])
-                .unwrap_err()
-                .0,
+            build(&[
+                "b1",
+                "--to_dir",
+                "filesystem",
+                "--to_path",
+                "/p",
+                "--to_bucket",
+                "b"
+            ])
+            .unwrap_err()
+            .0,
             "--to_bucket is for --to_dir s3"
         );
         assert_eq!(
             build(&["b1", "--to_dir", "nfs"]).unwrap_err().0,
             "unknown --to_dir \"nfs\": use s3 or filesystem"
         );
-        assert!(build(&[" ", "--to_dir", "s3"]).unwrap_err().0.contains("ID"));
+        assert!(build(&[" ", "--to_dir", "s3"])
+            .unwrap_err()
+            .0
+            .contains("ID"));
     }
 }

@@ -15,11 +15,11 @@
 mod args;
 mod backup;
 mod check;
-mod copy;
 mod completion;
 mod compression;
 mod config;
 mod connect;
+mod copy;
 mod delete;
 mod error;
 mod expire;

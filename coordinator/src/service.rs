@@ -17,9 +17,9 @@ use mo_br_proto::coordinator::coordinator_server::Coordinator as CoordinatorApi;
 use mo_br_proto::coordinator::registry_server::Registry;
 use mo_br_proto::coordinator::{
     job_event, AgentHeartbeat, AgentRegistration, AttachRequest, BackupRequest, CheckRequest,
-    CopyRequest, DeleteRequest, ExpireRequest, Finished, InspectReply, InspectRequest, JobEvent, ListRequest,
-    PitrRequest, Progress, RebuildRequest, RegistryReply, RestoreRequest, ScheduleListRequest,
-    ScheduleRequest, SnapshotRequest, Started,
+    CopyRequest, DeleteRequest, ExpireRequest, Finished, InspectReply, InspectRequest, JobEvent,
+    ListRequest, PitrRequest, Progress, RebuildRequest, RegistryReply, RestoreRequest,
+    ScheduleListRequest, ScheduleRequest, SnapshotRequest, Started,
 };
 use mo_br_security::auth::MethodPolicy;
 use mo_br_security::{Caller, Permission};

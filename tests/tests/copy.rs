@@ -112,7 +112,10 @@ fn same_stored_bytes(original: &Path, replica: &Path, checkpoints: bool) -> usiz
         let Some(name) = rel.strip_prefix("tae/") else {
             continue;
         };
-        if name.starts_with("tae_") || name.ends_with(".sha256") || (name.contains('/') && !checkpoints) {
+        if name.starts_with("tae_")
+            || name.ends_with(".sha256")
+            || (name.contains('/') && !checkpoints)
+        {
             continue;
         }
         let copy = theirs
@@ -134,7 +137,11 @@ fn a_chain_is_copied_to_s3_and_back_and_stands_alone() {
     let mobr = &scene.mobr;
     let sample = scene.sample("node", 41, 2 * MIB, Backend::DiskV2);
     sample.drop_long_paths(150);
-    std::fs::write(sample.shared_dir().join(TEXT), compressible(2 * MIB as usize)).unwrap();
+    std::fs::write(
+        sample.shared_dir().join(TEXT),
+        compressible(2 * MIB as usize),
+    )
+    .unwrap();
 
     let b1 = scene.path("backups/b1");
     let full = backup(
@@ -190,17 +197,25 @@ fn a_chain_is_copied_to_s3_and_back_and_stands_alone() {
 
     // S3 -> filesystem: a replica of the replica.
     let dr2 = scene.path("dr/i1");
-    let fs_replica = replica_id(&mobr.run(&with(to_fs(&s3_replica, &dr2), &[
-        "--backup_access_key_id",
-        server.access_key(),
-        "--backup_secret_access_key",
-        server.secret_key(),
-    ])));
-    assert_eq!(record(&scene, &fs_replica)["replica_of"], s3_replica.as_str());
+    let fs_replica = replica_id(&mobr.run(&with(
+        to_fs(&s3_replica, &dr2),
+        &[
+            "--backup_access_key_id",
+            server.access_key(),
+            "--backup_secret_access_key",
+            server.secret_key(),
+        ],
+    )));
+    assert_eq!(
+        record(&scene, &fs_replica)["replica_of"],
+        s3_replica.as_str()
+    );
 
     // The original chain goes; the replicas stand alone.
-    mobr.run(&["delete", &inc]).assert_ok("delete the original incremental");
-    mobr.run(&["delete", &full]).assert_ok("delete the original full");
+    mobr.run(&["delete", &inc])
+        .assert_ok("delete the original incremental");
+    mobr.run(&["delete", &full])
+        .assert_ok("delete the original full");
     assert!(!b1.join("backup_meta").exists() && !i1.join("backup_meta").exists());
     mobr.run(&["check", &fs_replica])
         .assert_ok("check of the filesystem replica");
@@ -209,12 +224,15 @@ fn a_chain_is_copied_to_s3_and_back_and_stands_alone() {
         .assert_ok("restore of the filesystem replica");
     assert_restored(sample.root(), &r);
     let r = scene.path("restores/from-s3-replica");
-    mobr.run(&with(restore_by_id_args(&s3_replica, &r), &[
-        "--backup_access_key_id",
-        server.access_key(),
-        "--backup_secret_access_key",
-        server.secret_key(),
-    ]))
+    mobr.run(&with(
+        restore_by_id_args(&s3_replica, &r),
+        &[
+            "--backup_access_key_id",
+            server.access_key(),
+            "--backup_secret_access_key",
+            server.secret_key(),
+        ],
+    ))
     .assert_ok("restore of the S3 replica");
     assert_restored(sample.root(), &r);
 
@@ -229,7 +247,10 @@ fn a_chain_is_copied_to_s3_and_back_and_stands_alone() {
         &scene.path("dr").display().to_string(),
     ])
     .assert_ok("catalog rebuild of the destination");
-    assert_eq!(record(&scene, &fs_replica)["replica_of"], s3_replica.as_str());
+    assert_eq!(
+        record(&scene, &fs_replica)["replica_of"],
+        s3_replica.as_str()
+    );
     let r = scene.path("restores/after-rebuild");
     mobr.run(&restore_by_id_args(&fs_replica, &r))
         .assert_ok("restore of the rebuilt replica");
@@ -249,7 +270,8 @@ fn a_chain_is_copied_to_s3_and_back_and_stands_alone() {
         "--backup_is_minio",
     ]);
     rebuild.extend(keys(&server));
-    mobr.run(&rebuild).assert_ok("catalog rebuild of the S3 destination");
+    mobr.run(&rebuild)
+        .assert_ok("catalog rebuild of the S3 destination");
     assert_eq!(record(&scene, &s3_replica)["replica_of"], inc.as_str());
     // Copying it there again finds it done.
     let mut again = to_fs(&s3_replica, &dr2);
@@ -283,7 +305,10 @@ fn a_damaged_source_fails_the_copy_by_name_and_nothing_looks_complete() {
         format!("{}{}", out.stdout, out.stderr).contains(&name),
         "the copy does not name {name}\n{out}"
     );
-    assert!(!to.join("backup_meta").exists(), "a failed copy looks complete");
+    assert!(
+        !to.join("backup_meta").exists(),
+        "a failed copy looks complete"
+    );
     assert!(
         mobr.list_json().iter().all(|b| b["replica_of"].is_null()),
         "a failed copy is on record"
@@ -327,7 +352,10 @@ fn an_interrupted_copy_run_again_keeps_what_landed() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(!to.join("backup_meta").exists(), "a killed copy looks complete");
+    assert!(
+        !to.join("backup_meta").exists(),
+        "a killed copy looks complete"
+    );
     assert!(mobr.list_json().iter().all(|b| b["replica_of"].is_null()));
 
     let landed: Vec<(String, u64, i64)> = objects(&to)
@@ -345,16 +373,32 @@ fn an_interrupted_copy_run_again_keeps_what_landed() {
     let kept: usize = out
         .stdout
         .lines()
-        .find_map(|l| l.trim().strip_prefix("kept ")?.split(' ').next()?.parse().ok())
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("kept ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
         .unwrap_or_else(|| panic!("the copy run again kept nothing\n{out}"));
-    assert!(kept >= landed.len(), "kept {kept} of {} landed\n{out}", landed.len());
+    assert!(
+        kept >= landed.len(),
+        "kept {kept} of {} landed\n{out}",
+        landed.len()
+    );
     for (f, ino, mtime) in &landed {
         let m = std::fs::metadata(to.join(f)).unwrap();
-        assert_eq!((m.ino(), m.mtime_nsec()), (*ino, *mtime), "{f} was written again");
+        assert_eq!(
+            (m.ino(), m.mtime_nsec()),
+            (*ino, *mtime),
+            "{f} was written again"
+        );
     }
     assert!(temp_files(&to).is_empty(), "{:?}", temp_files(&to));
     assert_eq!(objects(&to).len(), total);
-    mobr.run(&["check", &replica]).assert_ok("check of the resumed replica");
+    mobr.run(&["check", &replica])
+        .assert_ok("check of the resumed replica");
     let r: PathBuf = scene.path("restores/r");
     mobr.run(&restore_by_id_args(&replica, &r))
         .assert_ok("restore of the resumed replica");

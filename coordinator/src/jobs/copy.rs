@@ -50,7 +50,11 @@ pub async fn run(c: &Coordinator, req: CopyRequest, events: &Events) -> Result<(
     })?;
     let (to, to_creds) = wire.to_location().map_err(Error::InvalidArgument)?;
     let holders = std::iter::once((meta.id.clone(), source.location.clone()))
-        .chain(meta.chain.iter().map(|l| (l.id.clone(), l.location.clone())))
+        .chain(
+            meta.chain
+                .iter()
+                .map(|l| (l.id.clone(), l.location.clone())),
+        )
         .collect::<Vec<_>>();
     for (holder, at) in &holders {
         if overlaps(&to, at) {
@@ -81,7 +85,7 @@ pub async fn run(c: &Coordinator, req: CopyRequest, events: &Events) -> Result<(
     let target = mo_br_storage::open_with(&to, &to_creds, &super::open_options(0)).await?;
     target.probe().await?;
     match destination(target.as_ref(), &id).await? {
-        Destination::Replica(done) => return record(c, done, to, begun, events, true).await,
+        Destination::Replica(done) => return record(c, *done, to, begun, events, true).await,
         Destination::Fresh => {
             target
                 .put_bytes(COPY_MARKER, Bytes::from(id.clone()))
@@ -90,7 +94,9 @@ pub async fn run(c: &Coordinator, req: CopyRequest, events: &Events) -> Result<(
         Destination::Resuming => {
             line(
                 events,
-                format!("resuming the copy of {id} at {to}: files already there are verified and kept"),
+                format!(
+                    "resuming the copy of {id} at {to}: files already there are verified and kept"
+                ),
             )
             .await;
         }
@@ -110,7 +116,12 @@ pub async fn run(c: &Coordinator, req: CopyRequest, events: &Events) -> Result<(
 
     let sources = holders
         .iter()
-        .map(|(holder, at)| (holder.clone(), WireStorage::from_location(at, &source.creds)))
+        .map(|(holder, at)| {
+            (
+                holder.clone(),
+                WireStorage::from_location(at, &source.creds),
+            )
+        })
         .collect();
     let tasks = copy_tasks(source.storage.as_ref(), meta)
         .map(|r| r.and_then(|f| task(meta, f)))
@@ -173,13 +184,13 @@ enum Destination {
     /// An unfinished copy of the same backup.
     Resuming,
     /// A finished copy of the same backup.
-    Replica(BackupMeta),
+    Replica(Box<BackupMeta>),
 }
 
 async fn destination(target: &dyn Storage, id: &str) -> Result<Destination> {
     match read_manifest(target).await {
         Ok(there) if there.replica_of.as_deref() == Some(id) => {
-            return Ok(Destination::Replica(there))
+            return Ok(Destination::Replica(Box::new(there)))
         }
         Ok(there) => {
             return Err(Error::FailedPrecondition(format!(
@@ -194,10 +205,10 @@ async fn destination(target: &dyn Storage, id: &str) -> Result<Destination> {
         Ok(marker) if marker.as_ref() == id.as_bytes() => return Ok(Destination::Resuming),
         Ok(marker) => {
             return Err(Error::FailedPrecondition(format!(
-                "{} holds an unfinished copy of backup {}: finish that copy, or copy to another place",
-                target.describe(),
-                String::from_utf8_lossy(&marker)
-            )))
+            "{} holds an unfinished copy of backup {}: finish that copy, or copy to another place",
+            target.describe(),
+            String::from_utf8_lossy(&marker)
+        )))
         }
         Err(mo_br_storage::Error::NotFound(_)) => {}
         Err(e) => return Err(e.into()),
@@ -223,7 +234,10 @@ async fn record(
     earlier: bool,
 ) -> Result<()> {
     let mut rec = super::rebuild::record(&replica, to);
-    let (source_id, replica_id) = (replica.replica_of.clone().unwrap_or_default(), rec.id.clone());
+    let (source_id, replica_id) = (
+        replica.replica_of.clone().unwrap_or_default(),
+        rec.id.clone(),
+    );
     if !earlier {
         rec.duration_secs = begun.elapsed().as_secs_f64();
     }
@@ -398,9 +412,8 @@ fn overlaps(a: &Location, b: &Location) -> bool {
             a.starts_with(b) || b.starts_with(a)
         }
         (Location::S3(a), Location::S3(b)) => {
-            let under = |x: &str, y: &str| {
-                y.is_empty() || x == y || x.starts_with(&format!("{y}/"))
-            };
+            let under =
+                |x: &str, y: &str| y.is_empty() || x == y || x.starts_with(&format!("{y}/"));
             a.endpoint == b.endpoint
                 && a.bucket == b.bucket
                 && (under(&a.prefix, &b.prefix) || under(&b.prefix, &a.prefix))

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use mo_br_sample::Backend;
 use mo_br_tests::fixtures::{backup, restore_by_id_args, strings, Scene, MIB};
-use mo_br_tests::procs::{bin, Output};
+use mo_br_tests::procs::{bin, Cluster, MoBr, Output};
 use mo_br_tests::s3server::S3Server;
 use mo_br_tests::trees::{assert_restored, files_under, finished_files, temp_files};
 
@@ -91,10 +91,8 @@ fn replica_id(out: &Output) -> String {
 
 /// `list --json`'s record of `id`.
 #[track_caller]
-fn record(scene: &Scene, id: &str) -> serde_json::Value {
-    scene
-        .mobr
-        .list_json()
+fn record(mobr: &MoBr, id: &str) -> serde_json::Value {
+    mobr.list_json()
         .into_iter()
         .find(|b| b["id"] == id)
         .unwrap_or_else(|| panic!("{id} is not listed"))
@@ -128,6 +126,30 @@ fn same_stored_bytes(original: &Path, replica: &Path, checkpoints: bool) -> usiz
         compared += 1;
     }
     compared
+}
+
+/// The SHARED objects and checkpoints whose write finished under `dir`.
+fn objects(dir: &Path) -> Vec<String> {
+    finished_files(dir)
+        .into_iter()
+        .filter(|f| f.starts_with("tae/") && !f.starts_with("tae/tae_"))
+        .collect()
+}
+
+/// How many files a copy said it kept ("kept N files ...").
+#[track_caller]
+fn kept(out: &Output) -> usize {
+    out.stdout
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("kept ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("the copy kept nothing\n{out}"))
 }
 
 #[test]
@@ -180,7 +202,7 @@ fn a_chain_is_copied_to_s3_and_back_and_stands_alone() {
     );
     assert!(!s3_root.join("copy_of").exists(), "the copy marker stayed");
 
-    let rec = record(&scene, &s3_replica);
+    let rec = record(mobr, &s3_replica);
     assert_eq!(rec["replica_of"], inc.as_str(), "{rec}");
     assert_eq!(rec["state"], "complete", "{rec}");
     assert_eq!(rec["backup_dir"], "s3", "{rec}");
@@ -206,10 +228,7 @@ fn a_chain_is_copied_to_s3_and_back_and_stands_alone() {
             server.secret_key(),
         ],
     )));
-    assert_eq!(
-        record(&scene, &fs_replica)["replica_of"],
-        s3_replica.as_str()
-    );
+    assert_eq!(record(mobr, &fs_replica)["replica_of"], s3_replica.as_str());
 
     // The original chain goes; the replicas stand alone.
     mobr.run(&["delete", &inc])
@@ -247,10 +266,7 @@ fn a_chain_is_copied_to_s3_and_back_and_stands_alone() {
         &scene.path("dr").display().to_string(),
     ])
     .assert_ok("catalog rebuild of the destination");
-    assert_eq!(
-        record(&scene, &fs_replica)["replica_of"],
-        s3_replica.as_str()
-    );
+    assert_eq!(record(mobr, &fs_replica)["replica_of"], s3_replica.as_str());
     let r = scene.path("restores/after-rebuild");
     mobr.run(&restore_by_id_args(&fs_replica, &r))
         .assert_ok("restore of the rebuilt replica");
@@ -272,7 +288,7 @@ fn a_chain_is_copied_to_s3_and_back_and_stands_alone() {
     rebuild.extend(keys(&server));
     mobr.run(&rebuild)
         .assert_ok("catalog rebuild of the S3 destination");
-    assert_eq!(record(&scene, &s3_replica)["replica_of"], inc.as_str());
+    assert_eq!(record(mobr, &s3_replica)["replica_of"], inc.as_str());
     // Copying it there again finds it done.
     let mut again = to_fs(&s3_replica, &dr2);
     again.extend(keys(&server));
@@ -335,12 +351,6 @@ fn an_interrupted_copy_run_again_keeps_what_landed() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start mo_br copy");
-    let objects = |dir: &Path| -> Vec<String> {
-        finished_files(dir)
-            .into_iter()
-            .filter(|f| f.starts_with("tae/") && !f.starts_with("tae/tae_"))
-            .collect()
-    };
     let deadline = Instant::now() + Duration::from_secs(60);
     while objects(&to).len() < 3 {
         assert!(Instant::now() < deadline, "no files landed");
@@ -370,18 +380,7 @@ fn an_interrupted_copy_run_again_keeps_what_landed() {
 
     let out = mobr.run(&to_fs(&id, &to));
     let replica = replica_id(&out);
-    let kept: usize = out
-        .stdout
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("kept ")?
-                .split(' ')
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("the copy run again kept nothing\n{out}"));
+    let kept = kept(&out);
     assert!(
         kept >= landed.len(),
         "kept {kept} of {} landed\n{out}",
@@ -403,6 +402,58 @@ fn an_interrupted_copy_run_again_keeps_what_landed() {
     mobr.run(&restore_by_id_args(&replica, &r))
         .assert_ok("restore of the resumed replica");
     assert_restored(sample.root(), &r);
+}
+
+/// Through a coordinator daemon and an agent daemon (throttled, so the copy
+/// can be caught midway): a copy whose CLI is killed stops, and run again
+/// keeps what landed.
+#[test]
+fn a_copy_through_the_daemons_resumes_after_its_cli_is_killed() {
+    let scene = Scene::new("copy-remote");
+    let sample = scene.sample("node", 45, 4 * MIB, Backend::DiskV2);
+    let cluster = Cluster::start_with_agent_args(
+        Some(sample.data_dir()),
+        &["--max_bytes_per_sec", "4000000", "--parallelism", "2"],
+    )
+    .expect("start a coordinator and an agent");
+    let mobr = MoBr::remote(&scene.path("cwd"), cluster.coordinator_addr());
+    let b1 = scene.path("backups/b1");
+    let id = backup(&mobr, &sample.fs_backup_args(&b1));
+    let to = scene.path("dr/b1");
+
+    std::fs::create_dir_all(&mobr.cwd).unwrap();
+    let mut child = Command::new(bin("mo_br"))
+        .current_dir(&mobr.cwd)
+        .env_remove("MO_BR_COORDINATOR")
+        .args(["--coordinator", cluster.coordinator_addr()])
+        .args(to_fs(&id, &to))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start mo_br copy");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while objects(&to).len() < 2 {
+        assert!(Instant::now() < deadline, "no files landed");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the copy ended before it could be interrupted"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !to.join("backup_meta").exists(),
+        "a cut copy looks complete"
+    );
+
+    let out = mobr.run(&to_fs(&id, &to));
+    let replica = replica_id(&out);
+    assert!(kept(&out) >= 2, "{out}");
+    assert_eq!(objects(&to).len(), objects(&b1).len());
+    assert_eq!(record(&mobr, &replica)["replica_of"], id.as_str());
+    mobr.run(&["check", &replica])
+        .assert_ok("check of the replica through the daemons");
 }
 
 #[test]

@@ -37,6 +37,10 @@ use crate::{Coordinator, Error, Result};
 /// and any other non-empty place is refused. Removed once `backup_meta` is.
 pub const COPY_MARKER: &str = "copy_of";
 
+/// How long a copy waits for another copy into the same place to stop:
+/// its shards are cancelled asynchronously (see `CANCEL_GRACE`).
+const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub async fn run(c: &Coordinator, req: CopyRequest, events: &Events) -> Result<()> {
     let begun = Instant::now();
     let id = req.id.trim().to_string();
@@ -82,6 +86,22 @@ pub async fn run(c: &Coordinator, req: CopyRequest, events: &Events) -> Result<(
         return Ok(());
     }
 
+    // One copy into a place at a time: two would both commit, each with a
+    // replica ID of its own, over each other. One whose client just went
+    // away (run again at once after a Ctrl-C) is given a moment to stop.
+    let claim = format!("copy to {to}");
+    let stop_by = Instant::now() + CLAIM_WAIT;
+    let _driving = loop {
+        if let Some(guard) = c.supervisor.try_claim(&claim) {
+            break guard;
+        }
+        if Instant::now() > stop_by {
+            return Err(Error::FailedPrecondition(format!(
+                "a copy to {to} is running already"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     let target = mo_br_storage::open_with(&to, &to_creds, &super::open_options(0)).await?;
     target.probe().await?;
     match destination(target.as_ref(), &id).await? {
@@ -141,7 +161,9 @@ pub async fn run(c: &Coordinator, req: CopyRequest, events: &Events) -> Result<(
             term: c.catalog.leadership().term,
             parallelism: req.parallelism,
             fail_fast: true,
-            stop_without_client: false,
+            // Nothing is on record while it copies: a copy whose client
+            // went away stops, and the same command run again resumes it.
+            stop_without_client: true,
             report_problems: true,
             base: (0, 0),
             retry_window_ms: 0,

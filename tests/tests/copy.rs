@@ -295,6 +295,17 @@ fn a_chain_is_copied_to_s3_and_back_and_stands_alone() {
     let again = mobr.run(&again);
     again.assert_ok("copy to where it was copied already");
     assert!(again.stdout.contains("already"), "{again}");
+
+    // A replica is deleted like any backup, the other one left whole.
+    mobr.run(&["delete", &fs_replica])
+        .assert_ok("delete of a replica");
+    assert!(!dr2.join("backup_meta").exists());
+    assert!(mobr
+        .list_json()
+        .iter()
+        .all(|b| b["id"] != fs_replica.as_str()));
+    mobr.run(&check)
+        .assert_ok("check of the S3 replica after the other went");
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mo_br_sample::Backend;
-use mo_br_tests::fixtures::{backup, restore_by_id_args, strings, Scene, MIB};
+use mo_br_tests::fixtures::{backup, restore_by_id_args, s3_target_args, strings, Scene, MIB};
 use mo_br_tests::procs::{bin, Cluster, MoBr, Output};
 use mo_br_tests::s3server::S3Server;
 use mo_br_tests::trees::{assert_restored, files_under, finished_files, temp_files};
@@ -306,6 +306,62 @@ fn a_chain_is_copied_to_s3_and_back_and_stands_alone() {
         .all(|b| b["id"] != fs_replica.as_str()));
     mobr.run(&check)
         .assert_ok("check of the S3 replica after the other went");
+}
+
+/// A chain stored on S3 (the full compressed, the incremental not) copied
+/// to a filesystem: the replica restores and checks with no key at all.
+#[test]
+fn a_chain_on_s3_is_copied_to_a_filesystem() {
+    let server = S3Server::start().expect("start s3s-fs");
+    let scene = Scene::new("copy-s3-chain");
+    let mobr = &scene.mobr;
+    let sample = scene.sample("node", 46, 2 * MIB, Backend::DiskV2);
+    sample.drop_long_paths(150);
+    std::fs::write(sample.shared_dir().join(TEXT), compressible(MIB as usize)).unwrap();
+    let to_bucket = |filepath: &str| {
+        let mut args = strings(&["backup"]);
+        args.extend(s3_target_args(&server, server.bucket(), filepath));
+        args.extend(sample.source_args());
+        args
+    };
+    let full = backup(mobr, &with(to_bucket("/c/b1"), &["--compression", "zstd"]));
+    sample.grow(1, 3);
+    sample.drop_long_paths(150);
+    let inc = backup(
+        mobr,
+        &with(
+            to_bucket("/c/i1"),
+            &["--backup_type", "incremental", "--base_id", &full],
+        ),
+    );
+
+    let to = scene.path("dr/i1");
+    let replica = replica_id(&mobr.run(&with(
+        to_fs(&inc, &to),
+        &[
+            "--backup_access_key_id",
+            server.access_key(),
+            "--backup_secret_access_key",
+            server.secret_key(),
+        ],
+    )));
+    let bucket = server.root().join(server.bucket());
+    assert!(same_stored_bytes(&bucket.join("c/b1"), &to, false) > 3);
+    assert!(same_stored_bytes(&bucket.join("c/i1"), &to, true) > 0);
+    let manifest = std::fs::read_to_string(to.join("backup_meta")).unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    assert_eq!(manifest["replica_of"], inc.as_str());
+    assert_eq!(manifest["backup_type"], "full");
+    assert!(manifest
+        .get("chain")
+        .is_none_or(|c| c.as_array().unwrap().is_empty()));
+
+    mobr.run(&["check", &replica])
+        .assert_ok("check of the replica");
+    let r = scene.path("restores/r");
+    mobr.run(&restore_by_id_args(&replica, &r))
+        .assert_ok("restore of the replica");
+    assert_restored(sample.root(), &r);
 }
 
 #[test]

@@ -25,6 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "mobr.coordinator.AttachRequest",
             "mobr.coordinator.RebuildRequest",
             "mobr.coordinator.ExpireRequest",
+            "mobr.coordinator.CopyRequest",
             "mobr.agent.InventoryRequest",
         ])
         .compile_protos(

@@ -417,7 +417,11 @@ impl Agent for AgentService {
         }
         let parallelism = self.parallelism(req.parallelism);
         Ok(start(
-            Op::Restore { sources, target },
+            Op::Restore {
+                sources,
+                target,
+                keep_verified: req.keep_verified,
+            },
             req.files,
             parallelism,
             req.epoch,

@@ -44,9 +44,12 @@ pub enum Op {
     },
     /// Read `src` from `sources[source_id]`, write `dst` to `target`,
     /// refusing bytes whose sha256 differs from the recorded one.
+    /// With `keep_verified`, a `dst` already holding the recorded size and
+    /// sha256 is kept as it is (a copy between backup locations resuming).
     Restore {
         sources: HashMap<String, Arc<dyn Storage>>,
         target: Arc<dyn Storage>,
+        keep_verified: bool,
     },
     /// Read `src` from `storage` and compare size and sha256.
     Verify { storage: Arc<dyn Storage> },
@@ -179,6 +182,7 @@ fn done_stored(
         sha256: hex::encode(sha256),
         epoch,
         stored,
+        kept: false,
     }))
 }
 
@@ -420,7 +424,11 @@ async fn one(
             )
             .await
         }
-        Op::Restore { sources, target } => {
+        Op::Restore {
+            sources,
+            target,
+            keep_verified,
+        } => {
             let Some(source) = sources.get(&task.source_id) else {
                 return problem(
                     index,
@@ -450,6 +458,15 @@ async fn one(
                     }
                 }
             };
+            if let (true, Some(want)) = (*keep_verified, expect) {
+                if already_there(target.as_ref(), &task, want).await {
+                    let mut ev = done(index, task.size, want, epoch);
+                    if let Some(shard_event::Event::Done(d)) = &mut ev.event {
+                        d.kept = true;
+                    }
+                    return ev;
+                }
+            }
             transfer(
                 source.as_ref(),
                 target.as_ref(),
@@ -582,6 +599,28 @@ async fn transfer(
     }
 }
 
+/// Whether `task.dst` already holds `task.size` bytes hashing to `want`.
+/// Read back rather than trusted by its size: a resumed copy must not keep
+/// a file a crash left damaged. Any error just means "copy it again".
+async fn already_there(target: &dyn Storage, task: &FileTask, want: [u8; 32]) -> bool {
+    match target.head(&task.dst).await {
+        Ok(Some(size)) if size == task.size => {}
+        _ => return false,
+    }
+    let Ok(mut body) = target.get(&task.dst).await else {
+        return false;
+    };
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = body.next().await {
+        let Ok(chunk) = chunk else { return false };
+        size += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+    metrics::bytes(OpLabel::Reread, size);
+    size == task.size && <[u8; 32]>::from(hasher.finalize()) == want
+}
+
 async fn verify(
     storage: &dyn Storage,
     index: u32,
@@ -710,5 +749,87 @@ mod tests {
         };
         assert_eq!(r.after(&mismatch, now), None);
         assert_eq!(r.problem(&mismatch).0, ProblemKind::Corrupt);
+    }
+
+    /// A resumed copy: a file already there with the recorded bytes is kept
+    /// as it is; one there with other bytes of the same size is written
+    /// again from the source.
+    #[tokio::test]
+    async fn keep_verified_keeps_only_files_that_read_back_right() {
+        let root = std::env::temp_dir().join(format!("mo-br-keep-{}", uuid_like()));
+        let (src, dst) = (root.join("src"), root.join("dst"));
+        for dir in [&src, &dst] {
+            std::fs::create_dir_all(dir.join("tae")).unwrap();
+        }
+        std::fs::write(src.join("tae/a"), b"alpha bytes").unwrap();
+        std::fs::write(src.join("tae/b"), b"bravo bytes").unwrap();
+        std::fs::write(dst.join("tae/a"), b"alpha bytes").unwrap();
+        std::fs::write(dst.join("tae/b"), b"bravo BYTES").unwrap();
+        let kept_inode =
+            std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(dst.join("tae/a")).unwrap());
+        let open = |p: &std::path::Path| {
+            let location = mo_br_storage::Location::Filesystem {
+                path: p.to_path_buf(),
+            };
+            async move {
+                Arc::<dyn Storage>::from(
+                    mo_br_storage::open(&location, &Default::default())
+                        .await
+                        .unwrap(),
+                )
+            }
+        };
+        let task = |name: &str, bytes: &[u8]| FileTask {
+            src: format!("tae/{name}"),
+            dst: format!("tae/{name}"),
+            size: bytes.len() as u64,
+            sha256: hex::encode(Sha256::digest(bytes)),
+            source_id: "s".into(),
+            ..Default::default()
+        };
+        let op = Op::Restore {
+            sources: HashMap::from([("s".to_string(), open(&src).await)]),
+            target: open(&dst).await,
+            keep_verified: true,
+        };
+        let (tx, mut rx) = mpsc::channel(16);
+        run(
+            op,
+            vec![task("a", b"alpha bytes"), task("b", b"bravo bytes")],
+            1,
+            1,
+            Duration::from_secs(1),
+            tx,
+        )
+        .await;
+        let mut kept = HashMap::new();
+        while let Some(Ok(ev)) = rx.recv().await {
+            match ev.event {
+                Some(shard_event::Event::Done(d)) => {
+                    kept.insert(d.index, d.kept);
+                }
+                Some(shard_event::Event::Problem(p)) => panic!("{p:?}"),
+                _ => {}
+            }
+        }
+        assert_eq!(kept, HashMap::from([(0, true), (1, false)]));
+        assert_eq!(std::fs::read(dst.join("tae/b")).unwrap(), b"bravo bytes");
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(dst.join("tae/a")).unwrap()),
+            kept_inode,
+            "a kept file was written again"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    fn uuid_like() -> String {
+        format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        )
     }
 }

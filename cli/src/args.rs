@@ -88,6 +88,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Remove the backups a retention policy does not keep (chain-aware)
     Expire(ExpireArgs),
+    /// Copy a backup (with what its chain holds) to another filesystem or bucket as a replica
+    Copy(CopyArgs),
     /// Recover the catalog from the backups in a filesystem root or bucket
     #[command(subcommand)]
     Catalog(CatalogCommand),
@@ -561,6 +563,74 @@ pub struct DeleteArgs {
     /// Print files, bytes, requests and (no time: deletes are not measured); change nothing
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(rename_all = "snake_case")]
+pub struct CopyArgs {
+    /// ID of the backup to copy
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// Print the files and bytes that would be copied; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Access key ID of the backup's s3 (and its chain's)
+    #[arg(long, value_name = "string")]
+    pub backup_access_key_id: Option<String>,
+    /// Secret access key of the backup's s3
+    #[arg(long, value_name = "string")]
+    pub backup_secret_access_key: Option<String>,
+    /// A file holding --backup_secret_access_key (keeps it out of `ps` and shell history)
+    #[arg(long, value_name = "path", conflicts_with = "backup_secret_access_key")]
+    pub backup_secret_access_key_file: Option<PathBuf>,
+    /// Type of the destination. s3 or filesystem
+    #[arg(long, value_name = "string")]
+    pub to_dir: Option<String>,
+    #[command(flatten)]
+    pub to_s3: ToS3Flags,
+    /// Local directory to copy to (empty, or an unfinished copy of the same backup)
+    #[arg(long, value_name = "string")]
+    pub to_path: Option<PathBuf>,
+    /// Specifies the location of the meta file (default "./mo_br.meta")
+    #[arg(long, value_name = "string")]
+    pub meta_path: Option<PathBuf>,
+    /// parallelism
+    #[arg(long, value_name = "int", value_parser = parallelism, allow_negative_numbers = true)]
+    pub parallelism: Option<u32>,
+}
+
+/// S3 flags of a copy's destination (`--to_*`).
+#[derive(Debug, Args, Default, Clone)]
+#[command(rename_all = "snake_case")]
+pub struct ToS3Flags {
+    /// URL of the destination s3
+    #[arg(long, value_name = "string")]
+    pub to_endpoint: Option<String>,
+    /// Access key ID of the destination s3
+    #[arg(long, value_name = "string")]
+    pub to_access_key_id: Option<String>,
+    /// Secret access key of the destination s3
+    #[arg(long, value_name = "string")]
+    pub to_secret_access_key: Option<String>,
+    /// A file holding --to_secret_access_key (keeps it out of `ps` and shell history)
+    #[arg(long, value_name = "path", conflicts_with = "to_secret_access_key")]
+    pub to_secret_access_key_file: Option<PathBuf>,
+    /// Destination bucket
+    #[arg(long, value_name = "string")]
+    pub to_bucket: Option<String>,
+    /// Relative file path in the destination bucket
+    #[arg(long, value_name = "string")]
+    pub to_filepath: Option<String>,
+    /// Region of the destination s3
+    #[arg(long, value_name = "string")]
+    pub to_region: Option<String>,
+    /// Resource name of the role for the destination s3
+    #[arg(long, value_name = "string")]
+    pub to_role_arn: Option<String>,
+    /// Specifies whether the destination s3 is a minio
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value_t = false)]
+    pub to_is_minio: bool,
 }
 
 #[derive(Debug, Args)]
@@ -1128,6 +1198,18 @@ impl Cli {
             Some(Command::Restore(a)) => {
                 a.backup_s3.read_secret_files()?;
                 a.restore_s3.read_secret_files()
+            }
+            Some(Command::Copy(a)) => {
+                read_secret(
+                    &mut a.backup_secret_access_key,
+                    &a.backup_secret_access_key_file,
+                    "backup_secret_access_key",
+                )?;
+                read_secret(
+                    &mut a.to_s3.to_secret_access_key,
+                    &a.to_s3.to_secret_access_key_file,
+                    "to_secret_access_key",
+                )
             }
             // A schedule takes no secret: `schedule create` refuses them.
             Some(Command::Schedule(_)) => Ok(()),

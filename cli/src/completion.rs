@@ -1,7 +1,7 @@
 //! Shell completion through clap_complete's engine: the script that
 //! `mo_br completion <shell>` prints makes the shell run `mo_br` again at
 //! each TAB (with `MO_BR_COMPLETE` set), so completions follow this very
-//! binary's flags, and the ID of `restore`, `check`, `list` and `delete`
+//! binary's flags, and the ID of `restore`, `check`, `copy`, `list` and `delete`
 //! completes to the backups of the catalog, read the way `mo_br list`
 //! reads it (the embedded catalog, created by nothing, or the coordinator).
 
@@ -30,9 +30,10 @@ const CATALOG_WAIT: Duration = Duration::from_secs(3);
 
 /// Commands whose ID argument names a backup, and whether any backup will
 /// do (`delete` removes failed ones too) or only complete ones.
-const ID_COMMANDS: [(&str, bool); 4] = [
+const ID_COMMANDS: [(&str, bool); 5] = [
     ("restore", false),
     ("check", false),
+    ("copy", false),
     ("list", true),
     ("delete", true),
 ];

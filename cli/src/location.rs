@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use mo_br_proto::common::{storage, FsStorage, S3Storage, Storage};
 
-use crate::args::{BackupS3Flags, RestoreS3Flags, S3Flags};
+use crate::args::{BackupS3Flags, RestoreS3Flags, S3Flags, ToS3Flags};
 use crate::config::Creds;
 use crate::error::{usage, UsageError};
 
@@ -95,6 +95,19 @@ impl From<&RestoreS3Flags> for S3Parts {
             region: f.restore_region.clone(),
             role_arn: f.restore_role_arn.clone(),
             is_minio: f.restore_is_minio,
+        }
+    }
+}
+
+impl From<&ToS3Flags> for S3Parts {
+    fn from(f: &ToS3Flags) -> S3Parts {
+        S3Parts {
+            endpoint: f.to_endpoint.clone(),
+            bucket: f.to_bucket.clone(),
+            filepath: f.to_filepath.clone(),
+            region: f.to_region.clone(),
+            role_arn: f.to_role_arn.clone(),
+            is_minio: f.to_is_minio,
         }
     }
 }

@@ -19,6 +19,7 @@ mod completion;
 mod compression;
 mod config;
 mod connect;
+mod copy;
 mod delete;
 mod error;
 mod expire;
@@ -159,6 +160,7 @@ fn run(mut cli: Cli, mut argv: Vec<OsString>, matches: &ArgMatches) -> anyhow::R
                 Command::Check(a) => check::run(a, &settings, &cwd).await,
                 Command::Delete(a) => delete::run(a, &settings).await,
                 Command::Expire(a) => expire::run(a, &settings).await,
+                Command::Copy(a) => copy::run(a, &settings, &cwd).await,
                 Command::Catalog(CatalogCommand::Rebuild(a)) => {
                     rebuild::run(a, &settings, &cwd).await
                 }

@@ -44,7 +44,11 @@ where
                 time_in(&b.complete_time, tz),
             ];
             if verbose {
-                row.push(kind(b));
+                row.push(if b.replica_of.is_empty() {
+                    kind(b)
+                } else {
+                    format!("{} replica of {}", kind(b), b.replica_of)
+                });
                 row.push(state(b));
                 row.push(BackupMethod::word(b.method).to_string());
             }
@@ -329,6 +333,9 @@ pub struct BackupRecord {
     /// The schedule that took it; absent for a backup taken by hand.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub schedule: String,
+    /// A copy made by `mo_br copy`: the backup it copies; absent otherwise.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub replica_of: String,
 }
 
 impl From<&BackupInfo> for BackupRecord {
@@ -349,6 +356,7 @@ impl From<&BackupInfo> for BackupRecord {
             files: b.files,
             method: BackupMethod::word(b.method).into(),
             schedule: b.schedule.clone(),
+            replica_of: b.replica_of.clone(),
         }
     }
 }

@@ -17,9 +17,9 @@ use mo_br_proto::coordinator::coordinator_server::Coordinator as CoordinatorApi;
 use mo_br_proto::coordinator::registry_server::Registry;
 use mo_br_proto::coordinator::{
     job_event, AgentHeartbeat, AgentRegistration, AttachRequest, BackupRequest, CheckRequest,
-    DeleteRequest, ExpireRequest, Finished, InspectReply, InspectRequest, JobEvent, ListRequest,
-    PitrRequest, Progress, RebuildRequest, RegistryReply, RestoreRequest, ScheduleListRequest,
-    ScheduleRequest, SnapshotRequest, Started,
+    CopyRequest, DeleteRequest, ExpireRequest, Finished, InspectReply, InspectRequest, JobEvent,
+    ListRequest, PitrRequest, Progress, RebuildRequest, RegistryReply, RestoreRequest,
+    ScheduleListRequest, ScheduleRequest, SnapshotRequest, Started,
 };
 use mo_br_security::auth::MethodPolicy;
 use mo_br_security::{Caller, Permission};
@@ -97,6 +97,7 @@ pub(crate) fn policy() -> MethodPolicy {
         // Both change the catalog (a dry run shows what an operator would do).
         ("Rebuild", Mutate, "rebuild the catalog"),
         ("Expire", Mutate, "expire backups"),
+        ("Copy", Mutate, "copy backups"),
     ];
     let registry = [
         ("Register", Register, "register an agent"),
@@ -280,6 +281,7 @@ impl CoordinatorApi for CoordinatorService {
     }
     type RebuildStream = JobStream;
     type ExpireStream = JobStream;
+    type CopyStream = JobStream;
 
     async fn backup(&self, r: Request<BackupRequest>) -> Result<Response<JobStream>, Status> {
         serve_job!(
@@ -356,6 +358,12 @@ impl CoordinatorApi for CoordinatorService {
     async fn rebuild(&self, r: Request<RebuildRequest>) -> Result<Response<JobStream>, Status> {
         // Counted as a check: it reads and verifies manifests.
         serve_job!(self, r, rebuild, JobKind::Check, jobs::rebuild::run)
+    }
+
+    async fn copy(&self, r: Request<CopyRequest>) -> Result<Response<JobStream>, Status> {
+        // Counted as a restore: it reads a backup and writes verified files
+        // elsewhere.
+        serve_job!(self, r, copy, JobKind::Restore, jobs::copy::run)
     }
 
     async fn expire(&self, r: Request<ExpireRequest>) -> Result<Response<JobStream>, Status> {

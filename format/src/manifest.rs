@@ -111,6 +111,10 @@ pub struct BackupMeta {
     /// how it is really stored. Absent: nothing is compressed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<Compression>,
+    /// Set on a copy made by `mo_br copy`: the backup it was copied from.
+    /// A replica is self-contained (no chain), whatever its original was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_of: Option<String>,
 }
 
 impl FileEntry {
@@ -206,6 +210,7 @@ mod tests {
             total_size: 0,
             files,
             chunks: vec![],
+            replica_of: None,
             compression: None,
         }
     }

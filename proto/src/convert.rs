@@ -271,8 +271,8 @@ macro_rules! redacted_debug {
 }
 
 use crate::coordinator::{
-    AttachRequest, BackupRequest, CheckRequest, DeleteRequest, ExpireRequest, ListRequest,
-    RebuildRequest, RestoreRequest,
+    AttachRequest, BackupRequest, CheckRequest, CopyRequest, DeleteRequest, ExpireRequest,
+    ListRequest, RebuildRequest, RestoreRequest,
 };
 
 redacted_debug!(BackupRequest {
@@ -292,6 +292,9 @@ redacted_debug!(RestoreRequest {
     id, backup, target, dn_config_path, checksum, parallelism, retry_window_ms,
     max_requests_per_sec, dry_run
 } secrets { backup_access_key_id, backup_secret_access_key });
+redacted_debug!(CopyRequest {
+    id, target, parallelism, dry_run
+} secrets { access_key_id, secret_access_key });
 redacted_debug!(RebuildRequest { storage, dry_run } secrets { access_key_id, secret_access_key });
 redacted_debug!(ExpireRequest {
     keep_last, keep_within_secs, keep_daily, keep_weekly, keep_monthly, dry_run

@@ -577,6 +577,7 @@ impl Agent for FakeAgent {
                     sha256: FAKE_SHA256.into(),
                     epoch,
                     stored: None,
+                    kept: false,
                 })),
             })
         }));

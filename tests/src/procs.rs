@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Subcommands that take `--meta_path`.
-const META_PATH_COMMANDS: [&str; 7] = [
-    "backup", "catalog", "check", "delete", "expire", "list", "restore",
+const META_PATH_COMMANDS: [&str; 8] = [
+    "backup", "catalog", "check", "copy", "delete", "expire", "list", "restore",
 ];
 
 /// Path of a workspace binary, next to the test executable's `deps/`.

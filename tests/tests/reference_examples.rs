@@ -275,6 +275,7 @@ const STEPS: &[Step] = &[
             ("entry: certs", "`mo_br certs init` makes a TLS cluster's certificates"),
             ("entry: catalog", "`mo_br catalog rebuild` recovers a lost catalog from the backups"),
             ("entry: expire", "`mo_br expire` applies a retention policy"),
+            ("entry: copy", "`mo_br copy` replicates a backup to another place"),
             ("entry: schedule", "`mo_br schedule` runs backups from the coordinators by cron"),
             ("entry: --coordinator host:port", "mo-br's coordinators, when not in this process"),
             ("entry: --log_format string", "logs as JSON lines for log shippers"),

@@ -108,6 +108,10 @@ pub struct BackupRecord {
     /// The schedule that ran it; none for a backup asked for by hand.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
+    /// A copy made by `mo_br copy`: the backup it was copied from. Left out
+    /// otherwise, so other records read and write as before the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_of: Option<String>,
 }
 
 /// Every change to the catalog. Serialized into the log: add variants, never
@@ -139,6 +143,10 @@ pub enum Command {
     /// A complete backup found in storage by `catalog rebuild`: added as
     /// given unless the catalog has that id already.
     BackupRecovered(Box<BackupRecord>),
+    /// A complete copy of a backup (`mo_br copy`), recorded once its
+    /// `backup_meta` is written at the destination: added as given unless
+    /// the catalog has that id already.
+    BackupReplicated(Box<BackupRecord>),
     /// An agent joined (or re-joined with a new address).
     AgentRegistered(AgentRecord),
     /// A backup's plan as one entry with every file (before manifest
@@ -442,7 +450,7 @@ impl Catalog {
                 }
                 _ => return Applied::Rejected(format!("backup {id} cannot be deleted now")),
             },
-            Command::BackupRecovered(rec) => {
+            Command::BackupRecovered(rec) | Command::BackupReplicated(rec) => {
                 if self.backups.contains_key(&rec.id) {
                     return Applied::Rejected(format!("backup {} is in the catalog", rec.id));
                 }
@@ -712,6 +720,7 @@ pub(crate) mod tests {
             data_dir: "/d".into(),
             method: BackupMethod::Agents,
             schedule: None,
+            replica_of: None,
         }
     }
 

@@ -64,6 +64,16 @@ pub fn plan(backups: &BTreeMap<String, BackupRecord>, policy: &Policy) -> Plan {
     let mut remove = BTreeMap::new();
     for rec in backups.values() {
         match &rec.state {
+            // A replica (`mo_br copy`) is a disaster-recovery copy with its
+            // original's time: counting it would keep it in the original's
+            // place, or remove it by the original's age. Deleted by ID.
+            BackupState::Complete if rec.replica_of.is_some() => out.ignored.push((
+                rec.id.clone(),
+                format!(
+                    "a replica of {} (remove it with delete)",
+                    rec.replica_of.as_deref().unwrap_or_default()
+                ),
+            )),
             BackupState::Complete => complete.push((rec, started(rec))),
             BackupState::Deleting => {
                 remove.insert(
@@ -194,6 +204,24 @@ mod tests {
 
     fn removed(p: &Plan) -> Vec<&str> {
         p.remove.iter().map(|(id, _)| id.as_str()).collect()
+    }
+
+    #[test]
+    fn replicas_are_left_alone() {
+        let mut replica = at("r", None, "2026-01-01T10:00:00Z");
+        replica.replica_of = Some("a".into());
+        let b = set(vec![at("a", None, "2026-01-01T10:00:00Z"), replica]);
+        let p = plan(
+            &b,
+            &Policy {
+                keep_last: 1,
+                ..Default::default()
+            },
+        );
+        assert_eq!(kept(&p), ["a"]);
+        assert!(removed(&p).is_empty());
+        assert_eq!(p.ignored.len(), 1);
+        assert!(p.ignored[0].1.contains("replica of a"), "{:?}", p.ignored);
     }
 
     #[test]

@@ -165,6 +165,7 @@ pub async fn run_as(
         data_dir: source.data_dir.clone(),
         method: BackupMethod::Agents,
         schedule: origin.schedule,
+        replica_of: None,
     };
     // Claimed before the plan is visible, so the supervisor does not adopt
     // the job this call is about to drive itself.
@@ -626,6 +627,7 @@ async fn plan(
         total_size: 0,
         files: vec![],
         chunks: vec![],
+        replica_of: None,
         compression: requested_compression(req)?,
     };
     let job = BackupJob {

@@ -150,6 +150,7 @@ pub async fn run(
         data_dir: String::new(),
         method: BackupMethod::Matrixone,
         schedule: None,
+        replica_of: None,
     };
     // Claimed before it is on record: a leader never takes a backup it
     // drives itself for one whose driver is gone.
@@ -507,6 +508,7 @@ async fn index(ix: Index<'_>) -> Result<BackupMeta> {
         files,
         chunks: results,
         // MatrixOne's BACKUP stores files as they are.
+        replica_of: None,
         compression: None,
     })
 }
@@ -1106,6 +1108,7 @@ mod tests {
             data_dir: String::new(),
             method: BackupMethod::Matrixone,
             schedule: None,
+            replica_of: None,
         };
         Written {
             _dir: dir,

@@ -5,6 +5,7 @@
 
 pub mod backup;
 pub mod check;
+pub mod copy;
 pub mod delete;
 pub mod dry_run;
 pub mod expire;
@@ -93,6 +94,7 @@ pub fn info(rec: &BackupRecord) -> BackupInfo {
         files: rec.files,
         method: WireMethod::from(rec.method).into(),
         schedule: rec.schedule.clone().unwrap_or_default(),
+        replica_of: rec.replica_of.clone().unwrap_or_default(),
     }
 }
 

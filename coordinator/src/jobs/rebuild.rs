@@ -231,7 +231,7 @@ pub async fn run(c: &Coordinator, req: RebuildRequest, events: &Events) -> Resul
 }
 
 /// The catalog record of a complete backup, from its manifest.
-fn record(meta: &BackupMeta, location: Location) -> BackupRecord {
+pub(crate) fn record(meta: &BackupMeta, location: Location) -> BackupRecord {
     BackupRecord {
         id: meta.id.clone(),
         location,
@@ -255,6 +255,7 @@ fn record(meta: &BackupMeta, location: Location) -> BackupRecord {
         },
         // The manifest does not say which schedule took it.
         schedule: None,
+        replica_of: meta.replica_of.clone(),
     }
 }
 

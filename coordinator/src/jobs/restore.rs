@@ -351,6 +351,7 @@ async fn execute(
                 sources: plan.mapping.holders.clone(),
                 target: to,
                 checksum: plan.mapping.checksum,
+                keep_verified: false,
             },
             todo,
             RunOptions {

@@ -60,6 +60,9 @@ pub enum Op {
         sources: HashMap<String, WireStorage>,
         target: WireStorage,
         checksum: bool,
+        /// Keep a destination file that already holds the expected bytes
+        /// (a copy resuming).
+        keep_verified: bool,
     },
     Verify {
         storage: WireStorage,
@@ -661,6 +664,7 @@ async fn stream_shard(
             sources,
             target,
             checksum,
+            keep_verified,
         } => {
             client
                 .restore_shard(RestoreShardRequest {
@@ -675,6 +679,7 @@ async fn stream_shard(
                     term,
                     retry_window_ms: limits.retry_window_ms,
                     max_requests_per_sec: limits.max_requests_per_sec,
+                    keep_verified: *keep_verified,
                 })
                 .await
         }

@@ -53,15 +53,21 @@ pub enum JobKind {
     Check,
     List,
     Delete,
+    Copy,
+    Expire,
+    Rebuild,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 5] = [
+    pub const ALL: [JobKind; 8] = [
         JobKind::Backup,
         JobKind::Restore,
         JobKind::Check,
         JobKind::List,
         JobKind::Delete,
+        JobKind::Copy,
+        JobKind::Expire,
+        JobKind::Rebuild,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +77,9 @@ impl JobKind {
             JobKind::Check => "check",
             JobKind::List => "list",
             JobKind::Delete => "delete",
+            JobKind::Copy => "copy",
+            JobKind::Expire => "expire",
+            JobKind::Rebuild => "rebuild",
         }
     }
 }

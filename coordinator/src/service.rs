@@ -357,17 +357,17 @@ impl CoordinatorApi for CoordinatorService {
 
     async fn rebuild(&self, r: Request<RebuildRequest>) -> Result<Response<JobStream>, Status> {
         // Counted as a check: it reads and verifies manifests.
-        serve_job!(self, r, rebuild, JobKind::Check, jobs::rebuild::run)
+        serve_job!(self, r, rebuild, JobKind::Rebuild, jobs::rebuild::run)
     }
 
     async fn copy(&self, r: Request<CopyRequest>) -> Result<Response<JobStream>, Status> {
         // Counted as a restore: it reads a backup and writes verified files
         // elsewhere.
-        serve_job!(self, r, copy, JobKind::Restore, jobs::copy::run)
+        serve_job!(self, r, copy, JobKind::Copy, jobs::copy::run)
     }
 
     async fn expire(&self, r: Request<ExpireRequest>) -> Result<Response<JobStream>, Status> {
-        serve_job!(self, r, expire, JobKind::Delete, jobs::expire::run)
+        serve_job!(self, r, expire, JobKind::Expire, jobs::expire::run)
     }
 
     async fn attach(&self, r: Request<AttachRequest>) -> Result<Response<JobStream>, Status> {

@@ -228,7 +228,17 @@ async fn embedded(meta_path: &Path, parallelism: u32, catalog: Catalog) -> Resul
         parallelism.max(1) as usize,
     ));
     let spawned = match catalog {
-        Catalog::Write => mo_br_coordinator::spawn_in_process(meta_path, vec![agent]).await,
+        Catalog::Write => {
+            mo_br_coordinator::spawn_in_process(meta_path, vec![agent])
+                .await
+                .map(|(channel, notices)| {
+                    // Whatever --log_level says: only the user can act on them.
+                    for notice in notices {
+                        eprintln!("mo_br: note: {notice}");
+                    }
+                    channel
+                })
+        }
         Catalog::Read => mo_br_coordinator::spawn_reader_in_process(meta_path, vec![agent]).await,
     };
     spawned.map_err(|e| anyhow!("{}: {}", meta_path.display(), chain(&e)))

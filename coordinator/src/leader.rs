@@ -449,10 +449,12 @@ async fn release_ended_holds(c: &Coordinator) -> bool {
 /// A single coordinator opening the catalog a previous process left: that
 /// process's client and credentials are gone, so its running backups cannot
 /// be finished here and are marked failed; its restores are carried on in
-/// the background when its environment reaches their places (else, and in
-/// the embedded coordinator, what they wrote goes); GC it left stopped is released if a password is
-/// at hand.
-pub(crate) async fn take_over_local(c: &Coordinator, resume_restores: bool) -> Result<()> {
+/// the background when its environment reaches their places (else what
+/// they wrote goes), or, in the embedded coordinator, when the same restore
+/// is asked again; GC it left stopped is released if a password is at hand.
+/// Returns what the user of an embedded coordinator must hear of: its
+/// interrupted restores, left for the same command to carry on.
+pub(crate) async fn take_over_local(c: &Coordinator, resume_restores: bool) -> Result<Vec<String>> {
     let stale = c
         .catalog
         .read(|cat| {
@@ -470,15 +472,22 @@ pub(crate) async fn take_over_local(c: &Coordinator, resume_restores: bool) -> R
         .catalog
         .read(|cat| cat.restores.values().cloned().collect::<Vec<_>>())
         .await?;
+    let mut notices = Vec::new();
     for rec in restores {
         if resume_restores {
             jobs::restore::take_over_in_background(c, rec, None);
         } else {
-            jobs::restore::abandon(c, &rec).await;
+            // Left as it is: the same `mo_br restore` run again carries it
+            // on, and a restore of another backup into its target removes
+            // what it wrote first (see `jobs::restore::run`).
+            notices.push(format!(
+                "restore {} of backup {} into {} was interrupted: run the same mo_br restore again to carry it on",
+                rec.id, rec.backup_id, rec.target
+            ));
         }
     }
     release_ended_holds(c).await;
-    Ok(())
+    Ok(notices)
 }
 
 #[cfg(test)]

@@ -133,25 +133,27 @@ impl Coordinator {
         agents: Vec<(String, Channel)>,
         security: Security,
     ) -> Result<Coordinator> {
-        Coordinator::open_local(meta_path, agents, security, true).await
+        let (c, _) = Coordinator::open_local(meta_path, agents, security, true).await?;
+        Ok(c)
     }
 
     /// [`Coordinator::open`]; `resume_restores` is false for the embedded
     /// one, which lives only as long as one command: nobody could follow a
-    /// restore it carried on, so what its predecessor wrote is removed.
+    /// restore it carried on in the background, so an interrupted restore
+    /// waits for the same `mo_br restore` to be run again.
     async fn open_local(
         meta_path: &Path,
         agents: Vec<(String, Channel)>,
         security: Security,
         resume_restores: bool,
-    ) -> Result<Coordinator> {
+    ) -> Result<(Coordinator, Vec<String>)> {
         let c = Coordinator::new(
             CatalogHandle::open(meta_path)?,
             Agents::fixed(agents),
             security,
         );
-        leader::take_over_local(&c, resume_restores).await?;
-        Ok(c)
+        let notices = leader::take_over_local(&c, resume_restores).await?;
+        Ok((c, notices))
     }
 
     /// Exports the last successful backup per target from the catalog (see
@@ -359,16 +361,21 @@ pub async fn wait_idle(limit: Duration) -> bool {
 }
 
 /// The embedded default: a coordinator in this process, reachable only
-/// through the returned channel (no port), over the same gRPC service.
-pub async fn spawn_in_process(meta_path: &Path, agents: Vec<Channel>) -> Result<Channel> {
-    let coordinator = Coordinator::open_local(
+/// through the returned channel (no port), over the same gRPC service; and
+/// notices for the user of the command it serves (interrupted restores it
+/// leaves for that user to carry on).
+pub async fn spawn_in_process(
+    meta_path: &Path,
+    agents: Vec<Channel>,
+) -> Result<(Channel, Vec<String>)> {
+    let (coordinator, notices) = Coordinator::open_local(
         meta_path,
         local_agents(agents),
         Security::plaintext(),
         false,
     )
     .await?;
-    Ok(serve_in_process(coordinator))
+    Ok((serve_in_process(coordinator), notices))
 }
 
 /// [`spawn_in_process`] for commands that only read the catalog (see

@@ -38,9 +38,11 @@ async fn backup_check_restore_in_process() {
     )
     .unwrap();
     let agent = mo_br_agent::spawn_in_process(mo_br_agent::AgentService::new("a", 8));
-    let channel = mo_br_coordinator::spawn_in_process(&dir.path().join("mo_br.meta"), vec![agent])
-        .await
-        .unwrap();
+    let (channel, notices) =
+        mo_br_coordinator::spawn_in_process(&dir.path().join("mo_br.meta"), vec![agent])
+            .await
+            .unwrap();
+    assert!(notices.is_empty(), "{notices:?}");
     let mut client = CoordinatorClient::new(channel);
 
     let events = drain(

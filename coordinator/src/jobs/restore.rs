@@ -183,6 +183,24 @@ async fn plan(c: &Coordinator, req: &RestoreRequest) -> Result<Plan> {
 
 pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Result<()> {
     let plan = plan(c, &req).await?;
+    if !req.dry_run {
+        if let Some(rec) = interrupted_into(c, &plan.target_location).await? {
+            let Some(_driving) = c.supervisor.try_claim(&rec.id) else {
+                return Err(Error::FailedPrecondition(format!(
+                    "restore {} of backup {} into this target is running",
+                    rec.id, rec.backup_id
+                )));
+            };
+            // The same restore asked again carries on from its done shards
+            // (the embedded default's only way to resume: its coordinator
+            // lives for one command); another backup into the same place
+            // first removes what the interrupted one wrote.
+            if rec.backup_id == plan.backup.meta.id {
+                return take_over(c, &rec, Some(req), Resume::Reverify, events).await;
+            }
+            abandon(c, &rec).await;
+        }
+    }
     let meta = &plan.backup.meta;
     let opts = super::open_options(req.retry_window_ms);
     let target = mo_br_storage::open_with(&plan.target_location, &plan.target_creds, &opts).await?;
@@ -252,7 +270,16 @@ pub async fn run(c: &Coordinator, req: RestoreRequest, events: &Events) -> Resul
         .propose(Command::RestoreStarted(Box::new(record.clone())))
         .await?;
     let _driving = c.claim(&record.id);
-    execute(c, &plan, &record, target, shared_store, events).await
+    execute(
+        c,
+        &plan,
+        &record,
+        target,
+        shared_store,
+        Resume::SkipDone,
+        events,
+    )
+    .await
 }
 
 /// Writes what `rec` has not done yet. Done shards are skipped; each shard
@@ -265,6 +292,7 @@ async fn execute(
     rec: &RestoreRecord,
     target: Box<dyn Storage>,
     shared_store: Option<Box<dyn Storage>>,
+    resume: Resume,
     events: &Events,
 ) -> Result<()> {
     let meta = &plan.backup.meta;
@@ -285,15 +313,19 @@ async fn execute(
         }),
     )
     .await;
-    if !rec.done.is_empty() {
-        line(
-            events,
-            format!(
-                "restore {} carried on: {} files ({} bytes) were already written and verified",
-                rec.id, rec.done_files, rec.done_bytes
-            ),
-        )
-        .await;
+    let carried = match resume {
+        Resume::SkipDone if rec.done.is_empty() => None,
+        Resume::SkipDone => Some(format!(
+            "restore {} carried on: {} files ({} bytes) were already written and verified",
+            rec.id, rec.done_files, rec.done_bytes
+        )),
+        Resume::Reverify => Some(format!(
+            "restore {} carried on: what it wrote before is read back and kept where it matches",
+            rec.id
+        )),
+    };
+    if let Some(carried) = carried {
+        line(events, carried).await;
     }
     // With SHARED in a store of its own, its files go there in a pass of
     // their own; everything else goes to the restore target.
@@ -305,7 +337,11 @@ async fn execute(
         ];
     }
     let mut outcome = Ok(shards::Outcome::default());
-    let mut done = (rec.done_bytes, rec.done_files);
+    // Re-verified files count again as they are read back.
+    let mut done = match resume {
+        Resume::SkipDone => (rec.done_bytes, rec.done_files),
+        Resume::Reverify => (0, 0),
+    };
     for (pass_no, (to, pass)) in passes.into_iter().enumerate() {
         let pass_no = pass_no as u8;
         let ledger = RestoreLedger {
@@ -337,7 +373,7 @@ async fn execute(
         // bounds), so a done one is known by its number.
         let todo = shards::batch(tasks, Eligibility::Any, spec.shard_bytes)
             .try_filter(move |s| {
-                let skip = already.contains(&(pass_no, s.id));
+                let skip = resume == Resume::SkipDone && already.contains(&(pass_no, s.id));
                 if !skip {
                     ledger_ref.expect(s.id, s.files.len());
                 }
@@ -351,7 +387,7 @@ async fn execute(
                 sources: plan.mapping.holders.clone(),
                 target: to,
                 checksum: plan.mapping.checksum,
-                keep_verified: false,
+                keep_verified: resume == Resume::Reverify,
             },
             todo,
             RunOptions {
@@ -507,6 +543,26 @@ impl shards::Ledger for RestoreLedger<'_> {
     }
 }
 
+/// How a restore carried on treats the shards it recorded done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Resume {
+    /// Skipped: a new leader taking over a moment after its predecessor
+    /// recorded them.
+    SkipDone,
+    /// Read back and kept where size and sha256 match, written again where
+    /// not: the same restore run again by hand, maybe long after, into a
+    /// target someone may have touched meanwhile.
+    Reverify,
+}
+
+/// A restore on record into `target` whose driver is gone or elsewhere.
+async fn interrupted_into(c: &Coordinator, target: &Location) -> Result<Option<RestoreRecord>> {
+    let target = target.clone();
+    c.catalog
+        .read(move |cat| cat.restores.values().find(|r| r.target == target).cloned())
+        .await
+}
+
 /// Whether this process's environment reaches `location` without keys
 /// from a client.
 fn reachable_here(location: &Location) -> bool {
@@ -522,6 +578,7 @@ pub(crate) async fn take_over(
     c: &Coordinator,
     rec: &RestoreRecord,
     req: Option<RestoreRequest>,
+    resume: Resume,
     events: &Events,
 ) -> Result<()> {
     let Some(spec) = rec.spec.clone() else {
@@ -597,7 +654,7 @@ pub(crate) async fn take_over(
     .await;
     match resumed {
         Ok((plan, target, shared_store)) => {
-            execute(c, &plan, rec, target, shared_store, events).await
+            execute(c, &plan, rec, target, shared_store, resume, events).await
         }
         Err(e @ (Error::NotLeader(_) | Error::Shutdown | Error::NoQuorum)) => Err(e),
         Err(e) => {
@@ -624,7 +681,7 @@ pub(crate) fn take_over_in_background(
         let (tx, mut rx) = tokio::sync::mpsc::channel(64);
         let drain = async move { while rx.recv().await.is_some() {} };
         let drive = async {
-            let r = take_over(&c2, &rec, req, &tx).await;
+            let r = take_over(&c2, &rec, req, Resume::SkipDone, &tx).await;
             drop(tx);
             r
         };

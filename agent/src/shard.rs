@@ -5,8 +5,15 @@
 //! may ask for zstd, and a restore or verify task may name a source stored
 //! compressed: [`crate::codec`] sits in the stream then, and the sha256
 //! checked end to end is always that of the original bytes.
+//!
+//! Durability: targets are opened with batched durability, so a written
+//! file is reported done only after a sync of the target that started once
+//! it was written (see [`Batch`]); a backup's commit point, written by the
+//! coordinator after every file is reported done, comes after them all.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,6 +60,14 @@ pub enum Op {
 }
 
 impl Op {
+    /// Where this work writes, when it does.
+    fn written(&self) -> Option<Arc<dyn Storage>> {
+        match self {
+            Op::Copy { target, .. } | Op::Restore { target, .. } => Some(target.clone()),
+            Op::Verify { .. } => None,
+        }
+    }
+
     /// The `op` label of this work in the metrics.
     pub fn label(&self) -> OpLabel {
         match self {
@@ -123,21 +138,38 @@ pub async fn run(
             }
         }
     };
+    // Files written but not yet durable wait in `batch`; one sync of the
+    // target makes a batch durable while the next fills, and only then are
+    // its files reported done.
+    let target = op.written();
+    let mut batch = Batch::default();
+    let mut syncing: Option<Syncing> = None;
+    let mut finished = false;
     loop {
+        if syncing.is_none() && batch.due(finished) {
+            if let Some(target) = &target {
+                syncing = Some(batch.sync(target.clone(), epoch));
+            }
+        }
+        if finished && syncing.is_none() && batch.events.is_empty() {
+            break;
+        }
+        let mut out = Vec::new();
         tokio::select! {
-            next = results.next() => {
-                let Some(ev) = next else { break };
-                match &ev.event {
-                    Some(shard_event::Event::Done(_)) => metrics::file_ok(label),
-                    Some(shard_event::Event::Problem(p)) => metrics::file_problem(label, p.kind),
-                    _ => {}
+            next = results.next(), if !finished => match next {
+                None => finished = true,
+                Some(ev) => {
+                    match &ev.event {
+                        Some(shard_event::Event::Done(d)) if target.is_some() => {
+                            batch.add(d.size, ev);
+                        }
+                        _ => out.push(ev),
+                    }
                 }
-                report(&tx).await;
-                if tx.send(Ok(ev)).await.is_err() {
-                    // Count the bytes moved so far without sending them.
-                    drop(report(&tx));
-                    return;
-                }
+            },
+            synced = async { syncing.as_mut().expect("guarded").await }, if syncing.is_some() => {
+                syncing = None;
+                out = synced;
             }
             _ = ticker.tick() => report(&tx).await,
             _ = tx.closed() => {
@@ -145,8 +177,78 @@ pub async fn run(
                 return;
             }
         }
+        for ev in out {
+            match &ev.event {
+                Some(shard_event::Event::Done(_)) => metrics::file_ok(label),
+                Some(shard_event::Event::Problem(p)) => metrics::file_problem(label, p.kind),
+                _ => {}
+            }
+            report(&tx).await;
+            if tx.send(Ok(ev)).await.is_err() {
+                // Count the bytes moved so far without sending them.
+                drop(report(&tx));
+                return;
+            }
+        }
     }
     report(&tx).await;
+}
+
+/// Files in a batch made durable by one sync, at most: a sync waits for
+/// every dirty page of the filesystem, so it pays to let it cover many
+/// files, and the coordinator hears of them in steps rather than all at
+/// the end of a large shard.
+const BATCH_FILES: usize = 2048;
+const BATCH_BYTES: u64 = 1 << 30;
+
+/// Done events of files written since the last sync started.
+#[derive(Default)]
+struct Batch {
+    events: Vec<ShardEvent>,
+    bytes: u64,
+}
+
+/// A running sync; yields the events to send once it returned: the
+/// batch's files done, or each a problem if the sync failed.
+type Syncing = Pin<Box<dyn Future<Output = Vec<ShardEvent>> + Send>>;
+
+impl Batch {
+    fn add(&mut self, size: u64, ev: ShardEvent) {
+        self.bytes += size;
+        self.events.push(ev);
+    }
+
+    fn due(&self, finished: bool) -> bool {
+        !self.events.is_empty()
+            && (finished || self.events.len() >= BATCH_FILES || self.bytes >= BATCH_BYTES)
+    }
+
+    /// Syncs `target`, covering every file of the batch: each was written
+    /// (its `put` returned) before the sync starts.
+    fn sync(&mut self, target: Arc<dyn Storage>, epoch: u64) -> Syncing {
+        let events = std::mem::take(&mut self.events);
+        self.bytes = 0;
+        Box::pin(async move {
+            match target.sync().await {
+                Ok(()) => events,
+                Err(e) => {
+                    tracing::warn!("sync of {} failed: {e}", target.describe());
+                    events
+                        .into_iter()
+                        .filter_map(|ev| match ev.event {
+                            Some(shard_event::Event::Done(d)) => Some(problem(
+                                d.index,
+                                ProblemKind::Io,
+                                format!("written but not made durable: {e}"),
+                                epoch,
+                            )),
+                            _ => None,
+                        })
+                        .collect()
+                }
+            }
+        })
+    }
 }
 
 fn event(e: shard_event::Event) -> ShardEvent {

@@ -769,6 +769,199 @@ mod tests {
         }
     }
 
+    /// Objects in memory; `sync` waits for the test to open `gate`, or
+    /// fails when `fail_sync` says so.
+    #[derive(Debug)]
+    struct Memory {
+        objects: std::sync::Mutex<HashMap<String, bytes::Bytes>>,
+        syncs_started: std::sync::atomic::AtomicUsize,
+        sync_started: tokio::sync::Notify,
+        gate: tokio::sync::Semaphore,
+        fail_sync: bool,
+    }
+
+    impl Default for Memory {
+        fn default() -> Self {
+            Memory {
+                objects: Default::default(),
+                syncs_started: Default::default(),
+                sync_started: Default::default(),
+                gate: tokio::sync::Semaphore::new(0),
+                fail_sync: false,
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Storage for Memory {
+        fn describe(&self) -> String {
+            "memory".into()
+        }
+        async fn put(
+            &self,
+            name: &str,
+            body: ByteStream,
+            _expect: Option<[u8; 32]>,
+        ) -> mo_br_storage::Result<mo_br_storage::Written> {
+            let data = mo_br_storage::collect(body).await?;
+            let w = mo_br_storage::Written {
+                size: data.len() as u64,
+                sha256: Sha256::digest(&data).into(),
+            };
+            self.objects.lock().unwrap().insert(name.into(), data);
+            Ok(w)
+        }
+        async fn put_bytes(
+            &self,
+            name: &str,
+            data: bytes::Bytes,
+        ) -> mo_br_storage::Result<mo_br_storage::Written> {
+            self.put(
+                name,
+                Box::pin(futures::stream::once(async { Ok(data) })),
+                None,
+            )
+            .await
+        }
+        async fn get(&self, name: &str) -> mo_br_storage::Result<ByteStream> {
+            let data = self.get_bytes(name).await?;
+            Ok(Box::pin(futures::stream::once(async { Ok(data) })))
+        }
+        async fn get_bytes(&self, name: &str) -> mo_br_storage::Result<bytes::Bytes> {
+            let objects = self.objects.lock().unwrap();
+            objects
+                .get(name)
+                .cloned()
+                .ok_or_else(|| StorageError::NotFound(name.into()))
+        }
+        async fn head(&self, name: &str) -> mo_br_storage::Result<Option<u64>> {
+            Ok(self
+                .objects
+                .lock()
+                .unwrap()
+                .get(name)
+                .map(|d| d.len() as u64))
+        }
+        async fn delete(&self, name: &str) -> mo_br_storage::Result<()> {
+            self.objects.lock().unwrap().remove(name);
+            Ok(())
+        }
+        fn list(
+            &self,
+            _prefix: &str,
+        ) -> std::pin::Pin<
+            Box<
+                dyn futures::Stream<Item = mo_br_storage::Result<mo_br_storage::Entry>> + Send + '_,
+            >,
+        > {
+            Box::pin(futures::stream::empty())
+        }
+        async fn probe(&self) -> mo_br_storage::Result<()> {
+            Ok(())
+        }
+        async fn sync(&self) -> mo_br_storage::Result<()> {
+            self.syncs_started.fetch_add(1, Ordering::SeqCst);
+            self.sync_started.notify_one();
+            let _pass = self.gate.acquire().await.expect("gate open");
+            if self.fail_sync {
+                return Err(StorageError::Io {
+                    path: "/backups".into(),
+                    source: std::io::Error::other("EIO"),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    /// A restore shard of `n` files from a memory source into `target`;
+    /// returns the events as they come.
+    fn restore_shard(
+        n: usize,
+        target: Arc<Memory>,
+    ) -> mpsc::Receiver<Result<ShardEvent, tonic::Status>> {
+        let source = Memory::default();
+        let mut files = Vec::new();
+        for i in 0..n {
+            let data = bytes::Bytes::from(vec![i as u8; 100 + i]);
+            files.push(FileTask {
+                src: format!("s/{i}"),
+                dst: format!("d/{i}"),
+                size: data.len() as u64,
+                sha256: hex::encode(Sha256::digest(&data)),
+                source_id: "b".into(),
+                ..Default::default()
+            });
+            source
+                .objects
+                .lock()
+                .unwrap()
+                .insert(format!("s/{i}"), data);
+        }
+        let op = Op::Restore {
+            sources: HashMap::from([("b".to_string(), Arc::new(source) as Arc<dyn Storage>)]),
+            target,
+        };
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(run(op, files, 4, 1, Duration::from_secs(1), tx));
+        rx
+    }
+
+    fn dones(events: &[ShardEvent]) -> usize {
+        events
+            .iter()
+            .filter(|e| matches!(e.event, Some(shard_event::Event::Done(_))))
+            .count()
+    }
+
+    /// No file is reported done while the sync that makes it durable has
+    /// not returned; once it returns, every one is.
+    #[tokio::test]
+    async fn files_are_reported_done_only_after_the_sync() {
+        let target = Arc::new(Memory::default());
+        let mut rx = restore_shard(20, target.clone());
+        target.sync_started.notified().await;
+        // Every file is written (the shard syncs once all are), none said done.
+        let mut seen = Vec::new();
+        while let Ok(ev) = rx.try_recv() {
+            seen.push(ev.expect("event"));
+        }
+        assert_eq!(target.objects.lock().unwrap().len(), 20);
+        assert_eq!(dones(&seen), 0, "a file was reported done before its sync");
+        target.gate.add_permits(1);
+        while let Some(ev) = rx.recv().await {
+            seen.push(ev.expect("event"));
+        }
+        assert_eq!(dones(&seen), 20);
+        assert_eq!(target.syncs_started.load(Ordering::SeqCst), 1);
+    }
+
+    /// A sync that fails turns each of its files into a problem.
+    #[tokio::test]
+    async fn a_failed_sync_reports_its_files_as_problems() {
+        let target = Arc::new(Memory {
+            fail_sync: true,
+            ..Default::default()
+        });
+        target.gate.add_permits(1);
+        let mut rx = restore_shard(5, target.clone());
+        let mut seen = Vec::new();
+        while let Some(ev) = rx.recv().await {
+            seen.push(ev.expect("event"));
+        }
+        assert_eq!(dones(&seen), 0);
+        let problems: Vec<&FileProblem> = seen
+            .iter()
+            .filter_map(|e| match &e.event {
+                Some(shard_event::Event::Problem(p)) => Some(p),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(problems.len(), 5, "{seen:?}");
+        assert!(problems
+            .iter()
+            .all(|p| p.kind == ProblemKind::Io as i32 && p.detail.contains("not made durable")));
+    }
+
     #[test]
     fn outages_are_retried_for_the_window_from_the_first_failure() {
         let window = Duration::from_millis(300);

@@ -746,6 +746,33 @@ mod tests {
         );
     }
 
+    /// Batched writes are named when `put` returns and read back whole;
+    /// `sync` works before any write (nothing to do) and after them.
+    #[tokio::test]
+    async fn batched_writes_then_one_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStorage::with_durability(dir.path().join("root"), Durability::Batched);
+        s.sync().await.unwrap();
+        for i in 0..20 {
+            let name = format!("d{}/f{i}", i % 3);
+            let w = s
+                .put(&name, stream_of(vec![b"batched ", b"bytes"]), None)
+                .await
+                .unwrap();
+            assert_eq!(w.sha256, sha(b"batched bytes"));
+            assert_eq!(s.get_bytes(&name).await.unwrap(), &b"batched bytes"[..]);
+        }
+        s.sync().await.unwrap();
+        assert_eq!(names(&s, "").await.len(), 20);
+        // A checksum mismatch still leaves nothing, batched or not.
+        let err = s
+            .put("d0/bad", stream_of(vec![b"x"]), Some(sha(b"y")))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::ChecksumMismatch { .. }), "{err}");
+        assert_eq!(s.head("d0/bad").await.unwrap(), None);
+    }
+
     #[tokio::test]
     async fn checksum_mismatch_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();

@@ -23,6 +23,21 @@ pub const PROBE: usize = 1 << 20;
 /// A probe must shrink to this fraction of its size, or the file is raw:
 /// saving less than 1/16 is not worth the CPU on both ends.
 pub const KEEP_RATIO: f64 = 15.0 / 16.0;
+/// Caps on a streaming encoder's tables: one context per file in flight,
+/// so their size times the parallelism is the agent's memory. Level 3's
+/// own (2 MiB window) are below them; at level 19 zstd would take an 8 MiB
+/// window, a 64 MiB chain table and a 16 MiB hash table (~90 MiB a file),
+/// capped here to ~14 MiB for a few percent of ratio.
+const BOUNDS: [CParameter; 3] = [
+    CParameter::WindowLog(WINDOW_LOG),
+    CParameter::ChainLog(21),
+    CParameter::HashLog(20),
+];
+const WINDOW_LOG: u32 = 21;
+/// The largest window a frame may ask of the decoder: what frames written
+/// before [`BOUNDS`] used at level 19 (8 MiB). zstd's own limit (128 MiB)
+/// would let a damaged header claim that much per file in flight.
+const MAX_DECODE_WINDOW_LOG: u32 = 23;
 /// Decompressed chunk size: bounds what one input chunk can expand to.
 const OUT_CHUNK: usize = 256 << 10;
 
@@ -95,6 +110,9 @@ pub async fn probe(mut body: ByteStream, level: i32, name: &str) -> Result<Probe
         )]))));
     }
     let mut enc = Encoder::new(level).map_err(|e| encoder_error(name, e))?;
+    for p in BOUNDS {
+        enc.set_parameter(p).map_err(|e| encoder_error(name, e))?;
+    }
     // The frame carries an XXH64 of the content: a damaged object fails to
     // decode even where the manifest's sha256 is not at hand.
     enc.set_parameter(CParameter::ChecksumFlag(true))
@@ -242,7 +260,13 @@ pub fn decompress(body: ByteStream, name: &str) -> ByteStream {
             return None;
         }
         if st.dec.is_none() {
-            match Decoder::new() {
+            let dec = Decoder::new().and_then(|mut d| {
+                d.set_parameter(zstd::stream::raw::DParameter::WindowLogMax(
+                    MAX_DECODE_WINDOW_LOG,
+                ))?;
+                Ok(d)
+            });
+            match dec {
                 Ok(d) => st.dec = Some(d),
                 Err(e) => {
                     let e = encoder_error(&st.name, e);
@@ -344,6 +368,22 @@ mod tests {
         let mut v = vec![0u8; n];
         rand_chacha::ChaCha8Rng::seed_from_u64(7).fill_bytes(&mut v);
         v
+    }
+
+    /// A large file at level 19 is one frame whose window stays within
+    /// the cap: a decoder that allows no more than 2^WINDOW_LOG reads it.
+    #[tokio::test]
+    async fn high_levels_keep_the_capped_window() {
+        let data = text(6 << 20);
+        let Probed::Zstd(s) = probe(stream_of(&data, 256 << 10), 19, "f").await.unwrap() else {
+            panic!("text must compress");
+        };
+        let (frame, _) = collect(s).await.unwrap();
+        let mut dec = zstd::stream::read::Decoder::new(frame.as_slice()).unwrap();
+        dec.window_log_max(WINDOW_LOG).unwrap();
+        let mut back = Vec::new();
+        std::io::Read::read_to_end(&mut dec, &mut back).expect("decoded within the capped window");
+        assert_eq!(back, data);
     }
 
     async fn round_trip(data: &[u8], chunk: usize) -> Option<Vec<u8>> {

@@ -17,7 +17,7 @@ struct Args {
     #[arg(long)]
     id: Option<String>,
     /// Files copied at once per shard when a request does not say.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 32)]
     parallelism: usize,
     /// Serve Prometheus metrics over HTTP on this address (host:port, any
     /// path, e.g. /metrics). Off by default.

@@ -17,7 +17,8 @@ use mo_br_proto::agent::{
 use mo_br_proto::common::storage;
 use mo_br_proto::common::Storage as WireStorage;
 use mo_br_storage::{
-    can_copy_server_side, CopyOptions, Location, OpenOptions, Pacer, ServerSideCopier, Storage,
+    can_copy_server_side, CopyOptions, Durability, Location, OpenOptions, Pacer, ServerSideCopier,
+    Storage,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -133,6 +134,9 @@ fn shard_limits(retry_window_ms: u64, max_requests_per_sec: u64) -> (Duration, O
     let opts = OpenOptions {
         retry_window: Some(window),
         pacer: (max_requests_per_sec > 0).then(|| Arc::new(Pacer::new(max_requests_per_sec))),
+        // A shard's files are made durable together before any is reported
+        // done (see `shard::run`).
+        durability: Durability::Batched,
     };
     (window, opts)
 }

@@ -5,8 +5,15 @@
 //! may ask for zstd, and a restore or verify task may name a source stored
 //! compressed: [`crate::codec`] sits in the stream then, and the sha256
 //! checked end to end is always that of the original bytes.
+//!
+//! Durability: targets are opened with batched durability, so a written
+//! file is reported done only after a sync of the target that started once
+//! it was written (see [`Batch`]); a backup's commit point, written by the
+//! coordinator after every file is reported done, comes after them all.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,6 +63,14 @@ pub enum Op {
 }
 
 impl Op {
+    /// Where this work writes, when it does.
+    fn written(&self) -> Option<Arc<dyn Storage>> {
+        match self {
+            Op::Copy { target, .. } | Op::Restore { target, .. } => Some(target.clone()),
+            Op::Verify { .. } => None,
+        }
+    }
+
     /// The `op` label of this work in the metrics.
     pub fn label(&self) -> OpLabel {
         match self {
@@ -126,21 +141,38 @@ pub async fn run(
             }
         }
     };
+    // Files written but not yet durable wait in `batch`; one sync of the
+    // target makes a batch durable while the next fills, and only then are
+    // its files reported done.
+    let target = op.written();
+    let mut batch = Batch::default();
+    let mut syncing: Option<Syncing> = None;
+    let mut finished = false;
     loop {
+        if syncing.is_none() && batch.due(finished) {
+            if let Some(target) = &target {
+                syncing = Some(batch.sync(target.clone(), epoch));
+            }
+        }
+        if finished && syncing.is_none() && batch.events.is_empty() {
+            break;
+        }
+        let mut out = Vec::new();
         tokio::select! {
-            next = results.next() => {
-                let Some(ev) = next else { break };
-                match &ev.event {
-                    Some(shard_event::Event::Done(_)) => metrics::file_ok(label),
-                    Some(shard_event::Event::Problem(p)) => metrics::file_problem(label, p.kind),
-                    _ => {}
+            next = results.next(), if !finished => match next {
+                None => finished = true,
+                Some(ev) => {
+                    match &ev.event {
+                        Some(shard_event::Event::Done(d)) if target.is_some() => {
+                            batch.add(d.size, ev);
+                        }
+                        _ => out.push(ev),
+                    }
                 }
-                report(&tx).await;
-                if tx.send(Ok(ev)).await.is_err() {
-                    // Count the bytes moved so far without sending them.
-                    drop(report(&tx));
-                    return;
-                }
+            },
+            synced = async { syncing.as_mut().expect("guarded").await }, if syncing.is_some() => {
+                syncing = None;
+                out = synced;
             }
             _ = ticker.tick() => report(&tx).await,
             _ = tx.closed() => {
@@ -148,8 +180,78 @@ pub async fn run(
                 return;
             }
         }
+        for ev in out {
+            match &ev.event {
+                Some(shard_event::Event::Done(_)) => metrics::file_ok(label),
+                Some(shard_event::Event::Problem(p)) => metrics::file_problem(label, p.kind),
+                _ => {}
+            }
+            report(&tx).await;
+            if tx.send(Ok(ev)).await.is_err() {
+                // Count the bytes moved so far without sending them.
+                drop(report(&tx));
+                return;
+            }
+        }
     }
     report(&tx).await;
+}
+
+/// Files in a batch made durable by one sync, at most: a sync waits for
+/// every dirty page of the filesystem, so it pays to let it cover many
+/// files, and the coordinator hears of them in steps rather than all at
+/// the end of a large shard.
+const BATCH_FILES: usize = 2048;
+const BATCH_BYTES: u64 = 1 << 30;
+
+/// Done events of files written since the last sync started.
+#[derive(Default)]
+struct Batch {
+    events: Vec<ShardEvent>,
+    bytes: u64,
+}
+
+/// A running sync; yields the events to send once it returned: the
+/// batch's files done, or each a problem if the sync failed.
+type Syncing = Pin<Box<dyn Future<Output = Vec<ShardEvent>> + Send>>;
+
+impl Batch {
+    fn add(&mut self, size: u64, ev: ShardEvent) {
+        self.bytes += size;
+        self.events.push(ev);
+    }
+
+    fn due(&self, finished: bool) -> bool {
+        !self.events.is_empty()
+            && (finished || self.events.len() >= BATCH_FILES || self.bytes >= BATCH_BYTES)
+    }
+
+    /// Syncs `target`, covering every file of the batch: each was written
+    /// (its `put` returned) before the sync starts.
+    fn sync(&mut self, target: Arc<dyn Storage>, epoch: u64) -> Syncing {
+        let events = std::mem::take(&mut self.events);
+        self.bytes = 0;
+        Box::pin(async move {
+            match target.sync().await {
+                Ok(()) => events,
+                Err(e) => {
+                    tracing::warn!("sync of {} failed: {e}", target.describe());
+                    events
+                        .into_iter()
+                        .filter_map(|ev| match ev.event {
+                            Some(shard_event::Event::Done(d)) => Some(problem(
+                                d.index,
+                                ProblemKind::Io,
+                                format!("written but not made durable: {e}"),
+                                epoch,
+                            )),
+                            _ => None,
+                        })
+                        .collect()
+                }
+            }
+        })
+    }
 }
 
 fn event(e: shard_event::Event) -> ShardEvent {
@@ -704,6 +806,199 @@ mod tests {
             endpoint: "http://127.0.0.1:1".into(),
             detail: "connection refused".into(),
         }
+    }
+
+    /// Objects in memory; `sync` waits for the test to open `gate`, or
+    /// fails when `fail_sync` says so.
+    #[derive(Debug)]
+    struct Memory {
+        objects: std::sync::Mutex<HashMap<String, bytes::Bytes>>,
+        syncs_started: std::sync::atomic::AtomicUsize,
+        sync_started: tokio::sync::Notify,
+        gate: tokio::sync::Semaphore,
+        fail_sync: bool,
+    }
+
+    impl Default for Memory {
+        fn default() -> Self {
+            Memory {
+                objects: Default::default(),
+                syncs_started: Default::default(),
+                sync_started: Default::default(),
+                gate: tokio::sync::Semaphore::new(0),
+                fail_sync: false,
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Storage for Memory {
+        fn describe(&self) -> String {
+            "memory".into()
+        }
+        async fn put(
+            &self,
+            name: &str,
+            body: ByteStream,
+            _expect: Option<[u8; 32]>,
+        ) -> mo_br_storage::Result<mo_br_storage::Written> {
+            let data = mo_br_storage::collect(body).await?;
+            let w = mo_br_storage::Written {
+                size: data.len() as u64,
+                sha256: Sha256::digest(&data).into(),
+            };
+            self.objects.lock().unwrap().insert(name.into(), data);
+            Ok(w)
+        }
+        async fn put_bytes(
+            &self,
+            name: &str,
+            data: bytes::Bytes,
+        ) -> mo_br_storage::Result<mo_br_storage::Written> {
+            self.put(
+                name,
+                Box::pin(futures::stream::once(async { Ok(data) })),
+                None,
+            )
+            .await
+        }
+        async fn get(&self, name: &str) -> mo_br_storage::Result<ByteStream> {
+            let data = self.get_bytes(name).await?;
+            Ok(Box::pin(futures::stream::once(async { Ok(data) })))
+        }
+        async fn get_bytes(&self, name: &str) -> mo_br_storage::Result<bytes::Bytes> {
+            let objects = self.objects.lock().unwrap();
+            objects
+                .get(name)
+                .cloned()
+                .ok_or_else(|| StorageError::NotFound(name.into()))
+        }
+        async fn head(&self, name: &str) -> mo_br_storage::Result<Option<u64>> {
+            Ok(self
+                .objects
+                .lock()
+                .unwrap()
+                .get(name)
+                .map(|d| d.len() as u64))
+        }
+        async fn delete(&self, name: &str) -> mo_br_storage::Result<()> {
+            self.objects.lock().unwrap().remove(name);
+            Ok(())
+        }
+        fn list(
+            &self,
+            _prefix: &str,
+        ) -> std::pin::Pin<
+            Box<
+                dyn futures::Stream<Item = mo_br_storage::Result<mo_br_storage::Entry>> + Send + '_,
+            >,
+        > {
+            Box::pin(futures::stream::empty())
+        }
+        async fn probe(&self) -> mo_br_storage::Result<()> {
+            Ok(())
+        }
+        async fn sync(&self) -> mo_br_storage::Result<()> {
+            self.syncs_started.fetch_add(1, Ordering::SeqCst);
+            self.sync_started.notify_one();
+            let _pass = self.gate.acquire().await.expect("gate open");
+            if self.fail_sync {
+                return Err(StorageError::Io {
+                    path: "/backups".into(),
+                    source: std::io::Error::other("EIO"),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    /// A restore shard of `n` files from a memory source into `target`;
+    /// returns the events as they come.
+    fn restore_shard(
+        n: usize,
+        target: Arc<Memory>,
+    ) -> mpsc::Receiver<Result<ShardEvent, tonic::Status>> {
+        let source = Memory::default();
+        let mut files = Vec::new();
+        for i in 0..n {
+            let data = bytes::Bytes::from(vec![i as u8; 100 + i]);
+            files.push(FileTask {
+                src: format!("s/{i}"),
+                dst: format!("d/{i}"),
+                size: data.len() as u64,
+                sha256: hex::encode(Sha256::digest(&data)),
+                source_id: "b".into(),
+                ..Default::default()
+            });
+            source
+                .objects
+                .lock()
+                .unwrap()
+                .insert(format!("s/{i}"), data);
+        }
+        let op = Op::Restore {
+            sources: HashMap::from([("b".to_string(), Arc::new(source) as Arc<dyn Storage>)]),
+            target,
+        };
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(run(op, files, 4, 1, Duration::from_secs(1), tx));
+        rx
+    }
+
+    fn dones(events: &[ShardEvent]) -> usize {
+        events
+            .iter()
+            .filter(|e| matches!(e.event, Some(shard_event::Event::Done(_))))
+            .count()
+    }
+
+    /// No file is reported done while the sync that makes it durable has
+    /// not returned; once it returns, every one is.
+    #[tokio::test]
+    async fn files_are_reported_done_only_after_the_sync() {
+        let target = Arc::new(Memory::default());
+        let mut rx = restore_shard(20, target.clone());
+        target.sync_started.notified().await;
+        // Every file is written (the shard syncs once all are), none said done.
+        let mut seen = Vec::new();
+        while let Ok(ev) = rx.try_recv() {
+            seen.push(ev.expect("event"));
+        }
+        assert_eq!(target.objects.lock().unwrap().len(), 20);
+        assert_eq!(dones(&seen), 0, "a file was reported done before its sync");
+        target.gate.add_permits(1);
+        while let Some(ev) = rx.recv().await {
+            seen.push(ev.expect("event"));
+        }
+        assert_eq!(dones(&seen), 20);
+        assert_eq!(target.syncs_started.load(Ordering::SeqCst), 1);
+    }
+
+    /// A sync that fails turns each of its files into a problem.
+    #[tokio::test]
+    async fn a_failed_sync_reports_its_files_as_problems() {
+        let target = Arc::new(Memory {
+            fail_sync: true,
+            ..Default::default()
+        });
+        target.gate.add_permits(1);
+        let mut rx = restore_shard(5, target.clone());
+        let mut seen = Vec::new();
+        while let Some(ev) = rx.recv().await {
+            seen.push(ev.expect("event"));
+        }
+        assert_eq!(dones(&seen), 0);
+        let problems: Vec<&FileProblem> = seen
+            .iter()
+            .filter_map(|e| match &e.event {
+                Some(shard_event::Event::Problem(p)) => Some(p),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(problems.len(), 5, "{seen:?}");
+        assert!(problems
+            .iter()
+            .all(|p| p.kind == ProblemKind::Io as i32 && p.detail.contains("not made durable")));
     }
 
     #[test]

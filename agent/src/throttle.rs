@@ -100,6 +100,10 @@ impl Storage for Throttled {
     async fn probe(&self) -> Result<()> {
         self.inner.probe().await
     }
+
+    async fn sync(&self) -> Result<()> {
+        self.inner.sync().await
+    }
 }
 
 #[cfg(test)]

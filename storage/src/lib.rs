@@ -7,7 +7,8 @@
 //! - [`Storage`]: the one trait every backend implements: streaming reads and
 //!   writes of named objects, hashed (sha256) while they stream.
 //! - [`open`]: the one factory from a location to a boxed backend.
-//! - `fs`: local directory backend (temp file, fsync, rename, fsync dir).
+//! - `fs`: local directory backend (unnamed temp file, linked into place;
+//!   fsynced per write, or in batches with [`Durability::Batched`]).
 //! - `s3`: S3-compatible backend through object_store (multipart for large
 //!   objects, bounded retries, fast failure on a dead endpoint or bad keys).
 //! - `s3copy`: [`ServerSideCopier`], copies between two S3 locations on one
@@ -39,6 +40,7 @@ pub mod metrics;
 mod pace;
 mod s3;
 mod s3copy;
+mod trace;
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,6 +61,7 @@ pub use s3copy::{
     can_copy_server_side, same_endpoint, server_side_copy, ChecksumSource, CopyOptions,
     CopyOutcome, ServerSideCopier, Verify, MAX_SINGLE_COPY, MIN_PART_SIZE,
 };
+pub use trace::TRACE_ENV as DURABILITY_TRACE_ENV;
 
 /// A stream of chunks of one object. Chunks are bounded in size (a few MiB at
 /// most) so memory stays bounded whatever the object size.
@@ -130,6 +133,29 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Fails fast (a few seconds) with a clear error if the place cannot be
     /// reached or the credentials are refused. Creates nothing.
     async fn probe(&self) -> Result<()>;
+
+    /// Makes every write that returned before this call durable. Only a
+    /// storage opened with [`Durability::Batched`] has anything to do here
+    /// (a filesystem: one `syncfs`); elsewhere a returned write already is
+    /// durable (S3: a PUT that succeeded).
+    async fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// When a write becomes durable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// `put` returns once the object is durable: on a filesystem, the
+    /// file's fsync and its directory's, two per file. For what marks a
+    /// backup complete (manifest, `backup_meta`) and anything written alone.
+    #[default]
+    EachWrite,
+    /// `put` returns once the object is written and named; it is durable
+    /// only after a later [`Storage::sync`]. Whoever writes this way reports
+    /// nothing done before that sync returned: for the bulk of a shard's
+    /// files, where one sync of the filesystem replaces thousands of fsyncs.
+    Batched,
 }
 
 /// How long a failing S3 request is retried once a job runs, unless the
@@ -162,6 +188,8 @@ pub struct OpenOptions {
     /// limit, shared by every storage the job opens), on top of the
     /// process's limit.
     pub pacer: Option<std::sync::Arc<Pacer>>,
+    /// When writes become durable; S3 writes always are when they return.
+    pub durability: Durability,
 }
 
 /// Opens the backend for `location`.
@@ -176,7 +204,10 @@ pub async fn open_with(
     opts: &OpenOptions,
 ) -> Result<Box<dyn Storage>> {
     match location {
-        Location::Filesystem { path } => Ok(Box::new(fs::FsStorage::new(path.clone()))),
+        Location::Filesystem { path } => Ok(Box::new(fs::FsStorage::with_durability(
+            path.clone(),
+            opts.durability,
+        ))),
         Location::S3(s3) => Ok(Box::new(s3::S3Storage::with_options(s3, creds, opts)?)),
     }
 }

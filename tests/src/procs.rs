@@ -172,6 +172,9 @@ pub struct MoBr {
     /// Passed as `--coordinator` (remote runs).
     pub coordinator: Option<String>,
     pub timeout: Duration,
+    /// Set in `mo_br`'s environment, after the AWS_*/MO_BR_* it inherited
+    /// are removed.
+    pub env: Vec<(String, String)>,
 }
 
 impl MoBr {
@@ -182,6 +185,7 @@ impl MoBr {
             meta_path: Some(cwd.join("mo_br.meta")),
             coordinator: None,
             timeout: DEFAULT_TIMEOUT,
+            env: Vec::new(),
         }
     }
 
@@ -192,6 +196,7 @@ impl MoBr {
             meta_path: None,
             coordinator: Some(coordinator.to_string()),
             timeout: DEFAULT_TIMEOUT,
+            env: Vec::new(),
         }
     }
 
@@ -200,8 +205,19 @@ impl MoBr {
         self
     }
 
+    pub fn with_env(mut self, key: &str, value: &str) -> MoBr {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
     /// Runs `mo_br <args>`; `args[0]` is the subcommand.
     pub fn run<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Output {
+        run_with_timeout(self.command(args), self.timeout)
+    }
+
+    /// The command [`MoBr::run`] runs, for a test that starts it itself
+    /// (e.g. to kill it).
+    pub fn command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
         std::fs::create_dir_all(&self.cwd).expect("create the mo_br working directory");
         let mut cmd = Command::new(bin("mo_br"));
         cmd.current_dir(&self.cwd);
@@ -223,7 +239,8 @@ impl MoBr {
                 cmd.arg("--meta_path").arg(meta);
             }
         }
-        run_with_timeout(cmd, self.timeout)
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
     }
 
     /// `mo_br list --json`, parsed: one JSON object per backup.

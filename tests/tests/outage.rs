@@ -208,6 +208,93 @@ fn backup_fails_cleanly_when_s3_stays_down() {
     );
 }
 
+/// The restore side: a backup on S3 restored while the server goes down
+/// for good fails within seconds of its retry window, the reason on one
+/// line naming the endpoint; a restore run again once the server is back
+/// completes byte for byte.
+#[test]
+fn restore_fails_cleanly_when_s3_stays_down() {
+    let scene = Scene::new("outage-restore-down");
+    let sample = scene.sample("node", 73, 6 * MIB, Backend::DiskV2);
+    sample.drop_long_paths(140);
+    let mut s3 = S3Server::start().expect("start s3s-fs");
+    let cluster = Cluster::start_with_agent_args(
+        Some(sample.data_dir()),
+        &["--max_bytes_per_sec", "2000000", "--parallelism", "2"],
+    )
+    .expect("start a coordinator and an agent");
+    let mobr = MoBr::remote(&scene.path("cwd"), cluster.coordinator_addr());
+    let metrics = cluster
+        .agent_metrics_addr()
+        .expect("agent metrics")
+        .to_string();
+    let mut args = vec!["backup".to_string()];
+    args.extend(s3_target_args(&s3, s3.bucket(), "restore-down"));
+    args.extend(sample.source_args());
+    let id = backup_id(&mobr.run(&args));
+
+    let to = scene.path("restored");
+    let mut args = restore_by_id_args(&id, &to);
+    args.extend([
+        "--backup_access_key_id".into(),
+        s3.access_key().into(),
+        "--backup_secret_access_key".into(),
+        s3.secret_key().into(),
+    ]);
+    let mut cut = args.clone();
+    cut.extend(["--retry_window".into(), "2s".into()]);
+    let restore = spawn_run(&mobr, cut);
+    wait_for(
+        "the restore to copy 512 KiB",
+        Duration::from_secs(60),
+        || copied(&metrics, "restore") >= 512.0 * 1024.0 || restore.is_finished(),
+    );
+    assert!(
+        !restore.is_finished(),
+        "the restore ended before the outage\n{}",
+        restore.join().expect("the restore thread")
+    );
+    let stopped = Instant::now();
+    s3.stop();
+    let out = restore.join().expect("the restore thread");
+    out.assert_failed("restore with S3 down");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(45),
+        "the restore took {:?} to fail\n{out}",
+        stopped.elapsed()
+    );
+    let endpoint = format!("S3 endpoint {}", s3.endpoint());
+    let why: Vec<&str> = out
+        .stderr_lines()
+        .into_iter()
+        .filter(|l| l.contains(&endpoint))
+        .collect();
+    eprintln!(
+        "S3 down for good: the restore failed after {:?}: {}",
+        stopped.elapsed(),
+        why.first().unwrap_or(&"")
+    );
+    assert_eq!(
+        why.len(),
+        1,
+        "one line must say which endpoint failed:\n{out}\n{}",
+        cluster.logs()
+    );
+
+    // Back up: the same restore, into a fresh place, completes.
+    s3.restart().expect("restart s3s-fs on its port");
+    let again = scene.path("restored-again");
+    let mut args = restore_by_id_args(&id, &again);
+    args.extend([
+        "--backup_access_key_id".into(),
+        s3.access_key().into(),
+        "--backup_secret_access_key".into(),
+        s3.secret_key().into(),
+    ]);
+    mobr.run(&args).assert_ok("restore once S3 is back");
+    assert_restored(sample.root(), &again);
+}
+
 /// Behind an S3 that takes 25 requests a second and answers SlowDown above,
 /// a backup of many small objects completes; the agent halved its request
 /// rate on SlowDown (its allowed-rate gauge appears) and most requests got

@@ -53,7 +53,10 @@ pub fn open_options(retry_window_ms: u64) -> mo_br_storage::OpenOptions {
     mo_br_storage::OpenOptions {
         retry_window: (retry_window_ms > 0)
             .then(|| std::time::Duration::from_millis(retry_window_ms)),
+        // What the coordinator writes (manifest, backup_meta) is the commit
+        // point: durable before the write returns.
         pacer: None,
+        durability: mo_br_storage::Durability::EachWrite,
     }
 }
 

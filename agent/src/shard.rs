@@ -939,6 +939,7 @@ mod tests {
         let op = Op::Restore {
             sources: HashMap::from([("b".to_string(), Arc::new(source) as Arc<dyn Storage>)]),
             target,
+            keep_verified: false,
         };
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(run(op, files, 4, 1, Duration::from_secs(1), tx));

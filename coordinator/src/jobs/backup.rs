@@ -106,7 +106,7 @@ pub async fn run_as(
                         "--compression {asked}: no agent serves this MatrixOne's files, so its own BACKUP statement would take the backup, and it stores files as they are (it takes a 'compression' option and ignores it); start agents with --matrixone, or back up with --compression none"
                     )));
                 }
-                return super::mo_backup::run(c, req, login, events).await;
+                return super::mo_backup::run(c, req, login, origin, events).await;
             }
         }
     }
@@ -1429,8 +1429,8 @@ pub(crate) async fn abandon(c: &Coordinator, id: &str) {
     let login = hold.and_then(|h| online::login_for(c, &h));
     let reason = Error::Failed("the coordinator stopped before the backup finished".into());
     let target = match &rec {
-        // Keys, if any, from the environment.
-        Some(rec) => mo_br_storage::open(&rec.location, &Credentials::default())
+        // Keys, if any, from the credentials file or the environment.
+        Some(rec) => mo_br_storage::open(&rec.location, &c.credentials.s3_or_env(&rec.location))
             .await
             .ok(),
         None => None,

@@ -143,6 +143,11 @@ fn parse_peers(list: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     mo_br_telemetry::logs::init(&args.log_level, args.log_format)?;
+    // Refused before anything starts: a shared or bad file is a setup error.
+    let credentials = match &args.credentials_file {
+        Some(path) => mo_br_coordinator::credentials::CredentialsFile::load(path)?,
+        None => Default::default(),
+    };
     let _exporter = match &args.metrics_listen {
         Some(addr) => {
             let exporter = mo_br_coordinator::metrics::install(addr)?;
@@ -164,10 +169,6 @@ async fn main() -> anyhow::Result<()> {
     if let Some(w) = warning {
         tracing::warn!("{w}");
     }
-    let credentials = match &args.credentials_file {
-        Some(path) => mo_br_coordinator::credentials::CredentialsFile::load(path)?,
-        None => Default::default(),
-    };
     let shutdown = tokio_util::sync::CancellationToken::new();
     // Certificates, tokens and the credentials file are re-read on SIGHUP
     // (rotation without a restart).

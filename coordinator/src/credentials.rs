@@ -4,9 +4,12 @@
 //! restores carried on after a leader change. The catalog never holds a
 //! secret, so these are looked up here each time they are needed.
 //!
-//! The file must be readable by its owner only; a file that is shared,
-//! does not parse or has unknown keys is refused whole (at start: the
-//! process does not start; on SIGHUP: the previous one stays in force).
+//! A file holding a secret itself must be readable by its owner only (as
+//! the CLI's config file); one that names files for them instead
+//! (`secret_access_key_file`, `password_file`: a Kubernetes Secret mounted
+//! beside a ConfigMap) may be shared. A file that breaks this rule, does
+//! not parse or has unknown keys is refused whole (at start: the process
+//! does not start; on SIGHUP: the previous one stays in force).
 //! Nothing here is printed: Debug of every type is redacted.
 
 use std::fmt;
@@ -71,6 +74,8 @@ struct MoEntry {
 pub struct Entries {
     s3: Vec<S3Entry>,
     matrixone: Vec<MoEntry>,
+    /// A secret written in the file itself (not in a file it names).
+    inline_secrets: bool,
 }
 
 impl fmt::Debug for Entries {
@@ -116,7 +121,14 @@ impl Entries {
                 (None, None) => Err(format!("{entry}: {what} (or {what}_file) is missing")),
             }
         };
-        let mut out = Entries::default();
+        let mut out = Entries {
+            inline_secrets: doc
+                .s3
+                .iter()
+                .any(|d| d.secret_access_key.is_some() || d.session_token.is_some())
+                || doc.matrixone.iter().any(|d| d.password.is_some()),
+            ..Entries::default()
+        };
         for (i, d) in doc.s3.into_iter().enumerate() {
             let entry = format!("[[s3]] #{} ({})", i + 1, describe_endpoint(&d.endpoint));
             if d.access_key_id.trim().is_empty() {
@@ -209,8 +221,8 @@ impl fmt::Debug for CredentialsFile {
 }
 
 impl CredentialsFile {
-    /// Reads `path`, refusing it (one line) when others may read it, it
-    /// does not parse, or it has unknown keys.
+    /// Reads `path`, refusing it (one line) when others may read the
+    /// secrets it holds, it does not parse, or it has unknown keys.
     pub fn load(path: &Path) -> Result<CredentialsFile> {
         let entries = read(path)?;
         Ok(CredentialsFile {
@@ -280,10 +292,13 @@ fn read(path: &Path) -> Result<Entries> {
         path: path.display().to_string(),
         detail,
     };
-    refuse_if_shared(path).map_err(bad)?;
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    Entries::parse(&text, base).map_err(bad)
+    let entries = Entries::parse(&text, base).map_err(bad)?;
+    if entries.inline_secrets {
+        refuse_if_shared(path).map_err(bad)?;
+    }
+    Ok(entries)
 }
 
 #[cfg(unix)]
@@ -295,7 +310,8 @@ fn refuse_if_shared(path: &Path) -> std::result::Result<(), String> {
         .mode();
     if mode & 0o077 != 0 {
         return Err(format!(
-            "holds secrets but others may read it (mode {:o}): chmod 600 it",
+            "holds secrets but others may read it (mode {:o}): chmod 600 it, \
+             or move them to files named by secret_access_key_file / password_file",
             mode & 0o777
         ));
     }
@@ -450,5 +466,18 @@ password_file = "pw"
         .unwrap();
         file.reload().unwrap();
         assert_eq!(file.password_for("10.0.0.5", 6001, "dump").unwrap(), "new");
+
+        // Secrets in files it names (a mounted Secret): the file itself
+        // may be shared (a ConfigMap).
+        std::fs::write(dir.path().join("pw"), "in-a-secret\n").unwrap();
+        let shared = dir.path().join("shared.toml");
+        std::fs::write(
+            &shared,
+            "[[matrixone]]\nhost = \"h\"\npassword_file = \"pw\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let file = CredentialsFile::load(&shared).unwrap();
+        assert_eq!(file.password_for("h", 6001, "u").unwrap(), "in-a-secret");
     }
 }

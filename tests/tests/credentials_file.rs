@@ -5,7 +5,8 @@
 //! with the password of its [[matrixone]] entry; neither secret lands in
 //! the raft files, the catalog or a log. A schedule for a MatrixOne the file
 //! has no entry for is refused at create; a bad file kept out on SIGHUP,
-//! a good one taken in; a group-readable file refused at start.
+//! a good one taken in; a group-readable file refused at start; a restore
+//! from S3 carried on after a restart with the file's keys alone.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -285,4 +286,110 @@ fn a_credentials_file_others_may_read_is_refused_at_start() {
         "{out}"
     );
     assert!(!out.stdout.contains("listening"), "{out}");
+}
+
+/// A single coordinator killed mid-restore from S3 and started again on
+/// its catalog, with no AWS_* in its environment: the keys of its
+/// credentials file let it carry the restore on (without them what it
+/// wrote would be removed), and the restore completes.
+#[test]
+fn a_restore_from_s3_is_carried_on_with_the_files_keys_after_a_restart() {
+    use mo_br_tests::procs::{free_local_addr, start_daemon};
+    use mo_br_tests::trees::{assert_restored, finished_files};
+
+    let scene = Scene::new("creds-resume");
+    let sample = scene.sample("node", 47, 8 * MIB, Backend::DiskV2);
+    sample.drop_long_paths(120);
+    let s3 = S3Server::start().expect("s3 server");
+    let keys = strings(&[
+        "--access_key_id",
+        s3.access_key(),
+        "--secret_access_key",
+        s3.secret_key(),
+    ]);
+    // Backed up by the embedded mo_br with the CLI's keys.
+    let mut backup = strings(&["backup", "--backup_dir", "s3", "--endpoint", &s3.endpoint()]);
+    backup.extend(strings(&[
+        "--bucket",
+        s3.bucket(),
+        "--filepath",
+        "b1",
+        "--is_minio",
+    ]));
+    backup.extend(keys);
+    backup.extend(sample.source_args());
+    scene.mobr.run(&backup).assert_ok("backup to S3");
+
+    let creds = scene.path("credentials.toml");
+    write_private(
+        &creds,
+        &format!(
+            "[[s3]]\nendpoint = \"{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+            s3.endpoint(),
+            s3.access_key(),
+            s3.secret_key()
+        ),
+    );
+    // A slow agent, so that the restart comes mid-restore.
+    let mut agent = Command::new(bin("mo-br-agent"));
+    agent.args(["--listen", "127.0.0.1:0", "--max_bytes_per_sec", "2000000"]);
+    agent.arg("--data_dir").arg(sample.data_dir());
+    let (_agent, agent_addr) =
+        start_daemon(agent, "mo-br-agent listening on", scene.path("agent.log")).unwrap();
+    let addr = free_local_addr().unwrap();
+    let coordinator = || {
+        let mut cmd = Command::new(bin("mo-br-coordinator"));
+        cmd.args(["--listen", &addr, "--agents", &agent_addr])
+            .arg("--meta_path")
+            .arg(scene.path("coordinator.meta"))
+            .arg("--credentials_file")
+            .arg(&creds);
+        start_daemon(
+            cmd,
+            "mo-br-coordinator listening on",
+            scene.path("coordinator.log"),
+        )
+        .unwrap()
+        .0
+    };
+    let first = coordinator();
+    let remote = MoBr::remote(&scene.path("cwd"), &addr);
+    let r = scene.path("restored");
+    let mut restore = strings(&[
+        "restore",
+        "--backup_dir",
+        "s3",
+        "--backup_endpoint",
+        &s3.endpoint(),
+    ]);
+    restore.extend(strings(&[
+        "--backup_bucket",
+        s3.bucket(),
+        "--backup_filepath",
+        "b1",
+        "--backup_is_minio",
+        "--backup_access_key_id",
+        s3.access_key(),
+        "--backup_secret_access_key",
+        s3.secret_key(),
+        "--restore_dir",
+        "filesystem",
+        "--restore_path",
+    ]));
+    restore.push(r.display().to_string());
+    let runner = {
+        let remote = remote.clone();
+        std::thread::spawn(move || remote.run(&restore))
+    };
+    let log = || std::fs::read_to_string(scene.path("coordinator.log")).unwrap_or_default();
+    wait_until(Duration::from_secs(30), "nothing restored", log, || {
+        finished_files(&r).len() >= 3
+    });
+    drop(first);
+    let _second = coordinator();
+    let out = runner.join().unwrap();
+    out.assert_ok("restore whose coordinator was restarted");
+    assert_restored(sample.root(), &r);
+    assert!(log().contains("carrying restore"), "{}", log());
+    assert!(!log().contains(s3.secret_key()), "{}", log());
 }

@@ -192,6 +192,22 @@ fn scheduled_runs_take_keys_and_passwords_from_the_credentials_file() {
     mobr.run(&["schedule", "pause", "tos3"]).assert_ok("pause");
     mobr.run(&["schedule", "pause", "online"])
         .assert_ok("pause");
+    // Nothing of either schedule still running (a slot may have fired
+    // just before the pause).
+    wait_until(
+        Duration::from_secs(30),
+        "a scheduled run did not end",
+        || g.logs(),
+        || {
+            let out = mobr.run(&["schedule", "list", "--json"]);
+            out.success()
+                && out
+                    .stdout
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                    .all(|s| s["running_backup_id"] == "")
+        },
+    );
     let taken = complete_of(&mobr, "online");
     assert_eq!(taken[0]["method"], "matrixone", "{taken:?}");
     let s3_taken = complete_of(&mobr, "tos3");
@@ -207,6 +223,23 @@ fn scheduled_runs_take_keys_and_passwords_from_the_credentials_file() {
     ]));
     mobr.run(&check)
         .assert_ok("check of the scheduled S3 backup");
+
+    // The backups say which schedule took them: a catalog rebuilt from
+    // their location alone gives that back.
+    let mut rebuild = strings(&[
+        "catalog",
+        "rebuild",
+        "--backup_dir",
+        "filesystem",
+        "--backup_path",
+    ]);
+    rebuild.push(online.display().to_string());
+    scene.mobr.run(&rebuild).assert_ok("catalog rebuild");
+    let rebuilt = scene.mobr.list_json();
+    assert!(
+        !rebuilt.is_empty() && rebuilt.iter().all(|b| b["schedule"] == "online"),
+        "{rebuilt:?}"
+    );
 
     // Neither secret in the raft files, the catalog or any log.
     let (_, catalog) = g.converged_catalogs(Duration::from_secs(10)).remove(0);

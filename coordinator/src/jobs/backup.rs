@@ -629,6 +629,7 @@ async fn plan(
         chunks: vec![],
         replica_of: None,
         compression: requested_compression(req)?,
+        schedule: record.schedule.clone(),
     };
     let job = BackupJob {
         id: record.id.clone(),

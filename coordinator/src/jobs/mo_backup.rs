@@ -513,6 +513,7 @@ async fn index(ix: Index<'_>) -> Result<BackupMeta> {
         // MatrixOne's BACKUP stores files as they are.
         replica_of: None,
         compression: None,
+        schedule: ix.record.schedule.clone(),
     })
 }
 

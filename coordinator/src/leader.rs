@@ -431,7 +431,7 @@ async fn release_ended_holds(c: &Coordinator) -> bool {
             }
             None => {
                 tracing::warn!(
-                    "GC is held by ended backup {} but no MatrixOne password is known here (set MO_BR_MO_PASSWORD)",
+                    "GC is held by ended backup {} but no MatrixOne password is known here (add a [[matrixone]] entry to --credentials_file, or set MO_BR_MO_PASSWORD)",
                     hold.backup
                 );
                 held = true;

@@ -947,7 +947,7 @@ pub async fn drive(
     let online = job.meta.consistency == Consistency::Online;
     if online && login.is_none() {
         return Err(Error::FailedPrecondition(format!(
-            "backup {id} holds MatrixOne's GC and no password is known here to renew it; re-attach with the password or set MO_BR_MO_PASSWORD"
+            "backup {id} holds MatrixOne's GC and no password is known here to renew it; re-attach with the password, or give the coordinator a [[matrixone]] entry in its --credentials_file (or MO_BR_MO_PASSWORD)"
         )));
     }
     // The leader driving an online backup renews its checker.

@@ -1,6 +1,7 @@
 //! `mo_br schedule create|list|drop|pause|resume`: backup schedules kept in
 //! the coordinators' replicated catalog and run by the leader. A schedule
-//! holds no keys: its runs use the coordinator's own.
+//! holds no keys and no password: its runs use the coordinator's own (its
+//! `--credentials_file`, its environment).
 
 use std::io::Write;
 use std::path::Path;
@@ -21,9 +22,9 @@ pub fn create_request(
     s: &Settings,
     cwd: &Path,
 ) -> Result<ScheduleRequest, UsageError> {
-    if a.backup.conn.host.is_some() {
+    if a.backup.conn.password.is_some() || a.backup.conn.password_file.is_some() {
         return Err(usage!(
-            "a schedule takes cold backups of a node's files (--data_dir), not of a running MatrixOne (--host)"
+            "a schedule stores no password: each run looks it up in the coordinator's --credentials_file (a [[matrixone]] entry for --host/--port/--user)"
         ));
     }
     let keys_given = [
@@ -37,7 +38,7 @@ pub fn create_request(
         || a.backup.s3.secret_access_key_file.is_some();
     if keys_given {
         return Err(usage!(
-            "a schedule stores no keys: its runs use the coordinator's own (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in its environment)"
+            "a schedule stores no keys: its runs use the coordinator's own (an [[s3]] entry of its --credentials_file, or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in its environment)"
         ));
     }
     let mut spec = backup::request_for(&a.backup, s, cwd, true)?;
@@ -49,6 +50,10 @@ pub fn create_request(
     }
     spec.source_access_key_id.clear();
     spec.source_secret_access_key.clear();
+    // MO_BR_PASSWORD of this CLI stays here too.
+    if let Some(login) = spec.login.as_mut() {
+        login.password.clear();
+    }
     Ok(ScheduleRequest {
         op: ScheduleOp::Create.into(),
         name: a.name.trim().to_string(),
@@ -251,6 +256,39 @@ mod tests {
         )
         .unwrap_err();
         assert!(refused.0.contains("stores no keys"), "{}", refused.0);
+    }
+
+    #[test]
+    fn a_host_schedule_carries_no_password() {
+        let base = [
+            "mo_br",
+            "schedule",
+            "create",
+            "--name",
+            "online",
+            "--cron",
+            "0 0 2 * * *",
+            "--backup_dir",
+            "filesystem",
+            "--path",
+            "/b",
+            "--host",
+            "10.0.0.5",
+            "--user",
+            "dump",
+        ];
+        let r = parse(&base, EnvCreds::default()).unwrap();
+        let login = r.spec.unwrap().login.unwrap();
+        assert_eq!(
+            (login.host.as_str(), login.user.as_str()),
+            ("10.0.0.5", "dump")
+        );
+        assert!(login.password.is_empty());
+
+        let mut with_password = base.to_vec();
+        with_password.extend(["--password", "pw"]);
+        let refused = parse(&with_password, EnvCreds::default()).unwrap_err();
+        assert!(refused.0.contains("stores no password"), "{}", refused.0);
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub enum Error {
     UnknownValue { field: &'static str, value: i32 },
     #[error("{0}")]
     FailedPrecondition(String),
+    /// `--credentials_file` refused: shared, unparsable, unknown keys.
+    #[error("credentials file {path}: {detail}")]
+    CredentialsFile { path: String, detail: String },
     #[error("catalog {path}: {detail}")]
     Catalog { path: String, detail: String },
     #[error(transparent)]

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mo_br_format::manifest::Consistency;
-use mo_br_storage::{Credentials, Location};
+use mo_br_storage::Credentials;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{sleep_until, Instant, MissedTickBehavior};
@@ -341,7 +341,8 @@ async fn abandon_orphaned_mo_backups(c: &Coordinator) {
 }
 
 /// Adopts the running backups whose target needs no credentials beyond
-/// this process's environment; others wait for the CLI's `Attach`.
+/// this process's own (its credentials file, its environment); others wait
+/// for the CLI's `Attach`.
 async fn adopt_running(c: &Coordinator) {
     let jobs = c
         .catalog
@@ -359,25 +360,19 @@ async fn adopt_running(c: &Coordinator) {
         .await
         .unwrap_or_default();
     for (id, location, source_keys, hold) in jobs {
-        let env_creds = std::env::var_os("AWS_ACCESS_KEY_ID").is_some();
-        if source_keys || !(matches!(location, Location::Filesystem { .. }) || env_creds) {
+        if source_keys || !c.credentials.reaches(&location) {
             continue; // waits for the CLI to re-attach with keys
         }
+        let creds = c.credentials.s3_or_env(&location);
         match hold {
             // An online backup is adopted only with a password to renew and
             // release its GC hold.
             Some(hold) => {
                 if let Some(login) = online::login_for(c, &hold) {
-                    adopt(
-                        c,
-                        &id,
-                        Credentials::default(),
-                        Credentials::default(),
-                        Some(login),
-                    );
+                    adopt(c, &id, creds, Credentials::default(), Some(login));
                 }
             }
-            None => adopt(c, &id, Credentials::default(), Credentials::default(), None),
+            None => adopt(c, &id, creds, Credentials::default(), None),
         }
     }
 }
@@ -436,7 +431,7 @@ async fn release_ended_holds(c: &Coordinator) -> bool {
             }
             None => {
                 tracing::warn!(
-                    "GC is held by ended backup {} but no MatrixOne password is known here (set MO_BR_MO_PASSWORD)",
+                    "GC is held by ended backup {} but no MatrixOne password is known here (add a [[matrixone]] entry to --credentials_file, or set MO_BR_MO_PASSWORD)",
                     hold.backup
                 );
                 held = true;

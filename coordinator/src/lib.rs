@@ -23,6 +23,7 @@
 
 pub mod agents;
 pub mod catalog;
+pub mod credentials;
 pub mod jobs;
 pub mod leader;
 pub mod matrixone;
@@ -86,6 +87,8 @@ pub struct Coordinator {
     pub(crate) security: Security,
     /// The jobs running here and their progress, for the status page.
     pub(crate) live: status::LiveJobs,
+    /// Keys and passwords for work no client attends (`--credentials_file`).
+    pub credentials: credentials::CredentialsFile,
 }
 
 /// A replica of a coordinator cluster.
@@ -106,6 +109,8 @@ pub struct ClusterConfig {
     pub gc_renew: Duration,
     /// TLS and who may call what, for every hop of this replica.
     pub security: Security,
+    /// Keys and passwords for work no client attends.
+    pub credentials: credentials::CredentialsFile,
 }
 
 impl Coordinator {
@@ -119,6 +124,7 @@ impl Coordinator {
             passwords: online::Passwords::default(),
             security,
             live: status::LiveJobs::default(),
+            credentials: credentials::CredentialsFile::default(),
         }
     }
 
@@ -133,7 +139,19 @@ impl Coordinator {
         agents: Vec<(String, Channel)>,
         security: Security,
     ) -> Result<Coordinator> {
-        let (c, _) = Coordinator::open_local(meta_path, agents, security, true).await?;
+        Coordinator::open_with(meta_path, agents, security, Default::default()).await
+    }
+
+    /// [`Coordinator::open`] with a credentials file, in force already for
+    /// the restores a previous process left and this one carries on.
+    pub async fn open_with(
+        meta_path: &Path,
+        agents: Vec<(String, Channel)>,
+        security: Security,
+        credentials: credentials::CredentialsFile,
+    ) -> Result<Coordinator> {
+        let (c, _) =
+            Coordinator::open_local(meta_path, agents, security, true, credentials).await?;
         Ok(c)
     }
 
@@ -146,12 +164,14 @@ impl Coordinator {
         agents: Vec<(String, Channel)>,
         security: Security,
         resume_restores: bool,
+        credentials: credentials::CredentialsFile,
     ) -> Result<(Coordinator, Vec<String>)> {
-        let c = Coordinator::new(
+        let mut c = Coordinator::new(
             CatalogHandle::open(meta_path)?,
             Agents::fixed(agents),
             security,
         );
+        c.credentials = credentials;
         let notices = leader::take_over_local(&c, resume_restores).await?;
         Ok((c, notices))
     }
@@ -225,6 +245,7 @@ impl Coordinator {
         let mut c = Coordinator::new(catalog, agents, config.security);
         c.shard_bytes = config.shard_bytes;
         c.gc_renew = config.gc_renew;
+        c.credentials = config.credentials;
         c.supervisor.lead(c.clone())?;
         c.run_schedules()?;
         Ok(c)
@@ -373,6 +394,7 @@ pub async fn spawn_in_process(
         local_agents(agents),
         Security::plaintext(),
         false,
+        Default::default(),
     )
     .await?;
     Ok((serve_in_process(coordinator), notices))

@@ -89,6 +89,13 @@ struct Args {
     /// `<tls_dir>/reader.token` if there.
     #[arg(long = "reader_token_file", env = "MO_BR_READER_TOKEN_FILE")]
     reader_token_file: Option<std::path::PathBuf>,
+    /// A TOML file of S3 keys ([[s3]] by endpoint and bucket) and MatrixOne
+    /// passwords ([[matrixone]] by host, port and user) for scheduled runs
+    /// and for jobs carried on after a leader change; mode 600. Re-read on
+    /// SIGHUP. Without it (or without a matching entry) S3 keys come from
+    /// this process's AWS_* environment.
+    #[arg(long = "credentials_file", env = "MO_BR_COORDINATOR_CREDENTIALS_FILE")]
+    credentials_file: Option<std::path::PathBuf>,
 }
 
 impl Args {
@@ -136,6 +143,11 @@ fn parse_peers(list: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     mo_br_telemetry::logs::init(&args.log_level, args.log_format)?;
+    // Refused before anything starts: a shared or bad file is a setup error.
+    let credentials = match &args.credentials_file {
+        Some(path) => mo_br_coordinator::credentials::CredentialsFile::load(path)?,
+        None => Default::default(),
+    };
     let _exporter = match &args.metrics_listen {
         Some(addr) => {
             let exporter = mo_br_coordinator::metrics::install(addr)?;
@@ -158,8 +170,13 @@ async fn main() -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     let shutdown = tokio_util::sync::CancellationToken::new();
-    // Certificates and tokens are re-read on SIGHUP (rotation without a restart).
-    let _reloader = mo_br_security::reload_on_sighup(security.reloaders(), shutdown.clone())?;
+    // Certificates, tokens and the credentials file are re-read on SIGHUP
+    // (rotation without a restart).
+    let mut reloaders = security.reloaders();
+    if credentials.is_given() {
+        reloaders.push(Box::new(credentials.clone()));
+    }
+    let _reloader = mo_br_security::reload_on_sighup(reloaders, shutdown.clone())?;
     let coordinator = if args.peers.is_empty() {
         if args.agents.is_empty() {
             bail!("give --agents (single coordinator) or --id/--peers/--data_dir (cluster)");
@@ -172,8 +189,13 @@ async fn main() -> anyhow::Result<()> {
                 .connect_timeout(Duration::from_secs(3));
             agents.push((a.clone(), security.connect_lazy(endpoint)));
         }
-        let mut c =
-            mo_br_coordinator::Coordinator::open(&args.meta_path, agents, security.clone()).await?;
+        let mut c = mo_br_coordinator::Coordinator::open_with(
+            &args.meta_path,
+            agents,
+            security.clone(),
+            credentials,
+        )
+        .await?;
         c.shard_bytes = args.shard_bytes;
         c.gc_renew = Duration::from_millis(args.gc_renew_ms);
         if args.metrics_listen.is_some() {
@@ -198,6 +220,7 @@ async fn main() -> anyhow::Result<()> {
             shard_bytes: args.shard_bytes,
             gc_renew: Duration::from_millis(args.gc_renew_ms),
             security: security.clone(),
+            credentials,
         })?
     };
     // The line tests and scripts wait for: the real address when port 0 was asked.

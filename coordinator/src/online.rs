@@ -182,11 +182,16 @@ pub async fn release(c: &Coordinator, backup: &str, login: &MoLogin) -> Result<(
 }
 
 /// The login of a recorded hold, with the password this coordinator knows
-/// for it: from the request or a re-attach, else MO_BR_MO_PASSWORD.
+/// for it: from the request or a re-attach, else its credentials file,
+/// else MO_BR_MO_PASSWORD.
 pub fn login_for(c: &Coordinator, hold: &GcHold) -> Option<MoLogin> {
     let password = c
         .passwords
         .get(&hold.backup)
+        .or_else(|| {
+            c.credentials
+                .password_for(&hold.host, hold.port, &hold.user)
+        })
         .or_else(|| std::env::var("MO_BR_MO_PASSWORD").ok())
         // The CLI's own variable, for the embedded coordinator.
         .or_else(|| std::env::var("MO_BR_PASSWORD").ok())?;

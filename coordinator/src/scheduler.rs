@@ -6,9 +6,12 @@
 //!
 //! A run is a backup like any other (`jobs::backup::run_as`) with the id
 //! fixed when its slot was fired and the schedule's name on its record. Its
-//! target's keys are this process's own (AWS_* environment): the catalog
-//! holds none. A run on record whose leader died is carried on by the
-//! leader's duties like any running backup.
+//! target's keys and its MatrixOne password (a `--host` schedule) are this
+//! process's own, looked up at each run: its credentials file, else (keys)
+//! its AWS_* environment; the catalog holds none. The keys travel to the
+//! agents in the shard requests, as a CLI-started backup's do. A run on
+//! record whose leader died is carried on by the leader's duties like any
+//! running backup.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -16,8 +19,9 @@ use std::sync::{Arc, Mutex};
 use chrono::Utc;
 use mo_br_format::manifest::BackupType;
 use mo_br_proto::common::{Compression as WireCompression, Source, Storage as WireStorage};
-use mo_br_proto::coordinator::{job_event, BackupRequest, BackupType as WireBackupType};
-use mo_br_storage::Credentials;
+use mo_br_proto::coordinator::{
+    job_event, BackupRequest, BackupType as WireBackupType, MoLogin as WireMoLogin,
+};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Duration, Instant};
 
@@ -25,7 +29,7 @@ use crate::catalog::{Applied, BackupState, Command, Schedule};
 use crate::jobs::backup::Origin;
 use crate::jobs::schedule::{latest_due, next_slot, parse_cron};
 use crate::metrics::{self, JobKind};
-use crate::{jobs, Coordinator};
+use crate::{jobs, Coordinator, Error};
 
 /// When reading the catalog failed (no quorum for a moment), the next try.
 const RETRY: Duration = Duration::from_secs(1);
@@ -236,13 +240,31 @@ fn start(c: &Coordinator, mine: &Mine, s: &Schedule, slot: i64, id: String, base
         _ => (WireBackupType::Full, String::new()),
     };
     let location = s.run_location(slot);
-    let req = BackupRequest {
-        // No keys: opening the target falls back to this process's
-        // environment.
-        target: Some(WireStorage::from_location(
-            &location,
-            &Credentials::default(),
-        )),
+    // Empty keys when the file has none: opening the target (here and on
+    // the agents) falls back to the process's environment.
+    let creds = c.credentials.s3_or_env(&location);
+    let login = match &spec.matrixone {
+        None => Ok(None),
+        Some(mo) => c
+            .credentials
+            .password_for(&mo.host, mo.port, &mo.user)
+            .map(|password| {
+                Some(WireMoLogin {
+                    host: mo.host.clone(),
+                    port: mo.port.into(),
+                    user: mo.user.clone(),
+                    password,
+                })
+            })
+            .ok_or_else(|| {
+                Error::FailedPrecondition(format!(
+                    "no password for {}@{}:{} in the coordinator's --credentials_file",
+                    mo.user, mo.host, mo.port
+                ))
+            }),
+    };
+    let mut req = BackupRequest {
+        target: Some(WireStorage::from_location(&location, &creds)),
         source: Some(Source {
             data_dir: spec.data_dir.clone(),
             launch_config: spec.launch_config.clone(),
@@ -277,7 +299,13 @@ fn start(c: &Coordinator, mine: &Mine, s: &Schedule, slot: i64, id: String, base
                 schedule: Some(name.clone()),
             };
             let drive = async {
-                let r = jobs::backup::run_as(&c, req, origin, &tx).await;
+                let r = match login {
+                    Ok(login) => {
+                        req.login = login;
+                        jobs::backup::run_as(&c, req, origin, &tx).await
+                    }
+                    Err(e) => Err(e),
+                };
                 drop(tx);
                 r
             };

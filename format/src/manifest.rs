@@ -115,6 +115,11 @@ pub struct BackupMeta {
     /// A replica is self-contained (no chain), whatever its original was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica_of: Option<String>,
+    /// The schedule whose run took it (`mo_br schedule`), so that
+    /// `catalog rebuild` gives the record back whole and the schedule's
+    /// retention finds it again. A replica names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
 }
 
 impl FileEntry {
@@ -211,6 +216,7 @@ mod tests {
             files,
             chunks: vec![],
             replica_of: None,
+            schedule: None,
             compression: None,
         }
     }

@@ -80,6 +80,10 @@ pub enum Error {
     TokensWithoutTls,
     #[error("listening for SIGHUP: {0}")]
     Signal(#[source] std::io::Error),
+    /// A file of another part (a credentials file) refused on reload; the
+    /// reason is one line without secrets.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl Error {
@@ -102,6 +106,7 @@ impl Error {
             Error::Incomplete { .. } => "incomplete",
             Error::TokensWithoutTls => "tokens_without_tls",
             Error::Signal(_) => "signal",
+            Error::Refused(_) => "refused",
         }
     }
 

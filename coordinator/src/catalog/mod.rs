@@ -12,7 +12,7 @@ pub mod schedule;
 
 pub use handle::CatalogHandle;
 pub use job::{Assignment, BackupJob, ShardState, Totals};
-pub use schedule::{FiredRun, Retention, RunResult, Schedule, ScheduleSpec};
+pub use schedule::{FiredRun, MoAddress, Retention, RunResult, Schedule, ScheduleSpec};
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -1006,6 +1006,7 @@ pub(crate) mod tests {
                 backup_type: BackupType::Full,
                 parallelism: 0,
                 compression: None,
+                matrixone: None,
             },
             retention: Retention::default(),
             paused: false,

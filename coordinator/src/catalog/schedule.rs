@@ -28,7 +28,8 @@ use mo_br_storage::Location;
 use serde::{Deserialize, Serialize};
 
 /// A schedule's backup: the `backup` command's flags minus credentials,
-/// which the coordinator takes from its own environment when it runs.
+/// which the coordinator takes from its credentials file or its own
+/// environment when it runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScheduleSpec {
     /// Where runs go: each run writes into its own directory or prefix
@@ -46,6 +47,18 @@ pub struct ScheduleSpec {
     /// `None`: files stored raw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<Compression>,
+    /// A running MatrixOne to back up (`--host`), without its password:
+    /// each run looks it up in the coordinator's credentials file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matrixone: Option<MoAddress>,
+}
+
+/// Who a `--host` schedule logs in as; the password is never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoAddress {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
 }
 
 /// What to keep of a schedule's backups after each success (the flags of

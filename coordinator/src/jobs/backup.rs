@@ -106,7 +106,7 @@ pub async fn run_as(
                         "--compression {asked}: no agent serves this MatrixOne's files, so its own BACKUP statement would take the backup, and it stores files as they are (it takes a 'compression' option and ignores it); start agents with --matrixone, or back up with --compression none"
                     )));
                 }
-                return super::mo_backup::run(c, req, login, events).await;
+                return super::mo_backup::run(c, req, login, origin, events).await;
             }
         }
     }
@@ -629,6 +629,7 @@ async fn plan(
         chunks: vec![],
         replica_of: None,
         compression: requested_compression(req)?,
+        schedule: record.schedule.clone(),
     };
     let job = BackupJob {
         id: record.id.clone(),
@@ -946,7 +947,7 @@ pub async fn drive(
     let online = job.meta.consistency == Consistency::Online;
     if online && login.is_none() {
         return Err(Error::FailedPrecondition(format!(
-            "backup {id} holds MatrixOne's GC and no password is known here to renew it; re-attach with the password or set MO_BR_MO_PASSWORD"
+            "backup {id} holds MatrixOne's GC and no password is known here to renew it; re-attach with the password, or give the coordinator a [[matrixone]] entry in its --credentials_file (or MO_BR_MO_PASSWORD)"
         )));
     }
     // The leader driving an online backup renews its checker.
@@ -1429,8 +1430,8 @@ pub(crate) async fn abandon(c: &Coordinator, id: &str) {
     let login = hold.and_then(|h| online::login_for(c, &h));
     let reason = Error::Failed("the coordinator stopped before the backup finished".into());
     let target = match &rec {
-        // Keys, if any, from the environment.
-        Some(rec) => mo_br_storage::open(&rec.location, &Credentials::default())
+        // Keys, if any, from the credentials file or the environment.
+        Some(rec) => mo_br_storage::open(&rec.location, &c.credentials.s3_or_env(&rec.location))
             .await
             .ok(),
         None => None,

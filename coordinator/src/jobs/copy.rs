@@ -412,6 +412,7 @@ async fn manifest(
         files,
         chunks,
         replica_of: Some(meta.id.clone()),
+        schedule: None,
         ..meta.clone()
     })
 }

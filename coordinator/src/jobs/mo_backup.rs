@@ -121,6 +121,7 @@ pub async fn run(
     c: &Coordinator,
     req: BackupRequest,
     login: MoLogin,
+    origin: super::backup::Origin,
     events: &Events,
 ) -> Result<()> {
     let at_time = now_rfc3339();
@@ -132,7 +133,9 @@ pub async fn run(
     // A bad login (or a tenant user: only sys may run BACKUP) changes nothing.
     let mut conn = online::connect(&login).await?;
 
-    let id = uuid::Uuid::now_v7().to_string();
+    let id = origin
+        .id
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let record = BackupRecord {
         id: id.clone(),
         location: prepared.location.clone(),
@@ -149,7 +152,7 @@ pub async fn run(
         backup_ts: String::new(),
         data_dir: String::new(),
         method: BackupMethod::Matrixone,
-        schedule: None,
+        schedule: origin.schedule,
         replica_of: None,
     };
     // Claimed before it is on record: a leader never takes a backup it
@@ -510,6 +513,7 @@ async fn index(ix: Index<'_>) -> Result<BackupMeta> {
         // MatrixOne's BACKUP stores files as they are.
         replica_of: None,
         compression: None,
+        schedule: ix.record.schedule.clone(),
     })
 }
 

@@ -253,8 +253,7 @@ pub(crate) fn record(meta: &BackupMeta, location: Location) -> BackupRecord {
         } else {
             BackupMethod::Agents
         },
-        // The manifest does not say which schedule took it.
-        schedule: None,
+        schedule: meta.schedule.clone(),
         replica_of: meta.replica_of.clone(),
     }
 }

@@ -563,17 +563,11 @@ async fn interrupted_into(c: &Coordinator, target: &Location) -> Result<Option<R
         .await
 }
 
-/// Whether this process's environment reaches `location` without keys
-/// from a client.
-fn reachable_here(location: &Location) -> bool {
-    matches!(location, Location::Filesystem { .. })
-        || std::env::var_os("AWS_ACCESS_KEY_ID").is_some()
-}
-
 /// Takes over a restore whose driver is gone (this coordinator before a
 /// restart, a deposed or dead leader): carries it on from its done shards
 /// when it can, with `req`'s credentials (a re-attaching CLI's) or this
-/// process's environment; otherwise removes what it wrote.
+/// process's own (its credentials file, its environment); otherwise
+/// removes what it wrote.
 pub(crate) async fn take_over(
     c: &Coordinator,
     rec: &RestoreRecord,
@@ -591,7 +585,7 @@ pub(crate) async fn take_over(
             let places = std::iter::once(&rec.target)
                 .chain(&spec.backup_location)
                 .chain(&rec.shared_target);
-            if !places.clone().all(reachable_here) {
+            if !places.clone().all(|p| c.credentials.reaches(p)) {
                 tracing::warn!(
                     "restore {} needs keys this coordinator does not have to carry on",
                     rec.id
@@ -599,14 +593,11 @@ pub(crate) async fn take_over(
                 abandon(c, rec).await;
                 return Ok(());
             }
-            let none = Credentials::default();
+            let own = |l: &Location| WireStorage::from_location(l, &c.credentials.s3_or_env(l));
             RestoreRequest {
                 id: spec.backup_id.clone(),
-                backup: spec
-                    .backup_location
-                    .as_ref()
-                    .map(|l| WireStorage::from_location(l, &none)),
-                target: Some(WireStorage::from_location(&rec.target, &none)),
+                backup: spec.backup_location.as_ref().map(own),
+                target: Some(own(&rec.target)),
                 dn_config_path: spec.dn_config_path.clone(),
                 checksum: spec.checksum,
                 parallelism: spec.parallelism,
@@ -847,7 +838,7 @@ async fn end(c: &Coordinator, id: &str, failure: Option<String>) -> Result<()> {
 /// deposed leader): removes what it wrote and takes it off record.
 pub(crate) async fn abandon(c: &Coordinator, rec: &RestoreRecord) {
     if let Some(location) = &rec.shared_target {
-        match mo_br_storage::open(location, &Credentials::default()).await {
+        match mo_br_storage::open(location, &c.credentials.s3_or_env(location)).await {
             Ok(store) => remove_restored(store.as_ref(), &[String::new()], &[], &[]).await,
             Err(e) => tracing::warn!(
                 "restore {}: the SHARED store it wrote could not be opened to remove what it wrote: {e}",
@@ -855,7 +846,7 @@ pub(crate) async fn abandon(c: &Coordinator, rec: &RestoreRecord) {
             ),
         }
     }
-    match mo_br_storage::open(&rec.target, &Credentials::default()).await {
+    match mo_br_storage::open(&rec.target, &c.credentials.s3_or_env(&rec.target)).await {
         Ok(target) => {
             remove_restored(target.as_ref(), &rec.owned, &rec.written, &rec.places).await;
             tracing::warn!(

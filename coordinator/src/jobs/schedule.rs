@@ -10,12 +10,12 @@ use mo_br_proto::coordinator::{
     ScheduleOp, ScheduleRequest, Schedules,
 };
 use mo_br_proto::names::Named;
-use mo_br_storage::Credentials;
 
 use super::backup::requested_compression;
 use super::{describe, emit, wire_enum, Events};
 use crate::catalog::retention::{self, Policy};
-use crate::catalog::{Applied, Command, Retention, Schedule, ScheduleSpec};
+use crate::catalog::{Applied, Command, MoAddress, Retention, Schedule, ScheduleSpec};
+use crate::matrixone::MoLogin;
 use crate::{Coordinator, Error, Result};
 
 /// Parses a cron expression (with a seconds field; UTC).
@@ -63,7 +63,7 @@ pub async fn change(c: &Coordinator, req: ScheduleRequest, events: &Events) -> R
             ))
         }
         ScheduleOp::Create => (
-            Command::ScheduleCreated(Box::new(new_schedule(&name, &req)?)),
+            Command::ScheduleCreated(Box::new(new_schedule(c, &name, &req)?)),
             "created",
         ),
         ScheduleOp::Drop => (Command::ScheduleDropped { name: name.clone() }, "dropped"),
@@ -105,8 +105,10 @@ pub async fn change(c: &Coordinator, req: ScheduleRequest, events: &Events) -> R
 }
 
 /// A schedule from a create request, checked: a cron expression that
-/// parses, a cold backup of a node's files to a location without keys.
-fn new_schedule(name: &str, req: &ScheduleRequest) -> Result<Schedule> {
+/// parses, a cold backup of a node's files or a backup of a running
+/// MatrixOne whose password this coordinator's credentials file holds, to
+/// a location without keys.
+fn new_schedule(c: &Coordinator, name: &str, req: &ScheduleRequest) -> Result<Schedule> {
     parse_cron(&req.cron)?;
     let spec = req
         .spec
@@ -128,13 +130,33 @@ fn new_schedule(name: &str, req: &ScheduleRequest) -> Result<Schedule> {
             "--base_id: an incremental schedule builds on its own last backup".into(),
         ));
     }
-    if spec.login.as_ref().is_some_and(|l| !l.host.is_empty()) {
-        return Err(Error::InvalidArgument(
-            "a schedule takes cold backups of a node's files (--data_dir); online (--host) runs would need a stored password".into(),
-        ));
-    }
+    let matrixone = match spec.login.as_ref().filter(|l| !l.host.is_empty()) {
+        None => None,
+        Some(wire) => {
+            if !wire.password.is_empty() {
+                return Err(Error::InvalidArgument(
+                    "a schedule stores no password: each run looks it up in the coordinator's --credentials_file (a [[matrixone]] entry)".into(),
+                ));
+            }
+            let login = MoLogin::from_wire(wire)?;
+            if c.credentials
+                .password_for(&login.host, login.port, &login.user)
+                .is_none()
+            {
+                return Err(Error::FailedPrecondition(format!(
+                    "the coordinator has no password for {}@{}:{}: add a [[matrixone]] entry (host, port, user, password) to its --credentials_file and reload it (SIGHUP)",
+                    login.user, login.host, login.port
+                )));
+            }
+            Some(MoAddress {
+                host: login.host,
+                port: login.port,
+                user: login.user,
+            })
+        }
+    };
     let source = spec.source.clone().unwrap_or_default();
-    if source.data_dir.is_empty() {
+    if source.data_dir.is_empty() && matrixone.is_none() {
         return Err(Error::InvalidArgument(
             "--data_dir is required: the node's mo-data directory".into(),
         ));
@@ -171,6 +193,7 @@ fn new_schedule(name: &str, req: &ScheduleRequest) -> Result<Schedule> {
             backup_type,
             parallelism: spec.parallelism,
             compression,
+            matrixone,
         },
         retention,
         paused: false,
@@ -209,6 +232,9 @@ pub fn info(s: &Schedule, now: i64) -> ScheduleInfo {
         WireBackupType::from(s.spec.backup_type).name(),
         s.spec.data_dir
     );
+    if let Some(mo) = &s.spec.matrixone {
+        spec = format!("{} {}@{}:{}", spec.trim_end(), mo.user, mo.host, mo.port);
+    }
     if let Some(comp) = &s.spec.compression {
         spec.push_str(&format!(" compression {comp}"));
     }
@@ -299,7 +325,8 @@ pub async fn expire(c: &Coordinator, name: &str, policy: Policy, events: &Events
             continue;
         }
         tracing::info!(schedule = %name, backup = %id, "expiring: {why}");
-        super::delete::remove(c, &rec, &Credentials::default(), true, events).await?;
+        let creds = c.credentials.s3_or_env(&rec.location);
+        super::delete::remove(c, &rec, &creds, true, events).await?;
         removed += 1;
     }
     Ok(removed)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # mo-br beside its peers, in one run, on the same trees and the same S3
 # server (s3s-fs on loopback), release build, embedded default:
-#   - the raw PUT and GET ceiling of the server (tests/benches/s3ceiling.rs:
+#   - the raw PUT and GET ceiling of the server (tests/src/bin/s3ceiling.rs:
 #     requests from memory, no disk, no hashing, several counts in flight);
 #   - rclone and restic (Debian packages, installed here when absent; their
 #     rows say "skipped" if that fails);
@@ -16,6 +16,8 @@
 #   SIZE=1GiB SMALL=20000 TREES="mixed small" WORK=/tmp/mo-br-bench scripts/bench.sh
 #   PARALLELISM=N passes --parallelism N to mo_br.
 #   DROP_CACHES=1 also empties the page cache before each timed step (root).
+#   BIN=DIR uses the binaries (mo_br, mo-br-sample, s3ceiling) in DIR as they
+#     are instead of a release build (the CI test runs it so on a tiny tree).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE=${SIZE:-1GiB}
@@ -31,10 +33,13 @@ if ! command -v rclone >/dev/null || ! command -v restic >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $sudo_ apt-get -o DPkg::Lock::Timeout=120 install -y -q rclone restic >/dev/null 2>&1 ||
     { peers=0; echo "note: rclone and restic could not be installed from Debian; their rows are skipped"; }
 fi
-cargo build --release --bins -q
-cargo bench -p mo-br-tests --bench s3ceiling --no-run -q 2>/dev/null
-ceiling=$repo/$(ls -t target/release/deps/s3ceiling-* | grep -v '\.d$' | head -1)
-bin=$repo/target/release
+if [ -n "${BIN:-}" ]; then
+  bin=$(cd "$BIN" && pwd)
+else
+  cargo build --release --bins -q
+  bin=${CARGO_TARGET_DIR:-$repo/target}/release
+fi
+ceiling=$bin/s3ceiling
 
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK"
 log=$WORK/log

@@ -4,8 +4,8 @@
 //! several numbers of requests in flight. What mo-br and its peers do on
 //! the same tree is compared with the best of these.
 //!
-//! `cargo bench -p mo-br-tests --bench s3ceiling -- --endpoint URL --bucket B
-//! --key K --secret S --tree DIR [--inflight 16,32,64]`
+//! `s3ceiling --endpoint URL --bucket B --key K --secret S --tree DIR
+//! [--inflight 16,32,64]` (built with the workspace's binaries)
 //! prints one line per in-flight count and a last line
 //! `best put_s=<s> get_s=<s> objects=<n> bytes=<b>`.
 
@@ -46,8 +46,6 @@ fn parse() -> Args {
                     .map(|n| n.parse().expect("--inflight takes numbers"))
                     .collect()
             }
-            // cargo bench passes --bench to every bench binary.
-            "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
     }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use mo_br_proto::common::Source;
-use mo_br_proto::coordinator::{BackupRequest, BackupType, MoLogin};
+use mo_br_proto::coordinator::{AttachRequest, BackupRequest, BackupType, MoLogin};
 use mo_br_proto::names::Named;
 
 use crate::args::{BackupArgs, ConnFlags};
@@ -129,10 +129,6 @@ pub fn request_for(
     })
 }
 
-/// How long to keep looking for the replica that carries on a backup after
-/// the connection to the one driving it broke.
-const REATTACH_FOR: std::time::Duration = std::time::Duration::from_secs(60);
-
 pub async fn run(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<u8> {
     let req = request(a, s, cwd)?;
     tracing::info!(
@@ -162,47 +158,19 @@ pub async fn run(a: &BackupArgs, s: &Settings, cwd: &Path) -> Result<u8> {
         }
         _ => Default::default(),
     };
-    let (source_access_key_id, source_secret_access_key) = (
-        req.source_access_key_id.clone(),
-        req.source_secret_access_key.clone(),
-    );
+    let attach = AttachRequest {
+        access_key_id,
+        secret_access_key,
+        mo_password,
+        source_access_key_id: req.source_access_key_id.clone(),
+        source_secret_access_key: req.source_secret_access_key.clone(),
+        ..Default::default()
+    };
     let stream = client.backup(req).await?.into_inner();
-    let mut out = job::drive(stream, &job::Options::default()).await?;
+    let out = job::drive(stream, &job::Options::default()).await?;
     // The replica driving the backup went away: the backup goes on under
     // the new leader (its state is replicated); follow it there.
-    let mut reattach_until = std::time::Instant::now() + REATTACH_FOR;
-    while let (Some(status), Some(id)) = (out.interrupted.take(), out.job_id.clone()) {
-        tracing::warn!(
-            "lost the coordinator while backup {id} ran ({}); following it on another replica",
-            status.message()
-        );
-        if std::time::Instant::now() >= reattach_until || s.coordinator.is_none() {
-            return Err(status.into());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        let attached = async {
-            let mut client = connect::connect(s, Path::new(""), 0).await?;
-            let stream = client
-                .attach(mo_br_proto::coordinator::AttachRequest {
-                    job_id: id.clone(),
-                    access_key_id: access_key_id.clone(),
-                    secret_access_key: secret_access_key.clone(),
-                    mo_password: mo_password.clone(),
-                    source_access_key_id: source_access_key_id.clone(),
-                    source_secret_access_key: source_secret_access_key.clone(),
-                    restore: None,
-                })
-                .await?
-                .into_inner();
-            job::drive(stream, &job::Options::default()).await
-        }
-        .await;
-        let answered;
-        (out, answered) = job::followed(attached, &id, "backup")?;
-        if answered {
-            reattach_until = std::time::Instant::now() + REATTACH_FOR;
-        }
-    }
+    let out = job::follow_elsewhere(s, out, "backup", attach).await?;
     let Some(finished) = out.finished else {
         anyhow::bail!("the coordinator ended the backup without a result");
     };

@@ -2,14 +2,22 @@
 //! they come, the backups table, the progress bar, and the `Finished` event.
 
 use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use mo_br_proto::common::ProblemKind;
-use mo_br_proto::coordinator::{job_event, Finished, JobEvent, Problem};
+use mo_br_proto::coordinator::{job_event, AttachRequest, Finished, JobEvent, Problem};
 use mo_br_proto::names::Named;
 use tonic::Streaming;
 
+use crate::config::Settings;
+use crate::connect;
 use crate::progress::Bar;
 use crate::render;
+
+/// How long the CLI keeps trying to re-attach to a job whose coordinator
+/// went away (an election takes seconds); a replica answering restarts it.
+const REATTACH_FOR: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
 pub struct Options {
@@ -54,7 +62,7 @@ pub fn transient(status: &tonic::Status) -> bool {
 /// answered (which restarts the caller's re-attach deadline). A transient
 /// error becomes an interruption to try again after; a refusal of the job
 /// itself (it failed, or is unknown there) ends the command.
-pub fn followed(
+fn followed(
     attached: anyhow::Result<Outcome>,
     id: &str,
     what: &str,
@@ -84,6 +92,47 @@ pub fn followed(
             ))
         }
     }
+}
+
+/// Follows job `what` from replica to replica while the one driving it
+/// goes away, with `attach` (the job's id set each time; credentials the
+/// job needs to be carried on), until it ends somewhere or no replica
+/// answers for `REATTACH_FOR`. Embedded, there is nowhere else to go.
+pub async fn follow_elsewhere(
+    s: &Settings,
+    mut out: Outcome,
+    what: &str,
+    attach: AttachRequest,
+) -> anyhow::Result<Outcome> {
+    let mut reattach_until = Instant::now() + REATTACH_FOR;
+    while let (Some(status), Some(id)) = (out.interrupted.take(), out.job_id.clone()) {
+        tracing::warn!(
+            "lost the coordinator while {what} {id} ran ({}); following it on another replica",
+            status.message()
+        );
+        if Instant::now() >= reattach_until || s.coordinator.is_none() {
+            return Err(status.into());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let attached = async {
+            let mut client = connect::connect(s, Path::new(""), 0).await?;
+            let stream = client
+                .attach(AttachRequest {
+                    job_id: id.clone(),
+                    ..attach.clone()
+                })
+                .await?
+                .into_inner();
+            drive(stream, &Options::default()).await
+        }
+        .await;
+        let answered;
+        (out, answered) = followed(attached, &id, what)?;
+        if answered {
+            reattach_until = Instant::now() + REATTACH_FOR;
+        }
+    }
+    Ok(out)
 }
 
 /// Reads the stream to its end. A status error ends it: the caller reports

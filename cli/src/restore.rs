@@ -118,46 +118,17 @@ pub async fn run(a: &RestoreArgs, s: &Settings, cwd: &Path) -> Result<u8> {
     let meta_path = s.meta_path(a.meta_path.as_deref());
     let mut client =
         connect::connect_unless_dry(s, &meta_path, req.parallelism, req.dry_run).await?;
-    let again = req.clone();
+    let attach = AttachRequest {
+        restore: Some(req.clone()),
+        ..Default::default()
+    };
     let stream = client.restore(req).await?.into_inner();
-    let mut out = job::drive(stream, &job::Options::default()).await?;
+    let out = job::drive(stream, &job::Options::default()).await?;
     // The replica driving the restore went away: a new leader carries it on
     // from the files already written and verified; follow it there.
-    let mut reattach_until = std::time::Instant::now() + REATTACH_FOR;
-    while let (Some(status), Some(id)) = (out.interrupted.take(), out.job_id.clone()) {
-        tracing::warn!(
-            "lost the coordinator while restore {id} ran ({}); following it on another replica",
-            status.message()
-        );
-        if std::time::Instant::now() >= reattach_until || s.coordinator.is_none() {
-            return Err(status.into());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        let attached = async {
-            let mut client = connect::connect(s, Path::new(""), 0).await?;
-            let stream = client
-                .attach(AttachRequest {
-                    job_id: id.clone(),
-                    restore: Some(again.clone()),
-                    ..Default::default()
-                })
-                .await?
-                .into_inner();
-            job::drive(stream, &job::Options::default()).await
-        }
-        .await;
-        let answered;
-        (out, answered) = job::followed(attached, &id, "restore")?;
-        if answered {
-            reattach_until = std::time::Instant::now() + REATTACH_FOR;
-        }
-    }
+    let out = job::follow_elsewhere(s, out, "restore", attach).await?;
     job::conclude(&out, "restore")
 }
-
-/// How long the CLI keeps trying to re-attach to a restore whose
-/// coordinator went away (an election takes seconds).
-const REATTACH_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[cfg(test)]
 mod tests {

@@ -122,16 +122,13 @@ run_tree() {
     --tree "$t.set" >"$d.ceiling" 2>>"$log"
   T[$t.put_ceiling]=$(sed -nE 's/^best put_s=([0-9.]+).*/\1/p' "$d.ceiling")
   T[$t.get_ceiling]=$(sed -nE 's/^best .*get_s=([0-9.]+).*/\1/p' "$d.ceiling")
-  rm -rf "$WORK/s3root/ceil-$t"
 
   measure "$t.cp" sh -c "cp -a '$t.set' '$d.cp' && sync"
-  rm -rf "$d.cp"
 
   if [ $peers = 1 ]; then
     bucket "rclone-$t"
     measure "$t.rclone_up" rclone copy --transfers 16 --checkers 16 "$t.set" "s3:rclone-$t/"
     measure "$t.rclone_down" rclone copy --transfers 16 --checkers 16 "s3:rclone-$t/" "$d.rclone/"
-    rm -rf "$d.rclone" "$WORK/s3root/rclone-$t"
     bucket "restic-$t"
     restic -r "s3:$endpoint/restic-$t" init -q >>"$log" 2>&1
     measure "$t.restic_backup" restic -r "s3:$endpoint/restic-$t" backup -q "$t.set"
@@ -141,7 +138,6 @@ run_tree() {
     # every pack: count the run when that read reached 100 %.
     measure "$t.restic_check" sh -c "restic -r 's3:$endpoint/restic-$t' check --read-data 2>&1 | tee -a '$log' |
       grep -A1 'read all data' | grep -q '100.00%'"
-    rm -rf "$d.restic"
   fi
 
   rm -f mo_br.meta
@@ -149,7 +145,6 @@ run_tree() {
   local fsid; fsid=$(id_of)
   measure "$t.restore_fs" "$bin/mo_br" restore "${par[@]}" "$fsid" --restore_dir filesystem --restore_path "$d.fsrestore"
   diff -r -q -x '.tmp.*' "$t/mo-data/shared2" "$d.fsrestore/mo-data/shared2" >>"$log" || { echo "bench: restored tree differs" >&2; exit 1; }
-  rm -rf "$d.fsrestore"
   measure "$t.check_fs" "$bin/mo_br" check "${par[@]}" "$fsid"
 
   bucket "mobr-$t"
@@ -159,7 +154,6 @@ run_tree() {
   measure "$t.restore_s3" "$bin/mo_br" restore "${par[@]}" "$s3id" --backup_access_key_id bench --backup_secret_access_key benchsecret \
     --restore_dir filesystem --restore_path "$d.s3restore"
   diff -r -q -x '.tmp.*' "$t/mo-data/shared2" "$d.s3restore/mo-data/shared2" >>"$log" || { echo "bench: restored tree differs" >&2; exit 1; }
-  rm -rf "$d.s3restore"
   measure "$t.check_s3" "$bin/mo_br" check "${par[@]}" "$s3id"
 
   # 1 % new objects, then an incremental on the S3 backup.
@@ -168,7 +162,10 @@ run_tree() {
   # shellcheck disable=SC2046
   measure "$t.incremental" "$bin/mo_br" backup "${par[@]}" $(s3 "mobr-$t") --filepath /incr --data_dir "$t/mo-data" --launch_config "$launch" \
     --backup_type incremental --base_id "$s3id"
-  rm -rf "$d.fsbackup" "$WORK/s3root/mobr-$t" "$WORK/s3root/restic-$t" "$t" "$t.set"
+  # Removed only now: ext4 makes creating files slower for a few minutes
+  # after many were deleted (it checks each recently freed inode), which
+  # would weigh on whatever step came next, not on the one that made them.
+  rm -rf "$d".{cp,rclone,restic,fsbackup,fsrestore,s3restore} "$WORK/s3root/"*"-$t" "$t" "$t.set"
 }
 
 for t in $TREES; do run_tree "$t"; done

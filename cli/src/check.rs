@@ -62,7 +62,7 @@ pub fn request(a: &CheckArgs, s: &Settings, cwd: &Path) -> Result<CheckRequest, 
         storage,
         access_key_id: creds.access_key_id,
         secret_access_key: creds.secret_access_key,
-        parallelism: s.parallelism(a.parallelism),
+        parallelism: s.read_parallelism(a.parallelism),
     })
 }
 

@@ -555,25 +555,40 @@ impl Settings {
             .unwrap_or_else(|| self.meta_path.clone())
     }
 
-    /// `--parallelism` of the command, else the file's, else the number of
-    /// cores (at most 16).
-    /// Files in flight per shard when neither flag nor file says.
+    /// `--parallelism` of a command that writes a backup, else the file's,
+    /// else [`DEFAULT_PARALLELISM`].
     pub fn parallelism(&self, flag: Option<u32>) -> u32 {
+        self.parallelism_or(flag, DEFAULT_PARALLELISM)
+    }
+
+    /// `--parallelism` of a command that only reads a backup (restore,
+    /// check), else the file's, else [`DEFAULT_READ_PARALLELISM`].
+    pub fn read_parallelism(&self, flag: Option<u32>) -> u32 {
+        self.parallelism_or(flag, DEFAULT_READ_PARALLELISM)
+    }
+
+    fn parallelism_or(&self, flag: Option<u32>, default: u32) -> u32 {
         flag.or(self.parallelism)
             .filter(|p| *p > 0)
-            // Copies wait on I/O far more than on the CPU (hashing runs at
-            // >1 GB/s a core), so more files in flight than cores pays off,
-            // most of all against S3's per-request latency: small objects
-            // are bound by requests in flight (a restore of 16 KiB objects
-            // from S3 takes ~1.6x as long at 16 per shard as at 32). Memory
-            // stays bounded: a file in flight holds at most a few 8 MiB
-            // parts, or one 1 MiB write buffer.
-            .unwrap_or(DEFAULT_PARALLELISM)
+            .unwrap_or(default)
     }
 }
 
-/// Files copied at once per shard by default.
+/// Files copied at once per shard by default when a backup is written.
+/// Copies wait on I/O far more than on the CPU (hashing runs at >1 GB/s a
+/// core), so more files in flight than cores pays off, most of all against
+/// S3's per-request latency: small objects are bound by requests in flight
+/// (a restore of 16 KiB objects from S3 takes ~1.6x as long at 16 per shard
+/// as at 32). A file uploading holds up to three 8 MiB parts, which is what
+/// keeps this at 32.
 pub const DEFAULT_PARALLELISM: u32 = 32;
+
+/// Files read at once per shard by default by a restore or a check. A file
+/// being read holds one chunk (a restore's 1 MiB write buffer at most), so
+/// twice as many as a backup cost little memory, and every GET waits its
+/// first byte: a check of the 1 GiB bench tree from S3 took 6.1 s at 32,
+/// 4.5 s at 64, a restore 7.2 s and 5.7 s (scripts/bench.sh's tree, s3s-fs).
+pub const DEFAULT_READ_PARALLELISM: u32 = 64;
 
 #[cfg(test)]
 mod tests {
@@ -831,5 +846,10 @@ mod tests {
         assert_eq!(s.meta_path(Some(Path::new("/x"))), PathBuf::from("/x"));
         assert_eq!(s.parallelism(None), 3);
         assert_eq!(s.parallelism(Some(7)), 7);
+        assert_eq!(s.read_parallelism(None), 3);
+        let s = settings(&["mo_br", "list"], "", None, EnvCreds::default());
+        assert_eq!(s.parallelism(None), DEFAULT_PARALLELISM);
+        assert_eq!(s.read_parallelism(None), DEFAULT_READ_PARALLELISM);
+        assert_eq!(s.read_parallelism(Some(5)), 5);
     }
 }

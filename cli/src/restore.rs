@@ -91,7 +91,7 @@ pub fn request(a: &RestoreArgs, s: &Settings, cwd: &Path) -> Result<RestoreReque
             .map(|p| location::absolute(p, cwd).to_string_lossy().into_owned())
             .unwrap_or_default(),
         checksum: a.checksum,
-        parallelism: s.parallelism(a.parallelism),
+        parallelism: s.read_parallelism(a.parallelism),
         retry_window_ms: a.limits.retry_window_ms(),
         max_requests_per_sec: a.limits.max_requests_per_sec.unwrap_or(0),
         dry_run: a.dry_run,

@@ -28,7 +28,6 @@ use std::sync::{Arc, OnceLock};
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 
 use crate::{check_name, trace, ByteStream, Durability, Entry, Error, Result, Storage, Written};
 
@@ -235,6 +234,22 @@ fn syncfs(fs: &std::fs::File) -> std::io::Result<()> {
 #[cfg(not(target_os = "linux"))]
 fn syncfs(fs: &std::fs::File) -> std::io::Result<()> {
     fs.sync_all()
+}
+
+/// The next chunk of `file`: up to [`READ_CHUNK`] bytes, read straight into
+/// the buffer the stream hands on (no staging copy). `left` is what the file
+/// held past the current offset when opened; the buffer is sized to it, so
+/// a small file costs no more memory than itself, and has room for one more
+/// byte, so a file that ends there is known to (one `read` returns 0) in
+/// the same call. Empty at end of file.
+fn read_chunk(file: &mut std::fs::File, left: u64) -> std::io::Result<Bytes> {
+    use std::io::Read;
+    let want = usize::try_from(left.saturating_add(1))
+        .unwrap_or(READ_CHUNK)
+        .min(READ_CHUNK);
+    let mut buf = Vec::with_capacity(want);
+    file.take(want as u64).read_to_end(&mut buf)?;
+    Ok(Bytes::from(buf))
 }
 
 /// Runs `f` on a blocking thread, its errors about `path`.
@@ -498,32 +513,49 @@ impl Storage for FsStorage {
     }
 
     async fn get(&self, name: &str) -> Result<ByteStream> {
-        let path = self.path_of(name)?;
-        let file = match tokio::fs::File::open(&path).await {
-            Ok(f) => f,
+        let path = Arc::new(self.path_of(name)?);
+        let opened = {
+            let p = path.clone();
+            tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+                let mut file = std::fs::File::open(p.as_path())?;
+                let len = file.metadata()?.len();
+                let first = read_chunk(&mut file, len)?;
+                Ok((file, len.saturating_sub(first.len() as u64), first))
+            })
+            .await
+            .map_err(|e| io_err(&path, std::io::Error::other(e)))?
+        };
+        let (file, left, first) = match opened {
+            Ok(o) => o,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::NotFound(name.to_string()))
             }
             Err(e) => return Err(io_err(&path, e)),
         };
-        let stream = futures::stream::try_unfold((file, path), |(mut file, path)| async move {
-            let mut buf = BytesMut::with_capacity(READ_CHUNK);
-            while buf.len() < READ_CHUNK {
-                let n = file
-                    .read_buf(&mut buf)
-                    .await
-                    .map_err(|e| io_err(&path, e))?;
-                if n == 0 {
-                    break;
+        // A file smaller than a chunk is read whole, end of file seen, in
+        // the one blocking call above; the rest a chunk per call.
+        let rest = futures::stream::try_unfold(
+            (file, left, first.is_empty()),
+            move |(mut file, left, ended)| {
+                let path = path.clone();
+                async move {
+                    if ended {
+                        return Ok(None);
+                    }
+                    let (file, chunk) = blocking(&path, move || {
+                        read_chunk(&mut file, left).map(|chunk| (file, chunk))
+                    })
+                    .await?;
+                    if chunk.is_empty() {
+                        return Ok(None);
+                    }
+                    let left = left.saturating_sub(chunk.len() as u64);
+                    Ok(Some((chunk, (file, left, false))))
                 }
-            }
-            if buf.is_empty() {
-                Ok(None)
-            } else {
-                Ok(Some((buf.freeze(), (file, path))))
-            }
-        });
-        Ok(Box::pin(stream))
+            },
+        );
+        let first = (!first.is_empty()).then_some(Ok(first));
+        Ok(Box::pin(futures::stream::iter(first).chain(rest)))
     }
 
     async fn get_bytes(&self, name: &str) -> Result<Bytes> {

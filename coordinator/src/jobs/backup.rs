@@ -14,6 +14,7 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use mo_br_format::chunk::{self, ChunkRef, PlanEntry};
 use mo_br_format::compression::Compression;
@@ -33,8 +34,8 @@ use mo_br_storage::{Credentials, Location, Storage};
 
 use super::shards::{self, CopyOp, Op, RunOptions, Shard};
 use super::{
-    emit, info, line, now_rfc3339, read_chunk, read_manifest, remove_all, wire_enum, write_chunk,
-    Events,
+    emit, info, line, now_rfc3339, read_chunk, read_chunks, read_manifest, remove_all, wire_enum,
+    write_chunk, Events,
 };
 use crate::agents::Eligibility;
 use crate::catalog::{
@@ -702,7 +703,7 @@ impl OrderCheck {
 /// time in name order, for a merge with the (sorted) inventory.
 pub(super) struct BaseObjects<'a> {
     base: &'a Base,
-    chunks: std::slice::Iter<'a, ChunkRef>,
+    chunks: BoxStream<'a, Result<Vec<FileEntry>>>,
     buffered: VecDeque<FileEntry>,
     last: Option<String>,
 }
@@ -721,7 +722,7 @@ impl<'a> BaseObjects<'a> {
         inline.sort_by(|a, b| a.name.cmp(&b.name));
         BaseObjects {
             base,
-            chunks: base.meta.chunks.iter(),
+            chunks: read_chunks(base.storage.as_ref(), &base.meta.chunks),
             buffered: inline.into(),
             last: None,
         }
@@ -740,15 +741,12 @@ impl<'a> BaseObjects<'a> {
                     std::cmp::Ordering::Greater => return Ok(None),
                 }
             }
-            let Some(r) = self.chunks.next() else {
+            let Some(entries) = self.chunks.next().await else {
                 return Ok(None);
             };
-            let entries: Vec<FileEntry> =
-                read_chunk(self.base.storage.as_ref(), r)
-                    .await
-                    .map_err(|e| {
-                        Error::FailedPrecondition(format!("base backup {}: {e}", self.base.meta.id))
-                    })?;
+            let entries = entries.map_err(|e| {
+                Error::FailedPrecondition(format!("base backup {}: {e}", self.base.meta.id))
+            })?;
             for e in entries.into_iter().filter(|e| e.kind == FileKind::Object) {
                 if self.last.as_deref().is_some_and(|l| l >= e.name.as_str()) {
                     return Err(Error::FailedPrecondition(format!(
@@ -1195,16 +1193,21 @@ async fn copy_and_commit(
     // MatrixOne's metadata files, each with its raw sha256 sidecar. Configs
     // are node-local: only those shards are read for them.
     let mut configs = Vec::new();
-    for (s, r) in job.shards.iter().zip(&results) {
-        if !s.node_local {
-            continue;
+    {
+        let node_local = job
+            .shards
+            .iter()
+            .zip(&results)
+            .filter(|(s, _)| s.node_local)
+            .map(|(_, r)| r);
+        let mut node_local = read_chunks::<FileEntry>(target, node_local);
+        while let Some(files) = node_local.next().await {
+            configs.extend(
+                files?
+                    .into_iter()
+                    .filter(|f| f.kind == FileKind::Config && f.need_copy),
+            );
         }
-        let files: Vec<FileEntry> = read_chunk(target, r).await?;
-        configs.extend(
-            files
-                .into_iter()
-                .filter(|f| f.kind == FileKind::Config && f.need_copy),
-        );
     }
     for entry in &configs {
         let raw = hex::decode(&entry.sha256).map_err(|e| Error::Failed(e.to_string()))?;
@@ -1312,7 +1315,7 @@ async fn tae_list_stream(
         std::sync::Arc::from(mo_br_storage::open(&meta.location, creds).await?);
     let create_ts = meta.backup_ts.clone();
     Ok(futures::stream::iter(results)
-        .then(move |r| {
+        .map(move |r| {
             let storage = storage.clone();
             let create_ts = create_ts.clone();
             async move {
@@ -1328,6 +1331,7 @@ async fn tae_list_stream(
                 Ok(Bytes::from(rows))
             }
         })
+        .buffered(super::CHUNK_READ_AHEAD)
         .boxed())
 }
 

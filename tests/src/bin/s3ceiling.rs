@@ -5,7 +5,7 @@
 //! the same tree is compared with the best of these.
 //!
 //! `s3ceiling --endpoint URL --bucket B --key K --secret S --tree DIR
-//! [--inflight 16,32,64]` (built with the workspace's binaries)
+//! [--inflight 32,64,128]` (built with the workspace's binaries)
 //! prints one line per in-flight count and a last line
 //! `best put_s=<s> get_s=<s> objects=<n> bytes=<b>`.
 
@@ -31,7 +31,7 @@ struct Args {
 fn parse() -> Args {
     let mut it = std::env::args().skip(1);
     let (mut endpoint, mut bucket, mut key, mut secret, mut tree) = (None, None, None, None, None);
-    let mut inflight = vec![16, 32, 64];
+    let mut inflight = vec![32, 64, 128];
     while let Some(a) = it.next() {
         let mut val = || it.next().unwrap_or_else(|| panic!("{a} needs a value"));
         match a.as_str() {

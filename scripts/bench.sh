@@ -5,7 +5,9 @@
 #     requests from memory, no disk, no hashing, several counts in flight);
 #   - rclone and restic (Debian packages, installed here when absent; their
 #     rows say "skipped" if that fails);
-#   - cp -a followed by sync;
+#   - cp -a followed by sync, alternating twice with mo-br's backup to a
+#     filesystem, the best of each kept (restores of the peers are timed
+#     with a sync after them too: mo-br's end with their files durable);
 #   - mo-br: backup to a filesystem and to S3, an incremental with 1 % new
 #     objects, restore from both, check of both (every sha256).
 # on a mixed MatrixOne-like tree (mo-br-sample, SIZE) and on a tree of many
@@ -83,6 +85,13 @@ PY
   RSS[$key]=${out#* }
 }
 
+# best KEY K1 K2: the shorter time of K1 and K2 into T[KEY], the larger
+# max RSS into RSS[KEY].
+best() {
+  T[$1]=$(awk "BEGIN {print (${T[$2]} < ${T[$3]}) ? ${T[$2]} : ${T[$3]}}")
+  RSS[$1]=$(( RSS[$2] > RSS[$3] ? RSS[$2] : RSS[$3] ))
+}
+
 bucket() { mkdir -p "$WORK/s3root/$1"; }
 id_of() { "$bin/mo_br" list --json | tail -n 1 | sed -E 's/.*"id":"([^"]+)".*/\1/'; }
 s3() { echo --backup_dir s3 --endpoint "$endpoint" --access_key_id bench --secret_access_key benchsecret --bucket "$1" --is_minio; }
@@ -123,16 +132,17 @@ run_tree() {
   T[$t.put_ceiling]=$(sed -nE 's/^best put_s=([0-9.]+).*/\1/p' "$d.ceiling")
   T[$t.get_ceiling]=$(sed -nE 's/^best .*get_s=([0-9.]+).*/\1/p' "$d.ceiling")
 
-  measure "$t.cp" sh -c "cp -a '$t.set' '$d.cp' && sync"
 
   if [ $peers = 1 ]; then
     bucket "rclone-$t"
     measure "$t.rclone_up" rclone copy --transfers 16 --checkers 16 "$t.set" "s3:rclone-$t/"
-    measure "$t.rclone_down" rclone copy --transfers 16 --checkers 16 "s3:rclone-$t/" "$d.rclone/"
+    # Restores are timed until their files are on disk, as mo-br's are
+    # (neither rclone nor restic syncs what it writes).
+    measure "$t.rclone_down" sh -c "rclone copy --transfers 16 --checkers 16 's3:rclone-$t/' '$d.rclone/' && sync"
     bucket "restic-$t"
     restic -r "s3:$endpoint/restic-$t" init -q >>"$log" 2>&1
     measure "$t.restic_backup" restic -r "s3:$endpoint/restic-$t" backup -q "$t.set"
-    measure "$t.restic_restore" restic -r "s3:$endpoint/restic-$t" restore latest -q --target "$d.restic"
+    measure "$t.restic_restore" sh -c "restic -r 's3:$endpoint/restic-$t' restore latest -q --target '$d.restic' && sync"
     # restic's listing of data/ on s3s-fs reports every pack as missing
     # (an s3s-fs listing quirk) and so exits 1, after reading and hashing
     # every pack: count the run when that read reached 100 %.
@@ -141,7 +151,16 @@ run_tree() {
   fi
 
   rm -f mo_br.meta
-  measure "$t.backup_fs" "$bin/mo_br" backup "${par[@]}" --backup_dir filesystem --path "$d.fsbackup" --data_dir "$t/mo-data" --launch_config "$launch"
+  # cp and mo-br's backup to a filesystem alternate, twice, and the best
+  # of each counts: this VM's disk takes anywhere from 1 s to 5 s to write
+  # and sync the same 1 GiB, from one minute to the next, which a single
+  # sample of each cannot tell from a difference between the two.
+  for round in 1 2; do
+    measure "$t.cp$round" sh -c "cp -a '$t.set' '$d.cp$round' && sync"
+    measure "$t.backup_fs$round" "$bin/mo_br" backup "${par[@]}" --backup_dir filesystem --path "$d.fsbackup$round" --data_dir "$t/mo-data" --launch_config "$launch"
+  done
+  best "$t.cp" "$t.cp1" "$t.cp2"
+  best "$t.backup_fs" "$t.backup_fs1" "$t.backup_fs2"
   local fsid; fsid=$(id_of)
   measure "$t.restore_fs" "$bin/mo_br" restore "${par[@]}" "$fsid" --restore_dir filesystem --restore_path "$d.fsrestore"
   diff -r -q -x '.tmp.*' "$t/mo-data/shared2" "$d.fsrestore/mo-data/shared2" >>"$log" || { echo "bench: restored tree differs" >&2; exit 1; }
@@ -165,7 +184,7 @@ run_tree() {
   # Removed only now: ext4 makes creating files slower for a few minutes
   # after many were deleted (it checks each recently freed inode), which
   # would weigh on whatever step came next, not on the one that made them.
-  rm -rf "$d".{cp,rclone,restic,fsbackup,fsrestore,s3restore} "$WORK/s3root/"*"-$t" "$t" "$t.set"
+  rm -rf "$d".{cp1,cp2,rclone,restic,fsbackup1,fsbackup2,fsrestore,s3restore} "$WORK/s3root/"*"-$t" "$t" "$t.set"
 }
 
 for t in $TREES; do run_tree "$t"; done
@@ -186,13 +205,13 @@ for t in $TREES; do
   row "[$t] backup -> S3" "$(secs "$t.backup_s3")" "PUT ceiling $(secs "$t.put_ceiling")" "$(ratio "$t.put_ceiling" "$t.backup_s3")" ">= 0.90"
   row "[$t] backup -> S3" "" "rclone copy $(secs "$t.rclone_up")" "$(ratio "$t.rclone_up" "$t.backup_s3")" ""
   row "[$t] backup -> S3" "" "restic backup $(secs "$t.restic_backup")" "$(ratio "$t.restic_backup" "$t.backup_s3")" ""
-  row "[$t] backup -> filesystem" "$(secs "$t.backup_fs")" "cp -a + sync $(secs "$t.cp")" "$(ratio "$t.cp" "$t.backup_fs")" ">= 0.77 (<= 1.3x cp)"
+  row "[$t] backup -> filesystem" "$(secs "$t.backup_fs")" "cp -a + sync (best of 2) $(secs "$t.cp")" "$(ratio "$t.cp" "$t.backup_fs")" ">= 0.77 (<= 1.3x cp)"
   row "[$t] incremental, 1 % new" "$(secs "$t.incremental")" "full backup $(secs "$t.backup_s3")" \
     "$(awk "BEGIN {printf \"%.3f\", ${T[$t.incremental]} / ${T[$t.backup_s3]}}")" "<= 0.05 of full"
-  row "[$t] restore <- S3" "$(secs "$t.restore_s3")" "restic restore $(secs "$t.restic_restore")" "$(ratio "$t.restic_restore" "$t.restore_s3")" "$([ "$t" = mixed ] && echo ">= 1" || echo "")"
+  row "[$t] restore <- S3" "$(secs "$t.restore_s3")" "restic restore+sync $(secs "$t.restic_restore")" "$(ratio "$t.restic_restore" "$t.restore_s3")" "$([ "$t" = mixed ] && echo ">= 1" || echo "")"
   row "[$t] restore <- S3" "" "GET ceiling $(secs "$t.get_ceiling")" "$(ratio "$t.get_ceiling" "$t.restore_s3")" "$([ "$t" = small ] && echo ">= 0.80" || echo "")"
-  row "[$t] restore <- S3" "" "rclone copy $(secs "$t.rclone_down")" "$(ratio "$t.rclone_down" "$t.restore_s3")" ""
-  row "[$t] restore <- filesystem" "$(secs "$t.restore_fs")" "restic restore $(secs "$t.restic_restore")" "$(ratio "$t.restic_restore" "$t.restore_fs")" "$([ "$t" = mixed ] && echo ">= 1" || echo "")"
+  row "[$t] restore <- S3" "" "rclone copy+sync $(secs "$t.rclone_down")" "$(ratio "$t.rclone_down" "$t.restore_s3")" ""
+  row "[$t] restore <- filesystem" "$(secs "$t.restore_fs")" "restic restore+sync $(secs "$t.restic_restore")" "$(ratio "$t.restic_restore" "$t.restore_fs")" "$([ "$t" = mixed ] && echo ">= 1" || echo "")"
   row "[$t] check S3" "$(secs "$t.check_s3")" "restic check --read-data $(secs "$t.restic_check")" "$(ratio "$t.restic_check" "$t.check_s3")" "$([ "$t" = mixed ] && echo ">= 1" || echo "")"
   row "[$t] check S3" "" "GET ceiling $(secs "$t.get_ceiling")" "$(ratio "$t.get_ceiling" "$t.check_s3")" "$([ "$t" = small ] && echo ">= 0.80" || echo "")"
   row "[$t] check filesystem" "$(secs "$t.check_fs")" "restic check --read-data $(secs "$t.restic_check")" "$(ratio "$t.restic_check" "$t.check_fs")" ""

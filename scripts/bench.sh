@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # mo-br beside its peers, in one run, on the same trees and the same S3
-# server (s3s-fs on loopback), release build, embedded default:
+# server program (s3s-fs on loopback, a fresh one for each client),
+# release build, embedded default:
 #   - the raw PUT and GET ceiling of the server (tests/src/bin/s3ceiling.rs:
 #     requests from memory, no disk, no hashing, several counts in flight);
 #   - rclone and restic (Debian packages, installed here when absent; their
@@ -47,15 +48,28 @@ rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK"
 log=$WORK/log
 : >"$log"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-mkdir -p s3root
-s3s-fs --host 127.0.0.1 --port "$port" --access-key bench --secret-key benchsecret s3root >>"$log" 2>&1 &
-s3pid=$!
-trap 'kill $s3pid 2>/dev/null || true' EXIT
-until python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null; do sleep 0.1; done
-endpoint=http://127.0.0.1:$port
+# Every client measured gets an s3s-fs of its own, started empty: s3s-fs
+# keeps two metadata files per object in one directory at its root, and a
+# create there slows as that directory grows (its lock, its index), so a
+# server shared by all would make whoever runs later pay for the objects of
+# whoever ran before (seen: mo-br's backup 6.5 s on a fresh server, 15 s
+# after the ceiling's and the peers' 70,000 metadata files).
+s3pids=()
+trap 'kill "${s3pids[@]}" 2>/dev/null || true' EXIT
+# start_s3 NAME: a new server on $WORK/s3-NAME; sets endpoint and s3root.
+start_s3() {
+  s3root=$WORK/s3-$1
+  mkdir -p "$s3root"
+  local port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  s3s-fs --host 127.0.0.1 --port "$port" --access-key bench --secret-key benchsecret "$s3root" >>"$log" 2>&1 &
+  s3pids+=($!)
+  until python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null; do sleep 0.1; done
+  endpoint=http://127.0.0.1:$port
+  export RCLONE_CONFIG_S3_ENDPOINT=$endpoint
+}
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=benchsecret RESTIC_PASSWORD=bench
-export RCLONE_CONFIG_S3_TYPE=s3 RCLONE_CONFIG_S3_PROVIDER=Other RCLONE_CONFIG_S3_ENDPOINT=$endpoint \
+export RCLONE_CONFIG_S3_TYPE=s3 RCLONE_CONFIG_S3_PROVIDER=Other \
   RCLONE_CONFIG_S3_ACCESS_KEY_ID=bench RCLONE_CONFIG_S3_SECRET_ACCESS_KEY=benchsecret \
   RCLONE_CONFIG_S3_FORCE_PATH_STYLE=true
 unset AWS_CA_BUNDLE
@@ -92,7 +106,7 @@ best() {
   RSS[$1]=$(( RSS[$2] > RSS[$3] ? RSS[$2] : RSS[$3] ))
 }
 
-bucket() { mkdir -p "$WORK/s3root/$1"; }
+bucket() { mkdir -p "$s3root/$1"; }
 id_of() { "$bin/mo_br" list --json | tail -n 1 | sed -E 's/.*"id":"([^"]+)".*/\1/'; }
 s3() { echo --backup_dir s3 --endpoint "$endpoint" --access_key_id bench --secret_access_key benchsecret --bucket "$1" --is_minio; }
 
@@ -125,20 +139,26 @@ run_tree() {
   # peers and the ceiling (same files, same page cache).
   rm -rf "$t.set" && mkdir "$t.set" && cp -al "$t/mo-data/shared2" "$t/mo-data/logservice-data" "$t.set/"
 
-  # The ceiling, on the same sizes.
-  bucket "ceil-$t"
-  "$ceiling" --endpoint "$endpoint" --bucket "ceil-$t" --key bench --secret benchsecret \
-    --tree "$t.set" >"$d.ceiling" 2>>"$log"
-  T[$t.put_ceiling]=$(sed -nE 's/^best put_s=([0-9.]+).*/\1/p' "$d.ceiling")
-  T[$t.get_ceiling]=$(sed -nE 's/^best .*get_s=([0-9.]+).*/\1/p' "$d.ceiling")
+  # The ceiling, on the same sizes, each in-flight count on a fresh server.
+  : >"$d.ceiling"
+  for n in 32 64 128; do
+    start_s3 "ceil$n-$t"
+    bucket "ceil-$t"
+    "$ceiling" --endpoint "$endpoint" --bucket "ceil-$t" --key bench --secret benchsecret \
+      --tree "$t.set" --inflight "$n" 2>>"$log" | grep '^inflight' >>"$d.ceiling"
+  done
+  T[$t.put_ceiling]=$(sed -nE 's/.*put_s=([0-9.]+).*/\1/p' "$d.ceiling" | sort -n | head -1)
+  T[$t.get_ceiling]=$(sed -nE 's/.*get_s=([0-9.]+).*/\1/p' "$d.ceiling" | sort -n | head -1)
 
 
   if [ $peers = 1 ]; then
+    start_s3 "rclone-$t"
     bucket "rclone-$t"
     measure "$t.rclone_up" rclone copy --transfers 16 --checkers 16 "$t.set" "s3:rclone-$t/"
     # Restores are timed until their files are on disk, as mo-br's are
     # (neither rclone nor restic syncs what it writes).
     measure "$t.rclone_down" sh -c "rclone copy --transfers 16 --checkers 16 's3:rclone-$t/' '$d.rclone/' && sync"
+    start_s3 "restic-$t"
     bucket "restic-$t"
     restic -r "s3:$endpoint/restic-$t" init -q >>"$log" 2>&1
     measure "$t.restic_backup" restic -r "s3:$endpoint/restic-$t" backup -q "$t.set"
@@ -166,6 +186,7 @@ run_tree() {
   diff -r -q -x '.tmp.*' "$t/mo-data/shared2" "$d.fsrestore/mo-data/shared2" >>"$log" || { echo "bench: restored tree differs" >&2; exit 1; }
   measure "$t.check_fs" "$bin/mo_br" check "${par[@]}" "$fsid"
 
+  start_s3 "mobr-$t"
   bucket "mobr-$t"
   # shellcheck disable=SC2046
   measure "$t.backup_s3" "$bin/mo_br" backup "${par[@]}" $(s3 "mobr-$t") --filepath /full --data_dir "$t/mo-data" --launch_config "$launch"
@@ -184,7 +205,9 @@ run_tree() {
   # Removed only now: ext4 makes creating files slower for a few minutes
   # after many were deleted (it checks each recently freed inode), which
   # would weigh on whatever step came next, not on the one that made them.
-  rm -rf "$d".{cp1,cp2,rclone,restic,fsbackup1,fsbackup2,fsrestore,s3restore} "$WORK/s3root/"*"-$t" "$t" "$t.set"
+  kill "${s3pids[@]}" 2>/dev/null || true
+  s3pids=()
+  rm -rf "$d".{cp1,cp2,rclone,restic,fsbackup1,fsbackup2,fsrestore,s3restore} "$WORK/s3-"*"-$t" "$t" "$t.set"
 }
 
 for t in $TREES; do run_tree "$t"; done

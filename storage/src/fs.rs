@@ -239,19 +239,20 @@ fn syncfs(fs: &std::fs::File) -> std::io::Result<()> {
 }
 
 /// The next chunk of `file`: up to [`READ_CHUNK`] bytes, read straight into
-/// the buffer the stream hands on (no staging copy). `left` is what the file
-/// held past the current offset when opened; the buffer is sized to it, so
-/// a small file costs no more memory than itself, and has room for one more
-/// byte, so a file that ends there is known to (one `read` returns 0) in
-/// the same call. Empty at end of file.
-fn read_chunk(file: &mut std::fs::File, left: u64) -> std::io::Result<Bytes> {
+/// the buffer the stream hands on (no staging copy), and whether the end of
+/// the file was seen. `left` is what the file held past the current offset
+/// when opened; the buffer is sized to it, so a small file costs no more
+/// memory than itself, plus one byte, so a file that ends there is known to
+/// end in the same call (a file that grew since is read on).
+fn read_chunk(file: &mut std::fs::File, left: u64) -> std::io::Result<(Bytes, bool)> {
     use std::io::Read;
     let want = usize::try_from(left.saturating_add(1))
         .unwrap_or(READ_CHUNK)
         .min(READ_CHUNK);
     let mut buf = Vec::with_capacity(want);
     file.take(want as u64).read_to_end(&mut buf)?;
-    Ok(Bytes::from(buf))
+    let ended = buf.len() < want;
+    Ok((Bytes::from(buf), ended))
 }
 
 /// Runs `f` on a blocking thread, its errors about `path`.
@@ -541,41 +542,39 @@ impl Storage for FsStorage {
             tokio::task::spawn_blocking(move || -> std::io::Result<_> {
                 let mut file = std::fs::File::open(p.as_path())?;
                 let len = file.metadata()?.len();
-                let first = read_chunk(&mut file, len)?;
-                Ok((file, len.saturating_sub(first.len() as u64), first))
+                let (first, ended) = read_chunk(&mut file, len)?;
+                Ok((file, len.saturating_sub(first.len() as u64), first, ended))
             })
             .await
             .map_err(|e| io_err(&path, std::io::Error::other(e)))?
         };
-        let (file, left, first) = match opened {
+        let (file, left, first, ended) = match opened {
             Ok(o) => o,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::NotFound(name.to_string()))
             }
             Err(e) => return Err(io_err(&path, e)),
         };
-        // A file smaller than a chunk is read whole, end of file seen, in
-        // the one blocking call above; the rest a chunk per call.
-        let rest = futures::stream::try_unfold(
-            (file, left, first.is_empty()),
-            move |(mut file, left, ended)| {
+        // A file smaller than a chunk is read whole, its end seen, in the
+        // one blocking call above; a larger one a chunk per call.
+        let rest =
+            futures::stream::try_unfold((file, left, ended), move |(mut file, left, ended)| {
                 let path = path.clone();
                 async move {
                     if ended {
                         return Ok(None);
                     }
-                    let (file, chunk) = blocking(&path, move || {
-                        read_chunk(&mut file, left).map(|chunk| (file, chunk))
+                    let (file, chunk, ended) = blocking(&path, move || {
+                        read_chunk(&mut file, left).map(|(chunk, ended)| (file, chunk, ended))
                     })
                     .await?;
                     if chunk.is_empty() {
                         return Ok(None);
                     }
                     let left = left.saturating_sub(chunk.len() as u64);
-                    Ok(Some((chunk, (file, left, false))))
+                    Ok(Some((chunk, (file, left, ended))))
                 }
-            },
-        );
+            });
         let first = (!first.is_empty()).then_some(Ok(first));
         Ok(Box::pin(futures::stream::iter(first).chain(rest)))
     }
@@ -789,6 +788,17 @@ mod tests {
         let chunks: Vec<Bytes> = s.get("big").await.unwrap().try_collect().await.unwrap();
         assert!(chunks.len() >= 3 && chunks.iter().all(|c| c.len() <= READ_CHUNK));
         assert_eq!(chunks.concat(), big);
+
+        // Sizes at a chunk's edge read back whole, a file under a chunk as
+        // one chunk.
+        for len in [READ_CHUNK - 1, READ_CHUNK, READ_CHUNK + 1] {
+            s.put_bytes("edge", Bytes::from(big[..len].to_vec()))
+                .await
+                .unwrap();
+            let chunks: Vec<Bytes> = s.get("edge").await.unwrap().try_collect().await.unwrap();
+            assert_eq!(chunks.concat(), big[..len], "{len}");
+            assert_eq!(chunks.len(), len.div_ceil(READ_CHUNK), "{len}");
+        }
 
         // Many small chunks (more than one writev takes) around a large
         // one, as a network stream hands them over, land in order; an

@@ -579,8 +579,9 @@ impl Settings {
 /// core), so more files in flight than cores pays off, most of all against
 /// S3's per-request latency: small objects are bound by requests in flight
 /// (a restore of 16 KiB objects from S3 takes ~1.6x as long at 16 per shard
-/// as at 32). A file uploading holds up to three 8 MiB parts, which is what
-/// keeps this at 32.
+/// as at 32). A file uploading holds up to three 8 MiB parts (or up to
+/// 64 MiB whole, from a process-wide 256 MiB budget), which is what keeps
+/// this at 32.
 pub const DEFAULT_PARALLELISM: u32 = 32;
 
 /// Files read at once per shard by default by a restore or a check. A file

@@ -1,9 +1,11 @@
 //! S3-compatible backend through object_store.
 //!
 //! Object `name` is stored at key `<prefix>/<name>` (or `<name>` with an
-//! empty prefix). Small bodies go as one PUT; larger ones as a multipart
-//! upload whose part size grows so that any object fits in S3's 10,000 parts,
-//! with a bounded number of parts in flight so memory stays bounded.
+//! empty prefix). Bodies up to 8 MiB go as one PUT, and so do bodies up to
+//! 64 MiB while a process-wide budget has room to hold them whole; larger
+//! ones as a multipart upload whose part size grows so that any object fits
+//! in S3's 10,000 parts, with a bounded number of parts in flight so memory
+//! stays bounded.
 
 use std::fmt;
 use std::future::Future;
@@ -20,6 +22,7 @@ use object_store::{
     PutPayload, RetryConfig,
 };
 use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::limit::{observe, LimitedConnector};
@@ -30,6 +33,18 @@ use crate::{
 
 /// Bodies up to this size are sent as one PUT; it is also the first part size.
 const SINGLE_PUT_MAX: usize = 8 << 20;
+/// Bodies up to this size are sent as one PUT too while [`WHOLE_BUDGET`] can
+/// hold what they buffer beyond [`SINGLE_PUT_MAX`]. One request instead of
+/// a multipart upload's three or more: fewer requests billed and waited on,
+/// and servers that assemble parts by copying them (MinIO on a filesystem,
+/// s3s-fs) write the object once instead of twice. rclone's default
+/// cut-over is 200 MiB.
+const SINGLE_PUT_LIMIT: usize = 64 << 20;
+/// Bytes that bodies between [`SINGLE_PUT_MAX`] and [`SINGLE_PUT_LIMIT`] may
+/// hold beyond the first, process-wide; when it is spent, a body goes as a
+/// multipart upload, as it would have without it, so memory stays bounded by
+/// parallelism plus this.
+const WHOLE_BUDGET: usize = 256 << 20;
 /// The part size doubles every this many parts: 1,000 parts of 8 MiB, then
 /// 1,000 of 16 MiB, ... so 10,000 parts hold ~8 TB, more than S3's 5 TiB
 /// object limit, while small and medium objects keep small parts.
@@ -471,32 +486,49 @@ impl S3Storage {
         let mut upload = AbortOnDrop(None);
         let mut in_flight: JoinSet<(object_store::Result<()>, Option<u16>)> = JoinSet::new();
 
+        // What this body holds of WHOLE_BUDGET while it may still go whole.
+        let mut whole = WholeHold::default();
+
         let outcome: Result<()> = async {
             while let Some(chunk) = body.next().await {
-                let mut chunk = chunk?;
+                let chunk = chunk?;
                 hasher.update(&chunk);
                 size += chunk.len() as u64;
-                while !chunk.is_empty() {
-                    let target = part_size(part_index);
-                    // A full part is sent only once more data arrives, so a
-                    // body of exactly SINGLE_PUT_MAX still goes as one PUT.
-                    if part.len == target {
-                        if upload.0.is_none() {
-                            let u = self.call(name, self.store.put_multipart(path)).await?;
-                            upload.0 = Some(u);
-                        }
-                        while in_flight.len() >= MAX_IN_FLIGHT {
-                            self.join_one(name, &mut in_flight).await?;
-                        }
-                        if let Some(u) = upload.0.as_mut() {
-                            in_flight.spawn(observe(u.put_part(part.take())));
-                        }
-                        part_index += 1;
+                let mut pending = Vec::new();
+                if upload.0.is_none() {
+                    if whole.admit(whole_budget(), part.len + chunk.len()) {
+                        part.push(chunk);
                         continue;
                     }
-                    let take = (target - part.len).min(chunk.len());
-                    part.push(chunk.split_to(take));
+                    // Too large to go whole: what is held goes as the first
+                    // parts of a multipart upload.
+                    let u = self.call(name, self.store.put_multipart(path)).await?;
+                    upload.0 = Some(u);
+                    pending = std::mem::take(&mut part.chunks);
+                    part.len = 0;
                 }
+                pending.push(chunk);
+                for mut chunk in pending {
+                    while !chunk.is_empty() {
+                        let target = part_size(part_index);
+                        // A full part is sent only once more data arrives,
+                        // so the last part is never empty.
+                        if part.len == target {
+                            while in_flight.len() >= MAX_IN_FLIGHT {
+                                self.join_one(name, &mut in_flight).await?;
+                            }
+                            if let Some(u) = upload.0.as_mut() {
+                                in_flight.spawn(observe(u.put_part(part.take())));
+                            }
+                            part_index += 1;
+                            continue;
+                        }
+                        let take = (target - part.len).min(chunk.len());
+                        part.push(chunk.split_to(take));
+                    }
+                }
+                // What was held whole is in parts now, bounded as any upload's.
+                whole.release();
             }
             Ok(())
         }
@@ -574,6 +606,47 @@ impl S3Storage {
                 detail: format!("part upload task failed: {join}"),
             }),
         }
+    }
+}
+
+fn whole_budget() -> &'static Arc<Semaphore> {
+    static BUDGET: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    BUDGET.get_or_init(|| Arc::new(Semaphore::new(WHOLE_BUDGET)))
+}
+
+/// The share of a budget that one body holds while it may still go as one
+/// PUT: what it buffers beyond [`SINGLE_PUT_MAX`].
+#[derive(Default)]
+struct WholeHold(Option<OwnedSemaphorePermit>);
+
+impl WholeHold {
+    /// Whether a body of `len` bytes may still go as one PUT: within
+    /// [`SINGLE_PUT_MAX`] always, within [`SINGLE_PUT_LIMIT`] if the budget
+    /// has room for the excess now. Never waits, so bodies that each hold a
+    /// share cannot wait on one another.
+    fn admit(&mut self, budget: &Arc<Semaphore>, len: usize) -> bool {
+        if len <= SINGLE_PUT_MAX {
+            return true;
+        }
+        if len > SINGLE_PUT_LIMIT {
+            return false;
+        }
+        let held = self.0.as_ref().map_or(0, |p| p.num_permits());
+        let Some(need) = (len - SINGLE_PUT_MAX).checked_sub(held).filter(|n| *n > 0) else {
+            return true;
+        };
+        let Ok(more) = budget.clone().try_acquire_many_owned(need as u32) else {
+            return false;
+        };
+        match self.0.as_mut() {
+            Some(p) => p.merge(more),
+            None => self.0 = Some(more),
+        }
+        true
+    }
+
+    fn release(&mut self) {
+        self.0 = None;
     }
 }
 
@@ -852,6 +925,43 @@ impl Drop for AbortOnDrop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bodies_go_whole_while_the_budget_holds_them() {
+        const MIB: usize = 1 << 20;
+        let budget = Arc::new(Semaphore::new(20 * MIB));
+        let mut small = WholeHold::default();
+        assert!(small.admit(&budget, SINGLE_PUT_MAX));
+        assert_eq!(
+            budget.available_permits(),
+            20 * MIB,
+            "the first part is free"
+        );
+
+        let mut a = WholeHold::default();
+        assert!(a.admit(&budget, SINGLE_PUT_MAX + MIB));
+        assert!(a.admit(&budget, SINGLE_PUT_MAX + 12 * MIB));
+        assert_eq!(budget.available_permits(), 8 * MIB);
+        // Past the limit a body goes in parts whatever the budget.
+        let mut huge = WholeHold::default();
+        assert!(!huge.admit(&budget, SINGLE_PUT_LIMIT + 1));
+
+        // What is left is not enough for b's excess: b goes in parts, and
+        // takes nothing from the budget for it.
+        let mut b = WholeHold::default();
+        assert!(!b.admit(&budget, SINGLE_PUT_MAX + 9 * MIB));
+        assert_eq!(budget.available_permits(), 8 * MIB);
+
+        a.release();
+        assert_eq!(budget.available_permits(), 20 * MIB);
+        assert!(b.admit(&budget, SINGLE_PUT_MAX + 9 * MIB));
+        drop(b);
+        assert_eq!(
+            budget.available_permits(),
+            20 * MIB,
+            "a dropped hold gives back"
+        );
+    }
 
     #[test]
     fn base_url_by_addressing() {

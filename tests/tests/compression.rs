@@ -189,7 +189,7 @@ fn compressed_s3_backup_round_trips() {
     let mobr = &scene.mobr;
     let sample = scene.sample("node", 32, 2 * MIB, Backend::DiskV2);
     sample.drop_long_paths(150);
-    // Large enough for a multipart upload of the frame's raw neighbour.
+    // Past the first 8 MiB part: held whole and sent as one PUT.
     add_objects(&sample, 12 * MIB as usize);
 
     let mut args = strings(&["backup"]);

@@ -146,9 +146,9 @@ fn roundtrip_s3() {
         !files_under(&sample.data_dir().join("logservice-data")).is_empty(),
         "no log service file is left to back up"
     );
-    // Large enough for a multipart upload.
+    // Past 64 MiB: a multipart upload (the 2 MiB objects go as one PUT).
     let big = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b_00001";
-    sample.add_object(big, 10 * MIB as usize + 12_345, 99);
+    sample.add_object(big, 64 * MIB as usize + 12_345, 99);
 
     let full = backup(mobr, &s3_backup_args(&sample, &server, "/b1"));
     let b1 = server.root().join(server.bucket()).join("b1");
@@ -160,8 +160,8 @@ fn roundtrip_s3() {
     let big_stored = b1.join("tae").join(big);
     assert_eq!(
         std::fs::metadata(&big_stored).map(|m| m.len()).ok(),
-        Some(10 * MIB + 12_345),
-        "the 10 MiB object at {}",
+        Some(64 * MIB + 12_345),
+        "the 64 MiB object at {}",
         big_stored.display()
     );
 

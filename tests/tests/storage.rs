@@ -95,11 +95,15 @@ async fn small_round_trip() {
     ));
 }
 
+/// Beyond 64 MiB a body goes as a multipart upload (up to it, as one PUT
+/// while the process's budget holds it).
+const OVER_SINGLE_PUT: usize = 64 * 1024 * 1024 + 1;
+
 #[tokio::test]
 async fn large_multipart_round_trip() {
     let srv = S3Server::start().unwrap();
     let s = open(srv.location("p"), &srv.credentials()).await;
-    let len = 40 * 1024 * 1024 + 12345;
+    let len = OVER_SINGLE_PUT + 12345;
     let body = Bytes::from(data(len, 7));
     let digest = sha(&body);
 
@@ -125,6 +129,43 @@ async fn large_multipart_round_trip() {
     assert_eq!(<[u8; 32]>::from(hasher.finalize()), digest);
 }
 
+/// The ETag the server gave an object: a multipart upload's ends in `-<parts>`.
+async fn e_tag(srv: &S3Server, key: &str) -> String {
+    use object_store::ObjectStoreExt;
+    let raw = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(srv.endpoint())
+        .with_bucket_name(srv.bucket())
+        .with_region("us-east-1")
+        .with_access_key_id(srv.access_key())
+        .with_secret_access_key(srv.secret_key())
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    let meta = raw
+        .head(&object_store::path::Path::from(key))
+        .await
+        .unwrap();
+    meta.e_tag.expect("s3s-fs gives every object an ETag")
+}
+
+/// A body between the first part's size and 64 MiB goes as one PUT; past
+/// 64 MiB as parts.
+#[tokio::test]
+async fn mid_sized_bodies_go_as_one_put() {
+    let srv = S3Server::start().unwrap();
+    let s = open(srv.location(""), &srv.credentials()).await;
+    for (key, len) in [("mid", (20 << 20) + 5), ("big", OVER_SINGLE_PUT)] {
+        let body = Bytes::from(data(len, 11));
+        let w = s
+            .put(key, stream(body.clone(), 1 << 20), None)
+            .await
+            .unwrap();
+        assert_eq!((w.size, w.sha256), (len as u64, sha(&body)));
+        let tag = e_tag(&srv, key).await;
+        assert_eq!(tag.contains('-'), key == "big", "{key}: ETag {tag}");
+    }
+}
+
 #[tokio::test]
 async fn checksum_mismatch_leaves_nothing() {
     let srv = S3Server::start().unwrap();
@@ -139,8 +180,17 @@ async fn checksum_mismatch_leaves_nothing() {
     assert!(matches!(err, Error::ChecksumMismatch { .. }), "{err}");
     assert_eq!(s.head("small").await.unwrap(), None);
 
+    // Held whole, then sent as one PUT: it must not be sent.
+    let mid = Bytes::from(data(20 * 1024 * 1024, 3));
+    let err = s
+        .put("mid", stream(mid, 1 << 20), Some(wrong))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ChecksumMismatch { .. }), "{err}");
+    assert_eq!(s.head("mid").await.unwrap(), None);
+
     // Large enough for multipart: the upload must be aborted, not completed.
-    let big = Bytes::from(data(20 * 1024 * 1024, 3));
+    let big = Bytes::from(data(OVER_SINGLE_PUT + 3, 3));
     let err = s
         .put("big", stream(big, 1 << 20), Some(wrong))
         .await
@@ -167,9 +217,9 @@ async fn cancelled_multipart_put_aborts_the_upload() {
     let put = {
         let s = s.clone();
         tokio::spawn(async move {
-            // Two full parts, then a body that never ends.
+            // More than one PUT takes, then a body that never ends.
             let body: ByteStream = Box::pin(
-                stream(Bytes::from(data(20 * 1024 * 1024, 5)), 1 << 20)
+                stream(Bytes::from(data(OVER_SINGLE_PUT + (9 << 20), 5)), 1 << 20)
                     .chain(futures::stream::pending()),
             );
             s.put("stalled", body, None).await

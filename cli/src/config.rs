@@ -586,10 +586,12 @@ pub const DEFAULT_PARALLELISM: u32 = 32;
 
 /// Files read at once per shard by default by a restore or a check. A file
 /// being read holds one chunk (a restore's 1 MiB write buffer at most), so
-/// twice as many as a backup cost little memory, and every GET waits its
-/// first byte: a check of the 1 GiB bench tree from S3 took 6.1 s at 32,
-/// 4.5 s at 64, a restore 7.2 s and 5.7 s (scripts/bench.sh's tree, s3s-fs).
-pub const DEFAULT_READ_PARALLELISM: u32 = 64;
+/// four times as many as a backup cost little memory, and every GET waits
+/// its first byte: a check of the 1 GiB bench tree from S3 took 6.1 s at 32,
+/// 4.5 s at 64, 4.3 s at 128; a restore 7.2 s, 5.7-8.2 s and 5.8-6.5 s
+/// (max RSS 80 MiB at 128); a restore of 20,000 16 KiB objects 6.8-7.6 s
+/// at 64 and 6.1-7.2 s at 128 (scripts/bench.sh's trees, s3s-fs).
+pub const DEFAULT_READ_PARALLELISM: u32 = 128;
 
 #[cfg(test)]
 mod tests {

@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use mo_br_format::chunk::{self, ChunkRef, PlanEntry};
 use mo_br_format::compression::Compression;
 use mo_br_format::layout::{self, FileKind};
@@ -130,6 +130,7 @@ pub async fn run_as(
     } = prepare(c, &req).await?;
 
     if req.dry_run {
+        require_empty(target.as_ref()).await?;
         return dry_run(c, &req, &source, base.as_ref(), events).await;
     }
     let source_creds = Credentials {
@@ -204,6 +205,7 @@ pub async fn run_as(
     // target at the end; a target it cannot be given (temporary S3 keys)
     // is refused now, not after every shard is copied.
     super::mo_backup::into_location(&record.location, &creds, "")?;
+    require_empty(target.as_ref()).await?;
     // The backup is on record before MatrixOne's GC is touched, so that
     // whatever happens next, some leader releases it.
     let mut conn = online::connect(&login).await?;
@@ -330,6 +332,21 @@ pub(super) struct Prepared {
     pub(super) base: Option<Base>,
 }
 
+/// Refuses a target that holds anything: a backup goes into an empty
+/// directory or prefix. [`prepare`] leaves this to its callers, so that it
+/// can run beside the first wait of the plan.
+pub(super) async fn require_empty(target: &dyn Storage) -> Result<()> {
+    if let Some(first) = target.list("").next().await {
+        let first = first?;
+        return Err(Error::FailedPrecondition(format!(
+            "backup target {} is not empty (it holds {}); back up into an empty directory or prefix",
+            target.describe(),
+            first.name
+        )));
+    }
+    Ok(())
+}
+
 pub(super) async fn prepare(c: &Coordinator, req: &BackupRequest) -> Result<Prepared> {
     let target_wire = req
         .target
@@ -372,14 +389,6 @@ pub(super) async fn prepare(c: &Coordinator, req: &BackupRequest) -> Result<Prep
         mo_br_storage::open_with(&location, &creds, &super::open_options(req.retry_window_ms))
             .await?;
     target.probe().await?;
-    if let Some(first) = target.list("").next().await {
-        let first = first?;
-        return Err(Error::FailedPrecondition(format!(
-            "backup target {} is not empty (it holds {}); back up into an empty directory or prefix",
-            target.describe(),
-            first.name
-        )));
-    }
 
     let base = match base {
         None => None,
@@ -472,25 +481,47 @@ async fn plan(
         agent: agent.name.clone(),
         detail,
     };
-    let mut inv = agent
-        .client
-        .clone()
-        .inventory(InventoryRequest {
-            source: Some(source.clone()),
-            online: online.is_some(),
-            source_access_key_id: req.source_access_key_id.clone(),
-            source_secret_access_key: req.source_secret_access_key.clone(),
-            term: c.catalog.leadership().term,
-        })
-        .await
-        .map_err(|s| agent_err(s.message().to_string()))?
-        .into_inner();
-    let first = inv
-        .next()
-        .await
-        .transpose()
-        .map_err(|s| agent_err(s.message().to_string()))?
-        .ok_or_else(|| agent_err("the inventory ended before it began".into()))?;
+    let inventory = async {
+        let mut inv = agent
+            .client
+            .clone()
+            .inventory(InventoryRequest {
+                source: Some(source.clone()),
+                online: online.is_some(),
+                source_access_key_id: req.source_access_key_id.clone(),
+                source_secret_access_key: req.source_secret_access_key.clone(),
+                term: c.catalog.leadership().term,
+            })
+            .await
+            .map_err(|s| agent_err(s.message().to_string()))?
+            .into_inner();
+        let first = inv
+            .next()
+            .await
+            .transpose()
+            .map_err(|s| agent_err(s.message().to_string()))?
+            .ok_or_else(|| agent_err("the inventory ended before it began".into()))?;
+        Ok::<_, Error>((inv, first))
+    };
+    // While the agent walks the node (its first answer comes once its
+    // listing is sorted): the target's emptiness (an online backup checked
+    // it before going on record) and the base's first chunks, each a round
+    // trip or more. Nothing is written before all three are in.
+    let mut base_objects = base.map(BaseObjects::new);
+    let empty = async {
+        match online {
+            Some(_) => Ok(()),
+            None => require_empty(target).await,
+        }
+    };
+    let base_ahead = async {
+        match base_objects.as_mut() {
+            // The smallest name: reads the first chunk, passes over nothing.
+            Some(objects) => objects.find("").await.map(drop),
+            None => Ok(()),
+        }
+    };
+    let ((mut inv, first), (), ()) = futures::try_join!(inventory, empty, base_ahead)?;
     let shared_backend = first.shared_backend.clone();
     let shared_dir = first.shared_dir.clone();
     let shared_source = match &first.shared_store {
@@ -530,7 +561,6 @@ async fn plan(
     }
 
     let mut writer = PlanWriter::new(target, c.shard_bytes);
-    let mut base_objects = base.map(BaseObjects::new);
     let mut order = OrderCheck::default();
     let mut batch = Some(first);
     while let Some(b) = batch.take() {
@@ -1055,7 +1085,7 @@ fn pending_shards<'a>(job: &'a BackupJob, target: &'a dyn Storage) -> shards::Sh
     // over borrowed shards, which the compiler cannot prove Send.
     let pending: Vec<(usize, &ShardState)> = job.pending().collect();
     futures::stream::iter(pending)
-        .then(move |(id, state)| async move {
+        .map(move |(id, state)| async move {
             let planned: Vec<PlanEntry> = read_chunk(target, &state.plan).await?;
             let mut shard = Shard {
                 id,
@@ -1091,6 +1121,9 @@ fn pending_shards<'a>(job: &'a BackupJob, target: &'a dyn Storage) -> shards::Sh
             }
             Ok(shard)
         })
+        // Each read waits a round trip: the next shards' are under way
+        // while agents take the first.
+        .buffered(super::CHUNK_READ_AHEAD)
         .boxed()
 }
 
@@ -1340,20 +1373,23 @@ async fn tae_list_stream(
 /// committed backup holds its results only.
 async fn remove_unreferenced(target: &dyn Storage, results: &[ChunkRef]) -> Result<()> {
     let keep: std::collections::HashSet<&str> = results.iter().map(|r| r.name.as_str()).collect();
-    for dir in [chunk::PLAN_DIR, chunk::MANIFEST_DIR] {
-        let mut stale = Vec::new();
-        let mut listing = target.list(dir);
-        while let Some(entry) = listing.next().await {
-            let entry = entry?;
-            if !keep.contains(entry.name.as_str()) {
-                stale.push(entry.name);
-            }
-        }
-        drop(listing);
-        for name in stale {
-            target.delete(&name).await?;
-        }
-    }
+    // Both listings at once: each is a round trip at least.
+    let unreferenced = |dir: &'static str| {
+        target
+            .list(dir)
+            .map_ok(|entry| entry.name)
+            .try_filter(|name| futures::future::ready(!keep.contains(name.as_str())))
+            .try_collect::<Vec<String>>()
+    };
+    let (plans, manifests) = futures::try_join!(
+        unreferenced(chunk::PLAN_DIR),
+        unreferenced(chunk::MANIFEST_DIR)
+    )?;
+    futures::stream::iter(plans.into_iter().chain(manifests))
+        .map(|name: String| async move { target.delete(&name).await })
+        .buffer_unordered(super::CHUNK_READ_AHEAD)
+        .try_collect::<Vec<()>>()
+        .await?;
     Ok(())
 }
 /// Gets HAKeeper's ID watermarks (`hakeeper/hk_data`) through MatrixOne's

@@ -126,6 +126,7 @@ pub async fn run(
 ) -> Result<()> {
     let at_time = now_rfc3339();
     let prepared = prepare(c, &req).await?;
+    super::backup::require_empty(prepared.target.as_ref()).await?;
     if let Some(base) = &prepared.base {
         check_base(&base.meta)?;
     }

@@ -38,7 +38,8 @@ const SINGLE_PUT_MAX: usize = 8 << 20;
 /// a multipart upload's three or more: fewer requests billed and waited on,
 /// and servers that assemble parts by copying them (MinIO on a filesystem,
 /// s3s-fs) write the object once instead of twice. rclone's default
-/// cut-over is 200 MiB.
+/// cut-over is 200 MiB. Within the 300 s request timeout, a PUT of this size
+/// needs ~220 KB/s on its connection.
 const SINGLE_PUT_LIMIT: usize = 64 << 20;
 /// Bytes that bodies between [`SINGLE_PUT_MAX`] and [`SINGLE_PUT_LIMIT`] may
 /// hold beyond the first, process-wide; when it is spent, a body goes as a

@@ -251,13 +251,7 @@ async fn dry_run(
     let mut inv = agent
         .client
         .clone()
-        .inventory(InventoryRequest {
-            source: Some(source.clone()),
-            online: false,
-            source_access_key_id: req.source_access_key_id.clone(),
-            source_secret_access_key: req.source_secret_access_key.clone(),
-            term: c.catalog.leadership().term,
-        })
+        .inventory(inventory_request(c, req, source, false))
         .await
         .map_err(|s| agent_err(s.message().to_string()))?
         .into_inner();
@@ -330,6 +324,21 @@ pub(super) struct Prepared {
     pub(super) target: Box<dyn Storage>,
     pub(super) backup_type: BackupType,
     pub(super) base: Option<Base>,
+}
+
+fn inventory_request(
+    c: &Coordinator,
+    req: &BackupRequest,
+    source: &Source,
+    online: bool,
+) -> InventoryRequest {
+    InventoryRequest {
+        source: Some(source.clone()),
+        online,
+        source_access_key_id: req.source_access_key_id.clone(),
+        source_secret_access_key: req.source_secret_access_key.clone(),
+        term: c.catalog.leadership().term,
+    }
 }
 
 /// Refuses a target that holds anything: a backup goes into an empty
@@ -485,13 +494,7 @@ async fn plan(
         let mut inv = agent
             .client
             .clone()
-            .inventory(InventoryRequest {
-                source: Some(source.clone()),
-                online: online.is_some(),
-                source_access_key_id: req.source_access_key_id.clone(),
-                source_secret_access_key: req.source_secret_access_key.clone(),
-                term: c.catalog.leadership().term,
-            })
+            .inventory(inventory_request(c, req, source, online.is_some()))
             .await
             .map_err(|s| agent_err(s.message().to_string()))?
             .into_inner();

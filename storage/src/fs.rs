@@ -564,8 +564,11 @@ impl Storage for FsStorage {
                     if ended {
                         return Ok(None);
                     }
+                    // Nothing left of the length opened but no end seen: the
+                    // file grew since, and is read on a whole chunk at a time.
+                    let expect = if left == 0 { u64::MAX } else { left };
                     let (file, chunk, ended) = blocking(&path, move || {
-                        read_chunk(&mut file, left).map(|(chunk, ended)| (file, chunk, ended))
+                        read_chunk(&mut file, expect).map(|(chunk, ended)| (file, chunk, ended))
                     })
                     .await?;
                     if chunk.is_empty() {
@@ -799,6 +802,28 @@ mod tests {
             assert_eq!(chunks.concat(), big[..len], "{len}");
             assert_eq!(chunks.len(), len.div_ceil(READ_CHUNK), "{len}");
         }
+
+        // A file that grows while it is read is read on in whole chunks,
+        // not a byte at a time past the length it had when opened.
+        let start = &big[..READ_CHUNK + 10];
+        s.put_bytes("growing", Bytes::from(start.to_vec()))
+            .await
+            .unwrap();
+        let mut reading = s.get("growing").await.unwrap();
+        let first = reading.try_next().await.unwrap().unwrap();
+        let grown = vec![7u8; 3 * READ_CHUNK];
+        {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(dir.path().join("root").join("growing"))
+                .unwrap();
+            f.write_all(&grown).unwrap();
+        }
+        let mut chunks = vec![first];
+        chunks.extend(reading.try_collect::<Vec<Bytes>>().await.unwrap());
+        assert_eq!(chunks.concat(), [start, &grown[..]].concat());
+        assert!(chunks.len() <= 6, "{} chunks", chunks.len());
 
         // Many small chunks (more than one writev takes) around a large
         // one, as a network stream hands them over, land in order; an

@@ -120,6 +120,31 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// particular order. Temporary files of unfinished writes are not listed.
     fn list(&self, prefix: &str) -> Pin<Box<dyn Stream<Item = Result<Entry>> + Send + '_>>;
 
+    /// The objects directly in the directory `dir` (a name ending in '/'),
+    /// not those further down, in no particular order. S3 lists them with a
+    /// delimiter: servers that keep objects as files (MinIO, s3s-fs) then
+    /// read that one directory instead of walking everything the prefix
+    /// covers.
+    fn list_dir(&self, dir: &str) -> Pin<Box<dyn Stream<Item = Result<Entry>> + Send + '_>> {
+        use futures::TryStreamExt;
+        let depth = dir.len();
+        Box::pin(
+            self.list(dir)
+                .try_filter(move |e| std::future::ready(!e.name[depth..].contains('/'))),
+        )
+    }
+
+    /// The name of one thing under `prefix` (an object, or on S3 a common
+    /// prefix holding some), or `None` when nothing is: S3 asks for one key
+    /// of one delimited level, a single request however much lies below.
+    async fn first_under(&self, prefix: &str) -> Result<Option<String>> {
+        use futures::StreamExt;
+        match self.list(prefix).next().await {
+            Some(entry) => Ok(Some(entry?.name)),
+            None => Ok(None),
+        }
+    }
+
     /// Removes what writes that never finished left under `prefix` (a
     /// killed agent's temp files); returns how many. Only for a place one
     /// job owns, once no write of its own is running. S3 keeps an

@@ -48,7 +48,7 @@ use object_store::client::{
     HttpClient, HttpConnector, HttpError, HttpRequest, HttpResponse, HttpResponseBody, HttpService,
     ReqwestConnector,
 };
-use object_store::ClientOptions;
+use object_store::{ClientConfigKey, ClientOptions};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::{self, Outcome};
@@ -233,11 +233,70 @@ async fn acquire(limiter: Arc<Limiter>) -> Permit {
 pub(crate) struct LimitedConnector {
     /// The job's own request rate, on top of the process's.
     pub(crate) job_pacer: Option<Arc<Pacer>>,
+    /// What the clients' TLS trusts (see [`Self::trusting`]); with it, they
+    /// come from the process's shared pools.
+    trust: Option<Arc<str>>,
+}
+
+impl LimitedConnector {
+    pub(crate) fn new(job_pacer: Option<Arc<Pacer>>) -> Self {
+        LimitedConnector {
+            job_pacer,
+            trust: None,
+        }
+    }
+
+    /// Clients made by this connector come from a process-wide cache, one
+    /// per set of options, shared by every storage whose roots `trust`
+    /// names (an id of the exact certificates trusted). A storage is opened
+    /// per shard; with a client of its own, each shard opened its own
+    /// connections (about one per file in flight) and closed them at its
+    /// end: a check of 20,000 small objects made 2,400 connections for
+    /// 20,000 GETs. Shared, the connections stay warm from shard to shard
+    /// and job to job, as reqwest keeps idle ones for 90 s.
+    pub(crate) fn trusting(mut self, trust: Arc<str>) -> Self {
+        self.trust = Some(trust);
+        self
+    }
+}
+
+/// The client settings that tell two of this crate's clients apart, besides
+/// what they trust: every option the crate sets on one.
+const POOL_SETTINGS: [ClientConfigKey; 6] = [
+    ClientConfigKey::AllowHttp,
+    ClientConfigKey::AllowInvalidCertificates,
+    ClientConfigKey::NoSystemCertificates,
+    ClientConfigKey::ConnectTimeout,
+    ClientConfigKey::ReadTimeout,
+    ClientConfigKey::Timeout,
+];
+
+/// The process's client for `trust` and `options`, made on first use.
+fn shared_client(trust: &str, options: &ClientOptions) -> object_store::Result<HttpClient> {
+    static CLIENTS: OnceLock<Mutex<HashMap<String, HttpClient>>> = OnceLock::new();
+    let mut key = trust.to_string();
+    for setting in &POOL_SETTINGS {
+        key.push('|');
+        key.push_str(&options.get_config_value(setting).unwrap_or_default());
+    }
+    let mut clients = CLIENTS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(client) = clients.get(&key) {
+        return Ok(client.clone());
+    }
+    let client = ReqwestConnector::default().connect(options)?;
+    clients.insert(key, client.clone());
+    Ok(client)
 }
 
 impl HttpConnector for LimitedConnector {
     fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
-        let inner = ReqwestConnector::default().connect(options)?;
+        let inner = match &self.trust {
+            Some(trust) => shared_client(trust, options)?,
+            None => ReqwestConnector::default().connect(options)?,
+        };
         Ok(HttpClient::new(LimitedService {
             inner,
             job_pacer: self.job_pacer.clone(),

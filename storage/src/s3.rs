@@ -16,6 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path;
 use object_store::{
     BackoffConfig, Certificate, ClientOptions, MultipartUpload, ObjectStore, ObjectStoreExt,
@@ -126,13 +127,15 @@ fn system_roots() -> &'static [Certificate] {
 }
 
 /// What a location's clients trust: the system's roots where the endpoint
-/// speaks TLS, and its own CA files.
-fn roots_for(loc: &S3Location) -> Result<Arc<[Certificate]>> {
-    let mut roots = load_ca_files(&loc.ca_files)?;
+/// speaks TLS, and its own CA files; with an id of exactly that set (two
+/// locations share connections only if they trust the same).
+fn roots_for(loc: &S3Location) -> Result<(Arc<[Certificate]>, Arc<str>)> {
+    let (mut roots, mut id) = load_ca_files(&loc.ca_files)?;
     if !loc.endpoint.starts_with("http://") {
         roots.extend(system_roots().iter().cloned());
+        id.update(b"system roots");
     }
-    Ok(roots.into())
+    Ok((roots.into(), hex::encode(id.finalize()).into()))
 }
 
 fn part_size(part_index: usize) -> usize {
@@ -153,11 +156,15 @@ fn base_url(endpoint: &str, bucket: &str, virtual_hosted: bool) -> String {
     }
 }
 
-/// Reads the PEM CA files a location trusts besides the system's roots.
-fn load_ca_files(files: &[String]) -> Result<Vec<Certificate>> {
+/// Reads the PEM CA files a location trusts besides the system's roots;
+/// with the hash of what they hold.
+fn load_ca_files(files: &[String]) -> Result<(Vec<Certificate>, Sha256)> {
     let mut certs = Vec::new();
+    let mut id = Sha256::new();
     for file in files {
         let pem = std::fs::read(file).map_err(|e| Error::Config(format!("CA file {file}: {e}")))?;
+        id.update((pem.len() as u64).to_le_bytes());
+        id.update(&pem);
         let found = Certificate::from_pem_bundle(&pem)
             .map_err(|e| Error::Config(format!("CA file {file}: {e}")))?;
         if found.is_empty() {
@@ -167,7 +174,7 @@ fn load_ca_files(files: &[String]) -> Result<Vec<Certificate>> {
         }
         certs.extend(found);
     }
-    Ok(certs)
+    Ok((certs, id))
 }
 
 fn builder(
@@ -286,10 +293,8 @@ impl S3Storage {
             max_retries: if window.is_zero() { 0 } else { 100_000 },
             retry_timeout: window,
         };
-        let connector = LimitedConnector {
-            job_pacer: opts.pacer.clone(),
-        };
-        let roots = roots_for(loc)?;
+        let (roots, trust) = roots_for(loc)?;
+        let connector = LimitedConnector::new(opts.pacer.clone()).trusting(trust);
         let base_opts = with_roots(
             ClientOptions::new()
                 .with_connect_timeout(Duration::from_secs(3))
@@ -388,6 +393,32 @@ impl S3Storage {
     /// or instance credentials), for requests object_store cannot make.
     pub(crate) fn credential_provider(&self) -> &object_store::aws::AwsCredentialProvider {
         self.store.credentials()
+    }
+
+    /// The key prefix of the storage's directory `dir` ("" or a name
+    /// ending in '/'), as a delimited listing takes it (`None`: the bucket).
+    fn level_prefix(&self, dir: &str) -> Result<Option<String>> {
+        if !dir.is_empty() {
+            let Some(name) = dir.strip_suffix('/') else {
+                return Err(Error::BadName(dir.to_string()));
+            };
+            check_name(name)?;
+        }
+        Ok(match (self.prefix.is_empty(), dir.is_empty()) {
+            (true, true) => None,
+            (true, false) => Some(dir.to_string()),
+            (false, _) => Some(format!("{}/{dir}", self.prefix)),
+        })
+    }
+
+    /// The storage's name of `key`, `None` for a key outside its prefix.
+    fn name_of(&self, key: &str) -> Option<String> {
+        let name = if self.prefix.is_empty() {
+            key
+        } else {
+            key.strip_prefix(self.prefix.as_str())?.strip_prefix('/')?
+        };
+        (!name.is_empty()).then(|| name.to_string())
     }
 
     pub(crate) fn key(&self, name: &str) -> Result<Path> {
@@ -877,6 +908,70 @@ impl Storage for S3Storage {
                     futures::future::ready(Ok(keep))
                 }),
         )
+    }
+
+    fn list_dir(&self, dir: &str) -> Pin<Box<dyn Stream<Item = Result<Entry>> + Send + '_>> {
+        let key_prefix = match self.level_prefix(dir) {
+            Ok(p) => p,
+            Err(e) => return Box::pin(futures::stream::once(futures::future::ready(Err(e)))),
+        };
+        let dir = dir.to_string();
+        let pages =
+            futures::stream::try_unfold(Some(None), move |token: Option<Option<String>>| {
+                let key_prefix = key_prefix.clone();
+                let dir = dir.clone();
+                async move {
+                    // None: the last page was read.
+                    let Some(page_token) = token else {
+                        return Ok(None);
+                    };
+                    let opts = PaginatedListOptions {
+                        delimiter: Some("/".into()),
+                        page_token,
+                        ..Default::default()
+                    };
+                    let page = match observe(self.store.list_paginated(key_prefix.as_deref(), opts))
+                        .await
+                    {
+                        (Ok(page), _) => page,
+                        (Err(e), status) => return Err(self.map_err(&dir, e, status)),
+                    };
+                    let entries: Vec<Result<Entry>> = page
+                        .result
+                        .objects
+                        .into_iter()
+                        .filter_map(|meta| {
+                            let key = meta.location.to_string();
+                            let name = self.name_of(&key)?;
+                            Some(Ok(Entry {
+                                name,
+                                size: meta.size,
+                            }))
+                        })
+                        .collect();
+                    let next = page.page_token.map(Some);
+                    Ok(Some((futures::stream::iter(entries), next)))
+                }
+            });
+        Box::pin(pages.try_flatten())
+    }
+
+    async fn first_under(&self, prefix: &str) -> Result<Option<String>> {
+        let key_prefix = self.level_prefix(prefix)?;
+        let opts = PaginatedListOptions {
+            delimiter: Some("/".into()),
+            max_keys: Some(1),
+            ..Default::default()
+        };
+        match observe(self.store.list_paginated(key_prefix.as_deref(), opts)).await {
+            (Ok(page), _) => {
+                let keys = page.result.objects.into_iter().map(|m| m.location);
+                Ok(keys
+                    .chain(page.result.common_prefixes)
+                    .find_map(|key| self.name_of(key.as_ref())))
+            }
+            (Err(e), status) => Err(self.map_err(prefix, e, status)),
+        }
     }
 
     async fn probe(&self) -> Result<()> {

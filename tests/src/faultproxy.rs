@@ -1,7 +1,7 @@
 //! A plain-HTTP front for an S3 server (s3s-fs) that plays an S3 under load:
 //! it takes at most `capacity` requests per second and answers the others
-//! `503 SlowDown` with S3's XML error body, as AWS does. Every request is
-//! counted, so a test can tell how a client reacted.
+//! `503 SlowDown` with S3's XML error body, as AWS does. Every request and
+//! every connection is counted, so a test can tell how a client reacted.
 //!
 //! Requests go on unchanged (headers included: the SigV4 signature covers
 //! the `Host` the client used, and s3s-fs checks it as received).
@@ -32,6 +32,8 @@ pub struct Counts {
     pub requests: AtomicU64,
     /// Requests answered `503 SlowDown`.
     pub slowdowns: AtomicU64,
+    /// TCP connections accepted.
+    pub connections: AtomicU64,
 }
 
 pub struct FaultProxy {
@@ -69,6 +71,7 @@ impl FaultProxy {
         });
         runtime.spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
+                state.counts.connections.fetch_add(1, Ordering::Relaxed);
                 let state = state.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
@@ -98,6 +101,10 @@ impl FaultProxy {
 
     pub fn slowdowns(&self) -> u64 {
         self.counts.slowdowns.load(Ordering::Relaxed)
+    }
+
+    pub fn connections(&self) -> u64 {
+        self.counts.connections.load(Ordering::Relaxed)
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use mo_br_storage::{ByteStream, Credentials, Error, Location, Storage};
+use mo_br_tests::faultproxy::FaultProxy;
 use mo_br_tests::s3server::{free_port, S3Server};
 use sha2::{Digest, Sha256};
 
@@ -291,6 +292,112 @@ async fn list_with_prefix_and_delete() {
     assert_eq!(s.head("b1/data/1").await.unwrap(), None);
     assert_eq!(names(s.as_ref(), "b1/data/").await, ["b1/data/2"]);
     assert_eq!(names(other.as_ref(), "").await.len(), 5);
+}
+
+/// A directory's own objects, page after page, not what lies deeper; the
+/// first thing under a prefix, one level down; nothing outside the storage.
+#[tokio::test]
+async fn one_level_listing_and_first_under() {
+    let srv = S3Server::start().unwrap();
+    let s = open(srv.location("root"), &srv.credentials()).await;
+    let other = open(srv.location(""), &srv.credentials()).await;
+    assert_eq!(s.first_under("").await.unwrap(), None);
+    other
+        .put_bytes("elsewhere", Bytes::from_static(b"o"))
+        .await
+        .unwrap();
+    assert_eq!(s.first_under("").await.unwrap(), None);
+    s.put_bytes("d/sub/deep", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    assert_eq!(s.first_under("").await.unwrap().as_deref(), Some("d"));
+    assert_eq!(s.first_under("d/").await.unwrap().as_deref(), Some("d/sub"));
+    assert_eq!(s.first_under("e/").await.unwrap(), None);
+    // More than a page: S3 (and s3s-fs) answer at most 1,000 keys a request.
+    futures::stream::iter(0..1005)
+        .map(|i| {
+            let s = &s;
+            async move {
+                s.put_bytes(&format!("d/{i:04}"), Bytes::from(vec![7; i % 5]))
+                    .await
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap();
+    let mut got: Vec<(String, u64)> = s
+        .list_dir("d/")
+        .map_ok(|e| (e.name, e.size))
+        .try_collect()
+        .await
+        .unwrap();
+    got.sort();
+    let want: Vec<(String, u64)> = (0..1005)
+        .map(|i| (format!("d/{i:04}"), (i % 5) as u64))
+        .collect();
+    assert_eq!(got, want);
+    let top: Vec<String> = other
+        .list_dir("")
+        .map_ok(|e| e.name)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(top, ["elsewhere"]);
+    assert!(matches!(
+        s.list_dir("d").next().await,
+        Some(Err(Error::BadName(_)))
+    ));
+    assert!(matches!(s.first_under("../").await, Err(Error::BadName(_))));
+}
+
+/// Storages opened one after another (an agent opens one per shard) share
+/// their connections: a later one reuses those an earlier one opened,
+/// rather than connecting anew and closing them all at its end.
+#[test]
+fn storages_opened_in_turn_share_connections() {
+    let srv = S3Server::start().unwrap();
+    // The proxy runs its own runtime: started and dropped outside the test's.
+    let proxy = FaultProxy::start(([127, 0, 0, 1], srv.port()).into(), 1_000_000).unwrap();
+    let location = mo_br_storage::S3Location {
+        endpoint: proxy.endpoint(),
+        ..srv.location("shared")
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let first = open(location.clone(), &srv.credentials()).await;
+        for i in 0..8 {
+            first
+                .put_bytes(&format!("o{i}"), Bytes::from(vec![i as u8; 1000]))
+                .await
+                .unwrap();
+        }
+        drop(first);
+        for _ in 0..6 {
+            let s = open(location.clone(), &srv.credentials()).await;
+            let reads = (0..8).map(|i| {
+                let s = &s;
+                async move { s.get_bytes(&format!("o{i}")).await }
+            });
+            for (i, got) in futures::future::join_all(reads)
+                .await
+                .into_iter()
+                .enumerate()
+            {
+                assert_eq!(got.unwrap(), Bytes::from(vec![i as u8; 1000]));
+            }
+        }
+    });
+    // 8 PUTs one at a time, then 6 storages × 8 GETs at once: a client per
+    // storage would have made 1 + 6 × 8 connections; shared, the writes
+    // need one and the reads (another kind of client) at most 8.
+    assert_eq!(proxy.requests(), 8 + 6 * 8);
+    assert!(
+        proxy.connections() <= 12,
+        "{} connections for {} requests",
+        proxy.connections(),
+        proxy.requests()
+    );
 }
 
 #[tokio::test]

@@ -345,12 +345,10 @@ fn inventory_request(
 /// directory or prefix. [`prepare`] leaves this to its callers, so that it
 /// can run beside the first wait of the plan.
 pub(super) async fn require_empty(target: &dyn Storage) -> Result<()> {
-    if let Some(first) = target.list("").next().await {
-        let first = first?;
+    if let Some(first) = target.first_under("").await? {
         return Err(Error::FailedPrecondition(format!(
-            "backup target {} is not empty (it holds {}); back up into an empty directory or prefix",
+            "backup target {} is not empty (it holds {first}); back up into an empty directory or prefix",
             target.describe(),
-            first.name
         )));
     }
     Ok(())
@@ -1376,10 +1374,11 @@ async fn tae_list_stream(
 /// committed backup holds its results only.
 async fn remove_unreferenced(target: &dyn Storage, results: &[ChunkRef]) -> Result<()> {
     let keep: std::collections::HashSet<&str> = results.iter().map(|r| r.name.as_str()).collect();
-    // Both listings at once: each is a round trip at least.
+    // Both listings at once: each is a round trip at least. Each of the two
+    // directories is flat: a delimited listing of it is all there is.
     let unreferenced = |dir: &'static str| {
         target
-            .list(dir)
+            .list_dir(dir)
             .map_ok(|entry| entry.name)
             .try_filter(|name| futures::future::ready(!keep.contains(name.as_str())))
             .try_collect::<Vec<String>>()

@@ -235,12 +235,10 @@ async fn destination(target: &dyn Storage, id: &str) -> Result<Destination> {
         Err(mo_br_storage::Error::NotFound(_)) => {}
         Err(e) => return Err(e.into()),
     }
-    if let Some(found) = target.list("").next().await {
-        let found = found?;
+    if let Some(found) = target.first_under("").await? {
         return Err(Error::FailedPrecondition(format!(
-            "{} is not empty (it holds {}): copy to an empty place",
+            "{} is not empty (it holds {found}): copy to an empty place",
             target.describe(),
-            found.name
         )));
     }
     Ok(Destination::Fresh)

@@ -57,10 +57,10 @@ log=$WORK/log
 # S3 rows stand on the same ground. Room: about seven copies of the largest
 # tree at once (the ceiling's three in-flight counts, rclone, restic,
 # mo-br's full and incremental).
+tree_bytes=$(python3 -c 'import re,sys; m=re.fullmatch(r"(\d+)([KMG]iB|B)?", sys.argv[1]); print(int(m.group(1)) << {"KiB":10,"MiB":20,"GiB":30}.get(m.group(2) or "B", 0) if m else 0)' "$SIZE")
+small_bytes=$((SMALL * 16384))
 if [ -z "${S3_DIR:-}" ]; then
   S3_DIR=$WORK
-  tree_bytes=$(python3 -c 'import re,sys; m=re.fullmatch(r"(\d+)([KMG]iB|B)?", sys.argv[1]); print(int(m.group(1)) << {"KiB":10,"MiB":20,"GiB":30}.get(m.group(2) or "B", 0) if m else 0)' "$SIZE")
-  small_bytes=$((SMALL * 16384))
   need_kb=$(( ((tree_bytes > small_bytes ? tree_bytes : small_bytes) * 8) / 1024 ))
   if [ -d /dev/shm ] && [ -w /dev/shm ] &&
     [ "$(df -Pk /dev/shm | awk 'NR==2 {print $4}')" -gt "$need_kb" ]; then
@@ -160,8 +160,11 @@ run_tree() {
   # peers and the ceiling (same files, same page cache).
   rm -rf "$t.set" && mkdir "$t.set" && cp -al "$t/mo-data/shared2" "$t/mo-data/logservice-data" "$t.set/"
 
-  # The ceiling, on the same sizes, each in-flight count on a fresh server.
+  # The ceiling, on the same sizes, each in-flight count on a fresh server;
+  # after a sync, as every timed step, so the tree just made is not being
+  # written back meanwhile.
   : >"$d.ceiling"
+  sync
   for n in 32 64 128; do
     start_s3 "ceil$n-$t"
     bucket "ceil-$t"
@@ -217,21 +220,38 @@ run_tree() {
   diff -r -q -x '.tmp.*' "$t/mo-data/shared2" "$d.s3restore/mo-data/shared2" >>"$log" || { echo "bench: restored tree differs" >&2; exit 1; }
   measure "$t.check_s3" "$bin/mo_br" check "${par[@]}" "$s3id"
 
-  # 1 % new objects, then an incremental on the S3 backup.
-  "$bin/mo-br-sample" grow --out "$t" --round 2 --count $(((files + 99) / 100)) --seed 2 >/dev/null
+  # 1 % new objects, of the tree's kind (16 KiB ones in the small tree),
+  # then an incremental on the S3 backup.
+  local grow_size=()
+  [ "$t" = small ] && grow_size=(--object-size 16KiB)
+  "$bin/mo-br-sample" grow --out "$t" --round 2 --count $(((files + 99) / 100)) "${grow_size[@]}" --seed 2 >/dev/null
   find "$t/mo-data/logservice-data" -type f | awk 'length($0) > 120' | xargs -r rm -f
   # shellcheck disable=SC2046
   measure "$t.incremental" "$bin/mo_br" backup "${par[@]}" $(s3 "mobr-$t") --filepath /incr --data_dir "$t/mo-data" --launch_config "$launch" \
     --backup_type incremental --base_id "$s3id"
-  # Removed only now: ext4 makes creating files slower for a few minutes
-  # after many were deleted (it checks each recently freed inode), which
-  # would weigh on whatever step came next, not on the one that made them.
   kill "${s3pids[@]}" 2>/dev/null || true
   s3pids=()
-  rm -rf "$d".{cp1,cp2,rclone,restic,fsbackup1,fsbackup2,fsrestore,s3restore} "$S3_DIR/s3-"*"-$t" "$t" "$t.set"
+  # What is on disk is removed only at the end of the run: ext4 without a
+  # journal (this VM's) makes every file creation slower for up to a few
+  # minutes after many files were deleted (it skips each recently freed
+  # inode, reading its inode table block: seen, a restore of 20,000 files
+  # taking 9.6 s instead of 4.9 s right after another's were removed),
+  # which would weigh on the next tree's steps, not on the one that made
+  # them. The S3 servers' objects are in RAM (tmpfs): no such cost.
+  rm -rf "$S3_DIR/s3-"*"-$t"
+  leftovers+=("$d".{cp1,cp2,rclone,restic,fsbackup1,fsbackup2,fsrestore,s3restore} "$WORK/$t" "$WORK/$t.set")
+  if [ "$(df -Pk "$WORK" | awk 'NR==2 {print $4}')" -lt "$disk_need_kb" ]; then
+    rm -rf "${leftovers[@]}"
+    leftovers=()
+  fi
 }
 
+# Room on disk for the next tree's copies (about twelve of the larger
+# tree), else a tree's are removed when it is done after all.
+disk_need_kb=$(( ((tree_bytes > small_bytes ? tree_bytes : small_bytes) * 12) / 1024 ))
+leftovers=()
 for t in $TREES; do run_tree "$t"; done
+rm -rf "${leftovers[@]}"
 
 # The table: time, what it is compared with, and the ratio (>= 1 means as
 # fast as or faster than the peer; for backup -> filesystem it is cp's share).

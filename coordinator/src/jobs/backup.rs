@@ -34,8 +34,8 @@ use mo_br_storage::{Credentials, Location, Storage};
 
 use super::shards::{self, CopyOp, Op, RunOptions, Shard};
 use super::{
-    emit, info, line, now_rfc3339, read_chunk, read_chunks, read_manifest, remove_all, wire_enum,
-    write_chunk, Events,
+    emit, info, line, now_rfc3339, read_chunk, read_chunk_kept, read_chunks, read_manifest,
+    remove_all, wire_enum, write_chunk, write_chunk_kept, Events,
 };
 use crate::agents::Eligibility;
 use crate::catalog::{
@@ -854,7 +854,7 @@ impl<'a> PlanWriter<'a> {
             }
         } else {
             ShardState {
-                plan: write_chunk(self.target, &chunk::plan_name(id), &entries).await?,
+                plan: write_chunk_kept(self.target, &chunk::plan_name(id), &entries).await?,
                 node_local: self.node_local,
                 assignment: None,
                 result: None,
@@ -910,7 +910,7 @@ impl shards::Ledger for JobLedger<'_> {
             .shards
             .get(shard)
             .ok_or_else(|| Error::Failed(format!("no shard {shard}")))?;
-        let planned: Vec<PlanEntry> = read_chunk(self.target, &state.plan).await?;
+        let planned: Vec<PlanEntry> = read_chunk_kept(self.target, &state.plan).await?;
         let mut files: Vec<FileEntry> = planned.into_iter().map(|p| p.entry).collect();
         for (i, d) in done {
             let Some(f) = files.get_mut(*i) else {
@@ -1087,7 +1087,7 @@ fn pending_shards<'a>(job: &'a BackupJob, target: &'a dyn Storage) -> shards::Sh
     let pending: Vec<(usize, &ShardState)> = job.pending().collect();
     futures::stream::iter(pending)
         .map(move |(id, state)| async move {
-            let planned: Vec<PlanEntry> = read_chunk(target, &state.plan).await?;
+            let planned: Vec<PlanEntry> = read_chunk_kept(target, &state.plan).await?;
             let mut shard = Shard {
                 id,
                 indexes: Vec::new(),

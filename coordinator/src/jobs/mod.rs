@@ -13,6 +13,7 @@ pub mod list;
 pub mod mo_backup;
 pub mod pitr;
 pub mod rebuild;
+mod recent_chunks;
 pub mod restore;
 pub mod schedule;
 pub mod shards;
@@ -147,6 +148,19 @@ pub async fn write_chunk<T: ChunkItem>(
     Ok(r)
 }
 
+/// [`write_chunk`] for a chunk this process reads back soon (a backup's
+/// plan chunks): kept in memory too, for [`read_chunk_kept`].
+pub async fn write_chunk_kept<T: ChunkItem>(
+    storage: &dyn Storage,
+    name: &str,
+    items: &[T],
+) -> Result<ChunkRef> {
+    let (bytes, r) = chunk::encode(name, items);
+    storage.put_bytes(name, bytes.clone()).await?;
+    recent_chunks::remember(&r.sha256, &bytes);
+    Ok(r)
+}
+
 /// Chunks read ahead of the one in use. Each GET waits its first byte
 /// (tens of ms on S3) before any data comes: read one after the other, a
 /// manifest of many chunks pays that once per chunk. Memory: a few chunks.
@@ -168,6 +182,16 @@ pub async fn read_chunk<T: ChunkItem>(storage: &dyn Storage, r: &ChunkRef) -> Re
     mo_br_format::check_relative(&r.name)?;
     let data = storage.get_bytes(&r.name).await?;
     Ok(chunk::decode(r, &data)?)
+}
+
+/// [`read_chunk`] of a chunk written with [`write_chunk_kept`], from memory
+/// while it is still kept there. Only for chunks whose read is not a check
+/// of what storage holds: a plan read to hand its shard out.
+pub async fn read_chunk_kept<T: ChunkItem>(storage: &dyn Storage, r: &ChunkRef) -> Result<Vec<T>> {
+    match recent_chunks::recall(&r.sha256) {
+        Some(data) => Ok(chunk::decode(r, &data)?),
+        None => read_chunk(storage, r).await,
+    }
 }
 
 /// Every data file's entry of a backup, in manifest order (SHARED files

@@ -237,7 +237,7 @@ run_tree() {
   # inode, reading its inode table block: seen, a restore of 20,000 files
   # taking 9.6 s instead of 4.9 s right after another's were removed),
   # which would weigh on the next tree's steps, not on the one that made
-  # them. The S3 servers' objects are in RAM (tmpfs): no such cost.
+  # them. The S3 servers' objects go now (by default in RAM: no such cost).
   rm -rf "$S3_DIR/s3-"*"-$t"
   leftovers+=("$d".{cp1,cp2,rclone,restic,fsbackup1,fsbackup2,fsrestore,s3restore} "$WORK/$t" "$WORK/$t.set")
   if [ "$(df -Pk "$WORK" | awk 'NR==2 {print $4}')" -lt "$disk_need_kb" ]; then

@@ -120,8 +120,8 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// particular order. Temporary files of unfinished writes are not listed.
     fn list(&self, prefix: &str) -> Pin<Box<dyn Stream<Item = Result<Entry>> + Send + '_>>;
 
-    /// The objects directly in the directory `dir` (a name ending in '/'),
-    /// not those further down, in no particular order. S3 lists them with a
+    /// The objects directly in the directory `dir` ("" for the root, else
+    /// a name ending in '/'), not those further down, in no particular order. S3 lists them with a
     /// delimiter: servers that keep objects as files (MinIO, s3s-fs) then
     /// read that one directory instead of walking everything the prefix
     /// covers.
@@ -134,12 +134,13 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         )
     }
 
-    /// The name of one thing under `prefix` (an object, or on S3 a common
-    /// prefix holding some), or `None` when nothing is: S3 asks for one key
-    /// of one delimited level, a single request however much lies below.
-    async fn first_under(&self, prefix: &str) -> Result<Option<String>> {
+    /// The name of one thing in the directory `dir` ("" for the root, else
+    /// a name ending in '/'): an object, or on S3 a common prefix holding
+    /// some; `None` when it holds nothing. S3 asks for one key of one
+    /// delimited level, a single request however much lies below.
+    async fn first_under(&self, dir: &str) -> Result<Option<String>> {
         use futures::StreamExt;
-        match self.list(prefix).next().await {
+        match self.list(dir).next().await {
             Some(entry) => Ok(Some(entry?.name)),
             None => Ok(None),
         }

@@ -956,8 +956,8 @@ impl Storage for S3Storage {
         Box::pin(pages.try_flatten())
     }
 
-    async fn first_under(&self, prefix: &str) -> Result<Option<String>> {
-        let key_prefix = self.level_prefix(prefix)?;
+    async fn first_under(&self, dir: &str) -> Result<Option<String>> {
+        let key_prefix = self.level_prefix(dir)?;
         let opts = PaginatedListOptions {
             delimiter: Some("/".into()),
             max_keys: Some(1),
@@ -970,7 +970,7 @@ impl Storage for S3Storage {
                     .chain(page.result.common_prefixes)
                     .find_map(|key| self.name_of(key.as_ref())))
             }
-            (Err(e), status) => Err(self.map_err(prefix, e, status)),
+            (Err(e), status) => Err(self.map_err(dir, e, status)),
         }
     }
 

@@ -143,9 +143,7 @@ pub async fn write_chunk<T: ChunkItem>(
     name: &str,
     items: &[T],
 ) -> Result<ChunkRef> {
-    let (bytes, r) = chunk::encode(name, items);
-    storage.put_bytes(name, bytes).await?;
-    Ok(r)
+    store_chunk(storage, name, items, false).await
 }
 
 /// [`write_chunk`] for a chunk this process reads back soon (a backup's
@@ -155,9 +153,20 @@ pub async fn write_chunk_kept<T: ChunkItem>(
     name: &str,
     items: &[T],
 ) -> Result<ChunkRef> {
+    store_chunk(storage, name, items, true).await
+}
+
+async fn store_chunk<T: ChunkItem>(
+    storage: &dyn Storage,
+    name: &str,
+    items: &[T],
+    keep: bool,
+) -> Result<ChunkRef> {
     let (bytes, r) = chunk::encode(name, items);
     storage.put_bytes(name, bytes.clone()).await?;
-    recent_chunks::remember(&r.sha256, &bytes);
+    if keep {
+        recent_chunks::remember(&r.sha256, &bytes);
+    }
     Ok(r)
 }
 

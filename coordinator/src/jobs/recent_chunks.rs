@@ -1,8 +1,9 @@
-//! The chunks this process wrote last, kept by content. A backup reads a
-//! shard's plan chunk back right after writing it (to hand the shard out)
-//! and again when the shard's results come in, and its commit reads every
-//! manifest chunk it wrote: each a GET (tens of ms to its first byte on
-//! S3) for bytes the coordinator had a moment ago.
+//! The plan chunks this process wrote last, kept by content. A backup
+//! reads a shard's plan chunk back right after writing it (to hand the
+//! shard out) and again when the shard's results come in: each a GET (tens
+//! of ms to its first byte on S3) for bytes the coordinator had a moment
+//! ago. Manifest chunks are not kept: the commit's reading of them back is
+//! also a read of what storage holds.
 //!
 //! Keyed by sha256, so what is handed back is exactly what a read checked
 //! against the chunk's reference accepts, whichever storage, name or
@@ -73,7 +74,7 @@ mod tests {
 
     #[test]
     fn keeps_the_newest_within_the_bound() {
-        // Chunks of 1 MiB + i bytes, unlike any another test keeps.
+        // Chunks of 1 MiB + i bytes, unlike any other test's.
         let chunk = |i: usize| Bytes::from(vec![0xA5u8; (1 << 20) + i]);
         let keys: Vec<String> = (0..20).map(|i| sha(&chunk(i))).collect();
         for (i, key) in keys.iter().enumerate() {

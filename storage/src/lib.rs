@@ -128,10 +128,10 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     fn list_dir(&self, dir: &str) -> Pin<Box<dyn Stream<Item = Result<Entry>> + Send + '_>> {
         use futures::TryStreamExt;
         let depth = dir.len();
-        Box::pin(
-            self.list(dir)
-                .try_filter(move |e| std::future::ready(!e.name[depth..].contains('/'))),
-        )
+        Box::pin(self.list(dir).try_filter(move |e| {
+            let directly = e.name.get(depth..).is_some_and(|rest| !rest.contains('/'));
+            std::future::ready(directly)
+        }))
     }
 
     /// The name of one thing in the directory `dir` ("" for the root, else

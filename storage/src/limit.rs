@@ -271,7 +271,8 @@ const POOL_SETTINGS: [ClientConfigKey; 6] = [
     ClientConfigKey::Timeout,
 ];
 
-/// The process's client for `trust` and `options`, made on first use.
+/// The process's client for `trust` and `options`, made on first use and
+/// kept for the process's life: one per CA set and kind of client it meets.
 fn shared_client(trust: &str, options: &ClientOptions) -> object_store::Result<HttpClient> {
     static CLIENTS: OnceLock<Mutex<HashMap<String, HttpClient>>> = OnceLock::new();
     let mut key = trust.to_string();

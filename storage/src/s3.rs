@@ -885,11 +885,6 @@ impl Storage for S3Storage {
                 }
             }
         };
-        let strip = if self.prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{}/", self.prefix)
-        };
         let want = prefix.to_string();
         let err_name = prefix.to_string();
         Box::pin(
@@ -897,12 +892,11 @@ impl Storage for S3Storage {
                 .list(list_path.as_ref())
                 .map_err(move |e| self.map_err(&err_name, e, None))
                 .try_filter_map(move |meta| {
-                    let key = meta.location.to_string();
-                    let keep = key
-                        .strip_prefix(strip.as_str())
+                    let keep = self
+                        .name_of(meta.location.as_ref())
                         .filter(|n| n.starts_with(want.as_str()))
                         .map(|name| Entry {
-                            name: name.to_string(),
+                            name,
                             size: meta.size,
                         });
                     futures::future::ready(Ok(keep))
@@ -941,8 +935,7 @@ impl Storage for S3Storage {
                         .objects
                         .into_iter()
                         .filter_map(|meta| {
-                            let key = meta.location.to_string();
-                            let name = self.name_of(&key)?;
+                            let name = self.name_of(meta.location.as_ref())?;
                             Some(Ok(Entry {
                                 name,
                                 size: meta.size,

@@ -411,14 +411,15 @@ impl S3Storage {
         })
     }
 
-    /// The storage's name of `key`, `None` for a key outside its prefix.
+    /// The storage's name of `key`; `None` for a key outside its prefix or
+    /// a folder marker (a key ending in '/', which consoles create).
     fn name_of(&self, key: &str) -> Option<String> {
         let name = if self.prefix.is_empty() {
             key
         } else {
             key.strip_prefix(self.prefix.as_str())?.strip_prefix('/')?
         };
-        (!name.is_empty()).then(|| name.to_string())
+        (!name.is_empty() && !name.ends_with('/')).then(|| name.to_string())
     }
 
     pub(crate) fn key(&self, name: &str) -> Result<Path> {
@@ -958,10 +959,20 @@ impl Storage for S3Storage {
         };
         match observe(self.store.list_paginated(key_prefix.as_deref(), opts)).await {
             (Ok(page), _) => {
+                let more = page.page_token.is_some();
                 let keys = page.result.objects.into_iter().map(|m| m.location);
-                Ok(keys
+                let found = keys
                     .chain(page.result.common_prefixes)
-                    .find_map(|key| self.name_of(key.as_ref())))
+                    .find_map(|key| self.name_of(key.as_ref()));
+                match found {
+                    // The one key was none of this storage's (a folder
+                    // marker) and more follow: not proof of emptiness.
+                    None if more => match self.list(dir).next().await {
+                        Some(entry) => Ok(Some(entry?.name)),
+                        None => Ok(None),
+                    },
+                    found => Ok(found),
+                }
             }
             (Err(e), status) => Err(self.map_err(dir, e, status)),
         }

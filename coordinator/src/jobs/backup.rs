@@ -34,8 +34,8 @@ use mo_br_storage::{Credentials, Location, Storage};
 
 use super::shards::{self, CopyOp, Op, RunOptions, Shard};
 use super::{
-    emit, info, line, now_rfc3339, read_chunk, read_chunk_kept, read_chunks, read_manifest,
-    remove_all, wire_enum, write_chunk, write_chunk_kept, Events,
+    emit, info, line, now_rfc3339, read_chunk_kept, read_chunks, read_manifest, remove_all,
+    wire_enum, write_chunk_kept, Events,
 };
 use crate::agents::Eligibility;
 use crate::catalog::{
@@ -49,6 +49,13 @@ use crate::{online, Coordinator, Error, Result};
 /// incremental's entries are taken from its base and cost nothing to run).
 const SHARD_FILES: u64 = shards::SHARD_FILES as u64;
 const CHUNK_ENTRIES: usize = 4096;
+/// Base entries read ahead of the merge while the agent walks the node, at
+/// most (a few MB).
+const AHEAD_ENTRIES: usize = 16_384;
+/// Shards' plans read ahead of the agents taking them.
+const PLANS_AHEAD: usize = 8;
+/// Deletes of unreferenced chunks sent at once before a commit.
+const DELETES_AT_ONCE: usize = 16;
 
 /// What `req` asks for with `--compression`; `None`: store files raw.
 pub(super) fn requested_compression(req: &BackupRequest) -> Result<Option<Compression>> {
@@ -515,14 +522,11 @@ async fn plan(
             None => require_empty(target).await,
         }
     };
-    let base_ahead = async {
-        match base_objects.as_mut() {
-            // The smallest name: reads the first chunk, passes over nothing.
-            Some(objects) => objects.find("").await.map(drop),
-            None => Ok(()),
-        }
+    let ready = async { futures::try_join!(inventory, empty) };
+    let ((mut inv, first), ()) = match base_objects.as_mut() {
+        Some(objects) => objects.reading_while(ready).await?,
+        None => ready.await?,
     };
-    let ((mut inv, first), (), ()) = futures::try_join!(inventory, empty, base_ahead)?;
     let shared_backend = first.shared_backend.clone();
     let shared_dir = first.shared_dir.clone();
     let shared_source = match &first.shared_store {
@@ -759,6 +763,25 @@ impl<'a> BaseObjects<'a> {
         }
     }
 
+    /// Runs `work` to its end while the base's first chunks are read (up
+    /// to [`AHEAD_ENTRIES`] entries held): their round trips pass while
+    /// `work` waits on something else. A base that cannot be read fails it.
+    pub(super) async fn reading_while<T>(
+        &mut self,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let ahead = async {
+            while self.buffered.len() < AHEAD_ENTRIES && self.pull().await? {}
+            Ok::<_, Error>(())
+        };
+        futures::pin_mut!(work);
+        tokio::select! {
+            done = &mut work => return done,
+            read = ahead => read?,
+        }
+        work.await
+    }
+
     /// The base's object named `name`, if it has one. Names asked for must
     /// grow: what lies before `name` is passed over for good.
     pub(super) async fn find(&mut self, name: &str) -> Result<Option<FileEntry>> {
@@ -772,23 +795,31 @@ impl<'a> BaseObjects<'a> {
                     std::cmp::Ordering::Greater => return Ok(None),
                 }
             }
-            let Some(entries) = self.chunks.next().await else {
+            if !self.pull().await? {
                 return Ok(None);
-            };
-            let entries = entries.map_err(|e| {
-                Error::FailedPrecondition(format!("base backup {}: {e}", self.base.meta.id))
-            })?;
-            for e in entries.into_iter().filter(|e| e.kind == FileKind::Object) {
-                if self.last.as_deref().is_some_and(|l| l >= e.name.as_str()) {
-                    return Err(Error::FailedPrecondition(format!(
-                        "base backup {}: its manifest is not sorted by name at {}",
-                        self.base.meta.id, e.name
-                    )));
-                }
-                self.last = Some(e.name.clone());
-                self.buffered.push_back(e);
             }
         }
+    }
+
+    /// Reads the next chunk's objects into `buffered`; false at the end.
+    async fn pull(&mut self) -> Result<bool> {
+        let Some(entries) = self.chunks.next().await else {
+            return Ok(false);
+        };
+        let entries = entries.map_err(|e| {
+            Error::FailedPrecondition(format!("base backup {}: {e}", self.base.meta.id))
+        })?;
+        for e in entries.into_iter().filter(|e| e.kind == FileKind::Object) {
+            if self.last.as_deref().is_some_and(|l| l >= e.name.as_str()) {
+                return Err(Error::FailedPrecondition(format!(
+                    "base backup {}: its manifest is not sorted by name at {}",
+                    self.base.meta.id, e.name
+                )));
+            }
+            self.last = Some(e.name.clone());
+            self.buffered.push_back(e);
+        }
+        Ok(true)
     }
 }
 
@@ -845,7 +876,7 @@ impl<'a> PlanWriter<'a> {
         let entries = std::mem::take(&mut self.entries);
         let shard = if self.copy_files == 0 {
             let files: Vec<FileEntry> = entries.into_iter().map(|p| p.entry).collect();
-            let r = write_chunk(self.target, &chunk::manifest_name(id, 0), &files).await?;
+            let r = write_chunk_kept(self.target, &chunk::manifest_name(id, 0), &files).await?;
             ShardState {
                 plan: r.clone(),
                 node_local: self.node_local,
@@ -931,7 +962,8 @@ impl shards::Ledger for JobLedger<'_> {
         if let Some(f) = files.iter().find(|f| f.need_copy && f.sha256.is_empty()) {
             return Err(Error::Failed(format!("{} was never copied", f.path)));
         }
-        let chunk = write_chunk(self.target, &chunk::manifest_name(shard, epoch), &files).await?;
+        let chunk =
+            write_chunk_kept(self.target, &chunk::manifest_name(shard, epoch), &files).await?;
         let applied = self
             .c
             .catalog
@@ -1123,8 +1155,9 @@ fn pending_shards<'a>(job: &'a BackupJob, target: &'a dyn Storage) -> shards::Sh
             Ok(shard)
         })
         // Each read waits a round trip: the next shards' are under way
-        // while agents take the first.
-        .buffered(super::CHUNK_READ_AHEAD)
+        // while agents take the first. By count: each is held decoded,
+        // a thousand tasks or so, until an agent has room for it.
+        .buffered(PLANS_AHEAD)
         .boxed()
 }
 
@@ -1220,8 +1253,9 @@ async fn copy_and_commit(
 
     // Every file is in place; what agents lost mid-backup were writing, the
     // plan, and results the catalog did not accept are not part of it.
+    // Unfinished writes go first: the writes below would look like some.
     super::remove_incomplete(target, &[String::new()]).await;
-    remove_unreferenced(target, &results).await?;
+    let unreferenced = remove_unreferenced(target, &results);
 
     let mut meta = job.meta.clone();
     // MatrixOne's metadata files, each with its raw sha256 sidecar. Configs
@@ -1234,7 +1268,9 @@ async fn copy_and_commit(
             .zip(&results)
             .filter(|(s, _)| s.node_local)
             .map(|(_, r)| r);
-        let mut node_local = read_chunks::<FileEntry>(target, node_local);
+        let mut node_local = super::read_ahead::in_order(
+            node_local.map(|r| (r.size, read_chunk_kept::<FileEntry>(target, r))),
+        );
         while let Some(files) = node_local.next().await {
             configs.extend(
                 files?
@@ -1242,12 +1278,6 @@ async fn copy_and_commit(
                     .filter(|f| f.kind == FileKind::Config && f.need_copy),
             );
         }
-    }
-    for entry in &configs {
-        let raw = hex::decode(&entry.sha256).map_err(|e| Error::Failed(e.to_string()))?;
-        target
-            .put_bytes(&layout::sidecar(&entry.path), Bytes::from(raw))
-            .await?;
     }
     let inline_size: u64 = meta.files.iter().map(|f| f.size).sum();
     meta.total_size = results.iter().map(|r| r.bytes).sum::<u64>() + inline_size;
@@ -1259,50 +1289,55 @@ async fn copy_and_commit(
         })
         .unwrap_or_default();
 
-    let mut extra = Vec::new();
-    let tae_list = target
-        .put(
-            layout::TAE_LIST,
-            tae_list_stream(&meta, results.clone(), creds).await?,
-            None,
-        )
-        .await?;
-    for (name, written) in [
-        (
-            layout::MO_META,
+    // Nothing below is part of the backup until `backup_meta` is written
+    // last: the writes before it go at once, each a round trip.
+    let config_sidecars = futures::future::try_join_all(configs.iter().map(|entry| async move {
+        let raw = hex::decode(&entry.sha256).map_err(|e| Error::Failed(e.to_string()))?;
+        target
+            .put_bytes(&layout::sidecar(&entry.path), Bytes::from(raw))
+            .await?;
+        Ok::<_, Error>(())
+    }));
+    let tae_list = async {
+        let rows = tae_list_stream(&meta, results.clone(), creds).await?;
+        Ok::<_, Error>(target.put(layout::TAE_LIST, rows, None).await?)
+    };
+    let mo_meta = async {
+        Ok::<_, Error>(
             target
                 .put_bytes(layout::MO_META, Bytes::from(mo::mo_meta(&configs)))
                 .await?,
-        ),
+        )
+    };
+    let tae_sum = async {
+        let sum = mo::tae_sum(&meta, &backup_time_utc);
+        Ok::<_, Error>(target.put_bytes(layout::TAE_SUM, Bytes::from(sum)).await?)
+    };
+    let ((), _, mo_meta, tae_list, tae_sum) =
+        futures::try_join!(unreferenced, config_sidecars, mo_meta, tae_list, tae_sum)?;
+    let written = [
+        (layout::MO_META, mo_meta),
         (layout::TAE_LIST, tae_list),
-        (
-            layout::TAE_SUM,
-            target
-                .put_bytes(
-                    layout::TAE_SUM,
-                    Bytes::from(mo::tae_sum(&meta, &backup_time_utc)),
-                )
-                .await?,
-        ),
-    ] {
+        (layout::TAE_SUM, tae_sum),
+    ];
+    futures::future::try_join_all(written.iter().map(|(name, w)| async move {
+        let sidecar = layout::sidecar(name);
         target
-            .put_bytes(
-                &layout::sidecar(name),
-                Bytes::copy_from_slice(&written.sha256),
-            )
-            .await?;
-        extra.push(FileEntry {
-            kind: FileKind::Meta,
-            name: name.to_string(),
-            path: name.to_string(),
-            size: written.size,
-            sha256: hex::encode(written.sha256),
-            need_copy: true,
-            origin: None,
-            role: None,
-            stored: None,
-        });
-    }
+            .put_bytes(&sidecar, Bytes::copy_from_slice(&w.sha256))
+            .await
+    }))
+    .await?;
+    let extra = written.iter().map(|(name, w)| FileEntry {
+        kind: FileKind::Meta,
+        name: name.to_string(),
+        path: name.to_string(),
+        size: w.size,
+        sha256: hex::encode(w.sha256),
+        need_copy: true,
+        origin: None,
+        role: None,
+        stored: None,
+    });
     meta.files.extend(extra);
     meta.stored_size = results.iter().map(|r| r.stored_bytes()).sum::<u64>()
         + meta
@@ -1337,7 +1372,8 @@ pub(super) async fn write_manifest(target: &dyn Storage, meta: &BackupMeta) -> R
     Ok(())
 }
 
-/// `tae/tae_list` as a stream, rendered a manifest chunk at a time from the
+/// `tae/tae_list` as a stream, rendered a manifest chunk at a time: from
+/// memory for the chunks this process wrote and still keeps, else from the
 /// backup's own location (opened anew: the stream outlives this call's
 /// borrows).
 async fn tae_list_stream(
@@ -1348,25 +1384,35 @@ async fn tae_list_stream(
     let storage: std::sync::Arc<dyn Storage> =
         std::sync::Arc::from(mo_br_storage::open(&meta.location, creds).await?);
     let create_ts = meta.backup_ts.clone();
-    Ok(futures::stream::iter(results)
-        .map(move |r| {
+    Ok(super::read_ahead::in_order(results.into_iter().map(
+        move |r| {
             let storage = storage.clone();
             let create_ts = create_ts.clone();
-            async move {
-                let files: Vec<FileEntry> =
-                    read_chunk(storage.as_ref(), &r).await.map_err(|e| {
-                        mo_br_storage::Error::Io {
-                            path: r.name.clone(),
-                            source: std::io::Error::other(e.to_string()),
+            let kept = super::recent_chunks::recall(&r.sha256);
+            // Counted whether kept or read: its rows are held either way.
+            (r.size, async move {
+                let name = r.name.clone();
+                let rows = async move {
+                    let data = match kept {
+                        Some(data) => data,
+                        None => {
+                            mo_br_format::check_relative(&r.name)?;
+                            storage.get_bytes(&r.name).await?
                         }
-                    })?;
-                let mut rows = String::new();
-                mo::tae_list_rows(&files, &create_ts, &mut rows);
-                Ok(Bytes::from(rows))
-            }
-        })
-        .buffered(super::CHUNK_READ_AHEAD)
-        .boxed())
+                    };
+                    // Verified as any read chunk is: against its reference.
+                    let files: Vec<FileEntry> = chunk::decode(&r, &data)?;
+                    let mut rows = String::new();
+                    mo::tae_list_rows(&files, &create_ts, &mut rows);
+                    Ok::<_, Error>(Bytes::from(rows))
+                };
+                rows.await.map_err(|e| mo_br_storage::Error::Io {
+                    path: name,
+                    source: std::io::Error::other(e.to_string()),
+                })
+            })
+        },
+    )))
 }
 
 /// Removes the plan chunks and the manifest chunks of assignments the
@@ -1389,7 +1435,7 @@ async fn remove_unreferenced(target: &dyn Storage, results: &[ChunkRef]) -> Resu
     )?;
     futures::stream::iter(plans.into_iter().chain(manifests))
         .map(|name: String| async move { target.delete(&name).await })
-        .buffer_unordered(super::CHUNK_READ_AHEAD)
+        .buffer_unordered(DELETES_AT_ONCE)
         .try_collect::<Vec<()>>()
         .await?;
     Ok(())
@@ -1519,4 +1565,184 @@ pub(super) async fn fail(
         })
         .await;
     Error::Failed(format!("backup {id} failed: {reason}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+
+    use futures::Stream;
+    use mo_br_format::manifest::{BackupType, Consistency, FORMAT_VERSION};
+    use mo_br_storage::{Entry, Written};
+    use tokio::sync::watch;
+
+    use super::*;
+
+    /// A filesystem storage that counts the objects read whole.
+    #[derive(Debug)]
+    struct CountingReads {
+        inner: Box<dyn Storage>,
+        reads: watch::Sender<usize>,
+    }
+
+    #[async_trait::async_trait]
+    impl Storage for CountingReads {
+        fn describe(&self) -> String {
+            self.inner.describe()
+        }
+        async fn put(
+            &self,
+            name: &str,
+            body: mo_br_storage::ByteStream,
+            expect: Option<[u8; 32]>,
+        ) -> mo_br_storage::Result<Written> {
+            self.inner.put(name, body, expect).await
+        }
+        async fn put_bytes(&self, name: &str, data: Bytes) -> mo_br_storage::Result<Written> {
+            self.inner.put_bytes(name, data).await
+        }
+        async fn get(&self, name: &str) -> mo_br_storage::Result<mo_br_storage::ByteStream> {
+            self.inner.get(name).await
+        }
+        async fn get_bytes(&self, name: &str) -> mo_br_storage::Result<Bytes> {
+            let data = self.inner.get_bytes(name).await?;
+            self.reads.send_modify(|n| *n += 1);
+            Ok(data)
+        }
+        async fn head(&self, name: &str) -> mo_br_storage::Result<Option<u64>> {
+            self.inner.head(name).await
+        }
+        async fn delete(&self, name: &str) -> mo_br_storage::Result<()> {
+            self.inner.delete(name).await
+        }
+        fn list(
+            &self,
+            prefix: &str,
+        ) -> Pin<Box<dyn Stream<Item = mo_br_storage::Result<Entry>> + Send + '_>> {
+            self.inner.list(prefix)
+        }
+        async fn probe(&self) -> mo_br_storage::Result<()> {
+            self.inner.probe().await
+        }
+        async fn sync(&self) -> mo_br_storage::Result<()> {
+            self.inner.sync().await
+        }
+    }
+
+    const CHUNKS: usize = 12;
+    const PER_CHUNK: usize = 2048;
+
+    fn name(i: usize) -> String {
+        format!("{i:08x}-object")
+    }
+
+    /// A base of `CHUNKS` manifest chunks of `PER_CHUNK` objects each, more
+    /// than [`AHEAD_ENTRIES`] in all.
+    async fn base(dir: &std::path::Path) -> (Base, watch::Receiver<usize>) {
+        let (reads, seen) = watch::channel(0);
+        let storage = CountingReads {
+            inner: mo_br_storage::open(
+                &Location::Filesystem {
+                    path: dir.to_path_buf(),
+                },
+                &Credentials::default(),
+            )
+            .await
+            .unwrap(),
+            reads,
+        };
+        let mut chunks = Vec::new();
+        for c in 0..CHUNKS {
+            let files: Vec<FileEntry> = (c * PER_CHUNK..(c + 1) * PER_CHUNK)
+                .map(|i| FileEntry {
+                    kind: FileKind::Object,
+                    name: name(i),
+                    path: layout::shared_name(&name(i)),
+                    size: i as u64,
+                    sha256: format!("{i:064x}"),
+                    need_copy: true,
+                    origin: None,
+                    role: None,
+                    stored: None,
+                })
+                .collect();
+            let r = super::super::write_chunk(&storage, &chunk::manifest_name(c, 0), &files)
+                .await
+                .unwrap();
+            chunks.push(r);
+        }
+        let meta = BackupMeta {
+            format: FORMAT_VERSION,
+            id: "base".into(),
+            backup_type: BackupType::Full,
+            consistency: Consistency::Cold,
+            base_id: None,
+            chain: vec![],
+            location: Location::Filesystem {
+                path: dir.to_path_buf(),
+            },
+            backup_ts: "1-0".into(),
+            started_at: String::new(),
+            completed_at: String::new(),
+            source_data_dir: String::new(),
+            source_launch_config: String::new(),
+            shared_backend: "DISK-V2".into(),
+            shared_dir: "mo-data/shared2".into(),
+            stored_size: 0,
+            total_size: 0,
+            files: vec![],
+            chunks,
+            replica_of: None,
+            schedule: None,
+            compression: None,
+        };
+        let base = Base {
+            meta,
+            storage: Box::new(storage),
+        };
+        (base, seen)
+    }
+
+    /// The base's chunks are read while the work waits (here the work can
+    /// only end once they are: it waits for the reads that reach the bound
+    /// of entries held); no more than that bound is held; the merge then
+    /// finds every object, those read ahead and those after.
+    #[tokio::test]
+    async fn the_base_is_read_while_the_work_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let (base, mut seen) = base(dir.path()).await;
+        let mut objects = BaseObjects::new(&base);
+        let reach_bound = AHEAD_ENTRIES / PER_CHUNK;
+        let work = async {
+            seen.wait_for(|n| *n >= reach_bound).await.unwrap();
+            Ok(7)
+        };
+        assert_eq!(objects.reading_while(work).await.unwrap(), 7);
+        assert!(
+            objects.buffered.len() <= AHEAD_ENTRIES,
+            "{} entries held",
+            objects.buffered.len()
+        );
+        for i in [0, AHEAD_ENTRIES - 1, AHEAD_ENTRIES, CHUNKS * PER_CHUNK - 1] {
+            let found = objects.find(&name(i)).await.unwrap().unwrap();
+            assert_eq!(found.size, i as u64);
+        }
+        assert!(objects.find("~").await.unwrap().is_none());
+    }
+
+    /// A base that cannot be read fails the work it was read beside, even
+    /// work that would never end.
+    #[tokio::test]
+    async fn an_unreadable_base_fails_the_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let (base, _seen) = base(dir.path()).await;
+        std::fs::write(dir.path().join(chunk::manifest_name(3, 0)), "damaged").unwrap();
+        let mut objects = BaseObjects::new(&base);
+        let err = objects
+            .reading_while(std::future::pending::<Result<()>>())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::FailedPrecondition(_)), "{err}");
+        assert!(err.to_string().contains("base backup base"), "{err}");
+    }
 }

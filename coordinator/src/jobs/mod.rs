@@ -12,6 +12,7 @@ pub mod expire;
 pub mod list;
 pub mod mo_backup;
 pub mod pitr;
+mod read_ahead;
 pub mod rebuild;
 mod recent_chunks;
 pub mod restore;
@@ -147,7 +148,7 @@ pub async fn write_chunk<T: ChunkItem>(
 }
 
 /// [`write_chunk`] for a chunk this process reads back soon (a backup's
-/// plan chunks): kept in memory too, for [`read_chunk_kept`].
+/// plan and manifest chunks): kept in memory too, for [`read_chunk_kept`].
 pub async fn write_chunk_kept<T: ChunkItem>(
     storage: &dyn Storage,
     name: &str,
@@ -170,20 +171,16 @@ async fn store_chunk<T: ChunkItem>(
     Ok(r)
 }
 
-/// Chunks read ahead of the one in use. Each GET waits its first byte
-/// (tens of ms on S3) before any data comes: read one after the other, a
-/// manifest of many chunks pays that once per chunk. Memory: a few chunks.
-pub(crate) const CHUNK_READ_AHEAD: usize = 8;
-
-/// The chunks `refs` names, in order, [`CHUNK_READ_AHEAD`] read at a time.
+/// The chunks `refs` names, in order, read ahead as
+/// [`read_ahead::in_order`] allows.
 pub fn read_chunks<'a, T: ChunkItem + Send + 'a>(
     storage: &'a dyn Storage,
     refs: impl IntoIterator<Item = &'a ChunkRef, IntoIter: Send + 'a>,
 ) -> BoxStream<'a, Result<Vec<T>>> {
-    futures::stream::iter(refs)
-        .map(move |r| read_chunk::<T>(storage, r))
-        .buffered(CHUNK_READ_AHEAD)
-        .boxed()
+    read_ahead::in_order(
+        refs.into_iter()
+            .map(move |r| (r.size, read_chunk::<T>(storage, r))),
+    )
 }
 
 /// Reads a chunk, verified against its reference.
@@ -194,8 +191,8 @@ pub async fn read_chunk<T: ChunkItem>(storage: &dyn Storage, r: &ChunkRef) -> Re
 }
 
 /// [`read_chunk`] of a chunk written with [`write_chunk_kept`], from memory
-/// while it is still kept there. Only for chunks whose read is not a check
-/// of what storage holds: a plan read to hand its shard out.
+/// while it is still kept there. Never for a read that checks what storage
+/// holds (`check`, a restore's verification).
 pub async fn read_chunk_kept<T: ChunkItem>(storage: &dyn Storage, r: &ChunkRef) -> Result<Vec<T>> {
     match recent_chunks::recall(&r.sha256) {
         Some(data) => Ok(chunk::decode(r, &data)?),

@@ -1,9 +1,12 @@
-//! The plan chunks this process wrote last, kept by content. A backup
-//! reads a shard's plan chunk back right after writing it (to hand the
-//! shard out) and again when the shard's results come in: each a GET (tens
-//! of ms to its first byte on S3) for bytes the coordinator had a moment
-//! ago. Manifest chunks are not kept: the commit's reading of them back is
-//! also a read of what storage holds.
+//! The chunks this process wrote last, kept by content. A backup reads a
+//! shard's plan chunk back right after writing it (to hand the shard out)
+//! and again when the shard's results come in, and every manifest chunk
+//! once more at the commit (to render `tae_list`): each a GET (tens of ms
+//! to its first byte on S3, more on servers that delay their ACKs) for
+//! bytes the coordinator had a moment ago. What a PUT stored is trusted as
+//! a data file's is, by the success of the PUT and the sha256 recorded of
+//! what was sent; reading what storage holds is `check`'s job, which never
+//! uses this.
 //!
 //! Keyed by sha256, so what is handed back is exactly what a read checked
 //! against the chunk's reference accepts, whichever storage, name or

@@ -1388,28 +1388,17 @@ async fn tae_list_stream(
         move |r| {
             let storage = storage.clone();
             let create_ts = create_ts.clone();
-            let kept = super::recent_chunks::recall(&r.sha256);
-            // Counted whether kept or read: its rows are held either way.
             (r.size, async move {
-                let name = r.name.clone();
-                let rows = async move {
-                    let data = match kept {
-                        Some(data) => data,
-                        None => {
-                            mo_br_format::check_relative(&r.name)?;
-                            storage.get_bytes(&r.name).await?
+                let files: Vec<FileEntry> =
+                    read_chunk_kept(storage.as_ref(), &r).await.map_err(|e| {
+                        mo_br_storage::Error::Io {
+                            path: r.name.clone(),
+                            source: std::io::Error::other(e.to_string()),
                         }
-                    };
-                    // Verified as any read chunk is: against its reference.
-                    let files: Vec<FileEntry> = chunk::decode(&r, &data)?;
-                    let mut rows = String::new();
-                    mo::tae_list_rows(&files, &create_ts, &mut rows);
-                    Ok::<_, Error>(Bytes::from(rows))
-                };
-                rows.await.map_err(|e| mo_br_storage::Error::Io {
-                    path: name,
-                    source: std::io::Error::other(e.to_string()),
-                })
+                    })?;
+                let mut rows = String::new();
+                mo::tae_list_rows(&files, &create_ts, &mut rows);
+                Ok(Bytes::from(rows))
             })
         },
     )))

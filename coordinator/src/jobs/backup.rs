@@ -1619,6 +1619,8 @@ mod tests {
     }
 
     const CHUNKS: usize = 12;
+    /// Only against a hang: everything here takes milliseconds.
+    const GUARD: std::time::Duration = std::time::Duration::from_secs(120);
     const PER_CHUNK: usize = 2048;
 
     fn name(i: usize) -> String {
@@ -1706,7 +1708,10 @@ mod tests {
             seen.wait_for(|n| *n >= reach_bound).await.unwrap();
             Ok(7)
         };
-        assert_eq!(objects.reading_while(work).await.unwrap(), 7);
+        // The guard turns a read-ahead that stopped reading (the work would
+        // then wait forever) into a failure rather than a hung test run.
+        let done = tokio::time::timeout(GUARD, objects.reading_while(work)).await;
+        assert_eq!(done.expect("the base was not read meanwhile").unwrap(), 7);
         assert!(
             objects.buffered.len() <= AHEAD_ENTRIES,
             "{} entries held",
@@ -1727,10 +1732,13 @@ mod tests {
         let (base, _seen) = base(dir.path()).await;
         std::fs::write(dir.path().join(chunk::manifest_name(3, 0)), "damaged").unwrap();
         let mut objects = BaseObjects::new(&base);
-        let err = objects
-            .reading_while(std::future::pending::<Result<()>>())
-            .await
-            .unwrap_err();
+        let err = tokio::time::timeout(
+            GUARD,
+            objects.reading_while(std::future::pending::<Result<()>>()),
+        )
+        .await
+        .expect("the damaged base did not fail the work")
+        .unwrap_err();
         assert!(matches!(err, Error::FailedPrecondition(_)), "{err}");
         assert!(err.to_string().contains("base backup base"), "{err}");
     }

@@ -127,16 +127,22 @@ mod tests {
         let mut out = in_order(reads);
         // Nothing finishes until every read has started: all 16 (a full
         // backup's chunks are about this size) must be under way together.
-        let first = tokio::select! {
-            o = out.next() => o,
-            _ = async {
-                while started.load(Ordering::SeqCst) < 16 {
-                    tokio::task::yield_now().await;
-                }
-                gate.notify_waiters();
-                std::future::pending::<()>().await
-            } => unreachable!(),
-        };
+        // The guard (only against a hang: this takes microseconds) fails
+        // the test if fewer than 16 reads were ever under way together.
+        let first = tokio::time::timeout(std::time::Duration::from_secs(120), async {
+            tokio::select! {
+                o = out.next() => o,
+                _ = async {
+                    while started.load(Ordering::SeqCst) < 16 {
+                        tokio::task::yield_now().await;
+                    }
+                    gate.notify_waiters();
+                    std::future::pending::<()>().await
+                } => unreachable!(),
+            }
+        })
+        .await
+        .expect("the reads were not all under way together");
         assert_eq!(first, Some(0));
         assert_eq!(started.load(Ordering::SeqCst), 16);
     }

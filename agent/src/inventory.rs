@@ -343,7 +343,7 @@ fn cut(shared_root: &Path) -> Result<Option<Hlc>> {
     let mut cut = None;
     walk(&ckp, &mut |_, rel, _| {
         if rel.starts_with("meta_") {
-            cut = cut.max(mo::name_end_ts(rel));
+            cut = cut.max(mo::name_end_ts(&rel));
         }
         Ok(())
     })?;
@@ -486,8 +486,8 @@ impl Lister {
                 return Err(Error::Cancelled);
             }
             Ok(sorter.push(Listed {
-                name: rel.to_string(),
-                source: path.to_path_buf(),
+                name: rel,
+                source: path,
                 size,
             })?)
         })?;
@@ -676,7 +676,9 @@ fn is_temp(name: &str) -> bool {
 /// leads out of `root` fails the listing, naming it, so that nothing the
 /// operator meant to be in the backup is left out unnoticed; one inside is
 /// skipped (its target is listed where it is).
-fn walk(root: &Path, f: &mut dyn FnMut(&Path, &str, u64) -> Result<()>) -> Result<()> {
+/// `f` is given each file's path, its name relative to `root` and its size,
+/// owned: a listing keeps them, and tens of thousands of copies add up.
+fn walk(root: &Path, f: &mut dyn FnMut(PathBuf, String, u64) -> Result<()>) -> Result<()> {
     let real_root = root.canonicalize().map_err(|e| Error::io(root, e))?;
     let mut stack = vec![root.to_path_buf()];
     let mut files = Vec::with_capacity(STAT_BATCH);
@@ -688,9 +690,9 @@ fn walk(root: &Path, f: &mut dyn FnMut(&Path, &str, u64) -> Result<()>) -> Resul
             if is_temp(&name) {
                 continue;
             }
-            let path = entry.path();
-            let ft = entry.file_type().map_err(|e| Error::io(&path, e))?;
+            let ft = entry.file_type().map_err(|e| Error::io(entry.path(), e))?;
             if ft.is_symlink() {
+                let path = entry.path();
                 match path.canonicalize() {
                     Ok(target) if !target.starts_with(&real_root) => {
                         return Err(Error::LinkOut {
@@ -704,7 +706,7 @@ fn walk(root: &Path, f: &mut dyn FnMut(&Path, &str, u64) -> Result<()>) -> Resul
                     }
                 }
             } else if ft.is_dir() {
-                stack.push(path);
+                stack.push(entry.path());
             } else if ft.is_file() {
                 files.push((entry, name));
                 if files.len() == STAT_BATCH {
@@ -720,7 +722,7 @@ fn walk(root: &Path, f: &mut dyn FnMut(&Path, &str, u64) -> Result<()>) -> Resul
 /// Files whose sizes are asked for together, at most. A listing's time is
 /// mostly these `statx` calls (a few µs each, tens of ms per 10,000
 /// files): a batch is split over a few threads.
-const STAT_BATCH: usize = 1024;
+const STAT_BATCH: usize = 4096;
 /// Below this many files a batch is stated on the walking thread alone.
 const STAT_SPLIT_MIN: usize = 256;
 const STAT_THREADS: usize = 4;
@@ -730,7 +732,7 @@ const STAT_THREADS: usize = 4;
 fn each_sized(
     root: &Path,
     files: &mut Vec<(std::fs::DirEntry, String)>,
-    f: &mut dyn FnMut(&Path, &str, u64) -> Result<()>,
+    f: &mut dyn FnMut(PathBuf, String, u64) -> Result<()>,
 ) -> Result<()> {
     let size_of = |part: &[(std::fs::DirEntry, String)]| -> Vec<std::io::Result<u64>> {
         part.iter()
@@ -767,7 +769,7 @@ fn each_sized(
             .strip_prefix(root)
             .map(|r| r.to_string_lossy().replace('\\', "/"))
             .unwrap_or(name);
-        f(&path, &rel, size)?;
+        f(path, rel, size)?;
     }
     Ok(())
 }

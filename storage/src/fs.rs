@@ -29,6 +29,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 
+use crate::read_buffers::Pool;
 use crate::{check_name, trace, ByteStream, Durability, Entry, Error, Result, Storage, Written};
 
 /// Prefix of in-progress writes; such files are never listed.
@@ -36,6 +37,9 @@ const TMP_PREFIX: &str = ".tmp.";
 /// Read chunk size: large enough for throughput, small enough that many
 /// concurrent readers stay within a bounded amount of memory.
 const READ_CHUNK: usize = 1 << 20;
+/// Read buffers kept for reuse: as many as the chunks a few dozen
+/// concurrent large reads hold at once.
+static READ_BUFFERS: Pool = Pool::new(READ_CHUNK, 32);
 /// Bytes gathered before one write: a network stream yields chunks of a few
 /// KiB, and each write is a trip to a blocking thread and a syscall.
 const WRITE_CHUNK: usize = 1 << 20;
@@ -249,10 +253,10 @@ fn read_chunk(file: &mut std::fs::File, left: u64) -> std::io::Result<(Bytes, bo
     let want = usize::try_from(left.saturating_add(1))
         .unwrap_or(READ_CHUNK)
         .min(READ_CHUNK);
-    let mut buf = Vec::with_capacity(want);
+    let mut buf = READ_BUFFERS.take(want);
     file.take(want as u64).read_to_end(&mut buf)?;
     let ended = buf.len() < want;
-    Ok((Bytes::from(buf), ended))
+    Ok((READ_BUFFERS.freeze(buf), ended))
 }
 
 /// Runs `f` on a blocking thread, its errors about `path`.

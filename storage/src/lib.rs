@@ -38,6 +38,7 @@ mod limit;
 mod location;
 pub mod metrics;
 mod pace;
+mod read_buffers;
 mod s3;
 mod s3copy;
 mod trace;

@@ -31,11 +31,12 @@ use mo_br_proto::coordinator::{
     job_event, BackupRequest, BackupType as WireBackupType, Finished, Started,
 };
 use mo_br_storage::{Credentials, Location, Storage};
+use tokio::sync::mpsc;
 
 use super::shards::{self, CopyOp, Op, RunOptions, Shard};
 use super::{
-    emit, info, line, now_rfc3339, read_chunk_kept, read_chunks, read_manifest, remove_all,
-    wire_enum, write_chunk_kept, Events,
+    chunk_bytes_kept, emit, info, line, now_rfc3339, read_chunk_kept, read_chunks, read_manifest,
+    remove_all, wire_enum, write_chunk_kept, Events,
 };
 use crate::agents::Eligibility;
 use crate::catalog::{
@@ -49,11 +50,24 @@ use crate::{online, Coordinator, Error, Result};
 /// incremental's entries are taken from its base and cost nothing to run).
 const SHARD_FILES: u64 = shards::SHARD_FILES as u64;
 const CHUNK_ENTRIES: usize = 4096;
+/// A run of this many entries taken from the base chain, met by a file to
+/// copy, is cut as a shard of its own (done when planned): the shard that
+/// copies then holds little beyond its copies (an incremental's new objects
+/// are mostly the newest names, so together), and neither its plan nor its
+/// results rewrite thousands of entries taken from the base.
+const REUSED_RUN: usize = 1024;
+/// Plan chunks encoded and stored at once while the merge goes on: the
+/// merge outruns one writer (a chunk of 4,096 entries is ~3 ms to encode
+/// and ~1 MB to send).
+const CUTS_AT_ONCE: usize = 3;
 /// Base entries read ahead of the merge while the agent walks the node, at
 /// most (a few MB).
 const AHEAD_ENTRIES: usize = 16_384;
 /// Shards' plans read ahead of the agents taking them.
 const PLANS_AHEAD: usize = 8;
+/// Manifest chunks decoded and rendered into `tae_list` at once (each a
+/// few MB while it is).
+const RENDERS_AT_ONCE: usize = 2;
 /// Deletes of unreferenced chunks sent at once before a commit.
 const DELETES_AT_ONCE: usize = 16;
 
@@ -565,76 +579,82 @@ async fn plan(
             .await?;
     }
 
-    let mut writer = PlanWriter::new(target, c.shard_bytes);
-    let mut order = OrderCheck::default();
-    let mut batch = Some(first);
-    while let Some(b) = batch.take() {
-        for f in b.files {
-            let kind = match WireKind::try_from(f.kind) {
-                Ok(WireKind::Object) => FileKind::Object,
-                Ok(WireKind::Checkpoint) => FileKind::Checkpoint,
-                Ok(WireKind::Gc) => FileKind::Gc,
-                Ok(WireKind::Config) => FileKind::Config,
-                Ok(WireKind::Logservice) => FileKind::Logservice,
-                _ => {
-                    return Err(agent_err(format!(
-                        "inventory names {} with an unknown kind",
-                        f.name
-                    )))
+    let (mut writer, stored) = plan_writer(target, c.shard_bytes);
+    let online_now = online.is_some();
+    let merge = async move {
+        let mut order = OrderCheck::default();
+        let mut batch = Some(first);
+        while let Some(b) = batch.take() {
+            for f in b.files {
+                let kind = match WireKind::try_from(f.kind) {
+                    Ok(WireKind::Object) => FileKind::Object,
+                    Ok(WireKind::Checkpoint) => FileKind::Checkpoint,
+                    Ok(WireKind::Gc) => FileKind::Gc,
+                    Ok(WireKind::Config) => FileKind::Config,
+                    Ok(WireKind::Logservice) => FileKind::Logservice,
+                    _ => {
+                        return Err(agent_err(format!(
+                            "inventory names {} with an unknown kind",
+                            f.name
+                        )))
+                    }
+                };
+                order.check(kind, &f.name).map_err(agent_err)?;
+                if online_now && !online_takes(kind, &f.name, cut) {
+                    continue;
                 }
-            };
-            order.check(kind, &f.name).map_err(agent_err)?;
-            if online.is_some() && !online_takes(kind, &f.name, cut) {
-                continue;
-            }
-            // MatrixOne objects are immutable and never renamed: one of
-            // the same name and size in the chain is the same object.
-            let from_base = match (&mut base_objects, kind) {
-                (Some(objects), FileKind::Object) => objects
-                    .find(&f.name)
-                    .await?
-                    .filter(|prev| prev.size == f.size),
-                _ => None,
-            };
-            let planned = match from_base {
-                Some(prev) => PlanEntry {
-                    entry: FileEntry {
-                        need_copy: false,
-                        origin: Some(prev.origin.clone().unwrap_or_else(|| {
-                            base.map(|b| b.meta.id.clone()).unwrap_or_default()
-                        })),
-                        ..prev
-                    },
-                    source: String::new(),
-                },
-                None => PlanEntry {
-                    entry: FileEntry {
-                        kind,
-                        path: match kind {
-                            FileKind::Config => layout::config_name(&f.name, &uuid::Uuid::now_v7()),
-                            FileKind::Logservice => layout::logservice_name(&f.name),
-                            _ => layout::shared_name(&f.name),
+                // MatrixOne objects are immutable and never renamed: one of
+                // the same name and size in the chain is the same object.
+                let from_base = match (&mut base_objects, kind) {
+                    (Some(objects), FileKind::Object) => objects
+                        .find(&f.name)
+                        .await?
+                        .filter(|prev| prev.size == f.size),
+                    _ => None,
+                };
+                let planned = match from_base {
+                    Some(prev) => PlanEntry {
+                        entry: FileEntry {
+                            need_copy: false,
+                            origin: Some(prev.origin.clone().unwrap_or_else(|| {
+                                base.map(|b| b.meta.id.clone()).unwrap_or_default()
+                            })),
+                            ..prev
                         },
-                        name: f.name,
-                        size: f.size,
-                        sha256: String::new(),
-                        need_copy: true,
-                        origin: None,
-                        role: (!f.role.is_empty()).then_some(f.role),
-                        stored: None,
+                        source: String::new(),
                     },
-                    source: f.source_path,
-                },
-            };
-            writer.push(planned, !kind.is_shared()).await?;
+                    None => PlanEntry {
+                        entry: FileEntry {
+                            kind,
+                            path: match kind {
+                                FileKind::Config => {
+                                    layout::config_name(&f.name, &uuid::Uuid::now_v7())
+                                }
+                                FileKind::Logservice => layout::logservice_name(&f.name),
+                                _ => layout::shared_name(&f.name),
+                            },
+                            name: f.name,
+                            size: f.size,
+                            sha256: String::new(),
+                            need_copy: true,
+                            origin: None,
+                            role: (!f.role.is_empty()).then_some(f.role),
+                            stored: None,
+                        },
+                        source: f.source_path,
+                    },
+                };
+                writer.push(planned, !kind.is_shared()).await?;
+            }
+            batch = inv
+                .next()
+                .await
+                .transpose()
+                .map_err(|s| agent_err(s.message().to_string()))?;
         }
-        batch = inv
-            .next()
-            .await
-            .transpose()
-            .map_err(|s| agent_err(s.message().to_string()))?;
-    }
-    let shards = writer.finish().await?;
+        writer.finish().await
+    };
+    let ((), shards) = futures::try_join!(merge, stored)?;
 
     let mut chain = Vec::new();
     if let Some(base) = base {
@@ -823,38 +843,84 @@ impl<'a> BaseObjects<'a> {
     }
 }
 
-/// Cuts the planned entries into shards and stores each as a chunk. A shard
-/// holds SHARED files or node-local ones, never both (different agents may
-/// take them). A shard with nothing to copy is done when planned: its
-/// entries are its results.
-struct PlanWriter<'a> {
-    target: &'a dyn Storage,
+/// Cuts the planned entries into shards, each stored as a chunk by the
+/// future [`plan_writer`] hands back with it. A shard holds SHARED files or
+/// node-local ones, never both (different agents may take them). A shard
+/// with nothing to copy is done when planned: its entries are its results.
+struct PlanWriter {
     max_bytes: u64,
     entries: Vec<PlanEntry>,
     node_local: bool,
     copy_files: u64,
     copy_bytes: u64,
-    shards: Vec<ShardState>,
+    cuts: mpsc::Sender<Cut>,
 }
 
-impl<'a> PlanWriter<'a> {
-    fn new(target: &'a dyn Storage, max_bytes: u64) -> Self {
-        PlanWriter {
-            target,
-            max_bytes,
-            entries: Vec::new(),
-            node_local: false,
-            copy_files: 0,
-            copy_bytes: 0,
-            shards: Vec::new(),
-        }
-    }
+/// A shard's entries on their way to be stored.
+struct Cut {
+    entries: Vec<PlanEntry>,
+    node_local: bool,
+    copies: bool,
+}
 
+/// A [`PlanWriter`] and the future that stores what it cuts, to be run
+/// together: up to [`CUTS_AT_ONCE`] cuts are encoded (on blocking threads)
+/// and stored while the merge builds the next, one more waits, and the
+/// merge waits beyond that, so memory stays at a few cuts.
+fn plan_writer(
+    target: &dyn Storage,
+    max_bytes: u64,
+) -> (
+    PlanWriter,
+    impl std::future::Future<Output = Result<Vec<ShardState>>> + '_,
+) {
+    let (cuts, cut) = mpsc::channel::<Cut>(1);
+    let writer = PlanWriter {
+        max_bytes,
+        entries: Vec::new(),
+        node_local: false,
+        copy_files: 0,
+        copy_bytes: 0,
+        cuts,
+    };
+    let stored = tokio_stream::wrappers::ReceiverStream::new(cut)
+        .enumerate()
+        .map(move |(id, cut)| async move {
+            let Cut {
+                entries,
+                node_local,
+                copies,
+            } = cut;
+            Ok::<_, Error>(if copies {
+                ShardState {
+                    plan: write_chunk_kept(target, &chunk::plan_name(id), entries).await?,
+                    node_local,
+                    assignment: None,
+                    result: None,
+                }
+            } else {
+                let files: Vec<FileEntry> = entries.into_iter().map(|p| p.entry).collect();
+                let r = write_chunk_kept(target, &chunk::manifest_name(id, 0), files).await?;
+                ShardState {
+                    plan: r.clone(),
+                    node_local,
+                    assignment: None,
+                    result: Some(r),
+                }
+            })
+        })
+        .buffered(CUTS_AT_ONCE)
+        .try_collect();
+    (writer, stored)
+}
+
+impl PlanWriter {
     async fn push(&mut self, planned: PlanEntry, node_local: bool) -> Result<()> {
         let f = &planned.entry;
         let full = !self.entries.is_empty()
             && (node_local != self.node_local
                 || self.entries.len() >= CHUNK_ENTRIES
+                || (f.need_copy && self.copy_files == 0 && self.entries.len() >= REUSED_RUN)
                 || (f.need_copy
                     && self.copy_files > 0
                     && (self.copy_files >= SHARD_FILES
@@ -872,36 +938,27 @@ impl<'a> PlanWriter<'a> {
     }
 
     async fn flush(&mut self) -> Result<()> {
-        let id = self.shards.len();
-        let entries = std::mem::take(&mut self.entries);
-        let shard = if self.copy_files == 0 {
-            let files: Vec<FileEntry> = entries.into_iter().map(|p| p.entry).collect();
-            let r = write_chunk_kept(self.target, &chunk::manifest_name(id, 0), &files).await?;
-            ShardState {
-                plan: r.clone(),
-                node_local: self.node_local,
-                assignment: None,
-                result: Some(r),
-            }
-        } else {
-            ShardState {
-                plan: write_chunk_kept(self.target, &chunk::plan_name(id), &entries).await?,
-                node_local: self.node_local,
-                assignment: None,
-                result: None,
-            }
+        let cut = Cut {
+            entries: std::mem::take(&mut self.entries),
+            node_local: self.node_local,
+            copies: self.copy_files > 0,
         };
-        self.shards.push(shard);
         self.copy_files = 0;
         self.copy_bytes = 0;
-        Ok(())
+        // Closed only when the storing future ended, with its error, which
+        // is what the plan fails with.
+        self.cuts
+            .send(cut)
+            .await
+            .map_err(|_| Error::Failed("the plan's chunks are no longer stored".into()))
     }
 
-    async fn finish(mut self) -> Result<Vec<ShardState>> {
+    /// Cuts the last shard; the storing future ends once it is stored.
+    async fn finish(mut self) -> Result<()> {
         if !self.entries.is_empty() {
             self.flush().await?;
         }
-        Ok(self.shards)
+        Ok(())
     }
 }
 
@@ -963,7 +1020,7 @@ impl shards::Ledger for JobLedger<'_> {
             return Err(Error::Failed(format!("{} was never copied", f.path)));
         }
         let chunk =
-            write_chunk_kept(self.target, &chunk::manifest_name(shard, epoch), &files).await?;
+            write_chunk_kept(self.target, &chunk::manifest_name(shard, epoch), files).await?;
         let applied = self
             .c
             .catalog
@@ -1375,7 +1432,9 @@ pub(super) async fn write_manifest(target: &dyn Storage, meta: &BackupMeta) -> R
 /// `tae/tae_list` as a stream, rendered a manifest chunk at a time: from
 /// memory for the chunks this process wrote and still keeps, else from the
 /// backup's own location (opened anew: the stream outlives this call's
-/// borrows).
+/// borrows). Chunks are decoded and rendered on blocking threads,
+/// [`RENDERS_AT_ONCE`] at a time: tens of thousands of entries are tens of
+/// ms of CPU, which the commit's other writes would otherwise wait behind.
 async fn tae_list_stream(
     meta: &BackupMeta,
     results: Vec<ChunkRef>,
@@ -1384,21 +1443,33 @@ async fn tae_list_stream(
     let storage: std::sync::Arc<dyn Storage> =
         std::sync::Arc::from(mo_br_storage::open(&meta.location, creds).await?);
     let create_ts = meta.backup_ts.clone();
+    let rendering = std::sync::Arc::new(tokio::sync::Semaphore::new(RENDERS_AT_ONCE));
     Ok(super::read_ahead::in_order(results.into_iter().map(
         move |r| {
             let storage = storage.clone();
             let create_ts = create_ts.clone();
+            let rendering = rendering.clone();
             (r.size, async move {
-                let files: Vec<FileEntry> =
-                    read_chunk_kept(storage.as_ref(), &r).await.map_err(|e| {
-                        mo_br_storage::Error::Io {
-                            path: r.name.clone(),
-                            source: std::io::Error::other(e.to_string()),
-                        }
-                    })?;
-                let mut rows = String::new();
-                mo::tae_list_rows(&files, &create_ts, &mut rows);
-                Ok(Bytes::from(rows))
+                let failed = |name: &str, e: String| mo_br_storage::Error::Io {
+                    path: name.to_string(),
+                    source: std::io::Error::other(e),
+                };
+                let data = chunk_bytes_kept(storage.as_ref(), &r)
+                    .await
+                    .map_err(|e| failed(&r.name, e.to_string()))?;
+                let _turn = rendering
+                    .acquire()
+                    .await
+                    .map_err(|e| failed(&r.name, e.to_string()))?;
+                tokio::task::spawn_blocking(move || {
+                    let files: Vec<FileEntry> =
+                        chunk::decode(&r, &data).map_err(|e| failed(&r.name, e.to_string()))?;
+                    let mut rows = String::new();
+                    mo::tae_list_rows(&files, &create_ts, &mut rows);
+                    Ok(Bytes::from(rows))
+                })
+                .await
+                .map_err(|e| failed("tae_list", e.to_string()))?
             })
         },
     )))
@@ -1565,6 +1636,7 @@ mod tests {
     use mo_br_storage::{Entry, Written};
     use tokio::sync::watch;
 
+    use super::super::read_chunk;
     use super::*;
 
     /// A filesystem storage that counts the objects read whole.
@@ -1632,14 +1704,7 @@ mod tests {
     async fn base(dir: &std::path::Path) -> (Base, watch::Receiver<usize>) {
         let (reads, seen) = watch::channel(0);
         let storage = CountingReads {
-            inner: mo_br_storage::open(
-                &Location::Filesystem {
-                    path: dir.to_path_buf(),
-                },
-                &Credentials::default(),
-            )
-            .await
-            .unwrap(),
+            inner: storage(dir).await,
             reads,
         };
         let mut chunks = Vec::new();
@@ -1741,5 +1806,135 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, Error::FailedPrecondition(_)), "{err}");
         assert!(err.to_string().contains("base backup base"), "{err}");
+    }
+
+    /// Object `i` of a plan: copied, or taken from the base.
+    fn planned(i: usize, copy: bool) -> PlanEntry {
+        PlanEntry {
+            entry: FileEntry {
+                kind: FileKind::Object,
+                name: name(i),
+                path: layout::shared_name(&name(i)),
+                size: 10,
+                sha256: if copy {
+                    String::new()
+                } else {
+                    format!("{i:064x}")
+                },
+                need_copy: copy,
+                origin: (!copy).then(|| "base".to_string()),
+                role: None,
+                stored: None,
+            },
+            source: if copy {
+                format!("data/{}", name(i))
+            } else {
+                String::new()
+            },
+        }
+    }
+
+    async fn storage(path: &std::path::Path) -> Box<dyn Storage> {
+        mo_br_storage::open(
+            &Location::Filesystem {
+                path: path.to_path_buf(),
+            },
+            &Credentials::default(),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// The shards a plan of `entries` (all SHARED) is cut into, as stored.
+    async fn cut(target: &dyn Storage, entries: Vec<PlanEntry>) -> Result<Vec<ShardState>> {
+        let (mut writer, stored) = plan_writer(target, u64::MAX);
+        let merge = async move {
+            for p in entries {
+                writer.push(p, false).await?;
+            }
+            writer.finish().await
+        };
+        let ((), shards) = futures::try_join!(merge, stored)?;
+        Ok(shards)
+    }
+
+    /// (entries, files to copy, done when planned) of each shard, read back.
+    async fn shape(target: &dyn Storage, shards: &[ShardState]) -> Vec<(usize, u64, bool)> {
+        let mut out = Vec::new();
+        for s in shards {
+            let entries: Vec<PlanEntry> = read_chunk(target, &s.plan).await.unwrap();
+            out.push((entries.len(), s.plan.copied_files, s.result.is_some()));
+        }
+        out
+    }
+
+    /// A long run taken from the base, met by files to copy, is a shard of
+    /// its own, done when planned; a short one stays with the copies.
+    #[tokio::test]
+    async fn a_long_reused_run_is_cut_before_the_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = storage(dir.path()).await;
+        let long = REUSED_RUN + 500;
+        let entries: Vec<PlanEntry> = (0..long + 105)
+            .map(|i| planned(i, (long..long + 5).contains(&i)))
+            .collect();
+        let shards = cut(target.as_ref(), entries).await.unwrap();
+        assert_eq!(
+            shape(target.as_ref(), &shards).await,
+            vec![(long, 0, true), (105, 5, false)]
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let target = storage(dir.path()).await;
+        let short = REUSED_RUN - 1;
+        let entries: Vec<PlanEntry> = (0..short + 105)
+            .map(|i| planned(i, (short..short + 5).contains(&i)))
+            .collect();
+        let shards = cut(target.as_ref(), entries).await.unwrap();
+        assert_eq!(
+            shape(target.as_ref(), &shards).await,
+            vec![(short + 105, 5, false)]
+        );
+    }
+
+    /// Cuts stored several at once still become shards in plan order, each
+    /// holding its own run of names.
+    #[tokio::test]
+    async fn shards_keep_the_plan_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = storage(dir.path()).await;
+        let cuts = CUTS_AT_ONCE * 3 + 1;
+        let entries: Vec<PlanEntry> = (0..cuts * CHUNK_ENTRIES)
+            .map(|i| planned(i, false))
+            .collect();
+        let shards = cut(target.as_ref(), entries).await.unwrap();
+        assert_eq!(shards.len(), cuts);
+        for (i, s) in shards.iter().enumerate() {
+            assert_eq!(s.plan.name, chunk::manifest_name(i, 0));
+            let files: Vec<FileEntry> = read_chunk(target.as_ref(), &s.plan).await.unwrap();
+            assert_eq!(files.len(), CHUNK_ENTRIES);
+            assert_eq!(files[0].name, name(i * CHUNK_ENTRIES));
+        }
+    }
+
+    /// A chunk that cannot be stored fails the plan (and does not leave the
+    /// merge waiting for a writer that is gone).
+    #[tokio::test]
+    async fn a_chunk_not_stored_fails_the_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocked = dir.path().join("a-file");
+        std::fs::write(&blocked, "not a directory").unwrap();
+        let target = storage(&blocked.join("target")).await;
+        let entries: Vec<PlanEntry> = (0..CHUNK_ENTRIES * (CUTS_AT_ONCE + 3))
+            .map(|i| planned(i, i % 7 == 0))
+            .collect();
+        let planned = tokio::time::timeout(
+            std::time::Duration::from_secs(120),
+            cut(target.as_ref(), entries),
+        )
+        .await
+        .expect("the plan hung");
+        let err = planned.unwrap_err();
+        assert!(matches!(err, Error::Storage(_)), "{err}");
     }
 }

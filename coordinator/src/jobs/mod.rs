@@ -144,30 +144,27 @@ pub async fn write_chunk<T: ChunkItem>(
     name: &str,
     items: &[T],
 ) -> Result<ChunkRef> {
-    store_chunk(storage, name, items, false).await
+    let (bytes, r) = chunk::encode(name, items);
+    storage.put_bytes(name, bytes).await?;
+    Ok(r)
 }
 
 /// [`write_chunk`] for a chunk this process reads back soon (a backup's
 /// plan and manifest chunks): kept in memory too, for [`read_chunk_kept`].
-pub async fn write_chunk_kept<T: ChunkItem>(
+/// Encoded on a blocking thread: thousands of entries take milliseconds of
+/// CPU that the task writing them (a plan's merge, a shard's results) would
+/// otherwise spend instead of going on.
+pub async fn write_chunk_kept<T: ChunkItem + Send + 'static>(
     storage: &dyn Storage,
     name: &str,
-    items: &[T],
+    items: Vec<T>,
 ) -> Result<ChunkRef> {
-    store_chunk(storage, name, items, true).await
-}
-
-async fn store_chunk<T: ChunkItem>(
-    storage: &dyn Storage,
-    name: &str,
-    items: &[T],
-    keep: bool,
-) -> Result<ChunkRef> {
-    let (bytes, r) = chunk::encode(name, items);
+    let owned = name.to_string();
+    let (bytes, r) = tokio::task::spawn_blocking(move || chunk::encode(&owned, &items))
+        .await
+        .map_err(|e| Error::Failed(format!("encoding {name}: {e}")))?;
     storage.put_bytes(name, bytes.clone()).await?;
-    if keep {
-        recent_chunks::remember(&r.sha256, &bytes);
-    }
+    recent_chunks::remember(&r.sha256, &bytes);
     Ok(r)
 }
 
@@ -194,9 +191,19 @@ pub async fn read_chunk<T: ChunkItem>(storage: &dyn Storage, r: &ChunkRef) -> Re
 /// while it is still kept there. Never for a read that checks what storage
 /// holds (`check`, a restore's verification).
 pub async fn read_chunk_kept<T: ChunkItem>(storage: &dyn Storage, r: &ChunkRef) -> Result<Vec<T>> {
+    Ok(chunk::decode(r, &chunk_bytes_kept(storage, r).await?)?)
+}
+
+/// The bytes of a chunk written with [`write_chunk_kept`], from memory
+/// while kept, else from storage; not verified yet ([`chunk::decode`]
+/// checks them against `r`).
+pub async fn chunk_bytes_kept(storage: &dyn Storage, r: &ChunkRef) -> Result<bytes::Bytes> {
     match recent_chunks::recall(&r.sha256) {
-        Some(data) => Ok(chunk::decode(r, &data)?),
-        None => read_chunk(storage, r).await,
+        Some(data) => Ok(data),
+        None => {
+            mo_br_format::check_relative(&r.name)?;
+            Ok(storage.get_bytes(&r.name).await?)
+        }
     }
 }
 

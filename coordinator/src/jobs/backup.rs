@@ -1872,29 +1872,24 @@ mod tests {
     /// its own, done when planned; a short one stays with the copies.
     #[tokio::test]
     async fn a_long_reused_run_is_cut_before_the_copies() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = storage(dir.path()).await;
         let long = REUSED_RUN + 500;
-        let entries: Vec<PlanEntry> = (0..long + 105)
-            .map(|i| planned(i, (long..long + 5).contains(&i)))
-            .collect();
-        let shards = cut(target.as_ref(), entries).await.unwrap();
-        assert_eq!(
-            shape(target.as_ref(), &shards).await,
-            vec![(long, 0, true), (105, 5, false)]
-        );
-
-        let dir = tempfile::tempdir().unwrap();
-        let target = storage(dir.path()).await;
         let short = REUSED_RUN - 1;
-        let entries: Vec<PlanEntry> = (0..short + 105)
-            .map(|i| planned(i, (short..short + 5).contains(&i)))
-            .collect();
-        let shards = cut(target.as_ref(), entries).await.unwrap();
-        assert_eq!(
-            shape(target.as_ref(), &shards).await,
-            vec![(short + 105, 5, false)]
-        );
+        for (run, want) in [
+            (long, vec![(long, 0, true), (105, 5, false)]),
+            (short, vec![(short + 105, 5, false)]),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let target = storage(dir.path()).await;
+            let entries: Vec<PlanEntry> = (0..run + 105)
+                .map(|i| planned(i, (run..run + 5).contains(&i)))
+                .collect();
+            let shards = cut(target.as_ref(), entries).await.unwrap();
+            assert_eq!(
+                shape(target.as_ref(), &shards).await,
+                want,
+                "a run of {run}"
+            );
+        }
     }
 
     /// Cuts stored several at once still become shards in plan order, each

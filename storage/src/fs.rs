@@ -247,7 +247,8 @@ fn syncfs(fs: &std::fs::File) -> std::io::Result<()> {
 /// the file was seen. `left` is what the file held past the current offset
 /// when opened; the buffer is sized to it, so a small file costs no more
 /// memory than itself, plus one byte, so a file that ends there is known to
-/// end in the same call (a file that grew since is read on).
+/// end in the same call (a file that grew since is read on). A read of
+/// 128 KiB or more takes a kept [`READ_CHUNK`] buffer ([`READ_BUFFERS`]).
 fn read_chunk(file: &mut std::fs::File, left: u64) -> std::io::Result<(Bytes, bool)> {
     use std::io::Read;
     let want = usize::try_from(left.saturating_add(1))

@@ -313,6 +313,25 @@ async fn read_original(source: &dyn Storage, task: &FileTask) -> Result<ByteStre
     })
 }
 
+/// Copies a small file stored as it is from one local filesystem to
+/// another in a single trip to a blocking thread ([`Storage::put_file`]),
+/// when `source` has it as a local file; `None` when the file is to be
+/// streamed instead.
+async fn whole_file(
+    source: &dyn Storage,
+    target: &dyn Storage,
+    task: &FileTask,
+    expect: Option<[u8; 32]>,
+) -> Result<Option<mo_br_storage::Written>, StorageError> {
+    if zstd_level(task).is_some() || stored_zstd(task).is_some() {
+        return Ok(None);
+    }
+    let Some(src) = source.local_file(&task.src) else {
+        return Ok(None);
+    };
+    target.put_file(&task.dst, &src, task.size, expect).await
+}
+
 /// What a copy stored: the original bytes' size and sha256, and how they
 /// are stored when not raw.
 struct Copied {
@@ -646,6 +665,15 @@ async fn transfer(
         let started = Instant::now();
         let attempt = Arc::new(AtomicU64::new(0));
         let result = async {
+            if let Some(w) = whole_file(source, target, task, expect).await? {
+                moved.fetch_add(w.size, Ordering::Relaxed);
+                attempt.fetch_add(w.size, Ordering::Relaxed);
+                return Ok(Copied {
+                    size: w.size,
+                    sha256: w.sha256,
+                    stored: None,
+                });
+            }
             let body = counted(
                 read_original(source, task).await?,
                 moved.clone(),

@@ -121,6 +121,16 @@ impl FsStorage {
     }
 }
 
+/// What [`FsStorage::put_file`]'s one trip did.
+enum Whole {
+    Written(Written),
+    /// Read, but its sha256 (this one) is not the one expected: nothing
+    /// was written.
+    Mismatch([u8; 32]),
+    /// Nothing: the file goes the streaming way.
+    Streamed,
+}
+
 /// A file being written, not yet at its name.
 struct Temp {
     file: std::fs::File,
@@ -250,14 +260,38 @@ fn syncfs(fs: &std::fs::File) -> std::io::Result<()> {
 /// end in the same call (a file that grew since is read on). A read of
 /// 128 KiB or more takes a kept [`READ_CHUNK`] buffer ([`READ_BUFFERS`]).
 fn read_chunk(file: &mut std::fs::File, left: u64) -> std::io::Result<(Bytes, bool)> {
-    use std::io::Read;
     let want = usize::try_from(left.saturating_add(1))
         .unwrap_or(READ_CHUNK)
         .min(READ_CHUNK);
     let mut buf = READ_BUFFERS.take(want);
-    file.take(want as u64).read_to_end(&mut buf)?;
-    let ended = buf.len() < want;
+    let ended = fill(file, &mut buf, want)?;
     Ok((READ_BUFFERS.freeze(buf), ended))
+}
+
+/// Reads into `buf` until it holds `want` bytes (its capacity at least) or
+/// the file ends; whether it ended. Each `read(2)` asks for all the room
+/// left: std's `read_to_end` asks for 8 KiB first and doubles, and then
+/// once more to see the end, so a 16 KiB file took three reads, a 1 MiB
+/// chunk eight.
+#[cfg(target_os = "linux")]
+fn fill(file: &std::fs::File, buf: &mut Vec<u8>, want: usize) -> std::io::Result<bool> {
+    while buf.len() < want {
+        match rustix::io::read(file, rustix::buffer::spare_capacity(buf)) {
+            Ok(0) => return Ok(true),
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(false)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn fill(file: &std::fs::File, buf: &mut Vec<u8>, want: usize) -> std::io::Result<bool> {
+    use std::io::Read;
+    let before = buf.len();
+    file.take((want - before) as u64).read_to_end(buf)?;
+    Ok(buf.len() < want)
 }
 
 /// Runs `f` on a blocking thread, its errors about `path`.
@@ -302,6 +336,32 @@ fn write_all_vectored(file: &mut std::fs::File, chunks: &[Bytes]) -> std::io::Re
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
+    }
+    Ok(())
+}
+
+/// Writes the rest of a file, fsyncs it unless `batched`, and gives it its
+/// name: `named` is its temp name when it has one, else it is linked from
+/// unnamed. Unless batched its directory is fsynced too, so the name is as
+/// durable as the bytes when this returns.
+fn finish_file(
+    mut file: std::fs::File,
+    named: Option<&Path>,
+    pending: &[Bytes],
+    at: &Path,
+    dir: &Path,
+    batched: bool,
+) -> std::io::Result<()> {
+    write_all_vectored(&mut file, pending)?;
+    if !batched {
+        file.sync_all()?;
+    }
+    match named {
+        Some(tmp) => std::fs::rename(tmp, at)?,
+        None => link_unnamed(&file, dir, at)?,
+    }
+    if !batched {
+        std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
 }
@@ -512,37 +572,21 @@ impl Storage for FsStorage {
         // The rest, the fsync, the name and the directory's fsync in one trip:
         // the object gets its name only once its bytes are durable, and `put`
         // returns only once the name is. Batched: no fsync, `sync` comes later.
-        let finish = move |mut file: std::fs::File,
-                           named: Option<PathBuf>,
-                           pending: &[Bytes],
-                           at: &Path,
-                           d: &Path|
-              -> std::io::Result<()> {
-            write_all_vectored(&mut file, pending)?;
-            if !batched {
-                file.sync_all()?;
-            }
-            match named {
-                Some(tmp) => std::fs::rename(&tmp, at)?,
-                None => link_unnamed(&file, d, at)?,
-            }
-            if !batched {
-                std::fs::File::open(d)?.sync_all()?;
-            }
-            Ok(())
-        };
         let (at, d) = (dest.clone(), dir.clone());
         match temp {
             Some(Temp { file, mut guard }) => {
                 let named = guard.0.clone();
-                blocking(&dest, move || finish(file, named, &pending, &at, &d)).await?;
+                blocking(&dest, move || {
+                    finish_file(file, named.as_deref(), &pending, &at, &d, batched)
+                })
+                .await?;
                 guard.0 = None;
             }
             None => {
                 // Unnamed, the file needs no guard: a failure before its
                 // link leaves nothing behind.
                 let opened = blocking(&dest, move || match open_unnamed(&d) {
-                    Ok(file) => finish(file, None, &pending, &at, &d).map(|()| None),
+                    Ok(file) => finish_file(file, None, &pending, &at, &d, batched).map(|()| None),
                     Err(e) if unnamed_unsupported(&e) => Ok(Some(pending)),
                     Err(e) => Err(e),
                 })
@@ -551,7 +595,10 @@ impl Storage for FsStorage {
                     let Temp { file, mut guard } = open_temp(&dir).await?;
                     let named = guard.0.clone();
                     let (at, d) = (dest.clone(), dir.clone());
-                    blocking(&dest, move || finish(file, named, &pending, &at, &d)).await?;
+                    blocking(&dest, move || {
+                        finish_file(file, named.as_deref(), &pending, &at, &d, batched)
+                    })
+                    .await?;
                     guard.0 = None;
                 }
             }
@@ -561,6 +608,72 @@ impl Storage for FsStorage {
         }
         trace::record(if batched { "linked" } else { "durable" }, &dest);
         Ok(Written { size, sha256 })
+    }
+
+    fn local_file(&self, name: &str) -> Option<PathBuf> {
+        self.path_of(name).ok()
+    }
+
+    async fn put_file(
+        &self,
+        name: &str,
+        src: &Path,
+        size: u64,
+        expect_sha256: Option<[u8; 32]>,
+    ) -> Result<Option<Written>> {
+        // A file that fills a read chunk may go on past it: streamed.
+        if size >= READ_CHUNK as u64 {
+            return Ok(None);
+        }
+        let dest = self.path_of(name)?;
+        let dir = dest.parent().unwrap_or(&self.root).to_path_buf();
+        let batched = self.batched();
+        if !batched && trace::enabled() {
+            trace::record("begin", &dest);
+        }
+        let (src, at) = (src.to_path_buf(), dest.clone());
+        let whole = blocking(&dest, move || {
+            // The source gone, unreadable or grown: left to the stream,
+            // which reports it (or reads it on) as for any file.
+            let Ok(mut file) = std::fs::File::open(&src) else {
+                return Ok(Whole::Streamed);
+            };
+            let Ok((data, true)) = read_chunk(&mut file, size) else {
+                return Ok(Whole::Streamed);
+            };
+            drop(file);
+            let sha256: [u8; 32] = Sha256::digest(&data).into();
+            if expect_sha256.is_some_and(|want| want != sha256) {
+                return Ok(Whole::Mismatch(sha256));
+            }
+            let written = Written {
+                size: data.len() as u64,
+                sha256,
+            };
+            match open_unnamed(&dir) {
+                Ok(file) => finish_file(file, None, &[data], &at, &dir, batched)?,
+                Err(e) if unnamed_unsupported(&e) => return Ok(Whole::Streamed),
+                Err(e) => return Err(e),
+            }
+            Ok(Whole::Written(written))
+        })
+        .await?;
+        let written = match whole {
+            Whole::Streamed => return Ok(None),
+            Whole::Mismatch(actual) => {
+                return Err(Error::ChecksumMismatch {
+                    name: name.to_string(),
+                    expected: hex::encode(expect_sha256.unwrap_or_default()),
+                    actual: hex::encode(actual),
+                })
+            }
+            Whole::Written(w) => w,
+        };
+        if batched {
+            self.open_for_sync().await?;
+        }
+        trace::record(if batched { "linked" } else { "durable" }, &dest);
+        Ok(Some(written))
     }
 
     async fn put_bytes(&self, name: &str, data: Bytes) -> Result<Written> {
@@ -913,6 +1026,68 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, Error::ChecksumMismatch { .. }), "{err}");
         assert_eq!(s.head("d0/bad").await.unwrap(), None);
+    }
+
+    /// A small local file is copied in one trip, as `put` would store it;
+    /// whatever `put_file` will not take (too large, gone, grown past what
+    /// was listed) is left to the stream, with nothing written.
+    #[tokio::test]
+    async fn small_files_copied_whole_and_the_rest_left_to_streaming() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = FsStorage::new(dir.path().join("src"));
+        let data = vec![7u8; 16 * 1024];
+        src.put_bytes("a/obj", Bytes::from(data.clone()))
+            .await
+            .unwrap();
+        let path = src.local_file("a/obj").unwrap();
+        assert_eq!(path, dir.path().join("src/a/obj"));
+        assert!(src.local_file("../escape").is_none());
+
+        for durability in [Durability::EachWrite, Durability::Batched] {
+            let dst = FsStorage::with_durability(dir.path().join("dst"), durability);
+            let w = dst
+                .put_file("b/obj", &path, data.len() as u64, Some(sha(&data)))
+                .await
+                .unwrap()
+                .expect("copied whole");
+            assert_eq!((w.size, w.sha256), (data.len() as u64, sha(&data)));
+            assert_eq!(dst.get_bytes("b/obj").await.unwrap(), data);
+            // An existing object is replaced, as by `put`.
+            let other = b"shorter".to_vec();
+            src.put_bytes("a/other", Bytes::from(other.clone()))
+                .await
+                .unwrap();
+            let w = dst
+                .put_file("b/obj", &src.local_file("a/other").unwrap(), 7, None)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(w.sha256, sha(&other));
+            assert_eq!(dst.get_bytes("b/obj").await.unwrap(), other);
+            dst.sync().await.unwrap();
+            assert_eq!(names(&dst, "").await, ["b/obj"]);
+            std::fs::remove_dir_all(dir.path().join("dst")).unwrap();
+        }
+
+        let dst = FsStorage::new(dir.path().join("dst"));
+        // Bytes not the ones recorded: refused, nothing written.
+        let err = dst
+            .put_file("c/bad", &path, data.len() as u64, Some(sha(b"other")))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::ChecksumMismatch { .. }), "{err}");
+        // Listed at a size it has since grown past, listed at a chunk or
+        // more, or gone: for the stream to read (and report).
+        let streamed = [
+            (path.clone(), data.len() as u64 - 1),
+            (path.clone(), READ_CHUNK as u64),
+            (dir.path().join("src/missing"), 10),
+        ];
+        for (from, size) in streamed {
+            let r = dst.put_file("c/obj", &from, size, None).await.unwrap();
+            assert_eq!(r, None, "{} at {size}", from.display());
+        }
+        assert!(!dir.path().join("dst").exists());
     }
 
     #[tokio::test]

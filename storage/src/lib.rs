@@ -43,6 +43,7 @@ mod s3;
 mod s3copy;
 mod trace;
 
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -101,6 +102,34 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         body: ByteStream,
         expect_sha256: Option<[u8; 32]>,
     ) -> Result<Written>;
+
+    /// The file on this host that object `name` is, when another storage
+    /// may read it directly ([`Storage::put_file`]); `None` where objects
+    /// are not local files, or where reads must pass through
+    /// [`Storage::get`] (a throttled source).
+    fn local_file(&self, _name: &str) -> Option<PathBuf> {
+        None
+    }
+
+    /// Copies the local file `src`, listed at `size` bytes, into object
+    /// `name` as [`Storage::put`] would (hashed, checked against
+    /// `expect_sha256`, as durable as this storage's writes are), in one
+    /// trip to a blocking thread where this storage can: a filesystem, for
+    /// a file smaller than its read chunk. Each trip is a thread wake-up;
+    /// a reading trip and a writing one per file were a fifth of the CPU of
+    /// a backup of 20,000 small files between two filesystems.
+    /// `Ok(None)`: nothing was done, and the file is to be streamed through
+    /// `get` and `put` (another backend, a larger file, or anything unusual
+    /// about the source, which that stream then reports as it does).
+    async fn put_file(
+        &self,
+        _name: &str,
+        _src: &Path,
+        _size: u64,
+        _expect_sha256: Option<[u8; 32]>,
+    ) -> Result<Option<Written>> {
+        Ok(None)
+    }
 
     /// Small objects (manifests, sidecars): one buffer, durably stored.
     async fn put_bytes(&self, name: &str, data: Bytes) -> Result<Written>;

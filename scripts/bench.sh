@@ -3,7 +3,8 @@
 # server program (s3s-fs on loopback, a fresh one for each client),
 # release build, embedded default:
 #   - the raw PUT and GET ceiling of the server (tests/src/bin/s3ceiling.rs:
-#     requests from memory, no disk, no hashing, several counts in flight);
+#     requests from memory, no disk, no hashing, several counts in flight,
+#     each object named as its file in the tree);
 #   - rclone and restic (Debian packages, installed here when absent; their
 #     rows say "skipped" if that fails);
 #   - cp -a followed by sync, alternating twice with mo-br's backup to a

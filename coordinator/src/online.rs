@@ -120,10 +120,11 @@ pub async fn protect(c: &Coordinator, backup: &str, conn: &mut MoConn, ts: &str)
     Ok(())
 }
 
-/// Renews the checker every `every` while the returned guard lives. A failed
-/// renewal is retried at the next tick: MatrixOne keeps the protection for
-/// 20 minutes after the last success.
+/// Renews the checker every `every` until the returned guard is stopped
+/// or dropped. A failed renewal is retried at the next tick: MatrixOne
+/// keeps the protection for 20 minutes after the last success.
 pub fn renew(login: MoLogin, ts: String, every: Duration) -> RenewGuard {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         // The first renewal at once: a new leader adopting the backup may
         // take over a checker close to expiry.
@@ -131,9 +132,15 @@ pub fn renew(login: MoLogin, ts: String, every: Duration) -> RenewGuard {
         let renewal = crate::metrics::GcRenewal::start();
         loop {
             if !first {
-                tokio::time::sleep(every).await;
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    () = tokio::time::sleep(every) => {}
+                }
             }
             first = false;
+            // Not raced with the stop: a renewal, once sent, is waited
+            // for, so that whoever stops renewing knows none is still on
+            // its way to MatrixOne.
             let renewed = async {
                 let mut conn = login.connect().await?;
                 conn.mo_ctl("dn", "DiskCleaner", &format!("add_checker.{CHECKER}{ts}"))
@@ -152,15 +159,48 @@ pub fn renew(login: MoLogin, ts: String, every: Duration) -> RenewGuard {
             }
         }
     });
-    RenewGuard(task)
+    RenewGuard {
+        stop: Some(stop),
+        task: Some(task),
+    }
 }
 
-/// Stops renewing when dropped.
-pub struct RenewGuard(tokio::task::JoinHandle<()>);
+/// How long [`RenewGuard::stop`] waits for a renewal under way.
+const RENEWAL_STOP_WAIT: Duration = Duration::from_secs(30);
+
+/// Renews until stopped. Dropped (the job's driver itself dropped, at a
+/// shutdown) it stops at once, abandoning a renewal under way: the hold is
+/// then released by the next leader's duties, not within that instant.
+pub struct RenewGuard {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl RenewGuard {
+    /// Stops renewing once a renewal under way has been answered. A release
+    /// must come after this: a renewal landing after the release's
+    /// `remove_checker` puts the checker back, and MatrixOne keeps it (and
+    /// what it protects from GC) for 20 minutes.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut task) = self.task.take() {
+            if tokio::time::timeout(RENEWAL_STOP_WAIT, &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
+    }
+}
 
 impl Drop for RenewGuard {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 

@@ -213,6 +213,30 @@ fn online_backups_under_churn_restore_consistently() {
     );
 }
 
+/// A coordinator renewing the checker every few milliseconds: a renewal
+/// still on its way when the backup releases GC would put the checker back
+/// after the release removed it (and MatrixOne would keep it 20 minutes).
+/// The renewals end, the last one answered, before the release.
+#[test]
+fn no_renewal_lands_after_the_release() {
+    let scene = Scene::new("online-renewal");
+    let node = scene.sample("node", 25, 2 * MIB, Backend::DiskV2);
+    let sim = start_sim(&scene, &node);
+    let opts = GroupOptions {
+        extra_args: strings(&["--gc_renew_ms", "5"]),
+        ..Default::default()
+    };
+    let mut g = Group::start(1, opts).unwrap();
+    g.start_agent(node.data_dir(), 1_500_000).unwrap();
+    let mobr = MoBr::remote(&scene.path("cwd"), &g.list());
+    for i in 0..3 {
+        let mut args = online_args(&node, &sim, &scene.path(&format!("b{i}")));
+        args.extend(strings(&["--node", "node-1"]));
+        mobr.run(&args).assert_ok("online backup");
+        assert_gc_released(&sim);
+    }
+}
+
 #[test]
 fn failed_online_backup_releases_gc() {
     let scene = Scene::new("online-fail");

@@ -1069,7 +1069,7 @@ pub async fn drive(
         )));
     }
     // The leader driving an online backup renews its checker.
-    let _renewal = login
+    let renewal = login
         .clone()
         .filter(|_| online)
         .map(|l| online::renew(l, job.meta.backup_ts.clone(), c.gc_renew));
@@ -1092,6 +1092,11 @@ pub async fn drive(
         events,
     )
     .await;
+    // Whatever comes next (a release, or a new leader's renewals), this
+    // leader's renewals are over, the last one answered.
+    if let Some(renewal) = renewal {
+        renewal.stop().await;
+    }
     let meta = match result {
         Ok(meta) => meta,
         Err(e @ (Error::NotLeader(_) | Error::NoQuorum | Error::Shutdown)) => {
